@@ -1,0 +1,3 @@
+//! SQL → classes, tables, fingerprint. (Being written: see types.rs for the contract.)
+mod types;
+pub use types::*;

@@ -1,0 +1,3 @@
+//! sqlgate — a database wire-protocol firewall (tour written with the proxy).
+pub mod classify;
+pub mod policy;
