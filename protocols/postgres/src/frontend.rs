@@ -1,0 +1,246 @@
+//! Strict views of what a client sends.
+//!
+//! Names (statement and portal names) are kept as raw bytes: comparing them
+//! exactly is what the server does. SQL text must be valid UTF-8, because the
+//! classifier must read precisely what the server will execute.
+
+use thiserror::Error;
+
+pub const SSL_REQUEST_CODE: i32 = 80877103;
+pub const GSSENC_REQUEST_CODE: i32 = 80877104;
+pub const CANCEL_REQUEST_CODE: i32 = 80877102;
+/// Startup packets are small; PostgreSQL itself caps them at 10000 bytes.
+pub const MAX_STARTUP_PACKET: usize = 10_000;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("message is truncated")]
+    Truncated,
+    #[error("string is not NUL-terminated")]
+    Unterminated,
+    #[error("SQL text is not valid UTF-8")]
+    NotUtf8,
+    #[error("invalid startup packet length {0}")]
+    BadStartupLength(i32),
+    #[error("unsupported protocol version {0}.{1}")]
+    UnsupportedVersion(u16, u16),
+}
+
+/// The first packet of a connection (it has no tag byte).
+#[derive(Debug, PartialEq, Eq)]
+pub enum StartupPacket {
+    SslRequest,
+    GssEncRequest,
+    Cancel {
+        pid: i32,
+        key: i32,
+    },
+    /// Protocol 3.x; `minor` may be above 0 (the caller negotiates down).
+    Startup {
+        minor: u16,
+        params: Vec<(String, String)>,
+    },
+}
+
+/// How long the startup packet at the front of `buf` is, once 4 bytes are in.
+pub fn startup_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if !(8..=MAX_STARTUP_PACKET as i32).contains(&len) {
+        return Err(DecodeError::BadStartupLength(len));
+    }
+    Ok(Some(len as usize))
+}
+
+/// Decodes a whole startup packet (length prefix included).
+pub fn decode_startup(packet: &[u8]) -> Result<StartupPacket, DecodeError> {
+    let mut r = Reader::new(packet.get(4..).ok_or(DecodeError::Truncated)?);
+    let code = r.i32()?;
+    match code {
+        SSL_REQUEST_CODE => Ok(StartupPacket::SslRequest),
+        GSSENC_REQUEST_CODE => Ok(StartupPacket::GssEncRequest),
+        CANCEL_REQUEST_CODE => {
+            let pid = r.i32()?;
+            let key = r.i32()?;
+            Ok(StartupPacket::Cancel { pid, key })
+        }
+        _ => {
+            let (major, minor) = ((code >> 16) as u16, (code & 0xffff) as u16);
+            if major != 3 {
+                return Err(DecodeError::UnsupportedVersion(major, minor));
+            }
+            let mut params = Vec::new();
+            loop {
+                let k = r.cstr()?;
+                if k.is_empty() {
+                    break;
+                }
+                let v = r.cstr()?;
+                // Parameter names and values are compared and forwarded as
+                // text: invalid UTF-8 here is refused, not repaired.
+                let k = std::str::from_utf8(k).map_err(|_| DecodeError::NotUtf8)?;
+                let v = std::str::from_utf8(v).map_err(|_| DecodeError::NotUtf8)?;
+                params.push((k.to_owned(), v.to_owned()));
+            }
+            Ok(StartupPacket::Startup { minor, params })
+        }
+    }
+}
+
+/// `Query`: the SQL text.
+pub fn query_text(frame: &[u8]) -> Result<&str, DecodeError> {
+    let mut r = Reader::new(body(frame)?);
+    sql(r.cstr()?)
+}
+
+/// `Parse`: statement name and SQL text (parameter types are not needed).
+pub fn parse_message(frame: &[u8]) -> Result<(&[u8], &str), DecodeError> {
+    let mut r = Reader::new(body(frame)?);
+    let name = r.cstr()?;
+    let text = sql(r.cstr()?)?;
+    Ok((name, text))
+}
+
+/// `Bind`: portal name and statement name.
+pub fn bind_names(frame: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
+    let mut r = Reader::new(body(frame)?);
+    let portal = r.cstr()?;
+    let stmt = r.cstr()?;
+    Ok((portal, stmt))
+}
+
+/// `Execute`: portal name and row limit (0 = all).
+pub fn execute_message(frame: &[u8]) -> Result<(&[u8], i32), DecodeError> {
+    let mut r = Reader::new(body(frame)?);
+    let portal = r.cstr()?;
+    Ok((portal, r.i32()?))
+}
+
+/// `Describe` and `Close`: the kind (`S` statement / `P` portal) and name.
+pub fn target(frame: &[u8]) -> Result<(u8, &[u8]), DecodeError> {
+    let mut r = Reader::new(body(frame)?);
+    let kind = r.u8()?;
+    Ok((kind, r.cstr()?))
+}
+
+fn body(frame: &[u8]) -> Result<&[u8], DecodeError> {
+    frame.get(5..).ok_or(DecodeError::Truncated)
+}
+
+fn sql(bytes: &[u8]) -> Result<&str, DecodeError> {
+    std::str::from_utf8(bytes).map_err(|_| DecodeError::NotUtf8)
+}
+
+/// A bounds-checked cursor: every read returns an error instead of panicking.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
+        let (&b, rest) = self.buf.split_first().ok_or(DecodeError::Truncated)?;
+        self.buf = rest;
+        Ok(b)
+    }
+    pub(crate) fn i32(&mut self) -> Result<i32, DecodeError> {
+        if self.buf.len() < 4 {
+            return Err(DecodeError::Truncated);
+        }
+        let (h, rest) = self.buf.split_at(4);
+        self.buf = rest;
+        Ok(i32::from_be_bytes([h[0], h[1], h[2], h[3]]))
+    }
+    pub(crate) fn cstr(&mut self) -> Result<&'a [u8], DecodeError> {
+        let nul = self
+            .buf
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(DecodeError::Unterminated)?;
+        let s = &self.buf[..nul];
+        self.buf = &self.buf[nul + 1..];
+        Ok(s)
+    }
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn startup_packets() {
+        let mut p = Vec::new();
+        p.extend_from_slice(&0i32.to_be_bytes());
+        p.extend_from_slice(&196608i32.to_be_bytes());
+        p.extend_from_slice(b"user\0bot\0database\0app\0\0");
+        let len = p.len() as i32;
+        p[..4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(startup_len(&p), Ok(Some(p.len())));
+        assert_eq!(
+            decode_startup(&p),
+            Ok(StartupPacket::Startup {
+                minor: 0,
+                params: vec![
+                    ("user".into(), "bot".into()),
+                    ("database".into(), "app".into())
+                ]
+            })
+        );
+        let mut c = Vec::new();
+        c.extend_from_slice(&16i32.to_be_bytes());
+        c.extend_from_slice(&CANCEL_REQUEST_CODE.to_be_bytes());
+        c.extend_from_slice(&7i32.to_be_bytes());
+        c.extend_from_slice(&9i32.to_be_bytes());
+        assert_eq!(
+            decode_startup(&c),
+            Ok(StartupPacket::Cancel { pid: 7, key: 9 })
+        );
+        assert!(startup_len(&[0, 0, 0, 2]).is_err());
+        assert!(startup_len(&[0, 1, 0, 0]).is_err());
+        // Truncated parameter list.
+        let mut t = p.clone();
+        t.truncate(t.len() - 3);
+        assert!(decode_startup(&t).is_err());
+    }
+
+    #[test]
+    fn messages() {
+        assert_eq!(query_text(&frame(b'Q', b"select 1\0")), Ok("select 1"));
+        assert_eq!(
+            query_text(&frame(b'Q', b"select 1")),
+            Err(DecodeError::Unterminated)
+        );
+        assert_eq!(
+            query_text(&frame(b'Q', b"select \xff\0")),
+            Err(DecodeError::NotUtf8)
+        );
+        let p = frame(b'P', b"s1\0select $1\0\0\0");
+        assert_eq!(parse_message(&p), Ok((&b"s1"[..], "select $1")));
+        let b = frame(b'B', b"p\0s1\0\0\0\0\0\0\0");
+        assert_eq!(bind_names(&b), Ok((&b"p"[..], &b"s1"[..])));
+        assert_eq!(
+            execute_message(&frame(b'E', b"p\0\0\0\0\x05")),
+            Ok((&b"p"[..], 5))
+        );
+        assert_eq!(
+            execute_message(&frame(b'E', b"p\0\0")),
+            Err(DecodeError::Truncated)
+        );
+        assert_eq!(target(&frame(b'D', b"Sname\0")), Ok((b'S', &b"name"[..])));
+        assert_eq!(target(&frame(b'D', b"")), Err(DecodeError::Truncated));
+    }
+}
