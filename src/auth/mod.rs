@@ -1,0 +1,2 @@
+//! How agents prove who they are to sqlgate.
+pub mod scram;

@@ -1,0 +1,450 @@
+//! Typed configuration: read from TOML once, validated into a ready value.
+//!
+//! Unknown keys are rejected (with the key's name and position, from `toml`);
+//! relative paths are taken relative to the config file's folder; secrets may
+//! come from the environment (`password_env`, `token_env`).
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config `{path}`: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    admin: Option<RawAdmin>,
+    #[serde(default, rename = "listener")]
+    listeners: Vec<RawListener>,
+    #[serde(default, rename = "agent")]
+    agents: Vec<RawAgent>,
+    #[serde(default, rename = "approver")]
+    approvers: Vec<RawApprover>,
+    policy: RawPolicy,
+    audit: RawAudit,
+    approvals: Option<RawApprovals>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Postgres,
+    Mysql,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamTls {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    protocol: Protocol,
+    listen: SocketAddr,
+    upstream: String,
+    tls: Option<RawTls>,
+    #[serde(default)]
+    upstream_tls: UpstreamTls,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+    #[serde(default)]
+    required: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    name: String,
+    password: Option<String>,
+    password_env: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprover {
+    name: String,
+    token: Option<String>,
+    token_env: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    rules: Vec<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_message_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    shutdown_timeout: Option<String>,
+}
+
+/// Where and how sqlgate logs in upstream.
+#[derive(Clone)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub database: String,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the upstream password.
+        write!(
+            f,
+            "{}@{}:{}/{}",
+            self.user, self.host, self.port, self.database
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub required: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub protocol: Protocol,
+    pub listen: SocketAddr,
+    pub upstream: Upstream,
+    pub tls: Option<Tls>,
+    pub upstream_tls: UpstreamTls,
+}
+
+#[derive(Clone)]
+pub struct Agent {
+    pub name: String,
+    pub password: String,
+    pub groups: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Approver {
+    pub name: String,
+    pub token: String,
+    pub groups: Vec<String>,
+}
+
+/// The validated configuration.
+pub struct Config {
+    pub admin_listen: Option<SocketAddr>,
+    pub listeners: Vec<Listener>,
+    pub agents: Vec<Agent>,
+    pub approvers: Vec<Approver>,
+    pub rules: Vec<PathBuf>,
+    pub audit_path: PathBuf,
+    pub approval_timeout: Duration,
+    pub max_message_bytes: usize,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&text, base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text; relative paths resolve against `base`.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+        let invalid = |m: String| ConfigError::Invalid(m);
+
+        if raw.listeners.is_empty() {
+            return Err(invalid("at least one `[[listener]]` is required".into()));
+        }
+        let mut listeners = Vec::new();
+        for l in raw.listeners {
+            if l.protocol == Protocol::Mysql {
+                return Err(invalid(format!(
+                    "listener `{}`: protocol `mysql` is not available yet",
+                    l.listen
+                )));
+            }
+            let upstream = parse_upstream(&l.upstream)
+                .map_err(|m| invalid(format!("listener `{}`: upstream: {m}", l.listen)))?;
+            listeners.push(Listener {
+                protocol: l.protocol,
+                listen: l.listen,
+                upstream,
+                tls: l.tls.map(|t| Tls {
+                    cert: abs(&t.cert),
+                    key: abs(&t.key),
+                    required: t.required,
+                }),
+                upstream_tls: l.upstream_tls,
+            });
+        }
+
+        let mut agents: Vec<Agent> = Vec::new();
+        for a in raw.agents {
+            let password = secret(&a.name, "agent", a.password, a.password_env, "password")?;
+            if agents.iter().any(|x| x.name == a.name) {
+                return Err(invalid(format!("agent `{}` is defined twice", a.name)));
+            }
+            agents.push(Agent {
+                name: a.name,
+                password,
+                groups: a.groups,
+            });
+        }
+        let mut approvers: Vec<Approver> = Vec::new();
+        for a in raw.approvers {
+            let token = secret(&a.name, "approver", a.token, a.token_env, "token")?;
+            if approvers.iter().any(|x| x.name == a.name) {
+                return Err(invalid(format!("approver `{}` is defined twice", a.name)));
+            }
+            approvers.push(Approver {
+                name: a.name,
+                token,
+                groups: a.groups,
+            });
+        }
+        let dur = |what: &str, s: Option<String>, default: Duration| match s {
+            None => Ok(default),
+            Some(s) => {
+                humantime::parse_duration(&s).map_err(|e| invalid(format!("`{what}` = `{s}`: {e}")))
+            }
+        };
+        let limits = raw.limits.unwrap_or(RawLimits {
+            max_message_bytes: None,
+            max_connections: None,
+            shutdown_timeout: None,
+        });
+        Ok(Config {
+            admin_listen: raw.admin.map(|a| a.listen),
+            listeners,
+            agents,
+            approvers,
+            rules: raw.policy.rules.iter().map(|p| abs(p)).collect(),
+            audit_path: abs(&raw.audit.path),
+            approval_timeout: dur(
+                "approvals.timeout",
+                raw.approvals.and_then(|a| a.timeout),
+                Duration::from_secs(300),
+            )?,
+            max_message_bytes: limits.max_message_bytes.unwrap_or(16 << 20),
+            max_connections: limits.max_connections.unwrap_or(1000),
+            shutdown_timeout: dur(
+                "limits.shutdown_timeout",
+                limits.shutdown_timeout,
+                Duration::from_secs(30),
+            )?,
+        })
+    }
+}
+
+fn secret(
+    name: &str,
+    kind: &str,
+    value: Option<String>,
+    env: Option<String>,
+    what: &str,
+) -> Result<String, ConfigError> {
+    match (value, env) {
+        (Some(v), None) if !v.is_empty() => Ok(v),
+        (None, Some(var)) => match std::env::var(&var) {
+            Ok(v) if !v.is_empty() => Ok(v),
+            _ => Err(ConfigError::Invalid(format!(
+                "{kind} `{name}`: environment variable `{var}` is not set"
+            ))),
+        },
+        (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
+            "{kind} `{name}`: give `{what}` or `{what}_env`, not both"
+        ))),
+        _ => Err(ConfigError::Invalid(format!(
+            "{kind} `{name}`: `{what}` or `{what}_env` is required"
+        ))),
+    }
+}
+
+/// Parses `postgres://user:password@host:port/database`.
+///
+/// Hand-written rather than with the `url` crate: we need only these five
+/// parts (plus percent-decoding), and `url` pulls in IDNA/ICU tables.
+pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    let rest = s
+        .strip_prefix("postgres://")
+        .or_else(|| s.strip_prefix("postgresql://"))
+        .ok_or("must start with `postgres://`")?;
+    if rest.contains('?') {
+        return Err("query parameters are not supported; use `upstream_tls`".into());
+    }
+    let (auth, hostpart) = rest
+        .rsplit_once('@')
+        .ok_or("must name a user (`user@host`)")?;
+    let (user, password) = match auth.split_once(':') {
+        Some((u, p)) => (pct(u)?, Some(pct(p)?)),
+        None => (pct(auth)?, None),
+    };
+    let (hostport, database) = hostpart
+        .split_once('/')
+        .ok_or("must name a database (`host/database`)")?;
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            p.parse::<u16>().map_err(|_| format!("bad port `{p}`"))?,
+        ),
+        _ => (hostport.to_owned(), 5432),
+    };
+    if user.is_empty() || host.is_empty() || database.is_empty() {
+        return Err("user, host and database must not be empty".into());
+    }
+    Ok(Upstream {
+        host,
+        port,
+        user,
+        password,
+        database: pct(database)?,
+    })
+}
+
+fn pct(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent-escape in `{s}`"))?;
+            out.push(h);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("`{s}` is not UTF-8 once decoded"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls() {
+        let u = parse_upstream("postgres://svc:p%40ss@127.0.0.1:5433/app").unwrap();
+        assert_eq!(
+            (
+                u.user.as_str(),
+                u.password.as_deref(),
+                u.host.as_str(),
+                u.port
+            ),
+            ("svc", Some("p@ss"), "127.0.0.1", 5433)
+        );
+        assert_eq!(u.database, "app");
+        assert_eq!(parse_upstream("postgres://svc@db/app").unwrap().port, 5432);
+        assert!(parse_upstream("mysql://svc@db/app").is_err());
+        assert!(parse_upstream("postgres://db/app").is_err());
+        assert!(parse_upstream("postgres://svc@db:x/app").is_err());
+        assert!(!format!("{u:?}").contains("p@ss"));
+    }
+
+    const MINIMAL: &str = r#"
+        [[listener]]
+        protocol = "postgres"
+        listen = "127.0.0.1:6432"
+        upstream = "postgres://svc:secret@127.0.0.1:5432/app"
+        [[agent]]
+        name = "bot"
+        password = "pw"
+        [policy]
+        rules = ["rules/"]
+        [audit]
+        path = "audit.jsonl"
+    "#;
+
+    #[test]
+    fn loads_and_rejects_unknown_keys() {
+        let c = Config::from_toml(MINIMAL, Path::new("/etc/sqlgate")).unwrap();
+        assert_eq!(c.audit_path, Path::new("/etc/sqlgate/audit.jsonl"));
+        assert_eq!(c.approval_timeout, Duration::from_secs(300));
+        let bad = MINIMAL.replace("[policy]", "[policy]\nrulez = 1");
+        let e = Config::from_toml(&bad, Path::new("."))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("rulez"), "{e}");
+        let two = MINIMAL.replace(
+            "password = \"pw\"",
+            "password = \"pw\"\npassword_env = \"X\"",
+        );
+        assert!(Config::from_toml(&two, Path::new(".")).is_err());
+    }
+}
