@@ -52,44 +52,54 @@ pub(crate) fn parse_file(
         text,
         problems,
     };
-    let (doc, errors) = DeTable::parse_recoverable(text);
-    if !errors.is_empty() {
-        // The recovered tree would only yield confusing follow-on problems.
-        for e in errors {
-            let at = e.span().map_or(0, |s| s.start);
-            p.report(at, e.message().trim().to_string());
+    let first = p.problems.len();
+    p.walk(seen, rules);
+    // Keys are visited in the table's order, not the file's: report by position.
+    p.problems[first..].sort_by_key(|p| (p.line, p.column));
+}
+
+impl FileParser<'_> {
+    fn walk(&mut self, seen: &mut SeenIds, rules: &mut Vec<Rule>) {
+        let text = self.text;
+        let (doc, errors) = DeTable::parse_recoverable(text);
+        if !errors.is_empty() {
+            // The recovered tree would only yield confusing follow-on problems.
+            for e in errors {
+                let at = e.span().map_or(0, |s| s.start);
+                self.report(at, e.message().trim().to_string());
+            }
+            return;
         }
-        return;
-    }
-    for (key, value) in doc.get_ref() {
-        if key.get_ref() != "rule" {
-            p.report(
-                key.span().start,
-                format!(
-                    "unknown key `{}`; a rule file holds only `[[rule]]` tables",
-                    key.get_ref()
-                ),
-            );
-            continue;
-        }
-        let Some(array) = value.get_ref().as_array() else {
-            p.report(
-                value.span().start,
-                "`rule` must be an array of tables, written `[[rule]]`".into(),
-            );
-            continue;
-        };
-        for item in array {
-            match item.get_ref().as_table() {
-                Some(table) => {
-                    if let Some(rule) = p.rule(table, item.span(), seen) {
-                        rules.push(rule);
-                    }
-                }
-                None => p.report(
-                    item.span().start,
+        for (key, value) in doc.get_ref() {
+            if key.get_ref() != "rule" {
+                self.report(
+                    key.span().start,
+                    format!(
+                        "unknown key `{}`; a rule file holds only `[[rule]]` tables",
+                        key.get_ref()
+                    ),
+                );
+                continue;
+            }
+            let Some(array) = value.get_ref().as_array() else {
+                self.report(
+                    value.span().start,
                     "`rule` must be an array of tables, written `[[rule]]`".into(),
-                ),
+                );
+                continue;
+            };
+            for item in array {
+                match item.get_ref().as_table() {
+                    Some(table) => {
+                        if let Some(rule) = self.rule(table, item.span(), seen) {
+                            rules.push(rule);
+                        }
+                    }
+                    None => self.report(
+                        item.span().start,
+                        "`rule` must be an array of tables, written `[[rule]]`".into(),
+                    ),
+                }
             }
         }
     }
@@ -127,10 +137,12 @@ impl FileParser<'_> {
         let get = |k: &str| table.get(k);
 
         let id = self.id(get("id"), span.start, seen);
-        let named = id.as_deref().unwrap_or("?");
+        let named = id
+            .as_deref()
+            .map_or_else(|| "this rule".to_string(), |id| format!("rule `{id}`"));
         let action = match get("action") {
             None => {
-                self.report(span.start, format!("rule `{named}` has no `action`"));
+                self.report(span.start, format!("{named} has no `action`"));
                 None
             }
             Some(v) => self.string(v, "action").and_then(|s| {
@@ -160,7 +172,7 @@ impl FileParser<'_> {
                 .and_then(|v| self.names(v, "except_groups", true))
                 .unwrap_or_default(),
         };
-        let approval = self.approval(table, action, named, span.start);
+        let approval = self.approval(table, action, &named, span.start);
 
         if self.problems.len() != before {
             return None;
@@ -269,7 +281,11 @@ impl FileParser<'_> {
                 }
                 Some(s) => out.push((s, item.span().start)),
                 None => {
-                    self.wrong_type(item, &format!("each entry of `{key}`"), "a string");
+                    let found = item.get_ref().type_str();
+                    self.report(
+                        item.span().start,
+                        format!("each entry of `{key}` must be a string, not {found}"),
+                    );
                     ok = false;
                 }
             }
@@ -365,7 +381,7 @@ impl FileParser<'_> {
         &mut self,
         table: &DeTable<'_>,
         action: Option<Action>,
-        id: &str,
+        named: &str,
         rule_at: usize,
     ) -> Option<ApprovalSpec> {
         if action != Some(Action::RequireApproval) {
@@ -377,7 +393,7 @@ impl FileParser<'_> {
                     self.report(
                         key.span().start,
                         format!(
-                            "`{}` applies only to `require_approval` rules, and rule `{id}` is `{action}`",
+                            "`{}` applies only to `require_approval` rules, and {named} is `{action}`",
                             key.get_ref()
                         ),
                     );
@@ -390,7 +406,7 @@ impl FileParser<'_> {
             None => {
                 self.report(
                     rule_at,
-                    format!("rule `{id}` requires approval but names no `approvers` (e.g. `approvers = [\"dba\"]`)"),
+                    format!("{named} requires approval but names no `approvers` (e.g. `approvers = [\"dba\"]`)"),
                 );
                 None
             }
