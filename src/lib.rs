@@ -1,5 +1,8 @@
 //! sqlgate — a database wire-protocol firewall (tour written with the proxy).
+pub mod audit;
 pub mod auth;
 pub mod classify;
 pub mod config;
+pub mod engine;
 pub mod policy;
+pub mod proxy;

@@ -1,1 +1,200 @@
-fn main() {}
+//! The `sqlgate` command: serve, explain, rules check.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sqlgate::classify::{Classifier, ClassifierOptions, Dialect};
+use sqlgate::config::Config;
+use sqlgate::policy::{Identity, Policy};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "sqlgate",
+    version,
+    about = "A database wire-protocol firewall for AI agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show how the rules decide a statement, as JSON.
+    Explain {
+        /// Rule files or folders (repeatable).
+        #[arg(long = "rules", required = true)]
+        rules: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "postgres")]
+        dialect: DialectArg,
+        /// The agent the statement is decided for.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Groups of that agent (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        sql: String,
+    },
+    /// Validate rule files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Check rule files and folders; print every problem with file and line.
+    Check { paths: Vec<PathBuf> },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DialectArg {
+    Postgres,
+    Mysql,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Explain {
+            rules,
+            dialect,
+            agent,
+            groups,
+            sql,
+        } => explain(rules, dialect, agent, groups, &sql),
+        Command::Rules {
+            command: RulesCommand::Check { paths },
+        } => return rules_check(paths),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sqlgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: PathBuf) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SQLGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cfg = Config::load(&config)?;
+    let policy = Policy::load(&cfg.rules).map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(rules = policy.rule_count(), digest = %policy.digest(), "rules loaded");
+    let (audit, writer) = sqlgate::audit::AuditLog::open(&cfg.audit_path)
+        .with_context(|| format!("cannot open the audit log `{}`", cfg.audit_path.display()))?;
+    let engine = Arc::new(sqlgate::engine::Engine::new(&cfg, policy, audit));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sqlgate")
+        .build()?;
+    let result = rt.block_on(async {
+        let sockets = sqlgate::proxy::bind(&cfg).await?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = tx.send(true);
+        });
+        sqlgate::proxy::serve(&cfg, engine, sockets, rx).await
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    // Every sender is gone once the runtime is: the writer flushes and fsyncs.
+    writer.close().context("closing the audit log")?;
+    tracing::info!("stopped");
+    result
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("can install a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn explain(
+    rules: Vec<PathBuf>,
+    dialect: DialectArg,
+    agent: Option<String>,
+    groups: Vec<String>,
+    sql: &str,
+) -> anyhow::Result<()> {
+    let policy = Policy::load(&rules).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dialect = match dialect {
+        DialectArg::Postgres => Dialect::Postgres,
+        DialectArg::Mysql => Dialect::Mysql,
+    };
+    let classifier = Classifier::new(dialect, ClassifierOptions::default());
+    let who = Identity {
+        agent: agent.unwrap_or_else(|| "anonymous".into()),
+        groups,
+    };
+    let analysis = classifier.classify(sql);
+    let statements: Vec<_> = analysis
+        .statements
+        .iter()
+        .map(|s| (s, policy.decide(&who, s)))
+        .collect();
+    // The string as a whole: the first statement that is not allowed decides
+    // (none of the string runs), else the first statement.
+    let lead = statements
+        .iter()
+        .find(|(_, v)| v.action != sqlgate::policy::Action::Allow)
+        .or(statements.first());
+    let per: Vec<_> = statements
+        .iter()
+        .map(|(s, v)| {
+            serde_json::json!({
+                "command": s.command, "fingerprint": s.fingerprint, "classes": s.classes,
+                "tables": s.tables, "action": v.action, "rule": &*v.rule, "reason": &*v.reason,
+                "note": s.note,
+            })
+        })
+        .collect();
+    let out = match lead {
+        Some((s, v)) => serde_json::json!({
+            "action": v.action, "rule": &*v.rule, "reason": &*v.reason,
+            "classes": s.classes, "tables": s.tables, "statements": per,
+        }),
+        None => serde_json::json!({
+            "action": "allow", "rule": null, "reason": "the string holds no statement",
+            "classes": [], "tables": [], "statements": per,
+        }),
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn rules_check(paths: Vec<PathBuf>) -> ExitCode {
+    if paths.is_empty() {
+        eprintln!("sqlgate: rules check: name at least one file or folder");
+        return ExitCode::from(2);
+    }
+    let problems = Policy::check(&paths);
+    for p in &problems {
+        println!("{p}");
+    }
+    if problems.is_empty() {
+        println!("ok: no problems found");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{} problem(s) found", problems.len());
+        ExitCode::FAILURE
+    }
+}

@@ -1,3 +1,5 @@
 //! SQL → classes, tables, fingerprint. (Being written: see types.rs for the contract.)
 mod types;
 pub use types::*;
+mod stub;
+pub use stub::*;

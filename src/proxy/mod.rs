@@ -1,0 +1,125 @@
+//! Listeners and the per-connection loops that join a protocol crate to the engine.
+//!
+//! Shutdown: a watch channel carries "stop"; listeners stop accepting, each
+//! session finishes what is in flight and closes at its next idle point, and
+//! after `shutdown_timeout` whatever is left is cut off.
+
+pub mod cancel;
+pub mod postgres;
+pub mod stream;
+pub mod tls;
+
+use crate::config::{Config, Protocol};
+use crate::engine::Engine;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+/// Binds every listener (so that errors show before anything is served).
+pub async fn bind(cfg: &Config) -> anyhow::Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for l in &cfg.listeners {
+        let s = TcpListener::bind(l.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", l.listen))?;
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// Serves until `shutdown` turns true, then drains.
+pub async fn serve(
+    cfg: &Config,
+    engine: Arc<Engine>,
+    sockets: Vec<TcpListener>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let upstream_tls = tls::upstream_config();
+    let cancels = cancel::Registry::default();
+    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let mut sessions = JoinSet::new();
+    let mut accepts = JoinSet::new();
+    for (l, socket) in cfg.listeners.iter().zip(sockets) {
+        let server_tls = match &l.tls {
+            Some(t) => Some(tls::server_config(&t.cert, &t.key)?),
+            None => None,
+        };
+        match l.protocol {
+            Protocol::Postgres => {
+                let listener = Arc::new(postgres::Listener {
+                    engine: engine.clone(),
+                    config: l.clone(),
+                    tls_required: l.tls.as_ref().is_some_and(|t| t.required),
+                    tls: server_tls,
+                    upstream_tls: upstream_tls.clone(),
+                    cancels: cancels.clone(),
+                    max_message: cfg.max_message_bytes,
+                });
+                tracing::info!(listen = %l.listen, upstream = ?l.upstream, "postgres listener ready");
+                let (limit, shutdown) = (limit.clone(), shutdown.clone());
+                accepts.spawn(accept_loop(listener, socket, limit, shutdown));
+            }
+            Protocol::Mysql => anyhow::bail!("protocol `mysql` is not available yet"),
+        }
+    }
+    stopped(&mut shutdown).await;
+    tracing::info!("shutting down: no new connections; draining sessions");
+    // Each accept loop returns the sessions it started, so that shutdown can
+    // wait for every one of them.
+    while let Some(r) = accepts.join_next().await {
+        if let Ok(mut set) = r {
+            sessions.spawn(async move { while set.join_next().await.is_some() {} });
+        }
+    }
+    let drained = tokio::time::timeout(cfg.shutdown_timeout, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("shutdown timeout reached; closing the remaining sessions");
+        sessions.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    l: Arc<postgres::Listener>,
+    socket: TcpListener,
+    limit: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    loop {
+        // The connection limit is taken before accept, so excess clients wait
+        // in the kernel's backlog instead of being accepted and dropped.
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = socket.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let (l, shutdown) = (l.clone(), shutdown.clone());
+        set.spawn(async move {
+            postgres::handle(l, tcp, peer, shutdown).await;
+            drop(permit);
+        });
+        while set.try_join_next().is_some() {}
+    }
+    set
+}
+
+/// Resolves once shutdown has begun (or its sender is gone).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, inside, so callers' futures stay `Send`.
+    let _ = rx.wait_for(|s| *s).await.is_ok();
+}

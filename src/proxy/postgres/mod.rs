@@ -1,0 +1,123 @@
+//! The PostgreSQL listener: accept, log the agent in, log in upstream, relay.
+
+mod relay;
+mod startup;
+mod upstream;
+
+use crate::audit::{Event, SessionInfo};
+use crate::config;
+use crate::engine::Engine;
+use crate::proxy::cancel;
+use sqlgate_postgres::backend;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// How long an agent has to finish TLS and authentication.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything one listener's connections share.
+pub struct Listener {
+    pub engine: Arc<Engine>,
+    pub config: config::Listener,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls_required: bool,
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+    pub cancels: cancel::Registry,
+    pub max_message: usize,
+}
+
+pub async fn handle(
+    l: Arc<Listener>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let accepted =
+        match tokio::time::timeout(LOGIN_TIMEOUT, startup::handshake(tcp, peer, &l)).await {
+            Ok(Ok(startup::Outcome::Session(a))) => a,
+            Ok(Ok(startup::Outcome::Done)) => return,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "connection ended during start-up: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "login timed out");
+                return;
+            }
+        };
+    let startup::Accepted {
+        mut stream,
+        agent,
+        identity,
+        database,
+        params,
+    } = *accepted;
+
+    let up = &l.config.upstream;
+    let connected =
+        match upstream::connect(up, l.config.upstream_tls, &l.upstream_tls, &params).await {
+            Ok(c) => c,
+            Err(e) => {
+                // The agent learns that the database is unavailable, not why
+                // sqlgate's own login failed (that may name its credentials).
+                tracing::error!(upstream = ?up, "upstream login failed: {e}");
+                startup::fatal(
+                    &mut stream,
+                    "08006",
+                    "sqlgate could not connect to the database; see sqlgate's log",
+                )
+                .await;
+                return;
+            }
+        };
+
+    let (pid, key, _registration) = l.cancels.register(|key| cancel::Target {
+        key,
+        host: up.host.clone(),
+        port: up.port,
+        upstream_pid: connected.pid,
+        upstream_key: connected.key,
+    });
+    let mut hello = bytes::BytesMut::from(&connected.greeting[..]);
+    hello.extend_from_slice(&backend::backend_key_data_message(pid, key));
+    hello.extend_from_slice(&backend::ready_for_query(connected.status));
+    if stream.write_all(&hello).await.is_err() {
+        return;
+    }
+
+    let info = Arc::new(SessionInfo {
+        id: session_id(),
+        agent,
+        client: peer.to_string(),
+        database,
+    });
+    l.engine
+        .audit
+        .record(Event::SessionStart(info.clone(), SystemTime::now()));
+    tracing::info!(session = %info.id, agent = %info.agent, %peer, "session started");
+    let sess = relay::Session {
+        engine: l.engine.clone(),
+        info: info.clone(),
+        identity,
+        max_message: l.max_message,
+    };
+    let (_end, statements) =
+        relay::run(&sess, stream, connected.stream, connected.status, shutdown).await;
+    l.engine.audit.record(Event::SessionEnd(
+        info.clone(),
+        SystemTime::now(),
+        statements,
+    ));
+    tracing::info!(session = %info.id, statements, "session ended");
+}
+
+fn session_id() -> String {
+    let mut b = [0u8; 8];
+    rand::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

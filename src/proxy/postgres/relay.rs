@@ -1,0 +1,736 @@
+//! The two directions of one agent session, after login.
+//!
+//! `client_to_server` reads the agent's messages, asks the engine about every
+//! statement and forwards the original bytes of what is allowed.
+//! `server_to_client` forwards the database's answers, completes each
+//! statement's audit record, and swaps in sqlgate's own error where a denial
+//! was staged.
+//!
+//! How a denial keeps both sides consistent: instead of the denied message,
+//! sqlgate sends the server a `Describe` of a statement name that cannot exist
+//! (`sqlgate.denied.<session nonce>.<n>`). The server fails it at exactly that
+//! point in the stream, so it does what it does for any error: fails an open
+//! transaction block, rolls back an implicit one, skips the rest of the
+//! pipeline up to Sync. The server's "does not exist" error is then replaced,
+//! on the way back, by sqlgate's own ErrorResponse (SQLSTATE 42501, rule and
+//! reason). A denied statement therefore never reaches the database, and the
+//! agent and the database agree on the transaction state.
+
+use crate::audit::{Event, Outcome, SessionInfo, StatementEvent};
+use crate::classify::{Analysis, Class, ClassSet, StatementInfo};
+use crate::engine::Engine;
+use crate::policy::{Action, Identity, Verdict};
+use crate::proxy::stream::Stream;
+use bytes::{Buf, Bytes, BytesMut};
+use postgres_protocol::message::frontend as fe;
+use sha2::{Digest, Sha256};
+use sqlgate_postgres::backend::{self, Report, Severity};
+use sqlgate_postgres::frame::{self, Next};
+use sqlgate_postgres::frontend;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{watch, Notify};
+
+/// Bulk frames larger than this stream through instead of being buffered whole.
+const STREAM_ABOVE: usize = 256 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What the server-to-client side should expect, in order.
+enum Expect {
+    /// A statement was forwarded; its completion finishes the audit record.
+    Statement(Box<StatementEvent>, Instant),
+    /// A staged denial: the server's error for marker `n` becomes this error.
+    Denial(u64, Bytes),
+    /// A ReadyForQuery will arrive (after Query, Sync, or a staged denial).
+    Ready,
+}
+
+/// State both directions see. Both run in one task, so the lock is never contended.
+struct Shared {
+    expects: Mutex<VecDeque<Expect>>,
+    status: AtomicU8,
+    readies_sent: AtomicU64,
+    readies_seen: AtomicU64,
+    ready: Notify,
+    statements: AtomicU64,
+}
+
+/// A statement the agent prepared (named or unnamed), for the audit of its executions.
+struct Prepared {
+    analysis: Arc<Analysis>,
+    rule: Arc<str>,
+    sql_sha256: Arc<str>,
+}
+
+pub struct Session {
+    pub engine: Arc<Engine>,
+    pub info: Arc<SessionInfo>,
+    pub identity: Identity,
+    pub max_message: usize,
+}
+
+/// Why a session ended.
+pub enum End {
+    ClientGone,
+    ServerGone,
+    Shutdown,
+    Fatal(Bytes),
+}
+
+pub async fn run(
+    sess: &Session,
+    client: Stream,
+    server: Stream,
+    status: u8,
+    shutdown: watch::Receiver<bool>,
+) -> (End, u64) {
+    let (mut client_rd, mut client_wr) = tokio::io::split(client);
+    let (mut server_rd, mut server_wr) = tokio::io::split(server);
+    let mut nonce = [0u8; 8];
+    rand::fill(&mut nonce);
+    let shared = Shared {
+        expects: Mutex::new(VecDeque::new()),
+        status: AtomicU8::new(status),
+        readies_sent: AtomicU64::new(0),
+        readies_seen: AtomicU64::new(0),
+        ready: Notify::new(),
+        statements: AtomicU64::new(0),
+    };
+    let marker = format!("sqlgate.denied.{}.", hex(&nonce));
+    let mut c2s = ClientSide {
+        sess,
+        shared: &shared,
+        marker: &marker,
+        next_marker: 0,
+        prepared: HashMap::new(),
+        portals: HashMap::new(),
+        skipping: false,
+        in_extended: false,
+        out: BytesMut::with_capacity(READ_CHUNK),
+    };
+    let end = tokio::select! {
+        e = c2s.run(&mut client_rd, &mut server_wr, shutdown) => e,
+        e = server_to_client(sess, &shared, &marker, &mut server_rd, &mut client_wr) => e,
+    };
+    let end = match end {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::debug!(session = %sess.info.id, "session i/o error: {e}");
+            End::ClientGone
+        }
+    };
+    match &end {
+        End::Shutdown => {
+            let b = Report::new(
+                Severity::Fatal,
+                "57P01",
+                "terminating connection because sqlgate is shutting down",
+            )
+            .encode();
+            let _ = client_wr.write_all(&b).await;
+            let _ = server_wr.write_all(&terminate()).await;
+        }
+        End::Fatal(b) => {
+            let _ = client_wr.write_all(b).await;
+            let _ = server_wr.write_all(&terminate()).await;
+        }
+        End::ClientGone => {
+            let _ = server_wr.write_all(&terminate()).await;
+        }
+        End::ServerGone => {}
+    }
+    let _ = client_wr.flush().await;
+    let _ = client_wr.shutdown().await;
+    let _ = server_wr.shutdown().await;
+    // Statements still in flight when the session ends were sent but never answered.
+    let left: Vec<Expect> = shared
+        .expects
+        .lock()
+        .expect("not poisoned")
+        .drain(..)
+        .collect();
+    for e in left {
+        if let Expect::Statement(mut ev, started) = e {
+            ev.outcome = Outcome::Error("08006".into());
+            ev.duration_us = Some(started.elapsed().as_micros() as u64);
+            sess.engine.audit.record(Event::Statement(ev));
+        }
+    }
+    (end, shared.statements.load(Ordering::Relaxed))
+}
+
+fn terminate() -> BytesMut {
+    let mut b = BytesMut::new();
+    fe::terminate(&mut b);
+    b
+}
+
+struct ClientSide<'a> {
+    sess: &'a Session,
+    shared: &'a Shared,
+    marker: &'a str,
+    next_marker: u64,
+    prepared: HashMap<Vec<u8>, Arc<Prepared>>,
+    portals: HashMap<Vec<u8>, Arc<Prepared>>,
+    /// After a denial inside an extended-protocol batch: drop messages until Sync,
+    /// as the server itself does after an error.
+    skipping: bool,
+    /// An extended-protocol batch is open (messages since the last Sync).
+    in_extended: bool,
+    out: BytesMut,
+}
+
+impl ClientSide<'_> {
+    async fn run(
+        &mut self,
+        rd: &mut ReadHalf<Stream>,
+        wr: &mut WriteHalf<Stream>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<End> {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut passthrough = 0usize;
+        let mut draining = *shutdown.borrow();
+        loop {
+            if draining && self.idle() {
+                return Ok(End::Shutdown);
+            }
+            tokio::select! {
+                r = rd.read_buf(&mut buf) => {
+                    if r? == 0 {
+                        return Ok(End::ClientGone);
+                    }
+                }
+                _ = shutdown.changed(), if !draining => { draining = true; continue; }
+                _ = self.shared.ready.notified(), if draining => continue,
+            }
+            let mut pos = 0;
+            loop {
+                if passthrough > 0 {
+                    let n = passthrough.min(buf.len() - pos);
+                    self.out.extend_from_slice(&buf[pos..pos + n]);
+                    pos += n;
+                    passthrough -= n;
+                    if pos == buf.len() {
+                        break;
+                    }
+                }
+                match frame::next(&buf[pos..], self.sess.max_message, STREAM_ABOVE, |t| {
+                    t == b'd'
+                }) {
+                    Ok(Next::NeedMore) => break,
+                    Ok(Next::Partial {
+                        avail, remaining, ..
+                    }) => {
+                        self.out.extend_from_slice(&buf[pos..pos + avail]);
+                        pos += avail;
+                        passthrough = remaining;
+                        break;
+                    }
+                    Ok(Next::Whole { tag, len }) => {
+                        let end = self.message(tag, &buf[pos..pos + len]);
+                        pos += len;
+                        if let Some(end) = end {
+                            wr.write_all(&self.out).await?;
+                            return Ok(end);
+                        }
+                    }
+                    Err(e) => {
+                        let msg = format!("sqlgate: {e}");
+                        let b = Report::new(Severity::Fatal, "54000", &msg)
+                            .hint("raise [limits] max_message_bytes in sqlgate's config if this is legitimate")
+                            .encode();
+                        return Ok(End::Fatal(b));
+                    }
+                }
+            }
+            buf.advance(pos);
+            if !self.out.is_empty() {
+                wr.write_all(&self.out).await?;
+                wr.flush().await?;
+                self.out.clear();
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.shared.readies_sent.load(Ordering::Acquire)
+            == self.shared.readies_seen.load(Ordering::Acquire)
+            && self.shared.status.load(Ordering::Acquire) == b'I'
+    }
+
+    fn expect(&self, e: Expect) {
+        if matches!(e, Expect::Ready) {
+            self.shared.readies_sent.fetch_add(1, Ordering::AcqRel);
+        }
+        self.shared
+            .expects
+            .lock()
+            .expect("not poisoned")
+            .push_back(e);
+    }
+
+    /// Handles one whole message; returns `Some` when the session must end.
+    fn message(&mut self, tag: u8, msg: &[u8]) -> Option<End> {
+        if self.skipping && tag != b'S' {
+            return None;
+        }
+        match tag {
+            b'Q' => self.query(msg),
+            b'P' => {
+                self.in_extended = true;
+                self.parse(msg);
+            }
+            b'B' => {
+                self.in_extended = true;
+                if let Ok((portal, stmt)) = frontend::bind_names(msg) {
+                    let p = self
+                        .prepared
+                        .get(stmt)
+                        .cloned()
+                        .unwrap_or_else(unknown_prepared);
+                    self.portals.insert(portal.to_vec(), p);
+                }
+                self.out.extend_from_slice(msg);
+            }
+            b'E' => {
+                self.in_extended = true;
+                let p = frontend::execute_message(msg)
+                    .ok()
+                    .and_then(|(portal, _)| self.portals.get(portal).cloned())
+                    .unwrap_or_else(unknown_prepared);
+                let ev = self.event(
+                    &p.analysis,
+                    0,
+                    &p.sql_sha256,
+                    &p.rule,
+                    Action::Allow,
+                    Outcome::Ok,
+                );
+                self.expect(Expect::Statement(ev, Instant::now()));
+                self.out.extend_from_slice(msg);
+            }
+            b'C' => {
+                self.in_extended = true;
+                if let Ok((kind, name)) = frontend::target(msg) {
+                    match kind {
+                        b'S' => drop(self.prepared.remove(name)),
+                        b'P' => drop(self.portals.remove(name)),
+                        _ => {}
+                    }
+                }
+                self.out.extend_from_slice(msg);
+            }
+            b'D' | b'H' => {
+                self.in_extended = true;
+                self.out.extend_from_slice(msg);
+            }
+            b'S' => {
+                self.skipping = false;
+                self.in_extended = false;
+                self.expect(Expect::Ready);
+                self.out.extend_from_slice(msg);
+            }
+            // COPY data flows only while the server is in COPY mode; outside it
+            // the server ignores or rejects it. It is data, not SQL.
+            b'd' | b'c' | b'f' => self.out.extend_from_slice(msg),
+            b'X' => {
+                self.out.extend_from_slice(msg);
+                return Some(End::ClientGone);
+            }
+            b'F' => {
+                let report = Report::new(
+                    Severity::Error,
+                    "0A000",
+                    "sqlgate: fast-path function calls (FunctionCall) are not allowed: the called function cannot be vetted",
+                )
+                .hint("call the function from SQL instead, e.g. SELECT f(...)")
+                .encode();
+                self.audit_unvettable("FUNCTION CALL");
+                self.stage_denial(report, !self.in_extended);
+            }
+            other => {
+                let msg = format!(
+                    "sqlgate: unsupported frontend message type `{}`",
+                    other as char
+                );
+                let report = Report::new(Severity::Error, "08P01", &msg).encode();
+                self.stage_denial(report, !self.in_extended);
+            }
+        }
+        None
+    }
+
+    fn query(&mut self, msg: &[u8]) {
+        let sql = match frontend::query_text(msg) {
+            Ok(s) => s,
+            Err(e) => return self.reject_undecodable(e, true),
+        };
+        let d = self.sess.engine.decide(&self.sess.identity, sql);
+        let sha: Arc<str> = sha256_hex(sql).into();
+        match d.blocking() {
+            None => {
+                for (i, v) in d.verdicts.iter().enumerate() {
+                    let ev = self.event(&d.analysis, i, &sha, &v.rule, v.action, Outcome::Ok);
+                    self.expect(Expect::Statement(ev, Instant::now()));
+                }
+                self.expect(Expect::Ready);
+                self.out.extend_from_slice(msg);
+            }
+            Some(b) => {
+                self.audit_denied(&d.analysis, &d.verdicts, b, &sha);
+                let report = denial_report(&d.verdicts[b], &d.analysis.statements[b]);
+                self.stage_denial(report, true);
+            }
+        }
+    }
+
+    fn parse(&mut self, msg: &[u8]) {
+        let (name, sql) = match frontend::parse_message(msg) {
+            Ok(x) => x,
+            Err(e) => return self.reject_undecodable(e, false),
+        };
+        let d = self.sess.engine.decide(&self.sess.identity, sql);
+        let sha: Arc<str> = sha256_hex(sql).into();
+        match d.blocking() {
+            None => {
+                let rule = d
+                    .verdicts
+                    .first()
+                    .map_or_else(|| Arc::from(""), |v| v.rule.clone());
+                let p = Arc::new(Prepared {
+                    analysis: d.analysis,
+                    rule,
+                    sql_sha256: sha,
+                });
+                self.prepared.insert(name.to_vec(), p);
+                self.out.extend_from_slice(msg);
+            }
+            Some(b) => {
+                self.audit_denied(&d.analysis, &d.verdicts, b, &sha);
+                let report = denial_report(&d.verdicts[b], &d.analysis.statements[b]);
+                self.stage_denial(report, false);
+            }
+        }
+    }
+
+    fn reject_undecodable(&mut self, e: frontend::DecodeError, simple: bool) {
+        let code = if e == frontend::DecodeError::NotUtf8 {
+            "22021"
+        } else {
+            "08P01"
+        };
+        let msg = format!("sqlgate: cannot read the message: {e}");
+        let report = Report::new(Severity::Error, code, &msg).encode();
+        self.audit_unvettable("UNREADABLE");
+        self.stage_denial(report, simple);
+    }
+
+    /// Puts a failing Describe where the denied message was (see the module docs).
+    /// `simple`: the denied message stands alone (Query, FunctionCall), so a Sync
+    /// follows to end the server's error state with a ReadyForQuery.
+    fn stage_denial(&mut self, report: Bytes, simple: bool) {
+        let n = self.next_marker;
+        self.next_marker += 1;
+        self.expect(Expect::Denial(n, report));
+        let name = format!("{}{n}", self.marker);
+        // INVARIANT: the marker is ASCII without NUL, so encoding cannot fail.
+        let _ = fe::describe(b'S', &name, &mut self.out);
+        if simple {
+            self.expect(Expect::Ready);
+            fe::sync(&mut self.out);
+        } else {
+            self.skipping = true;
+        }
+    }
+
+    fn event(
+        &self,
+        a: &Arc<Analysis>,
+        index: usize,
+        sha: &Arc<str>,
+        rule: &Arc<str>,
+        action: Action,
+        outcome: Outcome,
+    ) -> Box<StatementEvent> {
+        Box::new(StatementEvent {
+            time: SystemTime::now(),
+            session: self.sess.info.clone(),
+            analysis: a.clone(),
+            index,
+            sql_sha256: sha.clone(),
+            rule: rule.clone(),
+            action,
+            outcome,
+            rows: None,
+            duration_us: None,
+        })
+    }
+
+    /// Records a blocked query string: the blocking statement as denied, the
+    /// others as not executed (none of the string runs).
+    fn audit_denied(
+        &self,
+        a: &Arc<Analysis>,
+        verdicts: &[Verdict],
+        blocking: usize,
+        sha: &Arc<str>,
+    ) {
+        for (i, v) in verdicts.iter().enumerate() {
+            let outcome = if i == blocking {
+                Outcome::Denied
+            } else {
+                Outcome::NotExecuted
+            };
+            let ev = self.event(a, i, sha, &v.rule, v.action, outcome);
+            self.shared.statements.fetch_add(1, Ordering::Relaxed);
+            self.sess.engine.audit.record(Event::Statement(ev));
+        }
+    }
+
+    fn audit_unvettable(&self, command: &str) {
+        let a = Arc::new(Analysis {
+            statements: vec![StatementInfo {
+                classes: ClassSet::of(&[Class::Unparsed]),
+                tables: vec![],
+                fingerprint: String::new(),
+                command: command.to_owned(),
+                forbidden: None,
+                note: None,
+            }],
+        });
+        let ev = self.event(
+            &a,
+            0,
+            &Arc::from(""),
+            &Arc::from("builtin:protocol"),
+            Action::Deny,
+            Outcome::Denied,
+        );
+        self.shared.statements.fetch_add(1, Ordering::Relaxed);
+        self.sess.engine.audit.record(Event::Statement(ev));
+    }
+}
+
+fn unknown_prepared() -> Arc<Prepared> {
+    // A statement prepared with SQL PREPARE (vetted then) or unknown to us.
+    Arc::new(Prepared {
+        analysis: Arc::new(Analysis { statements: vec![] }),
+        rule: Arc::from(""),
+        sql_sha256: Arc::from(""),
+    })
+}
+
+fn denial_report(v: &Verdict, info: &StatementInfo) -> Bytes {
+    let classes: Vec<&str> = info.classes.iter().map(Class::as_str).collect();
+    let mut detail = format!("classes: {}", classes.join(", "));
+    if !info.tables.is_empty() {
+        detail.push_str(&format!("; tables: {}", info.tables.join(", ")));
+    }
+    let (message, hint) = match v.action {
+        Action::RequireApproval => (
+            format!("sqlgate: statement requires approval (rule `{}`): {}", v.rule, v.reason),
+            "approval is required by the rules and was not given; the statement did not run",
+        ),
+        _ => (
+            format!("sqlgate: statement denied by rule `{}`: {}", v.rule, v.reason),
+            "the statement never reached the database; change the statement or ask for the rules to change",
+        ),
+    };
+    Report::new(Severity::Error, "42501", &message)
+        .detail(&detail)
+        .hint(hint)
+        .encode()
+}
+
+async fn server_to_client(
+    sess: &Session,
+    shared: &Shared,
+    marker: &str,
+    rd: &mut ReadHalf<Stream>,
+    wr: &mut WriteHalf<Stream>,
+) -> std::io::Result<End> {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let mut passthrough = 0usize;
+    let mut rows = 0u64;
+    // Statements completed in this batch are recorded after their bytes are written.
+    let mut done: Vec<Box<StatementEvent>> = Vec::new();
+    loop {
+        if rd.read_buf(&mut buf).await? == 0 {
+            return Ok(End::ServerGone);
+        }
+        let mut pos = 0;
+        let mut readies = 0u64;
+        let mut last_status = None;
+        loop {
+            if passthrough > 0 {
+                let n = passthrough.min(buf.len() - pos);
+                out.extend_from_slice(&buf[pos..pos + n]);
+                pos += n;
+                passthrough -= n;
+                if pos == buf.len() {
+                    break;
+                }
+            }
+            // The server is trusted to frame correctly, but is still held to a
+            // size limit for the messages we must buffer.
+            match frame::next(&buf[pos..], 1 << 30, STREAM_ABOVE, |t| {
+                t == b'D' || t == b'd'
+            }) {
+                Ok(Next::NeedMore) => break,
+                Ok(Next::Partial {
+                    tag,
+                    avail,
+                    remaining,
+                }) => {
+                    rows += u64::from(tag == b'D');
+                    out.extend_from_slice(&buf[pos..pos + avail]);
+                    pos += avail;
+                    passthrough = remaining;
+                    break;
+                }
+                Ok(Next::Whole { tag, len }) => {
+                    let msg = &buf[pos..pos + len];
+                    pos += len;
+                    let mut q = shared.expects.lock().expect("not poisoned");
+                    match tag {
+                        backend::DATA_ROW => rows += 1,
+                        backend::COMMAND_COMPLETE
+                        | backend::EMPTY_QUERY
+                        | backend::PORTAL_SUSPENDED => {
+                            let tag_rows = (tag == backend::COMMAND_COMPLETE)
+                                .then(|| {
+                                    backend::command_tag(msg)
+                                        .ok()
+                                        .and_then(backend::rows_from_tag)
+                                })
+                                .flatten();
+                            if let Some(ev) = complete(
+                                &mut q,
+                                Outcome::Ok,
+                                tag_rows
+                                    .or(Some(rows))
+                                    .filter(|_| tag != backend::EMPTY_QUERY),
+                            ) {
+                                done.push(ev);
+                            }
+                            rows = 0;
+                        }
+                        backend::ERROR_RESPONSE => {
+                            let f = backend::error_fields(msg).unwrap_or_default();
+                            if let Some(n) = marker_number(&f, marker) {
+                                // Our staged denial: swap in sqlgate's error.
+                                while let Some(e) = q.pop_front() {
+                                    if let Expect::Denial(m, report) = e {
+                                        if m == n {
+                                            out.extend_from_slice(&report);
+                                            break;
+                                        }
+                                    }
+                                }
+                                continue;
+                            }
+                            let code = String::from_utf8_lossy(f.code).into_owned();
+                            if let Some(ev) = complete(&mut q, Outcome::Error(code), None) {
+                                done.push(ev);
+                            }
+                            rows = 0;
+                        }
+                        backend::READY_FOR_QUERY => {
+                            // Everything before this ReadyForQuery that never
+                            // completed was skipped by the server after an error.
+                            while let Some(e) = q.pop_front() {
+                                match e {
+                                    Expect::Ready => break,
+                                    Expect::Statement(mut ev, _) => {
+                                        ev.outcome = Outcome::NotExecuted;
+                                        done.push(ev);
+                                    }
+                                    Expect::Denial(..) => {}
+                                }
+                            }
+                            readies += 1;
+                            last_status = backend::ready_status(msg).ok();
+                            rows = 0;
+                        }
+                        _ => {}
+                    }
+                    drop(q);
+                    out.extend_from_slice(msg);
+                }
+                Err(e) => {
+                    tracing::error!(session = %sess.info.id, "bad frame from the database: {e}");
+                    return Ok(End::ServerGone);
+                }
+            }
+        }
+        buf.advance(pos);
+        if !out.is_empty() {
+            wr.write_all(&out).await?;
+            wr.flush().await?;
+            out.clear();
+        }
+        for ev in done.drain(..) {
+            shared.statements.fetch_add(1, Ordering::Relaxed);
+            sess.engine.audit.record(Event::Statement(ev));
+        }
+        if let Some(s) = last_status {
+            shared.status.store(s, Ordering::Release);
+        }
+        if readies > 0 {
+            shared.readies_seen.fetch_add(readies, Ordering::AcqRel);
+            shared.ready.notify_one();
+        }
+    }
+}
+
+/// Completes the next forwarded statement with `outcome`.
+fn complete(
+    q: &mut VecDeque<Expect>,
+    outcome: Outcome,
+    rows: Option<u64>,
+) -> Option<Box<StatementEvent>> {
+    let i = q
+        .iter()
+        .position(|e| matches!(e, Expect::Statement(..) | Expect::Ready))?;
+    if matches!(q[i], Expect::Ready) {
+        return None;
+    }
+    let Some(Expect::Statement(mut ev, started)) = q.remove(i) else {
+        return None;
+    };
+    ev.outcome = outcome;
+    ev.rows = rows;
+    ev.duration_us = Some(started.elapsed().as_micros() as u64);
+    Some(ev)
+}
+
+/// The `n` of a staged denial's error, if this is one.
+fn marker_number(f: &backend::ErrorFields<'_>, marker: &str) -> Option<u64> {
+    if f.code != b"26000" {
+        return None;
+    }
+    let m = std::str::from_utf8(f.message).ok()?;
+    let at = m.find(marker)? + marker.len();
+    let digits: &str = &m[at..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex(&Sha256::digest(s.as_bytes()))
+}
+
+fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}

@@ -1,0 +1,228 @@
+//! Logging in to the real database with the listener's own credentials.
+//! The agent never sees these credentials nor the upstream's auth errors.
+
+use crate::config::{Upstream, UpstreamTls};
+use crate::proxy::stream::Stream;
+use bytes::{Bytes, BytesMut};
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use postgres_protocol::message::frontend;
+use sqlgate_postgres::{backend, frame};
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Debug, Error)]
+pub enum UpstreamError {
+    #[error("cannot reach the database at {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("the database does not offer TLS and `upstream_tls = \"require\"`")]
+    TlsRefused,
+    #[error("TLS with the database failed: {0}")]
+    Tls(std::io::Error),
+    #[error("the database refused sqlgate's login ({code}): {message}")]
+    Refused { code: String, message: String },
+    #[error("the database asked for an authentication method sqlgate does not support (code {0})")]
+    UnsupportedAuth(i32),
+    #[error("the database asked for a password but the upstream URL has none")]
+    NoPassword,
+    #[error("protocol error from the database: {0}")]
+    Protocol(String),
+    #[error("i/o error with the database: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A logged-in upstream session, ready for queries.
+pub struct Connected {
+    pub stream: Stream,
+    /// ParameterStatus (and any NoticeResponse) frames to pass on to the agent.
+    pub greeting: BytesMut,
+    pub pid: i32,
+    pub key: i32,
+    pub status: u8,
+}
+
+pub async fn connect(
+    up: &Upstream,
+    tls: UpstreamTls,
+    tls_config: &Arc<rustls::ClientConfig>,
+    params: &[(String, String)],
+) -> Result<Connected, UpstreamError> {
+    let addr = format!("{}:{}", up.host, up.port);
+    let tcp = TcpStream::connect(&addr)
+        .await
+        .map_err(|e| UpstreamError::Connect(addr.clone(), e))?;
+    tcp.set_nodelay(true)?;
+    let mut stream = Stream::Plain(tcp);
+    if tls != UpstreamTls::Disable {
+        let mut req = BytesMut::new();
+        frontend::ssl_request(&mut req);
+        stream.write_all(&req).await?;
+        let answer = stream.read_u8().await?;
+        match (answer, tls) {
+            (b'S', _) => {
+                let Stream::Plain(tcp) = stream else {
+                    unreachable!()
+                };
+                let name = rustls::pki_types::ServerName::try_from(up.host.clone())
+                    .map_err(|e| UpstreamError::Tls(std::io::Error::other(e)))?;
+                let s = tokio_rustls::TlsConnector::from(tls_config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(UpstreamError::Tls)?;
+                stream = Stream::ClientTls(Box::new(s));
+            }
+            (b'N', UpstreamTls::Require) => return Err(UpstreamError::TlsRefused),
+            (b'N', _) => {}
+            (other, _) => {
+                return Err(UpstreamError::Protocol(format!(
+                    "unexpected answer `{}` to SSLRequest",
+                    other as char
+                )))
+            }
+        }
+    }
+
+    let mut startup: Vec<(&str, &str)> = vec![
+        ("user", up.user.as_str()),
+        ("database", up.database.as_str()),
+        ("client_encoding", "UTF8"),
+    ];
+    for (k, v) in params {
+        if k != "client_encoding" {
+            startup.push((k.as_str(), v.as_str()));
+        }
+    }
+    let mut out = BytesMut::new();
+    frontend::startup_message(startup.iter().copied(), &mut out)?;
+    stream.write_all(&out).await?;
+
+    let mut buf = BytesMut::with_capacity(8192);
+    let mut scram: Option<ScramSha256> = None;
+    let mut greeting = BytesMut::new();
+    let (mut pid, mut key) = (0, 0);
+    loop {
+        let (tag, msg) = read_frame(&mut stream, &mut buf).await?;
+        match tag {
+            backend::AUTHENTICATION => {
+                let (code, data) = backend::authentication(&msg)
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                out.clear();
+                match code {
+                    0 => continue,
+                    3 => {
+                        let pw = up.password.as_deref().ok_or(UpstreamError::NoPassword)?;
+                        frontend::password_message(pw.as_bytes(), &mut out)?;
+                    }
+                    5 => {
+                        let pw = up.password.as_deref().ok_or(UpstreamError::NoPassword)?;
+                        let salt: [u8; 4] = data
+                            .get(..4)
+                            .and_then(|s| s.try_into().ok())
+                            .ok_or_else(|| UpstreamError::Protocol("short md5 salt".into()))?;
+                        let h = postgres_protocol::authentication::md5_hash(
+                            up.user.as_bytes(),
+                            pw.as_bytes(),
+                            salt,
+                        );
+                        frontend::password_message(h.as_bytes(), &mut out)?;
+                    }
+                    10 => {
+                        let offers_scram = data.split(|&b| b == 0).any(|m| m == b"SCRAM-SHA-256");
+                        if !offers_scram {
+                            return Err(UpstreamError::UnsupportedAuth(code));
+                        }
+                        let pw = up.password.as_deref().ok_or(UpstreamError::NoPassword)?;
+                        let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
+                        frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut out)?;
+                        scram = Some(s);
+                    }
+                    11 => {
+                        let s = scram.as_mut().ok_or_else(|| {
+                            UpstreamError::Protocol("SASL continue without start".into())
+                        })?;
+                        s.update(data)
+                            .map_err(|e| UpstreamError::Protocol(format!("SCRAM: {e}")))?;
+                        frontend::sasl_response(s.message(), &mut out)?;
+                    }
+                    12 => {
+                        let s = scram.as_mut().ok_or_else(|| {
+                            UpstreamError::Protocol("SASL final without start".into())
+                        })?;
+                        // Verifies the server's signature: a server that does
+                        // not know the password cannot impersonate the database.
+                        s.finish(data)
+                            .map_err(|e| UpstreamError::Protocol(format!("SCRAM: {e}")))?;
+                        continue;
+                    }
+                    other => return Err(UpstreamError::UnsupportedAuth(other)),
+                }
+                stream.write_all(&out).await?;
+            }
+            backend::ERROR_RESPONSE => {
+                let f = backend::error_fields(&msg).unwrap_or_default();
+                return Err(UpstreamError::Refused {
+                    code: String::from_utf8_lossy(f.code).into_owned(),
+                    message: String::from_utf8_lossy(f.message).into_owned(),
+                });
+            }
+            backend::PARAMETER_STATUS | backend::NOTICE_RESPONSE => {
+                greeting.extend_from_slice(&msg)
+            }
+            backend::BACKEND_KEY_DATA => {
+                (pid, key) = backend::backend_key_data(&msg)
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+            }
+            backend::READY_FOR_QUERY => {
+                let status = backend::ready_status(&msg)
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                return Ok(Connected {
+                    stream,
+                    greeting,
+                    pid,
+                    key,
+                    status,
+                });
+            }
+            b'v' => {} // NegotiateProtocolVersion: we asked for 3.0, nothing to do.
+            other => {
+                return Err(UpstreamError::Protocol(format!(
+                    "unexpected message `{}` during login",
+                    other as char
+                )))
+            }
+        }
+    }
+}
+
+/// Reads one whole frame during login (small messages only).
+async fn read_frame(stream: &mut Stream, buf: &mut BytesMut) -> Result<(u8, Bytes), UpstreamError> {
+    loop {
+        match frame::next(buf, 1 << 20, usize::MAX, |_| false) {
+            Ok(frame::Next::Whole { tag, len }) => {
+                let f = buf.split_to(len).freeze();
+                return Ok((tag, f));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(UpstreamError::Protocol(e.to_string())),
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(UpstreamError::Protocol(
+                "the database closed the connection during login".into(),
+            ));
+        }
+    }
+}
+
+/// Sends a CancelRequest for an upstream session (over a fresh plain connection,
+/// as libpq does).
+pub async fn cancel(host: &str, port: u16, pid: i32, key: i32) -> std::io::Result<()> {
+    let mut s = TcpStream::connect((host, port)).await?;
+    let mut out = BytesMut::new();
+    frontend::cancel_request(pid, key, &mut out);
+    s.write_all(&out).await?;
+    // The server closes the connection once it has read the request.
+    let mut sink = [0u8; 1];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut sink)).await;
+    Ok(())
+}
