@@ -1,4 +1,5 @@
 //! sqlgate — a database wire-protocol firewall (tour written with the proxy).
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod classify;

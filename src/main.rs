@@ -103,9 +103,17 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("sqlgate")
         .build()?;
+    let metrics = sqlgate::admin::install_metrics()?;
     let result = rt.block_on(async {
         let sockets = sqlgate::proxy::bind(&cfg).await?;
         let (tx, rx) = tokio::sync::watch::channel(false);
+        if let Some(addr) = cfg.admin_listen {
+            let socket = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (admin)"))?;
+            tracing::info!(listen = %addr, "admin API ready");
+            tokio::spawn(sqlgate::admin::serve(socket, metrics, rx.clone()));
+        }
         tokio::spawn(async move {
             wait_for_signal().await;
             let _ = tx.send(true);

@@ -370,6 +370,7 @@ impl ClientSide<'_> {
         };
         let d = self.sess.engine.decide(&self.sess.identity, sql);
         let sha: Arc<str> = sha256_hex(sql).into();
+        count(&d);
         match d.blocking() {
             None => {
                 for (i, v) in d.verdicts.iter().enumerate() {
@@ -394,6 +395,7 @@ impl ClientSide<'_> {
         };
         let d = self.sess.engine.decide(&self.sess.identity, sql);
         let sha: Arc<str> = sha256_hex(sql).into();
+        count(&d);
         match d.blocking() {
             None => {
                 let rule = d
@@ -511,6 +513,12 @@ impl ClientSide<'_> {
         );
         self.shared.statements.fetch_add(1, Ordering::Relaxed);
         self.sess.engine.audit.record(Event::Statement(ev));
+    }
+}
+
+fn count(d: &crate::engine::Decision) {
+    for v in &d.verdicts {
+        metrics::counter!("sqlgate_statements_total", "action" => v.action.as_str()).increment(1);
     }
 }
 

@@ -103,12 +103,15 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
         .filter(|d| !d.is_empty())
         .unwrap_or(&user)
         .to_owned();
-    let refuse = |reason: &str| Event::LoginFailure {
-        time: SystemTime::now(),
-        client: peer.to_string(),
-        user: user.clone(),
-        database: database.clone(),
-        reason: reason.to_owned(),
+    let refuse = |reason: &str| {
+        metrics::counter!("sqlgate_login_failures_total").increment(1);
+        Event::LoginFailure {
+            time: SystemTime::now(),
+            client: peer.to_string(),
+            user: user.clone(),
+            database: database.clone(),
+            reason: reason.to_owned(),
+        }
     };
 
     if l.tls.as_ref().is_some() && l.tls_required && !stream.is_tls() {

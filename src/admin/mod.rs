@@ -1,0 +1,31 @@
+//! The HTTP admin API: health and metrics now; approvals join it later.
+
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Installs the process-wide metrics recorder and returns a handle to render it.
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
+    Ok(handle)
+}
+
+pub async fn serve(
+    socket: TcpListener,
+    metrics: PrometheusHandle,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        );
+    axum::serve(socket, app)
+        .with_graceful_shutdown(async move { crate::proxy::stopped(&mut shutdown).await })
+        .await
+}
