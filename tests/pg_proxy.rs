@@ -1,0 +1,460 @@
+//! The PostgreSQL proxy end to end: a real PostgreSQL, the real sqlgate
+//! binary, real clients (tokio-postgres, psql, and a raw wire client for
+//! message shapes drivers don't produce).
+
+mod support;
+
+use std::time::Duration;
+use support::wire::{self, Wire};
+use support::{PgServer, Sqlgate, SqlgateConfig};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+const AGENT: &str = "bot";
+const AGENT_PW: &str = "bot-secret";
+
+/// A database of its own with a small table owned by the service role, and a
+/// sqlgate in front of it with the shipped rules.
+struct Env {
+    pg: &'static PgServer,
+    db: String,
+    cfg: SqlgateConfig,
+    gate: Sqlgate,
+}
+
+impl Env {
+    fn new(prefix: &str) -> Env {
+        Env::with(prefix, |c| c)
+    }
+
+    fn with(prefix: &str, f: impl FnOnce(SqlgateConfig) -> SqlgateConfig) -> Env {
+        let pg = PgServer::shared();
+        let db = pg.unique_database(prefix);
+        pg.psql(
+            &db,
+            "CREATE TABLE items(id int PRIMARY KEY, name text);
+             INSERT INTO items VALUES (1, 'one'), (2, 'two'), (3, 'three');
+             ALTER TABLE items OWNER TO svc;",
+        );
+        let cfg = f(SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &["agents"]));
+        let gate = Sqlgate::start_with(&cfg);
+        Env { pg, db, cfg, gate }
+    }
+
+    fn conninfo(&self, user: &str, password: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname={} sslmode=disable",
+            self.cfg.listen_port, self.db
+        )
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.conninfo(AGENT, AGENT_PW), NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect through sqlgate: {e}\n{}", self.gate.log()));
+        tokio::spawn(conn);
+        client
+    }
+
+    fn wire(&self) -> Wire {
+        Wire::login(&self.cfg.listen_addr(), AGENT, AGENT_PW, &self.db)
+    }
+
+    /// Runs SQL directly on the database (as superuser), bypassing sqlgate.
+    fn direct(&self, sql: &str) -> String {
+        self.pg.psql(&self.db, sql)
+    }
+
+    fn audit(&self) -> Vec<serde_json::Value> {
+        // The writer flushes after each batch; give it a moment.
+        std::thread::sleep(Duration::from_millis(200));
+        let p = self.gate.dir().join("audit/sqlgate.jsonl");
+        std::fs::read_to_string(&p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+            .collect()
+    }
+}
+
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_owned()).unwrap_or_else(|| format!("no code: {e}"))
+}
+
+fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_good_and_bad() {
+    let env = Env::new("login");
+    let c = env.client().await;
+    let rows = c.query("SELECT 1 + 1", &[]).await.unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), 2);
+
+    for (user, pw) in [(AGENT, "wrong"), ("nobody", "x")] {
+        let e = tokio_postgres::connect(&env.conninfo(user, pw), NoTls).await.err().expect("must fail");
+        assert_eq!(sqlstate(&e), "28P01", "{e}");
+    }
+    // The same through psql.
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-c", "select 1", &env.conninfo(AGENT, "nope")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password authentication failed"));
+
+    let audit = env.audit();
+    let failures: Vec<_> = audit.iter().filter(|r| r["kind"] == "login_failure").collect();
+    assert!(failures.len() >= 3, "{audit:?}");
+    assert!(failures.iter().any(|r| r["agent"] == "nobody"));
+    assert!(audit.iter().any(|r| r["kind"] == "session_start" && r["agent"] == AGENT));
+    // Upstream credentials never appear in what the agent can see or in the audit.
+    let text = serde_json::to_string(&audit).unwrap();
+    assert!(!text.contains("svc-secret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_writes_simple_extended_binary() {
+    let env = Env::new("rw");
+    let c = env.client().await;
+    // Simple protocol.
+    let msgs = c.simple_query("SELECT name FROM items WHERE id = 2").await.unwrap();
+    assert!(matches!(&msgs[0], SimpleQueryMessage::Row(r) if r.get(0) == Some("two")));
+    // Extended protocol with parameters; tokio-postgres reads results in binary.
+    c.execute("INSERT INTO items VALUES ($1, $2)", &[&10i32, &"ten"]).await.unwrap();
+    let row = c.query_one("SELECT id, name FROM items WHERE id = $1", &[&10i32]).await.unwrap();
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, &str>(1)), (10, "ten"));
+    // A named prepared statement, reused.
+    let st = c.prepare("UPDATE items SET name = $1 WHERE id = $2").await.unwrap();
+    for i in 1..=3 {
+        assert_eq!(c.execute(&st, &[&format!("n{i}"), &i]).await.unwrap(), 1);
+    }
+    // Pipelined: several queries in flight at once on one connection.
+    let (a, b, d) = tokio::join!(
+        c.query_one("SELECT count(*) FROM items", &[]),
+        c.query_one("SELECT name FROM items WHERE id = 1", &[]),
+        c.query_one("SELECT $1::bytea", &[&vec![0u8, 1, 2, 255]]),
+    );
+    assert_eq!(a.unwrap().get::<_, i64>(0), 4);
+    assert_eq!(b.unwrap().get::<_, &str>(0), "n1");
+    assert_eq!(d.unwrap().get::<_, Vec<u8>>(0), vec![0u8, 1, 2, 255]);
+    assert_eq!(env.direct("SELECT name FROM items WHERE id = 3"), "n3");
+
+    let audit = env.audit();
+    let stmts: Vec<_> = audit.iter().filter(|r| r["kind"] == "statement").collect();
+    assert!(stmts.iter().any(|r| r["command"] == "UPDATE" && r["outcome"] == "ok" && r["rows"] == 1));
+    for r in &stmts {
+        let fp = r["fingerprint"].as_str().unwrap();
+        assert!(!fp.contains("two") && !fp.contains("ten"), "literal leaked: {fp}");
+        assert_eq!(r["sql_sha256"].as_str().unwrap().len(), 64);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_rules_hold_or_deny_each_class() {
+    let env = Env::new("classes");
+    let c = env.client().await;
+    // (statement, expected rule, requires approval?)
+    let cases = [
+        ("CREATE TABLE t2(a int)", "approval"),
+        ("ALTER TABLE items ADD COLUMN x int", "approval"),
+        ("GRANT SELECT ON items TO PUBLIC", "approval"),
+        ("CREATE ROLE intruder", "approval"),
+        ("COPY items TO STDOUT", "approval"),
+        ("DELETE FROM items", "approval"),
+        ("UPDATE items SET name = 'x' WHERE 1 = 1", "approval"),
+        ("TRUNCATE items", "approval"),
+        ("DROP TABLE items", "approval"),
+        ("VACUUM (VERBOSE) items", "approval"),
+        ("DO $$ BEGIN PERFORM 1; END $$", "approval"),
+        ("SELEKT * FROM items", "approval"),
+        ("SELECT pg_read_file('/etc/passwd')", "denied"),
+        ("COPY items TO PROGRAM 'cat > /tmp/x'", "denied"),
+        ("SELECT * FROM pg_ls_dir('.')", "denied"),
+    ];
+    for (sql, kind) in cases {
+        let e = c.simple_query(sql).await.err().unwrap_or_else(|| panic!("`{sql}` must not run"));
+        assert_eq!(sqlstate(&e), "42501", "`{sql}`: {e}");
+        let m = db_message(&e);
+        match kind {
+            "approval" => assert!(m.contains("requires approval"), "`{sql}`: {m}"),
+            _ => assert!(m.contains("denied by rule"), "`{sql}`: {m}"),
+        }
+        // The extended protocol is held to the same rules.
+        let e = c.query(sql, &[]).await.err().unwrap_or_else(|| panic!("`{sql}` must not run (extended)"));
+        assert_eq!(sqlstate(&e), "42501", "`{sql}` extended: {e}");
+    }
+    // Nothing of that reached the database.
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+    assert_eq!(env.direct("SELECT count(*) FROM pg_roles WHERE rolname = 'intruder'"), "0");
+    // Allowed classes: read, write, session, transaction; look-alikes pass.
+    for sql in [
+        "SELECT 'DROP TABLE items'",
+        "SELECT $$DELETE FROM items$$",
+        "SET statement_timeout = '5s'",
+        "BEGIN",
+        "UPDATE items SET name = 'uno' WHERE id = 1",
+        "COMMIT",
+        "SHOW statement_timeout",
+    ] {
+        c.simple_query(sql).await.unwrap_or_else(|e| panic!("`{sql}`: {e}"));
+    }
+    assert_eq!(env.direct("SELECT name FROM items WHERE id = 1"), "uno");
+    let audit = env.audit();
+    let denied = audit.iter().filter(|r| r["outcome"] == "denied").count();
+    assert_eq!(denied, cases.len() * 2, "every refusal is recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denial_inside_a_transaction_fails_it_on_both_sides() {
+    let env = Env::new("txn");
+    let c = env.client().await;
+    c.simple_query("BEGIN").await.unwrap();
+    c.simple_query("INSERT INTO items VALUES (20, 'twenty')").await.unwrap();
+    let e = c.simple_query("DELETE FROM items").await.err().unwrap();
+    assert_eq!(sqlstate(&e), "42501");
+    // The transaction is failed: the database says so too.
+    let e = c.simple_query("SELECT 1").await.err().unwrap();
+    assert_eq!(sqlstate(&e), "25P02", "{e}");
+    c.simple_query("ROLLBACK").await.unwrap();
+    assert_eq!(env.direct("SELECT count(*) FROM items WHERE id = 20"), "0");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+    // And the session goes on normally.
+    assert_eq!(c.query_one("SELECT 7", &[]).await.unwrap().get::<_, i32>(0), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_statement_string_stops_before_any_of_it_runs() {
+    let env = Env::new("multi");
+    let mut w = env.wire();
+    let msgs = w.query("INSERT INTO items VALUES (30, 'a'); DELETE FROM items; INSERT INTO items VALUES (31, 'b')");
+    assert_eq!(wire::tags(&msgs), "E Z", "{msgs:?}");
+    assert_eq!(msgs[0].code(), "42501");
+    assert_eq!(msgs[1].body, b"I");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+    // An allowed multi-statement string runs whole.
+    let msgs = w.query("INSERT INTO items VALUES (30, 'a'); SELECT count(*) FROM items");
+    assert_eq!(wire::tags(&msgs), "C T D C Z", "{msgs:?}");
+    let audit = env.audit();
+    assert!(audit.iter().any(|r| r["outcome"] == "not_executed"), "the other statements are recorded as not run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_denial_skips_the_rest_until_sync() {
+    let env = Env::new("pipe");
+    let mut w = env.wire();
+    let mut batch = Vec::new();
+    for m in [
+        wire::parse("", "INSERT INTO items VALUES (40, 'x')"),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::parse("", "DELETE FROM items"),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::parse("", "INSERT INTO items VALUES (41, 'y')"),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::sync(),
+        // A second batch after the Sync runs normally.
+        wire::parse("", "SELECT count(*) FROM items"),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::sync(),
+    ] {
+        batch.extend_from_slice(&m);
+    }
+    w.send(&batch);
+    let first = w.until_ready();
+    assert_eq!(wire::tags(&first), "1 2 C E Z", "{first:?}");
+    assert_eq!(first[3].code(), "42501");
+    assert!(first[3].message().contains("rule"), "{}", first[3].message());
+    let second = w.until_ready();
+    assert_eq!(wire::tags(&second), "1 2 D C Z", "{second:?}");
+    // The implicit transaction of the first batch was rolled back as a whole,
+    // as PostgreSQL does when any statement in it fails.
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unvettable_messages_get_errors_not_drops() {
+    let env = Env::with("unvet", |c| c.extra("[limits]\nmax_message_bytes = 65536"));
+    let mut w = env.wire();
+    // FunctionCall (fast path) for oid 2619 (pg_read_file in some versions): never forwarded.
+    let mut body = Vec::new();
+    body.extend_from_slice(&2619i32.to_be_bytes());
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    w.send(&wire::raw(b'F', &body));
+    let msgs = w.until_ready();
+    assert_eq!(wire::tags(&msgs), "E Z");
+    assert_eq!(msgs[0].code(), "0A000");
+    // An unknown message type.
+    w.send(&wire::raw(b'y', b"junk"));
+    let msgs = w.until_ready();
+    assert_eq!(wire::tags(&msgs), "E Z");
+    assert_eq!(msgs[0].code(), "08P01");
+    // SQL that is not UTF-8.
+    w.send(&wire::raw(b'Q', b"SELECT '\xff'\0"));
+    let msgs = w.until_ready();
+    assert_eq!(msgs[0].code(), "22021");
+    // Still usable.
+    let msgs = w.query("SELECT 1");
+    assert_eq!(wire::tags(&msgs), "T D C Z");
+    // A message above the limit ends the session with a clear error.
+    let big = format!("SELECT '{}'", "a".repeat(100_000));
+    let mut q = big.into_bytes();
+    q.push(0);
+    w.send(&wire::raw(b'Q', &q));
+    let m = w.recv();
+    assert_eq!((m.tag, m.code().as_str()), ('E', "54000"), "{}", m.message());
+    assert!(w.try_recv().is_none(), "connection closed after the limit error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_and_out() {
+    let dir = support::TestDir::new("rules");
+    let rules = dir.join("allow-export.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[[rule]]
+id = "allow-most"
+action = "allow"
+classes = ["read", "write", "session", "transaction", "export"]
+"#,
+    )
+    .unwrap();
+    let env = Env::with("copy", |mut c| {
+        c.rules = vec![rules.clone()];
+        c
+    });
+    let c = env.client().await;
+    use futures_util::SinkExt;
+    let sink = c.copy_in("COPY items FROM STDIN").await.unwrap();
+    futures_util::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"100\thundred\n101\tone-o-one\n")).await.unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 2);
+    let out = c.copy_out("COPY (SELECT id, name FROM items ORDER BY id) TO STDOUT").await.unwrap();
+    use futures_util::TryStreamExt;
+    let chunks: Vec<bytes::Bytes> = out.try_collect().await.unwrap();
+    let text: String = chunks.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+    assert!(text.contains("101\tone-o-one"), "{text}");
+    // psql's \copy uses COPY FROM STDIN too.
+    let status = std::process::Command::new("psql")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", "COPY items FROM STDIN", &env.conninfo(AGENT, AGENT_PW)])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut ch| {
+            use std::io::Write;
+            ch.stdin.take().unwrap().write_all(b"200\tvia psql\n")?;
+            ch.wait()
+        })
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(env.direct("SELECT name FROM items WHERE id = 200"), "via psql");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_reaches_the_database() {
+    let env = Env::new("cancel");
+    let c = env.client().await;
+    let token = c.cancel_token();
+    let started = std::time::Instant::now();
+    let sleeper = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel_query(NoTls).await.unwrap();
+    let r = sleeper.await.unwrap();
+    let e = r.err().expect("cancelled");
+    assert_eq!(sqlstate(&e), "57014", "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_are_delivered() {
+    let env = Env::new("notify");
+    let (listener, mut conn) = tokio_postgres::connect(&env.conninfo(AGENT, AGENT_PW), NoTls).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        use futures_util::StreamExt;
+        while let Some(Ok(m)) = stream.next().await {
+            let _ = tx.send(m);
+        }
+    });
+    listener.simple_query("LISTEN jobs").await.unwrap();
+    let other = env.client().await;
+    other.simple_query("NOTIFY jobs, 'hello'").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(tokio_postgres::AsyncMessage::Notification(n)) = rx.recv().await {
+                return n;
+            }
+        }
+    })
+    .await
+    .expect("notification within 10 s");
+    assert_eq!((got.channel(), got.payload()), ("jobs", "hello"));
+    // RAISE NOTICE comes through too.
+    listener.simple_query("SET client_min_messages = notice").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn million_rows_stream_in_bounded_memory() {
+    let env = Env::new("million");
+    let c = env.client().await;
+    use futures_util::TryStreamExt;
+    let rows = c
+        .query_raw("SELECT g, repeat('x', 100) FROM generate_series(1, 1000000) g", std::iter::empty::<i32>())
+        .await
+        .unwrap();
+    futures_util::pin_mut!(rows);
+    let mut n = 0u64;
+    while let Some(_r) = rows.try_next().await.unwrap() {
+        n += 1;
+    }
+    assert_eq!(n, 1_000_000);
+    // ~110 MB went through; sqlgate's peak memory stays small.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", env.gate.pid())).unwrap();
+    let hwm_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(hwm_kb < 64 * 1024, "sqlgate peak RSS {hwm_kb} kB");
+    let audit = env.audit();
+    assert!(audit.iter().any(|r| r["kind"] == "statement" && r["rows"] == 1_000_000u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_then_restart_serves_again() {
+    let mut env = Env::new("drain");
+    let c = env.client().await;
+    let busy = tokio::spawn(async move {
+        let r = c.simple_query("SELECT pg_sleep(1.5), 'finished'").await;
+        (r, c)
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    env.gate.sigterm();
+    // The statement in flight completes.
+    let (r, c) = busy.await.unwrap();
+    let msgs = r.expect("in-flight statement completes during drain");
+    assert!(msgs.iter().any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(1) == Some("finished"))));
+    // Then the idle session is closed and sqlgate exits cleanly.
+    let status = tokio::task::spawn_blocking(move || {
+        let s = env.gate.wait();
+        (s, env)
+    })
+    .await
+    .unwrap();
+    let (status, env) = status;
+    assert!(status.success(), "exit status {status}; log:\n{}", env.gate.log());
+    assert!(c.simple_query("SELECT 1").await.is_err());
+    let audit = env.audit();
+    assert!(audit.iter().any(|r| r["kind"] == "session_end"));
+    // A new sqlgate on the same config serves again.
+    let again = Sqlgate::start_with(&env.cfg);
+    let (c2, conn) = tokio_postgres::connect(&env.conninfo(AGENT, AGENT_PW), NoTls).await.unwrap();
+    tokio::spawn(conn);
+    assert_eq!(c2.query_one("SELECT 5", &[]).await.unwrap().get::<_, i32>(0), 5);
+    drop(again);
+}
