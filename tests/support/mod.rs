@@ -19,7 +19,7 @@
 //! installed by `scripts/install-deps.sh`.
 
 // Every test binary compiles this module but uses only part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 mod pg;
 mod process;
