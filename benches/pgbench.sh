@@ -45,6 +45,10 @@ if wants sqlgate && [[ -z "$sqlgate_bin" ]]; then
     (cd "$root" && cargo build --release --bin sqlgate)
     sqlgate_bin="$root/target/release/sqlgate"
 fi
+if wants sqlgate; then
+    [[ -x "$sqlgate_bin" ]] || die "sqlgate binary $sqlgate_bin not found"
+    sqlgate_bin=$(realpath "$sqlgate_bin") # sqlgate runs from the work dir
+fi
 
 # PostgreSQL and PgBouncer refuse to run as root.
 as_server=()
