@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# End-to-end throughput and latency: PostgreSQL direct vs. PgBouncer vs. sqlgate,
+# all in one run on this machine. See benches/README.md.
+#
+# Environment (all optional):
+#   DURATION=15     seconds per pgbench run
+#   SCALE=10        pgbench -i scale factor
+#   CLIENTS=16      clients for the throughput runs
+#   THREADS=2       pgbench worker threads
+#   WARMUP=3        seconds of warm-up against PostgreSQL before measuring
+#   TARGETS="direct pgbouncer sqlgate"   which targets to measure
+#   SQLGATE_BIN=…   use this binary instead of `cargo build --release`
+#   BENCH_USER=postgres   user for PostgreSQL/PgBouncer when run as root
+#   KEEP=1          keep the work directory (logs) afterwards
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DURATION=${DURATION:-15}
+SCALE=${SCALE:-10}
+CLIENTS=${CLIENTS:-16}
+THREADS=${THREADS:-2}
+WARMUP=${WARMUP:-3}
+TARGETS=${TARGETS:-direct pgbouncer sqlgate}
+SVC_USER=svc
+SVC_PASSWORD=svc-secret
+AGENT_USER=bench
+AGENT_PASSWORD=bench
+DB=bench
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'pgbench.sh: %s\n' "$*" >&2; exit 1; }
+wants() { [[ " $TARGETS " == *" $1 "* ]]; }
+
+"$root/scripts/install-deps.sh"
+
+# shellcheck disable=SC2012 # versioned dir names are plain digits
+pg_bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+[[ -x "$pg_bindir/initdb" ]] || die "no PostgreSQL server found; run scripts/install-deps.sh"
+PGBENCH="$pg_bindir/pgbench"
+PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+
+sqlgate_bin=${SQLGATE_BIN:-}
+if wants sqlgate && [[ -z "$sqlgate_bin" ]]; then
+    say "building sqlgate (release)"
+    (cd "$root" && cargo build --release --bin sqlgate)
+    sqlgate_bin="$root/target/release/sqlgate"
+fi
+if wants sqlgate; then
+    [[ -x "$sqlgate_bin" ]] || die "sqlgate binary $sqlgate_bin not found"
+    sqlgate_bin=$(realpath "$sqlgate_bin") # sqlgate runs from the work dir
+fi
+
+# PostgreSQL and PgBouncer refuse to run as root.
+as_server=()
+if ((EUID == 0)); then
+    BENCH_USER=${BENCH_USER:-postgres}
+    id "$BENCH_USER" >/dev/null 2>&1 || die "user $BENCH_USER does not exist (set BENCH_USER)"
+    as_server=(runuser -u "$BENCH_USER" --)
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sqlgate-bench.XXXXXX")
+chmod 755 "$work"
+mkdir -p "$work/pg" "$work/pgbouncer" "$work/sqlgate" "$work/runs"
+((EUID == 0)) && chown "$BENCH_USER:" "$work/pg" "$work/pgbouncer"
+
+sqlgate_pid=""
+# shellcheck disable=SC2317 # invoked by the trap
+cleanup() {
+    set +e
+    if [[ -n "$sqlgate_pid" ]]; then
+        kill -TERM "$sqlgate_pid" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$sqlgate_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$sqlgate_pid" 2>/dev/null
+    fi
+    if [[ -f "$work/pgbouncer/pgbouncer.pid" ]]; then
+        kill -TERM "$(cat "$work/pgbouncer/pgbouncer.pid")" 2>/dev/null
+    fi
+    if [[ -f "$work/pg/data/postmaster.pid" ]]; then
+        "${as_server[@]}" "$pg_bindir/pg_ctl" stop -m immediate -D "$work/pg/data" >/dev/null 2>&1
+    fi
+    if [[ -n "${KEEP:-}" ]]; then
+        echo "work directory kept: $work" >&2
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A port nobody listens on and we have not handed out yet.
+taken=" "
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 40000))
+        [[ "$taken" == *" $port "* ]] && continue
+        if ! (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            taken+="$port "
+            echo "$port"
+            return
+        fi
+    done
+}
+
+wait_port() { # port seconds pid-or-empty log
+    local port=$1 deadline=$((SECONDS + $2))
+    while ! (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        if [[ -n "$3" ]] && ! kill -0 "$3" 2>/dev/null; then return 1; fi
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+}
+
+# --- PostgreSQL ---------------------------------------------------------
+pg_port=$(free_port)
+say "PostgreSQL on 127.0.0.1:$pg_port (scale $SCALE)"
+"${as_server[@]}" "$pg_bindir/initdb" -D "$work/pg/data" -U postgres -E UTF8 --locale=C \
+    --no-sync --auth-local=trust --auth-host=trust >"$work/pg/initdb.log" 2>&1 ||
+    { cat "$work/pg/initdb.log" >&2; die "initdb failed"; }
+"${as_server[@]}" tee "$work/pg/data/pg_hba.conf" >/dev/null <<EOF
+local all all trust
+host all all 127.0.0.1/32 scram-sha-256
+EOF
+"${as_server[@]}" tee -a "$work/pg/data/postgresql.conf" >/dev/null <<EOF
+listen_addresses = '127.0.0.1'
+port = $pg_port
+unix_socket_directories = '$work/pg'
+max_connections = 200
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+jit = off
+EOF
+"${as_server[@]}" "$pg_bindir/pg_ctl" start -w -t 60 -D "$work/pg/data" -l "$work/pg/postgres.log" \
+    >/dev/null || { cat "$work/pg/postgres.log" >&2; die "PostgreSQL did not start"; }
+
+psql_super() { "$pg_bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$work/pg" -p "$pg_port" -U postgres "$@"; }
+psql_super -d postgres -c "CREATE ROLE $SVC_USER LOGIN PASSWORD '$SVC_PASSWORD'" \
+    -c "CREATE DATABASE $DB OWNER $SVC_USER" >/dev/null
+PGPASSWORD=$SVC_PASSWORD PGSSLMODE=disable "$PGBENCH" -i -q -s "$SCALE" \
+    -h 127.0.0.1 -p "$pg_port" -U "$SVC_USER" "$DB" >"$work/pg/pgbench-init.log" 2>&1 ||
+    { cat "$work/pg/pgbench-init.log" >&2; die "pgbench -i failed"; }
+
+# --- PgBouncer ------------------------------------------------------------
+pgb_port="" pgb_prepared=0
+if wants pgbouncer; then
+    pgb_port=$(free_port)
+    pgb_version=$("$PGBOUNCER" --version | awk 'NR==1 {print $NF}')
+    say "PgBouncer $pgb_version on 127.0.0.1:$pgb_port (transaction pooling)"
+    # Protocol-level prepared statements survive transaction pooling only
+    # from PgBouncer 1.21 (max_prepared_statements).
+    if printf '1.21\n%s\n' "$pgb_version" | sort -V -C; then pgb_prepared=1; fi
+    "${as_server[@]}" tee "$work/pgbouncer/userlist.txt" >/dev/null <<EOF
+"$SVC_USER" "$SVC_PASSWORD"
+EOF
+    "${as_server[@]}" tee "$work/pgbouncer/pgbouncer.ini" >/dev/null <<EOF
+[databases]
+$DB = host=127.0.0.1 port=$pg_port dbname=$DB
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $pgb_port
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/pgbouncer/userlist.txt
+pool_mode = transaction
+default_pool_size = $((CLIENTS + 4))
+max_client_conn = 200
+logfile = $work/pgbouncer/pgbouncer.log
+pidfile = $work/pgbouncer/pgbouncer.pid
+$( ((pgb_prepared)) && echo "max_prepared_statements = 200")
+EOF
+    "${as_server[@]}" "$PGBOUNCER" -d -q "$work/pgbouncer/pgbouncer.ini" ||
+        { cat "$work/pgbouncer/pgbouncer.log" >&2 || true; die "PgBouncer did not start"; }
+    wait_port "$pgb_port" 10 "" ||
+        { cat "$work/pgbouncer/pgbouncer.log" >&2 || true; die "PgBouncer did not listen"; }
+fi
+
+# --- sqlgate ----------------------------------------------------------------
+sg_port="" sg_ok=0
+if wants sqlgate; then
+    sg_port=$(free_port)
+    sg_admin=$(free_port)
+    say "sqlgate on 127.0.0.1:$sg_port"
+    cat >"$work/sqlgate/sqlgate.toml" <<EOF
+[admin]
+listen = "127.0.0.1:$sg_admin"
+
+[[listener]]
+protocol = "postgres"
+listen = "127.0.0.1:$sg_port"
+upstream = "postgres://$SVC_USER:$SVC_PASSWORD@127.0.0.1:$pg_port/$DB"
+
+[[agent]]
+name = "$AGENT_USER"
+password = "$AGENT_PASSWORD"
+groups = ["agents"]
+
+[policy]
+rules = ["$root/rules"]
+
+[audit]
+path = "$work/sqlgate/audit.jsonl"
+EOF
+    (cd "$work/sqlgate" && exec "$sqlgate_bin" serve --config "$work/sqlgate/sqlgate.toml") \
+        >"$work/sqlgate/sqlgate.log" 2>&1 &
+    sqlgate_pid=$!
+    if wait_port "$sg_port" 20 "$sqlgate_pid"; then
+        sg_ok=1
+    else
+        echo "sqlgate did not start; its log:" >&2
+        tail -n 40 "$work/sqlgate/sqlgate.log" >&2 || true
+    fi
+fi
+
+# --- measure ------------------------------------------------------------------
+declare -A tps lat
+failed=0
+
+# run NAME TARGET PORT USER PASSWORD pgbench-args...
+run() {
+    local name=$1 target=$2 port=$3 user=$4 password=$5
+    shift 5
+    local out="$work/runs/$target-$name.log"
+    say "$target: pgbench $* -T $DURATION"
+    if PGPASSWORD=$password PGSSLMODE=disable "$PGBENCH" -n -S -T "$DURATION" "$@" \
+        -h 127.0.0.1 -p "$port" -U "$user" "$DB" >"$out" 2>&1; then
+        tps[$target/$name]=$(awk '/^tps = / {printf "%.0f", $3; exit}' "$out")
+        lat[$target/$name]=$(awk '/^latency average = / {print $4; exit}' "$out")
+    else
+        echo "pgbench failed against $target ($name):" >&2
+        tail -n 5 "$out" >&2
+        tps[$target/$name]=fail
+        lat[$target/$name]=fail
+        failed=1
+    fi
+}
+
+if ((WARMUP > 0)); then
+    PGPASSWORD=$SVC_PASSWORD PGSSLMODE=disable "$PGBENCH" -n -S -T "$WARMUP" -c "$CLIENTS" -j "$THREADS" \
+        -h 127.0.0.1 -p "$pg_port" -U "$SVC_USER" "$DB" >/dev/null 2>&1 || true
+fi
+
+measure() { # target port user password
+    local target=$1
+    shift
+    run simple "$target" "$@" -c "$CLIENTS" -j "$THREADS" -M simple
+    if [[ "$target" == pgbouncer ]] && ((!pgb_prepared)); then
+        tps[$target/prepared]="n/a"
+    else
+        run prepared "$target" "$@" -c "$CLIENTS" -j "$THREADS" -M prepared
+    fi
+    run single "$target" "$@" -c 1 -j 1 -M simple
+}
+
+wants direct && measure direct "$pg_port" "$SVC_USER" "$SVC_PASSWORD"
+wants pgbouncer && measure pgbouncer "$pgb_port" "$SVC_USER" "$SVC_PASSWORD"
+if wants sqlgate; then
+    if ((sg_ok)); then
+        measure sqlgate "$sg_port" "$AGENT_USER" "$AGENT_PASSWORD"
+    else
+        failed=1
+    fi
+fi
+
+# --- report -------------------------------------------------------------------
+get() { local v=${tps[$1]:-} ; echo "${v:--}"; }
+getl() { local v=${lat[$1]:-} ; echo "${v:--}"; }
+num() { [[ "$1" =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
+ratio() { if num "$1" && num "$2"; then awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; else echo "-"; fi; }
+added_us() { if num "$1" && num "$2"; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.0f", (a - b) * 1000 }'; else echo "-"; fi; }
+
+echo
+echo "pgbench -S, scale $SCALE, ${DURATION}s per run, $CLIENTS clients / $THREADS threads; $(nproc) CPUs; $("$pg_bindir/postgres" --version)"
+printf '%-10s %14s %14s %16s %14s\n' target "tps simple" "tps prepared" "tps 1 client" "lat 1c (ms)"
+for t in direct pgbouncer sqlgate; do
+    wants "$t" || continue
+    printf '%-10s %14s %14s %16s %14s\n' "$t" "$(get "$t/simple")" "$(get "$t/prepared")" \
+        "$(get "$t/single")" "$(getl "$t/single")"
+done
+if wants sqlgate; then
+    echo
+    for m in simple prepared; do
+        wants direct && printf 'sqlgate/direct    %-8s tps ratio: %s\n' "$m" "$(ratio "$(get "sqlgate/$m")" "$(get "direct/$m")")"
+        wants pgbouncer && printf 'sqlgate/pgbouncer %-8s tps ratio: %s\n' "$m" "$(ratio "$(get "sqlgate/$m")" "$(get "pgbouncer/$m")")"
+    done
+    wants direct && printf 'added latency at 1 client (sqlgate - direct): %s us\n' \
+        "$(added_us "$(getl sqlgate/single)" "$(getl direct/single)")"
+fi
+if wants pgbouncer && wants direct; then
+    printf 'added latency at 1 client (pgbouncer - direct): %s us\n' \
+        "$(added_us "$(getl pgbouncer/single)" "$(getl direct/single)")"
+fi
+exit "$failed"
