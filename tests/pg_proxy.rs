@@ -77,11 +77,15 @@ impl Env {
 }
 
 fn sqlstate(e: &tokio_postgres::Error) -> String {
-    e.code().map(|c| c.code().to_owned()).unwrap_or_else(|| format!("no code: {e}"))
+    e.code()
+        .map(|c| c.code().to_owned())
+        .unwrap_or_else(|| format!("no code: {e}"))
 }
 
 fn db_message(e: &tokio_postgres::Error) -> String {
-    e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_default()
+    e.as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +96,10 @@ async fn login_good_and_bad() {
     assert_eq!(rows[0].get::<_, i32>(0), 2);
 
     for (user, pw) in [(AGENT, "wrong"), ("nobody", "x")] {
-        let e = tokio_postgres::connect(&env.conninfo(user, pw), NoTls).await.err().expect("must fail");
+        let e = tokio_postgres::connect(&env.conninfo(user, pw), NoTls)
+            .await
+            .err()
+            .expect("must fail");
         assert_eq!(sqlstate(&e), "28P01", "{e}");
     }
     // The same through psql.
@@ -104,10 +111,15 @@ async fn login_good_and_bad() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("password authentication failed"));
 
     let audit = env.audit();
-    let failures: Vec<_> = audit.iter().filter(|r| r["kind"] == "login_failure").collect();
+    let failures: Vec<_> = audit
+        .iter()
+        .filter(|r| r["kind"] == "login_failure")
+        .collect();
     assert!(failures.len() >= 3, "{audit:?}");
     assert!(failures.iter().any(|r| r["agent"] == "nobody"));
-    assert!(audit.iter().any(|r| r["kind"] == "session_start" && r["agent"] == AGENT));
+    assert!(audit
+        .iter()
+        .any(|r| r["kind"] == "session_start" && r["agent"] == AGENT));
     // Upstream credentials never appear in what the agent can see or in the audit.
     let text = serde_json::to_string(&audit).unwrap();
     assert!(!text.contains("svc-secret"));
@@ -118,14 +130,25 @@ async fn reads_and_writes_simple_extended_binary() {
     let env = Env::new("rw");
     let c = env.client().await;
     // Simple protocol.
-    let msgs = c.simple_query("SELECT name FROM items WHERE id = 2").await.unwrap();
+    let msgs = c
+        .simple_query("SELECT name FROM items WHERE id = 2")
+        .await
+        .unwrap();
     assert!(matches!(&msgs[0], SimpleQueryMessage::Row(r) if r.get(0) == Some("two")));
     // Extended protocol with parameters; tokio-postgres reads results in binary.
-    c.execute("INSERT INTO items VALUES ($1, $2)", &[&10i32, &"ten"]).await.unwrap();
-    let row = c.query_one("SELECT id, name FROM items WHERE id = $1", &[&10i32]).await.unwrap();
+    c.execute("INSERT INTO items VALUES ($1, $2)", &[&10i32, &"ten"])
+        .await
+        .unwrap();
+    let row = c
+        .query_one("SELECT id, name FROM items WHERE id = $1", &[&10i32])
+        .await
+        .unwrap();
     assert_eq!((row.get::<_, i32>(0), row.get::<_, &str>(1)), (10, "ten"));
     // A named prepared statement, reused.
-    let st = c.prepare("UPDATE items SET name = $1 WHERE id = $2").await.unwrap();
+    let st = c
+        .prepare("UPDATE items SET name = $1 WHERE id = $2")
+        .await
+        .unwrap();
     for i in 1..=3 {
         assert_eq!(c.execute(&st, &[&format!("n{i}"), &i]).await.unwrap(), 1);
     }
@@ -142,10 +165,15 @@ async fn reads_and_writes_simple_extended_binary() {
 
     let audit = env.audit();
     let stmts: Vec<_> = audit.iter().filter(|r| r["kind"] == "statement").collect();
-    assert!(stmts.iter().any(|r| r["command"] == "UPDATE" && r["outcome"] == "ok" && r["rows"] == 1));
+    assert!(stmts
+        .iter()
+        .any(|r| r["command"] == "UPDATE" && r["outcome"] == "ok" && r["rows"] == 1));
     for r in &stmts {
         let fp = r["fingerprint"].as_str().unwrap();
-        assert!(!fp.contains("two") && !fp.contains("ten"), "literal leaked: {fp}");
+        assert!(
+            !fp.contains("two") && !fp.contains("ten"),
+            "literal leaked: {fp}"
+        );
         assert_eq!(r["sql_sha256"].as_str().unwrap().len(), 64);
     }
 }
@@ -173,7 +201,11 @@ async fn default_rules_hold_or_deny_each_class() {
         ("SELECT * FROM pg_ls_dir('.')", "denied"),
     ];
     for (sql, kind) in cases {
-        let e = c.simple_query(sql).await.err().unwrap_or_else(|| panic!("`{sql}` must not run"));
+        let e = c
+            .simple_query(sql)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("`{sql}` must not run"));
         assert_eq!(sqlstate(&e), "42501", "`{sql}`: {e}");
         let m = db_message(&e);
         match kind {
@@ -181,12 +213,19 @@ async fn default_rules_hold_or_deny_each_class() {
             _ => assert!(m.contains("denied by rule"), "`{sql}`: {m}"),
         }
         // The extended protocol is held to the same rules.
-        let e = c.query(sql, &[]).await.err().unwrap_or_else(|| panic!("`{sql}` must not run (extended)"));
+        let e = c
+            .query(sql, &[])
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("`{sql}` must not run (extended)"));
         assert_eq!(sqlstate(&e), "42501", "`{sql}` extended: {e}");
     }
     // Nothing of that reached the database.
     assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
-    assert_eq!(env.direct("SELECT count(*) FROM pg_roles WHERE rolname = 'intruder'"), "0");
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_roles WHERE rolname = 'intruder'"),
+        "0"
+    );
     // Allowed classes: read, write, session, transaction; look-alikes pass.
     for sql in [
         "SELECT 'DROP TABLE items'",
@@ -197,7 +236,9 @@ async fn default_rules_hold_or_deny_each_class() {
         "COMMIT",
         "SHOW statement_timeout",
     ] {
-        c.simple_query(sql).await.unwrap_or_else(|e| panic!("`{sql}`: {e}"));
+        c.simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("`{sql}`: {e}"));
     }
     assert_eq!(env.direct("SELECT name FROM items WHERE id = 1"), "uno");
     let audit = env.audit();
@@ -210,7 +251,9 @@ async fn denial_inside_a_transaction_fails_it_on_both_sides() {
     let env = Env::new("txn");
     let c = env.client().await;
     c.simple_query("BEGIN").await.unwrap();
-    c.simple_query("INSERT INTO items VALUES (20, 'twenty')").await.unwrap();
+    c.simple_query("INSERT INTO items VALUES (20, 'twenty')")
+        .await
+        .unwrap();
     let e = c.simple_query("DELETE FROM items").await.err().unwrap();
     assert_eq!(sqlstate(&e), "42501");
     // The transaction is failed: the database says so too.
@@ -220,14 +263,19 @@ async fn denial_inside_a_transaction_fails_it_on_both_sides() {
     assert_eq!(env.direct("SELECT count(*) FROM items WHERE id = 20"), "0");
     assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
     // And the session goes on normally.
-    assert_eq!(c.query_one("SELECT 7", &[]).await.unwrap().get::<_, i32>(0), 7);
+    assert_eq!(
+        c.query_one("SELECT 7", &[]).await.unwrap().get::<_, i32>(0),
+        7
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_statement_string_stops_before_any_of_it_runs() {
     let env = Env::new("multi");
     let mut w = env.wire();
-    let msgs = w.query("INSERT INTO items VALUES (30, 'a'); DELETE FROM items; INSERT INTO items VALUES (31, 'b')");
+    let msgs = w.query(
+        "INSERT INTO items VALUES (30, 'a'); DELETE FROM items; INSERT INTO items VALUES (31, 'b')",
+    );
     assert_eq!(wire::tags(&msgs), "E Z", "{msgs:?}");
     assert_eq!(msgs[0].code(), "42501");
     assert_eq!(msgs[1].body, b"I");
@@ -236,7 +284,10 @@ async fn multi_statement_string_stops_before_any_of_it_runs() {
     let msgs = w.query("INSERT INTO items VALUES (30, 'a'); SELECT count(*) FROM items");
     assert_eq!(wire::tags(&msgs), "C T D C Z", "{msgs:?}");
     let audit = env.audit();
-    assert!(audit.iter().any(|r| r["outcome"] == "not_executed"), "the other statements are recorded as not run");
+    assert!(
+        audit.iter().any(|r| r["outcome"] == "not_executed"),
+        "the other statements are recorded as not run"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,7 +318,11 @@ async fn pipeline_denial_skips_the_rest_until_sync() {
     let first = w.until_ready();
     assert_eq!(wire::tags(&first), "1 2 C E Z", "{first:?}");
     assert_eq!(first[3].code(), "42501");
-    assert!(first[3].message().contains("rule"), "{}", first[3].message());
+    assert!(
+        first[3].message().contains("rule"),
+        "{}",
+        first[3].message()
+    );
     let second = w.until_ready();
     assert_eq!(wire::tags(&second), "1 2 D C Z", "{second:?}");
     // The implicit transaction of the first batch was rolled back as a whole,
@@ -305,8 +360,16 @@ async fn unvettable_messages_get_errors_not_drops() {
     q.push(0);
     w.send(&wire::raw(b'Q', &q));
     let m = w.recv();
-    assert_eq!((m.tag, m.code().as_str()), ('E', "54000"), "{}", m.message());
-    assert!(w.try_recv().is_none(), "connection closed after the limit error");
+    assert_eq!(
+        (m.tag, m.code().as_str()),
+        ('E', "54000"),
+        "{}",
+        m.message()
+    );
+    assert!(
+        w.try_recv().is_none(),
+        "connection closed after the limit error"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,16 +394,31 @@ classes = ["read", "write", "session", "transaction", "export"]
     use futures_util::SinkExt;
     let sink = c.copy_in("COPY items FROM STDIN").await.unwrap();
     futures_util::pin_mut!(sink);
-    sink.send(bytes::Bytes::from_static(b"100\thundred\n101\tone-o-one\n")).await.unwrap();
+    sink.send(bytes::Bytes::from_static(b"100\thundred\n101\tone-o-one\n"))
+        .await
+        .unwrap();
     assert_eq!(sink.finish().await.unwrap(), 2);
-    let out = c.copy_out("COPY (SELECT id, name FROM items ORDER BY id) TO STDOUT").await.unwrap();
+    let out = c
+        .copy_out("COPY (SELECT id, name FROM items ORDER BY id) TO STDOUT")
+        .await
+        .unwrap();
     use futures_util::TryStreamExt;
     let chunks: Vec<bytes::Bytes> = out.try_collect().await.unwrap();
-    let text: String = chunks.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+    let text: String = chunks
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
     assert!(text.contains("101\tone-o-one"), "{text}");
     // psql's \copy uses COPY FROM STDIN too.
     let status = std::process::Command::new("psql")
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", "COPY items FROM STDIN", &env.conninfo(AGENT, AGENT_PW)])
+        .args([
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "COPY items FROM STDIN",
+            &env.conninfo(AGENT, AGENT_PW),
+        ])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut ch| {
@@ -350,7 +428,10 @@ classes = ["read", "write", "session", "transaction", "export"]
         })
         .unwrap();
     assert!(status.success());
-    assert_eq!(env.direct("SELECT name FROM items WHERE id = 200"), "via psql");
+    assert_eq!(
+        env.direct("SELECT name FROM items WHERE id = 200"),
+        "via psql"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,7 +452,9 @@ async fn cancel_reaches_the_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_are_delivered() {
     let env = Env::new("notify");
-    let (listener, mut conn) = tokio_postgres::connect(&env.conninfo(AGENT, AGENT_PW), NoTls).await.unwrap();
+    let (listener, mut conn) = tokio_postgres::connect(&env.conninfo(AGENT, AGENT_PW), NoTls)
+        .await
+        .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
@@ -394,7 +477,10 @@ async fn notifications_are_delivered() {
     .expect("notification within 10 s");
     assert_eq!((got.channel(), got.payload()), ("jobs", "hello"));
     // RAISE NOTICE comes through too.
-    listener.simple_query("SET client_min_messages = notice").await.unwrap();
+    listener
+        .simple_query("SET client_min_messages = notice")
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,7 +489,10 @@ async fn million_rows_stream_in_bounded_memory() {
     let c = env.client().await;
     use futures_util::TryStreamExt;
     let rows = c
-        .query_raw("SELECT g, repeat('x', 100) FROM generate_series(1, 1000000) g", std::iter::empty::<i32>())
+        .query_raw(
+            "SELECT g, repeat('x', 100) FROM generate_series(1, 1000000) g",
+            std::iter::empty::<i32>(),
+        )
         .await
         .unwrap();
     futures_util::pin_mut!(rows);
@@ -422,7 +511,9 @@ async fn million_rows_stream_in_bounded_memory() {
         .unwrap();
     assert!(hwm_kb < 64 * 1024, "sqlgate peak RSS {hwm_kb} kB");
     let audit = env.audit();
-    assert!(audit.iter().any(|r| r["kind"] == "statement" && r["rows"] == 1_000_000u64));
+    assert!(audit
+        .iter()
+        .any(|r| r["kind"] == "statement" && r["rows"] == 1_000_000u64));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,7 +529,9 @@ async fn sigterm_drains_then_restart_serves_again() {
     // The statement in flight completes.
     let (r, c) = busy.await.unwrap();
     let msgs = r.expect("in-flight statement completes during drain");
-    assert!(msgs.iter().any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(1) == Some("finished"))));
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(1) == Some("finished"))));
     // Then the idle session is closed and sqlgate exits cleanly.
     let status = tokio::task::spawn_blocking(move || {
         let s = env.gate.wait();
@@ -447,14 +540,26 @@ async fn sigterm_drains_then_restart_serves_again() {
     .await
     .unwrap();
     let (status, env) = status;
-    assert!(status.success(), "exit status {status}; log:\n{}", env.gate.log());
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        env.gate.log()
+    );
     assert!(c.simple_query("SELECT 1").await.is_err());
     let audit = env.audit();
     assert!(audit.iter().any(|r| r["kind"] == "session_end"));
     // A new sqlgate on the same config serves again.
     let again = Sqlgate::start_with(&env.cfg);
-    let (c2, conn) = tokio_postgres::connect(&env.conninfo(AGENT, AGENT_PW), NoTls).await.unwrap();
+    let (c2, conn) = tokio_postgres::connect(&env.conninfo(AGENT, AGENT_PW), NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    assert_eq!(c2.query_one("SELECT 5", &[]).await.unwrap().get::<_, i32>(0), 5);
+    assert_eq!(
+        c2.query_one("SELECT 5", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        5
+    );
     drop(again);
 }

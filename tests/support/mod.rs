@@ -25,6 +25,7 @@ mod pg;
 mod process;
 mod sqlgate;
 mod tls;
+pub mod wire;
 
 pub use pg::{pg_bin, PgOptions, PgServer};
 pub use process::{free_port, TestDir};

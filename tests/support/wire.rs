@@ -52,9 +52,13 @@ impl Wire {
     pub fn try_login(addr: &str, user: &str, password: &str, db: &str) -> Result<Wire, Msg> {
         let s = TcpStream::connect(addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut w = Wire { s, buf: BytesMut::new() };
+        let mut w = Wire {
+            s,
+            buf: BytesMut::new(),
+        };
         let mut out = BytesMut::new();
-        frontend::startup_message([("user", user), ("database", db)].into_iter(), &mut out).unwrap();
+        frontend::startup_message([("user", user), ("database", db)].into_iter(), &mut out)
+            .unwrap();
         w.send(&out);
         let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
         loop {
@@ -66,7 +70,12 @@ impl Wire {
                     out.clear();
                     match code {
                         0 => continue,
-                        10 => frontend::sasl_initial_response("SCRAM-SHA-256", scram.message(), &mut out).unwrap(),
+                        10 => frontend::sasl_initial_response(
+                            "SCRAM-SHA-256",
+                            scram.message(),
+                            &mut out,
+                        )
+                        .unwrap(),
                         11 => {
                             scram.update(data).unwrap();
                             frontend::sasl_response(scram.message(), &mut out).unwrap();
@@ -150,7 +159,9 @@ pub fn bind(portal: &str, stmt: &str) -> BytesMut {
         stmt,
         std::iter::empty::<i16>(),
         std::iter::empty::<()>(),
-        |_, _| -> Result<postgres_protocol::IsNull, Box<dyn std::error::Error + Sync + Send>> { unreachable!() },
+        |_, _| -> Result<postgres_protocol::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+            unreachable!()
+        },
         std::iter::empty::<i16>(),
         &mut b,
     )
@@ -181,5 +192,8 @@ pub fn raw(tag: u8, body: &[u8]) -> Vec<u8> {
 
 /// Tags of a message list, as a string (e.g. "1 2 C E Z").
 pub fn tags(msgs: &[Msg]) -> String {
-    msgs.iter().map(|m| m.tag.to_string()).collect::<Vec<_>>().join(" ")
+    msgs.iter()
+        .map(|m| m.tag.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
