@@ -1,0 +1,188 @@
+//! More clients and connection options: psycopg (with pipeline mode), TLS
+//! through psql, and each upstream authentication method.
+
+mod support;
+
+use std::process::Command;
+use support::{gen_tls_cert, PgOptions, PgServer, Sqlgate, SqlgateConfig, TestDir};
+
+const AGENT: &str = "bot";
+const AGENT_PW: &str = "bot-secret";
+
+fn items(pg: &PgServer, db: &str) {
+    pg.psql(
+        db,
+        "CREATE TABLE items(id int PRIMARY KEY, name text);
+         INSERT INTO items VALUES (1, 'one');
+         ALTER TABLE items OWNER TO svc;",
+    );
+}
+
+fn psql(conninfo: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+            conninfo,
+        ])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql runs");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn psycopg_simple_extended_binary_and_pipeline() {
+    let pg = PgServer::shared();
+    let db = pg.unique_database("psycopg");
+    items(pg, &db);
+    let cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &["agents"]);
+    let gate = Sqlgate::start_with(&cfg);
+    let dsn = format!(
+        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
+        cfg.listen_port
+    );
+    // Debian's python3 carries python3-psycopg (installed by scripts/install-deps.sh).
+    let out = Command::new("/usr/bin/python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/psycopg_client.py"
+        ))
+        .env("SQLGATE_DSN", &dsn)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "psycopg script failed:\n{}\n{}\nsqlgate log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        gate.log()
+    );
+}
+
+#[test]
+fn tls_offered_and_required() {
+    let pg = PgServer::shared();
+    let db = pg.unique_database("tls");
+    let dir = TestDir::new("tls");
+    let (cert, key) = gen_tls_cert(dir.path());
+    for required in [false, true] {
+        let cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
+        let text = cfg.render().replace(
+            "[[agent]]",
+            &format!(
+                "tls = {{ cert = {:?}, key = {:?}, required = {required} }}\n\n[[agent]]",
+                cert.display().to_string(),
+                key.display().to_string()
+            ),
+        );
+        let gate = Sqlgate::start(&text);
+        let base = format!(
+            "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db}",
+            cfg.listen_port
+        );
+        let ssl = psql(
+            &format!("{base} sslmode=require"),
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        );
+        // The agent's side is TLS; the `ssl` column describes sqlgate's own upstream link.
+        assert!(ssl.is_ok(), "TLS login failed: {ssl:?}\n{}", gate.log());
+        let verify = psql(
+            &format!(
+                "{base} sslmode=verify-full sslrootcert={} host=localhost hostaddr=127.0.0.1",
+                cert.display()
+            ),
+            "SELECT 1",
+        );
+        assert_eq!(verify.as_deref(), Ok("1"), "{}", gate.log());
+        let plain = psql(&format!("{base} sslmode=disable"), "SELECT 1");
+        if required {
+            let e = plain.expect_err("plaintext must be refused");
+            assert!(e.contains("requires TLS"), "{e}");
+        } else {
+            assert_eq!(plain.as_deref(), Ok("1"));
+        }
+    }
+}
+
+#[test]
+fn upstream_md5_password_and_trust_logins() {
+    for method in ["md5", "password", "trust"] {
+        let pg = PgServer::start(PgOptions {
+            host_auth: method,
+            ..PgOptions::default()
+        });
+        let db = pg.unique_database("auth");
+        items(&pg, &db);
+        let cfg = SqlgateConfig::for_pg(&pg, &db).agent(AGENT, AGENT_PW, &[]);
+        let gate = Sqlgate::start_with(&cfg);
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
+            cfg.listen_port
+        );
+        assert_eq!(
+            psql(&conninfo, "SELECT name FROM items").as_deref(),
+            Ok("one"),
+            "upstream {method}: {}",
+            gate.log()
+        );
+    }
+}
+
+#[test]
+fn upstream_failure_is_reported_without_its_details() {
+    let pg = PgServer::shared();
+    let db = pg.unique_database("upfail");
+    let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
+    cfg.upstream_url = cfg.upstream_url.replace("svc-secret", "wrong-password");
+    let gate = Sqlgate::start_with(&cfg);
+    let e = psql(
+        &format!(
+            "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
+            cfg.listen_port
+        ),
+        "SELECT 1",
+    )
+    .expect_err("upstream login fails");
+    assert!(e.contains("could not connect to the database"), "{e}");
+    assert!(
+        !e.contains("svc"),
+        "the agent must not learn the upstream login: {e}"
+    );
+    assert!(gate.log().contains("upstream login failed"));
+}
+
+#[test]
+fn startup_options_that_widen_the_session_are_refused() {
+    let pg = PgServer::shared();
+    let db = pg.unique_database("opts");
+    let cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
+    let _gate = Sqlgate::start_with(&cfg);
+    let base = format!(
+        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
+        cfg.listen_port
+    );
+    for (extra, needle) in [
+        ("options='-c standard_conforming_strings=off'", "options"),
+        ("replication=database", "replication"),
+        ("client_encoding=SJIS", "client_encoding"),
+    ] {
+        let e = psql(&format!("{base} {extra}"), "SELECT 1").expect_err(extra);
+        assert!(e.contains(needle), "{extra}: {e}");
+    }
+    let e = psql(
+        &format!("host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname=postgres sslmode=disable", cfg.listen_port),
+        "SELECT 1",
+    )
+    .expect_err("another database");
+    assert!(e.contains("not served"), "{e}");
+}
