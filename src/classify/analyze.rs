@@ -30,7 +30,9 @@ pub fn statement(
     if let Some(u) = span.unterminated {
         unparsed(&mut info, u.note().to_string());
     } else if span.exec_comment {
-        unparsed(&mut info, "MySQL executable comment: its content is code we do not parse".into());
+        // Its content is code the parser would skip as a comment.
+        fall_back(dialect, &toks, &mut info, "MySQL executable comment".into());
+        info.classes.insert(Class::Unparsed);
     } else if text.len() > max_parse_bytes {
         let why = format!("statement of {} bytes is longer than max_parse_bytes", text.len());
         fall_back(dialect, &toks, &mut info, why);

@@ -211,9 +211,7 @@ impl Walker {
                 }
                 _ => self.add(&[Privilege, Session]),
             },
-            Statement::Explain {
-                analyze: false, ..
-            } => {
+            Statement::Explain { .. } if !explain_runs(s) => {
                 self.add(&[Read]);
                 self.not_run += 1;
             }
@@ -296,7 +294,7 @@ impl Visitor for Walker {
     }
 
     fn post_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
-        if matches!(s, Statement::Explain { analyze: false, .. }) {
+        if matches!(s, Statement::Explain { .. }) && !explain_runs(s) {
             self.not_run = self.not_run.saturating_sub(1);
         }
         ControlFlow::Continue(())
@@ -366,6 +364,23 @@ fn ident(id: &Ident) -> String {
     match id.quote_style {
         Some(_) => id.value.clone(),
         None => id.value.to_lowercase(),
+    }
+}
+
+/// `EXPLAIN ANALYZE` or `EXPLAIN (ANALYZE …)`: the statement really runs.
+/// `(ANALYZE false)` counts as running too — the conservative reading.
+fn explain_runs(s: &Statement) -> bool {
+    match s {
+        Statement::Explain {
+            analyze, options, ..
+        } => {
+            *analyze
+                || options
+                    .iter()
+                    .flatten()
+                    .any(|o| o.name.value.eq_ignore_ascii_case("analyze"))
+        }
+        _ => false,
     }
 }
 
