@@ -34,7 +34,10 @@ pub fn statement(
         fall_back(dialect, &toks, &mut info, "MySQL executable comment".into());
         info.classes.insert(Class::Unparsed);
     } else if text.len() > max_parse_bytes {
-        let why = format!("statement of {} bytes is longer than max_parse_bytes", text.len());
+        let why = format!(
+            "statement of {} bytes is longer than max_parse_bytes",
+            text.len()
+        );
         fall_back(dialect, &toks, &mut info, why);
     } else if toks.first().is_some_and(|t| t.is_word("do")) {
         // Procedural code we cannot see into: never trust a parse of it.
@@ -69,7 +72,9 @@ fn fall_back(dialect: Dialect, toks: &[Token<'_>], info: &mut StatementInfo, why
     match rules::fallback(dialect, toks) {
         Some(c) => {
             info.classes = info.classes.union(c);
-            info.note = Some(format!("not parsed ({why}); classified by its leading keywords"));
+            info.note = Some(format!(
+                "not parsed ({why}); classified by its leading keywords"
+            ));
         }
         None => unparsed(info, format!("not parsed: {why}")),
     }
@@ -87,10 +92,15 @@ fn parse(dialect: Dialect, text: &str) -> Result<tree::Outcome, String> {
     };
     match parsed {
         Ok(stmts) if stmts.len() == 1 => Ok(tree::classify(&stmts[0])),
-        Ok(stmts) => Err(format!("parser saw {} statements where the scanner saw one", stmts.len())),
+        Ok(stmts) => Err(format!(
+            "parser saw {} statements where the scanner saw one",
+            stmts.len()
+        )),
         Err(e) => {
             let msg = e.to_string();
-            let cut = msg.find(", found").or_else(|| msg.find(['\'', '"', '`', '$']));
+            let cut = msg
+                .find(", found")
+                .or_else(|| msg.find(['\'', '"', '`', '$']));
             let mut short: String = msg[..cut.unwrap_or(msg.len())].chars().take(120).collect();
             short = short.trim_start_matches("sql parser error: ").to_string();
             Err(short)

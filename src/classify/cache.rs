@@ -29,7 +29,11 @@ impl Cache {
 
     pub fn get(&self, key: &str) -> Option<Arc<Analysis>> {
         let found = self.map.get(key).map(|e| Arc::clone(e.value()));
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
@@ -58,7 +62,10 @@ impl Cache {
     }
 
     pub fn stats(&self) -> (u64, u64) {
-        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     #[cfg(test)]

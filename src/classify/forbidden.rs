@@ -12,7 +12,8 @@
 use super::scan::{Kind, Token};
 use super::types::{Class, ClassSet, Dialect};
 
-const SCS: &str = "changing standard_conforming_strings would let string literals hide SQL from sqlgate";
+const SCS: &str =
+    "changing standard_conforming_strings would let string literals hide SQL from sqlgate";
 const ENCODING: &str =
     "changing the client encoding away from UTF-8 would let multi-byte characters hide SQL from sqlgate";
 const BACKSLASH_QUOTE: &str = "backslash_quote = on changes how sqlgate must read quotes";
@@ -81,12 +82,18 @@ pub fn check_set(d: Dialect, toks: &[Token<'_>]) -> Option<&'static str> {
     match d {
         Dialect::Postgres => {
             let mut i = 1;
-            while toks.get(i).is_some_and(|t| t.is_word("session") || t.is_word("local")) {
+            while toks
+                .get(i)
+                .is_some_and(|t| t.is_word("session") || t.is_word("local"))
+            {
                 i += 1;
             }
             let name = toks.get(i)?.ident()?.to_ascii_lowercase();
             let mut rest = toks.get(i + 1..)?;
-            if rest.first().is_some_and(|t| t.is_punct(b'=') || t.is_word("to")) {
+            if rest
+                .first()
+                .is_some_and(|t| t.is_punct(b'=') || t.is_word("to"))
+            {
                 rest = &rest[1..];
             }
             pg_setting(&name, single_value(d, rest))
@@ -122,8 +129,14 @@ fn mysql_assignment(toks: &[Token<'_>]) -> Option<&'static str> {
         "character_set_client" if !utf8_mysql(after_eq().as_deref()) => Some(ENCODING),
         "sql_mode" => {
             const BAD: &[&str] = &[
-                "ansi", "ansi_quotes", "no_backslash_escapes", "db2", "oracle", "mssql",
-                "postgresql", "maxdb",
+                "ansi",
+                "ansi_quotes",
+                "no_backslash_escapes",
+                "db2",
+                "oracle",
+                "mssql",
+                "postgresql",
+                "maxdb",
             ];
             match after_eq() {
                 Some(v) if v.split(',').all(|m| !BAD.contains(&m.trim())) => None,
@@ -139,12 +152,15 @@ fn mysql_assignment(toks: &[Token<'_>]) -> Option<&'static str> {
 pub fn check_calls(d: Dialect, toks: &[Token<'_>]) -> (ClassSet, Option<&'static str>) {
     let mut classes = ClassSet::EMPTY;
     let mut forbidden = None;
-    if toks.first().is_some_and(|t| t.is_word("update")) && toks.iter().any(|t| t.is_word("pg_settings"))
+    if toks.first().is_some_and(|t| t.is_word("update"))
+        && toks.iter().any(|t| t.is_word("pg_settings"))
     {
         forbidden = Some(PG_SETTINGS);
     }
     for (i, t) in toks.iter().enumerate() {
-        let is_call = t.ident().is_some_and(|n| n.eq_ignore_ascii_case("set_config"))
+        let is_call = t
+            .ident()
+            .is_some_and(|n| n.eq_ignore_ascii_case("set_config"))
             && toks.get(i + 1).is_some_and(|n| n.is_punct(b'('));
         if !is_call {
             continue;
@@ -158,7 +174,9 @@ pub fn check_calls(d: Dialect, toks: &[Token<'_>]) -> (ClassSet, Option<&'static
             classes.insert(Class::Privilege);
             continue;
         };
-        let val = toks.get(i + 4).filter(|_| toks.get(i + 5).is_some_and(|c| c.is_punct(b',')));
+        let val = toks
+            .get(i + 4)
+            .filter(|_| toks.get(i + 5).is_some_and(|c| c.is_punct(b',')));
         match name.as_str() {
             "role" | "session_authorization" => classes.insert(Class::Privilege),
             _ => classes.insert(Class::Session),

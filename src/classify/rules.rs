@@ -18,7 +18,12 @@ pub fn command(toks: &[Token<'_>]) -> String {
     let Some(first) = words.first().filter(|t| t.kind == Kind::Word) else {
         return String::new();
     };
-    let w = |i: usize| words.get(i).filter(|t| t.kind == Kind::Word).map(|t| t.text);
+    let w = |i: usize| {
+        words
+            .get(i)
+            .filter(|t| t.kind == Kind::Word)
+            .map(|t| t.text)
+    };
     let lower = first.text.to_ascii_lowercase();
     let mut parts = vec![first.text];
     match lower.as_str() {
@@ -29,11 +34,30 @@ pub fn command(toks: &[Token<'_>]) -> String {
         }
         "create" | "alter" | "drop" => {
             const MODIFIERS: &[&str] = &[
-                "or", "replace", "temp", "temporary", "unique", "unlogged", "global", "local",
-                "trusted", "procedural", "recursive", "if", "not", "exists",
+                "or",
+                "replace",
+                "temp",
+                "temporary",
+                "unique",
+                "unlogged",
+                "global",
+                "local",
+                "trusted",
+                "procedural",
+                "recursive",
+                "if",
+                "not",
+                "exists",
             ];
             const TWO_WORDS: &[&str] = &[
-                "materialized", "foreign", "default", "event", "text", "access", "user", "owned",
+                "materialized",
+                "foreign",
+                "default",
+                "event",
+                "text",
+                "access",
+                "user",
+                "owned",
             ];
             let mut i = 1;
             while w(i).is_some_and(|x| MODIFIERS.iter().any(|m| x.eq_ignore_ascii_case(m))) {
@@ -73,7 +97,9 @@ fn main_after_with<'a>(toks: &[Token<'a>]) -> Option<&'a str> {
         } else if t.is_punct(b')') {
             depth -= 1;
         } else if depth == 0 && t.kind == Kind::Word {
-            let main = ["select", "insert", "update", "delete", "merge", "values", "table"];
+            let main = [
+                "select", "insert", "update", "delete", "merge", "values", "table",
+            ];
             if main.iter().any(|m| t.text.eq_ignore_ascii_case(m)) {
                 return Some(t.text);
             }
@@ -101,9 +127,7 @@ pub fn fallback(dialect: Dialect, toks: &[Token<'_>]) -> Option<ClassSet> {
     let has = |kw: &str| toks.iter().any(|t| t.is_word(kw));
     let role_word = |w: &str| matches!(w, "role" | "user" | "group");
     let c: &[Class] = match w0.as_str() {
-        "vacuum" | "analyze" | "analyse" | "reindex" | "cluster" | "comment" | "optimize" => {
-            &[Ddl]
-        }
+        "vacuum" | "analyze" | "analyse" | "reindex" | "cluster" | "comment" | "optimize" => &[Ddl],
         "checkpoint" => &[Ddl, ServerAccess],
         "refresh" => &[Ddl, Write],
         "alter" if w1 == "system" => &[Ddl, ServerAccess],
@@ -211,8 +235,16 @@ const CALLS: &[(&str, &[Class])] = &[
 
 /// Languages whose functions run with the server's OS privileges.
 const UNTRUSTED_LANGUAGES: &[&str] = &[
-    "c", "internal", "plpythonu", "plpython2u", "plpython3u", "plperlu", "pltclu", "plsh",
-    "pljavau", "plr",
+    "c",
+    "internal",
+    "plpythonu",
+    "plpython2u",
+    "plpython3u",
+    "plperlu",
+    "pltclu",
+    "plsh",
+    "pljavau",
+    "plr",
 ];
 
 /// Classes added by what appears anywhere in the statement's tokens.
@@ -237,8 +269,15 @@ pub fn scan_calls(toks: &[Token<'_>]) -> ClassSet {
         if t.is_word("language") && lead("create") {
             let untrusted = next
                 .and_then(|n| n.ident())
-                .or_else(|| next.filter(|n| n.kind == Kind::Str).map(|n| n.text.trim_matches('\'')))
-                .is_some_and(|l| UNTRUSTED_LANGUAGES.iter().any(|u| l.eq_ignore_ascii_case(u)));
+                .or_else(|| {
+                    next.filter(|n| n.kind == Kind::Str)
+                        .map(|n| n.text.trim_matches('\''))
+                })
+                .is_some_and(|l| {
+                    UNTRUSTED_LANGUAGES
+                        .iter()
+                        .any(|u| l.eq_ignore_ascii_case(u))
+                });
             if untrusted {
                 c.insert(ServerAccess);
             }
@@ -263,12 +302,24 @@ mod tests {
     fn commands() {
         assert_eq!(cmd("select 1"), "SELECT");
         assert_eq!(cmd("(select 1)"), "SELECT");
-        assert_eq!(cmd("create or replace temp view v as select 1"), "CREATE VIEW");
+        assert_eq!(
+            cmd("create or replace temp view v as select 1"),
+            "CREATE VIEW"
+        );
         assert_eq!(cmd("drop table if exists t"), "DROP TABLE");
-        assert_eq!(cmd("CREATE MATERIALIZED VIEW m AS SELECT 1"), "CREATE MATERIALIZED VIEW");
-        assert_eq!(cmd("with d as (delete from t returning *) select * from d"), "SELECT");
+        assert_eq!(
+            cmd("CREATE MATERIALIZED VIEW m AS SELECT 1"),
+            "CREATE MATERIALIZED VIEW"
+        );
+        assert_eq!(
+            cmd("with d as (delete from t returning *) select * from d"),
+            "SELECT"
+        );
         assert_eq!(cmd("commit prepared 'x'"), "COMMIT PREPARED");
-        assert_eq!(cmd("alter default privileges grant select on tables to x"), "ALTER DEFAULT PRIVILEGES");
+        assert_eq!(
+            cmd("alter default privileges grant select on tables to x"),
+            "ALTER DEFAULT PRIVILEGES"
+        );
         assert_eq!(cmd("'x'"), "");
     }
 }

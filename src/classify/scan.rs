@@ -116,8 +116,8 @@ impl<'a> Scanner<'a> {
         self.src.get(start..end).unwrap_or("")
     }
 
-    /// Skip white space and comments; returns false when a comment is
-    /// unterminated (pos is then left at its start).
+    /// Skip white space and comments. Returns (skipped anything?, ok?):
+    /// not ok when a comment is unterminated (pos is left at its start).
     fn skip_trivia(&mut self) -> (bool, bool) {
         let mut spaced = false;
         loop {
@@ -127,9 +127,9 @@ impl<'a> Scanner<'a> {
             }
             if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
                 self.pos += 1;
-            } else if c == b'-' && self.at(self.pos + 1) == b'-' && self.dash_comment_ok() {
-                self.skip_line();
-            } else if c == b'#' && self.dialect == Dialect::Mysql {
+            } else if (c == b'-' && self.at(self.pos + 1) == b'-' && self.dash_comment_ok())
+                || (c == b'#' && self.dialect == Dialect::Mysql)
+            {
                 self.skip_line();
             } else if c == b'/' && self.at(self.pos + 1) == b'*' {
                 if self.dialect == Dialect::Mysql && self.at(self.pos + 2) == b'!' {
@@ -347,7 +347,10 @@ impl<'a> Iterator for Scanner<'a> {
             self.pos += 2;
             self.in_exec = false;
             Kind::ExecComment
-        } else if (c == b'"' && !my) || (c == b'`' && my) || (c | 0x20 == b'u' && !my && self.at(start + 1) == b'&' && self.at(start + 2) == b'"') {
+        } else if (c == b'"' && !my)
+            || (c == b'`' && my)
+            || (c | 0x20 == b'u' && !my && self.at(start + 1) == b'&' && self.at(start + 2) == b'"')
+        {
             if c != b'"' && c != b'`' {
                 self.pos += 2;
             }
@@ -421,7 +424,10 @@ mod tests {
 
     #[test]
     fn doubled_quotes_and_prefixes() {
-        let t = kinds(Dialect::Postgres, "'it''s' B'01' X'ff' U&'d\\0061' \"a\"\"b\" U&\"x\"");
+        let t = kinds(
+            Dialect::Postgres,
+            "'it''s' B'01' X'ff' U&'d\\0061' \"a\"\"b\" U&\"x\"",
+        );
         let k: Vec<Kind> = t.iter().map(|t| t.0).collect();
         use Kind::*;
         assert_eq!(k, [Str, Str, Str, Str, QuotedIdent, QuotedIdent]);
@@ -429,7 +435,10 @@ mod tests {
 
     #[test]
     fn dollar_quotes_versus_params() {
-        let t = kinds(Dialect::Postgres, "SELECT $1, $$a;b$$, $fn$ $$ ; $fn$, a$b$");
+        let t = kinds(
+            Dialect::Postgres,
+            "SELECT $1, $$a;b$$, $fn$ $$ ; $fn$, a$b$",
+        );
         assert_eq!(t[1], (Kind::Param, "$1"));
         assert_eq!(t[3], (Kind::Str, "$$a;b$$"));
         assert_eq!(t[5], (Kind::Str, "$fn$ $$ ; $fn$"));
@@ -439,7 +448,10 @@ mod tests {
     #[test]
     fn nested_comments() {
         let t = kinds(Dialect::Postgres, "SELECT /* a /* b */ ; */ 1 -- ;x\n; 2");
-        assert_eq!(t.iter().map(|t| t.1).collect::<Vec<_>>(), ["SELECT", "1", ";", "2"]);
+        assert_eq!(
+            t.iter().map(|t| t.1).collect::<Vec<_>>(),
+            ["SELECT", "1", ";", "2"]
+        );
         assert!(t[1].0 == Kind::Number);
     }
 
@@ -466,10 +478,27 @@ mod tests {
 
     #[test]
     fn mysql_rules() {
-        let t = kinds(Dialect::Mysql, "SELECT 'a\\';x', \"b\", `c``d` # c\n--x -- c\n?");
+        let t = kinds(
+            Dialect::Mysql,
+            "SELECT 'a\\';x', \"b\", `c``d` # c\n--x -- c\n?",
+        );
         use Kind::*;
         let k: Vec<Kind> = t.iter().map(|t| t.0).collect();
-        assert_eq!(k, [Word, Str, Punct, Str, Punct, QuotedIdent, Punct, Punct, Word, Param]);
+        assert_eq!(
+            k,
+            [
+                Word,
+                Str,
+                Punct,
+                Str,
+                Punct,
+                QuotedIdent,
+                Punct,
+                Punct,
+                Word,
+                Param
+            ]
+        );
     }
 
     #[test]
@@ -481,7 +510,21 @@ mod tests {
 
     #[test]
     fn never_panics_on_odd_bytes() {
-        for s in ["$", "$a", "'", "\"", "/*", "/", "-", "0x", "U&", "E", "\u{e9}t\u{e9}", "1e", "1e+"] {
+        for s in [
+            "$",
+            "$a",
+            "'",
+            "\"",
+            "/*",
+            "/",
+            "-",
+            "0x",
+            "U&",
+            "E",
+            "\u{e9}t\u{e9}",
+            "1e",
+            "1e+",
+        ] {
             let _ = kinds(Dialect::Postgres, s);
             let _ = kinds(Dialect::Mysql, s);
         }
