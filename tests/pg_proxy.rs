@@ -449,7 +449,7 @@ async fn cancel_reaches_the_database() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     token.cancel_query(NoTls).await.unwrap();
     let r = sleeper.await.unwrap();
-    let e = r.err().expect("cancelled");
+    let e = r.expect_err("cancelled");
     assert_eq!(sqlstate(&e), "57014", "{e}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -57,8 +57,7 @@ impl Wire {
             buf: BytesMut::new(),
         };
         let mut out = BytesMut::new();
-        frontend::startup_message([("user", user), ("database", db)].into_iter(), &mut out)
-            .unwrap();
+        frontend::startup_message([("user", user), ("database", db)], &mut out).unwrap();
         w.send(&out);
         let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
         loop {
