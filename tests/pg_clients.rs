@@ -186,3 +186,31 @@ fn startup_options_that_widen_the_session_are_refused() {
     .expect_err("another database");
     assert!(e.contains("not served"), "{e}");
 }
+
+#[test]
+fn sessions_whose_settings_defeat_the_lexer_are_refused_or_ended() {
+    let pg = PgServer::shared();
+    let db = pg.unique_database("lexer");
+    let cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
+    let _gate = Sqlgate::start_with(&cfg);
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
+        cfg.listen_port
+    );
+    // Changed by a function sqlgate cannot look into: the session ends.
+    pg.psql(
+        &db,
+        "CREATE FUNCTION sneaky() RETURNS text LANGUAGE sql SECURITY DEFINER
+           AS $$ SELECT set_config('standard_conforming_strings', 'off', false) $$;
+         GRANT EXECUTE ON FUNCTION sneaky() TO svc;",
+    );
+    let e = psql(&conninfo, "SELECT sneaky()").expect_err("the session must end");
+    assert!(e.contains("standard_conforming_strings"), "{e}");
+    // Set for the database by an administrator: the session is refused at login.
+    pg.psql(
+        "postgres",
+        &format!("ALTER DATABASE \"{db}\" SET standard_conforming_strings = off"),
+    );
+    let e = psql(&conninfo, "SELECT 1").expect_err("login must be refused");
+    assert!(e.contains("could not connect"), "{e}");
+}

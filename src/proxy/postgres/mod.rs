@@ -116,6 +116,27 @@ pub async fn handle(
     tracing::info!(session = %info.id, statements, "session ended");
 }
 
+/// Why a server setting makes sqlgate's reading of SQL unreliable, if it does.
+///
+/// The classifier lexes SQL as PostgreSQL does with `standard_conforming_strings
+/// = on` and UTF-8 text. Statements that change these are refused by the
+/// classifier, but a setting can also change outside any statement sqlgate
+/// sees (`ALTER ROLE … SET`, a SECURITY DEFINER function calling set_config);
+/// the server reports every change in a ParameterStatus message, so that is
+/// where it is caught: at login, and at any moment of a session.
+pub(crate) fn unsafe_setting(name: &[u8], value: &[u8]) -> Option<String> {
+    let v = String::from_utf8_lossy(value);
+    match name {
+        b"standard_conforming_strings" if !v.eq_ignore_ascii_case("on") => Some(format!(
+            "the database reports standard_conforming_strings = {v}; sqlgate reads SQL only with it on"
+        )),
+        b"client_encoding" if !matches!(v.to_ascii_uppercase().as_str(), "UTF8" | "UNICODE") => Some(format!(
+            "the database reports client_encoding = {v}; sqlgate reads SQL only as UTF-8"
+        )),
+        _ => None,
+    }
+}
+
 fn session_id() -> String {
     let mut b = [0u8; 8];
     rand::fill(&mut b);

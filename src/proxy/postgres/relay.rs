@@ -606,6 +606,18 @@ async fn server_to_client(
                     let mut q = shared.expects.lock().expect("not poisoned");
                     match tag {
                         backend::DATA_ROW => rows += 1,
+                        backend::PARAMETER_STATUS => {
+                            let (name, value) = backend::parameter_status(msg).unwrap_or_default();
+                            if let Some(why) = super::unsafe_setting(name, value) {
+                                drop(q);
+                                tracing::error!(session = %sess.info.id, "{why}; ending the session");
+                                wr.write_all(&out).await?;
+                                let msg = format!("sqlgate: {why}; the session is closed to keep the policy sound");
+                                return Ok(End::Fatal(
+                                    Report::new(Severity::Fatal, "42501", &msg).encode(),
+                                ));
+                            }
+                        }
                         backend::COMMAND_COMPLETE
                         | backend::EMPTY_QUERY
                         | backend::PORTAL_SUSPENDED => {

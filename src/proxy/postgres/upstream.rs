@@ -26,6 +26,8 @@ pub enum UpstreamError {
     UnsupportedAuth(i32),
     #[error("the database asked for a password but the upstream URL has none")]
     NoPassword,
+    #[error("refusing the upstream session: {0}")]
+    UnsafeSetting(String),
     #[error("protocol error from the database: {0}")]
     Protocol(String),
     #[error("i/o error with the database: {0}")]
@@ -166,9 +168,15 @@ pub async fn connect(
                     message: String::from_utf8_lossy(f.message).into_owned(),
                 });
             }
-            backend::PARAMETER_STATUS | backend::NOTICE_RESPONSE => {
-                greeting.extend_from_slice(&msg)
+            backend::PARAMETER_STATUS => {
+                let (name, value) = backend::parameter_status(&msg)
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                if let Some(why) = super::unsafe_setting(name, value) {
+                    return Err(UpstreamError::UnsafeSetting(why));
+                }
+                greeting.extend_from_slice(&msg);
             }
+            backend::NOTICE_RESPONSE => greeting.extend_from_slice(&msg),
             backend::BACKEND_KEY_DATA => {
                 (pid, key) = backend::backend_key_data(&msg)
                     .map_err(|e| UpstreamError::Protocol(e.to_string()))?;

@@ -1,0 +1,108 @@
+//! The command line: `explain`, `rules check`, and config errors at `serve`.
+
+mod support;
+
+use std::process::{Command, Output};
+use support::TestDir;
+
+fn sqlgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sqlgate"))
+        .args(args)
+        .output()
+        .expect("sqlgate runs")
+}
+
+fn rules_dir() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/rules").to_owned()
+}
+
+fn explain(sql: &str, extra: &[&str]) -> serde_json::Value {
+    let rules = rules_dir();
+    let mut args = vec!["explain", "--rules", &rules, "--dialect", "postgres"];
+    args.extend_from_slice(extra);
+    args.push(sql);
+    let out = sqlgate(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("explain prints JSON")
+}
+
+#[test]
+fn explain_shows_action_rule_classes_tables_reason() {
+    let v = explain("DELETE FROM public.accounts", &["--agent", "report-bot"]);
+    assert_eq!(v["action"], "require_approval");
+    assert_eq!(v["rule"], "destructive-needs-approval");
+    assert!(v["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "destructive"));
+    assert_eq!(v["tables"][0], "public.accounts");
+    assert!(v["reason"].as_str().unwrap().len() > 5);
+
+    let v = explain("SELECT pg_read_file('/etc/passwd')", &[]);
+    assert_eq!(
+        (v["action"].as_str(), v["rule"].as_str()),
+        (Some("deny"), Some("server-access-denied"))
+    );
+
+    let v = explain("SELECT name FROM customers WHERE id = 1", &[]);
+    assert_eq!(v["action"], "allow");
+    assert_eq!(
+        v["statements"][0]["fingerprint"],
+        "select name from customers where id = ?"
+    );
+
+    // A string is decided by its first statement that may not run.
+    let v = explain("SELECT 1; DROP TABLE t; SELECT 2", &[]);
+    assert_eq!(v["action"], "require_approval");
+    assert_eq!(v["statements"].as_array().unwrap().len(), 3);
+
+    let v = explain("SET standard_conforming_strings = off", &[]);
+    assert_eq!(
+        (v["action"].as_str(), v["rule"].as_str()),
+        (Some("deny"), Some("builtin:forbidden"))
+    );
+}
+
+#[test]
+fn rules_check_passes_the_shipped_rules_and_names_file_and_line() {
+    let out = sqlgate(&["rules", "check", &rules_dir()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let dir = TestDir::new("rules");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[rule]]\nid = \"a\"\naction = \"allow\"\nclasses = [\"reed\"]\n\n[[rule]]\nid = \"b\"\naction = \"maybe\"\n",
+    )
+    .unwrap();
+    let out = sqlgate(&["rules", "check", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bad.toml:4:"), "{text}");
+    assert!(text.contains("reed"), "{text}");
+    assert!(text.contains("bad.toml:8:"), "{text}");
+}
+
+#[test]
+fn serve_rejects_unknown_config_keys_by_name() {
+    let dir = TestDir::new("cfg");
+    let cfg = dir.join("sqlgate.toml");
+    std::fs::write(
+        &cfg,
+        "[[listener]]\nprotocol = \"postgres\"\nlisten = \"127.0.0.1:1\"\nupstream = \"postgres://u:p@h/d\"\nlisten_backlog = 5\n[policy]\nrules = []\n[audit]\npath = \"a.jsonl\"\n",
+    )
+    .unwrap();
+    let out = sqlgate(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen_backlog"), "{err}");
+}
