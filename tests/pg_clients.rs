@@ -214,3 +214,63 @@ fn sessions_whose_settings_defeat_the_lexer_are_refused_or_ended() {
     let e = psql(&conninfo, "SELECT 1").expect_err("login must be refused");
     assert!(e.contains("could not connect"), "{e}");
 }
+
+#[test]
+fn upstream_tls_prefer_and_require() {
+    let dir = TestDir::new("uptls");
+    let (cert, key) = gen_tls_cert(dir.path());
+    // PostgreSQL insists that it owns its key (mode 0600).
+    let pg_user = std::env::var("SQLGATE_TEST_PG_USER").unwrap_or_else(|_| "postgres".into());
+    let _ = Command::new("chown")
+        .arg(&pg_user)
+        .arg(&cert)
+        .arg(&key)
+        .arg(dir.path())
+        .status();
+    let pg = PgServer::start(PgOptions {
+        settings: vec![
+            ("ssl".into(), "on".into()),
+            ("ssl_cert_file".into(), format!("'{}'", cert.display())),
+            ("ssl_key_file".into(), format!("'{}'", key.display())),
+        ],
+        ..PgOptions::default()
+    });
+    let db = pg.unique_database("uptls");
+    for mode in ["prefer", "require"] {
+        let cfg = SqlgateConfig::for_pg(&pg, &db).agent(AGENT, AGENT_PW, &[]);
+        let text = cfg.render().replace(
+            "\n[[agent]]",
+            &format!("upstream_tls = \"{mode}\"\n\n[[agent]]"),
+        );
+        let gate = Sqlgate::start(&text);
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
+            cfg.listen_port
+        );
+        // pg_stat_ssl describes sqlgate's own link to the database.
+        let ssl = psql(
+            &conninfo,
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        );
+        assert_eq!(
+            ssl.as_deref(),
+            Ok("t"),
+            "upstream_tls = {mode}: {}",
+            gate.log()
+        );
+    }
+    // `require` against a server without TLS fails closed.
+    let plain = PgServer::shared();
+    let db = plain.unique_database("uptls_plain");
+    let cfg = SqlgateConfig::for_pg(plain, &db).agent(AGENT, AGENT_PW, &[]);
+    let text = cfg
+        .render()
+        .replace("\n[[agent]]", "upstream_tls = \"require\"\n\n[[agent]]");
+    let gate = Sqlgate::start(&text);
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
+        cfg.listen_port
+    );
+    assert!(psql(&conninfo, "SELECT 1").is_err());
+    assert!(gate.log().contains("does not offer TLS"), "{}", gate.log());
+}
