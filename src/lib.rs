@@ -1,5 +1,6 @@
 //! sqlgate — a database wire-protocol firewall (tour written with the proxy).
 pub mod admin;
+pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod classify;

@@ -66,6 +66,8 @@ pub enum Event {
         reason: String,
     },
     Statement(Box<StatementEvent>),
+    /// A record built elsewhere (approvals); `time` is added when written.
+    Json(serde_json::Value),
 }
 
 /// The sending side, cheap to clone into every session.
@@ -199,6 +201,13 @@ fn write_event(out: &mut impl Write, e: &Event) -> std::io::Result<()> {
             "time": ts(*time), "kind": "login_failure", "client": client, "agent": user,
             "database": database, "reason": reason,
         }),
+        Event::Json(v) => {
+            let mut v = v.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("time".into(), ts(SystemTime::now()).into());
+            }
+            v
+        }
         Event::Statement(s) => {
             let info = s.analysis.statements.get(s.index);
             let (outcome, sqlstate) = match &s.outcome {

@@ -1,0 +1,293 @@
+//! The hold: approval requests, votes, quorum, timeouts and grants.
+//!
+//! A session whose statement needs approval submits a [`NewRequest`] and waits
+//! on the returned [`Hold`]. Approvers vote through any channel (HTTP API,
+//! CLI, webhook callback, Slack, the approval page); every channel ends in
+//! [`Approvals::vote`], so the rules below hold whatever the channel:
+//! - a vote is bound to one request id, which names one statement of one session;
+//! - the approver must belong to one of the rule's approver groups;
+//! - nobody approves their own request: an approver named like the agent, or
+//!   mapped to it (`[[approver]] agents = [...]`), is refused; there is no admin exception;
+//! - one deny denies; `quorum` distinct approvals approve;
+//! - a request not decided by its deadline is denied (timed out).
+//!
+//! Channels learn about new and decided requests from a broadcast of [`Notice`]s.
+
+mod request;
+
+pub use request::{HeldStatement, NewRequest, Outcome, Request, State, Vote};
+
+use crate::audit::{AuditLog, Event};
+use dashmap::DashMap;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use subtle::ConstantTimeEq;
+use thiserror::Error;
+use tokio::sync::{broadcast, watch};
+
+/// Why a vote was refused; each maps onto an HTTP status.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum VoteError {
+    #[error("unknown approval request `{0}`")]
+    NotFound(String),
+    #[error("approver `{approver}` is not in the groups this rule asks ({groups})")]
+    NotInGroup { approver: String, groups: String },
+    #[error("approver `{approver}` may not decide a request of agent `{agent}`: nobody approves their own request")]
+    SelfApproval { approver: String, agent: String },
+    #[error("approver `{0}` has already voted on this request")]
+    AlreadyVoted(String),
+    #[error("the request is already {0}")]
+    AlreadyDecided(&'static str),
+}
+
+impl VoteError {
+    pub fn http_status(&self) -> u16 {
+        match self {
+            VoteError::NotFound(_) => 404,
+            VoteError::NotInGroup { .. } | VoteError::SelfApproval { .. } => 403,
+            VoteError::AlreadyVoted(_) | VoteError::AlreadyDecided(_) => 409,
+        }
+    }
+}
+
+/// An approver as the approval service knows it.
+#[derive(Debug, Clone)]
+pub struct Approver {
+    pub name: String,
+    pub groups: Vec<String>,
+    /// Agents this person is (or runs): their requests are not theirs to approve.
+    pub agents: Vec<String>,
+    token_sha256: [u8; 32],
+}
+
+impl Approver {
+    pub fn new(name: &str, token: &str, groups: &[String], agents: &[String]) -> Approver {
+        Approver {
+            name: name.to_owned(),
+            groups: groups.to_vec(),
+            agents: agents.to_vec(),
+            token_sha256: Sha256::digest(token.as_bytes()).into(),
+        }
+    }
+}
+
+/// What channels are told.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    Created(Arc<Request>),
+    Decided(Arc<Request>),
+}
+
+/// What a session gets back from [`Approvals::submit`].
+pub enum Submitted {
+    /// A standing grant covers this statement: it may run now.
+    Granted {
+        by: String,
+        until: SystemTime,
+    },
+    Held(Hold),
+}
+
+/// A session's handle on its pending request.
+pub struct Hold {
+    pub request: Arc<Request>,
+    rx: watch::Receiver<Option<Outcome>>,
+}
+
+impl Hold {
+    /// Waits for the decision (approval, denial, timeout or withdrawal).
+    pub async fn decided(&mut self) -> Outcome {
+        loop {
+            if let Some(o) = self.rx.borrow().clone() {
+                return o;
+            }
+            if self.rx.changed().await.is_err() {
+                return Outcome::Withdrawn {
+                    reason: "the approval service stopped".into(),
+                };
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Approvals {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    requests: DashMap<String, Arc<Request>>,
+    approvers: Vec<Approver>,
+    default_timeout: Duration,
+    audit: AuditLog,
+    /// (agent, statement fingerprint) → (approver, until): standing grants.
+    grants: DashMap<(String, String), (String, Instant, SystemTime)>,
+    notices: broadcast::Sender<Notice>,
+}
+
+impl Approvals {
+    pub fn new(approvers: Vec<Approver>, default_timeout: Duration, audit: AuditLog) -> Approvals {
+        let (notices, _) = broadcast::channel(1024);
+        Approvals {
+            inner: Arc::new(Inner {
+                requests: DashMap::new(),
+                approvers,
+                default_timeout,
+                audit,
+                grants: DashMap::new(),
+                notices,
+            }),
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.inner.notices.subscribe()
+    }
+
+    /// The approver holding this bearer token (compared in constant time).
+    pub fn authenticate(&self, token: &str) -> Option<&Approver> {
+        let h: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.inner
+            .approvers
+            .iter()
+            .find(|a| bool::from(a.token_sha256.ct_eq(&h)))
+    }
+
+    pub fn approver(&self, name: &str) -> Option<&Approver> {
+        self.inner.approvers.iter().find(|a| a.name == name)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Request>> {
+        self.inner.requests.get(id).map(|r| r.clone())
+    }
+
+    /// Requests in the given state (`None`: pending), oldest first.
+    pub fn list(&self, state: Option<&str>) -> Vec<Arc<Request>> {
+        let want = state.unwrap_or("pending");
+        let mut v: Vec<_> = self
+            .inner
+            .requests
+            .iter()
+            .map(|r| r.clone())
+            .filter(|r| want == "all" || r.state_name() == want)
+            .collect();
+        v.sort_by_key(|r| r.created);
+        v
+    }
+
+    /// Submits a statement for approval. Must be called inside the runtime
+    /// (the deadline is a task).
+    pub fn submit(&self, new: NewRequest) -> Submitted {
+        let key = (new.agent.to_string(), new.grant_key());
+        if let Some(g) = self.inner.grants.get(&key) {
+            if g.1 > Instant::now() {
+                let (by, until) = (g.0.clone(), g.2);
+                drop(g);
+                self.inner.audit.record(Event::Json(serde_json::json!({
+                    "kind": "approval_grant_used", "agent": &*new.agent, "session": new.session,
+                    "rule": &*new.rule, "fingerprint": key.1, "granted_by": by,
+                    "until": humantime::format_rfc3339_seconds(until).to_string(),
+                })));
+                return Submitted::Granted { by, until };
+            }
+            drop(g);
+            self.inner.grants.remove(&key);
+        }
+        let timeout = new.spec.timeout.unwrap_or(self.inner.default_timeout);
+        let (request, rx) = Request::new(new, timeout);
+        let request = Arc::new(request);
+        self.inner
+            .requests
+            .insert(request.id.clone(), request.clone());
+        self.inner
+            .audit
+            .record(Event::Json(request.audit_record("approval_request")));
+        let _ = self.inner.notices.send(Notice::Created(request.clone()));
+        // The deadline: a request still pending then is denied.
+        let this = self.clone();
+        let r = request.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            this.finish(&r, Outcome::TimedOut);
+        });
+        Submitted::Held(Hold { request, rx })
+    }
+
+    /// Records a vote; returns the request (decided or still pending).
+    pub fn vote(
+        &self,
+        id: &str,
+        approver: &Approver,
+        vote: Vote,
+    ) -> Result<Arc<Request>, VoteError> {
+        let r = self
+            .get(id)
+            .ok_or_else(|| VoteError::NotFound(id.to_owned()))?;
+        if approver.name == *r.agent || approver.agents.iter().any(|a| *a == *r.agent) {
+            self.audit_refusal(&r, approver, &vote, "self_approval");
+            return Err(VoteError::SelfApproval {
+                approver: approver.name.clone(),
+                agent: r.agent.to_string(),
+            });
+        }
+        if !approver
+            .groups
+            .iter()
+            .any(|g| r.approver_groups.contains(g))
+        {
+            self.audit_refusal(&r, approver, &vote, "not_in_group");
+            return Err(VoteError::NotInGroup {
+                approver: approver.name.clone(),
+                groups: r.approver_groups.join(", "),
+            });
+        }
+        let outcome = r.add_vote(&approver.name, &vote)?;
+        self.inner.audit.record(Event::Json(serde_json::json!({
+            "kind": "approval_vote", "request": r.id, "agent": &*r.agent, "session": r.session,
+            "approver": approver.name, "vote": if vote.approve { "approve" } else { "deny" },
+            "reason": vote.reason, "channel": vote.channel,
+            "grant_seconds": vote.grant.map(|g| g.as_secs()),
+        })));
+        if let Some(o) = outcome {
+            if let Outcome::Approved { grant: Some(d), .. } = &o {
+                let until = SystemTime::now() + *d;
+                self.inner.grants.insert(
+                    (r.agent.to_string(), r.grant_key.clone()),
+                    (approver.name.clone(), Instant::now() + *d, until),
+                );
+            }
+            self.finish(&r, o);
+        }
+        Ok(r)
+    }
+
+    /// The agent went away or cancelled: the request is withdrawn.
+    pub fn withdraw(&self, r: &Arc<Request>, why: &str) {
+        self.finish(
+            r,
+            Outcome::Withdrawn {
+                reason: why.to_owned(),
+            },
+        );
+    }
+
+    fn finish(&self, r: &Arc<Request>, o: Outcome) {
+        if r.decide(o) {
+            self.inner
+                .audit
+                .record(Event::Json(r.audit_record("approval_decision")));
+            let _ = self.inner.notices.send(Notice::Decided(r.clone()));
+        }
+    }
+
+    fn audit_refusal(&self, r: &Request, approver: &Approver, vote: &Vote, why: &str) {
+        self.inner.audit.record(Event::Json(serde_json::json!({
+            "kind": "approval_vote_refused", "request": r.id, "agent": &*r.agent,
+            "approver": approver.name, "channel": vote.channel, "why": why,
+        })));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,267 @@
+//! One approval request and its state machine: pending → approved | denied |
+//! timed_out | withdrawn. Decisions are final; later votes get 409.
+
+use super::VoteError;
+use crate::classify::ClassSet;
+use crate::policy::ApprovalSpec;
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// One statement as approvers see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldStatement {
+    pub command: String,
+    /// Literals replaced by `?` (the fingerprint), unless the rule shows them.
+    pub text: String,
+    pub classes: ClassSet,
+    pub tables: Vec<String>,
+    #[serde(skip)]
+    pub fingerprint: String,
+}
+
+/// What a session asks approval for.
+pub struct NewRequest {
+    pub agent: Arc<str>,
+    pub database: String,
+    pub session: String,
+    pub client: String,
+    pub statements: Vec<HeldStatement>,
+    /// Parameter values of an extended-protocol execution, when the rule shows literals.
+    pub parameters: Option<Vec<Option<String>>>,
+    pub rule: Arc<str>,
+    pub reason: Arc<str>,
+    pub spec: Arc<ApprovalSpec>,
+}
+
+impl NewRequest {
+    /// What a standing grant is keyed on: the statements' fingerprints.
+    pub(super) fn grant_key(&self) -> String {
+        let fps: Vec<&str> = self
+            .statements
+            .iter()
+            .map(|s| s.fingerprint.as_str())
+            .collect();
+        fps.join("; ")
+    }
+}
+
+/// A vote from any channel.
+#[derive(Debug, Clone)]
+pub struct Vote {
+    pub approve: bool,
+    pub reason: Option<String>,
+    pub channel: &'static str,
+    /// Approve the same statement for the same agent for this long (default: once).
+    pub grant: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Approved {
+        by: Vec<String>,
+        grant: Option<Duration>,
+    },
+    Denied {
+        by: String,
+        reason: Option<String>,
+    },
+    TimedOut,
+    Withdrawn {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CastVote {
+    pub approver: String,
+    pub approve: bool,
+    pub reason: Option<String>,
+    pub channel: &'static str,
+    #[serde(serialize_with = "rfc3339")]
+    pub at: SystemTime,
+}
+
+#[derive(Debug, Clone)]
+pub enum State {
+    Pending,
+    Decided { outcome: Outcome, at: SystemTime },
+}
+
+#[derive(Debug)]
+pub struct Request {
+    pub id: String,
+    pub agent: Arc<str>,
+    pub database: String,
+    pub session: String,
+    pub client: String,
+    pub statements: Vec<HeldStatement>,
+    pub parameters: Option<Vec<Option<String>>>,
+    pub rule: Arc<str>,
+    pub reason: Arc<str>,
+    pub approver_groups: Vec<String>,
+    pub quorum: u32,
+    pub created: SystemTime,
+    pub expires: SystemTime,
+    pub(super) grant_key: String,
+    inner: Mutex<(State, Vec<CastVote>)>,
+    done: watch::Sender<Option<Outcome>>,
+}
+
+impl Request {
+    pub(super) fn new(
+        n: NewRequest,
+        timeout: Duration,
+    ) -> (Request, watch::Receiver<Option<Outcome>>) {
+        let (done, rx) = watch::channel(None);
+        let mut id = [0u8; 12];
+        rand::fill(&mut id);
+        let created = SystemTime::now();
+        let grant_key = n.grant_key();
+        (
+            Request {
+                id: format!(
+                    "apr_{}",
+                    id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                ),
+                agent: n.agent,
+                database: n.database,
+                session: n.session,
+                client: n.client,
+                statements: n.statements,
+                parameters: n.parameters,
+                rule: n.rule,
+                reason: n.reason,
+                approver_groups: n.spec.approver_groups.clone(),
+                quorum: n.spec.quorum.max(1),
+                created,
+                expires: created + timeout,
+                grant_key,
+                inner: Mutex::new((State::Pending, Vec::new())),
+                done,
+            },
+            rx,
+        )
+    }
+
+    pub fn state(&self) -> State {
+        self.inner.lock().expect("not poisoned").0.clone()
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        match self.state() {
+            State::Pending => "pending",
+            State::Decided { outcome, .. } => outcome_name(&outcome),
+        }
+    }
+
+    pub fn votes(&self) -> Vec<CastVote> {
+        self.inner.lock().expect("not poisoned").1.clone()
+    }
+
+    /// Adds a vote; returns the outcome if this vote decides the request.
+    pub(super) fn add_vote(&self, approver: &str, v: &Vote) -> Result<Option<Outcome>, VoteError> {
+        let mut g = self.inner.lock().expect("not poisoned");
+        if let State::Decided { outcome, .. } = &g.0 {
+            return Err(VoteError::AlreadyDecided(outcome_name(outcome)));
+        }
+        if g.1.iter().any(|c| c.approver == approver) {
+            return Err(VoteError::AlreadyVoted(approver.to_owned()));
+        }
+        g.1.push(CastVote {
+            approver: approver.to_owned(),
+            approve: v.approve,
+            reason: v.reason.clone(),
+            channel: v.channel,
+            at: SystemTime::now(),
+        });
+        if !v.approve {
+            return Ok(Some(Outcome::Denied {
+                by: approver.to_owned(),
+                reason: v.reason.clone(),
+            }));
+        }
+        let approvals: Vec<String> =
+            g.1.iter()
+                .filter(|c| c.approve)
+                .map(|c| c.approver.clone())
+                .collect();
+        if approvals.len() as u32 >= self.quorum {
+            return Ok(Some(Outcome::Approved {
+                by: approvals,
+                grant: v.grant,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Makes `o` final unless the request is already decided; true if it was.
+    pub(super) fn decide(&self, o: Outcome) -> bool {
+        let mut g = self.inner.lock().expect("not poisoned");
+        if matches!(g.0, State::Decided { .. }) {
+            return false;
+        }
+        g.0 = State::Decided {
+            outcome: o.clone(),
+            at: SystemTime::now(),
+        };
+        drop(g);
+        let _ = self.done.send(Some(o));
+        true
+    }
+
+    /// The request as the API and the channels show it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (state, votes) = {
+            let g = self.inner.lock().expect("not poisoned");
+            (g.0.clone(), g.1.clone())
+        };
+        let mut v = serde_json::json!({
+            "id": self.id, "agent": &*self.agent, "database": self.database, "session": self.session,
+            "client": self.client, "statements": self.statements, "parameters": self.parameters,
+            "rule": &*self.rule, "reason": &*self.reason, "approver_groups": self.approver_groups,
+            "quorum": self.quorum, "created": ts(self.created), "expires": ts(self.expires),
+            "votes": votes,
+        });
+        match state {
+            State::Pending => v["state"] = "pending".into(),
+            State::Decided { outcome, at } => {
+                v["state"] = outcome_name(&outcome).into();
+                v["decided"] = ts(at).into();
+                v["wait_ms"] = (at
+                    .duration_since(self.created)
+                    .unwrap_or_default()
+                    .as_millis() as u64)
+                    .into();
+                v["outcome"] = serde_json::to_value(&outcome).unwrap_or_default();
+            }
+        }
+        v
+    }
+
+    pub(super) fn audit_record(&self, kind: &str) -> serde_json::Value {
+        let mut v = self.to_json();
+        v["kind"] = kind.into();
+        v["request"] = v["id"].take();
+        v
+    }
+}
+
+pub fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Approved { .. } => "approved",
+        Outcome::Denied { .. } => "denied",
+        Outcome::TimedOut => "timed_out",
+        Outcome::Withdrawn { .. } => "withdrawn",
+    }
+}
+
+fn ts(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&ts(*t))
+}

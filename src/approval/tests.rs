@@ -1,0 +1,166 @@
+use super::*;
+use crate::classify::{Class, ClassSet};
+use crate::policy::ApprovalSpec;
+
+fn service(timeout: Duration) -> (Approvals, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("sqlgate-approvals-{}", rand::random::<u64>()));
+    let path = dir.join("audit.jsonl");
+    let (audit, _writer) = AuditLog::open(&path).unwrap();
+    let g = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let approvers = vec![
+        Approver::new("alice", "tok-alice", &g(&["dba"]), &[]),
+        Approver::new("bob", "tok-bob", &g(&["dba"]), &[]),
+        Approver::new("carol", "tok-carol", &g(&["dba"]), &g(&["bot"])),
+        Approver::new("dave", "tok-dave", &g(&["sales"]), &[]),
+        Approver::new("bot", "tok-bot", &g(&["dba"]), &[]),
+    ];
+    (Approvals::new(approvers, timeout, audit), path)
+}
+
+fn request(quorum: u32) -> NewRequest {
+    NewRequest {
+        agent: Arc::from("bot"),
+        database: "app".into(),
+        session: "s1".into(),
+        client: "127.0.0.1:1".into(),
+        statements: vec![HeldStatement {
+            command: "DROP TABLE".into(),
+            text: "drop table t".into(),
+            classes: ClassSet::of(&[Class::Ddl]),
+            tables: vec!["t".into()],
+            fingerprint: "drop table t".into(),
+        }],
+        parameters: None,
+        rule: Arc::from("ddl"),
+        reason: Arc::from("schema changes wait for a dba"),
+        spec: Arc::new(ApprovalSpec {
+            approver_groups: vec!["dba".into()],
+            quorum,
+            timeout: None,
+            show_literals: false,
+        }),
+    }
+}
+
+fn vote(approve: bool) -> Vote {
+    Vote {
+        approve,
+        reason: Some("because".into()),
+        channel: "test",
+        grant: None,
+    }
+}
+
+fn held(s: Submitted) -> Hold {
+    match s {
+        Submitted::Held(h) => h,
+        Submitted::Granted { .. } => panic!("expected a hold"),
+    }
+}
+
+#[tokio::test]
+async fn quorum_of_distinct_approvers_then_final() {
+    let (a, _) = service(Duration::from_secs(60));
+    let mut h = held(a.submit(request(2)));
+    let id = h.request.id.clone();
+    let alice = a.authenticate("tok-alice").unwrap().clone();
+    let bob = a.authenticate("tok-bob").unwrap().clone();
+    a.vote(&id, &alice, vote(true)).unwrap();
+    assert_eq!(
+        a.vote(&id, &alice, vote(true)).unwrap_err(),
+        VoteError::AlreadyVoted("alice".into())
+    );
+    assert_eq!(h.request.state_name(), "pending");
+    a.vote(&id, &bob, vote(true)).unwrap();
+    assert!(matches!(h.decided().await, Outcome::Approved { ref by, .. } if by.len() == 2));
+    let dave_free = a.authenticate("tok-carol").unwrap().clone();
+    assert!(matches!(
+        a.vote(&id, &dave_free, vote(false)),
+        Err(VoteError::SelfApproval { .. })
+    ));
+    assert!(matches!(
+        a.vote("apr_nope", &bob, vote(true)),
+        Err(VoteError::NotFound(_))
+    ));
+    assert_eq!(a.list(Some("approved")).len(), 1);
+    assert!(a.list(None).is_empty());
+}
+
+#[tokio::test]
+async fn one_deny_denies_and_later_votes_conflict() {
+    let (a, _) = service(Duration::from_secs(60));
+    let mut h = held(a.submit(request(2)));
+    let id = h.request.id.clone();
+    a.vote(
+        &id,
+        &a.authenticate("tok-alice").unwrap().clone(),
+        vote(false),
+    )
+    .unwrap();
+    assert!(matches!(h.decided().await, Outcome::Denied { ref by, .. } if by == "alice"));
+    let e = a
+        .vote(&id, &a.authenticate("tok-bob").unwrap().clone(), vote(true))
+        .unwrap_err();
+    assert_eq!(e, VoteError::AlreadyDecided("denied"));
+    assert_eq!(e.http_status(), 409);
+}
+
+#[tokio::test]
+async fn self_approval_and_wrong_group_are_refused() {
+    let (a, _) = service(Duration::from_secs(60));
+    let h = held(a.submit(request(1)));
+    let id = h.request.id.clone();
+    for tok in ["tok-bot", "tok-carol"] {
+        let who = a.authenticate(tok).unwrap().clone();
+        let e = a.vote(&id, &who, vote(true)).unwrap_err();
+        assert!(matches!(e, VoteError::SelfApproval { .. }), "{tok}: {e}");
+        assert_eq!(e.http_status(), 403);
+    }
+    let dave = a.authenticate("tok-dave").unwrap().clone();
+    assert!(matches!(
+        a.vote(&id, &dave, vote(true)),
+        Err(VoteError::NotInGroup { .. })
+    ));
+    assert!(a.authenticate("tok-nobody").is_none());
+    assert_eq!(h.request.state_name(), "pending");
+}
+
+#[tokio::test(start_paused = true)]
+async fn undecided_requests_time_out() {
+    let (a, _) = service(Duration::from_secs(300));
+    let mut h = held(a.submit(request(1)));
+    tokio::time::sleep(Duration::from_secs(301)).await;
+    assert_eq!(h.decided().await, Outcome::TimedOut);
+}
+
+#[tokio::test]
+async fn grants_cover_the_same_statement_for_the_same_agent_only() {
+    let (a, _) = service(Duration::from_secs(60));
+    let h = held(a.submit(request(1)));
+    let alice = a.authenticate("tok-alice").unwrap().clone();
+    let v = Vote {
+        grant: Some(Duration::from_secs(900)),
+        ..vote(true)
+    };
+    a.vote(&h.request.id, &alice, v).unwrap();
+    assert!(matches!(a.submit(request(1)), Submitted::Granted { ref by, .. } if by == "alice"));
+    let mut other = request(1);
+    other.agent = Arc::from("other-bot");
+    assert!(matches!(a.submit(other), Submitted::Held(_)));
+    let mut changed = request(1);
+    changed.statements[0].fingerprint = "drop table u".into();
+    assert!(matches!(a.submit(changed), Submitted::Held(_)));
+}
+
+#[tokio::test]
+async fn withdrawal_is_final() {
+    let (a, _) = service(Duration::from_secs(60));
+    let mut h = held(a.submit(request(1)));
+    a.withdraw(&h.request, "client disconnected");
+    assert!(matches!(h.decided().await, Outcome::Withdrawn { .. }));
+    let alice = a.authenticate("tok-alice").unwrap().clone();
+    assert_eq!(
+        a.vote(&h.request.id, &alice, vote(true)).unwrap_err(),
+        VoteError::AlreadyDecided("withdrawn")
+    );
+}
