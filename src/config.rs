@@ -99,6 +99,9 @@ struct RawApprover {
     token_env: Option<String>,
     #[serde(default)]
     groups: Vec<String>,
+    /// Agents this person runs: their requests are not this person's to approve.
+    #[serde(default)]
+    agents: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +120,7 @@ struct RawAudit {
 #[serde(deny_unknown_fields)]
 struct RawApprovals {
     timeout: Option<String>,
+    keepalive: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +180,7 @@ pub struct Approver {
     pub name: String,
     pub token: String,
     pub groups: Vec<String>,
+    pub agents: Vec<String>,
 }
 
 /// The validated configuration.
@@ -187,6 +192,10 @@ pub struct Config {
     pub rules: Vec<PathBuf>,
     pub audit_path: PathBuf,
     pub approval_timeout: Duration,
+    /// While a statement is held inside a transaction, sqlgate pings the
+    /// database this often so that `idle_in_transaction_session_timeout`
+    /// does not end the session under a thinking human.
+    pub approval_keepalive: Duration,
     pub max_message_bytes: usize,
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
@@ -271,6 +280,7 @@ impl Config {
                 name: a.name,
                 token,
                 groups: a.groups,
+                agents: a.agents,
             });
         }
         let dur = |what: &str, s: Option<String>, default: Duration| match s {
@@ -293,8 +303,13 @@ impl Config {
             audit_path: abs(&raw.audit.path),
             approval_timeout: dur(
                 "approvals.timeout",
-                raw.approvals.and_then(|a| a.timeout),
+                raw.approvals.as_ref().and_then(|a| a.timeout.clone()),
                 Duration::from_secs(300),
+            )?,
+            approval_keepalive: dur(
+                "approvals.keepalive",
+                raw.approvals.as_ref().and_then(|a| a.keepalive.clone()),
+                Duration::from_secs(10),
             )?,
             max_message_bytes: limits.max_message_bytes.unwrap_or(16 << 20),
             max_connections: limits.max_connections.unwrap_or(1000),

@@ -3,6 +3,7 @@
 //! The proxy hands over SQL text and an identity and gets back a `Decision`
 //! (the analysis plus one `Verdict` per statement); it never decides itself.
 
+use crate::approval::{Approvals, Approver};
 use crate::audit::AuditLog;
 use crate::auth::scram::Verifier;
 use crate::classify::{Analysis, Classifier, ClassifierOptions, Dialect};
@@ -21,6 +22,7 @@ pub struct Engine {
     pub classifier: Classifier,
     pub policy: Policy,
     pub audit: AuditLog,
+    pub approvals: Approvals,
     agents: HashMap<String, AgentEntry>,
     decoy_secret: [u8; 32],
 }
@@ -59,9 +61,15 @@ impl Engine {
             .collect();
         let mut decoy_secret = [0u8; 32];
         rand::fill(&mut decoy_secret);
+        let approvers = cfg
+            .approvers
+            .iter()
+            .map(|a| Approver::new(&a.name, &a.token, &a.groups, &a.agents))
+            .collect();
         Engine {
             classifier: Classifier::new(Dialect::Postgres, ClassifierOptions::default()),
             policy,
+            approvals: Approvals::new(approvers, cfg.approval_timeout, audit.clone()),
             audit,
             agents,
             decoy_secret,

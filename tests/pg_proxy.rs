@@ -217,13 +217,20 @@ async fn default_rules_hold_or_deny_each_class() {
             "approval" => assert!(m.contains("requires approval"), "`{sql}`: {m}"),
             _ => assert!(m.contains("denied by rule"), "`{sql}`: {m}"),
         }
-        // The extended protocol is held to the same rules.
+        // The extended protocol is held to the same rules. Preparing is
+        // harmless, so a statement needing approval is parsed by the server
+        // and refused at Execute; SQL the server cannot parse fails there.
         let e = c
             .query(sql, &[])
             .await
             .err()
             .unwrap_or_else(|| panic!("`{sql}` must not run (extended)"));
-        assert_eq!(sqlstate(&e), "42501", "`{sql}` extended: {e}");
+        let want = if sql.starts_with("SELEKT") {
+            "42601"
+        } else {
+            "42501"
+        };
+        assert_eq!(sqlstate(&e), want, "`{sql}` extended: {e}");
     }
     // Nothing of that reached the database.
     assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
@@ -248,7 +255,9 @@ async fn default_rules_hold_or_deny_each_class() {
     assert_eq!(env.direct("SELECT name FROM items WHERE id = 1"), "uno");
     let audit = env.audit();
     let denied = audit.iter().filter(|r| r["outcome"] == "denied").count();
-    assert_eq!(denied, cases.len() * 2, "every refusal is recorded");
+    // Every refusal is recorded; the extended `SELEKT` was refused by the
+    // server's own parser, before any Execute reached sqlgate's hold.
+    assert_eq!(denied, cases.len() * 2 - 1, "every refusal is recorded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,17 +310,30 @@ async fn pipeline_denial_skips_the_rest_until_sync() {
     let mut w = env.wire();
     let mut batch = Vec::new();
     for m in [
+        // Batch 1: a denied statement is refused at its Parse.
         wire::parse("", "INSERT INTO items VALUES (40, 'x')"),
         wire::bind("", ""),
         wire::execute(""),
-        wire::parse("", "DELETE FROM items"),
+        wire::parse("", "SELECT pg_read_file('/etc/passwd')"),
         wire::bind("", ""),
         wire::execute(""),
         wire::parse("", "INSERT INTO items VALUES (41, 'y')"),
         wire::bind("", ""),
         wire::execute(""),
         wire::sync(),
-        // A second batch after the Sync runs normally.
+        // Batch 2: a statement needing approval (no approver configured) is
+        // parsed and bound, and refused at its Execute.
+        wire::parse("", "INSERT INTO items VALUES (42, 'z')"),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::parse("", "DELETE FROM items"),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::parse("", "INSERT INTO items VALUES (43, 'w')"),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::sync(),
+        // Batch 3 after the Syncs runs normally.
         wire::parse("", "SELECT count(*) FROM items"),
         wire::bind("", ""),
         wire::execute(""),
@@ -324,14 +346,22 @@ async fn pipeline_denial_skips_the_rest_until_sync() {
     assert_eq!(wire::tags(&first), "1 2 C E Z", "{first:?}");
     assert_eq!(first[3].code(), "42501");
     assert!(
-        first[3].message().contains("rule"),
+        first[3].message().contains("denied by rule"),
         "{}",
         first[3].message()
     );
     let second = w.until_ready();
-    assert_eq!(wire::tags(&second), "1 2 D C Z", "{second:?}");
-    // The implicit transaction of the first batch was rolled back as a whole,
-    // as PostgreSQL does when any statement in it fails.
+    assert_eq!(wire::tags(&second), "1 2 C 1 2 E Z", "{second:?}");
+    assert_eq!(second[5].code(), "42501");
+    assert!(
+        second[5].message().contains("requires approval"),
+        "{}",
+        second[5].message()
+    );
+    let third = w.until_ready();
+    assert_eq!(wire::tags(&third), "1 2 D C Z", "{third:?}");
+    // The implicit transactions of both failed batches were rolled back as a
+    // whole, as PostgreSQL does when any statement in a batch fails.
     assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
 }
 

@@ -87,6 +87,8 @@ pub enum Submitted {
         until: SystemTime,
     },
     Held(Hold),
+    /// No configured approver could decide it: refused at once, not held.
+    Unapprovable(String),
 }
 
 /// A session's handle on its pending request.
@@ -193,6 +195,20 @@ impl Approvals {
             }
             drop(g);
             self.inner.grants.remove(&key);
+        }
+        let eligible = self.inner.approvers.iter().any(|a| {
+            a.groups
+                .iter()
+                .any(|g| new.spec.approver_groups.contains(g))
+                && a.name != *new.agent
+                && !a.agents.iter().any(|x| *x == *new.agent)
+        });
+        if !eligible {
+            return Submitted::Unapprovable(format!(
+                "no configured approver in group(s) `{}` may approve requests of `{}`",
+                new.spec.approver_groups.join(", "),
+                new.agent
+            ));
         }
         let timeout = new.spec.timeout.unwrap_or(self.inner.default_timeout);
         let (request, rx) = Request::new(new, timeout);

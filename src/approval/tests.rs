@@ -54,7 +54,7 @@ fn vote(approve: bool) -> Vote {
 fn held(s: Submitted) -> Hold {
     match s {
         Submitted::Held(h) => h,
-        Submitted::Granted { .. } => panic!("expected a hold"),
+        _ => panic!("expected a hold"),
     }
 }
 
@@ -163,4 +163,17 @@ async fn withdrawal_is_final() {
         a.vote(&h.request.id, &alice, vote(true)).unwrap_err(),
         VoteError::AlreadyDecided("withdrawn")
     );
+}
+
+#[tokio::test]
+async fn requests_nobody_may_approve_are_refused_at_once() {
+    let (a, _) = service(Duration::from_secs(60));
+    let mut r = request(1);
+    r.spec = Arc::new(ApprovalSpec {
+        approver_groups: vec!["security".into()],
+        quorum: 1,
+        timeout: None,
+        show_literals: false,
+    });
+    assert!(matches!(a.submit(r), Submitted::Unapprovable(ref why) if why.contains("security")));
 }

@@ -38,6 +38,17 @@ pub enum Outcome {
     NotExecuted,
 }
 
+/// How approval went for a held statement.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalNote {
+    /// The request id (none when a standing grant covered the statement).
+    pub request: Option<String>,
+    /// `approved`, `granted`, `denied`, `timed_out` or `withdrawn`.
+    pub outcome: &'static str,
+    /// Who decided.
+    pub by: Vec<String>,
+}
+
 /// One statement, with everything the record needs.
 #[derive(Debug)]
 pub struct StatementEvent {
@@ -52,6 +63,7 @@ pub struct StatementEvent {
     pub outcome: Outcome,
     pub rows: Option<u64>,
     pub duration_us: Option<u64>,
+    pub approval: Option<Arc<ApprovalNote>>,
 }
 
 #[derive(Debug)]
@@ -179,6 +191,8 @@ struct StatementLine<'a> {
     rows: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duration_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval: Option<&'a ApprovalNote>,
 }
 
 fn write_event(out: &mut impl Write, e: &Event) -> std::io::Result<()> {
@@ -234,6 +248,7 @@ fn write_event(out: &mut impl Write, e: &Event) -> std::io::Result<()> {
                 sqlstate,
                 rows: s.rows,
                 duration_us: s.duration_us,
+                approval: s.approval.as_deref(),
             };
             serde_json::to_writer(&mut *out, &line)?;
             return out.write_all(b"\n");

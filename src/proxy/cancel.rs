@@ -12,6 +12,8 @@ pub struct Target {
     pub port: u16,
     pub upstream_pid: i32,
     pub upstream_key: i32,
+    /// Wakes the session if it is holding a statement for approval.
+    pub held: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Default, Clone)]

@@ -55,6 +55,7 @@ pub async fn serve(
                     upstream_tls: upstream_tls.clone(),
                     cancels: cancels.clone(),
                     max_message: cfg.max_message_bytes,
+                    keepalive: cfg.approval_keepalive,
                 });
                 tracing::info!(listen = %l.listen, upstream = ?l.upstream, "postgres listener ready");
                 let (limit, shutdown) = (limit.clone(), shutdown.clone());

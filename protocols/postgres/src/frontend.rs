@@ -111,6 +111,39 @@ pub fn bind_names(frame: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
     Ok((portal, stmt))
 }
 
+/// One Bind parameter: its format (0 text, 1 binary) and value (`None` is NULL).
+pub type Parameter<'a> = (i16, Option<&'a [u8]>);
+
+/// `Bind`: the parameter values, with each one's format.
+pub fn bind_parameters(frame: &[u8]) -> Result<Vec<Parameter<'_>>, DecodeError> {
+    let mut r = Reader::new(body(frame)?);
+    r.cstr()?;
+    r.cstr()?;
+    let nformats = r.i16()?;
+    let mut formats = Vec::new();
+    for _ in 0..nformats.max(0) {
+        formats.push(r.i16()?);
+    }
+    let nparams = r.i16()?.max(0) as usize;
+    let mut out = Vec::with_capacity(nparams);
+    for i in 0..nparams {
+        // One format code applies to all; none means text.
+        let format = match formats.len() {
+            0 => 0,
+            1 => formats[0],
+            _ => *formats.get(i).ok_or(DecodeError::Truncated)?,
+        };
+        let len = r.i32()?;
+        let value = if len < 0 {
+            None
+        } else {
+            Some(r.take(len as usize)?)
+        };
+        out.push((format, value));
+    }
+    Ok(out)
+}
+
 /// `Execute`: portal name and row limit (0 = all).
 pub fn execute_message(frame: &[u8]) -> Result<(&[u8], i32), DecodeError> {
     let mut r = Reader::new(body(frame)?);
@@ -154,6 +187,18 @@ impl<'a> Reader<'a> {
         let (h, rest) = self.buf.split_at(4);
         self.buf = rest;
         Ok(i32::from_be_bytes([h[0], h[1], h[2], h[3]]))
+    }
+    pub(crate) fn i16(&mut self) -> Result<i16, DecodeError> {
+        let b = self.take(2)?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (h, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(h)
     }
     pub(crate) fn cstr(&mut self) -> Result<&'a [u8], DecodeError> {
         let nul = self
@@ -232,6 +277,17 @@ mod tests {
         assert_eq!(parse_message(&p), Ok((&b"s1"[..], "select $1")));
         let b = frame(b'B', b"p\0s1\0\0\0\0\0\0\0");
         assert_eq!(bind_names(&b), Ok((&b"p"[..], &b"s1"[..])));
+        assert_eq!(bind_parameters(&b), Ok(vec![]));
+        let b = frame(
+            b'B',
+            b"\0s\0\0\x01\0\0\0\x02\0\0\0\x0242\xff\xff\xff\xff\0\0",
+        );
+        assert_eq!(
+            bind_parameters(&b),
+            Ok(vec![(0, Some(&b"42"[..])), (0, None)])
+        );
+        let short = frame(b'B', b"\0s\0\0\x01\0\0\0\x01\0\0\0\x09ab");
+        assert_eq!(bind_parameters(&short), Err(DecodeError::Truncated));
         assert_eq!(
             execute_message(&frame(b'E', b"p\0\0\0\0\x05")),
             Ok((&b"p"[..], 5))

@@ -28,6 +28,7 @@ pub struct Listener {
     pub upstream_tls: Arc<rustls::ClientConfig>,
     pub cancels: cancel::Registry,
     pub max_message: usize,
+    pub keepalive: Duration,
 }
 
 pub async fn handle(
@@ -76,7 +77,9 @@ pub async fn handle(
             }
         };
 
+    let held = Arc::new(tokio::sync::Notify::new());
     let (pid, key, _registration) = l.cancels.register(|key| cancel::Target {
+        held: held.clone(),
         key,
         host: up.host.clone(),
         port: up.port,
@@ -105,6 +108,8 @@ pub async fn handle(
         info: info.clone(),
         identity,
         max_message: l.max_message,
+        keepalive: l.keepalive,
+        cancel: held,
     };
     let (_end, statements) =
         relay::run(&sess, stream, connected.stream, connected.status, shutdown).await;

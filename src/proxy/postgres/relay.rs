@@ -16,7 +16,8 @@
 //! reason). A denied statement therefore never reaches the database, and the
 //! agent and the database agree on the transaction state.
 
-use crate::audit::{Event, Outcome, SessionInfo, StatementEvent};
+use crate::approval::{self, HeldStatement, NewRequest, Submitted};
+use crate::audit::{ApprovalNote, Event, Outcome, SessionInfo, StatementEvent};
 use crate::classify::{Analysis, Class, ClassSet, StatementInfo};
 use crate::engine::Engine;
 use crate::policy::{Action, Identity, Verdict};
@@ -32,7 +33,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 /// Bulk frames larger than this stream through instead of being buffered whole.
 const STREAM_ABOVE: usize = 256 * 1024;
@@ -46,6 +47,8 @@ enum Expect {
     Denial(u64, Bytes),
     /// A ReadyForQuery will arrive (after Query, Sync, or a staged denial).
     Ready,
+    /// The ReadyForQuery answering a keepalive Sync: not passed on.
+    SwallowReady,
 }
 
 /// State both directions see. Both run in one task, so the lock is never contended.
@@ -63,6 +66,40 @@ struct Prepared {
     analysis: Arc<Analysis>,
     rule: Arc<str>,
     sql_sha256: Arc<str>,
+    /// Set when executing this statement needs approval: the verdict and the
+    /// statement it is about. Parse itself is harmless and goes through;
+    /// the hold happens at Execute, when the parameter values are known.
+    hold: Option<(Verdict, usize)>,
+}
+
+struct Portal {
+    prepared: Arc<Prepared>,
+    /// Parameter values, kept only for held statements whose rule shows literals.
+    params: Option<Vec<Option<String>>>,
+}
+
+/// What the client side must do after a message.
+enum Step {
+    Next,
+    End(End),
+    Hold(Held),
+}
+
+/// A message waiting for approval.
+struct Held {
+    msg: Vec<u8>,
+    analysis: Arc<Analysis>,
+    verdicts: Vec<Verdict>,
+    sha: Arc<str>,
+    /// Simple Query (true) or extended Execute (false).
+    simple: bool,
+    params: Option<Vec<Option<String>>>,
+}
+
+enum HoldEnd {
+    Approved(ApprovalNote),
+    Refused(Bytes, ApprovalNote),
+    ClientGone,
 }
 
 pub struct Session {
@@ -70,6 +107,9 @@ pub struct Session {
     pub info: Arc<SessionInfo>,
     pub identity: Identity,
     pub max_message: usize,
+    pub keepalive: std::time::Duration,
+    /// Notified when the agent sends a CancelRequest for this session.
+    pub cancel: Arc<Notify>,
 }
 
 /// Why a session ended.
@@ -100,7 +140,9 @@ pub async fn run(
         statements: AtomicU64::new(0),
     };
     let marker = format!("sqlgate.denied.{}.", hex(&nonce));
+    let (notices, mut notices_rx) = mpsc::unbounded_channel();
     let mut c2s = ClientSide {
+        notices,
         sess,
         shared: &shared,
         marker: &marker,
@@ -113,7 +155,7 @@ pub async fn run(
     };
     let end = tokio::select! {
         e = c2s.run(&mut client_rd, &mut server_wr, shutdown) => e,
-        e = server_to_client(sess, &shared, &marker, &mut server_rd, &mut client_wr) => e,
+        e = server_to_client(sess, &shared, &marker, &mut server_rd, &mut client_wr, &mut notices_rx) => e,
     };
     let end = match end {
         Ok(e) => e,
@@ -169,12 +211,14 @@ fn terminate() -> BytesMut {
 }
 
 struct ClientSide<'a> {
+    /// Messages for the agent that don't answer a request (the held notice).
+    notices: mpsc::UnboundedSender<Bytes>,
     sess: &'a Session,
     shared: &'a Shared,
     marker: &'a str,
     next_marker: u64,
     prepared: HashMap<Vec<u8>, Arc<Prepared>>,
-    portals: HashMap<Vec<u8>, Arc<Prepared>>,
+    portals: HashMap<Vec<u8>, Portal>,
     /// After a denial inside an extended-protocol batch: drop messages until Sync,
     /// as the server itself does after an error.
     skipping: bool,
@@ -230,11 +274,28 @@ impl ClientSide<'_> {
                         break;
                     }
                     Ok(Next::Whole { tag, len }) => {
-                        let end = self.message(tag, &buf[pos..pos + len]);
+                        let step = self.message(tag, &buf[pos..pos + len]);
                         pos += len;
-                        if let Some(end) = end {
-                            wr.write_all(&self.out).await?;
-                            return Ok(end);
+                        match step {
+                            Step::Next => {}
+                            Step::End(end) => {
+                                wr.write_all(&self.out).await?;
+                                return Ok(end);
+                            }
+                            Step::Hold(held) => {
+                                // What came before the held message goes first.
+                                wr.write_all(&self.out).await?;
+                                wr.flush().await?;
+                                self.out.clear();
+                                match self.hold(&held, rd, wr, &mut buf).await? {
+                                    HoldEnd::Approved(note) => self.release(held, note),
+                                    HoldEnd::Refused(report, note) => {
+                                        self.audit_held(&held, Outcome::Denied, note);
+                                        self.stage_denial(report, held.simple);
+                                    }
+                                    HoldEnd::ClientGone => return Ok(End::ClientGone),
+                                }
+                            }
                         }
                     }
                     Err(e) => {
@@ -272,13 +333,13 @@ impl ClientSide<'_> {
             .push_back(e);
     }
 
-    /// Handles one whole message; returns `Some` when the session must end.
-    fn message(&mut self, tag: u8, msg: &[u8]) -> Option<End> {
+    /// Handles one whole message.
+    fn message(&mut self, tag: u8, msg: &[u8]) -> Step {
         if self.skipping && tag != b'S' {
-            return None;
+            return Step::Next;
         }
         match tag {
-            b'Q' => self.query(msg),
+            b'Q' => return self.query(msg),
             b'P' => {
                 self.in_extended = true;
                 self.parse(msg);
@@ -286,21 +347,41 @@ impl ClientSide<'_> {
             b'B' => {
                 self.in_extended = true;
                 if let Ok((portal, stmt)) = frontend::bind_names(msg) {
-                    let p = self
+                    let prepared = self
                         .prepared
                         .get(stmt)
                         .cloned()
                         .unwrap_or_else(unknown_prepared);
-                    self.portals.insert(portal.to_vec(), p);
+                    let shows = prepared
+                        .hold
+                        .as_ref()
+                        .and_then(|(v, _)| v.approval.as_ref())
+                        .is_some_and(|a| a.show_literals);
+                    let params = shows.then(|| shown_params(msg));
+                    self.portals
+                        .insert(portal.to_vec(), Portal { prepared, params });
                 }
                 self.out.extend_from_slice(msg);
             }
             b'E' => {
                 self.in_extended = true;
-                let p = frontend::execute_message(msg)
+                let portal = frontend::execute_message(msg)
                     .ok()
-                    .and_then(|(portal, _)| self.portals.get(portal).cloned())
-                    .unwrap_or_else(unknown_prepared);
+                    .and_then(|(portal, _)| self.portals.get(portal));
+                let (p, params) = match portal {
+                    Some(pt) => (pt.prepared.clone(), pt.params.clone()),
+                    None => (unknown_prepared(), None),
+                };
+                if let Some((v, _)) = &p.hold {
+                    return Step::Hold(Held {
+                        msg: msg.to_vec(),
+                        analysis: p.analysis.clone(),
+                        verdicts: vec![v.clone()],
+                        sha: p.sql_sha256.clone(),
+                        simple: false,
+                        params,
+                    });
+                }
                 let ev = self.event(
                     &p.analysis,
                     0,
@@ -317,7 +398,9 @@ impl ClientSide<'_> {
                 if let Ok((kind, name)) = frontend::target(msg) {
                     match kind {
                         b'S' => drop(self.prepared.remove(name)),
-                        b'P' => drop(self.portals.remove(name)),
+                        b'P' => {
+                            self.portals.remove(name);
+                        }
                         _ => {}
                     }
                 }
@@ -338,7 +421,7 @@ impl ClientSide<'_> {
             b'd' | b'c' | b'f' => self.out.extend_from_slice(msg),
             b'X' => {
                 self.out.extend_from_slice(msg);
-                return Some(End::ClientGone);
+                return Step::End(End::ClientGone);
             }
             b'F' => {
                 let report = Report::new(
@@ -360,13 +443,16 @@ impl ClientSide<'_> {
                 self.stage_denial(report, !self.in_extended);
             }
         }
-        None
+        Step::Next
     }
 
-    fn query(&mut self, msg: &[u8]) {
+    fn query(&mut self, msg: &[u8]) -> Step {
         let sql = match frontend::query_text(msg) {
             Ok(s) => s,
-            Err(e) => return self.reject_undecodable(e, true),
+            Err(e) => {
+                self.reject_undecodable(e, true);
+                return Step::Next;
+            }
         };
         let d = self.sess.engine.decide(&self.sess.identity, sql);
         let sha: Arc<str> = sha256_hex(sql).into();
@@ -380,12 +466,28 @@ impl ClientSide<'_> {
                 self.expect(Expect::Ready);
                 self.out.extend_from_slice(msg);
             }
-            Some(b) => {
+            Some(_) if !d.verdicts.iter().any(|v| v.action == Action::Deny) => {
+                return Step::Hold(Held {
+                    msg: msg.to_vec(),
+                    analysis: d.analysis,
+                    verdicts: d.verdicts,
+                    sha,
+                    simple: true,
+                    params: None,
+                });
+            }
+            Some(_) => {
+                let b = d
+                    .verdicts
+                    .iter()
+                    .position(|v| v.action == Action::Deny)
+                    .unwrap_or(0);
                 self.audit_denied(&d.analysis, &d.verdicts, b, &sha);
                 let report = denial_report(&d.verdicts[b], &d.analysis.statements[b]);
                 self.stage_denial(report, true);
             }
         }
+        Step::Next
     }
 
     fn parse(&mut self, msg: &[u8]) {
@@ -396,6 +498,7 @@ impl ClientSide<'_> {
         let d = self.sess.engine.decide(&self.sess.identity, sql);
         let sha: Arc<str> = sha256_hex(sql).into();
         count(&d);
+        let any_deny = d.verdicts.iter().any(|v| v.action == Action::Deny);
         match d.blocking() {
             None => {
                 let rule = d
@@ -406,11 +509,29 @@ impl ClientSide<'_> {
                     analysis: d.analysis,
                     rule,
                     sql_sha256: sha,
+                    hold: None,
                 });
                 self.prepared.insert(name.to_vec(), p);
                 self.out.extend_from_slice(msg);
             }
-            Some(b) => {
+            // Needs approval: preparing is harmless, so Parse goes through and
+            // the hold waits for Execute, when the parameters are known.
+            Some(b) if !any_deny => {
+                let p = Arc::new(Prepared {
+                    rule: d.verdicts[b].rule.clone(),
+                    hold: Some((d.verdicts[b].clone(), b)),
+                    analysis: d.analysis,
+                    sql_sha256: sha,
+                });
+                self.prepared.insert(name.to_vec(), p);
+                self.out.extend_from_slice(msg);
+            }
+            Some(_) => {
+                let b = d
+                    .verdicts
+                    .iter()
+                    .position(|v| v.action == Action::Deny)
+                    .unwrap_or(0);
                 self.audit_denied(&d.analysis, &d.verdicts, b, &sha);
                 let report = denial_report(&d.verdicts[b], &d.analysis.statements[b]);
                 self.stage_denial(report, false);
@@ -428,6 +549,212 @@ impl ClientSide<'_> {
         let report = Report::new(Severity::Error, code, &msg).encode();
         self.audit_unvettable("UNREADABLE");
         self.stage_denial(report, simple);
+    }
+
+    /// Holds one message until it is approved, refused, withdrawn or the agent leaves.
+    async fn hold(
+        &mut self,
+        held: &Held,
+        rd: &mut ReadHalf<Stream>,
+        wr: &mut WriteHalf<Stream>,
+        buf: &mut BytesMut,
+    ) -> std::io::Result<HoldEnd> {
+        let approvals = &self.sess.engine.approvals;
+        let blocking: Vec<usize> = (0..held.verdicts.len())
+            .filter(|&i| held.verdicts[i].action == Action::RequireApproval)
+            .collect();
+        let lead = &held.verdicts[blocking[0]];
+        // Extended: the verdict was computed for the statement at `hold.1`.
+        let statement_index = |i: usize| if held.simple { i } else { 0 };
+        let spec = lead.approval.clone().unwrap_or_else(|| {
+            Arc::new(crate::policy::ApprovalSpec {
+                approver_groups: vec![],
+                quorum: 1,
+                timeout: None,
+                show_literals: false,
+            })
+        });
+        let sql = if spec.show_literals && held.simple {
+            frontend::query_text(&held.msg).ok()
+        } else {
+            None
+        };
+        let statements = blocking
+            .iter()
+            .filter_map(|&i| held.analysis.statements.get(statement_index(i)))
+            .map(|info| HeldStatement {
+                command: info.command.clone(),
+                text: sql
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| info.fingerprint.clone()),
+                classes: info.classes,
+                tables: info.tables.clone(),
+                fingerprint: info.fingerprint.clone(),
+            })
+            .collect();
+        let new = NewRequest {
+            agent: self.sess.info.agent.clone(),
+            database: self.sess.info.database.clone(),
+            session: self.sess.info.id.clone(),
+            client: self.sess.info.client.clone(),
+            statements,
+            parameters: held.params.clone(),
+            rule: lead.rule.clone(),
+            reason: lead.reason.clone(),
+            spec,
+        };
+        let mut hold = match approvals.submit(new) {
+            Submitted::Granted { by, .. } => {
+                return Ok(HoldEnd::Approved(ApprovalNote {
+                    request: None,
+                    outcome: "granted",
+                    by: vec![by],
+                }))
+            }
+            Submitted::Held(h) => h,
+            Submitted::Unapprovable(why) => {
+                let m = format!(
+                    "sqlgate: statement requires approval (rule `{}`): {}",
+                    lead.rule, lead.reason
+                );
+                let report = Report::new(Severity::Error, "42501", &m)
+                    .detail(&why)
+                    .hint("add an [[approver]] in one of the rule's groups to sqlgate's config")
+                    .encode();
+                return Ok(HoldEnd::Refused(
+                    report,
+                    ApprovalNote {
+                        request: None,
+                        outcome: "unapprovable",
+                        by: vec![],
+                    },
+                ));
+            }
+        };
+        let r = hold.request.clone();
+        let expires = r.expires.duration_since(r.created).unwrap_or_default();
+        let msg = format!(
+            "sqlgate: statement held for approval (request {}, rule `{}`); asked: {} (quorum {}); expires in {}",
+            r.id,
+            r.rule,
+            if r.approver_groups.is_empty() { "nobody (no approver group configured)".to_owned() } else { format!("group {}", r.approver_groups.join(", ")) },
+            r.quorum,
+            humantime::format_duration(expires),
+        );
+        let _ = self
+            .notices
+            .send(Report::new(Severity::Notice, "00000", &msg).encode());
+        let mut keepalive = tokio::time::interval(self.sess.keepalive);
+        keepalive.tick().await;
+        let cap = self.sess.max_message.max(1 << 20);
+        let outcome = loop {
+            tokio::select! {
+                o = hold.decided() => break o,
+                _ = self.sess.cancel.notified() => {
+                    approvals.withdraw(&r, "cancelled by the agent");
+                    let report = Report::new(Severity::Error, "57014", "canceling statement due to user request")
+                        .detail(&format!("approval request {} was withdrawn", r.id))
+                        .encode();
+                    return Ok(HoldEnd::Refused(report, note(&r, "withdrawn", vec![])));
+                }
+                // Reading on keeps a disconnect visible; what arrives waits its turn.
+                n = rd.read_buf(buf), if buf.len() < cap => {
+                    if n? == 0 {
+                        approvals.withdraw(&r, "the agent disconnected");
+                        return Ok(HoldEnd::ClientGone);
+                    }
+                }
+                _ = keepalive.tick() => {
+                    // A Sync between batches makes the server reset its idle
+                    // timers (idle_in_transaction_session_timeout); mid-batch
+                    // no idle timer runs, and a Sync would end the batch.
+                    if !self.in_extended {
+                        self.expect(Expect::SwallowReady);
+                        let mut b = BytesMut::new();
+                        fe::sync(&mut b);
+                        wr.write_all(&b).await?;
+                        wr.flush().await?;
+                    }
+                }
+            }
+        };
+        Ok(match outcome {
+            approval::Outcome::Approved { by, .. } => HoldEnd::Approved(note(&r, "approved", by)),
+            approval::Outcome::Denied { by, reason } => {
+                let m = format!(
+                    "sqlgate: statement denied by approver `{by}`{} (request {}, rule `{}`)",
+                    reason
+                        .as_deref()
+                        .map(|x| format!(": {x}"))
+                        .unwrap_or_default(),
+                    r.id,
+                    r.rule
+                );
+                let report = Report::new(Severity::Error, "42501", &m).encode();
+                HoldEnd::Refused(report, note(&r, "denied", vec![by]))
+            }
+            approval::Outcome::TimedOut => {
+                let m = format!(
+                    "sqlgate: approval request {} timed out after {}; the statement did not run (rule `{}`)",
+                    r.id,
+                    humantime::format_duration(expires),
+                    r.rule
+                );
+                HoldEnd::Refused(
+                    Report::new(Severity::Error, "42501", &m).encode(),
+                    note(&r, "timed_out", vec![]),
+                )
+            }
+            approval::Outcome::Withdrawn { reason } => {
+                let m = format!("sqlgate: approval request {} was withdrawn: {reason}", r.id);
+                HoldEnd::Refused(
+                    Report::new(Severity::Error, "42501", &m).encode(),
+                    note(&r, "withdrawn", vec![]),
+                )
+            }
+        })
+    }
+
+    /// Forwards an approved message exactly as the agent sent it.
+    fn release(&mut self, held: Held, n: ApprovalNote) {
+        let n = Arc::new(n);
+        if held.simple {
+            for (i, v) in held.verdicts.iter().enumerate() {
+                let mut ev =
+                    self.event(&held.analysis, i, &held.sha, &v.rule, v.action, Outcome::Ok);
+                ev.approval = Some(n.clone());
+                self.expect(Expect::Statement(ev, Instant::now()));
+            }
+            self.expect(Expect::Ready);
+        } else {
+            let v = &held.verdicts[0];
+            let mut ev = self.event(&held.analysis, 0, &held.sha, &v.rule, v.action, Outcome::Ok);
+            ev.approval = Some(n);
+            self.expect(Expect::Statement(ev, Instant::now()));
+        }
+        self.out.extend_from_slice(&held.msg);
+    }
+
+    fn audit_held(&self, held: &Held, outcome: Outcome, n: ApprovalNote) {
+        let n = Arc::new(n);
+        for (i, v) in held.verdicts.iter().enumerate() {
+            let o = if v.action == Action::Allow {
+                Outcome::NotExecuted
+            } else {
+                outcome.clone()
+            };
+            let mut ev = self.event(
+                &held.analysis,
+                if held.simple { i } else { 0 },
+                &held.sha,
+                &v.rule,
+                v.action,
+                o,
+            );
+            ev.approval = Some(n.clone());
+            self.shared.statements.fetch_add(1, Ordering::Relaxed);
+            self.sess.engine.audit.record(Event::Statement(ev));
+        }
     }
 
     /// Puts a failing Describe where the denied message was (see the module docs).
@@ -468,6 +795,7 @@ impl ClientSide<'_> {
             outcome,
             rows: None,
             duration_us: None,
+            approval: None,
         })
     }
 
@@ -522,12 +850,36 @@ fn count(d: &crate::engine::Decision) {
     }
 }
 
+fn note(r: &approval::Request, outcome: &'static str, by: Vec<String>) -> ApprovalNote {
+    ApprovalNote {
+        request: Some(r.id.clone()),
+        outcome,
+        by,
+    }
+}
+
+/// Bind parameters as approvers see them: text values as they are, binary
+/// ones in hex.
+fn shown_params(bind: &[u8]) -> Vec<Option<String>> {
+    frontend::bind_parameters(bind)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(format, v)| {
+            v.map(|b| match (format, std::str::from_utf8(b)) {
+                (0, Ok(t)) => t.to_owned(),
+                _ => format!("\\x{}", hex(b)),
+            })
+        })
+        .collect()
+}
+
 fn unknown_prepared() -> Arc<Prepared> {
     // A statement prepared with SQL PREPARE (vetted then) or unknown to us.
     Arc::new(Prepared {
         analysis: Arc::new(Analysis { statements: vec![] }),
         rule: Arc::from(""),
         sql_sha256: Arc::from(""),
+        hold: None,
     })
 }
 
@@ -559,6 +911,7 @@ async fn server_to_client(
     marker: &str,
     rd: &mut ReadHalf<Stream>,
     wr: &mut WriteHalf<Stream>,
+    notices: &mut mpsc::UnboundedReceiver<Bytes>,
 ) -> std::io::Result<End> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
@@ -567,8 +920,18 @@ async fn server_to_client(
     // Statements completed in this batch are recorded after their bytes are written.
     let mut done: Vec<Box<StatementEvent>> = Vec::new();
     loop {
-        if rd.read_buf(&mut buf).await? == 0 {
-            return Ok(End::ServerGone);
+        tokio::select! {
+            r = rd.read_buf(&mut buf) => {
+                if r? == 0 {
+                    return Ok(End::ServerGone);
+                }
+            }
+            // Notices go between whole messages, never inside one.
+            Some(n) = notices.recv(), if passthrough == 0 => {
+                wr.write_all(&n).await?;
+                wr.flush().await?;
+                continue;
+            }
         }
         let mut pos = 0;
         let mut readies = 0u64;
@@ -662,9 +1025,14 @@ async fn server_to_client(
                         backend::READY_FOR_QUERY => {
                             // Everything before this ReadyForQuery that never
                             // completed was skipped by the server after an error.
+                            let mut swallow = false;
                             while let Some(e) = q.pop_front() {
                                 match e {
                                     Expect::Ready => break,
+                                    Expect::SwallowReady => {
+                                        swallow = true;
+                                        break;
+                                    }
                                     Expect::Statement(mut ev, _) => {
                                         ev.outcome = Outcome::NotExecuted;
                                         done.push(ev);
@@ -672,9 +1040,12 @@ async fn server_to_client(
                                     Expect::Denial(..) => {}
                                 }
                             }
-                            readies += 1;
                             last_status = backend::ready_status(msg).ok();
                             rows = 0;
+                            if swallow {
+                                continue;
+                            }
+                            readies += 1;
                         }
                         _ => {}
                     }

@@ -84,6 +84,8 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
             StartupPacket::GssEncRequest => stream.write_all(b"N").await?,
             StartupPacket::Cancel { pid, key } => {
                 if let Some(t) = l.cancels.lookup(pid, key) {
+                    // A held statement is not running upstream: withdraw it.
+                    t.held.notify_waiters();
                     if let Err(e) =
                         super::upstream::cancel(&t.host, t.port, t.upstream_pid, t.upstream_key)
                             .await
