@@ -4,6 +4,7 @@ pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod classify;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod policy;

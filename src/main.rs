@@ -42,6 +42,17 @@ enum Command {
         groups: Vec<String>,
         sql: String,
     },
+    /// Decide held statements through a running sqlgate's admin API.
+    Approvals {
+        /// The admin API, e.g. http://127.0.0.1:9187
+        #[arg(long, env = "SQLGATE_ADMIN", global = true)]
+        admin: Option<String>,
+        /// Your approver token.
+        #[arg(long, env = "SQLGATE_TOKEN", global = true, hide_env_values = true)]
+        token: Option<String>,
+        #[command(subcommand)]
+        command: sqlgate::cli::approvals::Command,
+    },
     /// Validate rule files.
     Rules {
         #[command(subcommand)]
@@ -62,6 +73,8 @@ enum DialectArg {
 }
 
 fn main() -> ExitCode {
+    // One crypto provider for every TLS user in the process (rustls, reqwest).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config } => serve(config),
@@ -72,6 +85,11 @@ fn main() -> ExitCode {
             groups,
             sql,
         } => explain(rules, dialect, agent, groups, &sql),
+        Command::Approvals {
+            admin,
+            token,
+            command,
+        } => sqlgate::cli::approvals::run(admin, token, command),
         Command::Rules {
             command: RulesCommand::Check { paths },
         } => return rules_check(paths),
@@ -116,7 +134,12 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {addr} (admin)"))?;
             tracing::info!(listen = %addr, "admin API ready");
-            tokio::spawn(sqlgate::admin::serve(socket, metrics, rx.clone()));
+            tokio::spawn(sqlgate::admin::serve(
+                socket,
+                engine.approvals.clone(),
+                metrics,
+                rx.clone(),
+            ));
         }
         tokio::spawn(async move {
             wait_for_signal().await;

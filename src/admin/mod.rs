@@ -1,4 +1,6 @@
-//! The HTTP admin API: health and metrics now; approvals join it later.
+//! The HTTP admin API: approvals (`/v1/approvals`), `/metrics`, `/healthz`.
+
+pub mod approvals;
 
 use axum::routing::get;
 use axum::Router;
@@ -16,6 +18,7 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 
 pub async fn serve(
     socket: TcpListener,
+    approvals: crate::approval::Approvals,
     metrics: PrometheusHandle,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -24,7 +27,8 @@ pub async fn serve(
         .route(
             "/metrics",
             get(move || std::future::ready(metrics.render())),
-        );
+        )
+        .merge(approvals::routes(approvals));
     axum::serve(socket, app)
         .with_graceful_shutdown(async move { crate::proxy::stopped(&mut shutdown).await })
         .await

@@ -632,6 +632,9 @@ impl ClientSide<'_> {
             }
         };
         let r = hold.request.clone();
+        // However this function is left (decision, error, disconnect), a
+        // request still pending is withdrawn; after a decision it's a no-op.
+        let _withdraw = Withdraw(approvals, &r);
         let expires = r.expires.duration_since(r.created).unwrap_or_default();
         let msg = format!(
             "sqlgate: statement held for approval (request {}, rule `{}`); asked: {} (quorum {}); expires in {}",
@@ -658,8 +661,10 @@ impl ClientSide<'_> {
                     return Ok(HoldEnd::Refused(report, note(&r, "withdrawn", vec![])));
                 }
                 // Reading on keeps a disconnect visible; what arrives waits its turn.
+                // A reset counts as a disconnect too (a client that closes with
+                // unread data, such as our notice, resets the connection).
                 n = rd.read_buf(buf), if buf.len() < cap => {
-                    if n? == 0 {
+                    if !matches!(n, Ok(k) if k > 0) {
                         approvals.withdraw(&r, "the agent disconnected");
                         return Ok(HoldEnd::ClientGone);
                     }
@@ -850,6 +855,15 @@ fn count(d: &crate::engine::Decision) {
     }
 }
 
+/// Withdraws a request when dropped (a no-op once the request is decided).
+struct Withdraw<'a>(&'a approval::Approvals, &'a Arc<approval::Request>);
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        self.0.withdraw(self.1, "the session ended");
+    }
+}
+
 fn note(r: &approval::Request, outcome: &'static str, by: Vec<String>) -> ApprovalNote {
     ApprovalNote {
         request: Some(r.id.clone()),
@@ -858,15 +872,16 @@ fn note(r: &approval::Request, outcome: &'static str, by: Vec<String>) -> Approv
     }
 }
 
-/// Bind parameters as approvers see them: text values as they are, binary
-/// ones in hex.
+/// Bind parameters as approvers see them: printable text as it is (drivers
+/// often send text in binary format, which is the same UTF-8), anything else
+/// in hex.
 fn shown_params(bind: &[u8]) -> Vec<Option<String>> {
     frontend::bind_parameters(bind)
         .unwrap_or_default()
         .into_iter()
-        .map(|(format, v)| {
-            v.map(|b| match (format, std::str::from_utf8(b)) {
-                (0, Ok(t)) => t.to_owned(),
+        .map(|(_, v)| {
+            v.map(|b| match std::str::from_utf8(b) {
+                Ok(t) if !t.chars().any(char::is_control) => t.to_owned(),
                 _ => format!("\\x{}", hex(b)),
             })
         })

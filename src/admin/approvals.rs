@@ -1,0 +1,181 @@
+//! `/v1/approvals`: the HTTP face of the approval service. Approvers
+//! authenticate with their bearer token; every vote goes through
+//! [`Approvals::vote`], so group, quorum and self-approval rules apply here
+//! exactly as in every other channel.
+
+use crate::approval::{Approvals, Approver, Vote, VoteError};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+pub fn routes(approvals: Approvals) -> Router {
+    Router::new()
+        .route("/v1/approvals", get(list))
+        .route("/v1/approvals/{id}", get(show))
+        .route("/v1/approvals/{id}/approve", post(approve))
+        .route("/v1/approvals/{id}/deny", post(deny))
+        .with_state(approvals)
+}
+
+/// An API error: a status and a JSON body `{"error": "..."}`.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<VoteError> for ApiError {
+    fn from(e: VoteError) -> Self {
+        let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        ApiError(code, e.to_string())
+    }
+}
+
+/// The approver named by the request's bearer token.
+pub fn approver(approvals: &Approvals, headers: &HeaderMap) -> Result<Approver, ApiError> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "missing bearer token".into()))?;
+    approvals
+        .authenticate(token.trim())
+        .cloned()
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown token".into()))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+}
+
+async fn list(
+    State(a): State<Approvals>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    approver(&a, &headers)?;
+    let states = [
+        "pending",
+        "approved",
+        "denied",
+        "timed_out",
+        "withdrawn",
+        "all",
+    ];
+    if let Some(s) = q.state.as_deref().filter(|s| !states.contains(s)) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("unknown state `{s}`; one of {}", states.join(", ")),
+        ));
+    }
+    let v: Vec<_> = a
+        .list(q.state.as_deref())
+        .iter()
+        .map(|r| r.to_json())
+        .collect();
+    Ok(Json(serde_json::json!({ "approvals": v })))
+}
+
+async fn show(
+    State(a): State<Approvals>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    approver(&a, &headers)?;
+    let r = a.get(&id).ok_or(VoteError::NotFound(id))?;
+    Ok(Json(r.to_json()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    pub reason: Option<String>,
+    /// Approve the same statement for the same agent for this long (`15m`).
+    pub grant: Option<String>,
+}
+
+async fn approve(
+    State(a): State<Approvals>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide(&a, &headers, &id, true, parse_body(&body)?, "api")
+}
+
+async fn deny(
+    State(a): State<Approvals>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide(&a, &headers, &id, false, parse_body(&body)?, "api")
+}
+
+/// The decision body is optional: nothing, `null` or `{}` mean "no reason".
+fn parse_body(body: &[u8]) -> Result<Decision, ApiError> {
+    let text = std::str::from_utf8(body).unwrap_or("").trim();
+    if text.is_empty() || text == "null" {
+        return Ok(Decision::default());
+    }
+    serde_json::from_str(text).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be JSON like {{\"reason\": \"...\"}}: {e}"),
+        )
+    })
+}
+
+/// Authenticates, then votes. Shared by the API and the approval page.
+pub fn decide(
+    a: &Approvals,
+    headers: &HeaderMap,
+    id: &str,
+    approve: bool,
+    d: Decision,
+    channel: &'static str,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = approver(a, headers)?;
+    let grant = match d.grant.as_deref() {
+        None => None,
+        Some(_) if !approve => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "`grant` goes with approve only".into(),
+            ))
+        }
+        Some(g) => Some(
+            humantime::parse_duration(g)
+                .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("`grant` = `{g}`: {e}")))?,
+        ),
+    };
+    if grant.is_some_and(|g| g > MAX_GRANT) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "a grant may last at most {}",
+                humantime::format_duration(MAX_GRANT)
+            ),
+        ));
+    }
+    let r = a.vote(
+        id,
+        &who,
+        Vote {
+            approve,
+            reason: d.reason.filter(|r| !r.trim().is_empty()),
+            channel,
+            grant,
+        },
+    )?;
+    Ok(Json(r.to_json()))
+}
+
+/// Grants are bounded: a standing approval should expire within a working day.
+pub const MAX_GRANT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);

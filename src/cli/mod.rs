@@ -1,0 +1,2 @@
+//! Client-side commands of the `sqlgate` binary (they talk to a running sqlgate).
+pub mod approvals;

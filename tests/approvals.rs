@@ -1,0 +1,696 @@
+//! Holding statements for approval, end to end: a real PostgreSQL, the real
+//! sqlgate, agents on tokio-postgres and raw wire, approvers on the HTTP API
+//! and the `sqlgate approvals` CLI.
+
+mod support;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use support::wire::{self, Wire};
+use support::{PgOptions, PgServer, Sqlgate, SqlgateConfig, TestDir};
+use tokio_postgres::{AsyncMessage, NoTls};
+
+const AGENT: &str = "bot";
+const AGENT_PW: &str = "bot-secret";
+
+const RULES: &str = r#"
+[[rule]]
+id = "everyday"
+action = "allow"
+classes = ["read", "write", "session", "transaction"]
+
+[[rule]]
+id = "destructive-held"
+action = "require_approval"
+classes = ["destructive"]
+approvers = ["dba"]
+show_literals = true
+
+[[rule]]
+id = "ddl-two-approvers"
+action = "require_approval"
+classes = ["ddl"]
+approvers = ["dba"]
+quorum = 2
+
+[[rule]]
+id = "privilege-quick"
+action = "require_approval"
+classes = ["privilege"]
+approvers = ["dba"]
+timeout = "1s"
+"#;
+
+const APPROVERS: &str = r#"
+[[approver]]
+name = "alice"
+token = "tok-alice"
+groups = ["dba"]
+
+[[approver]]
+name = "bob"
+token = "tok-bob"
+groups = ["dba"]
+
+[[approver]]
+name = "carol"
+token = "tok-carol"
+groups = ["sales"]
+
+[[approver]]
+name = "bot"
+token = "tok-bot"
+groups = ["dba"]
+
+[[approver]]
+name = "owner"
+token = "tok-owner"
+groups = ["dba"]
+agents = ["bot"]
+"#;
+
+/// One PostgreSQL for this file, with a short idle-in-transaction timeout so
+/// that the keepalive during a hold is really exercised.
+fn pg() -> &'static PgServer {
+    static PG: OnceLock<PgServer> = OnceLock::new();
+    PG.get_or_init(|| {
+        PgServer::start(PgOptions {
+            settings: vec![("idle_in_transaction_session_timeout".into(), "'2s'".into())],
+            ..PgOptions::default()
+        })
+    })
+}
+
+struct Env {
+    db: String,
+    cfg: SqlgateConfig,
+    gate: Sqlgate,
+    _rules: TestDir,
+    http: reqwest::Client,
+}
+
+impl Env {
+    fn new(prefix: &str) -> Env {
+        let pg = pg();
+        let db = pg.unique_database(prefix);
+        pg.psql(
+            &db,
+            "CREATE TABLE items(id int PRIMARY KEY, name text);
+             INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 3) g;
+             ALTER TABLE items OWNER TO svc;",
+        );
+        let rules = TestDir::new("rules");
+        std::fs::write(rules.join("rules.toml"), RULES).unwrap();
+        let mut cfg = SqlgateConfig::for_pg(pg, &db)
+            .agent(AGENT, AGENT_PW, &["agents"])
+            .extra(APPROVERS)
+            .extra("[approvals]\ntimeout = \"60s\"\nkeepalive = \"500ms\"");
+        cfg.rules = vec![rules.join("rules.toml")];
+        let gate = Sqlgate::start_with(&cfg);
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Env {
+            db,
+            cfg,
+            gate,
+            _rules: rules,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn conninfo(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={} sslmode=disable",
+            self.cfg.listen_port, self.db
+        )
+    }
+
+    /// A client whose notices are collected.
+    async fn client(
+        &self,
+    ) -> (
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
+        let (client, mut conn) = tokio_postgres::connect(&self.conninfo(), NoTls)
+            .await
+            .unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut s = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+            use futures_util::StreamExt;
+            while let Some(Ok(m)) = s.next().await {
+                if let AsyncMessage::Notice(n) = m {
+                    let _ = tx.send(n.message().to_owned());
+                }
+            }
+        });
+        (client, rx)
+    }
+
+    fn admin(&self) -> String {
+        format!("http://{}", self.cfg.admin_addr())
+    }
+
+    async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let url = format!("{}{path}", self.admin());
+        let req = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url).json(&body),
+        };
+        let resp = req.bearer_auth(token).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
+    }
+
+    /// Waits until `n` requests are pending; returns them.
+    async fn pending(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (s, v) = self
+                .api("GET", "/v1/approvals", "tok-alice", serde_json::Value::Null)
+                .await;
+            assert_eq!(s, 200, "{v}");
+            let list = v["approvals"].as_array().cloned().unwrap_or_default();
+            if list.len() >= n {
+                return list;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} pending; log:\n{}",
+                list.len(),
+                self.gate.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn direct(&self, sql: &str) -> String {
+        pg().psql(&self.db, sql)
+    }
+
+    fn cli(&self, args: &[&str], token: &str) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sqlgate"))
+            .arg("approvals")
+            .args(args)
+            .env("SQLGATE_ADMIN", self.admin())
+            .env("SQLGATE_TOKEN", token)
+            .output()
+            .unwrap()
+    }
+
+    fn audit(&self) -> Vec<serde_json::Value> {
+        std::thread::sleep(Duration::from_millis(100));
+        std::fs::read_to_string(self.gate.dir().join("audit/sqlgate.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.code()
+        .map(|c| c.code().to_owned())
+        .unwrap_or_else(|| format!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_in_a_transaction_survives_the_idle_timeout_and_runs_on_cli_approval() {
+    let env = Env::new("hold_cli");
+    let (c, mut notices) = env.client().await;
+    c.simple_query("BEGIN").await.unwrap();
+    c.simple_query("INSERT INTO items VALUES (10, 'ten')")
+        .await
+        .unwrap();
+    let agent = tokio::spawn(async move {
+        let r = c.simple_query("DELETE FROM items").await;
+        (r, c)
+    });
+    let list = env.pending(1).await;
+    let req = &list[0];
+    let id = req["id"].as_str().unwrap().to_owned();
+    assert_eq!(req["agent"], AGENT);
+    assert_eq!(req["rule"], "destructive-held");
+    assert_eq!(req["statements"][0]["text"], "DELETE FROM items");
+    let notice = tokio::time::timeout(Duration::from_secs(5), notices.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        notice.contains(&id) && notice.contains("held for approval"),
+        "{notice}"
+    );
+
+    // The CLI lists it, as a table and as JSON.
+    let out = env.cli(&["list"], "tok-bob");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+    let out = env.cli(&["list", "--json"], "tok-bob");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str());
+
+    // A human thinks for three times the server's idle-in-transaction timeout.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let out = env.cli(&["approve", &id, "--reason", "cleanup agreed"], "tok-alice");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (r, c) = agent.await.unwrap();
+    let msgs = r.unwrap_or_else(|e| panic!("approved DELETE must run: {e}\n{}", env.gate.log()));
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(4))));
+    // The same transaction goes on and commits.
+    c.simple_query("INSERT INTO items VALUES (11, 'eleven')")
+        .await
+        .unwrap();
+    c.simple_query("COMMIT").await.unwrap();
+    assert_eq!(
+        env.direct("SELECT string_agg(id::text, ',') FROM items"),
+        "11"
+    );
+
+    // Approving again is a conflict; the audit tells the whole story.
+    let out = env.cli(&["approve", &id], "tok-bob");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("409"));
+    let audit = env.audit();
+    let kinds: Vec<&str> = audit.iter().filter_map(|r| r["kind"].as_str()).collect();
+    for k in ["approval_request", "approval_vote", "approval_decision"] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+    let stmt = audit
+        .iter()
+        .find(|r| r["kind"] == "statement" && r["command"] == "DELETE")
+        .expect("statement record");
+    assert_eq!(stmt["action"], "require_approval");
+    assert_eq!(stmt["outcome"], "ok");
+    assert_eq!(stmt["approval"]["by"][0], "alice");
+    let decision = audit
+        .iter()
+        .find(|r| r["kind"] == "approval_decision")
+        .unwrap();
+    assert!(decision["wait_ms"].as_u64().unwrap() >= 6000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denial_fails_the_transaction_and_names_the_approver() {
+    let env = Env::new("hold_deny");
+    let (c, _n) = env.client().await;
+    c.simple_query("BEGIN").await.unwrap();
+    let agent =
+        tokio::spawn(async move { (c.simple_query("UPDATE items SET name = 'x'").await, c) });
+    let id = env.pending(1).await[0]["id"].as_str().unwrap().to_owned();
+    let (s, v) = env
+        .api(
+            "POST",
+            &format!("/v1/approvals/{id}/deny"),
+            "tok-bob",
+            serde_json::json!({"reason": "not during business hours"}),
+        )
+        .await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("denied")));
+    let (r, c) = agent.await.unwrap();
+    let e = r.expect_err("denied");
+    assert_eq!(code(&e), "42501");
+    let m = e.as_db_error().unwrap().message().to_owned();
+    assert!(
+        m.contains("bob") && m.contains("not during business hours"),
+        "{m}"
+    );
+    assert_eq!(
+        code(&c.simple_query("SELECT 1").await.unwrap_err()),
+        "25P02"
+    );
+    c.simple_query("ROLLBACK").await.unwrap();
+    assert_eq!(
+        env.direct("SELECT count(*) FROM items WHERE name = 'x'"),
+        "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_may_approve_is_enforced() {
+    let env = Env::new("hold_who");
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move { c.simple_query("DELETE FROM items").await });
+    let id = env.pending(1).await[0]["id"].as_str().unwrap().to_owned();
+    let approve = format!("/v1/approvals/{id}/approve");
+    let none = serde_json::Value::Null;
+    assert_eq!(
+        env.api("GET", "/v1/approvals", "tok-nobody", none.clone())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        env.http
+            .get(format!("{}/v1/approvals", env.admin()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // The agent's own name, and an approver mapped to the agent: never.
+    for tok in ["tok-bot", "tok-owner"] {
+        let (s, v) = env.api("POST", &approve, tok, none.clone()).await;
+        assert_eq!(s, 403, "{tok}: {v}");
+        assert!(v["error"].as_str().unwrap().contains("own request"), "{v}");
+    }
+    let (s, v) = env.api("POST", &approve, "tok-carol", none.clone()).await;
+    assert_eq!(s, 403, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("not in the groups"));
+    assert_eq!(
+        env.api(
+            "POST",
+            "/v1/approvals/apr_nope/approve",
+            "tok-alice",
+            none.clone()
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        env.api(
+            "GET",
+            "/v1/approvals?state=weird",
+            "tok-alice",
+            none.clone()
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        env.api("POST", &approve, "tok-alice", none.clone()).await.0,
+        200
+    );
+    assert_eq!(
+        env.api("POST", &approve, "tok-bob", none.clone()).await.0,
+        409
+    );
+    agent.await.unwrap().unwrap();
+    let audit = env.audit();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|r| r["kind"] == "approval_vote_refused")
+            .count(),
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_needs_distinct_approvers() {
+    let env = Env::new("hold_quorum");
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move { c.simple_query("CREATE TABLE audit_me(a int)").await });
+    let id = env.pending(1).await[0]["id"].as_str().unwrap().to_owned();
+    let approve = format!("/v1/approvals/{id}/approve");
+    assert_eq!(
+        env.api("POST", &approve, "tok-alice", serde_json::Value::Null)
+            .await
+            .1["state"],
+        "pending"
+    );
+    assert_eq!(
+        env.api("POST", &approve, "tok-alice", serde_json::Value::Null)
+            .await
+            .0,
+        409
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !agent.is_finished(),
+        "one approval of two must not release it"
+    );
+    assert_eq!(
+        env.api("POST", &approve, "tok-bob", serde_json::Value::Null)
+            .await
+            .1["state"],
+        "approved"
+    );
+    agent.await.unwrap().unwrap();
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_tables WHERE tablename = 'audit_me'"),
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_denies() {
+    let env = Env::new("hold_timeout");
+    let (c, _n) = env.client().await;
+    let started = Instant::now();
+    let e = c
+        .simple_query("GRANT SELECT ON items TO PUBLIC")
+        .await
+        .expect_err("timed out");
+    assert_eq!(code(&e), "42501");
+    assert!(
+        e.as_db_error().unwrap().message().contains("timed out"),
+        "{e}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let (_, v) = env
+        .api(
+            "GET",
+            "/v1/approvals?state=timed_out",
+            "tok-alice",
+            serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!(v["approvals"].as_array().unwrap().len(), 1);
+    c.simple_query("SELECT 1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_disconnect_withdraw_the_request() {
+    let env = Env::new("hold_cancel");
+    let (c, _n) = env.client().await;
+    let token = c.cancel_token();
+    let agent = tokio::spawn(async move { (c.simple_query("DELETE FROM items").await, c) });
+    env.pending(1).await;
+    token.cancel_query(NoTls).await.unwrap();
+    let (r, c) = agent.await.unwrap();
+    assert_eq!(code(&r.expect_err("cancelled")), "57014");
+    c.simple_query("SELECT 1").await.unwrap();
+    let (_, v) = env
+        .api(
+            "GET",
+            "/v1/approvals?state=withdrawn",
+            "tok-alice",
+            serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!(v["approvals"].as_array().unwrap().len(), 1);
+
+    // Disconnect in the middle of a transaction: withdrawn, and rolled back.
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    w.query("BEGIN");
+    w.query("INSERT INTO items VALUES (99, 'never')");
+    let mut q = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::query("DELETE FROM items", &mut q).unwrap();
+    w.send(&q);
+    env.pending(1).await;
+    drop(w);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = env
+            .api(
+                "GET",
+                "/v1/approvals?state=withdrawn",
+                "tok-alice",
+                serde_json::Value::Null,
+            )
+            .await;
+        if v["approvals"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "disconnect must withdraw the request"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(env.direct("SELECT count(*) FROM items WHERE id = 99"), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_shows_parameters_and_pipelined_holds_run_in_order() {
+    let env = Env::new("hold_ext");
+    let (c, _n) = env.client().await;
+    let agent =
+        tokio::spawn(async move { c.execute("UPDATE items SET name = $1", &[&"renamed"]).await });
+    let req = env.pending(1).await.remove(0);
+    assert_eq!(req["parameters"][0], "renamed", "{req}");
+    let id = req["id"].as_str().unwrap();
+    env.api(
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        "tok-alice",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(agent.await.unwrap().unwrap(), 3);
+
+    // Two held statements in one pipeline: each waits its turn.
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    let mut batch = Vec::new();
+    for m in [
+        wire::parse("", "UPDATE items SET name = 'first'"),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::parse("", "DELETE FROM items WHERE true"),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::sync(),
+    ] {
+        batch.extend_from_slice(&m);
+    }
+    w.send(&batch);
+    let reader = std::thread::spawn(move || w.until_ready());
+    for expected_text in ["UPDATE items SET name = ?", "DELETE FROM items WHERE true"] {
+        let r = env.pending(1).await.remove(0);
+        assert_eq!(
+            r["statements"][0]["command"],
+            if expected_text.starts_with("UPDATE") {
+                "UPDATE"
+            } else {
+                "DELETE"
+            }
+        );
+        let id = r["id"].as_str().unwrap();
+        let (s, _) = env
+            .api(
+                "POST",
+                &format!("/v1/approvals/{id}/approve"),
+                "tok-bob",
+                serde_json::Value::Null,
+            )
+            .await;
+        assert_eq!(s, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let msgs = reader.join().unwrap();
+    // One "held" notice per hold; the server's replies follow at Sync.
+    let (notices, replies): (Vec<_>, Vec<_>) = msgs.into_iter().partition(|m| m.tag == 'N');
+    assert_eq!(notices.len(), 2);
+    assert_eq!(wire::tags(&replies), "1 2 C 1 2 C Z", "{replies:?}");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_holds_each_get_their_own_outcome() {
+    let env = Env::new("hold_fifty");
+    env.direct("INSERT INTO items SELECT g, 'bulk' FROM generate_series(100, 149) g");
+    let mut agents = Vec::new();
+    for i in 0..50 {
+        let (c, _n) = env.client().await;
+        agents.push(tokio::spawn(async move {
+            let _keep = _n;
+            // Each session holds a different statement (its own id in the text).
+            let r = c
+                .simple_query(&format!(
+                    "UPDATE items SET name = 'done' WHERE id = {} OR true",
+                    100 + i
+                ))
+                .await;
+            (i, r.map(|_| ()).map_err(|e| code(&e)))
+        }));
+    }
+    let pending = env.pending(50).await;
+    assert_eq!(pending.len(), 50);
+    // Decide in a scrambled order: approve even sessions, deny odd ones.
+    let mut order: Vec<usize> = (0..50).collect();
+    for i in 0..order.len() {
+        let j = (i * 37 + 11) % order.len();
+        order.swap(i, j);
+    }
+    let mut want = std::collections::HashMap::new();
+    for k in order {
+        let r = &pending[k];
+        let session = r["session"].as_str().unwrap().to_owned();
+        let approve = k % 2 == 0;
+        let verb = if approve { "approve" } else { "deny" };
+        let id = r["id"].as_str().unwrap();
+        let (s, _) = env
+            .api(
+                "POST",
+                &format!("/v1/approvals/{id}/{verb}"),
+                "tok-alice",
+                serde_json::Value::Null,
+            )
+            .await;
+        assert_eq!(s, 200);
+        want.insert(session, approve);
+    }
+    let mut ok = 0;
+    for a in agents {
+        let (_i, r) = a.await.unwrap();
+        match r {
+            Ok(()) => ok += 1,
+            Err(c) => assert_eq!(c, "42501"),
+        }
+    }
+    assert_eq!(ok, 25);
+    // Each session's own statement record carries its own decision.
+    let audit = env.audit();
+    for rec in audit
+        .iter()
+        .filter(|r| r["kind"] == "statement" && r["command"] == "UPDATE")
+    {
+        let approved = want[rec["session"].as_str().unwrap()];
+        assert_eq!(rec["outcome"] == "ok", approved, "{rec}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_lets_the_same_statement_run_again_for_a_while() {
+    let env = Env::new("hold_grant");
+    let (c, _n) = env.client().await;
+    let c = std::sync::Arc::new(c);
+    let c2 = c.clone();
+    let agent = tokio::spawn(async move { c2.simple_query("UPDATE items SET name = 'a'").await });
+    let id = env.pending(1).await[0]["id"].as_str().unwrap().to_owned();
+    let (s, v) = env
+        .api(
+            "POST",
+            &format!("/v1/approvals/{id}/approve"),
+            "tok-alice",
+            serde_json::json!({"grant": "15m"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    agent.await.unwrap().unwrap();
+    // Same statement shape (other literal), same agent: runs without a hold.
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        c.simple_query("UPDATE items SET name = 'b'"),
+    )
+    .await
+    .expect("granted: no hold")
+    .unwrap();
+    assert!(env
+        .audit()
+        .iter()
+        .any(|r| r["kind"] == "approval_grant_used"));
+    let (s, _) = env
+        .api(
+            "POST",
+            "/v1/approvals/x/approve",
+            "tok-alice",
+            serde_json::json!({"grant": "9999h"}),
+        )
+        .await;
+    assert_eq!(s, 400);
+}
