@@ -121,6 +121,73 @@ struct RawAudit {
 struct RawApprovals {
     timeout: Option<String>,
     keepalive: Option<String>,
+    public_url: Option<String>,
+    #[serde(default)]
+    webhook: Vec<RawWebhook>,
+    slack: Option<RawSlack>,
+    teams: Option<RawTeams>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    secret: Option<String>,
+    secret_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlack {
+    bot_token: Option<String>,
+    bot_token_env: Option<String>,
+    signing_secret: Option<String>,
+    signing_secret_env: Option<String>,
+    channel: String,
+    api_base: Option<String>,
+    #[serde(default)]
+    users: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTeams {
+    webhook_url: String,
+}
+
+/// A webhook that receives every approval request (and decision), signed.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: String,
+    pub secret: String,
+}
+
+/// Slack: requests go to a channel with Approve/Deny buttons.
+#[derive(Debug, Clone)]
+pub struct Slack {
+    pub bot_token: String,
+    pub signing_secret: String,
+    pub channel: String,
+    /// `https://slack.com/api` unless set (tests point it at a local server).
+    pub api_base: String,
+    /// Slack user id → approver name.
+    pub users: std::collections::BTreeMap<String, String>,
+}
+
+/// Microsoft Teams: an Adaptive Card to an incoming-webhook (Workflows) URL.
+#[derive(Debug, Clone)]
+pub struct Teams {
+    pub webhook_url: String,
+}
+
+/// The approval channels.
+#[derive(Debug, Clone, Default)]
+pub struct Channels {
+    /// Where approvers reach the admin listener (links in messages).
+    pub public_url: Option<String>,
+    pub webhooks: Vec<Webhook>,
+    pub slack: Option<Slack>,
+    pub teams: Option<Teams>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +263,7 @@ pub struct Config {
     /// database this often so that `idle_in_transaction_session_timeout`
     /// does not end the session under a thinking human.
     pub approval_keepalive: Duration,
+    pub channels: Channels,
     pub max_message_bytes: usize,
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
@@ -289,6 +357,63 @@ impl Config {
                 humantime::parse_duration(&s).map_err(|e| invalid(format!("`{what}` = `{s}`: {e}")))
             }
         };
+        let channels = match raw.approvals.as_ref() {
+            None => Channels::default(),
+            Some(a) => Channels {
+                public_url: a.public_url.clone(),
+                webhooks: a
+                    .webhook
+                    .iter()
+                    .map(|w| {
+                        Ok(Webhook {
+                            url: w.url.clone(),
+                            secret: secret(
+                                &w.url,
+                                "webhook",
+                                w.secret.clone(),
+                                w.secret_env.clone(),
+                                "secret",
+                            )?,
+                        })
+                    })
+                    .collect::<Result<_, ConfigError>>()?,
+                slack: match &a.slack {
+                    None => None,
+                    Some(s) => Some(Slack {
+                        bot_token: secret(
+                            "slack",
+                            "approvals",
+                            s.bot_token.clone(),
+                            s.bot_token_env.clone(),
+                            "bot_token",
+                        )?,
+                        signing_secret: secret(
+                            "slack",
+                            "approvals",
+                            s.signing_secret.clone(),
+                            s.signing_secret_env.clone(),
+                            "signing_secret",
+                        )?,
+                        channel: s.channel.clone(),
+                        api_base: s
+                            .api_base
+                            .clone()
+                            .unwrap_or_else(|| "https://slack.com/api".into()),
+                        users: s.users.clone(),
+                    }),
+                },
+                teams: a.teams.as_ref().map(|t| Teams {
+                    webhook_url: t.webhook_url.clone(),
+                }),
+            },
+        };
+        for name in channels.slack.iter().flat_map(|s| s.users.values()) {
+            if !approvers.iter().any(|a| &a.name == name) {
+                return Err(invalid(format!(
+                    "approvals.slack.users maps to `{name}`, who is not an [[approver]]"
+                )));
+            }
+        }
         let limits = raw.limits.unwrap_or(RawLimits {
             max_message_bytes: None,
             max_connections: None,
@@ -306,6 +431,7 @@ impl Config {
                 raw.approvals.as_ref().and_then(|a| a.timeout.clone()),
                 Duration::from_secs(300),
             )?,
+            channels,
             approval_keepalive: dur(
                 "approvals.keepalive",
                 raw.approvals.as_ref().and_then(|a| a.keepalive.clone()),

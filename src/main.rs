@@ -137,10 +137,12 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
             tokio::spawn(sqlgate::admin::serve(
                 socket,
                 engine.approvals.clone(),
+                cfg.channels.clone(),
                 metrics,
                 rx.clone(),
             ));
         }
+        sqlgate::approval::channels::start(&cfg.channels, &engine.approvals);
         tokio::spawn(async move {
             wait_for_signal().await;
             let _ = tx.send(true);

@@ -1,6 +1,7 @@
 //! The HTTP admin API: approvals (`/v1/approvals`), `/metrics`, `/healthz`.
 
 pub mod approvals;
+pub mod page;
 
 use axum::routing::get;
 use axum::Router;
@@ -19,6 +20,7 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 pub async fn serve(
     socket: TcpListener,
     approvals: crate::approval::Approvals,
+    channels: crate::config::Channels,
     metrics: PrometheusHandle,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -28,6 +30,7 @@ pub async fn serve(
             "/metrics",
             get(move || std::future::ready(metrics.render())),
         )
+        .merge(crate::approval::channels::routes(&channels, &approvals))
         .merge(approvals::routes(approvals));
     axum::serve(socket, app)
         .with_graceful_shutdown(async move { crate::proxy::stopped(&mut shutdown).await })

@@ -13,7 +13,11 @@
 //!
 //! Channels learn about new and decided requests from a broadcast of [`Notice`]s.
 
+pub mod channels;
 mod request;
+pub mod slack;
+pub mod teams;
+pub mod webhook;
 
 pub use request::{HeldStatement, NewRequest, Outcome, Request, State, Vote};
 
