@@ -41,6 +41,7 @@ done
 
 AGENT=report-bot
 AGENT_PASSWORD=report-bot-pw
+APPROVER_TOKEN=alice-demo-token
 SVC_USER=svc
 DB=app
 
@@ -259,6 +260,15 @@ name = "$AGENT"
 password = "$AGENT_PASSWORD"
 groups = ["agents"]
 
+# A human who may approve held statements (rules ask group "dba").
+[[approver]]
+name = "alice"
+token = "$APPROVER_TOKEN"
+groups = ["dba"]
+
+[approvals]
+timeout = "5m"
+
 [policy]
 rules = ["$root/rules"]
 
@@ -313,16 +323,61 @@ note ""
 note "2. An UPDATE with a WHERE: class write, allowed by rule write-allowed."
 agent_sql ok "UPDATE customers SET email = 'ada@lovelace.example' WHERE id = 1"
 
+# Runs SQL as the agent in the background; a human decides with the CLI.
+# decision: approve | deny
+held_sql() { # decision sql
+    local decision=$1 sql=$2 pid id="" out rc i
+    printf '\n%s%s=> %s%s\n' "$cyan" "$AGENT" "$sql" "$plain"
+    PGPASSWORD=$AGENT_PASSWORD PGSSLMODE=disable "$PSQL" -X -v VERBOSITY=verbose \
+        "$conninfo" -c "$sql" >"$work/held.out" 2>&1 &
+    pid=$!
+    for ((i = 0; i < 100; i++)); do
+        id=$(SQLGATE_ADMIN="http://127.0.0.1:$admin_port" SQLGATE_TOKEN=$APPROVER_TOKEN \
+            "$bin" approvals list --json |
+            /usr/bin/python3 -c 'import json,sys; l=json.load(sys.stdin); print(l[0]["id"] if l else "")')
+        [[ -n "$id" ]] && break
+        sleep 0.1
+    done
+    if [[ -z "$id" ]]; then
+        note "!! the statement was not held"
+        failures=$((failures + 1))
+        wait "$pid" || true
+        return
+    fi
+    note "   ... held. The agent's session and transaction wait. An approver looks:"
+    note "   \$ sqlgate approvals list --admin http://127.0.0.1:$admin_port --token …"
+    SQLGATE_ADMIN="http://127.0.0.1:$admin_port" SQLGATE_TOKEN=$APPROVER_TOKEN \
+        "$bin" approvals list | sed 's/^/    /'
+    note "   \$ sqlgate approvals $decision $id --reason \"demo\""
+    SQLGATE_ADMIN="http://127.0.0.1:$admin_port" SQLGATE_TOKEN=$APPROVER_TOKEN \
+        "$bin" approvals "$decision" "$id" --reason "demo: $decision" | sed 's/^/    /'
+    set +e
+    wait "$pid"
+    rc=$?
+    set -e
+    out=$(cat "$work/held.out")
+    note "   the agent's psql then shows:"
+    printf '%s\n' "$out" | sed 's/^/    /'
+    case "$decision" in
+    approve) ((rc == 0)) || { note "!! expected the approved statement to run"; failures=$((failures + 1)); } ;;
+    deny) [[ $rc -ne 0 && "$out" == *"ERROR:  42501:"* ]] ||
+        { note "!! expected the denied statement to fail with 42501"; failures=$((failures + 1)); } ;;
+    esac
+}
+
 note ""
-note "3. DELETE without WHERE: classes write + destructive. Rule"
-note "   destructive-needs-approval holds it for a DBA. Approvals arrive with"
-note "   the approval work; until then a hold is refused (SQLSTATE 42501) and"
-note "   the statement never reaches the database."
-agent_sql 42501 "DELETE FROM customers"
+note "3. A schema change: class ddl. Rule ddl-needs-approval holds it until a"
+note "   DBA approves; approved, the exact statement runs in the agent's session."
+held_sql approve "ALTER TABLE customers ADD COLUMN notes text"
+
+note ""
+note "4. DELETE without WHERE: classes write + destructive. Held too; this time"
+note "   the approver denies it, and the agent gets SQLSTATE 42501. Nothing ran."
+held_sql deny "DELETE FROM customers"
 agent_sql ok "SELECT count(*) AS still_there FROM customers"
 
 note ""
-note "4. Reading a server file: class server_access, denied by rule"
+note "5. Reading a server file: class server_access, denied by rule"
 note "   server-access-denied whoever asks."
 agent_sql 42501 "SELECT pg_read_file('/etc/passwd')"
 
@@ -350,6 +405,8 @@ else
 fi
 grep -q '"command":"DELETE".*"outcome":"denied"' "$work/audit.jsonl" ||
     { note "!! no denied DELETE in the audit log"; failures=$((failures + 1)); }
+grep -q '"kind":"approval_decision"' "$work/audit.jsonl" ||
+    { note "!! no approval decision in the audit log"; failures=$((failures + 1)); }
 
 say "metrics: http://127.0.0.1:$admin_port/metrics"
 metrics_url="http://127.0.0.1:$admin_port/metrics"
