@@ -4,7 +4,7 @@
 use super::scan::{Kind, Scanner, Token};
 use super::split::Span;
 use super::types::{Class, ClassSet, Dialect, StatementInfo};
-use super::{forbidden, rules, tree};
+use super::{forbidden, pg_syntax, rules, tree};
 use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect};
 use sqlparser::parser::Parser;
 
@@ -43,7 +43,11 @@ pub fn statement(
         // Procedural code we cannot see into: never trust a parse of it.
         fall_back(dialect, &toks, &mut info, "DO block".into());
     } else {
-        match parse(dialect, text) {
+        let for_parser = match dialect {
+            Dialect::Postgres => pg_syntax::for_parser(text, &toks),
+            Dialect::Mysql => text.into(),
+        };
+        match parse(dialect, &for_parser) {
             Ok(out) => {
                 info.classes = out.classes;
                 info.tables = out.tables;

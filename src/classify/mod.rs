@@ -10,18 +10,29 @@
 //!    fingerprint that is also the cache key.
 //! 2. On a cache hit that is all: the cached [`Analysis`] is shared.
 //! 3. On a miss, each statement is parsed by sqlparser and its AST walked
-//!    ([`tree`]); if the parser fails (or the statement is longer than
-//!    `max_parse_bytes`) the keyword fallback in [`rules`] places it. Token
-//!    scans for dangerous calls and [`forbidden`] settings always run.
+//!    ([`tree`]); PostgreSQL text first has the inheritance markers that
+//!    sqlparser misreads (`ONLY`, `name *`) blanked by [`pg_syntax`]. If
+//!    the parser fails (or the statement is longer than `max_parse_bytes`)
+//!    the keyword fallback in [`rules`] places it. Token scans for dangerous calls and [`forbidden`] settings always run.
 //!
 //! Tables are normalised as `schema.table`: unquoted parts lower-cased,
 //! quoted parts verbatim (without their quotes), sorted and de-duplicated;
-//! CTE names are not tables.
+//! a CTE name is not a table where that CTE is in scope, but a DML target
+//! always is (PostgreSQL never resolves one to a CTE).
 //!
 //! Chosen conservatively, and documented here because the policy relies on it:
 //! - `EXECUTE name` is `session` + `unparsed`: the prepared text is not in
 //!   the statement (the session layer, which saw the `PREPARE`, may do better).
 //! - `DO …` is `unparsed` + `write` + `ddl` + `privilege` + `server_access`.
+//! - `PREPARE TRANSACTION`, `COMMIT PREPARED` and `ROLLBACK PREPARED` are
+//!   `transaction` + `destructive`: a prepared transaction outlives the
+//!   session (holding its locks), and `COMMIT/ROLLBACK PREPARED` can settle
+//!   any session's prepared work by its global id, so the policy should hold
+//!   them. MySQL's `XA PREPARE|COMMIT|ROLLBACK` likewise.
+//! - `MERGE` with any `THEN DELETE` action is `destructive` (whatever its
+//!   conditions: which rows match is not visible here).
+//! - `DISCARD ALL` is `session` + `privilege`, like `RESET ROLE` and
+//!   `RESET ALL`: it resets the role too.
 //! - `CALL` is `write` + `unparsed`: the procedure body is not analysed.
 //! - `EXPLAIN` without `ANALYZE` is `read` whatever it explains; with
 //!   `ANALYZE` it has the classes of the statement it runs.
@@ -35,6 +46,7 @@
 mod analyze;
 mod cache;
 mod forbidden;
+mod pg_syntax;
 mod rules;
 mod scan;
 mod split;

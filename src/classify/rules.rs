@@ -149,13 +149,19 @@ pub fn fallback(dialect: Dialect, toks: &[Token<'_>]) -> Option<ClassSet> {
         }
         "load" | "install" | "uninstall" | "import" => &[Ddl, ServerAccess],
         "copy" => return Some(copy_fallback(toks)),
-        "prepare" if w1 == "transaction" => &[Transaction],
+        // Two-phase commit: see `classify`'s docs for why it is destructive.
+        "prepare" if w1 == "transaction" => &[Transaction, Destructive],
+        "commit" | "rollback" if w1 == "prepared" => &[Transaction, Destructive],
+        "xa" if matches!(w1.as_str(), "prepare" | "commit" | "rollback") => {
+            &[Transaction, Destructive]
+        }
         "commit" | "rollback" | "begin" | "start" | "end" | "abort" | "savepoint" | "release"
         | "xa" => &[Transaction],
         "prepare" | "execute" => &[Session, Unparsed],
         "call" => &[Write, Unparsed],
         "shutdown" | "restart" | "kill" | "flush" | "purge" => &[ServerAccess],
         "set" if has("role") || has("authorization") || has("password") => &[Privilege, Session],
+        "discard" if w1 == "all" => &[Session, Privilege],
         "set" | "reset" | "discard" | "listen" | "unlisten" | "notify" | "deallocate" | "use"
         | "unlock" => &[Session],
         "lock" => &[Write],

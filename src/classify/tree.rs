@@ -12,11 +12,11 @@
 
 use super::types::{Class, ClassSet};
 use sqlparser::ast::{
-    AlterTableOperation, BinaryOperator, CopySource, CopyTarget, Expr, GrantObjects, Ident,
-    ObjectName, ObjectNamePart, ObjectType, Query, Reset, Select, Set, Statement, TableFactor,
-    Visit, Visitor,
+    AlterTableOperation, BinaryOperator, CopySource, CopyTarget, Delete, DiscardObject, Expr,
+    FromTable, GrantObjects, Ident, Merge, MergeAction, ObjectName, ObjectNamePart, ObjectType,
+    Query, Reset, Select, Set, Statement, TableFactor, TableObject, Visit, Visitor,
 };
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use Class::*;
@@ -31,24 +31,35 @@ pub struct Outcome {
 pub fn classify(stmt: &Statement) -> Outcome {
     let mut w = Walker::default();
     let _ = stmt.visit(&mut w);
-    let tables = w
-        .tables
-        .into_iter()
-        .filter(|t| !w.ctes.contains(t))
-        .collect();
     Outcome {
         classes: w.classes,
-        tables,
+        tables: w.tables.into_iter().collect(),
         note: w.note,
     }
+}
+
+/// The CTE names one `WITH` makes visible, and where.
+///
+/// A name is only a CTE inside its own query, and in a plain `WITH` only
+/// after its definition: in `WITH s AS (SELECT * FROM s) …` the inner `s`
+/// is the real table `s`, and so is `s` in a sibling branch of a UNION.
+/// Getting this wrong hides a real table from the policy, so the walk keeps
+/// one scope per query instead of one set of names per statement.
+struct CteScope {
+    names: Vec<String>,
+    /// The CTE bodies, to notice when the walk enters one (identity only).
+    bodies: Vec<*const Query>,
+    recursive: bool,
+    /// How many of `names` are visible where the walk is now.
+    visible: usize,
 }
 
 #[derive(Default)]
 struct Walker {
     classes: ClassSet,
     tables: BTreeSet<String>,
-    /// CTE names: `FROM d` after `WITH d AS (…)` is not a table.
-    ctes: HashSet<String>,
+    /// Innermost last: `FROM d` after `WITH d AS (…)` is not a table.
+    scopes: Vec<CteScope>,
     /// The next relation is a table function's name (`FROM dblink(…)`).
     skip_relation: bool,
     /// Depth of `EXPLAIN` without `ANALYZE`: statements below it do not run.
@@ -65,6 +76,48 @@ impl Walker {
 
     fn table(&mut self, name: &ObjectName) {
         self.tables.insert(normalise(name));
+    }
+
+    /// A one-part name that a visible CTE defines is not a table.
+    fn is_cte(&self, name: &ObjectName) -> bool {
+        let [ObjectNamePart::Identifier(id)] = name.0.as_slice() else {
+            return false;
+        };
+        let n = ident(id);
+        self.scopes
+            .iter()
+            .any(|s| s.names[..s.visible].contains(&n))
+    }
+
+    /// The table an INSERT/UPDATE/DELETE/MERGE writes. PostgreSQL never
+    /// resolves a DML target to a CTE (`WITH s AS (…) DELETE FROM s` deletes
+    /// from the table `s`), so it is recorded whatever CTEs are in scope.
+    fn target(&mut self, t: &TableFactor) {
+        if let TableFactor::Table { name, .. } = t {
+            self.table(name);
+        }
+    }
+
+    fn delete(&mut self, d: &Delete) {
+        // MySQL `DELETE t1 FROM t1 JOIN …` names its targets first.
+        d.tables.iter().for_each(|n| self.table(n));
+        if d.tables.is_empty() {
+            let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &d.from;
+            from.iter().for_each(|t| self.target(&t.relation));
+        }
+        self.modify(d.selection.as_ref());
+    }
+
+    fn merge(&mut self, m: &Merge) {
+        self.target(&m.table);
+        self.add(&[Write]);
+        // Conservative: any DELETE action may remove every matched row.
+        if m.clauses
+            .iter()
+            .any(|c| matches!(c.action, MergeAction::Delete { .. }))
+        {
+            self.add(&[Destructive]);
+        }
     }
 
     fn note(&mut self, note: &str) {
@@ -91,9 +144,18 @@ impl Walker {
             | Statement::ShowViews { .. }
             | Statement::ShowCollation { .. } => self.add(&[Read]),
             Statement::ShowProcessList { .. } => self.add(&[Read, ServerAccess]),
-            Statement::Insert(_) | Statement::Merge(_) => self.add(&[Write]),
-            Statement::Update(u) => self.modify(u.selection.as_ref()),
-            Statement::Delete(d) => self.modify(d.selection.as_ref()),
+            Statement::Insert(i) => {
+                if let TableObject::TableName(n) = &i.table {
+                    self.table(n);
+                }
+                self.add(&[Write]);
+            }
+            Statement::Merge(m) => self.merge(m),
+            Statement::Update(u) => {
+                self.target(&u.table.relation);
+                self.modify(u.selection.as_ref());
+            }
+            Statement::Delete(d) => self.delete(d),
             Statement::Copy {
                 source, to, target, ..
             } => {
@@ -216,6 +278,11 @@ impl Walker {
                 self.not_run += 1;
             }
             Statement::Explain { .. } => {}
+            // DISCARD ALL includes RESET ALL, which resets the role: like
+            // RESET ROLE it is `privilege`.
+            Statement::Discard {
+                object_type: DiscardObject::ALL,
+            } => self.add(&[Privilege, Session]),
             Statement::Discard { .. }
             | Statement::LISTEN { .. }
             | Statement::UNLISTEN { .. }
@@ -301,9 +368,46 @@ impl Visitor for Walker {
     }
 
     fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-        if let Some(with) = &q.with {
-            for cte in &with.cte_tables {
-                self.ctes.insert(ident(&cte.alias.name));
+        if let Some(outer) = self.scopes.last_mut() {
+            // Entering CTE body i: only the CTEs before it are visible.
+            if let Some(i) = outer.bodies.iter().position(|b| std::ptr::eq(*b, q)) {
+                if !outer.recursive {
+                    outer.visible = i;
+                }
+            }
+        }
+        let (names, bodies, recursive) = match &q.with {
+            Some(with) => (
+                with.cte_tables
+                    .iter()
+                    .map(|c| ident(&c.alias.name))
+                    .collect(),
+                with.cte_tables
+                    .iter()
+                    .map(|c| &*c.query as *const Query)
+                    .collect(),
+                with.recursive,
+            ),
+            None => (Vec::new(), Vec::new(), false),
+        };
+        let visible = names.len();
+        self.scopes.push(CteScope {
+            names,
+            bodies,
+            recursive,
+            visible,
+        });
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        self.scopes.pop();
+        if let Some(outer) = self.scopes.last_mut() {
+            // Leaving a CTE body: what follows (the next body or the main
+            // query) sees at least every CTE up to and including it; the
+            // main query sees them all.
+            if outer.bodies.iter().any(|b| std::ptr::eq(*b, q)) {
+                outer.visible = outer.names.len();
             }
         }
         ControlFlow::Continue(())
@@ -337,7 +441,7 @@ impl Visitor for Walker {
     }
 
     fn pre_visit_relation(&mut self, name: &ObjectName) -> ControlFlow<()> {
-        if std::mem::take(&mut self.skip_relation) {
+        if std::mem::take(&mut self.skip_relation) || self.is_cte(name) {
             return ControlFlow::Continue(());
         }
         self.table(name);
