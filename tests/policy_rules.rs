@@ -462,3 +462,32 @@ fn the_error_lists_every_problem() {
         "{shown}"
     );
 }
+
+#[test]
+fn allow_globs_do_not_stretch_across_dots() {
+    let p = sqlgate::policy::Policy::from_str(
+        "t.toml",
+        "[[rule]]\nid = \"reports\"\naction = \"allow\"\nclasses = [\"read\"]\ntables = [\"reports.*\"]\n",
+    )
+    .unwrap();
+    let who = sqlgate::policy::Identity::new("bot", &[]);
+    let stmt = |t: &str| sqlgate::classify::StatementInfo {
+        classes: sqlgate::classify::ClassSet::of(&[sqlgate::classify::Class::Read]),
+        tables: vec![t.to_owned()],
+        fingerprint: String::new(),
+        command: "SELECT".into(),
+        forbidden: None,
+        note: None,
+    };
+    assert_eq!(
+        p.decide(&who, &stmt("reports.daily")).action,
+        sqlgate::policy::Action::Allow
+    );
+    for t in ["reports.x.secrets", "daily", "other.daily"] {
+        assert_eq!(
+            p.decide(&who, &stmt(t)).action,
+            sqlgate::policy::Action::Deny,
+            "{t}"
+        );
+    }
+}

@@ -327,12 +327,16 @@ impl FileParser<'_> {
         let mut full = GlobSetBuilder::new();
         let mut unqualified = GlobSetBuilder::new();
         let mut tails = GlobSetBuilder::new();
+        let mut exact = Vec::new();
         let mut ok = true;
         for (pattern, at) in items {
             let Some(glob) = self.glob(pattern, pattern, at, restrictive) else {
                 ok = false;
                 continue;
             };
+            if !restrictive {
+                exact.push((glob.compile_matcher(), pattern.matches('.').count()));
+            }
             full.add(glob);
             if !restrictive {
                 continue;
@@ -352,6 +356,7 @@ impl FileParser<'_> {
         }
         let build = |b: GlobSetBuilder| b.build().unwrap_or_else(|_| GlobSet::empty());
         ok.then(|| TableGlobs {
+            exact,
             full: build(full),
             unqualified: build(unqualified),
             tails: build(tails),

@@ -11,8 +11,10 @@
 //!   resolve to `hr.secrets` through the search path), and `secrets` catches
 //!   `hr.secrets`. A consequence: `hr.*` in a deny rule also catches every
 //!   unqualified table name.
-//! - allow rules match the name exactly as the classifier normalised it:
-//!   `reports.*` admits `reports.daily` but not an unqualified `daily`.
+//! - allow rules match the name exactly as the classifier normalised it, part
+//!   for part: `reports.*` admits `reports.daily` but neither an unqualified
+//!   `daily` nor `reports.x.secrets` (a `*` never stretches across a dot in
+//!   an allow rule: the name must have as many dotted parts as the pattern).
 
 use super::verdict::{Action, Identity, Verdict};
 use crate::classify::{ClassSet, StatementInfo};
@@ -21,6 +23,8 @@ use globset::GlobSet;
 /// The globs of one rule's `tables`, compiled for the rule's action.
 #[derive(Debug)]
 pub(crate) struct TableGlobs {
+    /// Allow rules: each pattern with its number of dots.
+    pub exact: Vec<(globset::GlobMatcher, usize)>,
     /// Every pattern, matched against the whole normalised name.
     pub full: GlobSet,
     /// Restrictive rules only: the unqualified patterns, matched against the
@@ -104,7 +108,11 @@ impl Rule {
             // INVARIANT: an allow rule must vouch for every table, or a join
             // could carry an unlisted table in on an allowed one's back.
             Some(globs) if self.action() == Action::Allow => {
-                !stmt.tables.is_empty() && stmt.tables.iter().all(|t| globs.full.is_match(t))
+                !stmt.tables.is_empty()
+                    && stmt.tables.iter().all(|t| {
+                        let dots = t.matches('.').count();
+                        globs.exact.iter().any(|(m, d)| *d == dots && m.is_match(t))
+                    })
             }
             Some(globs) => stmt.tables.iter().any(|t| globs.matches_restrictive(t)),
         }
