@@ -38,6 +38,11 @@ impl Decision {
     pub fn blocking(&self) -> Option<usize> {
         self.verdicts.iter().position(|v| v.action != Action::Allow)
     }
+
+    /// The first statement that is denied outright, if any.
+    pub fn first_deny(&self) -> Option<usize> {
+        self.verdicts.iter().position(|v| v.action == Action::Deny)
+    }
 }
 
 impl Engine {

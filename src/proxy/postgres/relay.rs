@@ -19,7 +19,7 @@
 use crate::approval::{self, HeldStatement, NewRequest, Submitted};
 use crate::audit::{ApprovalNote, Event, Outcome, SessionInfo, StatementEvent};
 use crate::classify::{Analysis, Class, ClassSet, StatementInfo};
-use crate::engine::Engine;
+use crate::engine::{Decision, Engine};
 use crate::policy::{Action, Identity, Verdict};
 use crate::proxy::stream::Stream;
 use bytes::{Buf, Bytes, BytesMut};
@@ -466,7 +466,7 @@ impl ClientSide<'_> {
                 self.expect(Expect::Ready);
                 self.out.extend_from_slice(msg);
             }
-            Some(_) if !d.verdicts.iter().any(|v| v.action == Action::Deny) => {
+            Some(_) if d.first_deny().is_none() => {
                 return Step::Hold(Held {
                     msg: msg.to_vec(),
                     analysis: d.analysis,
@@ -476,16 +476,7 @@ impl ClientSide<'_> {
                     params: None,
                 });
             }
-            Some(_) => {
-                let b = d
-                    .verdicts
-                    .iter()
-                    .position(|v| v.action == Action::Deny)
-                    .unwrap_or(0);
-                self.audit_denied(&d.analysis, &d.verdicts, b, &sha);
-                let report = denial_report(&d.verdicts[b], &d.analysis.statements[b]);
-                self.stage_denial(report, true);
-            }
+            Some(_) => self.refuse(&d, &sha, true),
         }
         Step::Next
     }
@@ -498,45 +489,33 @@ impl ClientSide<'_> {
         let d = self.sess.engine.decide(&self.sess.identity, sql);
         let sha: Arc<str> = sha256_hex(sql).into();
         count(&d);
-        let any_deny = d.verdicts.iter().any(|v| v.action == Action::Deny);
         match d.blocking() {
-            None => {
-                let rule = d
-                    .verdicts
-                    .first()
-                    .map_or_else(|| Arc::from(""), |v| v.rule.clone());
+            Some(_) if d.first_deny().is_some() => self.refuse(&d, &sha, false),
+            // Allowed, or needing approval: preparing is harmless, so Parse
+            // goes through and a hold waits for Execute, when the parameters
+            // are known.
+            blocking => {
+                let rule = blocking
+                    .or((!d.verdicts.is_empty()).then_some(0))
+                    .map_or_else(|| Arc::from(""), |i| d.verdicts[i].rule.clone());
                 let p = Arc::new(Prepared {
+                    hold: blocking.map(|b| (d.verdicts[b].clone(), b)),
                     analysis: d.analysis,
                     rule,
                     sql_sha256: sha,
-                    hold: None,
                 });
                 self.prepared.insert(name.to_vec(), p);
                 self.out.extend_from_slice(msg);
-            }
-            // Needs approval: preparing is harmless, so Parse goes through and
-            // the hold waits for Execute, when the parameters are known.
-            Some(b) if !any_deny => {
-                let p = Arc::new(Prepared {
-                    rule: d.verdicts[b].rule.clone(),
-                    hold: Some((d.verdicts[b].clone(), b)),
-                    analysis: d.analysis,
-                    sql_sha256: sha,
-                });
-                self.prepared.insert(name.to_vec(), p);
-                self.out.extend_from_slice(msg);
-            }
-            Some(_) => {
-                let b = d
-                    .verdicts
-                    .iter()
-                    .position(|v| v.action == Action::Deny)
-                    .unwrap_or(0);
-                self.audit_denied(&d.analysis, &d.verdicts, b, &sha);
-                let report = denial_report(&d.verdicts[b], &d.analysis.statements[b]);
-                self.stage_denial(report, false);
             }
         }
+    }
+
+    /// Refuses a query string or Parse at its first denied statement.
+    fn refuse(&mut self, d: &Decision, sha: &Arc<str>, simple: bool) {
+        let b = d.first_deny().unwrap_or(0);
+        self.audit_denied(&d.analysis, &d.verdicts, b, sha);
+        let report = denial_report(&d.verdicts[b], &d.analysis.statements[b]);
+        self.stage_denial(report, simple);
     }
 
     fn reject_undecodable(&mut self, e: frontend::DecodeError, simple: bool) {
