@@ -1,0 +1,251 @@
+//! Holding one message for approval: the request, the notice to the agent,
+//! keepalives, withdrawal on cancel or disconnect, and what follows a decision.
+
+use super::*;
+use crate::approval::{HeldStatement, NewRequest, Submitted};
+
+impl ClientSide<'_> {
+    /// Holds one message until it is approved, refused, withdrawn or the agent leaves.
+    pub(super) async fn hold(
+        &mut self,
+        held: &Held,
+        rd: &mut ReadHalf<Stream>,
+        wr: &mut WriteHalf<Stream>,
+        buf: &mut BytesMut,
+    ) -> std::io::Result<HoldEnd> {
+        let approvals = &self.sess.engine.approvals;
+        let blocking: Vec<usize> = (0..held.verdicts.len())
+            .filter(|&i| held.verdicts[i].action == Action::RequireApproval)
+            .collect();
+        let lead = &held.verdicts[blocking[0]];
+        // Extended: the verdict was computed for the statement at `hold.1`.
+        let statement_index = |i: usize| if held.simple { i } else { 0 };
+        let spec = lead.approval.clone().unwrap_or_else(|| {
+            Arc::new(crate::policy::ApprovalSpec {
+                approver_groups: vec![],
+                quorum: 1,
+                timeout: None,
+                show_literals: false,
+            })
+        });
+        let sql = if spec.show_literals && held.simple {
+            frontend::query_text(&held.msg).ok()
+        } else {
+            None
+        };
+        let statements = blocking
+            .iter()
+            .filter_map(|&i| held.analysis.statements.get(statement_index(i)))
+            .map(|info| HeldStatement {
+                command: info.command.clone(),
+                text: sql
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| info.fingerprint.clone()),
+                classes: info.classes,
+                tables: info.tables.clone(),
+                fingerprint: info.fingerprint.clone(),
+            })
+            .collect();
+        let new = NewRequest {
+            agent: self.sess.info.agent.clone(),
+            database: self.sess.info.database.clone(),
+            session: self.sess.info.id.clone(),
+            client: self.sess.info.client.clone(),
+            statements,
+            parameters: held.params.clone(),
+            rule: lead.rule.clone(),
+            reason: lead.reason.clone(),
+            spec,
+        };
+        let mut hold = match approvals.submit(new) {
+            Submitted::Granted { by, .. } => {
+                return Ok(HoldEnd::Approved(ApprovalNote {
+                    request: None,
+                    outcome: "granted",
+                    by: vec![by],
+                }))
+            }
+            Submitted::Held(h) => h,
+            Submitted::Unapprovable(why) => {
+                let m = format!(
+                    "sqlgate: statement requires approval (rule `{}`): {}",
+                    lead.rule, lead.reason
+                );
+                let report = Report::new(Severity::Error, "42501", &m)
+                    .detail(&why)
+                    .hint("add an [[approver]] in one of the rule's groups to sqlgate's config")
+                    .encode();
+                return Ok(HoldEnd::Refused(
+                    report,
+                    ApprovalNote {
+                        request: None,
+                        outcome: "unapprovable",
+                        by: vec![],
+                    },
+                ));
+            }
+        };
+        let r = hold.request.clone();
+        // However this function is left (decision, error, disconnect), a
+        // request still pending is withdrawn; after a decision it's a no-op.
+        let _withdraw = Withdraw(approvals, &r);
+        let expires = r.expires.duration_since(r.created).unwrap_or_default();
+        let msg = format!(
+            "sqlgate: statement held for approval (request {}, rule `{}`); asked: {} (quorum {}); expires in {}",
+            r.id,
+            r.rule,
+            if r.approver_groups.is_empty() { "nobody (no approver group configured)".to_owned() } else { format!("group {}", r.approver_groups.join(", ")) },
+            r.quorum,
+            humantime::format_duration(expires),
+        );
+        let _ = self
+            .notices
+            .send(Report::new(Severity::Notice, "00000", &msg).encode());
+        let mut keepalive = tokio::time::interval(self.sess.keepalive);
+        keepalive.tick().await;
+        let cap = self.sess.max_message.max(1 << 20);
+        let outcome = loop {
+            tokio::select! {
+                o = hold.decided() => break o,
+                _ = self.sess.cancel.notified() => {
+                    approvals.withdraw(&r, "cancelled by the agent");
+                    let report = Report::new(Severity::Error, "57014", "canceling statement due to user request")
+                        .detail(&format!("approval request {} was withdrawn", r.id))
+                        .encode();
+                    return Ok(HoldEnd::Refused(report, note(&r, "withdrawn", vec![])));
+                }
+                // Reading on keeps a disconnect visible; what arrives waits its turn.
+                // A reset counts as a disconnect too (a client that closes with
+                // unread data, such as our notice, resets the connection).
+                n = rd.read_buf(buf), if buf.len() < cap => {
+                    if !matches!(n, Ok(k) if k > 0) {
+                        approvals.withdraw(&r, "the agent disconnected");
+                        return Ok(HoldEnd::ClientGone);
+                    }
+                }
+                _ = keepalive.tick() => {
+                    // A Sync between batches makes the server reset its idle
+                    // timers (idle_in_transaction_session_timeout); mid-batch
+                    // no idle timer runs, and a Sync would end the batch.
+                    if !self.in_extended {
+                        self.expect(Expect::SwallowReady);
+                        let mut b = BytesMut::new();
+                        fe::sync(&mut b);
+                        wr.write_all(&b).await?;
+                        wr.flush().await?;
+                    }
+                }
+            }
+        };
+        Ok(match outcome {
+            approval::Outcome::Approved { by, .. } => HoldEnd::Approved(note(&r, "approved", by)),
+            approval::Outcome::Denied { by, reason } => {
+                let m = format!(
+                    "sqlgate: statement denied by approver `{by}`{} (request {}, rule `{}`)",
+                    reason
+                        .as_deref()
+                        .map(|x| format!(": {x}"))
+                        .unwrap_or_default(),
+                    r.id,
+                    r.rule
+                );
+                let report = Report::new(Severity::Error, "42501", &m).encode();
+                HoldEnd::Refused(report, note(&r, "denied", vec![by]))
+            }
+            approval::Outcome::TimedOut => {
+                let m = format!(
+                    "sqlgate: approval request {} timed out after {}; the statement did not run (rule `{}`)",
+                    r.id,
+                    humantime::format_duration(expires),
+                    r.rule
+                );
+                HoldEnd::Refused(
+                    Report::new(Severity::Error, "42501", &m).encode(),
+                    note(&r, "timed_out", vec![]),
+                )
+            }
+            approval::Outcome::Withdrawn { reason } => {
+                let m = format!("sqlgate: approval request {} was withdrawn: {reason}", r.id);
+                HoldEnd::Refused(
+                    Report::new(Severity::Error, "42501", &m).encode(),
+                    note(&r, "withdrawn", vec![]),
+                )
+            }
+        })
+    }
+
+    /// Forwards an approved message exactly as the agent sent it.
+    pub(super) fn release(&mut self, held: Held, n: ApprovalNote) {
+        let n = Arc::new(n);
+        if held.simple {
+            for (i, v) in held.verdicts.iter().enumerate() {
+                let mut ev =
+                    self.event(&held.analysis, i, &held.sha, &v.rule, v.action, Outcome::Ok);
+                ev.approval = Some(n.clone());
+                self.expect(Expect::Statement(ev, Instant::now()));
+            }
+            self.expect(Expect::Ready);
+        } else {
+            let v = &held.verdicts[0];
+            let mut ev = self.event(&held.analysis, 0, &held.sha, &v.rule, v.action, Outcome::Ok);
+            ev.approval = Some(n);
+            self.expect(Expect::Statement(ev, Instant::now()));
+        }
+        self.out.extend_from_slice(&held.msg);
+    }
+
+    pub(super) fn audit_held(&self, held: &Held, outcome: Outcome, n: ApprovalNote) {
+        let n = Arc::new(n);
+        for (i, v) in held.verdicts.iter().enumerate() {
+            let o = if v.action == Action::Allow {
+                Outcome::NotExecuted
+            } else {
+                outcome.clone()
+            };
+            let mut ev = self.event(
+                &held.analysis,
+                if held.simple { i } else { 0 },
+                &held.sha,
+                &v.rule,
+                v.action,
+                o,
+            );
+            ev.approval = Some(n.clone());
+            self.shared.statements.fetch_add(1, Ordering::Relaxed);
+            self.sess.engine.audit.record(Event::Statement(ev));
+        }
+    }
+}
+
+/// Withdraws a request when dropped (a no-op once the request is decided).
+struct Withdraw<'a>(&'a approval::Approvals, &'a Arc<approval::Request>);
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        self.0.withdraw(self.1, "the session ended");
+    }
+}
+
+fn note(r: &approval::Request, outcome: &'static str, by: Vec<String>) -> ApprovalNote {
+    ApprovalNote {
+        request: Some(r.id.clone()),
+        outcome,
+        by,
+    }
+}
+
+/// Bind parameters as approvers see them: printable text as it is (drivers
+/// often send text in binary format, which is the same UTF-8), anything else
+/// in hex.
+pub(super) fn shown_params(bind: &[u8]) -> Vec<Option<String>> {
+    frontend::bind_parameters(bind)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, v)| {
+            v.map(|b| match std::str::from_utf8(b) {
+                Ok(t) if !t.chars().any(char::is_control) => t.to_owned(),
+                _ => format!("\\x{}", hex(b)),
+            })
+        })
+        .collect()
+}

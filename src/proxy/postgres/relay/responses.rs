@@ -1,0 +1,213 @@
+//! The server-to-client direction: forward the database's answers, complete
+//! each statement's audit record, swap staged denials for sqlgate's errors,
+//! swallow keepalive replies, and end sessions whose settings turn unsafe.
+
+use super::*;
+
+pub(super) async fn server_to_client(
+    sess: &Session,
+    shared: &Shared,
+    marker: &str,
+    rd: &mut ReadHalf<Stream>,
+    wr: &mut WriteHalf<Stream>,
+    notices: &mut mpsc::UnboundedReceiver<Bytes>,
+) -> std::io::Result<End> {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let mut passthrough = 0usize;
+    let mut rows = 0u64;
+    // Statements completed in this batch are recorded after their bytes are written.
+    let mut done: Vec<Box<StatementEvent>> = Vec::new();
+    loop {
+        tokio::select! {
+            r = rd.read_buf(&mut buf) => {
+                if r? == 0 {
+                    return Ok(End::ServerGone);
+                }
+            }
+            // Notices go between whole messages, never inside one.
+            Some(n) = notices.recv(), if passthrough == 0 => {
+                wr.write_all(&n).await?;
+                wr.flush().await?;
+                continue;
+            }
+        }
+        let mut pos = 0;
+        let mut readies = 0u64;
+        let mut last_status = None;
+        loop {
+            if passthrough > 0 {
+                let n = passthrough.min(buf.len() - pos);
+                out.extend_from_slice(&buf[pos..pos + n]);
+                pos += n;
+                passthrough -= n;
+                if pos == buf.len() {
+                    break;
+                }
+            }
+            // The server is trusted to frame correctly, but is still held to a
+            // size limit for the messages we must buffer.
+            match frame::next(&buf[pos..], 1 << 30, STREAM_ABOVE, |t| {
+                t == b'D' || t == b'd'
+            }) {
+                Ok(Next::NeedMore) => break,
+                Ok(Next::Partial {
+                    tag,
+                    avail,
+                    remaining,
+                }) => {
+                    rows += u64::from(tag == b'D');
+                    out.extend_from_slice(&buf[pos..pos + avail]);
+                    pos += avail;
+                    passthrough = remaining;
+                    break;
+                }
+                Ok(Next::Whole { tag, len }) => {
+                    let msg = &buf[pos..pos + len];
+                    pos += len;
+                    let mut q = shared.expects.lock().expect("not poisoned");
+                    match tag {
+                        backend::DATA_ROW => rows += 1,
+                        backend::PARAMETER_STATUS => {
+                            let (name, value) = backend::parameter_status(msg).unwrap_or_default();
+                            if let Some(why) = super::super::unsafe_setting(name, value) {
+                                drop(q);
+                                tracing::error!(session = %sess.info.id, "{why}; ending the session");
+                                wr.write_all(&out).await?;
+                                let msg = format!("sqlgate: {why}; the session is closed to keep the policy sound");
+                                return Ok(End::Fatal(
+                                    Report::new(Severity::Fatal, "42501", &msg).encode(),
+                                ));
+                            }
+                        }
+                        backend::COMMAND_COMPLETE
+                        | backend::EMPTY_QUERY
+                        | backend::PORTAL_SUSPENDED => {
+                            let tag_rows = (tag == backend::COMMAND_COMPLETE)
+                                .then(|| {
+                                    backend::command_tag(msg)
+                                        .ok()
+                                        .and_then(backend::rows_from_tag)
+                                })
+                                .flatten();
+                            if let Some(ev) = complete(
+                                &mut q,
+                                Outcome::Ok,
+                                tag_rows
+                                    .or(Some(rows))
+                                    .filter(|_| tag != backend::EMPTY_QUERY),
+                            ) {
+                                done.push(ev);
+                            }
+                            rows = 0;
+                        }
+                        backend::ERROR_RESPONSE => {
+                            let f = backend::error_fields(msg).unwrap_or_default();
+                            if let Some(n) = marker_number(&f, marker) {
+                                // Our staged denial: swap in sqlgate's error.
+                                while let Some(e) = q.pop_front() {
+                                    if let Expect::Denial(m, report) = e {
+                                        if m == n {
+                                            out.extend_from_slice(&report);
+                                            break;
+                                        }
+                                    }
+                                }
+                                continue;
+                            }
+                            let code = String::from_utf8_lossy(f.code).into_owned();
+                            if let Some(ev) = complete(&mut q, Outcome::Error(code), None) {
+                                done.push(ev);
+                            }
+                            rows = 0;
+                        }
+                        backend::READY_FOR_QUERY => {
+                            // Everything before this ReadyForQuery that never
+                            // completed was skipped by the server after an error.
+                            let mut swallow = false;
+                            while let Some(e) = q.pop_front() {
+                                match e {
+                                    Expect::Ready => break,
+                                    Expect::SwallowReady => {
+                                        swallow = true;
+                                        break;
+                                    }
+                                    Expect::Statement(mut ev, _) => {
+                                        ev.outcome = Outcome::NotExecuted;
+                                        done.push(ev);
+                                    }
+                                    Expect::Denial(..) => {}
+                                }
+                            }
+                            last_status = backend::ready_status(msg).ok();
+                            rows = 0;
+                            if swallow {
+                                continue;
+                            }
+                            readies += 1;
+                        }
+                        _ => {}
+                    }
+                    drop(q);
+                    out.extend_from_slice(msg);
+                }
+                Err(e) => {
+                    tracing::error!(session = %sess.info.id, "bad frame from the database: {e}");
+                    return Ok(End::ServerGone);
+                }
+            }
+        }
+        buf.advance(pos);
+        if !out.is_empty() {
+            wr.write_all(&out).await?;
+            wr.flush().await?;
+            out.clear();
+        }
+        for ev in done.drain(..) {
+            shared.statements.fetch_add(1, Ordering::Relaxed);
+            sess.engine.audit.record(Event::Statement(ev));
+        }
+        if let Some(s) = last_status {
+            shared.status.store(s, Ordering::Release);
+        }
+        if readies > 0 {
+            shared.readies_seen.fetch_add(readies, Ordering::AcqRel);
+            shared.ready.notify_one();
+        }
+    }
+}
+
+/// Completes the next forwarded statement with `outcome`.
+fn complete(
+    q: &mut VecDeque<Expect>,
+    outcome: Outcome,
+    rows: Option<u64>,
+) -> Option<Box<StatementEvent>> {
+    let i = q
+        .iter()
+        .position(|e| matches!(e, Expect::Statement(..) | Expect::Ready))?;
+    if matches!(q[i], Expect::Ready) {
+        return None;
+    }
+    let Some(Expect::Statement(mut ev, started)) = q.remove(i) else {
+        return None;
+    };
+    ev.outcome = outcome;
+    ev.rows = rows;
+    ev.duration_us = Some(started.elapsed().as_micros() as u64);
+    Some(ev)
+}
+
+/// The `n` of a staged denial's error, if this is one.
+fn marker_number(f: &backend::ErrorFields<'_>, marker: &str) -> Option<u64> {
+    if f.code != b"26000" {
+        return None;
+    }
+    let m = std::str::from_utf8(f.message).ok()?;
+    let at = m.find(marker)? + marker.len();
+    let digits: &str = &m[at..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
