@@ -8,6 +8,7 @@ mod support;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use hmac::{Hmac, Mac};
@@ -132,6 +133,8 @@ struct Recorder {
     seen: Mutex<Vec<Seen>>,
     /// Statuses the webhook answers next (then 200).
     hook_plan: Mutex<VecDeque<u16>>,
+    /// Statuses Slack's Web API answers next (with `Retry-After: 1`), then 200.
+    api_plan: Mutex<VecDeque<u16>>,
 }
 
 impl Recorder {
@@ -183,28 +186,32 @@ async fn hook(State(rec): State<Arc<Recorder>>, headers: HeaderMap, body: Bytes)
     StatusCode::from_u16(planned.unwrap_or(200)).unwrap()
 }
 
-/// Slack's Web API: bearer token, JSON, `ok`.
+/// Slack's Web API: bearer token, JSON, `ok`; rate limits on demand.
 async fn slack_api(
     State(rec): State<Arc<Recorder>>,
     Path(method): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Json<Value> {
+) -> Response {
     rec.record(&format!("/api/{method}"), &headers, &body, true);
+    if let Some(status) = rec.api_plan.lock().unwrap().pop_front() {
+        let status = StatusCode::from_u16(status).unwrap();
+        return (status, [("retry-after", "1")], "slow down").into_response();
+    }
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("Bearer {SLACK_TOKEN}")) {
-        return Json(json!({"ok": false, "error": "invalid_auth"}));
-    }
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-        return Json(json!({"ok": false, "error": "invalid_json"}));
+    let answer = if auth != Some(&format!("Bearer {SLACK_TOKEN}")) {
+        json!({"ok": false, "error": "invalid_auth"})
+    } else {
+        match (serde_json::from_slice::<Value>(&body), method.as_str()) {
+            (Err(_), _) => json!({"ok": false, "error": "invalid_json"}),
+            (Ok(v), "chat.postMessage") => {
+                json!({"ok": true, "channel": v["channel"], "ts": "1700000000.000100", "message": {}})
+            }
+            (Ok(v), "chat.update") => json!({"ok": true, "channel": v["channel"], "ts": v["ts"]}),
+            _ => json!({"ok": false, "error": "unknown_method"}),
+        }
     };
-    match method.as_str() {
-        "chat.postMessage" => Json(
-            json!({"ok": true, "channel": v["channel"], "ts": "1700000000.000100", "message": {}}),
-        ),
-        "chat.update" => Json(json!({"ok": true, "channel": v["channel"], "ts": v["ts"]})),
-        _ => Json(json!({"ok": false, "error": "unknown_method"})),
-    }
+    Json(answer).into_response()
 }
 
 /// A Slack `response_url`.
@@ -591,10 +598,14 @@ fn text_of(v: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_posts_buttons_and_a_signed_click_approves_and_updates_the_message() {
     let env = Env::new("chan_slack", Channel::Slack).await;
+    // Slack rate-limits the first post: it is retried after `Retry-After`.
+    env.rec.api_plan.lock().unwrap().push_back(429);
     let agent = env.agent("DELETE FROM items").await;
 
-    let posted = env.rec.wait("/api/chat.postMessage", 1, |_| true).await;
-    let p = &posted[0];
+    let posted = env.rec.wait("/api/chat.postMessage", 2, |_| true).await;
+    assert!(posted[1].at - posted[0].at >= Duration::from_millis(900));
+    assert_eq!(posted[0].body, posted[1].body);
+    let p = &posted[1];
     assert_eq!(p.headers["authorization"], format!("Bearer {SLACK_TOKEN}"));
     assert!(p.headers["content-type"]
         .to_str()

@@ -10,8 +10,9 @@
 //!   the outcome and the votes, without buttons.
 //!
 //! Slack answers 200 with `{"ok": false, "error": "…"}` on most failures, so
-//! `ok` is what counts. A failed post is logged, not retried: the request is
-//! still reachable through the API, the page and the other channels.
+//! `ok` is what counts. Rate limits (429, `Retry-After`) and refused
+//! connections are retried a little; other failures are logged: the request
+//! is still reachable through the API, the page and the other channels.
 //!
 //! Incoming: `POST /v1/slack/interactions` (set it as the app's Interactivity
 //! Request URL: `{public_url}/v1/slack/interactions`); see `actions.rs`.
@@ -37,6 +38,10 @@ pub use message::{APPROVE_ACTION, DENY_ACTION};
 
 /// How long a Web API call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts per Web API call (see [`WebApi::call`] for which failures are retried).
+const CALL_ATTEMPTS: u32 = 3;
+/// The longest `Retry-After` we honour; beyond it the call fails and is logged.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// How long after its expiry a request's message is still remembered, should
 /// its decision notice have been missed (the broadcast lagged).
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
@@ -69,20 +74,37 @@ impl WebApi {
         })
     }
 
+    /// Calls a Web API method. Retried only where Slack cannot have acted:
+    /// a connection that never opened, or 429 (rate limited; Slack says when
+    /// to come back in `Retry-After`). A timeout is not retried — the message
+    /// may have been posted, and a duplicate with live buttons is worse than none.
     pub(crate) async fn call(
         &self,
         method: &'static str,
         body: &Value,
     ) -> Result<Value, SlackError> {
         let http = |source| SlackError::Http { method, source };
-        let answer: Value = self
-            .http
-            .post(format!("{}/{method}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .map_err(http)?
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            let sent = self
+                .http
+                .post(format!("{}/{method}", self.base))
+                .bearer_auth(&self.token)
+                .json(body)
+                .send()
+                .await;
+            let wait = match &sent {
+                Err(e) if e.is_connect() => Duration::from_secs(1),
+                Ok(r) if r.status().as_u16() == 429 => retry_after(r.headers()),
+                _ => break sent.map_err(http)?,
+            };
+            if attempt >= CALL_ATTEMPTS {
+                break sent.map_err(http)?;
+            }
+            tokio::time::sleep(wait).await;
+        };
+        let answer: Value = resp
             .error_for_status()
             .map_err(http)?
             .json()
@@ -113,6 +135,16 @@ impl WebApi {
     pub(crate) fn origin(&self) -> &str {
         origin(&self.base)
     }
+}
+
+/// Slack's `Retry-After` (seconds), bounded; 1 s when absent or unreadable.
+fn retry_after(h: &reqwest::header::HeaderMap) -> Duration {
+    h.get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1))
+        .min(MAX_RETRY_AFTER)
 }
 
 /// `scheme://authority` of a URL (everything before the path).
