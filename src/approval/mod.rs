@@ -15,6 +15,7 @@
 
 pub mod channels;
 mod request;
+pub mod sign;
 pub mod slack;
 pub mod teams;
 pub mod webhook;

@@ -1,0 +1,284 @@
+//! The Slack message for one request, in Block Kit: what an approver needs to
+//! decide from the phone — who, where, which rule, the statement itself — and
+//! the two buttons; once decided, the same message without buttons and with
+//! the outcome.
+//!
+//! Everything is rendered from [`Request::to_json`], the same view the HTTP
+//! API gives, so Slack never shows more (e.g. literals) than the rule allows.
+
+use crate::approval::Request;
+use serde_json::{json, Value};
+
+pub const APPROVE_ACTION: &str = "sqlgate_approve";
+pub const DENY_ACTION: &str = "sqlgate_deny";
+
+/// Slack's limit on a section's text is 3000 characters; leave room for the fence.
+const MAX_STATEMENT_CHARS: usize = 2800;
+/// Slack's limit on a header's text.
+const MAX_HEADER_CHARS: usize = 150;
+
+/// `(text, blocks)` for the pending request, with Approve/Deny buttons.
+pub fn requested(r: &Request, public_url: Option<&str>) -> (String, Value) {
+    let v = r.to_json();
+    let text = format!(
+        "Approval requested: `{}` on `{}` wants to run {} (rule `{}`)",
+        esc(&r.agent),
+        esc(&r.database),
+        commands(&v),
+        esc(&r.rule)
+    );
+    let mut blocks = vec![header(&format!("Approval requested: {}", commands(&v)))];
+    blocks.extend(details(r, &v));
+    blocks.push(context(r, &v, public_url));
+    blocks.push(json!({
+        "type": "actions",
+        "block_id": "sqlgate_decision",
+        "elements": [
+            button("Approve", APPROVE_ACTION, "primary", &r.id),
+            button("Deny", DENY_ACTION, "danger", &r.id),
+        ],
+    }));
+    (text, Value::Array(blocks))
+}
+
+/// `(text, blocks)` for the decided request: the outcome, who decided, no buttons.
+pub fn decided(r: &Request, public_url: Option<&str>) -> (String, Value) {
+    let v = r.to_json();
+    let outcome = outcome_line(&v);
+    let text = format!("{outcome} — `{}` on `{}`", esc(&r.agent), esc(&r.database));
+    let mut blocks = vec![
+        header(&format!("{}: {}", state_title(&v), commands(&v))),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": outcome}}),
+    ];
+    blocks.extend(details(r, &v));
+    blocks.push(context(r, &v, public_url));
+    (text, Value::Array(blocks))
+}
+
+/// The outcome in one line: "✅ Approved by alice, bob", "⛔ Denied by bob: …".
+fn outcome_line(v: &Value) -> String {
+    let o = &v["outcome"];
+    let reason = |r: &Value| {
+        r.as_str()
+            .map(|r| format!(": {}", esc(r)))
+            .unwrap_or_default()
+    };
+    match o["outcome"].as_str().unwrap_or("") {
+        "approved" => format!("✅ *Approved* by {}", names(&o["by"])),
+        "denied" => format!(
+            "⛔ *Denied* by {}{}",
+            esc(o["by"].as_str().unwrap_or("?")),
+            reason(&o["reason"])
+        ),
+        "timed_out" => "⌛ *Timed out* — nobody decided in time; the statement was denied".into(),
+        "withdrawn" => format!(
+            "↩️ *Withdrawn* — the agent went away{}",
+            reason(&o["reason"])
+        ),
+        other => format!("*{}*", esc(other)),
+    }
+}
+
+fn state_title(v: &Value) -> &'static str {
+    match v["state"].as_str().unwrap_or("") {
+        "approved" => "Approved",
+        "denied" => "Denied",
+        "timed_out" => "Timed out",
+        "withdrawn" => "Withdrawn",
+        _ => "Decided",
+    }
+}
+
+/// Who, where, why, and each statement in a code block.
+fn details(r: &Request, v: &Value) -> Vec<Value> {
+    let stmts = v["statements"].as_array().cloned().unwrap_or_default();
+    let classes = join_unique(&stmts, "classes");
+    let tables = join_unique(&stmts, "tables");
+    let mut fields = vec![
+        field("Agent", &format!("`{}`", esc(&r.agent))),
+        field("Database", &format!("`{}`", esc(&r.database))),
+        field("Rule", &format!("`{}`", esc(&r.rule))),
+        field("Classes", &or_dash(&classes)),
+        field("Tables", &or_dash(&tables)),
+        field("Expires", &esc(v["expires"].as_str().unwrap_or("?"))),
+    ];
+    if r.quorum > 1 {
+        fields.push(field(
+            "Approvals needed",
+            &format!(
+                "{} (groups: {})",
+                r.quorum,
+                esc(&r.approver_groups.join(", "))
+            ),
+        ));
+    }
+    let mut blocks = vec![
+        json!({"type": "section", "fields": fields}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Reason:* {}", esc(&r.reason))}}),
+    ];
+    for s in &stmts {
+        let text = s["text"].as_str().unwrap_or("");
+        blocks.push(json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": format!("```{}```", code(text))},
+        }));
+    }
+    if let Some(params) = v["parameters"].as_array() {
+        let shown: Vec<String> = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("${} = {}", i + 1, p.as_str().unwrap_or("NULL")))
+            .collect();
+        blocks.push(json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": format!("*Parameters:*\n```{}```", code(&shown.join("\n")))},
+        }));
+    }
+    blocks
+}
+
+/// Request id, votes so far, and the page link.
+fn context(r: &Request, v: &Value, public_url: Option<&str>) -> Value {
+    let mut parts = vec![format!("Request `{}`", esc(&r.id))];
+    let votes: Vec<String> = v["votes"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let verb = if c["approve"] == true {
+                "approved"
+            } else {
+                "denied"
+            };
+            format!(
+                "{} {verb} via {}",
+                esc(c["approver"].as_str().unwrap_or("?")),
+                esc(c["channel"].as_str().unwrap_or("?"))
+            )
+        })
+        .collect();
+    if !votes.is_empty() {
+        parts.push(format!("Votes: {}", votes.join("; ")));
+    }
+    if let Some(base) = public_url {
+        parts.push(format!(
+            "<{}/approvals/{}|Open in sqlgate>",
+            base.trim_end_matches('/'),
+            r.id
+        ));
+    }
+    json!({"type": "context", "elements": [{"type": "mrkdwn", "text": parts.join(" · ")}]})
+}
+
+fn header(text: &str) -> Value {
+    json!({"type": "header", "text": {"type": "plain_text", "text": truncate(text, MAX_HEADER_CHARS)}})
+}
+
+fn field(name: &str, value: &str) -> Value {
+    json!({"type": "mrkdwn", "text": format!("*{name}:*\n{value}")})
+}
+
+fn button(label: &str, action: &str, style: &str, id: &str) -> Value {
+    json!({
+        "type": "button",
+        "text": {"type": "plain_text", "text": label},
+        "action_id": action,
+        "value": id,
+        "style": style,
+    })
+}
+
+/// "DELETE" or "DELETE, UPDATE" for a multi-statement request.
+fn commands(v: &Value) -> String {
+    let mut c: Vec<&str> = v["statements"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s["command"].as_str())
+        .collect();
+    c.dedup();
+    if c.is_empty() {
+        "a statement".into()
+    } else {
+        c.join(", ")
+    }
+}
+
+/// The distinct strings of `key` (an array) across statements.
+fn join_unique(stmts: &[Value], key: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for s in stmts {
+        for x in s[key].as_array().map(|a| a.as_slice()).unwrap_or_default() {
+            if let Some(x) = x.as_str().map(esc) {
+                if !out.contains(&x) {
+                    out.push(x);
+                }
+            }
+        }
+    }
+    out.join(", ")
+}
+
+fn names(v: &Value) -> String {
+    let n: Vec<String> = v
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|x| x.as_str().map(esc))
+        .collect();
+    n.join(", ")
+}
+
+fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "—".into()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Slack's mrkdwn treats `&`, `<` and `>` as control characters.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Statement text for a ``` fence: escaped, a fence inside broken up (so the
+/// statement cannot close the block and format the rest), and bounded.
+fn code(s: &str) -> String {
+    truncate(&esc(s).replace("```", "`\u{200b}``"), MAX_STATEMENT_CHARS)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_mrkdwn_and_fences() {
+        assert_eq!(esc("a<b>&c"), "a&lt;b&gt;&amp;c");
+        assert_eq!(code("x ``` y"), "x `\u{200b}`` y");
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 4), "abc");
+    }
+
+    #[test]
+    fn outcome_lines_name_who_decided() {
+        let v = json!({"outcome": {"outcome": "approved", "by": ["alice", "bob"]}});
+        assert_eq!(outcome_line(&v), "✅ *Approved* by alice, bob");
+        let v = json!({"outcome": {"outcome": "denied", "by": "bob", "reason": "<no>"}});
+        assert_eq!(outcome_line(&v), "⛔ *Denied* by bob: &lt;no&gt;");
+    }
+}
