@@ -1,5 +1,5 @@
 // sqlgate approval page. Every value shown comes from the JSON API and is
-// inserted with textContent (never innerHTML): the statement is SQL written
+// inserted with textContent, never parsed as markup: the statement is SQL written
 // by an AI agent and may contain markup. The bearer token lives in
 // sessionStorage and travels only in the Authorization header.
 'use strict';
