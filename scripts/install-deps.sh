@@ -39,6 +39,8 @@ have mariadb || missing+=(mariadb-client)
 have openssl || missing+=(openssl)
 # runuser (util-linux) runs the test servers as a non-root user when we are root.
 have runuser || missing+=(util-linux)
+# A headless browser for the approval page's end-to-end test (tests/browser/).
+have chromium || missing+=(chromium)
 
 if ((${#missing[@]} == 0)); then
     exit 0

@@ -106,7 +106,8 @@ async fn approve(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    decide(&a, &headers, &id, true, parse_body(&body)?, "api")
+    let channel = channel(&headers);
+    decide(&a, &headers, &id, true, parse_body(&body)?, channel)
 }
 
 async fn deny(
@@ -115,7 +116,18 @@ async fn deny(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    decide(&a, &headers, &id, false, parse_body(&body)?, "api")
+    let channel = channel(&headers);
+    decide(&a, &headers, &id, false, parse_body(&body)?, channel)
+}
+
+/// The approval page (`admin/page.rs`) votes through this API and says so with
+/// `X-Sqlgate-Channel: page`, so the audit tells page votes from scripted ones.
+/// Only that one value is recognised; anything else is `api`.
+fn channel(headers: &HeaderMap) -> &'static str {
+    match headers.get("x-sqlgate-channel").map(|v| v.as_bytes()) {
+        Some(b"page") => "page",
+        _ => "api",
+    }
 }
 
 /// The decision body is optional: nothing, `null` or `{}` mean "no reason".

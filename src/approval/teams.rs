@@ -1,5 +1,360 @@
-//! Microsoft Teams channel (to be written).
-use super::Approvals;
-use crate::config::Teams;
+//! Microsoft Teams channel: every new approval request is posted to a Teams
+//! incoming-webhook (Workflows) URL as an Adaptive Card, and every decision
+//! as a short follow-up card.
+//!
+//! Teams cannot call sqlgate back without a registered bot, so the card does
+//! not decide anything itself: its "Approve…" / "Deny…" buttons are
+//! `Action.OpenUrl` links to sqlgate's approval page (`{public_url}/approvals/{id}`,
+//! see `admin/page.rs`), where the approver signs in with their token and the
+//! vote goes through the HTTP API like any other. Without `public_url` the
+//! card carries no buttons and a warning is logged once at start.
+//!
+//! The statement text, the parameters and the table names come from the agent
+//! and may be crafted. Teams renders Markdown in `TextBlock` and `FactSet`
+//! text, so a statement such as `-- [Approve](https://evil)` would become a
+//! link in the card. Agent-controlled text therefore goes into `TextRun`s of a
+//! `RichTextBlock`, which Teams shows verbatim; only values that come from the
+//! config or from sqlgate itself go into the `FactSet`.
+//!
+//! Delivery never blocks the proxy: each card is its own task, retried a few
+//! times with backoff on connection errors, 5xx and 429 (honouring a short
+//! `Retry-After`), then dropped with a warning.
 
-pub async fn run(_t: Teams, _public_url: Option<String>, _approvals: Approvals) {}
+use super::{Approvals, Notice};
+use crate::config::Teams;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// How many times one card is tried in all.
+const ATTEMPTS: u32 = 4;
+/// The first retry waits this long; each later one twice as long.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// A `Retry-After` longer than this is not honoured (the card would be stale).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// Statement text longer than this is cut in the card (Teams limits a card to ~28 KB).
+const MAX_TEXT: usize = 4000;
+
+/// Listens to the approval service and posts cards until it stops.
+pub async fn run(t: Teams, public_url: Option<String>, approvals: Approvals) {
+    let public_url = public_url.map(|u| u.trim_end_matches('/').to_owned());
+    if public_url.is_none() {
+        tracing::warn!(
+            "approvals.teams: no `approvals.public_url` is set, so Teams cards carry no \
+             Approve/Deny buttons; approvers must use the API or the CLI"
+        );
+    }
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("approvals.teams: cannot build an HTTP client, channel disabled: {e}");
+            return;
+        }
+    };
+    let mut notices = approvals.subscribe();
+    loop {
+        let card = match notices.recv().await {
+            Ok(Notice::Created(r)) => request_card(&r.to_json(), public_url.as_deref()),
+            Ok(Notice::Decided(r)) => decision_card(&r.to_json()),
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!("approvals.teams: {n} notices were dropped (too many at once)");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        tokio::spawn(deliver(client.clone(), t.webhook_url.clone(), card));
+    }
+}
+
+/// Posts one message, retrying transient failures.
+async fn deliver(client: reqwest::Client, url: String, message: Value) {
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 1..=ATTEMPTS {
+        let wait = match client.post(&url).json(&message).send().await {
+            Ok(resp) if resp.status().is_success() => return,
+            Ok(resp) if retryable(resp.status().as_u16()) => {
+                tracing::warn!(
+                    "approvals.teams: delivery attempt {attempt}/{ATTEMPTS} got HTTP {}",
+                    resp.status()
+                );
+                retry_after(&resp).unwrap_or(backoff)
+            }
+            Ok(resp) => {
+                tracing::warn!(
+                    "approvals.teams: webhook refused the card with HTTP {}; not retried",
+                    resp.status()
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "approvals.teams: delivery attempt {attempt}/{ATTEMPTS} failed: {e}"
+                );
+                backoff
+            }
+        };
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(wait).await;
+            backoff *= 2;
+        }
+    }
+    tracing::warn!("approvals.teams: card dropped after {ATTEMPTS} attempts");
+}
+
+fn retryable(status: u16) -> bool {
+    status == 429 || status == 408 || (500..600).contains(&status)
+}
+
+/// A `Retry-After: <seconds>` within reason.
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let secs: u64 = resp
+        .headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs)).filter(|d| *d <= MAX_RETRY_AFTER)
+}
+
+/// The message wrapper Teams webhooks and Workflows expect around a card.
+fn message(body: Vec<Value>, actions: Vec<Value>) -> Value {
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": {
+                "type": "AdaptiveCard",
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "version": "1.4",
+                "msteams": { "width": "Full" },
+                "body": body,
+                "actions": actions,
+            }
+        }]
+    })
+}
+
+/// The card for a new request (`r` is [`super::Request::to_json`]).
+pub fn request_card(r: &Value, public_url: Option<&str>) -> Value {
+    let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+    let statements = r["statements"].as_array().cloned().unwrap_or_default();
+    let commands: Vec<String> = statements.iter().map(|st| s_of(&st["command"])).collect();
+    let mut classes: Vec<String> = Vec::new();
+    let mut tables: Vec<String> = Vec::new();
+    for st in &statements {
+        for c in st["classes"].as_array().into_iter().flatten() {
+            push_unique(&mut classes, s_of(c));
+        }
+        for t in st["tables"].as_array().into_iter().flatten() {
+            push_unique(&mut tables, s_of(t));
+        }
+    }
+    let mut body = vec![
+        json!({
+            "type": "TextBlock", "size": "Large", "weight": "Bolder", "wrap": true,
+            "text": format!("Approval needed: {}", commands.join(", ")),
+        }),
+        json!({
+            "type": "FactSet",
+            "facts": [
+                fact("Agent", &s("agent")),
+                fact("Database", &s("database")),
+                fact("Rule", &s("rule")),
+                fact("Reason", &s("reason")),
+                fact("Classes", &classes.join(", ")),
+                fact("Expires", &s("expires")),
+                fact("Request", &s("id")),
+            ],
+        }),
+        verbatim("Tables", &tables.join(", "), false),
+    ];
+    for st in &statements {
+        body.push(verbatim("Statement", &s_of(&st["text"]), true));
+    }
+    if let Some(params) = r["parameters"].as_array() {
+        let shown: Vec<String> = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match p.as_str() {
+                Some(v) => format!("${} = {v}", i + 1),
+                None => format!("${} = NULL", i + 1),
+            })
+            .collect();
+        body.push(verbatim("Parameters", &shown.join("\n"), true));
+    }
+    let actions = match public_url {
+        Some(base) => {
+            let url = format!("{base}/approvals/{}", s("id"));
+            vec![
+                json!({ "type": "Action.OpenUrl", "title": "Approve…", "url": url }),
+                json!({ "type": "Action.OpenUrl", "title": "Deny…", "url": url }),
+            ]
+        }
+        None => Vec::new(),
+    };
+    message(body, actions)
+}
+
+/// The short card that follows a decision.
+pub fn decision_card(r: &Value) -> Value {
+    let o = &r["outcome"];
+    let (headline, reason) = match o["outcome"].as_str().unwrap_or("") {
+        "approved" => {
+            let by: Vec<String> = o["by"].as_array().into_iter().flatten().map(s_of).collect();
+            (format!("✅ Approved by {}", by.join(", ")), None)
+        }
+        "denied" => (
+            format!("⛔ Denied by {}", s_of(&o["by"])),
+            o["reason"].as_str().map(str::to_owned),
+        ),
+        "timed_out" => ("⌛ Timed out: denied".to_owned(), None),
+        "withdrawn" => (
+            "↩ Withdrawn".to_owned(),
+            o["reason"].as_str().map(str::to_owned),
+        ),
+        other => (format!("Decided: {other}"), None),
+    };
+    let commands: Vec<String> = r["statements"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|st| s_of(&st["command"]))
+        .collect();
+    let mut body = vec![
+        json!({ "type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true, "text": headline }),
+        json!({
+            "type": "FactSet",
+            "facts": [
+                fact("Request", &s_of(&r["id"])),
+                fact("Agent", &s_of(&r["agent"])),
+                fact("Statement", &commands.join(", ")),
+            ],
+        }),
+    ];
+    if let Some(reason) = reason.filter(|r| !r.is_empty()) {
+        body.push(verbatim("Reason", &reason, false));
+    }
+    message(body, Vec::new())
+}
+
+fn fact(title: &str, value: &str) -> Value {
+    json!({ "title": title, "value": value })
+}
+
+/// A labelled block whose value Teams shows verbatim (no Markdown).
+fn verbatim(label: &str, value: &str, monospace: bool) -> Value {
+    let mut run = json!({ "type": "TextRun", "text": clip(value) });
+    if monospace {
+        run["fontType"] = "Monospace".into();
+    }
+    json!({
+        "type": "RichTextBlock",
+        "inlines": [
+            { "type": "TextRun", "text": format!("{label}: "), "weight": "Bolder" },
+            run,
+        ],
+    })
+}
+
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(MAX_TEXT) {
+        Some((i, _)) => format!("{}… (cut)", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+fn s_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn push_unique(v: &mut Vec<String>, s: String) {
+    if !v.contains(&s) {
+        v.push(s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Value {
+        json!({
+            "id": "apr_01", "agent": "bot", "database": "shop", "session": "s1",
+            "rule": "destructive-held", "reason": "deletes every row",
+            "expires": "2030-01-01T00:00:00.000Z",
+            "statements": [{ "command": "DELETE", "text": "DELETE FROM items -- [x](https://evil)",
+                             "classes": ["write", "destructive"], "tables": ["items"] }],
+            "parameters": ["a", null],
+        })
+    }
+
+    #[test]
+    fn request_card_has_the_facts_and_links_to_the_page() {
+        let m = request_card(&request(), Some("https://gate.example"));
+        let c = &m["attachments"][0]["content"];
+        assert_eq!(c["version"], "1.4");
+        let text = c["body"].to_string();
+        for want in [
+            "bot",
+            "shop",
+            "destructive-held",
+            "write, destructive",
+            "items",
+            "$2 = NULL",
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+        // The agent's text is a TextRun (no Markdown), never a TextBlock.
+        let stmt = c["body"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b.to_string().contains("DELETE FROM items"))
+            .unwrap();
+        assert_eq!(stmt["type"], "RichTextBlock");
+        assert_eq!(stmt["inlines"][1]["fontType"], "Monospace");
+        assert_eq!(
+            c["actions"][0]["url"],
+            "https://gate.example/approvals/apr_01"
+        );
+        assert_eq!(c["actions"][1]["title"], "Deny…");
+    }
+
+    #[test]
+    fn without_public_url_there_are_no_buttons() {
+        let m = request_card(&request(), None);
+        assert_eq!(m["attachments"][0]["content"]["actions"], json!([]));
+    }
+
+    #[test]
+    fn decision_card_names_who_decided() {
+        let mut r = request();
+        r["outcome"] = json!({ "outcome": "denied", "by": "alice", "reason": "not now" });
+        let text = decision_card(&r).to_string();
+        assert!(
+            text.contains("Denied by alice") && text.contains("not now"),
+            "{text}"
+        );
+        r["outcome"] = json!({ "outcome": "approved", "by": ["alice", "bob"], "grant": null });
+        assert!(decision_card(&r)
+            .to_string()
+            .contains("Approved by alice, bob"));
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_char_boundary() {
+        let s = "é".repeat(MAX_TEXT + 10);
+        assert!(clip(&s).ends_with("… (cut)"));
+        assert_eq!(clip("short"), "short");
+    }
+}
