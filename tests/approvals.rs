@@ -533,6 +533,11 @@ async fn extended_protocol_shows_parameters_and_pipelined_holds_run_in_order() {
         tokio::spawn(async move { c.execute("UPDATE items SET name = $1", &[&"renamed"]).await });
     let req = env.pending(1).await.remove(0);
     assert_eq!(req["parameters"][0], "renamed", "{req}");
+    // The rule shows literals: approvers see the statement as written.
+    assert_eq!(
+        req["statements"][0]["text"], "UPDATE items SET name = $1",
+        "{req}"
+    );
     let id = req["id"].as_str().unwrap();
     env.api(
         "POST",

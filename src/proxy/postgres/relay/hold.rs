@@ -28,10 +28,10 @@ impl ClientSide<'_> {
                 show_literals: false,
             })
         });
-        let sql = if spec.show_literals && held.simple {
-            frontend::query_text(&held.msg).ok()
-        } else {
-            None
+        let sql: Option<&str> = match (spec.show_literals, held.simple) {
+            (false, _) => None,
+            (true, true) => frontend::query_text(&held.msg).ok(),
+            (true, false) => held.text.as_deref(),
         };
         let statements = blocking
             .iter()

@@ -73,6 +73,8 @@ struct Prepared {
     /// statement it is about. Parse itself is harmless and goes through;
     /// the hold happens at Execute, when the parameter values are known.
     hold: Option<(Verdict, usize)>,
+    /// The SQL as written, kept only for held statements whose rule shows literals.
+    text: Option<Arc<str>>,
 }
 
 struct Portal {
@@ -97,6 +99,8 @@ struct Held {
     /// Simple Query (true) or extended Execute (false).
     simple: bool,
     params: Option<Vec<Option<String>>>,
+    /// Extended: the statement as written (when the rule shows literals).
+    text: Option<Arc<str>>,
 }
 
 enum HoldEnd {
@@ -383,6 +387,7 @@ impl ClientSide<'_> {
                         sha: p.sql_sha256.clone(),
                         simple: false,
                         params,
+                        text: p.text.clone(),
                     });
                 }
                 let ev = self.event(
@@ -477,6 +482,7 @@ impl ClientSide<'_> {
                     sha,
                     simple: true,
                     params: None,
+                    text: None,
                 });
             }
             Some(_) => self.refuse(&d, &sha, true),
@@ -501,8 +507,14 @@ impl ClientSide<'_> {
                 let rule = blocking
                     .or((!d.verdicts.is_empty()).then_some(0))
                     .map_or_else(|| Arc::from(""), |i| d.verdicts[i].rule.clone());
+                let hold = blocking.map(|b| (d.verdicts[b].clone(), b));
+                let shows = hold
+                    .as_ref()
+                    .and_then(|(v, _)| v.approval.as_ref())
+                    .is_some_and(|a| a.show_literals);
                 let p = Arc::new(Prepared {
-                    hold: blocking.map(|b| (d.verdicts[b].clone(), b)),
+                    hold,
+                    text: shows.then(|| Arc::from(sql)),
                     analysis: d.analysis,
                     rule,
                     sql_sha256: sha,
@@ -633,6 +645,7 @@ fn unknown_prepared() -> Arc<Prepared> {
         rule: Arc::from(""),
         sql_sha256: Arc::from(""),
         hold: None,
+        text: None,
     })
 }
 
