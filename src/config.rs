@@ -114,6 +114,38 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     path: PathBuf,
+    key: Option<PathBuf>,
+    durability: Option<Durability>,
+    checkpoint_every: Option<u64>,
+    checkpoint_interval: Option<String>,
+    max_file_bytes: Option<u64>,
+}
+
+/// When statement records reach the disk (see the README's audit section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Allowed statements are group-committed within a short window; held,
+    /// approved and denied ones are always on disk before they go on.
+    #[default]
+    Batch,
+    /// Every statement's record is on disk before its result is released.
+    Strict,
+}
+
+/// The audit log's settings.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub path: PathBuf,
+    /// Ed25519 signing key; created (mode 0600) on first start if missing.
+    pub key: PathBuf,
+    pub durability: Durability,
+    /// A signed checkpoint after this many records…
+    pub checkpoint_every: u64,
+    /// …or this long after the last one, whichever comes first (and at shutdown).
+    pub checkpoint_interval: Duration,
+    /// Rotate to a new file (chain continues) past this size; 0 = never.
+    pub max_file_bytes: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,6 +290,7 @@ pub struct Config {
     pub approvers: Vec<Approver>,
     pub rules: Vec<PathBuf>,
     pub audit_path: PathBuf,
+    pub audit: Audit,
     pub approval_timeout: Duration,
     /// While a statement is held inside a transaction, sqlgate pings the
     /// database this often so that `idle_in_transaction_session_timeout`
@@ -426,6 +459,22 @@ impl Config {
             approvers,
             rules: raw.policy.rules.iter().map(|p| abs(p)).collect(),
             audit_path: abs(&raw.audit.path),
+            audit: Audit {
+                path: abs(&raw.audit.path),
+                // Default: `signing.key` beside the log.
+                key: match &raw.audit.key {
+                    Some(k) => abs(k),
+                    None => abs(&raw.audit.path.with_file_name("signing.key")),
+                },
+                durability: raw.audit.durability.unwrap_or_default(),
+                checkpoint_every: raw.audit.checkpoint_every.unwrap_or(1000).max(1),
+                checkpoint_interval: dur(
+                    "audit.checkpoint_interval",
+                    raw.audit.checkpoint_interval.clone(),
+                    Duration::from_secs(10),
+                )?,
+                max_file_bytes: raw.audit.max_file_bytes.unwrap_or(0),
+            },
             approval_timeout: dur(
                 "approvals.timeout",
                 raw.approvals.as_ref().and_then(|a| a.timeout.clone()),
