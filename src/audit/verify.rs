@@ -123,7 +123,7 @@ pub struct Options {
 }
 
 /// What a successful verification saw.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     pub files: usize,
     pub records: u64,
