@@ -156,7 +156,7 @@ fn known_answer_vector() {
         .map(|l| String::from_utf8(l).unwrap())
         .collect();
     write_lines(&p, &text);
-    let s = verify(&[p.clone()], &[key.public().clone()], false).unwrap();
+    let s = verify(std::slice::from_ref(&p), &[key.public().clone()], false).unwrap();
     assert_eq!((s.records, s.checkpoints, s.last_seq), (3, 1, 2));
     // Another key does not verify it.
     let other = SigningKey::from_seed(&[2; 32]);
@@ -196,7 +196,7 @@ fn a_clean_log_has_the_documented_shape_and_verifies() {
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
     }
     assert_eq!(r[13]["head_seq"], 12);
-    let s = verify(&[p.clone()], &[pubkey(&cfg)], false).unwrap();
+    let s = verify(std::slice::from_ref(&p), &[pubkey(&cfg)], false).unwrap();
     assert_eq!(
         (s.records, s.checkpoints, s.first_seq, s.last_seq),
         (14, 2, 0, 13)
@@ -285,7 +285,7 @@ fn a_checkpoint_signed_by_another_key_is_forged() {
             .into();
         l[13] = serde_json::to_string(&cp).unwrap();
     });
-    let e = verify(&[p.clone()], &[pubkey(&cfg)], false).unwrap_err();
+    let e = verify(std::slice::from_ref(&p), &[pubkey(&cfg)], false).unwrap_err();
     assert!(
         matches!(&e, Problem::ForgedSignature { seq: 13, why, .. } if why.contains("does not verify")),
         "{e}"
@@ -323,7 +323,7 @@ fn a_dropped_final_checkpoint_leaves_an_unsigned_tail() {
         l.pop();
     });
     assert_eq!(
-        verify(&[p.clone()], &[pubkey(&cfg)], false),
+        verify(std::slice::from_ref(&p), &[pubkey(&cfg)], false),
         Err(Problem::UnsignedTail { from: 3, to: 12 })
     );
     let s = verify(&[p], &[pubkey(&cfg)], true).unwrap();
@@ -433,9 +433,9 @@ fn a_new_key_is_announced_and_needs_its_own_trust() {
     assert_eq!(r[rot]["new_key_id"], new.key_id());
     assert!(r[rot].get("sig_old").is_none());
     assert_eq!(r[rot + 1]["key_id"], new.key_id());
-    let s = verify(&[p.clone()], &[old.clone(), new.clone()], false).unwrap();
+    let s = verify(std::slice::from_ref(&p), &[old.clone(), new.clone()], false).unwrap();
     assert_eq!(s.signers.len(), 2);
-    let e = verify(&[p.clone()], &[old], false).unwrap_err();
+    let e = verify(std::slice::from_ref(&p), &[old], false).unwrap_err();
     assert!(
         matches!(&e, Problem::ForgedSignature { seq: 16, why, .. } if why.contains("not a trusted key")),
         "{e}"
