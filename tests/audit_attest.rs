@@ -555,3 +555,16 @@ path = "audit/audit.jsonl"
     assert!(ok, "{err}");
     assert_eq!(out.trim(), pubkey(&cfg).to_text());
 }
+
+#[test]
+fn allow_open_skips_a_line_being_written() {
+    let (cfg, p) = clean_log("live");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+    std::io::Write::write_all(&mut f, br#"{"v":1,"seq":14"#).unwrap();
+    let s = verify(std::slice::from_ref(&p), &[pubkey(&cfg)], true).unwrap();
+    assert_eq!(s.last_seq, 13);
+    assert!(matches!(
+        verify(&[p], &[pubkey(&cfg)], false),
+        Err(Problem::Truncated { seq: 14, .. })
+    ));
+}
