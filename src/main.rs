@@ -1,4 +1,4 @@
-//! The `sqlgate` command: serve, explain, rules check.
+//! The `sqlgate` command: serve, explain, rules check, approvals, audit.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: sqlgate::cli::approvals::Command,
     },
+    /// Verify, inspect and export attested audit logs.
+    Audit {
+        #[command(subcommand)]
+        command: sqlgate::cli::audit::Command,
+    },
     /// Validate rule files.
     Rules {
         #[command(subcommand)]
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
             token,
             command,
         } => sqlgate::cli::approvals::run(admin, token, command),
+        Command::Audit { command } => sqlgate::cli::audit::run(command),
         Command::Rules {
             command: RulesCommand::Check { paths },
         } => return rules_check(paths),
@@ -114,8 +120,14 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
     let cfg = Config::load(&config)?;
     let policy = Policy::load(&cfg.rules).map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(rules = policy.rule_count(), digest = %policy.digest(), "rules loaded");
-    let (audit, writer) = sqlgate::audit::AuditLog::open(&cfg.audit_path)
-        .with_context(|| format!("cannot open the audit log `{}`", cfg.audit_path.display()))?;
+    // The configuration this run starts with is signed before any statement.
+    let loaded = sqlgate::audit::AuditLog::config_loaded(
+        &std::fs::read(&config).unwrap_or_default(),
+        &policy.digest(),
+        policy.rule_count(),
+    );
+    let (audit, writer) = sqlgate::audit::AuditLog::open_with(&cfg.audit, vec![loaded])
+        .with_context(|| format!("cannot open the audit log `{}`", cfg.audit.path.display()))?;
     let engine = Arc::new(sqlgate::engine::Engine::new(&cfg, policy, audit));
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Ok(n) = std::env::var("SQLGATE_WORKERS")

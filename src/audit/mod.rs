@@ -1,259 +1,156 @@
-//! The statement audit log: one JSON object per line.
+//! The audit log: attestations an auditor can verify without trusting us.
+//!
+//! Every session, statement, login failure and approval event becomes one
+//! JSON line. Each line carries its `seq` and the SHA-256 of the previous
+//! line ([`chain`]), so an edit, deletion, insertion or reorder breaks the
+//! chain; signed checkpoints ([`sign`]) over `(seq, head hash)` make the chain
+//! unforgeable by anyone without the key. [`verify`] checks a log offline
+//! with only the public key; the format is in `chain` and `sign` (and
+//! `docs`/README), precise enough to reimplement.
 //!
 //! Records are handed to a dedicated writer thread over a channel, so the
 //! proxy's hot path pays for building a small struct and a channel send, not
-//! for serialization or I/O. The writer batches: every few milliseconds it
-//! writes everything queued, then flushes once (group commit), and it fsyncs
-//! when it shuts down.
-//! (Hash chaining and signatures come with the attestation work.)
+//! for serialization, hashing or I/O ([`writer`] explains the group commit).
+//!
+//! Durability: [`AuditLog::record`] is group-committed (on disk within a few
+//! milliseconds, fsynced at the next checkpoint, rotation or close);
+//! [`AuditLog::record_durable`] returns a [`DurableAck`] that resolves once the
+//! record is written and `fdatasync`ed, so the caller can hold back a result
+//! until its record is safe. [`AuditLog::strict`] tells the proxy whether
+//! every statement must wait for that (`[audit] durability = "strict"`).
+//!
+//! On start the writer recovers the existing log ([`recover`]) and writes
+//! `log_opened`, then a checkpoint right away: after a crash that checkpoint
+//! attests what was on disk at restart (the crashed run's unsigned tail).
 
-use crate::classify::Analysis;
-use crate::policy::Action;
-use serde::Serialize;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+pub mod chain;
+mod event;
+pub mod recover;
+pub mod sign;
+pub mod verify;
+mod writer;
+
+pub use event::{ApprovalNote, Event, Outcome, SessionInfo, StatementEvent};
+pub use writer::OpenError;
+
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::SystemTime;
-
-/// Who and where: shared by every record of one session.
-#[derive(Debug)]
-pub struct SessionInfo {
-    pub id: String,
-    pub agent: Arc<str>,
-    pub client: String,
-    pub database: String,
-}
-
-/// How a statement ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    /// Stopped by sqlgate; never reached the database.
-    Denied,
-    /// The database answered with this SQLSTATE.
-    Error(String),
-    /// Not run because an earlier statement in the same batch failed or was denied.
-    NotExecuted,
-}
-
-/// How approval went for a held statement.
-#[derive(Debug, Clone, Serialize)]
-pub struct ApprovalNote {
-    /// The request id (none when a standing grant covered the statement).
-    pub request: Option<String>,
-    /// `approved`, `granted`, `denied`, `timed_out` or `withdrawn`.
-    pub outcome: &'static str,
-    /// Who decided.
-    pub by: Vec<String>,
-}
-
-/// One statement, with everything the record needs.
-#[derive(Debug)]
-pub struct StatementEvent {
-    pub time: SystemTime,
-    pub session: Arc<SessionInfo>,
-    pub analysis: Arc<Analysis>,
-    pub index: usize,
-    /// SHA-256 (hex) of the whole query text the statement came in.
-    pub sql_sha256: Arc<str>,
-    pub rule: Arc<str>,
-    pub action: Action,
-    pub outcome: Outcome,
-    pub rows: Option<u64>,
-    pub duration_us: Option<u64>,
-    pub approval: Option<Arc<ApprovalNote>>,
-}
-
-#[derive(Debug)]
-pub enum Event {
-    SessionStart(Arc<SessionInfo>, SystemTime),
-    SessionEnd(Arc<SessionInfo>, SystemTime, u64),
-    LoginFailure {
-        time: SystemTime,
-        client: String,
-        user: String,
-        database: String,
-        reason: String,
-    },
-    Statement(Box<StatementEvent>),
-    /// A record built elsewhere (approvals); `time` is added when written.
-    Json(serde_json::Value),
-}
+use tokio::sync::oneshot;
+use writer::{Msg, Writer};
 
 /// The sending side, cheap to clone into every session.
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Msg>,
+    strict: bool,
 }
 
 /// Owns the writer thread; dropping every `AuditLog` and then calling
-/// [`AuditWriter::close`] flushes and fsyncs.
+/// [`AuditWriter::close`] writes the final checkpoint and fsyncs.
 pub struct AuditWriter {
     handle: JoinHandle<std::io::Result<()>>,
 }
 
+/// The writer stopped (I/O error, shutdown) before the record was on disk.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the audit writer stopped before the record was on disk")]
+pub struct WriterGone;
+
+/// Resolves once a record is written and fsynced, or with [`WriterGone`] if
+/// that can no longer happen. Never hangs: a writer that dies drops the
+/// sending half, which resolves the ack.
+#[must_use = "the record is only known to be on disk once the ack resolves"]
+pub struct DurableAck {
+    rx: oneshot::Receiver<()>,
+}
+
+impl Future for DurableAck {
+    type Output = Result<(), WriterGone>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.map_err(|_| WriterGone))
+    }
+}
+
+impl DurableAck {
+    /// Waits on the current thread (not inside an async runtime).
+    pub fn wait(self) -> Result<(), WriterGone> {
+        self.rx.blocking_recv().map_err(|_| WriterGone)
+    }
+}
+
 impl AuditLog {
-    pub fn open(path: &Path) -> std::io::Result<(AuditLog, AuditWriter)> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        let (tx, rx) = mpsc::channel();
-        let path = path.to_owned();
-        let handle = std::thread::Builder::new()
-            .name("sqlgate-audit".into())
-            .spawn(move || write_loop(rx, file, path))?;
-        Ok((AuditLog { tx }, AuditWriter { handle }))
+    /// Opens (or recovers) the log and starts the writer thread. Creates the
+    /// signing key (mode 0600) if it is missing; refuses a key file that
+    /// group or others can read.
+    pub fn open(cfg: &crate::config::Audit) -> std::io::Result<(AuditLog, AuditWriter)> {
+        AuditLog::open_with(cfg, Vec::new())
     }
 
+    /// [`AuditLog::open`], writing `preamble` right after `log_opened` and
+    /// before the opening checkpoint (sqlgate passes `config_loaded`, so the
+    /// configuration a run starts with is signed before its first statement).
+    pub fn open_with(
+        cfg: &crate::config::Audit,
+        preamble: Vec<Event>,
+    ) -> std::io::Result<(AuditLog, AuditWriter)> {
+        let writer = Writer::start(cfg, preamble)?;
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("sqlgate-audit".into())
+            .spawn(move || writer.run(rx))?;
+        let strict = cfg.durability == crate::config::Durability::Strict;
+        Ok((AuditLog { tx, strict }, AuditWriter { handle }))
+    }
+
+    /// Queues a record (group commit; see the module docs).
     pub fn record(&self, e: Event) {
-        if self.tx.send(e).is_err() {
+        if self.tx.send(Msg::Record(e)).is_err() {
             tracing::error!("audit writer is gone; record lost");
         }
+    }
+
+    /// Queues a record and returns an ack that resolves once it is fsynced.
+    pub fn record_durable(&self, e: Event) -> DurableAck {
+        let (ack, rx) = oneshot::channel();
+        if self.tx.send(Msg::Durable(e, ack)).is_err() {
+            // The message (and with it `ack`) was dropped: `rx` resolves to an error.
+            tracing::error!("audit writer is gone; durable record lost");
+        }
+        DurableAck { rx }
+    }
+
+    /// True under `durability = "strict"`: the proxy awaits
+    /// [`AuditLog::record_durable`] for every statement, not just the held,
+    /// approved and denied ones.
+    pub fn strict(&self) -> bool {
+        self.strict
+    }
+
+    /// The `config_loaded` record: digests of the configuration file's bytes
+    /// and of the policy, and how many rules it has.
+    pub fn config_loaded(config_bytes: &[u8], rules_sha256: &str, rules: usize) -> Event {
+        use sha2::Digest;
+        Event::Json(serde_json::json!({
+            "kind": "config_loaded",
+            "config_sha256": chain::hex(&sha2::Sha256::digest(config_bytes)),
+            "rules_sha256": rules_sha256,
+            "rules": rules,
+        }))
     }
 }
 
 impl AuditWriter {
+    /// Waits for the writer to drain, checkpoint and fsync. Call after every
+    /// [`AuditLog`] clone is dropped.
     pub fn close(self) -> std::io::Result<()> {
         self.handle
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("audit writer panicked")))
     }
-}
-
-/// How often the writer drains the queue. The writer sleeps between drains
-/// instead of blocking on the channel: a blocked receiver must be woken by
-/// every send (a futex wake-up and a context switch per statement, measured
-/// at ~15% of the proxy's CPU under pgbench), whereas a sleeping one costs
-/// the senders nothing. Records reach the file within this window.
-const GROUP_COMMIT: std::time::Duration = std::time::Duration::from_millis(2);
-
-fn write_loop(
-    rx: mpsc::Receiver<Event>,
-    file: std::fs::File,
-    path: PathBuf,
-) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
-    loop {
-        let mut wrote = false;
-        let closed = loop {
-            match rx.try_recv() {
-                Ok(e) => {
-                    if let Err(err) = write_event(&mut out, &e) {
-                        tracing::error!(path = %path.display(), "audit write failed: {err}");
-                        return Err(err);
-                    }
-                    wrote = true;
-                }
-                Err(mpsc::TryRecvError::Empty) => break false,
-                Err(mpsc::TryRecvError::Disconnected) => break true,
-            }
-        };
-        if wrote {
-            out.flush()?;
-        }
-        if closed {
-            out.flush()?;
-            return out.get_ref().sync_all();
-        }
-        std::thread::sleep(GROUP_COMMIT);
-    }
-}
-
-fn ts(t: SystemTime) -> String {
-    humantime::format_rfc3339_micros(t).to_string()
-}
-
-#[derive(Serialize)]
-struct StatementLine<'a> {
-    time: String,
-    kind: &'static str,
-    session: &'a str,
-    agent: &'a str,
-    client: &'a str,
-    database: &'a str,
-    command: &'a str,
-    fingerprint: &'a str,
-    sql_sha256: &'a str,
-    classes: crate::classify::ClassSet,
-    tables: &'a [String],
-    rule: &'a str,
-    action: Action,
-    outcome: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sqlstate: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rows: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    duration_us: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    approval: Option<&'a ApprovalNote>,
-}
-
-fn write_event(out: &mut impl Write, e: &Event) -> std::io::Result<()> {
-    let v = match e {
-        Event::SessionStart(s, t) => serde_json::json!({
-            "time": ts(*t), "kind": "session_start", "session": s.id, "agent": &*s.agent,
-            "client": s.client, "database": s.database,
-        }),
-        Event::SessionEnd(s, t, statements) => serde_json::json!({
-            "time": ts(*t), "kind": "session_end", "session": s.id, "agent": &*s.agent,
-            "client": s.client, "database": s.database, "statements": statements,
-        }),
-        Event::LoginFailure {
-            time,
-            client,
-            user,
-            database,
-            reason,
-        } => serde_json::json!({
-            "time": ts(*time), "kind": "login_failure", "client": client, "agent": user,
-            "database": database, "reason": reason,
-        }),
-        Event::Json(v) => {
-            let mut v = v.clone();
-            if let Some(o) = v.as_object_mut() {
-                o.insert("time".into(), ts(SystemTime::now()).into());
-            }
-            v
-        }
-        Event::Statement(s) => {
-            let info = s.analysis.statements.get(s.index);
-            let (outcome, sqlstate) = match &s.outcome {
-                Outcome::Ok => ("ok", None),
-                Outcome::Denied => ("denied", None),
-                Outcome::Error(code) => ("error", Some(code.as_str())),
-                Outcome::NotExecuted => ("not_executed", None),
-            };
-            let line = StatementLine {
-                time: ts(s.time),
-                kind: "statement",
-                session: &s.session.id,
-                agent: &s.session.agent,
-                client: &s.session.client,
-                database: &s.session.database,
-                command: info.map_or("", |i| i.command.as_str()),
-                fingerprint: info.map_or("", |i| i.fingerprint.as_str()),
-                sql_sha256: &s.sql_sha256,
-                classes: info.map(|i| i.classes).unwrap_or_default(),
-                tables: info.map_or(&[][..], |i| &i.tables[..]),
-                rule: &s.rule,
-                action: s.action,
-                outcome,
-                sqlstate,
-                rows: s.rows,
-                duration_us: s.duration_us,
-                approval: s.approval.as_deref(),
-            };
-            serde_json::to_writer(&mut *out, &line)?;
-            return out.write_all(b"\n");
-        }
-    };
-    serde_json::to_writer(&mut *out, &v)?;
-    out.write_all(b"\n")
 }

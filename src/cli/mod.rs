@@ -1,2 +1,5 @@
-//! Client-side commands of the `sqlgate` binary (they talk to a running sqlgate).
+//! Commands of the `sqlgate` binary beyond `serve`: the approvals client and
+//! the offline audit tools.
 pub mod approvals;
+pub mod audit;
+pub mod audit_tools;

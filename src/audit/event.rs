@@ -1,0 +1,194 @@
+//! What the rest of sqlgate hands the audit log, and how each event becomes a
+//! record body (the fields after the common `v`, `seq`, `prev`, `time`).
+//!
+//! Literal values never reach a record: statements are stored as their
+//! fingerprint, classes and tables, plus the SHA-256 of the query text.
+
+use crate::classify::Analysis;
+use crate::policy::Action;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Who and where: shared by every record of one session.
+#[derive(Debug)]
+pub struct SessionInfo {
+    pub id: String,
+    pub agent: Arc<str>,
+    pub client: String,
+    pub database: String,
+}
+
+/// How a statement ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// Stopped by sqlgate; never reached the database.
+    Denied,
+    /// The database answered with this SQLSTATE.
+    Error(String),
+    /// Not run because an earlier statement in the same batch failed or was denied.
+    NotExecuted,
+}
+
+/// How approval went for a held statement.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalNote {
+    /// The request id (none when a standing grant covered the statement).
+    pub request: Option<String>,
+    /// `approved`, `granted`, `denied`, `timed_out` or `withdrawn`.
+    pub outcome: &'static str,
+    /// Who decided.
+    pub by: Vec<String>,
+}
+
+/// One statement, with everything the record needs.
+#[derive(Debug)]
+pub struct StatementEvent {
+    pub time: SystemTime,
+    pub session: Arc<SessionInfo>,
+    pub analysis: Arc<Analysis>,
+    pub index: usize,
+    /// SHA-256 (hex) of the whole query text the statement came in.
+    pub sql_sha256: Arc<str>,
+    pub rule: Arc<str>,
+    pub action: Action,
+    pub outcome: Outcome,
+    pub rows: Option<u64>,
+    pub duration_us: Option<u64>,
+    pub approval: Option<Arc<ApprovalNote>>,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    SessionStart(Arc<SessionInfo>, SystemTime),
+    SessionEnd(Arc<SessionInfo>, SystemTime, u64),
+    LoginFailure {
+        time: SystemTime,
+        client: String,
+        user: String,
+        database: String,
+        reason: String,
+    },
+    Statement(Box<StatementEvent>),
+    /// A record built elsewhere (approvals, `config_loaded`): an object with
+    /// at least `kind`. Its `time` is when it is written; any `v`, `seq`,
+    /// `prev` or `time` it carries is dropped, since those belong to the chain.
+    Json(serde_json::Value),
+}
+
+impl Event {
+    /// When the event happened; the record's `time`.
+    pub(crate) fn time(&self) -> SystemTime {
+        match self {
+            Event::SessionStart(_, t) | Event::SessionEnd(_, t, _) => *t,
+            Event::LoginFailure { time, .. } => *time,
+            Event::Statement(s) => s.time,
+            Event::Json(_) => SystemTime::now(),
+        }
+    }
+
+    /// Serializes the record's own fields as one JSON object into `out`
+    /// (cleared first).
+    pub(crate) fn write_body(self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.clear();
+        match self {
+            Event::SessionStart(s, _) => serde_json::to_writer(
+                out,
+                &serde_json::json!({
+                    "kind": "session_start", "session": s.id, "agent": &*s.agent,
+                    "client": s.client, "database": s.database,
+                }),
+            ),
+            Event::SessionEnd(s, _, statements) => serde_json::to_writer(
+                out,
+                &serde_json::json!({
+                    "kind": "session_end", "session": s.id, "agent": &*s.agent,
+                    "client": s.client, "database": s.database, "statements": statements,
+                }),
+            ),
+            Event::LoginFailure {
+                client,
+                user,
+                database,
+                reason,
+                ..
+            } => serde_json::to_writer(
+                out,
+                &serde_json::json!({
+                    "kind": "login_failure", "client": client, "agent": user,
+                    "database": database, "reason": reason,
+                }),
+            ),
+            Event::Json(mut v) => {
+                if let Some(o) = v.as_object_mut() {
+                    for common in ["v", "seq", "prev", "time"] {
+                        o.remove(common);
+                    }
+                } else {
+                    v = serde_json::json!({ "kind": "invalid", "value": v });
+                }
+                serde_json::to_writer(out, &v)
+            }
+            Event::Statement(s) => serde_json::to_writer(out, &StatementLine::of(&s)),
+        }
+    }
+}
+
+/// A statement record, serialized straight from borrowed fields (this is the
+/// hot path: no intermediate `serde_json::Value`).
+#[derive(Serialize)]
+pub(crate) struct StatementLine<'a> {
+    kind: &'static str,
+    session: &'a str,
+    agent: &'a str,
+    client: &'a str,
+    database: &'a str,
+    command: &'a str,
+    fingerprint: &'a str,
+    sql_sha256: &'a str,
+    classes: crate::classify::ClassSet,
+    tables: &'a [String],
+    rule: &'a str,
+    action: Action,
+    outcome: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sqlstate: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval: Option<&'a ApprovalNote>,
+}
+
+impl<'a> StatementLine<'a> {
+    fn of(s: &'a StatementEvent) -> StatementLine<'a> {
+        let info = s.analysis.statements.get(s.index);
+        let (outcome, sqlstate) = match &s.outcome {
+            Outcome::Ok => ("ok", None),
+            Outcome::Denied => ("denied", None),
+            Outcome::Error(code) => ("error", Some(code.as_str())),
+            Outcome::NotExecuted => ("not_executed", None),
+        };
+        StatementLine {
+            kind: "statement",
+            session: &s.session.id,
+            agent: &s.session.agent,
+            client: &s.session.client,
+            database: &s.session.database,
+            command: info.map_or("", |i| i.command.as_str()),
+            fingerprint: info.map_or("", |i| i.fingerprint.as_str()),
+            sql_sha256: &s.sql_sha256,
+            classes: info.map(|i| i.classes).unwrap_or_default(),
+            tables: info.map_or(&[][..], |i| &i.tables[..]),
+            rule: &s.rule,
+            action: s.action,
+            outcome,
+            sqlstate,
+            rows: s.rows,
+            duration_us: s.duration_us,
+            approval: s.approval.as_deref(),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! `sqlgate audit …`: offline tools over attested audit logs.
+//!
+//! `verify` and `pubkey` live here; `search`, `export` and `report` are
+//! routed to [`super::audit_tools`].
+
+use super::audit_tools::{ExportArgs, ReportArgs, SearchArgs};
+use crate::audit::sign::{PublicKey, SigningKey};
+use crate::audit::verify::{verify_files, Options};
+use anyhow::Context;
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check the hash chain and the signed checkpoints of a log.
+    Verify {
+        /// The log's files (the live file and rotated ones, in any order).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// A trusted public key, `ed25519:<base64>` (repeatable; see `audit pubkey`).
+        #[arg(long = "public-key")]
+        public_key: Vec<String>,
+        /// Accept records after the last checkpoint (a log still being written).
+        #[arg(long)]
+        allow_open: bool,
+    },
+    /// Print the public key of the configured signing key.
+    Pubkey {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Find records by agent, time, class, action or outcome.
+    Search(SearchArgs),
+    /// Export records as JSON lines or CSV.
+    Export(ExportArgs),
+    /// Write an evidence report (HTML).
+    Report(ReportArgs),
+}
+
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Verify {
+            files,
+            public_key,
+            allow_open,
+        } => verify(files, public_key, allow_open),
+        Command::Pubkey { config } => pubkey(config),
+        Command::Search(args) => super::audit_tools::search(args),
+        Command::Export(args) => super::audit_tools::export(args),
+        Command::Report(args) => super::audit_tools::report(args),
+    }
+}
+
+fn verify(files: Vec<PathBuf>, public_key: Vec<String>, allow_open: bool) -> anyhow::Result<()> {
+    let keys = public_key
+        .iter()
+        .map(|k| PublicKey::parse(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = Options { keys, allow_open };
+    let s = verify_files(&files, &opts).map_err(|f| match f.problem.seq() {
+        Some(seq) => anyhow::anyhow!("audit verify: failed at seq {seq}: {f}"),
+        None => anyhow::anyhow!("audit verify: failed: {f}"),
+    })?;
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "ok: {} records in {} file(s), seq {}..{}, {} .. {}",
+        s.records, s.files, s.first_seq, s.last_seq, s.first_time, s.last_time
+    );
+    println!("checkpoints: {}", s.checkpoints);
+    for (key, n) in &s.signers {
+        println!("signed by key {key}: {n} checkpoint(s)");
+    }
+    if s.recoveries > 0 {
+        println!(
+            "recoveries after a crash: {} ({} partial bytes cut)",
+            s.recoveries, s.truncated_bytes
+        );
+    }
+    if let Some((from, to)) = s.open_tail {
+        println!("open: records {from}..{to} are not yet covered by a checkpoint");
+    }
+    Ok(())
+}
+
+fn pubkey(config: PathBuf) -> anyhow::Result<()> {
+    let cfg = crate::config::Config::load(&config)
+        .with_context(|| format!("cannot load `{}`", config.display()))?;
+    let key = SigningKey::load(&cfg.audit.key)?;
+    println!("{}", key.public().to_text());
+    Ok(())
+}

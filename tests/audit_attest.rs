@@ -1,0 +1,570 @@
+//! Attested audit log: the known-answer vector, every tamper case, crash
+//! recovery, file and key rotation, durable acks, and the `sqlgate audit`
+//! commands. No database needed: logs are written through `AuditLog`.
+
+use sqlgate::audit::chain::{hash_line, hex, Chain};
+use sqlgate::audit::sign::{checkpoint_body, checkpoint_message, PublicKey, SigningKey};
+use sqlgate::audit::verify::{verify_files, Options, Problem};
+use sqlgate::audit::{AuditLog, Event};
+use sqlgate::config::{Audit, Durability};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sqlgate-attest-{name}-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn config(dir: &Path) -> Audit {
+    Audit {
+        path: dir.join("audit.jsonl"),
+        key: dir.join("signing.key"),
+        durability: Durability::Batch,
+        checkpoint_every: 1000,
+        checkpoint_interval: Duration::from_secs(3600),
+        max_file_bytes: 0,
+    }
+}
+
+fn event(i: u64) -> Event {
+    Event::Json(
+        serde_json::json!({"kind": "approval_vote", "request": format!("r{i}"), "vote": "approve"}),
+    )
+}
+
+/// Opens the log, writes `n` records, closes cleanly.
+fn write_log(cfg: &Audit, n: u64) {
+    let (log, writer) = AuditLog::open(cfg).unwrap();
+    for i in 0..n {
+        log.record(event(i));
+    }
+    drop(log);
+    writer.close().unwrap();
+}
+
+fn lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn records(p: &Path) -> Vec<serde_json::Value> {
+    lines(p)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn write_lines(p: &Path, lines: &[String]) {
+    std::fs::write(
+        p,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+}
+
+fn pubkey(cfg: &Audit) -> PublicKey {
+    SigningKey::load(&cfg.key).unwrap().public().clone()
+}
+
+fn verify(
+    files: &[PathBuf],
+    keys: &[PublicKey],
+    allow_open: bool,
+) -> Result<sqlgate::audit::verify::Summary, Problem> {
+    let opts = Options {
+        keys: keys.to_vec(),
+        allow_open,
+    };
+    verify_files(files, &opts).map_err(|f| f.problem)
+}
+
+// ---------------------------------------------------------------- known answer
+
+#[test]
+fn known_answer_vector() {
+    // 2026-11-21T20:53:15.123456Z
+    let t = UNIX_EPOCH + Duration::from_micros(1_795_294_395_123_456);
+    let key = SigningKey::from_seed(&[1; 32]);
+    assert_eq!(
+        key.public().to_text(),
+        "ed25519:iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w="
+    );
+    assert_eq!(key.public().key_id(), "34750f98bd59fcfc");
+
+    let mut chain = Chain::new();
+    let mut l0 = Vec::new();
+    chain.seal(
+        t,
+        br#"{"kind":"log_opened","reason":"start","file":"audit.jsonl","version":"0.1.0"}"#,
+        &mut l0,
+    );
+    assert_eq!(
+        std::str::from_utf8(&l0).unwrap(),
+        r#"{"v":1,"seq":0,"prev":"0000000000000000000000000000000000000000000000000000000000000000","time":"2026-11-21T20:53:15.123456Z","kind":"log_opened","reason":"start","file":"audit.jsonl","version":"0.1.0"}"#
+    );
+    let h0 = hex(&hash_line(&l0));
+    assert_eq!(
+        h0,
+        "f23881cd248bab24bcf3556d97d7223518aa8bb0e41aa864b6789b44481ce8e2"
+    );
+
+    let mut l1 = Vec::new();
+    chain.seal(
+        t,
+        br#"{"kind":"statement","session":"s1","agent":"bot","client":"127.0.0.1:5000","database":"app","command":"SELECT","fingerprint":"select * from t where id = ?","sql_sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","classes":["read"],"tables":["t"],"rule":"default","action":"allow","outcome":"ok","rows":1,"duration_us":250}"#,
+        &mut l1,
+    );
+    assert!(std::str::from_utf8(&l1).unwrap().starts_with(&format!(
+        r#"{{"v":1,"seq":1,"prev":"{h0}","time":"2026-11-21T20:53:15.123456Z","kind":"statement""#
+    )));
+    let h1 = hex(&hash_line(&l1));
+    assert_eq!(
+        h1,
+        "6f8877a06ddcef7f5a325928e353e8fc8f37af7bf2fe2945c4419c622d5bc4b1"
+    );
+
+    let msg = checkpoint_message(1, &hash_line(&l1));
+    assert_eq!(msg, format!("sqlgate-checkpoint-v1:1:{h1}"));
+    let sig = key.sign_b64(msg.as_bytes());
+    assert_eq!(
+        sig,
+        "V1xWYTzReVAYFlr1peoALznQ/0wbDxOiHPhtHtLAm23G1Z1z9ejxJyNzUCtKgH2VwxpOQiCPBvWuItNjpl5tAA=="
+    );
+    assert_eq!(
+        checkpoint_body(&key, 1, &hash_line(&l1))["sig"],
+        sig.as_str()
+    );
+
+    let mut l2 = Vec::new();
+    let body = format!(
+        r#"{{"kind":"checkpoint","key_id":"34750f98bd59fcfc","head_seq":1,"head":"{h1}","sig":"{sig}"}}"#
+    );
+    chain.seal(t, body.as_bytes(), &mut l2);
+    assert_eq!(
+        hex(&hash_line(&l2)),
+        "c6d5f79cb5989839e40b970b65c2efd3f7befc15cee12c9cb1b596b9415e34ce"
+    );
+
+    let dir = temp_dir("kat");
+    let p = dir.join("audit.jsonl");
+    let text: Vec<String> = [l0, l1, l2]
+        .into_iter()
+        .map(|l| String::from_utf8(l).unwrap())
+        .collect();
+    write_lines(&p, &text);
+    let s = verify(std::slice::from_ref(&p), &[key.public().clone()], false).unwrap();
+    assert_eq!((s.records, s.checkpoints, s.last_seq), (3, 1, 2));
+    // Another key does not verify it.
+    let other = SigningKey::from_seed(&[2; 32]);
+    assert!(matches!(
+        verify(&[p], &[other.public().clone()], false),
+        Err(Problem::ForgedSignature { seq: 2, .. })
+    ));
+}
+
+// ---------------------------------------------------------------- the writer
+
+/// A clean log: 0 log_opened, 1 key_rotation (key announced), 2 checkpoint,
+/// 3..=12 the events, 13 the closing checkpoint.
+fn clean_log(name: &str) -> (Audit, PathBuf) {
+    let dir = temp_dir(name);
+    let cfg = config(&dir);
+    write_log(&cfg, 10);
+    let p = cfg.path.clone();
+    (cfg, p)
+}
+
+#[test]
+fn a_clean_log_has_the_documented_shape_and_verifies() {
+    let (cfg, p) = clean_log("shape");
+    let r = records(&p);
+    let kinds: Vec<_> = r.iter().map(|v| v["kind"].as_str().unwrap()).collect();
+    assert_eq!(&kinds[..3], ["log_opened", "key_rotation", "checkpoint"]);
+    assert_eq!(kinds.len(), 14);
+    assert_eq!(kinds[13], "checkpoint");
+    assert_eq!(r[0]["reason"], "start");
+    assert_eq!(r[0]["file"], "audit.jsonl");
+    assert!(r[1].get("old_key_id").is_none());
+    assert_eq!(r[1]["new_public_key"], pubkey(&cfg).to_text());
+    for (i, v) in r.iter().enumerate() {
+        assert_eq!(v["v"], 1);
+        assert_eq!(v["seq"], i as u64);
+        assert!(v["time"].as_str().unwrap().ends_with('Z'));
+    }
+    assert_eq!(r[13]["head_seq"], 12);
+    let s = verify(std::slice::from_ref(&p), &[pubkey(&cfg)], false).unwrap();
+    assert_eq!(
+        (s.records, s.checkpoints, s.first_seq, s.last_seq),
+        (14, 2, 0, 13)
+    );
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    // Without a trust anchor: passes, with a warning.
+    let s = verify(&[p], &[], false).unwrap();
+    assert!(s.warnings[0].contains("no --public-key"));
+}
+
+#[test]
+fn the_key_file_is_0600_and_a_readable_one_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (cfg, _) = clean_log("keymode");
+    let mode = std::fs::metadata(&cfg.key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&cfg.key).unwrap();
+    assert!(text.starts_with("ed25519-secret:") && text.ends_with('\n'));
+    std::fs::set_permissions(&cfg.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = AuditLog::open(&cfg).err().unwrap();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+    assert!(e.to_string().contains("chmod 600"), "{e}");
+}
+
+// ---------------------------------------------------------------- tampering
+
+fn tampered(name: &str, edit: impl FnOnce(&mut Vec<String>)) -> (Audit, PathBuf) {
+    let (cfg, p) = clean_log(name);
+    let mut l = lines(&p);
+    edit(&mut l);
+    write_lines(&p, &l);
+    (cfg, p)
+}
+
+#[test]
+fn a_modified_field_is_named_by_seq() {
+    let (cfg, p) = tampered("modify", |l| {
+        l[5] = l[5].replace("\"approve\"", "\"deny\"");
+    });
+    assert_eq!(
+        verify(&[p], &[pubkey(&cfg)], false),
+        Err(Problem::Modified { seq: 5, next: 6 })
+    );
+}
+
+#[test]
+fn a_deleted_line_is_missing() {
+    let (cfg, p) = tampered("delete", |l| {
+        l.remove(6);
+    });
+    assert_eq!(
+        verify(&[p], &[pubkey(&cfg)], false),
+        Err(Problem::Missing { seq: 6, found: 7 })
+    );
+}
+
+#[test]
+fn swapped_lines_are_reordered() {
+    let (cfg, p) = tampered("swap", |l| l.swap(6, 7));
+    assert_eq!(
+        verify(&[p], &[pubkey(&cfg)], false),
+        Err(Problem::Reordered { seq: 6, after: 7 })
+    );
+}
+
+#[test]
+fn a_copied_line_is_inserted() {
+    let (cfg, p) = tampered("insert", |l| {
+        let copy = l[4].clone();
+        l.insert(8, copy);
+    });
+    assert_eq!(
+        verify(&[p], &[pubkey(&cfg)], false),
+        Err(Problem::Inserted { seq: 4, after: 7 })
+    );
+}
+
+#[test]
+fn a_checkpoint_signed_by_another_key_is_forged() {
+    let other = SigningKey::from_seed(&[9; 32]);
+    let (cfg, p) = tampered("forge", |l| {
+        let mut cp: serde_json::Value = serde_json::from_str(&l[13]).unwrap();
+        let head = sqlgate::audit::chain::parse_hash(cp["head"].as_str().unwrap()).unwrap();
+        cp["sig"] = other
+            .sign_b64(checkpoint_message(12, &head).as_bytes())
+            .into();
+        l[13] = serde_json::to_string(&cp).unwrap();
+    });
+    let e = verify(std::slice::from_ref(&p), &[pubkey(&cfg)], false).unwrap_err();
+    assert!(
+        matches!(&e, Problem::ForgedSignature { seq: 13, why, .. } if why.contains("does not verify")),
+        "{e}"
+    );
+    // Re-signing under the forger's own key id: not a trusted key.
+    let (cfg, p) = tampered("forge-id", |l| {
+        let mut cp: serde_json::Value = serde_json::from_str(&l[13]).unwrap();
+        let head = sqlgate::audit::chain::parse_hash(cp["head"].as_str().unwrap()).unwrap();
+        cp = checkpoint_body(&other, 12, &head);
+        cp["v"] = 1.into();
+        cp["seq"] = 13.into();
+        cp["prev"] = hex(&head).into();
+        cp["time"] = "2026-01-01T00:00:00.000000Z".into();
+        l[13] = serde_json::to_string(&cp).unwrap();
+    });
+    let e = verify(&[p], &[pubkey(&cfg)], false).unwrap_err();
+    assert!(
+        matches!(&e, Problem::ForgedSignature { seq: 13, why, .. } if why.contains("not a trusted key")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_cut_last_line_is_truncated() {
+    let (cfg, p) = clean_log("truncate");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, &text[..text.len() - 40]).unwrap();
+    let e = verify(&[p], &[pubkey(&cfg)], false).unwrap_err();
+    assert!(matches!(e, Problem::Truncated { seq: 13, .. }), "{e}");
+}
+
+#[test]
+fn a_dropped_final_checkpoint_leaves_an_unsigned_tail() {
+    let (cfg, p) = tampered("tail", |l| {
+        l.pop();
+    });
+    assert_eq!(
+        verify(std::slice::from_ref(&p), &[pubkey(&cfg)], false),
+        Err(Problem::UnsignedTail { from: 3, to: 12 })
+    );
+    let s = verify(&[p], &[pubkey(&cfg)], true).unwrap();
+    assert_eq!(s.open_tail, Some((3, 12)));
+}
+
+// ---------------------------------------------------------------- recovery
+
+#[test]
+fn a_crash_mid_line_is_recovered_and_verifies() {
+    let (cfg, p) = clean_log("crash");
+    // The crashed run: two records after the last checkpoint, then a torn line.
+    let mut l = lines(&p);
+    l.pop();
+    write_lines(&p, &l);
+    let partial = r#"{"v":1,"seq":13,"prev":"ab"#;
+    let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+    std::io::Write::write_all(&mut f, partial.as_bytes()).unwrap();
+    drop(f);
+    write_log(&cfg, 2);
+    let r = records(&p);
+    let opened = &r[13];
+    assert_eq!(opened["kind"], "log_opened");
+    assert_eq!(opened["reason"], "recovery");
+    assert_eq!(opened["truncated_bytes"], partial.len());
+    assert_eq!(opened["seq"], 13);
+    // The restart's first checkpoint covers the crashed run's unsigned tail.
+    assert_eq!(r[14]["kind"], "checkpoint");
+    assert_eq!(r[14]["head_seq"], 13);
+    let s = verify(&[p], &[pubkey(&cfg)], false).unwrap();
+    assert_eq!((s.recoveries, s.truncated_bytes), (1, partial.len() as u64));
+}
+
+#[test]
+fn a_clean_restart_says_start_and_continues_the_chain() {
+    let (cfg, p) = clean_log("restart");
+    write_log(&cfg, 1);
+    let r = records(&p);
+    assert_eq!(r[14]["kind"], "log_opened");
+    assert_eq!(r[14]["reason"], "start");
+    assert!(r[14].get("truncated_bytes").is_none());
+    // Same key: no key_rotation, straight to the opening checkpoint.
+    assert_eq!(r[15]["kind"], "checkpoint");
+    verify(&[p], &[pubkey(&cfg)], false).unwrap();
+}
+
+// ---------------------------------------------------------------- rotation
+
+#[test]
+fn rotated_files_form_one_chain() {
+    let dir = temp_dir("rotate");
+    let mut cfg = config(&dir);
+    cfg.max_file_bytes = 1500;
+    cfg.checkpoint_every = 7;
+    write_log(&cfg, 40);
+    let rotated = sqlgate::audit::recover::rotated_files(&cfg.path).unwrap();
+    assert!(rotated.len() >= 3, "{rotated:?}");
+    let mut files: Vec<PathBuf> = rotated.iter().map(|(_, p)| p.clone()).collect();
+    files.push(cfg.path.clone());
+    let mut total = 0;
+    for (first, path) in &rotated {
+        let r = records(path);
+        assert_eq!(r[0]["seq"], *first, "{path:?} is named after its first seq");
+        assert_eq!(r.last().unwrap()["kind"], "checkpoint");
+        total += r.len();
+    }
+    let live = records(&cfg.path);
+    assert_eq!(live[0]["reason"], "rotation");
+    assert_eq!(
+        live[0]["previous_file"],
+        rotated
+            .last()
+            .unwrap()
+            .1
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
+    total += live.len();
+    // Any order: the verifier sorts files by their first seq.
+    files.reverse();
+    let s = verify(&files, &[pubkey(&cfg)], false).unwrap();
+    assert_eq!(s.records, total as u64);
+    assert_eq!(s.files, files.len());
+    // Leaving out a middle file is a gap.
+    files.remove(1);
+    assert!(matches!(
+        verify(&files, &[pubkey(&cfg)], false),
+        Err(Problem::Missing { .. })
+    ));
+    // Restarting continues from the live file.
+    write_log(&cfg, 1);
+}
+
+#[test]
+fn a_new_key_is_announced_and_needs_its_own_trust() {
+    let (mut cfg, p) = clean_log("rekey");
+    let old = pubkey(&cfg);
+    cfg.key = cfg.key.with_file_name("signing-2.key");
+    write_log(&cfg, 3);
+    let new = pubkey(&cfg);
+    let r = records(&p);
+    let rot = r.iter().rposition(|v| v["kind"] == "key_rotation").unwrap();
+    assert_eq!(rot, 15);
+    assert_eq!(r[rot]["old_key_id"], old.key_id());
+    assert_eq!(r[rot]["new_key_id"], new.key_id());
+    assert!(r[rot].get("sig_old").is_none());
+    assert_eq!(r[rot + 1]["key_id"], new.key_id());
+    let s = verify(std::slice::from_ref(&p), &[old.clone(), new.clone()], false).unwrap();
+    assert_eq!(s.signers.len(), 2);
+    let e = verify(std::slice::from_ref(&p), &[old], false).unwrap_err();
+    assert!(
+        matches!(&e, Problem::ForgedSignature { seq: 16, why, .. } if why.contains("not a trusted key")),
+        "{e}"
+    );
+    verify(&[p], &[], false).unwrap();
+}
+
+// ---------------------------------------------------------------- durability
+
+#[tokio::test]
+async fn a_durable_ack_resolves_once_the_record_is_on_disk() {
+    let dir = temp_dir("durable");
+    let cfg = config(&dir);
+    let (log, writer) = AuditLog::open(&cfg).unwrap();
+    assert!(!log.strict());
+    log.record_durable(event(42)).await.unwrap();
+    assert!(std::fs::read_to_string(&cfg.path)
+        .unwrap()
+        .contains("\"r42\""));
+    drop(log);
+    writer.close().unwrap();
+}
+
+#[test]
+fn a_durable_ack_errors_when_the_writer_dies() {
+    let dir = temp_dir("dies");
+    let mut cfg = config(&dir);
+    // Rotate after every record, then take the folder away: the rename fails
+    // and the writer stops with an I/O error.
+    cfg.max_file_bytes = 1;
+    cfg.durability = Durability::Strict;
+    let (log, writer) = AuditLog::open(&cfg).unwrap();
+    assert!(log.strict());
+    std::fs::remove_dir_all(&dir).unwrap();
+    // This record is fsynced before the rotation (and so the writer) fails:
+    // its ack may well be Ok. Whatever comes after must not hang.
+    let _ = log.record_durable(event(1)).wait();
+    assert_eq!(
+        log.record_durable(event(2)).wait(),
+        Err(sqlgate::audit::WriterGone)
+    );
+    drop(log);
+    assert!(writer.close().is_err());
+}
+
+// ---------------------------------------------------------------- the binary
+
+fn sqlgate(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sqlgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_verifies_and_names_the_first_bad_seq() {
+    let (cfg, p) = clean_log("cli");
+    let key = pubkey(&cfg).to_text();
+    let (ok, out, err) = sqlgate(&["audit", "verify", p.to_str().unwrap(), "--public-key", &key]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("ok: 14 records in 1 file(s), seq 0..13"),
+        "{out}"
+    );
+    assert!(out.contains("checkpoints: 2"), "{out}");
+
+    let mut l = lines(&p);
+    l.remove(6);
+    write_lines(&p, &l);
+    let (ok, _, err) = sqlgate(&["audit", "verify", p.to_str().unwrap(), "--public-key", &key]);
+    assert!(!ok);
+    assert!(err.contains("failed at seq 6: missing: record 6"), "{err}");
+    assert!(err.contains("line 7"), "{err}");
+
+    let (ok, _, err) = sqlgate(&[
+        "audit",
+        "verify",
+        p.to_str().unwrap(),
+        "--public-key",
+        "nope",
+    ]);
+    assert!(!ok && err.contains("`nope` is not a public key"), "{err}");
+}
+
+#[test]
+fn the_cli_prints_the_public_key_and_creates_nothing() {
+    let dir = temp_dir("pubkey");
+    let conf = dir.join("sqlgate.toml");
+    std::fs::write(
+        &conf,
+        r#"
+[[listener]]
+protocol = "postgres"
+listen = "127.0.0.1:6432"
+upstream = "postgres://svc:secret@127.0.0.1:5432/app"
+[[agent]]
+name = "bot"
+password = "pw"
+[policy]
+rules = ["rules/"]
+[audit]
+path = "audit/audit.jsonl"
+"#,
+    )
+    .unwrap();
+    let (ok, _, err) = sqlgate(&["audit", "pubkey", "--config", conf.to_str().unwrap()]);
+    assert!(!ok && err.contains("start sqlgate once"), "{err}");
+    assert!(!dir.join("audit/signing.key").exists());
+    let cfg = config(&dir.join("audit"));
+    write_log(&cfg, 0);
+    let (ok, out, err) = sqlgate(&["audit", "pubkey", "--config", conf.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), pubkey(&cfg).to_text());
+}
+
+#[test]
+fn allow_open_skips_a_line_being_written() {
+    let (cfg, p) = clean_log("live");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+    std::io::Write::write_all(&mut f, br#"{"v":1,"seq":14"#).unwrap();
+    let s = verify(std::slice::from_ref(&p), &[pubkey(&cfg)], true).unwrap();
+    assert_eq!(s.last_seq, 13);
+    assert!(matches!(
+        verify(&[p], &[pubkey(&cfg)], false),
+        Err(Problem::Truncated { seq: 14, .. })
+    ));
+}
