@@ -295,9 +295,13 @@ impl Approvals {
 
     fn finish(&self, r: &Arc<Request>, o: Outcome) {
         if r.decide(o) {
+            // INVARIANT: the decision's record is queued before the session
+            // learns of it, so a session that syncs the audit log before
+            // forwarding an approved statement has the decision on disk.
             self.inner
                 .audit
                 .record(Event::Json(r.audit_record("approval_decision")));
+            r.announce();
             let _ = self.inner.notices.send(Notice::Decided(r.clone()));
         }
     }

@@ -198,18 +198,25 @@ impl Request {
     }
 
     /// Makes `o` final unless the request is already decided; true if it was.
+    /// The waiting session is told only by [`Request::announce`], so that the
+    /// decision's audit record can be queued first.
     pub(super) fn decide(&self, o: Outcome) -> bool {
         let mut g = self.inner.lock().expect("not poisoned");
         if matches!(g.0, State::Decided { .. }) {
             return false;
         }
         g.0 = State::Decided {
-            outcome: o.clone(),
+            outcome: o,
             at: SystemTime::now(),
         };
-        drop(g);
-        let _ = self.done.send(Some(o));
         true
+    }
+
+    /// Wakes the waiting session with the decision.
+    pub(super) fn announce(&self) {
+        if let State::Decided { outcome, .. } = self.state() {
+            let _ = self.done.send(Some(outcome));
+        }
     }
 
     /// The request as the API and the channels show it.

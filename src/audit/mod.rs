@@ -125,6 +125,15 @@ impl AuditLog {
         DurableAck { rx }
     }
 
+    /// Resolves once every record queued before this call is fsynced.
+    pub fn sync(&self) -> DurableAck {
+        let (ack, rx) = oneshot::channel();
+        if self.tx.send(Msg::Barrier(ack)).is_err() {
+            tracing::error!("audit writer is gone");
+        }
+        DurableAck { rx }
+    }
+
     /// True under `durability = "strict"`: the proxy awaits
     /// [`AuditLog::record_durable`] for every statement, not just the held,
     /// approved and denied ones.

@@ -45,6 +45,8 @@ pub(crate) enum Msg {
     Record(Event),
     /// Resolve the sender once the record is fsynced.
     Durable(Event, oneshot::Sender<()>),
+    /// Resolve the sender once everything queued before it is fsynced.
+    Barrier(oneshot::Sender<()>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +190,7 @@ impl Writer {
                         self.append(e)?;
                         self.acks.push(ack);
                     }
+                    Ok(Msg::Barrier(ack)) => self.acks.push(ack),
                     Err(mpsc::TryRecvError::Empty) => break false,
                     Err(mpsc::TryRecvError::Disconnected) => break true,
                 }

@@ -194,7 +194,7 @@ impl ClientSide<'_> {
         self.out.extend_from_slice(&held.msg);
     }
 
-    pub(super) fn audit_held(&self, held: &Held, outcome: Outcome, n: ApprovalNote) {
+    pub(super) fn audit_held(&mut self, held: &Held, outcome: Outcome, n: ApprovalNote) {
         let n = Arc::new(n);
         for (i, v) in held.verdicts.iter().enumerate() {
             let o = if v.action == Action::Allow {
@@ -212,7 +212,8 @@ impl ClientSide<'_> {
             );
             ev.approval = Some(n.clone());
             self.shared.statements.fetch_add(1, Ordering::Relaxed);
-            self.sess.engine.audit.record(Event::Statement(ev));
+            let ack = self.sess.engine.audit.record_durable(Event::Statement(ev));
+            self.acks.push(ack);
         }
     }
 }

@@ -159,6 +159,7 @@ pub async fn run(
         skipping: false,
         in_extended: false,
         out: BytesMut::with_capacity(READ_CHUNK),
+        acks: Vec::new(),
     };
     let end = tokio::select! {
         e = c2s.run(&mut client_rd, &mut server_wr, shutdown) => e,
@@ -232,6 +233,9 @@ struct ClientSide<'a> {
     /// An extended-protocol batch is open (messages since the last Sync).
     in_extended: bool,
     out: BytesMut,
+    /// Records of refusals that must be on disk before `out` goes upstream
+    /// (the refusal is answered only after that).
+    acks: Vec<crate::audit::DurableAck>,
 }
 
 impl ClientSide<'_> {
@@ -286,16 +290,30 @@ impl ClientSide<'_> {
                         match step {
                             Step::Next => {}
                             Step::End(end) => {
+                                if let Err(end) = self.settle().await {
+                                    return Ok(end);
+                                }
                                 wr.write_all(&self.out).await?;
                                 return Ok(end);
                             }
                             Step::Hold(held) => {
                                 // What came before the held message goes first.
+                                if let Err(end) = self.settle().await {
+                                    return Ok(end);
+                                }
                                 wr.write_all(&self.out).await?;
                                 wr.flush().await?;
                                 self.out.clear();
                                 match self.hold(&held, rd, wr, &mut buf).await? {
-                                    HoldEnd::Approved(note) => self.release(held, note),
+                                    HoldEnd::Approved(note) => {
+                                        // The decision (or grant use) was queued before it was
+                                        // announced: once this sync resolves it is on disk, and
+                                        // only then does the statement go upstream.
+                                        if self.sess.engine.audit.sync().await.is_err() {
+                                            return Ok(End::Fatal(audit_failure()));
+                                        }
+                                        self.release(held, note)
+                                    }
                                     HoldEnd::Refused(report, note) => {
                                         self.audit_held(&held, Outcome::Denied, note);
                                         self.stage_denial(report, held.simple);
@@ -315,12 +333,27 @@ impl ClientSide<'_> {
                 }
             }
             buf.advance(pos);
+            if let Err(end) = self.settle().await {
+                return Ok(end);
+            }
             if !self.out.is_empty() {
                 wr.write_all(&self.out).await?;
                 wr.flush().await?;
                 self.out.clear();
             }
         }
+    }
+
+    /// Waits until the refusals recorded so far are on disk. If the audit
+    /// log cannot be written, the session ends unanswered: sqlgate never
+    /// answers a decision it could not record.
+    async fn settle(&mut self) -> Result<(), End> {
+        for ack in self.acks.drain(..) {
+            if ack.await.is_err() {
+                return Err(End::Fatal(audit_failure()));
+            }
+        }
+        Ok(())
     }
 
     fn idle(&self) -> bool {
@@ -590,7 +623,7 @@ impl ClientSide<'_> {
     /// Records a blocked query string: the blocking statement as denied, the
     /// others as not executed (none of the string runs).
     fn audit_denied(
-        &self,
+        &mut self,
         a: &Arc<Analysis>,
         verdicts: &[Verdict],
         blocking: usize,
@@ -604,11 +637,12 @@ impl ClientSide<'_> {
             };
             let ev = self.event(a, i, sha, &v.rule, v.action, outcome);
             self.shared.statements.fetch_add(1, Ordering::Relaxed);
-            self.sess.engine.audit.record(Event::Statement(ev));
+            let ack = self.sess.engine.audit.record_durable(Event::Statement(ev));
+            self.acks.push(ack);
         }
     }
 
-    fn audit_unvettable(&self, command: &str) {
+    fn audit_unvettable(&mut self, command: &str) {
         let a = Arc::new(Analysis {
             statements: vec![StatementInfo {
                 classes: ClassSet::of(&[Class::Unparsed]),
@@ -628,7 +662,8 @@ impl ClientSide<'_> {
             Outcome::Denied,
         );
         self.shared.statements.fetch_add(1, Ordering::Relaxed);
-        self.sess.engine.audit.record(Event::Statement(ev));
+        let ack = self.sess.engine.audit.record_durable(Event::Statement(ev));
+        self.acks.push(ack);
     }
 }
 
@@ -636,6 +671,16 @@ fn count(d: &crate::engine::Decision) {
     for v in &d.verdicts {
         metrics::counter!("sqlgate_statements_total", "action" => v.action.as_str()).increment(1);
     }
+}
+
+/// The FATAL error for a session whose decisions cannot be recorded.
+fn audit_failure() -> Bytes {
+    Report::new(
+        Severity::Fatal,
+        "58030",
+        "sqlgate cannot write its audit log; the statement was not forwarded or answered",
+    )
+    .encode()
 }
 
 fn unknown_prepared() -> Arc<Prepared> {

@@ -158,6 +158,18 @@ pub(super) async fn server_to_client(
             }
         }
         buf.advance(pos);
+        let audit = &sess.engine.audit;
+        if audit.strict() && !done.is_empty() {
+            // `durability = "strict"`: a statement's record is on disk before
+            // its result is released (one fsync covers the whole batch).
+            for ev in done.drain(..) {
+                shared.statements.fetch_add(1, Ordering::Relaxed);
+                audit.record(Event::Statement(ev));
+            }
+            if audit.sync().await.is_err() {
+                return Ok(End::Fatal(super::audit_failure()));
+            }
+        }
         if !out.is_empty() {
             wr.write_all(&out).await?;
             wr.flush().await?;
@@ -165,7 +177,7 @@ pub(super) async fn server_to_client(
         }
         for ev in done.drain(..) {
             shared.statements.fetch_add(1, Ordering::Relaxed);
-            sess.engine.audit.record(Event::Statement(ev));
+            audit.record(Event::Statement(ev));
         }
         if let Some(s) = last_status {
             shared.status.store(s, Ordering::Release);
