@@ -598,3 +598,104 @@ async fn sigterm_drains_then_restart_serves_again() {
     );
     drop(again);
 }
+
+/// Review finding: sqlgate's view of prepared statements can drift from the
+/// server's (a Parse the server rejects or skips). Drift must never let a
+/// statement that needs approval run: held statements live upstream under
+/// sqlgate's own names, and unknown names are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drifted_statement_names_never_run_held_statements() {
+    let env = Env::new("drift");
+    let mut w = env.wire();
+    let batch = |msgs: Vec<bytes::BytesMut>| {
+        let mut b = Vec::new();
+        for m in msgs {
+            b.extend_from_slice(&m);
+        }
+        b
+    };
+    // 1. A held statement under name `s`, then a duplicate Parse of `s` with
+    //    harmless SQL, then Bind/Execute of `s`.
+    w.send(&batch(vec![
+        wire::parse("s", "DELETE FROM items"),
+        wire::sync(),
+    ]));
+    assert_eq!(wire::tags(&w.until_ready()), "1 Z");
+    w.send(&batch(vec![wire::parse("s", "SELECT 1"), wire::sync()]));
+    w.until_ready();
+    w.send(&batch(vec![
+        wire::bind("", "s"),
+        wire::execute(""),
+        wire::sync(),
+    ]));
+    let msgs = w.until_ready();
+    assert!(
+        !msgs
+            .iter()
+            .any(|m| m.tag == 'C' && m.body.starts_with(b"DELETE")),
+        "{msgs:?}"
+    );
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+
+    // 2. A held UPDATE under `u`; then, in one batch, an error, a Close of `u`
+    //    and a re-Parse of `u` (both skipped by the server); then execute `u`.
+    w.send(&batch(vec![
+        wire::parse("u", "UPDATE items SET name = 'pwned'"),
+        wire::sync(),
+    ]));
+    w.until_ready();
+    let mut close = vec![b'C'];
+    close.extend_from_slice(&7i32.to_be_bytes());
+    close.extend_from_slice(b"Su\0");
+    let mut b = batch(vec![wire::parse("x", "SELECT * FROM no_such_table")]);
+    b.extend_from_slice(&close);
+    b.extend_from_slice(&batch(vec![wire::parse("u", "SELECT 1"), wire::sync()]));
+    w.send(&b);
+    w.until_ready();
+    w.send(&batch(vec![
+        wire::bind("", "u"),
+        wire::execute(""),
+        wire::sync(),
+    ]));
+    w.until_ready();
+    assert_eq!(
+        env.direct("SELECT count(*) FROM items WHERE name = 'pwned'"),
+        "0"
+    );
+
+    // 3. A statement prepared with SQL PREPARE cannot be bound at the protocol level.
+    let msgs = w.query("PREPARE p AS SELECT name FROM items");
+    assert_eq!(wire::tags(&msgs), "C Z");
+    w.send(&batch(vec![
+        wire::bind("", "p"),
+        wire::execute(""),
+        wire::sync(),
+    ]));
+    let msgs = w.until_ready();
+    assert_eq!(wire::tags(&msgs), "E Z", "{msgs:?}");
+    assert_eq!(msgs[0].code(), "42501");
+    assert!(
+        msgs[0].message().contains("unknown to sqlgate"),
+        "{}",
+        msgs[0].message()
+    );
+
+    // 4. Executing a portal sqlgate never saw bound is refused.
+    w.send(&batch(vec![wire::execute("nosuch"), wire::sync()]));
+    let msgs = w.until_ready();
+    assert_eq!(msgs[0].code(), "42501", "{msgs:?}");
+
+    // And ordinary prepared statements still work, Describe and Close included.
+    let mut describe = vec![b'D'];
+    describe.extend_from_slice(&7i32.to_be_bytes());
+    describe.extend_from_slice(b"Sq\0");
+    let mut b = batch(vec![wire::parse("q", "SELECT count(*) FROM items")]);
+    b.extend_from_slice(&describe);
+    b.extend_from_slice(&batch(vec![
+        wire::bind("", "q"),
+        wire::execute(""),
+        wire::sync(),
+    ]));
+    w.send(&b);
+    assert_eq!(wire::tags(&w.until_ready()), "1 t T 2 D C Z");
+}

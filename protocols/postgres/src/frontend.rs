@@ -158,6 +158,32 @@ pub fn target(frame: &[u8]) -> Result<(u8, &[u8]), DecodeError> {
     Ok((kind, r.cstr()?))
 }
 
+/// The same message with its leading name fields replaced: `skip` bytes after
+/// the header stay as they are (the kind byte of Describe/Close), then the
+/// next `names.len()` C strings become `names`; everything after them (SQL
+/// text, parameters, formats) is copied byte for byte.
+pub fn with_names(frame: &[u8], skip: usize, names: &[&[u8]]) -> Result<Vec<u8>, DecodeError> {
+    let body = body(frame)?;
+    let head = body.get(..skip).ok_or(DecodeError::Truncated)?;
+    let mut r = Reader::new(&body[skip..]);
+    for _ in names {
+        r.cstr()?;
+    }
+    let rest = r.rest();
+    let len = 4 + skip + names.iter().map(|n| n.len() + 1).sum::<usize>() + rest.len();
+    let mut out = Vec::with_capacity(len + 1);
+    out.push(frame[0]);
+    out.extend_from_slice(&(len as i32).to_be_bytes());
+    out.extend_from_slice(head);
+    for n in names {
+        debug_assert!(!n.contains(&0));
+        out.extend_from_slice(n);
+        out.push(0);
+    }
+    out.extend_from_slice(rest);
+    Ok(out)
+}
+
 fn body(frame: &[u8]) -> Result<&[u8], DecodeError> {
     frame.get(5..).ok_or(DecodeError::Truncated)
 }
@@ -298,5 +324,20 @@ mod tests {
         );
         assert_eq!(target(&frame(b'D', b"Sname\0")), Ok((b'S', &b"name"[..])));
         assert_eq!(target(&frame(b'D', b"")), Err(DecodeError::Truncated));
+        // Renaming keeps everything after the names byte for byte.
+        let p = frame(b'P', b"s1\0select $1\0\0\x01\0\0\0\x17");
+        let q = with_names(&p, 0, &[b"other"]).unwrap();
+        assert_eq!(parse_message(&q), Ok((&b"other"[..], "select $1")));
+        assert_eq!(&q[q.len() - 6..], &p[p.len() - 6..]);
+        let b = frame(b'B', b"p\0s1\0\0\0\0\0\0\0");
+        let c = with_names(&b, 0, &[b"P2", b"S2"]).unwrap();
+        assert_eq!(bind_names(&c), Ok((&b"P2"[..], &b"S2"[..])));
+        let d = with_names(&frame(b'D', b"Sname\0"), 1, &[b"x"]).unwrap();
+        assert_eq!(target(&d), Ok((b'S', &b"x"[..])));
+        assert_eq!(
+            i32::from_be_bytes([d[1], d[2], d[3], d[4]]) as usize,
+            d.len() - 1
+        );
+        assert!(with_names(&frame(b'D', b"Sname"), 1, &[b"x"]).is_err());
     }
 }

@@ -16,6 +16,7 @@
 //! reason). A denied statement therefore never reaches the database, and the
 //! agent and the database agree on the transaction state.
 
+mod extended;
 mod hold;
 mod responses;
 
@@ -75,12 +76,16 @@ struct Prepared {
     hold: Option<(Verdict, usize)>,
     /// The SQL as written, kept only for held statements whose rule shows literals.
     text: Option<Arc<str>>,
+    /// For a held statement: its name upstream (sqlgate's own, see `extended.rs`).
+    upstream: Option<Arc<[u8]>>,
 }
 
 struct Portal {
     prepared: Arc<Prepared>,
     /// Parameter values, kept only for held statements whose rule shows literals.
     params: Option<Vec<Option<String>>>,
+    /// For a portal of a held statement: its name upstream (sqlgate's own).
+    upstream: Option<Arc<[u8]>>,
 }
 
 /// What the client side must do after a message.
@@ -147,6 +152,7 @@ pub async fn run(
         statements: AtomicU64::new(0),
     };
     let marker = format!("sqlgate.denied.{}.", hex(&nonce));
+    let names = format!("sqlgate.held.{}.", hex(&nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();
     let mut c2s = ClientSide {
         notices,
@@ -154,6 +160,8 @@ pub async fn run(
         shared: &shared,
         marker: &marker,
         next_marker: 0,
+        names: &names,
+        next_name: 0,
         prepared: HashMap::new(),
         portals: HashMap::new(),
         skipping: false,
@@ -225,6 +233,9 @@ struct ClientSide<'a> {
     shared: &'a Shared,
     marker: &'a str,
     next_marker: u64,
+    /// Prefix of sqlgate's own upstream names for held statements and portals.
+    names: &'a str,
+    next_name: u64,
     prepared: HashMap<Vec<u8>, Arc<Prepared>>,
     portals: HashMap<Vec<u8>, Portal>,
     /// After a denial inside an extended-protocol batch: drop messages until Sync,
@@ -386,68 +397,17 @@ impl ClientSide<'_> {
             }
             b'B' => {
                 self.in_extended = true;
-                if let Ok((portal, stmt)) = frontend::bind_names(msg) {
-                    let prepared = self
-                        .prepared
-                        .get(stmt)
-                        .cloned()
-                        .unwrap_or_else(unknown_prepared);
-                    let shows = prepared
-                        .hold
-                        .as_ref()
-                        .and_then(|(v, _)| v.approval.as_ref())
-                        .is_some_and(|a| a.show_literals);
-                    let params = shows.then(|| hold::shown_params(msg));
-                    self.portals
-                        .insert(portal.to_vec(), Portal { prepared, params });
-                }
-                self.out.extend_from_slice(msg);
+                self.bind(msg);
             }
             b'E' => {
                 self.in_extended = true;
-                let portal = frontend::execute_message(msg)
-                    .ok()
-                    .and_then(|(portal, _)| self.portals.get(portal));
-                let (p, params) = match portal {
-                    Some(pt) => (pt.prepared.clone(), pt.params.clone()),
-                    None => (unknown_prepared(), None),
-                };
-                if let Some((v, _)) = &p.hold {
-                    return Step::Hold(Held {
-                        msg: msg.to_vec(),
-                        analysis: p.analysis.clone(),
-                        verdicts: vec![v.clone()],
-                        sha: p.sql_sha256.clone(),
-                        simple: false,
-                        params,
-                        text: p.text.clone(),
-                    });
-                }
-                let ev = self.event(
-                    &p.analysis,
-                    0,
-                    &p.sql_sha256,
-                    &p.rule,
-                    Action::Allow,
-                    Outcome::Ok,
-                );
-                self.expect(Expect::Statement(ev, Instant::now()));
-                self.out.extend_from_slice(msg);
+                return self.execute(msg);
             }
-            b'C' => {
+            b'C' | b'D' => {
                 self.in_extended = true;
-                if let Ok((kind, name)) = frontend::target(msg) {
-                    match kind {
-                        b'S' => drop(self.prepared.remove(name)),
-                        b'P' => {
-                            self.portals.remove(name);
-                        }
-                        _ => {}
-                    }
-                }
-                self.out.extend_from_slice(msg);
+                self.describe_or_close(tag, msg);
             }
-            b'D' | b'H' => {
+            b'H' => {
                 self.in_extended = true;
                 self.out.extend_from_slice(msg);
             }
@@ -521,41 +481,6 @@ impl ClientSide<'_> {
             Some(_) => self.refuse(&d, &sha, true),
         }
         Step::Next
-    }
-
-    fn parse(&mut self, msg: &[u8]) {
-        let (name, sql) = match frontend::parse_message(msg) {
-            Ok(x) => x,
-            Err(e) => return self.reject_undecodable(e, false),
-        };
-        let d = self.sess.engine.decide(&self.sess.identity, sql);
-        let sha: Arc<str> = sha256_hex(sql).into();
-        count(&d);
-        match d.blocking() {
-            Some(_) if d.first_deny().is_some() => self.refuse(&d, &sha, false),
-            // Allowed, or needing approval: preparing is harmless, so Parse
-            // goes through and a hold waits for Execute, when the parameters
-            // are known.
-            blocking => {
-                let rule = blocking
-                    .or((!d.verdicts.is_empty()).then_some(0))
-                    .map_or_else(|| Arc::from(""), |i| d.verdicts[i].rule.clone());
-                let hold = blocking.map(|b| (d.verdicts[b].clone(), b));
-                let shows = hold
-                    .as_ref()
-                    .and_then(|(v, _)| v.approval.as_ref())
-                    .is_some_and(|a| a.show_literals);
-                let p = Arc::new(Prepared {
-                    hold,
-                    text: shows.then(|| Arc::from(sql)),
-                    analysis: d.analysis,
-                    rule,
-                    sql_sha256: sha,
-                });
-                self.prepared.insert(name.to_vec(), p);
-                self.out.extend_from_slice(msg);
-            }
-        }
     }
 
     /// Refuses a query string or Parse at its first denied statement.
@@ -681,17 +606,6 @@ fn audit_failure() -> Bytes {
         "sqlgate cannot write its audit log; the statement was not forwarded or answered",
     )
     .encode()
-}
-
-fn unknown_prepared() -> Arc<Prepared> {
-    // A statement prepared with SQL PREPARE (vetted then) or unknown to us.
-    Arc::new(Prepared {
-        analysis: Arc::new(Analysis { statements: vec![] }),
-        rule: Arc::from(""),
-        sql_sha256: Arc::from(""),
-        hold: None,
-        text: None,
-    })
 }
 
 fn denial_report(v: &Verdict, info: &StatementInfo) -> Bytes {
