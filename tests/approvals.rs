@@ -699,3 +699,60 @@ async fn a_grant_lets_the_same_statement_run_again_for_a_while() {
         .await;
     assert_eq!(s, 400);
 }
+
+/// Statements under different rules in one string each need their own
+/// rule's approval, and literals are not shown for a string with several
+/// statements (other rules may keep theirs hidden).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_rule_in_a_string_gets_its_own_approval() {
+    let env = Env::new("hold_rules");
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move {
+        c.simple_query("UPDATE items SET name = 'secret-literal'; CREATE TABLE two_rules(a int)")
+            .await
+    });
+    let first = env.pending(1).await.remove(0);
+    assert_eq!(first["rule"], "destructive-held");
+    assert_eq!(first["statements"].as_array().unwrap().len(), 1);
+    assert!(!first.to_string().contains("secret-literal"), "{first}");
+    let id = first["id"].as_str().unwrap();
+    env.api(
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        "tok-alice",
+        serde_json::Value::Null,
+    )
+    .await;
+    // Then the DDL's own rule: two approvers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        let list = env.pending(1).await;
+        if list[0]["rule"] == "ddl-two-approvers" {
+            break list[0].clone();
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let id = second["id"].as_str().unwrap();
+    env.api(
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        "tok-alice",
+        serde_json::Value::Null,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!agent.is_finished(), "the second rule needs two approvers");
+    env.api(
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        "tok-bob",
+        serde_json::Value::Null,
+    )
+    .await;
+    agent.await.unwrap().unwrap();
+    assert_eq!(
+        env.direct("SELECT count(*) FROM items WHERE name = 'secret-literal'"),
+        "3"
+    );
+}

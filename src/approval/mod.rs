@@ -118,6 +118,11 @@ impl Hold {
     }
 }
 
+/// An agent can't queue more requests than this (each one pings humans).
+pub const MAX_PENDING_PER_AGENT: usize = 100;
+/// Decided requests kept for the API (`?state=`); older ones are dropped.
+pub const KEEP_DECIDED: usize = 10_000;
+
 #[derive(Clone)]
 pub struct Approvals {
     inner: Arc<Inner>,
@@ -201,6 +206,19 @@ impl Approvals {
             drop(g);
             self.inner.grants.remove(&key);
         }
+        let pending = self
+            .inner
+            .requests
+            .iter()
+            .filter(|r| *r.agent == *new.agent && r.state_name() == "pending")
+            .count();
+        if pending >= MAX_PENDING_PER_AGENT {
+            return Submitted::Unapprovable(format!(
+                "agent `{}` already has {pending} requests waiting for approval",
+                new.agent
+            ));
+        }
+        self.prune();
         let eligible = self.inner.approvers.iter().any(|a| {
             a.groups
                 .iter()
@@ -281,6 +299,26 @@ impl Approvals {
             self.finish(&r, o);
         }
         Ok(r)
+    }
+
+    /// Forgets decided requests once there are many: the oldest decided ones
+    /// past `KEEP_DECIDED` go (their records stay in the audit log).
+    fn prune(&self) {
+        let map = &self.inner.requests;
+        if map.len() < KEEP_DECIDED + MAX_PENDING_PER_AGENT {
+            return;
+        }
+        let mut decided: Vec<(SystemTime, String)> = map
+            .iter()
+            .filter(|r| r.state_name() != "pending")
+            .map(|r| (r.created, r.id.clone()))
+            .collect();
+        decided.sort();
+        let excess = decided.len().saturating_sub(KEEP_DECIDED);
+        for (_, id) in decided.into_iter().take(excess) {
+            map.remove(&id);
+        }
+        self.inner.grants.retain(|_, g| g.1 > Instant::now());
     }
 
     /// The agent went away or cancelled: the request is withdrawn.

@@ -38,12 +38,14 @@ pub struct NewRequest {
 impl NewRequest {
     /// What a standing grant is keyed on: the statements' fingerprints.
     pub(super) fn grant_key(&self) -> String {
+        // Scoped to the database too: a grant given for one database does
+        // not carry over to the same statement shape on another listener.
         let fps: Vec<&str> = self
             .statements
             .iter()
             .map(|s| s.fingerprint.as_str())
             .collect();
-        fps.join("; ")
+        format!("{}\u{0}{}", self.database, fps.join("; "))
     }
 }
 

@@ -185,3 +185,34 @@ async fn requests_nobody_may_approve_are_refused_at_once() {
     });
     assert!(matches!(a.submit(r), Submitted::Unapprovable(ref why) if why.contains("security")));
 }
+
+#[tokio::test]
+async fn an_agent_cannot_flood_approvers() {
+    let (a, _) = service(Duration::from_secs(60));
+    let holds: Vec<_> = (0..MAX_PENDING_PER_AGENT)
+        .map(|_| held(a.submit(request(1))))
+        .collect();
+    assert!(
+        matches!(a.submit(request(1)), Submitted::Unapprovable(ref why) if why.contains("waiting"))
+    );
+    drop(holds);
+}
+
+#[tokio::test]
+async fn grants_are_scoped_to_the_database() {
+    let (a, _) = service(Duration::from_secs(60));
+    let h = held(a.submit(request(1)));
+    let alice = a.authenticate("tok-alice").unwrap().clone();
+    a.vote(
+        &h.request.id,
+        &alice,
+        Vote {
+            grant: Some(Duration::from_secs(600)),
+            ..vote(true)
+        },
+    )
+    .unwrap();
+    let mut elsewhere = request(1);
+    elsewhere.database = "other".into();
+    assert!(matches!(a.submit(elsewhere), Submitted::Held(_)));
+}

@@ -16,8 +16,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-/// How long an agent has to finish TLS and authentication.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an agent has to finish TLS and authentication. Short, because a
+/// connection holds one of the `max_connections` permits while it logs in.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything one listener's connections share.
 pub struct Listener {

@@ -224,7 +224,8 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
 /// Why a startup parameter set is refused, if it is.
 fn refused_param(params: &[(String, String)]) -> Option<String> {
     for (k, v) in params {
-        match k.as_str() {
+        // PostgreSQL matches parameter names case-insensitively; so must we.
+        match k.to_ascii_lowercase().as_str() {
             "replication" if !matches!(v.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "0") => {
                 return Some("replication connections are not allowed through sqlgate".into())
             }

@@ -5,7 +5,10 @@ use super::*;
 use crate::approval::{HeldStatement, NewRequest, Submitted};
 
 impl ClientSide<'_> {
-    /// Holds one message until it is approved, refused, withdrawn or the agent leaves.
+    /// Holds one message until it is approved, refused, withdrawn or the agent
+    /// leaves. Statements held under different rules each need their own
+    /// rule's approval (its groups, quorum, timeout): one request per rule,
+    /// in order; the first refusal ends the hold.
     pub(super) async fn hold(
         &mut self,
         held: &Held,
@@ -13,10 +16,54 @@ impl ClientSide<'_> {
         wr: &mut WriteHalf<Stream>,
         buf: &mut BytesMut,
     ) -> std::io::Result<HoldEnd> {
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for i in
+            (0..held.verdicts.len()).filter(|&i| held.verdicts[i].action == Action::RequireApproval)
+        {
+            match groups
+                .iter_mut()
+                .find(|g| held.verdicts[g[0]].rule == held.verdicts[i].rule)
+            {
+                Some(g) => g.push(i),
+                None => groups.push(vec![i]),
+            }
+        }
+        let mut approved: Option<ApprovalNote> = None;
+        for g in &groups {
+            match self.hold_rule(held, g, rd, wr, buf).await? {
+                HoldEnd::Approved(n) => {
+                    approved = Some(match approved {
+                        None => n,
+                        Some(mut all) => {
+                            all.by.extend(n.by);
+                            all.request = match (all.request, n.request) {
+                                (Some(a), Some(b)) => Some(format!("{a},{b}")),
+                                (a, b) => a.or(b),
+                            };
+                            all
+                        }
+                    })
+                }
+                other => return Ok(other),
+            }
+        }
+        Ok(HoldEnd::Approved(approved.unwrap_or(ApprovalNote {
+            request: None,
+            outcome: "approved",
+            by: vec![],
+        })))
+    }
+
+    /// Holds for the statements `blocking`, all under one rule.
+    async fn hold_rule(
+        &mut self,
+        held: &Held,
+        blocking: &[usize],
+        rd: &mut ReadHalf<Stream>,
+        wr: &mut WriteHalf<Stream>,
+        buf: &mut BytesMut,
+    ) -> std::io::Result<HoldEnd> {
         let approvals = &self.sess.engine.approvals;
-        let blocking: Vec<usize> = (0..held.verdicts.len())
-            .filter(|&i| held.verdicts[i].action == Action::RequireApproval)
-            .collect();
         let lead = &held.verdicts[blocking[0]];
         // Extended: the verdict was computed for the statement at `hold.1`.
         let statement_index = |i: usize| if held.simple { i } else { 0 };
@@ -28,9 +75,15 @@ impl ClientSide<'_> {
                 show_literals: false,
             })
         });
+        // Literals are shown only when the text is exactly the held statement:
+        // a query string with other statements could carry their literals,
+        // which other rules may keep hidden.
         let sql: Option<&str> = match (spec.show_literals, held.simple) {
             (false, _) => None,
-            (true, true) => frontend::query_text(&held.msg).ok(),
+            (true, true) if held.analysis.statements.len() == 1 => {
+                frontend::query_text(&held.msg).ok()
+            }
+            (true, true) => None,
             (true, false) => held.text.as_deref(),
         };
         let statements = blocking

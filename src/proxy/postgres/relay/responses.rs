@@ -34,6 +34,7 @@ pub(super) async fn server_to_client(
         }
         let mut pos = 0;
         let mut readies = 0u64;
+        let mut lost = false;
         let mut last_status = None;
         loop {
             if passthrough > 0 {
@@ -104,16 +105,20 @@ pub(super) async fn server_to_client(
                         backend::ERROR_RESPONSE => {
                             let f = backend::error_fields(msg).unwrap_or_default();
                             if let Some(n) = marker_number(&f, marker) {
-                                // Our staged denial: swap in sqlgate's error.
-                                while let Some(e) = q.pop_front() {
-                                    if let Expect::Denial(m, report) = e {
-                                        if m == n {
-                                            out.extend_from_slice(&report);
-                                            break;
-                                        }
+                                // Our staged denial: swap in sqlgate's error. It must be
+                                // the next thing expected; anything else means the two
+                                // sides disagree, and the session ends (fail closed).
+                                match q.pop_front() {
+                                    Some(Expect::Denial(m, report)) if m == n => {
+                                        out.extend_from_slice(&report);
+                                        continue;
+                                    }
+                                    _ => {
+                                        tracing::error!(session = %sess.info.id, "unexpected denial marker {n}; ending the session");
+                                        lost = true;
+                                        break;
                                     }
                                 }
-                                continue;
                             }
                             let code = String::from_utf8_lossy(f.code).into_owned();
                             if let Some(ev) = complete(&mut q, Outcome::Error(code), None) {
@@ -158,6 +163,15 @@ pub(super) async fn server_to_client(
             }
         }
         buf.advance(pos);
+        if lost {
+            wr.write_all(&out).await?;
+            let r = Report::new(
+                Severity::Fatal,
+                "08P01",
+                "sqlgate: protocol state lost; the session is closed",
+            );
+            return Ok(End::Fatal(r.encode()));
+        }
         let audit = &sess.engine.audit;
         if audit.strict() && !done.is_empty() {
             // `durability = "strict"`: a statement's record is on disk before
