@@ -139,6 +139,8 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
     let rt = rt.enable_all().thread_name("sqlgate").build()?;
     let metrics = sqlgate::admin::install_metrics()?;
     let result = rt.block_on(async {
+        // Signal handlers first: once a port accepts, SIGTERM must drain, not kill.
+        let signals = Signals::install()?;
         let sockets = sqlgate::proxy::bind(&cfg).await?;
         let (tx, rx) = tokio::sync::watch::channel(false);
         if let Some(addr) = cfg.admin_listen {
@@ -156,7 +158,7 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
         }
         sqlgate::approval::channels::start(&cfg.channels, &engine.approvals);
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.wait().await;
             let _ = tx.send(true);
         });
         sqlgate::proxy::serve(&cfg, engine, sockets, rx).await
@@ -168,12 +170,26 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
     result
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("can install a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM and SIGINT, registered up front.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 

@@ -173,9 +173,11 @@ pub(super) async fn server_to_client(
             return Ok(End::Fatal(r.encode()));
         }
         let audit = &sess.engine.audit;
-        if audit.strict() && !done.is_empty() {
-            // `durability = "strict"`: a statement's record is on disk before
-            // its result is released (one fsync covers the whole batch).
+        if !done.is_empty() && (audit.strict() || done.iter().any(|e| e.approval.is_some())) {
+            // A statement's record is on disk before its result is released
+            // (one fsync covers the whole batch) under `durability =
+            // "strict"`, and always for statements that were held: an
+            // approved statement's outcome is evidence, not just its approval.
             for ev in done.drain(..) {
                 shared.statements.fetch_add(1, Ordering::Relaxed);
                 audit.record(Event::Statement(ev));
