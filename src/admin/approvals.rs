@@ -15,8 +15,7 @@ pub fn routes(approvals: Approvals) -> Router {
     Router::new()
         .route("/v1/approvals", get(list))
         .route("/v1/approvals/{id}", get(show))
-        .route("/v1/approvals/{id}/approve", post(approve))
-        .route("/v1/approvals/{id}/deny", post(deny))
+        .route("/v1/approvals/{id}/{verb}", post(vote))
         .with_state(approvals)
 }
 
@@ -100,24 +99,25 @@ pub struct Decision {
     pub grant: Option<String>,
 }
 
-async fn approve(
+/// `POST /v1/approvals/{id}/approve` and `/deny`.
+async fn vote(
     State(a): State<Approvals>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path((id, verb)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let approve = match verb.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no such action `{verb}`; use approve or deny"),
+            ))
+        }
+    };
     let channel = channel(&headers);
-    decide(&a, &headers, &id, true, parse_body(&body)?, channel)
-}
-
-async fn deny(
-    State(a): State<Approvals>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let channel = channel(&headers);
-    decide(&a, &headers, &id, false, parse_body(&body)?, channel)
+    decide(&a, &headers, &id, approve, parse_body(&body)?, channel)
 }
 
 /// The approval page (`admin/page.rs`) votes through this API and says so with
