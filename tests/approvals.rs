@@ -10,64 +10,7 @@ use support::wire::{self, Wire};
 use support::{PgOptions, PgServer, Sqlgate, SqlgateConfig, TestDir};
 use tokio_postgres::{AsyncMessage, NoTls};
 
-const AGENT: &str = "bot";
-const AGENT_PW: &str = "bot-secret";
-
-const RULES: &str = r#"
-[[rule]]
-id = "everyday"
-action = "allow"
-classes = ["read", "write", "session", "transaction"]
-
-[[rule]]
-id = "destructive-held"
-action = "require_approval"
-classes = ["destructive"]
-approvers = ["dba"]
-show_literals = true
-
-[[rule]]
-id = "ddl-two-approvers"
-action = "require_approval"
-classes = ["ddl"]
-approvers = ["dba"]
-quorum = 2
-
-[[rule]]
-id = "privilege-quick"
-action = "require_approval"
-classes = ["privilege"]
-approvers = ["dba"]
-timeout = "1s"
-"#;
-
-const APPROVERS: &str = r#"
-[[approver]]
-name = "alice"
-token = "tok-alice"
-groups = ["dba"]
-
-[[approver]]
-name = "bob"
-token = "tok-bob"
-groups = ["dba"]
-
-[[approver]]
-name = "carol"
-token = "tok-carol"
-groups = ["sales"]
-
-[[approver]]
-name = "bot"
-token = "tok-bot"
-groups = ["dba"]
-
-[[approver]]
-name = "owner"
-token = "tok-owner"
-groups = ["dba"]
-agents = ["bot"]
-"#;
+use support::fixtures::{AGENT, AGENT_PW, APPROVERS, RULES};
 
 /// One PostgreSQL for this file, with a short idle-in-transaction timeout so
 /// that the keepalive during a hold is really exercised.

@@ -20,55 +20,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::{PgServer, Sqlgate, SqlgateConfig, TestDir};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-const AGENT: &str = "bot";
-const AGENT_PW: &str = "bot-secret";
+use support::fixtures::{AGENT, AGENT_PW, APPROVERS, RULES};
 const HOOK_SECRET: &str = "s3cret";
 const SLACK_TOKEN: &str = "xoxb-test";
 const SLACK_SECRET: &str = "slack-secret";
-
-const RULES: &str = r#"
-[[rule]]
-id = "everyday"
-action = "allow"
-classes = ["read", "write", "session", "transaction"]
-
-[[rule]]
-id = "destructive-held"
-action = "require_approval"
-classes = ["destructive"]
-approvers = ["dba"]
-show_literals = true
-
-[[rule]]
-id = "ddl-two-approvers"
-action = "require_approval"
-classes = ["ddl"]
-approvers = ["dba"]
-quorum = 2
-"#;
-
-/// `bot` is both the agent and an approver: its own votes are self-approval.
-const APPROVERS: &str = r#"
-[[approver]]
-name = "alice"
-token = "tok-alice"
-groups = ["dba"]
-
-[[approver]]
-name = "bob"
-token = "tok-bob"
-groups = ["dba"]
-
-[[approver]]
-name = "carol"
-token = "tok-carol"
-groups = ["sales"]
-
-[[approver]]
-name = "bot"
-token = "tok-bot"
-groups = ["dba"]
-"#;
 
 // ---------------------------------------------------------------- signing
 

@@ -13,35 +13,8 @@ use std::time::{Duration, Instant};
 use support::{PgServer, Sqlgate, SqlgateConfig, TestDir};
 use tokio::sync::mpsc;
 
-const AGENT: &str = "bot";
-const AGENT_PW: &str = "bot-secret";
+use support::fixtures::{AGENT, AGENT_PW, APPROVERS, RULES};
 const XSS: &str = "UPDATE items SET name = '<script>alert(1)</script>'";
-
-const RULES: &str = r#"
-[[rule]]
-id = "everyday"
-action = "allow"
-classes = ["read", "write", "session", "transaction"]
-
-[[rule]]
-id = "destructive-held"
-action = "require_approval"
-classes = ["destructive"]
-approvers = ["dba"]
-show_literals = true
-"#;
-
-const APPROVERS: &str = r#"
-[[approver]]
-name = "alice"
-token = "tok-alice"
-groups = ["dba"]
-
-[[approver]]
-name = "carol"
-token = "tok-carol"
-groups = ["sales"]
-"#;
 
 struct Env {
     db: String,

@@ -21,6 +21,7 @@
 // Every test binary compiles this module but uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod fixtures;
 mod pg;
 mod process;
 mod sqlgate;
