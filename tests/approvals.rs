@@ -10,7 +10,7 @@ use support::wire::{self, Wire};
 use support::{PgOptions, PgServer, Sqlgate, SqlgateConfig, TestDir};
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use support::fixtures::{AGENT, AGENT_PW, APPROVERS, RULES};
+use support::fixtures::{AGENT, AGENT_PW};
 
 /// One PostgreSQL for this file, with a short idle-in-transaction timeout so
 /// that the keepalive during a hold is really exercised.
@@ -35,20 +35,8 @@ struct Env {
 impl Env {
     fn new(prefix: &str) -> Env {
         let pg = pg();
-        let db = pg.unique_database(prefix);
-        pg.psql(
-            &db,
-            "CREATE TABLE items(id int PRIMARY KEY, name text);
-             INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 3) g;
-             ALTER TABLE items OWNER TO svc;",
-        );
-        let rules = TestDir::new("rules");
-        std::fs::write(rules.join("rules.toml"), RULES).unwrap();
-        let mut cfg = SqlgateConfig::for_pg(pg, &db)
-            .agent(AGENT, AGENT_PW, &["agents"])
-            .extra(APPROVERS)
-            .extra("[approvals]\ntimeout = \"60s\"\nkeepalive = \"500ms\"");
-        cfg.rules = vec![rules.join("rules.toml")];
+        let (db, rules, cfg) = support::fixtures::approval_setup(pg, prefix);
+        let cfg = cfg.extra("[approvals]\ntimeout = \"60s\"\nkeepalive = \"500ms\"");
         let gate = Sqlgate::start_with(&cfg);
         let _ = rustls::crypto::ring::default_provider().install_default();
         Env {

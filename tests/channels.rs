@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::{PgServer, Sqlgate, SqlgateConfig, TestDir};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-use support::fixtures::{AGENT, AGENT_PW, APPROVERS, RULES};
+use support::fixtures::{AGENT, AGENT_PW};
 const HOOK_SECRET: &str = "s3cret";
 const SLACK_TOKEN: &str = "xoxb-test";
 const SLACK_SECRET: &str = "slack-secret";
@@ -214,18 +214,8 @@ impl Env {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let (rec, local) = start_local().await;
         let pg = pg();
-        let db = pg.unique_database(prefix);
-        pg.psql(
-            &db,
-            "CREATE TABLE items(id int PRIMARY KEY, name text);
-             INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 3) g;
-             ALTER TABLE items OWNER TO svc;",
-        );
-        let rules = TestDir::new("rules");
-        std::fs::write(rules.join("rules.toml"), RULES).unwrap();
-        let mut cfg = SqlgateConfig::for_pg(pg, &db)
-            .agent(AGENT, AGENT_PW, &["agents"])
-            .extra(APPROVERS);
+        let (db, rules, cfg) = support::fixtures::approval_setup(pg, prefix);
+        let mut cfg = cfg;
         let channel = match channel {
             Channel::Webhook => format!(
                 "[[approvals.webhook]]\nurl = \"http://127.0.0.1:{local}/hook\"\nsecret = \"{HOOK_SECRET}\""
@@ -241,7 +231,6 @@ impl Env {
             cfg.admin_addr()
         );
         cfg = cfg.extra(&approvals);
-        cfg.rules = vec![rules.join("rules.toml")];
         let gate = Sqlgate::start_with(&cfg);
         Env {
             db,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use support::{PgServer, Sqlgate, SqlgateConfig, TestDir};
 use tokio::sync::mpsc;
 
-use support::fixtures::{AGENT, AGENT_PW, APPROVERS, RULES};
+use support::fixtures::{AGENT, AGENT_PW};
 const XSS: &str = "UPDATE items SET name = '<script>alert(1)</script>'";
 
 struct Env {
@@ -28,18 +28,8 @@ impl Env {
     /// `teams`: the stand-in webhook's URL, if the Teams channel is on.
     fn new(prefix: &str, teams: Option<&str>) -> Env {
         let pg = PgServer::shared();
-        let db = pg.unique_database(prefix);
-        pg.psql(
-            &db,
-            "CREATE TABLE items(id int PRIMARY KEY, name text);
-             INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 3) g;
-             ALTER TABLE items OWNER TO svc;",
-        );
-        let rules = TestDir::new("rules");
-        std::fs::write(rules.join("rules.toml"), RULES).unwrap();
-        let mut cfg = SqlgateConfig::for_pg(pg, &db)
-            .agent(AGENT, AGENT_PW, &["agents"])
-            .extra(APPROVERS);
+        let (db, rules, cfg) = support::fixtures::approval_setup(pg, prefix);
+        let mut cfg = cfg;
         let public_url = format!("http://{}", cfg.admin_addr());
         let mut approvals =
             format!("[approvals]\ntimeout = \"120s\"\npublic_url = \"{public_url}\"\n");
@@ -47,7 +37,6 @@ impl Env {
             approvals.push_str(&format!("[approvals.teams]\nwebhook_url = \"{url}\"\n"));
         }
         cfg = cfg.extra(&approvals);
-        cfg.rules = vec![rules.join("rules.toml")];
         let gate = Sqlgate::start_with(&cfg);
         let _ = rustls::crypto::ring::default_provider().install_default();
         Env {

@@ -64,3 +64,26 @@ token = "tok-owner"
 groups = ["dba"]
 agents = ["bot"]
 "#;
+
+/// A database of its own with a 3-row `items` table owned by the service
+/// role, the rules above in a file, and a config with the agent and the
+/// approvers. The returned `TestDir` holds the rules file: keep it alive.
+pub fn approval_setup(
+    pg: &super::PgServer,
+    prefix: &str,
+) -> (String, super::TestDir, super::SqlgateConfig) {
+    let db = pg.unique_database(prefix);
+    pg.psql(
+        &db,
+        "CREATE TABLE items(id int PRIMARY KEY, name text);
+         INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 3) g;
+         ALTER TABLE items OWNER TO svc;",
+    );
+    let rules = super::TestDir::new("rules");
+    std::fs::write(rules.join("rules.toml"), RULES).expect("write rules");
+    let mut cfg = super::SqlgateConfig::for_pg(pg, &db)
+        .agent(AGENT, AGENT_PW, &["agents"])
+        .extra(APPROVERS);
+    cfg.rules = vec![rules.join("rules.toml")];
+    (db, rules, cfg)
+}
