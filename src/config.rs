@@ -289,7 +289,6 @@ pub struct Config {
     pub agents: Vec<Agent>,
     pub approvers: Vec<Approver>,
     pub rules: Vec<PathBuf>,
-    pub audit_path: PathBuf,
     pub audit: Audit,
     pub approval_timeout: Duration,
     /// While a statement is held inside a transaction, sqlgate pings the
@@ -458,7 +457,6 @@ impl Config {
             agents,
             approvers,
             rules: raw.policy.rules.iter().map(|p| abs(p)).collect(),
-            audit_path: abs(&raw.audit.path),
             audit: Audit {
                 path: abs(&raw.audit.path),
                 // Default: `signing.key` beside the log.
@@ -623,7 +621,8 @@ mod tests {
     #[test]
     fn loads_and_rejects_unknown_keys() {
         let c = Config::from_toml(MINIMAL, Path::new("/etc/sqlgate")).unwrap();
-        assert_eq!(c.audit_path, Path::new("/etc/sqlgate/audit.jsonl"));
+        assert_eq!(c.audit.path, Path::new("/etc/sqlgate/audit.jsonl"));
+        assert_eq!(c.audit.key, Path::new("/etc/sqlgate/signing.key"));
         assert_eq!(c.approval_timeout, Duration::from_secs(300));
         let bad = MINIMAL.replace("[policy]", "[policy]\nrulez = 1");
         let e = Config::from_toml(&bad, Path::new("."))
