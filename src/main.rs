@@ -129,14 +129,16 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
     let (audit, writer) = sqlgate::audit::AuditLog::open_with(&cfg.audit, vec![loaded])
         .with_context(|| format!("cannot open the audit log `{}`", cfg.audit.path.display()))?;
     let engine = Arc::new(sqlgate::engine::Engine::new(&cfg, policy, audit));
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Ok(n) = std::env::var("SQLGATE_WORKERS")
-        .unwrap_or_default()
-        .parse::<usize>()
-    {
-        rt.worker_threads(n.max(1));
-    }
-    let rt = rt.enable_all().thread_name("sqlgate").build()?;
+    // Sessions run on their own threads (see proxy/workers.rs); this runtime
+    // accepts connections and runs the admin API and the approval channels.
+    let workers = Arc::new(sqlgate::proxy::workers::Workers::start(
+        sqlgate::proxy::workers::default_count(),
+    )?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("sqlgate")
+        .build()?;
     let metrics = sqlgate::admin::install_metrics()?;
     let result = rt.block_on(async {
         // Signal handlers first: once a port accepts, SIGTERM must drain, not kill.
@@ -161,9 +163,12 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
             signals.wait().await;
             let _ = tx.send(true);
         });
-        sqlgate::proxy::serve(&cfg, engine, sockets, rx).await
+        sqlgate::proxy::serve(&cfg, engine, sockets, workers.clone(), rx).await
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Ok(w) = Arc::try_unwrap(workers) {
+        w.stop();
+    }
     // Every sender is gone once the runtime is: the writer flushes and fsyncs.
     writer.close().context("closing the audit log")?;
     tracing::info!("stopped");

@@ -8,11 +8,12 @@ pub mod cancel;
 pub mod postgres;
 pub mod stream;
 pub mod tls;
+pub mod workers;
 
 use crate::config::{Config, Protocol};
 use crate::engine::Engine;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -33,6 +34,7 @@ pub async fn serve(
     cfg: &Config,
     engine: Arc<Engine>,
     sockets: Vec<TcpListener>,
+    workers: Arc<workers::Workers>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let upstream_tls = tls::upstream_config();
@@ -59,7 +61,13 @@ pub async fn serve(
                 });
                 tracing::info!(listen = %l.listen, upstream = ?l.upstream, "postgres listener ready");
                 let (limit, shutdown) = (limit.clone(), shutdown.clone());
-                accepts.spawn(accept_loop(listener, socket, limit, shutdown));
+                accepts.spawn(accept_loop(
+                    listener,
+                    socket,
+                    limit,
+                    workers.clone(),
+                    shutdown,
+                ));
             }
             Protocol::Mysql => anyhow::bail!("protocol `mysql` is not available yet"),
         }
@@ -88,6 +96,7 @@ async fn accept_loop(
     l: Arc<postgres::Listener>,
     socket: TcpListener,
     limit: Arc<Semaphore>,
+    workers: Arc<workers::Workers>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinSet<()> {
     let mut set = JoinSet::new();
@@ -109,11 +118,26 @@ async fn accept_loop(
             },
             _ = stopped(&mut shutdown) => break,
         };
+        // The socket moves to the session's own thread and registers with
+        // that thread's event loop.
+        let tcp = match tcp.into_std() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(%peer, "cannot hand the connection to a session thread: {e}");
+                continue;
+            }
+        };
         let (l, shutdown) = (l.clone(), shutdown.clone());
-        set.spawn(async move {
-            postgres::handle(l, tcp, peer, shutdown).await;
-            drop(permit);
-        });
+        set.spawn_on(
+            async move {
+                match TcpStream::from_std(tcp) {
+                    Ok(tcp) => postgres::handle(l, tcp, peer, shutdown).await,
+                    Err(e) => tracing::warn!(%peer, "cannot register the connection: {e}"),
+                }
+                drop(permit);
+            },
+            workers.next(),
+        );
         while set.try_join_next().is_some() {}
     }
     set
