@@ -9,6 +9,9 @@
 #   THREADS=2       pgbench worker threads
 #   WARMUP=3        seconds of warm-up against PostgreSQL before measuring
 #   TARGETS="direct pgbouncer sqlgate"   which targets to measure
+#   UPSTREAM=unix   how PgBouncer and sqlgate reach PostgreSQL: unix (its
+#                   socket, as when colocated with the database) or tcp
+#                   (loopback). pgbench itself always connects over TCP.
 #   SQLGATE_BIN=…   use this binary instead of `cargo build --release`
 #   BENCH_USER=postgres   user for PostgreSQL/PgBouncer when run as root
 #   KEEP=1          keep the work directory (logs) afterwards
@@ -21,6 +24,7 @@ CLIENTS=${CLIENTS:-16}
 THREADS=${THREADS:-2}
 WARMUP=${WARMUP:-3}
 TARGETS=${TARGETS:-direct pgbouncer sqlgate}
+UPSTREAM=${UPSTREAM:-unix}
 SVC_USER=svc
 SVC_PASSWORD=svc-secret
 AGENT_USER=bench
@@ -30,6 +34,7 @@ DB=bench
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'pgbench.sh: %s\n' "$*" >&2; exit 1; }
 wants() { [[ " $TARGETS " == *" $1 "* ]]; }
+[[ "$UPSTREAM" == unix || "$UPSTREAM" == tcp ]] || die "UPSTREAM must be unix or tcp"
 
 "$root/scripts/install-deps.sh"
 
@@ -146,6 +151,8 @@ PGPASSWORD=$SVC_PASSWORD PGSSLMODE=disable "$PGBENCH" -i -q -s "$SCALE" \
 pgb_port="" pgb_prepared=0
 if wants pgbouncer; then
     pgb_port=$(free_port)
+    pgb_host=127.0.0.1
+    [[ "$UPSTREAM" == unix ]] && pgb_host=$work/pg
     pgb_version=$("$PGBOUNCER" --version | awk 'NR==1 {print $NF}')
     say "PgBouncer $pgb_version on 127.0.0.1:$pgb_port (transaction pooling)"
     # Protocol-level prepared statements survive transaction pooling only
@@ -156,7 +163,7 @@ if wants pgbouncer; then
 EOF
     "${as_server[@]}" tee "$work/pgbouncer/pgbouncer.ini" >/dev/null <<EOF
 [databases]
-$DB = host=127.0.0.1 port=$pg_port dbname=$DB
+$DB = host=$pgb_host port=$pg_port dbname=$DB
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $pgb_port
@@ -181,6 +188,8 @@ sg_port="" sg_ok=0
 if wants sqlgate; then
     sg_port=$(free_port)
     sg_admin=$(free_port)
+    sg_host=127.0.0.1
+    [[ "$UPSTREAM" == unix ]] && sg_host=$(printf '%s' "$work/pg" | sed 's|/|%2F|g')
     say "sqlgate on 127.0.0.1:$sg_port"
     cat >"$work/sqlgate/sqlgate.toml" <<EOF
 [admin]
@@ -189,7 +198,7 @@ listen = "127.0.0.1:$sg_admin"
 [[listener]]
 protocol = "postgres"
 listen = "127.0.0.1:$sg_port"
-upstream = "postgres://$SVC_USER:$SVC_PASSWORD@127.0.0.1:$pg_port/$DB"
+upstream = "postgres://$SVC_USER:$SVC_PASSWORD@$sg_host:$pg_port/$DB"
 
 [[agent]]
 name = "$AGENT_USER"
@@ -271,7 +280,7 @@ ratio() { if num "$1" && num "$2"; then awk -v a="$1" -v b="$2" 'BEGIN { if (b >
 added_us() { if num "$1" && num "$2"; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.0f", (a - b) * 1000 }'; else echo "-"; fi; }
 
 echo
-echo "pgbench -S, scale $SCALE, ${DURATION}s per run, $CLIENTS clients / $THREADS threads; $(nproc) CPUs; $("$pg_bindir/postgres" --version)"
+echo "pgbench -S, scale $SCALE, ${DURATION}s per run, $CLIENTS clients / $THREADS threads; upstream over $UPSTREAM; $(nproc) CPUs; $("$pg_bindir/postgres" --version)"
 printf '%-10s %14s %14s %16s %14s\n' target "tps simple" "tps prepared" "tps 1 client" "lat 1c (ms)"
 for t in direct pgbouncer sqlgate; do
     wants "$t" || continue

@@ -233,11 +233,23 @@ struct RawLimits {
 /// Where and how sqlgate logs in upstream.
 #[derive(Clone)]
 pub struct Upstream {
+    /// A host name or address, or (starting with `/`) the directory of the
+    /// server's Unix-domain socket, as in libpq.
     pub host: String,
     pub port: u16,
     pub user: String,
     pub password: Option<String>,
     pub database: String,
+}
+
+impl Upstream {
+    /// The Unix-domain socket to connect to, when `host` is a directory
+    /// (libpq's convention: `<dir>/.s.PGSQL.<port>`).
+    pub fn socket_path(&self) -> Option<PathBuf> {
+        self.host
+            .starts_with('/')
+            .then(|| Path::new(&self.host).join(format!(".s.PGSQL.{}", self.port)))
+    }
 }
 
 impl std::fmt::Debug for Upstream {
@@ -345,6 +357,13 @@ impl Config {
             }
             let upstream = parse_upstream(&l.upstream)
                 .map_err(|m| invalid(format!("listener `{}`: upstream: {m}", l.listen)))?;
+            if upstream.socket_path().is_some() && l.upstream_tls == UpstreamTls::Require {
+                return Err(invalid(format!(
+                    "listener `{}`: `upstream_tls = \"require\"` with a Unix-socket upstream: \
+                     TLS is not used over Unix sockets (as in libpq)",
+                    l.listen
+                )));
+            }
             listeners.push(Listener {
                 protocol: l.protocol,
                 listen: l.listen,
@@ -519,7 +538,9 @@ fn secret(
     }
 }
 
-/// Parses `postgres://user:password@host:port/database`.
+/// Parses `postgres://user:password@host:port/database`. A host that
+/// percent-decodes to an absolute path (`%2Fvar%2Frun%2Fpostgresql`) names the
+/// directory of the server's Unix-domain socket, as in libpq.
 ///
 /// Hand-written rather than with the `url` crate: we need only these five
 /// parts (plus percent-decoding), and `url` pulls in IDNA/ICU tables.
@@ -548,6 +569,7 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
         ),
         _ => (hostport.to_owned(), 5432),
     };
+    let host = pct(&host)?;
     if user.is_empty() || host.is_empty() || database.is_empty() {
         return Err("user, host and database must not be empty".into());
     }
@@ -602,6 +624,21 @@ mod tests {
         assert!(parse_upstream("postgres://db/app").is_err());
         assert!(parse_upstream("postgres://svc@db:x/app").is_err());
         assert!(!format!("{u:?}").contains("p@ss"));
+        assert_eq!(u.socket_path(), None);
+        let u = parse_upstream("postgres://svc@%2Fvar%2Frun%2Fpostgresql:5433/app").unwrap();
+        assert_eq!(u.host, "/var/run/postgresql");
+        assert_eq!(
+            u.socket_path().unwrap(),
+            Path::new("/var/run/postgresql/.s.PGSQL.5433")
+        );
+        let unix = MINIMAL.replace("127.0.0.1:5432", "%2Ftmp");
+        assert!(Config::from_toml(&unix, Path::new(".")).is_ok());
+        let require = unix.replace("[[agent]]", "upstream_tls = \"require\"\n[[agent]]");
+        let e = Config::from_toml(&require, Path::new("."))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("Unix"), "{e}");
     }
 
     const MINIMAL: &str = r#"

@@ -139,6 +139,54 @@ fn upstream_md5_password_and_trust_logins() {
 }
 
 #[test]
+fn upstream_over_a_unix_socket() {
+    let pg = PgServer::shared();
+    let db = pg.unique_database("unix");
+    items(pg, &db);
+    let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
+    // libpq's form: the socket's directory, percent-encoded, as the host.
+    let dir = pg.socket_dir.to_string_lossy().replace('/', "%2F");
+    cfg.upstream_url = format!("postgres://svc:svc-secret@{dir}:{}/{db}", pg.port);
+    let gate = Sqlgate::start_with(&cfg);
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
+        cfg.listen_port
+    );
+    // A Unix-socket session has no server address: the link is the socket.
+    assert_eq!(
+        psql(
+            &conninfo,
+            "SELECT name, inet_server_addr() IS NULL FROM items"
+        )
+        .as_deref(),
+        Ok("one|t"),
+        "{}",
+        gate.log()
+    );
+    // Cancel requests go to the database over the socket too.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let token = c.cancel_token();
+        let sleeper = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(30)").await });
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        let e = tokio::time::timeout(std::time::Duration::from_secs(10), sleeper)
+            .await
+            .expect("the cancel reaches the database")
+            .unwrap()
+            .expect_err("cancelled");
+        assert_eq!(e.code().map(|c| c.code()), Some("57014"), "{e}");
+    });
+}
+
+#[test]
 fn upstream_failure_is_reported_without_its_details() {
     let pg = PgServer::shared();
     let db = pg.unique_database("upfail");

@@ -8,8 +8,7 @@ use subtle::ConstantTimeEq;
 #[derive(Clone)]
 pub struct Target {
     pub key: i32,
-    pub host: String,
-    pub port: u16,
+    pub upstream: crate::config::Upstream,
     pub upstream_pid: i32,
     pub upstream_key: i32,
     /// Wakes the session if it is holding a statement for approval.

@@ -82,8 +82,7 @@ pub async fn handle(
     let (pid, key, _registration) = l.cancels.register(|key| cancel::Target {
         held: held.clone(),
         key,
-        host: up.host.clone(),
-        port: up.port,
+        upstream: up.clone(),
         upstream_pid: connected.pid,
         upstream_key: connected.key,
     });

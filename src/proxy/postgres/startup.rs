@@ -87,8 +87,7 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
                     // A held statement is not running upstream: withdraw it.
                     t.held.notify_waiters();
                     if let Err(e) =
-                        super::upstream::cancel(&t.host, t.port, t.upstream_pid, t.upstream_key)
-                            .await
+                        super::upstream::cancel(&t.upstream, t.upstream_pid, t.upstream_key).await
                     {
                         tracing::warn!("forwarding a cancel request failed: {e}");
                     }

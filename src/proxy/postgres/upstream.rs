@@ -10,7 +10,7 @@ use sqlgate_postgres::{backend, frame};
 use std::sync::Arc;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 #[derive(Debug, Error)]
 pub enum UpstreamError {
@@ -50,13 +50,24 @@ pub async fn connect(
     tls_config: &Arc<rustls::ClientConfig>,
     params: &[(String, String)],
 ) -> Result<Connected, UpstreamError> {
-    let addr = format!("{}:{}", up.host, up.port);
-    let tcp = TcpStream::connect(&addr)
-        .await
-        .map_err(|e| UpstreamError::Connect(addr.clone(), e))?;
-    tcp.set_nodelay(true)?;
-    let mut stream = Stream::Plain(tcp);
-    if tls != UpstreamTls::Disable {
+    let mut stream = match up.socket_path() {
+        // As libpq: TLS is not used over a Unix socket (the config refuses
+        // `require` for one).
+        Some(path) => Stream::Unix(
+            UnixStream::connect(&path)
+                .await
+                .map_err(|e| UpstreamError::Connect(path.display().to_string(), e))?,
+        ),
+        None => {
+            let addr = format!("{}:{}", up.host, up.port);
+            let tcp = TcpStream::connect(&addr)
+                .await
+                .map_err(|e| UpstreamError::Connect(addr.clone(), e))?;
+            tcp.set_nodelay(true)?;
+            Stream::Plain(tcp)
+        }
+    };
+    if tls != UpstreamTls::Disable && !matches!(stream, Stream::Unix(_)) {
         let mut req = BytesMut::new();
         frontend::ssl_request(&mut req);
         stream.write_all(&req).await?;
@@ -224,8 +235,11 @@ async fn read_frame(stream: &mut Stream, buf: &mut BytesMut) -> Result<(u8, Byte
 
 /// Sends a CancelRequest for an upstream session (over a fresh plain connection,
 /// as libpq does).
-pub async fn cancel(host: &str, port: u16, pid: i32, key: i32) -> std::io::Result<()> {
-    let mut s = TcpStream::connect((host, port)).await?;
+pub async fn cancel(up: &Upstream, pid: i32, key: i32) -> std::io::Result<()> {
+    let mut s = match up.socket_path() {
+        Some(path) => Stream::Unix(UnixStream::connect(path).await?),
+        None => Stream::Plain(TcpStream::connect((up.host.as_str(), up.port)).await?),
+    };
     let mut out = BytesMut::new();
     frontend::cancel_request(pid, key, &mut out);
     s.write_all(&out).await?;

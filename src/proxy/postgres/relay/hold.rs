@@ -298,7 +298,7 @@ pub(super) fn shown_params(bind: &[u8]) -> Vec<Option<String>> {
         .map(|(_, v)| {
             v.map(|b| match std::str::from_utf8(b) {
                 Ok(t) if !t.chars().any(char::is_control) => t.to_owned(),
-                _ => format!("\\x{}", hex(b)),
+                _ => format!("\\x{}", hex::encode(b)),
             })
         })
         .collect()

@@ -151,8 +151,8 @@ pub async fn run(
         ready: Notify::new(),
         statements: AtomicU64::new(0),
     };
-    let marker = format!("sqlgate.denied.{}.", hex(&nonce));
-    let names = format!("sqlgate.held.{}.", hex(&nonce));
+    let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
+    let names = format!("sqlgate.held.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();
     let mut c2s = ClientSide {
         notices,
@@ -643,14 +643,5 @@ fn denial_report(v: &Verdict, info: &StatementInfo) -> Bytes {
 }
 
 fn sha256_hex(s: &str) -> String {
-    hex(&Sha256::digest(s.as_bytes()))
-}
-
-fn hex(b: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
+    hex::encode(Sha256::digest(s.as_bytes()))
 }
