@@ -63,13 +63,13 @@ pub fn hmac_hex(secret: &[u8], parts: &[&[u8]]) -> String {
     for p in parts {
         mac.update(p);
     }
-    hex(&mac.finalize().into_bytes())
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// True if `sig_hex` is the HMAC of `parts` under `secret`; constant time in
 /// the signature's content.
 pub fn verify_hex(secret: &[u8], parts: &[&[u8]], sig_hex: &str) -> bool {
-    let Some(sig) = unhex(sig_hex) else {
+    let Ok(sig) = hex::decode(sig_hex.trim()) else {
         return false;
     };
     let mut mac = mac(secret);
@@ -132,24 +132,6 @@ impl ReplayGuard {
         seen.insert(key, timestamp);
         Ok(())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim().as_bytes();
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    s.chunks(2)
-        .map(|pair| {
-            let hi = (pair[0] as char).to_digit(16)?;
-            let lo = (pair[1] as char).to_digit(16)?;
-            Some((hi * 16 + lo) as u8)
-        })
-        .collect()
 }
 
 #[cfg(test)]

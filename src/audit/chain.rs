@@ -38,13 +38,7 @@ pub fn hash_line(line: &[u8]) -> Hash {
 
 /// Lowercase hex, as written in `prev` and `head`.
 pub fn hex(h: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(h.len() * 2);
-    for b in h {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
+    hex::encode(h)
 }
 
 /// Parses 64 lowercase hex digits. Uppercase is refused: the format says

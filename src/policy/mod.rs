@@ -80,7 +80,7 @@ impl Policy {
         for (_, text) in &sources {
             hasher.update(text.as_bytes());
         }
-        Ok(Policy::new(rules, hex(&hasher.finalize())))
+        Ok(Policy::new(rules, hex::encode(hasher.finalize())))
     }
 
     /// Builds a policy from TOML text; `name` stands for the file name in
@@ -97,7 +97,7 @@ impl Policy {
         }
         Ok(Policy::new(
             rules,
-            hex(&Sha256::digest(toml_text.as_bytes())),
+            hex::encode(Sha256::digest(toml_text.as_bytes())),
         ))
     }
 
@@ -237,14 +237,6 @@ fn toml_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     found.sort();
     Ok(found)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]
