@@ -4,6 +4,7 @@
 #
 # Environment (all optional):
 #   DURATION=15     seconds per pgbench run
+#   ROUNDS=3        interleaved rounds; each figure is the median of its rounds
 #   SCALE=10        pgbench -i scale factor
 #   CLIENTS=16      clients for the throughput runs
 #   THREADS=2       pgbench worker threads
@@ -19,6 +20,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${DURATION:-15}
+ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-10}
 CLIENTS=${CLIENTS:-16}
 THREADS=${THREADS:-2}
@@ -211,8 +213,11 @@ rules = ["$root/rules"]
 [audit]
 path = "$work/sqlgate/audit.jsonl"
 EOF
-    (cd "$work/sqlgate" && exec "$sqlgate_bin" serve --config "$work/sqlgate/sqlgate.toml") \
-        >"$work/sqlgate/sqlgate.log" 2>&1 &
+    # In its own session, as a service runs and as PostgreSQL (pg_ctl) and
+    # PgBouncer (-d) do here: with the kernel's autogroup scheduling a process
+    # left in pgbench's session would share pgbench's CPU share.
+    (cd "$work/sqlgate" && exec setsid "$sqlgate_bin" serve --config "$work/sqlgate/sqlgate.toml") \
+        </dev/null >"$work/sqlgate/sqlgate.log" 2>&1 &
     sqlgate_pid=$!
     if wait_port "$sg_port" 20 "$sqlgate_pid"; then
         sg_ok=1
@@ -223,24 +228,44 @@ EOF
 fi
 
 # --- measure ------------------------------------------------------------------
-declare -A tps lat
+# Runs are interleaved (round 1: every target and mode, round 2: again, …) and
+# each figure is the median of its rounds, so drift on a shared machine hits
+# all targets alike. For the proxies, the CPU time the proxy process itself
+# spent per transaction is read from /proc: steadier than tps, and it is the
+# proxy's own cost.
+declare -A samples cpu_samples
 failed=0
+tick=$(getconf CLK_TCK)
 
-# run NAME TARGET PORT USER PASSWORD pgbench-args...
+proc_cpu() { # pid -> utime+stime in ticks, 0 without a pid
+    if [[ -n "$1" && -r "/proc/$1/stat" ]]; then
+        awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+    else
+        echo 0
+    fi
+}
+
+# run NAME TARGET PORT USER PASSWORD PID pgbench-args...
 run() {
-    local name=$1 target=$2 port=$3 user=$4 password=$5
-    shift 5
-    local out="$work/runs/$target-$name.log"
-    say "$target: pgbench $* -T $DURATION"
+    local name=$1 target=$2 port=$3 user=$4 password=$5 pid=$6
+    shift 6
+    local out="$work/runs/$target-$name-$round.log" before after t l
+    say "round $round, $target: pgbench $* -T $DURATION"
+    before=$(proc_cpu "$pid")
     if PGPASSWORD=$password PGSSLMODE=disable "$PGBENCH" -n -S -T "$DURATION" "$@" \
         -h 127.0.0.1 -p "$port" -U "$user" "$DB" >"$out" 2>&1; then
-        tps[$target/$name]=$(awk '/^tps = / {printf "%.0f", $3; exit}' "$out")
-        lat[$target/$name]=$(awk '/^latency average = / {print $4; exit}' "$out")
+        after=$(proc_cpu "$pid")
+        t=$(awk '/^tps = / {printf "%.0f", $3; exit}' "$out")
+        l=$(awk '/^latency average = / {print $4; exit}' "$out")
+        samples[$target/$name]+="$t "
+        samples[$target/$name/lat]+="$l "
+        if [[ -n "$pid" ]] && ((t > 0)); then
+            cpu_samples[$target/$name]+="$(awk -v a="$before" -v b="$after" -v k="$tick" -v t="$t" -v d="$DURATION" \
+                'BEGIN { printf "%.1f", (b - a) / k * 1e6 / (t * d) }') "
+        fi
     else
         echo "pgbench failed against $target ($name):" >&2
         tail -n 5 "$out" >&2
-        tps[$target/$name]=fail
-        lat[$target/$name]=fail
         failed=1
     fi
 }
@@ -250,43 +275,60 @@ if ((WARMUP > 0)); then
         -h 127.0.0.1 -p "$pg_port" -U "$SVC_USER" "$DB" >/dev/null 2>&1 || true
 fi
 
-measure() { # target port user password
+measure() { # target port user password pid
     local target=$1
     shift
     run simple "$target" "$@" -c "$CLIENTS" -j "$THREADS" -M simple
-    if [[ "$target" == pgbouncer ]] && ((!pgb_prepared)); then
-        tps[$target/prepared]="n/a"
-    else
+    if [[ "$target" != pgbouncer ]] || ((pgb_prepared)); then
         run prepared "$target" "$@" -c "$CLIENTS" -j "$THREADS" -M prepared
     fi
     run single "$target" "$@" -c 1 -j 1 -M simple
 }
 
-wants direct && measure direct "$pg_port" "$SVC_USER" "$SVC_PASSWORD"
-wants pgbouncer && measure pgbouncer "$pgb_port" "$SVC_USER" "$SVC_PASSWORD"
-if wants sqlgate; then
-    if ((sg_ok)); then
-        measure sqlgate "$sg_port" "$AGENT_USER" "$AGENT_PASSWORD"
-    else
-        failed=1
-    fi
-fi
+pgb_pid=""
+[[ -f "$work/pgbouncer/pgbouncer.pid" ]] && pgb_pid=$(cat "$work/pgbouncer/pgbouncer.pid")
+wants sqlgate && ((!sg_ok)) && failed=1
+for ((round = 1; round <= ROUNDS; round++)); do
+    wants direct && measure direct "$pg_port" "$SVC_USER" "$SVC_PASSWORD" ""
+    wants pgbouncer && measure pgbouncer "$pgb_port" "$SVC_USER" "$SVC_PASSWORD" "$pgb_pid"
+    wants sqlgate && ((sg_ok)) && measure sqlgate "$sg_port" "$AGENT_USER" "$AGENT_PASSWORD" "$sqlgate_pid"
+done
+
+median() { # numbers... -> their median, or nothing
+    (($#)) || return 0
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { m = (NR + 1) / 2; if (NR % 2) print v[m]; else print (v[m - 0.5] + v[m + 0.5]) / 2 }'
+}
+declare -A tps lat cpu
+for key in "${!samples[@]}"; do
+    # shellcheck disable=SC2086 # the samples are space-separated numbers
+    case $key in
+    */lat) lat[${key%/lat}]=$(median ${samples[$key]}) ;;
+    *) tps[$key]=$(median ${samples[$key]} | awk '{ printf "%.0f", $1 }') ;;
+    esac
+done
+for key in "${!cpu_samples[@]}"; do
+    # shellcheck disable=SC2086
+    cpu[$key]=$(median ${cpu_samples[$key]})
+done
+if wants pgbouncer && ((!pgb_prepared)); then tps[pgbouncer/prepared]="n/a"; fi
 
 # --- report -------------------------------------------------------------------
 get() { local v=${tps[$1]:-} ; echo "${v:--}"; }
 getl() { local v=${lat[$1]:-} ; echo "${v:--}"; }
+getc() { local v=${cpu[$1]:-} ; echo "${v:--}"; }
 num() { [[ "$1" =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 ratio() { if num "$1" && num "$2"; then awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; else echo "-"; fi; }
 added_us() { if num "$1" && num "$2"; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.0f", (a - b) * 1000 }'; else echo "-"; fi; }
 
 echo
-echo "pgbench -S, scale $SCALE, ${DURATION}s per run, $CLIENTS clients / $THREADS threads; upstream over $UPSTREAM; $(nproc) CPUs; $("$pg_bindir/postgres" --version)"
-printf '%-10s %14s %14s %16s %14s\n' target "tps simple" "tps prepared" "tps 1 client" "lat 1c (ms)"
+echo "pgbench -S, scale $SCALE, ${DURATION}s per run, median of $ROUNDS interleaved rounds, $CLIENTS clients / $THREADS threads; upstream over $UPSTREAM; $(nproc) CPUs; $("$pg_bindir/postgres" --version)"
+printf '%-10s %12s %12s %12s %12s %14s\n' target "tps simple" "tps prepared" "tps 1 client" "lat 1c (ms)" "proxy us/tx¹"
 for t in direct pgbouncer sqlgate; do
     wants "$t" || continue
-    printf '%-10s %14s %14s %16s %14s\n' "$t" "$(get "$t/simple")" "$(get "$t/prepared")" \
-        "$(get "$t/single")" "$(getl "$t/single")"
+    printf '%-10s %12s %12s %12s %12s %14s\n' "$t" "$(get "$t/simple")" "$(get "$t/prepared")" \
+        "$(get "$t/single")" "$(getl "$t/single")" "$(getc "$t/simple")"
 done
+echo "¹ CPU time (user + system) of the proxy process per transaction, simple protocol, $CLIENTS clients"
 if wants sqlgate; then
     echo
     for m in simple prepared; do

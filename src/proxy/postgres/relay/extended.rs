@@ -34,7 +34,7 @@ impl ClientSide<'_> {
             Err(e) => return self.reject_undecodable(e, false),
         };
         let d = self.sess.engine.decide(&self.sess.identity, sql);
-        let sha: Arc<str> = sha256_hex(sql).into();
+        let sha = sha256_hex(sql);
         count(&d);
         match d.blocking() {
             Some(_) if d.first_deny().is_some() => self.refuse(&d, &sha, false),

@@ -456,7 +456,7 @@ impl ClientSide<'_> {
             }
         };
         let d = self.sess.engine.decide(&self.sess.identity, sql);
-        let sha: Arc<str> = sha256_hex(sql).into();
+        let sha = sha256_hex(sql);
         count(&d);
         match d.blocking() {
             None => {
@@ -642,6 +642,22 @@ fn denial_report(v: &Verdict, info: &StatementInfo) -> Bytes {
         .encode()
 }
 
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
+/// The SHA-256 of a statement's text in lowercase hex, encoded on the stack
+/// (this runs for every statement).
+fn sha256_hex(s: &str) -> Arc<str> {
+    let mut out = [0u8; 64];
+    // INVARIANT: 32 bytes encode to exactly 64 hex digits, all ASCII.
+    let _ = hex::encode_to_slice(Sha256::digest(s.as_bytes()), &mut out);
+    Arc::from(std::str::from_utf8(&out).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn statement_sha256_is_lowercase_hex() {
+        assert_eq!(
+            &*super::sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 }
