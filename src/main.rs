@@ -166,9 +166,7 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
         sqlgate::proxy::serve(&cfg, engine, sockets, workers.clone(), rx).await
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
-    if let Ok(w) = Arc::try_unwrap(workers) {
-        w.stop();
-    }
+    workers.stop();
     // Every sender is gone once the runtime is: the writer flushes and fsyncs.
     writer.close().context("closing the audit log")?;
     tracing::info!("stopped");

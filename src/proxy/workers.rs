@@ -11,6 +11,7 @@
 //! round robin; a session is long-lived, so the load evens out.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -18,26 +19,21 @@ use tokio::sync::oneshot;
 pub struct Workers {
     handles: Vec<Handle>,
     next: AtomicUsize,
-    stops: Vec<oneshot::Sender<()>>,
-    threads: Vec<JoinHandle<()>>,
+    /// Each thread's stop signal and join handle, taken by `stop`.
+    threads: Mutex<Vec<(oneshot::Sender<()>, JoinHandle<()>)>>,
 }
 
 impl Workers {
     /// Starts `n` session threads (at least one).
     pub fn start(n: usize) -> std::io::Result<Workers> {
-        let mut w = Workers {
-            handles: Vec::new(),
-            next: AtomicUsize::new(0),
-            stops: Vec::new(),
-            threads: Vec::new(),
-        };
+        let mut handles = Vec::new();
+        let mut threads = Vec::new();
         for i in 0..n.max(1) {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let (stop, stopped) = oneshot::channel::<()>();
-            w.handles.push(rt.handle().clone());
-            w.stops.push(stop);
+            handles.push(rt.handle().clone());
             let t = std::thread::Builder::new()
                 .name(format!("sqlgate-io-{i}"))
                 .spawn(move || {
@@ -46,9 +42,13 @@ impl Workers {
                     let _ = rt.block_on(stopped);
                     rt.shutdown_timeout(std::time::Duration::from_secs(1));
                 })?;
-            w.threads.push(t);
+            threads.push((stop, t));
         }
-        Ok(w)
+        Ok(Workers {
+            handles,
+            next: AtomicUsize::new(0),
+            threads: Mutex::new(threads),
+        })
     }
 
     /// The runtime the next session goes to.
@@ -57,10 +57,13 @@ impl Workers {
         &self.handles[i]
     }
 
-    /// Stops the threads (their sessions must have ended) and waits for them.
-    pub fn stop(self) {
-        drop(self.stops);
-        for t in self.threads {
+    /// Stops the threads and waits for them. Whatever still runs there
+    /// (sessions cut at the shutdown timeout, approval timers) is dropped,
+    /// and with it every handle on the audit log, so the log can close.
+    pub fn stop(&self) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for (stop, t) in threads {
+            drop(stop);
             let _ = t.join();
         }
     }
