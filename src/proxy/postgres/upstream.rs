@@ -151,12 +151,28 @@ pub async fn connect(
                         scram = Some(s);
                     }
                     11 => {
-                        let s = scram.as_mut().ok_or_else(|| {
+                        let mut s = scram.take().ok_or_else(|| {
                             UpstreamError::Protocol("SASL continue without start".into())
                         })?;
-                        s.update(data)
+                        let iterations = scram_iterations(data).ok_or_else(|| {
+                            UpstreamError::Protocol("SCRAM: no iteration count".into())
+                        })?;
+                        if iterations > MAX_SCRAM_ITERATIONS {
+                            return Err(UpstreamError::Protocol(format!(
+                                "SCRAM: the database asks for {iterations} iterations \
+                                 (sqlgate computes at most {MAX_SCRAM_ITERATIONS})"
+                            )));
+                        }
+                        // The key derivation (PBKDF2, 4096 rounds by default) takes
+                        // about a millisecond: it runs off the session thread, which
+                        // serves other sessions meanwhile.
+                        let data = data.to_vec();
+                        let s = tokio::task::spawn_blocking(move || s.update(&data).map(|()| s))
+                            .await
+                            .map_err(|e| UpstreamError::Protocol(format!("SCRAM: {e}")))?
                             .map_err(|e| UpstreamError::Protocol(format!("SCRAM: {e}")))?;
                         frontend::sasl_response(s.message(), &mut out)?;
+                        scram = Some(s);
                     }
                     12 => {
                         let s = scram.as_mut().ok_or_else(|| {
@@ -214,6 +230,20 @@ pub async fn connect(
     }
 }
 
+/// More PBKDF2 rounds than this from the database are refused rather than
+/// computed (PostgreSQL's default is 4096; a million take about a second).
+const MAX_SCRAM_ITERATIONS: u32 = 1_000_000;
+
+/// The `i=` attribute of a SCRAM server-first message (RFC 5802).
+fn scram_iterations(server_first: &[u8]) -> Option<u32> {
+    std::str::from_utf8(server_first)
+        .ok()?
+        .split(',')
+        .find_map(|a| a.strip_prefix("i="))?
+        .parse()
+        .ok()
+}
+
 /// Reads one whole frame during login (small messages only).
 async fn read_frame(stream: &mut Stream, buf: &mut BytesMut) -> Result<(u8, Bytes), UpstreamError> {
     loop {
@@ -247,4 +277,17 @@ pub async fn cancel(up: &Upstream, pid: i32, key: i32) -> std::io::Result<()> {
     let mut sink = [0u8; 1];
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut sink)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn scram_iteration_count() {
+        assert_eq!(
+            super::scram_iterations(b"r=abc,s=c2FsdA==,i=4096"),
+            Some(4096)
+        );
+        assert_eq!(super::scram_iterations(b"r=abc,s=c2FsdA=="), None);
+        assert_eq!(super::scram_iterations(b"r=abc,s=x,i=-1"), None);
+    }
 }
