@@ -187,6 +187,32 @@ fn upstream_over_a_unix_socket() {
 }
 
 #[test]
+fn an_upstream_that_never_answers_fails_the_login_in_bounded_time() {
+    // Accepts TCP connections (the kernel's backlog does) and never speaks.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let cfg = SqlgateConfig::new(format!("postgres://svc:pw@127.0.0.1:{port}/app"))
+        .agent(AGENT, AGENT_PW, &[]);
+    let gate = Sqlgate::start_with(&cfg);
+    let started = std::time::Instant::now();
+    let out = Command::new("psql")
+        .args(["-X", "-c", "SELECT 1"])
+        .arg(format!(
+            "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname=app sslmode=disable",
+            cfg.listen_port
+        ))
+        .env("PGCONNECT_TIMEOUT", "60")
+        .output()
+        .expect("psql runs");
+    let elapsed = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("could not connect to the database"), "{err}");
+    assert!(elapsed < std::time::Duration::from_secs(20), "{elapsed:?}");
+    assert!(gate.log().contains("did not complete the login"), "{}", gate.log());
+}
+
+#[test]
 fn upstream_failure_is_reported_without_its_details() {
     let pg = PgServer::shared();
     let db = pg.unique_database("upfail");

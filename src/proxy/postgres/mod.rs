@@ -61,22 +61,27 @@ pub async fn handle(
     } = *accepted;
 
     let up = &l.config.upstream;
-    let connected =
-        match upstream::connect(up, l.config.upstream_tls, &l.upstream_tls, &params).await {
-            Ok(c) => c,
-            Err(e) => {
-                // The agent learns that the database is unavailable, not why
-                // sqlgate's own login failed (that may name its credentials).
-                tracing::error!(upstream = ?up, "upstream login failed: {e}");
-                startup::fatal(
-                    &mut stream,
-                    "08006",
-                    "sqlgate could not connect to the database; see sqlgate's log",
-                )
-                .await;
-                return;
-            }
-        };
+    let login = upstream::connect(up, l.config.upstream_tls, &l.upstream_tls, &params);
+    // The upstream login has its own deadline: a database that never answers
+    // must not hold the agent until TCP gives up.
+    let connected = match tokio::time::timeout(LOGIN_TIMEOUT, login)
+        .await
+        .unwrap_or_else(|_| Err(upstream::UpstreamError::TimedOut(LOGIN_TIMEOUT)))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            // The agent learns that the database is unavailable, not why
+            // sqlgate's own login failed (that may name its credentials).
+            tracing::error!(upstream = ?up, "upstream login failed: {e}");
+            startup::fatal(
+                &mut stream,
+                "08006",
+                "sqlgate could not connect to the database; see sqlgate's log",
+            )
+            .await;
+            return;
+        }
+    };
 
     let held = Arc::new(tokio::sync::Notify::new());
     let (pid, key, _registration) = l.cancels.register(|key| cancel::Target {

@@ -30,6 +30,8 @@ pub enum UpstreamError {
     UnsafeSetting(String),
     #[error("protocol error from the database: {0}")]
     Protocol(String),
+    #[error("the database did not complete the login within {0:?}")]
+    TimedOut(std::time::Duration),
     #[error("i/o error with the database: {0}")]
     Io(#[from] std::io::Error),
 }
