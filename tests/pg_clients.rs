@@ -191,8 +191,11 @@ fn an_upstream_that_never_answers_fails_the_login_in_bounded_time() {
     // Accepts TCP connections (the kernel's backlog does) and never speaks.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let cfg = SqlgateConfig::new(format!("postgres://svc:pw@127.0.0.1:{port}/app"))
-        .agent(AGENT, AGENT_PW, &[]);
+    let cfg = SqlgateConfig::new(format!("postgres://svc:pw@127.0.0.1:{port}/app")).agent(
+        AGENT,
+        AGENT_PW,
+        &[],
+    );
     let gate = Sqlgate::start_with(&cfg);
     let started = std::time::Instant::now();
     let out = Command::new("psql")
@@ -209,7 +212,11 @@ fn an_upstream_that_never_answers_fails_the_login_in_bounded_time() {
     assert!(!out.status.success());
     assert!(err.contains("could not connect to the database"), "{err}");
     assert!(elapsed < std::time::Duration::from_secs(20), "{elapsed:?}");
-    assert!(gate.log().contains("did not complete the login"), "{}", gate.log());
+    assert!(
+        gate.log().contains("did not complete the login"),
+        "{}",
+        gate.log()
+    );
 }
 
 #[test]
