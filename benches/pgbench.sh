@@ -37,6 +37,7 @@ say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'pgbench.sh: %s\n' "$*" >&2; exit 1; }
 wants() { [[ " $TARGETS " == *" $1 "* ]]; }
 [[ "$UPSTREAM" == unix || "$UPSTREAM" == tcp ]] || die "UPSTREAM must be unix or tcp"
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive number"
 
 "$root/scripts/install-deps.sh"
 

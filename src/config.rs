@@ -556,8 +556,8 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
         .rsplit_once('@')
         .ok_or("must name a user (`user@host`)")?;
     let (user, password) = match auth.split_once(':') {
-        Some((u, p)) => (pct(u)?, Some(pct(p)?)),
-        None => (pct(auth)?, None),
+        Some((u, p)) => (pct(u, "user")?, Some(pct(p, "password")?)),
+        None => (pct(auth, "user")?, None),
     };
     let (hostport, database) = hostpart
         .split_once('/')
@@ -569,7 +569,25 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
         ),
         _ => (hostport.to_owned(), 5432),
     };
-    let host = pct(&host)?;
+    // A bracketed IPv6 address is taken as written (its zone id may hold a
+    // `%`); anything else is percent-decoded, which is how a socket
+    // directory is given.
+    let host = if hostport.starts_with('[') {
+        host
+    } else {
+        pct(&host, "host")?
+    };
+    if let Some(path) = host
+        .starts_with('/')
+        .then(|| Path::new(&host).join(".s.PGSQL.65535"))
+    {
+        // Linux's sun_path holds 107 bytes and a NUL.
+        if path.as_os_str().len() > 107 {
+            return Err(format!(
+                "the socket directory `{host}` is too long for a Unix socket path"
+            ));
+        }
+    }
     if user.is_empty() || host.is_empty() || database.is_empty() {
         return Err("user, host and database must not be empty".into());
     }
@@ -578,11 +596,13 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
         port,
         user,
         password,
-        database: pct(database)?,
+        database: pct(database, "database")?,
     })
 }
 
-fn pct(s: &str) -> Result<String, String> {
+/// Percent-decodes one part of the URL. Errors name the part, never its
+/// text: the part may be the password.
+fn pct(s: &str, part: &str) -> Result<String, String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -591,7 +611,7 @@ fn pct(s: &str) -> Result<String, String> {
             let h = s
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent-escape in `{s}`"))?;
+                .ok_or_else(|| format!("bad percent-escape in the {part}"))?;
             out.push(h);
             i += 3;
         } else {
@@ -599,7 +619,7 @@ fn pct(s: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| format!("`{s}` is not UTF-8 once decoded"))
+    String::from_utf8(out).map_err(|_| format!("the {part} is not UTF-8 once decoded"))
 }
 
 #[cfg(test)]
@@ -625,6 +645,10 @@ mod tests {
         assert!(parse_upstream("postgres://svc@db:x/app").is_err());
         assert!(!format!("{u:?}").contains("p@ss"));
         assert_eq!(u.socket_path(), None);
+        let e = parse_upstream("postgres://svc:se%zzcret@db/app").unwrap_err();
+        assert!(!e.contains("cret") && e.contains("password"), "{e}");
+        let long = format!("postgres://svc@%2F{}/app", "d".repeat(120));
+        assert!(parse_upstream(&long).unwrap_err().contains("too long"));
         let u = parse_upstream("postgres://svc@%2Fvar%2Frun%2Fpostgresql:5433/app").unwrap();
         assert_eq!(u.host, "/var/run/postgresql");
         assert_eq!(

@@ -62,8 +62,10 @@ impl Workers {
     /// and with it every handle on the audit log, so the log can close.
     pub fn stop(&self) {
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for (stop, t) in threads {
-            drop(stop);
+        // All threads are told first, so that they wind down together.
+        let (stops, joins): (Vec<_>, Vec<_>) = threads.into_iter().unzip();
+        drop(stops);
+        for t in joins {
             let _ = t.join();
         }
     }
