@@ -577,27 +577,24 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
     } else {
         pct(&host, "host")?
     };
-    if let Some(path) = host
-        .starts_with('/')
-        .then(|| Path::new(&host).join(".s.PGSQL.65535"))
-    {
-        // Linux's sun_path holds 107 bytes and a NUL.
-        if path.as_os_str().len() > 107 {
-            return Err(format!(
-                "the socket directory `{host}` is too long for a Unix socket path"
-            ));
-        }
-    }
     if user.is_empty() || host.is_empty() || database.is_empty() {
         return Err("user, host and database must not be empty".into());
     }
-    Ok(Upstream {
+    let up = Upstream {
         host,
         port,
         user,
         password,
         database: pct(database, "database")?,
-    })
+    };
+    // Linux's sun_path holds 107 bytes and a NUL.
+    if up.socket_path().is_some_and(|p| p.as_os_str().len() > 107) {
+        return Err(format!(
+            "the socket directory `{}` is too long for a Unix socket path",
+            up.host
+        ));
+    }
+    Ok(up)
 }
 
 /// Percent-decodes one part of the URL. Errors name the part, never its

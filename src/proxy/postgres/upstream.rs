@@ -52,23 +52,15 @@ pub async fn connect(
     tls_config: &Arc<rustls::ClientConfig>,
     params: &[(String, String)],
 ) -> Result<Connected, UpstreamError> {
-    let mut stream = match up.socket_path() {
-        // As libpq: TLS is not used over a Unix socket (the config refuses
-        // `require` for one).
-        Some(path) => Stream::Unix(
-            UnixStream::connect(&path)
-                .await
-                .map_err(|e| UpstreamError::Connect(path.display().to_string(), e))?,
-        ),
-        None => {
-            let addr = format!("{}:{}", up.host, up.port);
-            let tcp = TcpStream::connect(&addr)
-                .await
-                .map_err(|e| UpstreamError::Connect(addr.clone(), e))?;
-            tcp.set_nodelay(true)?;
-            Stream::Plain(tcp)
-        }
-    };
+    let mut stream = open(up).await.map_err(|e| {
+        let at = match up.socket_path() {
+            Some(path) => path.display().to_string(),
+            None => format!("{}:{}", up.host, up.port),
+        };
+        UpstreamError::Connect(at, e)
+    })?;
+    // As libpq: TLS is not used over a Unix socket (the config refuses
+    // `require` for one).
     if tls != UpstreamTls::Disable && !matches!(stream, Stream::Unix(_)) {
         let mut req = BytesMut::new();
         frontend::ssl_request(&mut req);
@@ -232,6 +224,19 @@ pub async fn connect(
     }
 }
 
+/// A plain connection to the database: its Unix socket when the host is a
+/// directory, TCP otherwise.
+async fn open(up: &Upstream) -> std::io::Result<Stream> {
+    Ok(match up.socket_path() {
+        Some(path) => Stream::Unix(UnixStream::connect(path).await?),
+        None => {
+            let tcp = TcpStream::connect((up.host.as_str(), up.port)).await?;
+            tcp.set_nodelay(true)?;
+            Stream::Plain(tcp)
+        }
+    })
+}
+
 /// More PBKDF2 rounds than this from the database are refused rather than
 /// computed (PostgreSQL's default is 4096; a million take about a second).
 const MAX_SCRAM_ITERATIONS: u32 = 1_000_000;
@@ -268,10 +273,7 @@ async fn read_frame(stream: &mut Stream, buf: &mut BytesMut) -> Result<(u8, Byte
 /// Sends a CancelRequest for an upstream session (over a fresh plain connection,
 /// as libpq does).
 pub async fn cancel(up: &Upstream, pid: i32, key: i32) -> std::io::Result<()> {
-    let mut s = match up.socket_path() {
-        Some(path) => Stream::Unix(UnixStream::connect(path).await?),
-        None => Stream::Plain(TcpStream::connect((up.host.as_str(), up.port)).await?),
-    };
+    let mut s = open(up).await?;
     let mut out = BytesMut::new();
     frontend::cancel_request(pid, key, &mut out);
     s.write_all(&out).await?;
