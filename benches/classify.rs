@@ -2,7 +2,7 @@
 //! statements, and the fingerprint scanner alone.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use sqlgate::classify::{fingerprint, Classifier, ClassifierOptions, Dialect};
+use sqlgate::classify::{cache_key, Classifier, ClassifierOptions, Dialect};
 use std::hint::black_box;
 
 const PGBENCH: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = ";
@@ -51,11 +51,11 @@ fn bench(c: &mut Criterion) {
         });
     }
     c.bench_function("fingerprint pgbench select", |b| {
-        b.iter(|| black_box(fingerprint(Dialect::Postgres, &texts[7])))
+        b.iter(|| black_box(cache_key(Dialect::Postgres, &texts[7])))
     });
     let sql = big_insert(16 * 1024);
     c.bench_function("fingerprint 16 KiB", |b| {
-        b.iter(|| black_box(fingerprint(Dialect::Postgres, &sql)))
+        b.iter(|| black_box(cache_key(Dialect::Postgres, &sql)))
     });
 }
 

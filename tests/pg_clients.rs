@@ -272,7 +272,18 @@ fn startup_options_that_widen_the_session_are_refused() {
 fn sessions_whose_settings_defeat_the_lexer_are_refused_or_ended() {
     let pg = PgServer::shared();
     let db = pg.unique_database("lexer");
-    let cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
+    // This is the backstop behind the classifier: a user-defined function
+    // is `unparsed` (held by the shipped rules), so this policy lets it
+    // through to show that the server's report still ends the session.
+    let dir = TestDir::new("lexer-rules");
+    let rules = dir.join("allow-unparsed.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nid = \"allow-all\"\naction = \"allow\"\nclasses = [\"read\", \"unparsed\", \"session\"]\n",
+    )
+    .unwrap();
+    let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
+    cfg.rules = vec![rules];
     let _gate = Sqlgate::start_with(&cfg);
     let conninfo = format!(
         "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",

@@ -22,6 +22,7 @@ fn stmt(classes: &[Class], tables: &[&str]) -> StatementInfo {
         command: "SELECT".into(),
         forbidden: None,
         note: None,
+        code: false,
     }
 }
 
@@ -478,6 +479,7 @@ fn allow_globs_do_not_stretch_across_dots() {
         command: "SELECT".into(),
         forbidden: None,
         note: None,
+        code: false,
     };
     assert_eq!(
         p.decide(&who, &stmt("reports.daily")).action,

@@ -25,6 +25,7 @@ pub fn statement(
         command: rules::command(&toks),
         forbidden: None,
         note: None,
+        code: false,
     };
 
     if let Some(u) = span.unterminated {

@@ -4,16 +4,13 @@
 //! saying *more*: whatever it cannot place is `unparsed`, and every fallback
 //! only adds classes.
 //!
-//! How a query string is handled:
-//! 1. [`split`] runs the hand-written [`scan`]ner once over the bytes,
-//!    splitting top-level statements and building the literal-free
-//!    fingerprint that is also the cache key.
-//! 2. On a cache hit that is all: the cached [`Analysis`] is shared.
-//! 3. On a miss, each statement is parsed by sqlparser and its AST walked
-//!    ([`tree`]); PostgreSQL text first has the inheritance markers that
-//!    sqlparser misreads (`ONLY`, `name *`) blanked by [`pg_syntax`]. If
-//!    the parser fails (or the statement is longer than `max_parse_bytes`)
-//!    the keyword fallback in [`rules`] places it. Token scans for dangerous calls and [`forbidden`] settings always run.
+//! PostgreSQL is read with the server's own lexer and grammar ([`pg`]); see
+//! there for how the cache key is made to cover everything a decision read.
+//! MySQL (not served yet) is read with the hand-written [`scan`]ner and
+//! sqlparser's MySQL dialect: [`split`] splits statements and builds the
+//! literal-free fingerprint that is its cache key, each statement is parsed
+//! and walked ([`tree`]), and the keyword fallback in [`rules`] places what
+//! the parser cannot read.
 //!
 //! Tables are normalised as `schema.table`: unquoted parts lower-cased,
 //! quoted parts verbatim (without their quotes), sorted and de-duplicated;
@@ -31,21 +28,24 @@
 //!   them. MySQL's `XA PREPARE|COMMIT|ROLLBACK` likewise.
 //! - `MERGE` with any `THEN DELETE` action is `destructive` (whatever its
 //!   conditions: which rows match is not visible here).
-//! - `DISCARD ALL` is `session` + `privilege`, like `RESET ROLE` and
-//!   `RESET ALL`: it resets the role too.
+//! - `DISCARD ALL`, `RESET ROLE` and `RESET ALL` are `session`: they return
+//!   the session to the upstream login, the agent's own baseline (drivers
+//!   and pools send them on reset).
 //! - `CALL` is `write` + `unparsed`: the procedure body is not analysed.
-//! - `EXPLAIN` without `ANALYZE` is `read` whatever it explains; with
-//!   `ANALYZE` it has the classes of the statement it runs.
+//! - `EXPLAIN` without `ANALYZE` is `read` plus the classes of the functions
+//!   and relations it names (planning may evaluate functions); with
+//!   `ANALYZE`/`ANALYSE` (any value) it has the classes of the statement it runs.
 //! - A WHERE that mentions no column outside subqueries (`1=1`, `true`,
-//!   `'a'='b'`, `EXISTS (…)`) or compares a column with itself counts as
-//!   always true, so UPDATE/DELETE with it is `destructive`.
-//! - Statements split at every top-level `;`: a SQL-standard function body
-//!   (`BEGIN ATOMIC … END`) comes out as several statements, each classified
-//!   on its own (more restrictive than needed, never less).
+//!   `'a'='b'`, `EXISTS (…)`), compares an expression with itself or is
+//!   `x IS NULL OR x IS NOT NULL` counts as always true, so UPDATE/DELETE
+//!   with it is `destructive`.
+//! - Writing a system catalog (`pg_catalog`, `information_schema`, an
+//!   unqualified `pg_*` name) is `privilege` + `ddl`.
 
 mod analyze;
 mod cache;
 mod forbidden;
+mod pg;
 mod pg_syntax;
 mod rules;
 mod scan;
@@ -62,9 +62,12 @@ use std::sync::Arc;
 pub struct ClassifierOptions {
     /// Most analyses kept; 0 disables the cache.
     pub cache_capacity: usize,
-    /// Statements longer than this are not given to sqlparser (its cost grows
-    /// with the text and agents can send anything); the keyword fallback
-    /// places them or they are `unparsed`.
+    /// Most bytes the cache may hold (keys and analyses); no single entry
+    /// takes more than 1/64 of it.
+    pub cache_bytes: usize,
+    /// Query strings longer than this are not parsed (the cost grows with
+    /// the text and agents can send anything): PostgreSQL ones are
+    /// `unparsed`; MySQL ones go to the keyword fallback.
     pub max_parse_bytes: usize,
 }
 
@@ -72,6 +75,7 @@ impl Default for ClassifierOptions {
     fn default() -> Self {
         ClassifierOptions {
             cache_capacity: 10_000,
+            cache_bytes: 32 << 20,
             max_parse_bytes: 65_536,
         }
     }
@@ -90,12 +94,15 @@ impl Classifier {
         Classifier {
             dialect,
             opts,
-            cache: cache::Cache::new(opts.cache_capacity),
+            cache: cache::Cache::new(opts.cache_capacity, opts.cache_bytes),
         }
     }
 
     /// Never panics, never fails: what it cannot understand is `unparsed`.
     pub fn classify(&self, sql: &str) -> Arc<Analysis> {
+        if self.dialect == Dialect::Postgres {
+            return pg::classify(sql, &self.opts, &self.cache);
+        }
         // INVARIANT: a cached analysis must not depend on any literal's
         // value, because every string with the same fingerprint shares it.
         // The AST walk and token rules never read literal values; the checks
@@ -121,6 +128,11 @@ impl Classifier {
         self.cache.stats()
     }
 
+    /// (entries, bytes) the cache holds now.
+    pub fn cache_size(&self) -> (usize, usize) {
+        self.cache.size()
+    }
+
     fn analyse(&self, sql: &str) -> Analysis {
         let mut fp = String::with_capacity(sql.len() + 4);
         let mut spans = Vec::new();
@@ -133,10 +145,14 @@ impl Classifier {
     }
 }
 
-/// Literal-free fingerprint of a whole query string, for the audit log
-/// (the same text the cache is keyed by).
-pub fn fingerprint(dialect: Dialect, sql: &str) -> String {
-    split::key(dialect, sql).0
+/// The cache key of a whole query string (what every call computes before
+/// a cache look-up): for PostgreSQL the redacted text, for MySQL the
+/// fingerprint. Literal-free.
+pub fn cache_key(dialect: Dialect, sql: &str) -> String {
+    match dialect {
+        Dialect::Postgres => pg::key(sql),
+        Dialect::Mysql => split::key(dialect, sql).0,
+    }
 }
 
 #[cfg(test)]

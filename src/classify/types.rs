@@ -139,6 +139,12 @@ pub struct StatementInfo {
     pub forbidden: Option<&'static str>,
     /// Why the statement is `unparsed`, or how the keyword fallback placed it.
     pub note: Option<String>,
+    /// A literal of this statement is code (a function or procedure body,
+    /// `DO`, a rule, trigger or policy expression): approvers are shown its
+    /// full text whatever `show_literals` says, and a grant covers only that
+    /// exact text (its SHA-256), never the fingerprint.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub code: bool,
 }
 
 /// The analysis of one query string: one entry per top-level statement,

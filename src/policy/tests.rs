@@ -12,6 +12,7 @@ fn stmt(classes: &[Class], tables: &[&str]) -> StatementInfo {
         command: "SELECT".into(),
         forbidden: None,
         note: None,
+        code: false,
     }
 }
 

@@ -576,6 +576,7 @@ impl ClientSide<'_> {
                 command: command.to_owned(),
                 forbidden: None,
                 note: None,
+                code: false,
             }],
         });
         let ev = self.event(

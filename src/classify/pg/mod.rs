@@ -1,0 +1,201 @@
+//! PostgreSQL: SQL read exactly as the server reads it, with the server's
+//! own lexer and grammar (pg_query, i.e. libpg_query).
+//!
+//! 1. [`lex::scan`] tokenizes the string and builds the cache key: the
+//!    redacted text, every literal replaced by a placeholder of its kind.
+//! 2. A cache hit on that key is the answer.
+//! 3. On a miss the *key* is parsed and each statement's tree walked
+//!    ([`walk`]) in key mode. Because the tree is the key's, the answer is a
+//!    function of the key alone — a cached decision never read anything its
+//!    key left out, by construction, not by a list of keywords.
+//! 4. A statement whose decision needs a literal's value (`SET` of a
+//!    setting sqlgate's reading depends on, `set_config`, code bodies)
+//!    makes the walk ask for the original; then the original text is parsed
+//!    and walked, and the result is not cached. So is a string whose key
+//!    does not parse (a grammar action that checks a value) or that uses
+//!    `UESCAPE`.
+//!
+//! Statement boundaries are the grammar's (`RawStmt` locations), so a
+//! `BEGIN ATOMIC … END` body is one statement, as on the server. A string
+//! the grammar rejects is rejected whole by the server too (it parses the
+//! whole string before running any of it): each of its `;`-separated parts
+//! is `unparsed`, with the reason.
+//!
+//! pg_query is PostgreSQL 17's grammar; sqlgate is tested against
+//! PostgreSQL 15. Newer syntax that 15 lacks is rejected by the server;
+//! 15's lexer rejects what 17 added (`0x1F`, `1_000`) as trailing junk.
+
+mod builtins;
+mod lex;
+mod settings;
+mod walk;
+
+use super::cache::Cache;
+use super::scan::Scanner;
+use super::types::{Analysis, Class, ClassSet, Dialect, StatementInfo};
+use super::{rules, ClassifierOptions};
+use lex::{Kind, Lexed, Tok};
+use std::sync::Arc;
+use walk::{Mode, Walk};
+
+/// The cache key of `sql` (empty when the lexer rejects it).
+pub fn key(sql: &str) -> String {
+    lex::scan(sql).map(|l| l.key).unwrap_or_default()
+}
+
+/// Classifies one query string. Never panics, never fails.
+pub fn classify(sql: &str, opts: &ClassifierOptions, cache: &Cache) -> Arc<Analysis> {
+    let lexed = match lex::scan(sql) {
+        Ok(l) => l,
+        Err(why) => {
+            cache.bypass();
+            return Arc::new(rejected(
+                sql,
+                None,
+                &format!("PostgreSQL's lexer rejects it: {why}"),
+            ));
+        }
+    };
+    if lexed.toks.is_empty() {
+        return Arc::new(Analysis { statements: vec![] });
+    }
+    if sql.len() > opts.max_parse_bytes {
+        cache.bypass();
+        let why = format!(
+            "statement of {} bytes is longer than max_parse_bytes",
+            sql.len()
+        );
+        return Arc::new(rejected(sql, Some(&lexed), &why));
+    }
+    if lexed.redactable {
+        if let Some(hit) = cache.get(&lexed.key) {
+            return hit;
+        }
+        if let Some(a) = analyse(sql, &lexed, Mode::Key) {
+            let a = Arc::new(a);
+            cache.insert(lexed.key.clone(), Arc::clone(&a));
+            return a;
+        }
+    } else {
+        cache.bypass();
+    }
+    Arc::new(analyse(sql, &lexed, Mode::Original).unwrap_or_else(|| {
+        let why = match pg_query::parse(sql, 0) {
+            Err(e) => format!(
+                "PostgreSQL's grammar rejects it: {}",
+                lex::loggable(&e.to_string())
+            ),
+            Ok(_) => "the parse tree could not be read".into(),
+        };
+        rejected(sql, Some(&lexed), &why)
+    }))
+}
+
+/// The key-mode or original-mode analysis; `None` when the text does not
+/// parse, or (key mode) when a statement needs its literals.
+fn analyse(sql: &str, lexed: &Lexed, mode: Mode) -> Option<Analysis> {
+    let text = match mode {
+        Mode::Key => lexed.key.as_str(),
+        Mode::Original => sql,
+    };
+    let parsed = pg_query::parse(text, 0).ok()?;
+    let mut statements = Vec::with_capacity(parsed.protobuf.stmts.len());
+    for raw in &parsed.protobuf.stmts {
+        let from = raw.stmt_location.max(0) as u32;
+        let to = match raw.stmt_len {
+            0 => u32::MAX,
+            n => from.saturating_add(n.max(0) as u32),
+        };
+        let toks = match mode {
+            Mode::Key => lex::in_key_range(&lexed.toks, from, to),
+            Mode::Original => lex::in_text_range(&lexed.toks, from, to),
+        };
+        let tree = raw.stmt.as_ref().and_then(|s| serde_json::to_value(s).ok());
+        let mut w = Walk::new(mode);
+        match tree.as_ref().and_then(walk::node_of) {
+            Some((ty, n)) => w.statement(ty, n),
+            None => return None,
+        }
+        if w.needs_original {
+            return None;
+        }
+        statements.push(info(sql, lexed, toks, w));
+    }
+    Some(Analysis { statements })
+}
+
+fn info(sql: &str, lexed: &Lexed, toks: &[Tok], w: Walk) -> StatementInfo {
+    let toks = trim_semicolons(toks);
+    let mut classes = w.classes;
+    let mut note = w.note;
+    if classes.is_empty() {
+        classes.insert(Class::Unparsed);
+        note.get_or_insert_with(|| "no class could be determined".into());
+    }
+    StatementInfo {
+        classes,
+        tables: w.tables.into_iter().collect(),
+        fingerprint: lex::fingerprint(sql, toks),
+        command: command(lexed, toks),
+        forbidden: w.forbidden,
+        note,
+        code: w.code,
+    }
+}
+
+fn trim_semicolons(toks: &[Tok]) -> &[Tok] {
+    let a = toks
+        .iter()
+        .take_while(|t| t.kind == Kind::Semicolon)
+        .count();
+    let b = toks.len()
+        - toks
+            .iter()
+            .rev()
+            .take_while(|t| t.kind == Kind::Semicolon)
+            .count();
+    &toks[a..b.max(a)]
+}
+
+/// The leading command (`SELECT`, `CREATE TABLE`, …), read from the
+/// statement's redacted text, so it never holds a literal.
+fn command(lexed: &Lexed, toks: &[Tok]) -> String {
+    let (Some(first), Some(last)) = (toks.first(), toks.last()) else {
+        return String::new();
+    };
+    let end = toks
+        .get(toks.len().min(8).saturating_sub(1))
+        .unwrap_or(last)
+        .key_start as usize;
+    let end = lexed.key[end..]
+        .find(' ')
+        .map_or(lexed.key.len(), |i| end + i);
+    let text = lexed.key.get(first.key_start as usize..end).unwrap_or("");
+    rules::command(&Scanner::new(Dialect::Postgres, text).collect::<Vec<_>>())
+}
+
+/// A string the server would reject (or sqlgate will not parse): every
+/// `;`-separated part is `unparsed`, with `why`.
+fn rejected(sql: &str, lexed: Option<&Lexed>, why: &str) -> Analysis {
+    let unparsed = |fingerprint: String, command: String| StatementInfo {
+        classes: ClassSet::of(&[Class::Unparsed]),
+        tables: vec![],
+        fingerprint,
+        command,
+        forbidden: None,
+        note: Some(why.to_string()),
+        code: false,
+    };
+    let Some(lexed) = lexed else {
+        return Analysis {
+            statements: vec![unparsed(String::new(), String::new())],
+        };
+    };
+    let statements = lexed
+        .toks
+        .split(|t| t.kind == Kind::Semicolon)
+        .filter(|part| !part.is_empty())
+        .map(|part| unparsed(lex::fingerprint(sql, part), command(lexed, part)))
+        .collect();
+    Analysis { statements }
+}

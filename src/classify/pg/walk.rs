@@ -1,0 +1,813 @@
+//! One statement's parse tree (PostgreSQL's own, from pg_query) → classes,
+//! tables, forbidden reasons.
+//!
+//! The tree is walked generically (as the `serde` form of pg_query's
+//! protobuf types), so that a function call or relation is found wherever
+//! the grammar can put one — subqueries, CTEs, table functions, defaults,
+//! `RETURNING`, `ON CONFLICT`, lateral joins — without a list of places that
+//! someone could forget to update. Statement kinds are an allow-list
+//! ([`Walk::statement`]): a kind nobody reviewed is `unparsed`.
+//!
+//! In [`Mode::Key`] the tree is the redacted text's (see `lex`): literals
+//! are placeholders. Whatever needs a literal's real value (a `SET` of a
+//! setting sqlgate's reading depends on, `set_config`'s arguments, code
+//! bodies) calls [`Walk::need_original`], and the statement is walked again
+//! from its original text in [`Mode::Original`], uncached.
+
+use super::super::types::{Class, ClassSet};
+use super::{builtins, settings};
+use pg_query::protobuf::{
+    AlterTableType, BoolExprType, CmdType, NullTestType, ObjectType, TransactionStmtKind,
+    VariableSetKind,
+};
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+
+use Class::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Key,
+    Original,
+}
+
+/// `DO` runs procedural code sqlgate does not analyse: it may do anything.
+const DO_BLOCK: &[Class] = &[Unparsed, Write, Ddl, Privilege, ServerAccess];
+
+const RESERVED: &str =
+    "prepared statement and portal names beginning with `sqlgate.` are sqlgate's own";
+
+/// Procedural languages whose functions run inside the server's sandbox.
+const TRUSTED_LANGUAGES: &[&str] = &["sql", "plpgsql", "plperl", "pltcl"];
+
+pub struct Walk {
+    mode: Mode,
+    pub classes: ClassSet,
+    pub tables: BTreeSet<String>,
+    pub forbidden: Option<&'static str>,
+    pub note: Option<String>,
+    /// A literal of this statement is code (a function body, DO, rule,
+    /// trigger or policy expression): approvers must see the text itself.
+    pub code: bool,
+    /// Key mode: the statement needs its literals (see the module docs).
+    pub needs_original: bool,
+    /// CTE names visible where the walk is, innermost last.
+    scopes: Vec<Vec<String>>,
+    /// Depth of statements that are not run (EXPLAIN without ANALYZE,
+    /// view and rule bodies): their own classes don't count, the function
+    /// calls and relations in them still do.
+    not_run: usize,
+}
+
+impl Walk {
+    pub fn new(mode: Mode) -> Self {
+        Walk {
+            mode,
+            classes: ClassSet::EMPTY,
+            tables: BTreeSet::new(),
+            forbidden: None,
+            note: None,
+            code: false,
+            needs_original: false,
+            scopes: Vec::new(),
+            not_run: 0,
+        }
+    }
+
+    fn add(&mut self, c: &[Class]) {
+        if self.not_run == 0 {
+            self.classes = self.classes.union(ClassSet::of(c));
+        }
+    }
+
+    fn note(&mut self, n: impl FnOnce() -> String) {
+        if self.note.is_none() {
+            self.note = Some(n());
+        }
+    }
+
+    /// True when literal values may be read; in key mode, asks for them.
+    fn need_original(&mut self) -> bool {
+        match self.mode {
+            Mode::Original => true,
+            Mode::Key => {
+                self.needs_original = true;
+                false
+            }
+        }
+    }
+
+    fn forbid(&mut self, why: Option<&'static str>) {
+        self.forbidden = self.forbidden.or(why);
+    }
+
+    /// A top-level statement: `ty` is its node type, `n` its fields.
+    pub fn statement(&mut self, ty: &str, n: &Value) {
+        self.reserved_names(ty, n);
+        match ty {
+            "SelectStmt" => self.select(n, true),
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => self.dml(ty, n),
+            "ExplainStmt" => self.explain(n),
+            "CopyStmt" => self.copy(n),
+            "VariableSetStmt" => self.set(n),
+            "VariableShowStmt" => self.add(&[Read, Session]),
+            "TransactionStmt" => self.transaction(n),
+            "DeclareCursorStmt" => {
+                self.add(&[Read]);
+                self.nested_statement(&n["query"]);
+            }
+            "PrepareStmt" => {
+                // Conservative: the prepared statement's classes, now.
+                self.add(&[Session]);
+                self.nested_statement(&n["query"]);
+            }
+            "ExecuteStmt" => {
+                self.add(&[Session, Unparsed]);
+                self.note(|| "EXECUTE runs a prepared statement whose text is not in it".into());
+                self.children(n);
+            }
+            "CallStmt" => {
+                self.add(&[Write, Unparsed]);
+                self.note(|| "CALL runs a procedure whose body sqlgate has not analysed".into());
+                self.children(n);
+            }
+            "DoStmt" => {
+                self.add(DO_BLOCK);
+                self.code = true;
+                self.need_original();
+            }
+            "CreateFunctionStmt" => self.create_function(n),
+            "CreateTrigStmt" | "RuleStmt" => {
+                self.add(&[Ddl]);
+                self.code_body(n);
+            }
+            "CreatePolicyStmt" | "AlterPolicyStmt" => {
+                self.add(&[Ddl, Privilege]);
+                self.code_body(n);
+            }
+            "AlterTableStmt" => self.alter_table(n),
+            "DropStmt" => self.drop(n),
+            "TruncateStmt" => {
+                self.add(&[Ddl, Destructive, Write]);
+                for r in list(n, "relations") {
+                    if let Some(("RangeVar", rv)) = node_of(r) {
+                        self.target(rv);
+                    }
+                }
+            }
+            "LockStmt" => {
+                self.add(&[Write]);
+                self.children(n);
+            }
+            "CreateTableAsStmt" => {
+                self.add(&[Ddl, Write, Read]);
+                self.children(n);
+            }
+            "ViewStmt" => {
+                self.add(&[Ddl]);
+                self.not_run += 1;
+                self.children(n);
+                self.not_run -= 1;
+            }
+            "RenameStmt" => {
+                self.add(&[Ddl]);
+                if int(n, "rename_type") == ObjectType::ObjectRole as i64 {
+                    self.add(&[Privilege]);
+                }
+                self.children(n);
+            }
+            "GrantStmt" | "GrantRoleStmt" | "CreateRoleStmt" | "AlterRoleStmt"
+            | "AlterRoleSetStmt" | "ReassignOwnedStmt" => {
+                self.add(&[Privilege]);
+                self.children(n);
+            }
+            "DropRoleStmt" | "DropOwnedStmt" => self.add(&[Privilege, Destructive]),
+            "AlterDefaultPrivilegesStmt"
+            | "SecLabelStmt"
+            | "AlterOwnerStmt"
+            | "CreateEventTrigStmt"
+            | "AlterEventTrigStmt"
+            | "AlterFunctionStmt"
+            | "AlterDatabaseSetStmt"
+            | "CreateUserMappingStmt"
+            | "AlterUserMappingStmt"
+            | "DropUserMappingStmt" => {
+                self.add(&[Privilege, Ddl]);
+                self.children(n);
+            }
+            "CreateExtensionStmt"
+            | "AlterExtensionStmt"
+            | "AlterExtensionContentsStmt"
+            | "CreatePlangStmt"
+            | "LoadStmt"
+            | "AlterSystemStmt"
+            | "CheckPointStmt"
+            | "CreateFdwStmt"
+            | "AlterFdwStmt"
+            | "CreateForeignServerStmt"
+            | "AlterForeignServerStmt"
+            | "ImportForeignSchemaStmt"
+            | "CreateForeignTableStmt"
+            | "CreateSubscriptionStmt"
+            | "AlterSubscriptionStmt"
+            | "DropSubscriptionStmt"
+            | "CreateTableSpaceStmt" => {
+                self.add(&[Ddl, ServerAccess]);
+                self.children(n);
+            }
+            "CreatePublicationStmt" | "AlterPublicationStmt" => {
+                self.add(&[Ddl, Export]);
+                self.children(n);
+            }
+            "DropdbStmt" | "DropTableSpaceStmt" => self.add(&[Ddl, Destructive]),
+            "RefreshMatViewStmt" => {
+                self.add(&[Ddl, Write]);
+                self.children(n);
+            }
+            "CreateStmt"
+            | "IndexStmt"
+            | "CreateSeqStmt"
+            | "AlterSeqStmt"
+            | "CreateSchemaStmt"
+            | "DefineStmt"
+            | "CompositeTypeStmt"
+            | "CreateEnumStmt"
+            | "CreateRangeStmt"
+            | "AlterEnumStmt"
+            | "AlterTypeStmt"
+            | "CreateDomainStmt"
+            | "AlterDomainStmt"
+            | "CreateCastStmt"
+            | "CreateOpClassStmt"
+            | "CreateOpFamilyStmt"
+            | "AlterOpFamilyStmt"
+            | "CreateConversionStmt"
+            | "CreateTransformStmt"
+            | "CreateAmStmt"
+            | "CreateStatsStmt"
+            | "AlterStatsStmt"
+            | "AlterObjectSchemaStmt"
+            | "AlterObjectDependsStmt"
+            | "AlterTsdictionaryStmt"
+            | "AlterTsconfigurationStmt"
+            | "AlterCollationStmt"
+            | "AlterOperatorStmt"
+            | "CreatedbStmt"
+            | "AlterDatabaseStmt"
+            | "AlterDatabaseRefreshCollStmt"
+            | "CommentStmt"
+            | "VacuumStmt"
+            | "ReindexStmt"
+            | "ClusterStmt"
+            | "AlterTableSpaceOptionsStmt"
+            | "AlterTableMoveAllStmt"
+            | "ReplicaIdentityStmt" => {
+                self.add(&[Ddl]);
+                self.children(n);
+            }
+            "DiscardStmt" | "ListenStmt" | "UnlistenStmt" | "NotifyStmt" | "DeallocateStmt"
+            | "ClosePortalStmt" => self.add(&[Session]),
+            "FetchStmt" => self.add(&[Read]),
+            "ConstraintsSetStmt" => self.add(&[Transaction]),
+            other => {
+                self.add(&[Unparsed]);
+                self.note(|| format!("statement kind {other} is not reviewed by sqlgate"));
+            }
+        }
+    }
+
+    /// Prepared statements and portals named `sqlgate.…` are sqlgate's own
+    /// upstream names for what the agent prepared and bound (held statements
+    /// among them, bound but not yet approved). SQL reaching them by name —
+    /// `FETCH ALL FROM "sqlgate.p…"` runs a held portal, `DEALLOCATE` +
+    /// `PREPARE` swap the statement behind one — is forbidden.
+    fn reserved_names(&mut self, ty: &str, n: &Value) {
+        let field = match ty {
+            "FetchStmt" | "ClosePortalStmt" | "DeclareCursorStmt" => "portalname",
+            "PrepareStmt" | "ExecuteStmt" | "DeallocateStmt" => "name",
+            _ => return,
+        };
+        if str_of(n, field).starts_with("sqlgate.") {
+            self.forbid(Some(RESERVED));
+        }
+    }
+
+    /// A statement inside another (EXPLAIN, PREPARE, DECLARE): classified
+    /// as if it stood alone.
+    fn nested_statement(&mut self, v: &Value) {
+        match node_of(v) {
+            Some((ty, n)) => self.statement(ty, n),
+            None => self.value(v),
+        }
+    }
+
+    fn value(&mut self, v: &Value) {
+        match v {
+            Value::Object(m) => {
+                if let Some((ty, n)) = node_of(v) {
+                    self.node(ty, n);
+                } else if is_range_var(m) {
+                    self.range_var(v);
+                } else {
+                    for x in m.values() {
+                        self.value(x);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| self.value(x)),
+            _ => {}
+        }
+    }
+
+    fn children(&mut self, n: &Value) {
+        self.children_except(n, "")
+    }
+
+    fn children_except(&mut self, n: &Value, skip: &str) {
+        if let Value::Object(m) = n {
+            for (k, x) in m {
+                if k != skip {
+                    self.value(x);
+                }
+            }
+        }
+    }
+
+    fn node(&mut self, ty: &str, n: &Value) {
+        match ty {
+            "SelectStmt" => self.select(n, false),
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => self.dml(ty, n),
+            "FuncCall" => self.func_call(n),
+            "RangeVar" => self.range_var(n),
+            "AExpr" => {
+                // `OPERATOR(schema.op)`: an operator outside pg_catalog runs
+                // a function sqlgate has not seen.
+                let parts = strings(list(n, "name"));
+                if parts.len() > 1 && parts[0] != "pg_catalog" {
+                    self.add_fn(ClassSet::of(&[Unparsed]));
+                    self.note(|| {
+                        "an operator outside pg_catalog is not a reviewed built-in".into()
+                    });
+                }
+                self.children(n);
+            }
+            _ => self.children(n),
+        }
+    }
+
+    /// Function classes count even where the statement does not run:
+    /// planning evaluates immutable functions, and a user's function may
+    /// claim to be immutable.
+    fn add_fn(&mut self, c: ClassSet) {
+        self.classes = self.classes.union(c);
+    }
+
+    fn select(&mut self, n: &Value, read: bool) {
+        if read {
+            self.add(&[Read]);
+        }
+        if !n["into_clause"].is_null() {
+            // SELECT … INTO makes a table.
+            self.add(&[Read, Ddl, Write]);
+        }
+        self.with_scope(n, |w| w.children_except(n, "with_clause"));
+    }
+
+    fn dml(&mut self, ty: &str, n: &Value) {
+        self.with_scope(n, |w| {
+            if let Some(rv) = n.get("relation").filter(|r| !r.is_null()) {
+                let rv = node_of(rv).map_or(rv, |(_, x)| x);
+                w.target(rv);
+            }
+            w.add(&[Write]);
+            match ty {
+                "UpdateStmt" | "DeleteStmt" if w.always_true(&n["where_clause"]) => {
+                    w.add(&[Destructive])
+                }
+                "UpdateStmt" if is_pg_settings(&n["relation"]) => {
+                    w.forbid(Some(settings::PG_SETTINGS))
+                }
+                "MergeStmt" => {
+                    let deletes = list(n, "merge_when_clauses").iter().any(|c| {
+                        node_of(c).is_some_and(|(_, c)| {
+                            int(c, "command_type") == CmdType::CmdDelete as i64
+                        })
+                    });
+                    if deletes {
+                        w.add(&[Destructive]);
+                    }
+                }
+                _ => {}
+            }
+            w.children_except(n, "with_clause");
+        });
+    }
+
+    /// The relation a statement writes: a table whatever CTEs are in scope
+    /// (PostgreSQL never resolves a DML target to a CTE), and a privilege
+    /// change when it is a system catalog.
+    fn target(&mut self, rv: &Value) {
+        let (schema, name) = (str_of(rv, "schemaname"), str_of(rv, "relname"));
+        self.tables.insert(table_name(rv));
+        if builtins::is_system_catalog(schema, name) {
+            self.add(&[Privilege, Ddl]);
+            self.note(|| "writes a system catalog".into());
+        }
+    }
+
+    fn range_var(&mut self, rv: &Value) {
+        let (schema, name) = (str_of(rv, "schemaname"), str_of(rv, "relname"));
+        if schema.is_empty() && self.scopes.iter().any(|s| s.iter().any(|c| c == name)) {
+            return;
+        }
+        self.tables.insert(table_name(rv));
+        let c = builtins::relation(schema, name);
+        if !c.is_empty() {
+            self.add_fn(c);
+        }
+        self.children(rv);
+    }
+
+    /// CTE scoping: a name is visible in its own WITH's main query, in the
+    /// CTEs after it (all of them if RECURSIVE), and in anything nested
+    /// there; in `WITH s AS (SELECT * FROM s)` the inner `s` is the table.
+    fn with_scope(&mut self, n: &Value, body: impl FnOnce(&mut Self)) {
+        let wc = &n["with_clause"];
+        if wc.is_null() {
+            return body(self);
+        }
+        let recursive = wc["recursive"].as_bool().unwrap_or(false);
+        let ctes = list(wc, "ctes");
+        let names: Vec<String> = ctes
+            .iter()
+            .filter_map(|c| node_of(c).map(|(_, c)| str_of(c, "ctename").to_string()))
+            .collect();
+        for (i, c) in ctes.iter().enumerate() {
+            let visible = if recursive {
+                names.clone()
+            } else {
+                names[..i].to_vec()
+            };
+            self.scopes.push(visible);
+            if let Some((_, c)) = node_of(c) {
+                match node_of(&c["ctequery"]) {
+                    Some(("SelectStmt", q)) => self.select(q, true),
+                    _ => self.value(&c["ctequery"]),
+                }
+            }
+            self.scopes.pop();
+        }
+        self.scopes.push(names);
+        body(self);
+        self.scopes.pop();
+    }
+
+    fn func_call(&mut self, n: &Value) {
+        let parts = strings(list(n, "funcname"));
+        let name = parts.last().copied().unwrap_or("");
+        let schema = if parts.len() >= 2 {
+            parts[parts.len() - 2]
+        } else {
+            ""
+        };
+        let (c, unknown) = builtins::call(schema, name);
+        self.add_fn(c);
+        if unknown {
+            self.note(|| {
+                format!(
+                    "function `{}` is not a reviewed built-in; its body is not analysed",
+                    parts.join(".")
+                )
+            });
+        }
+        if name == "set_config" && (schema.is_empty() || schema == "pg_catalog") {
+            self.set_config(list(n, "args"));
+        }
+        self.children(n);
+    }
+
+    fn set_config(&mut self, args: &[Value]) {
+        if !self.need_original() {
+            return;
+        }
+        let Some(name) = args.first().and_then(constant) else {
+            self.add_fn(ClassSet::of(&[Privilege]));
+            return self.forbid(Some(settings::COMPUTED));
+        };
+        self.add_fn(settings::change(&name));
+        if settings::value_matters(&name) {
+            let v = args.get(1).and_then(constant);
+            self.forbid(settings::forbidden(&name, v.as_deref()));
+        }
+    }
+
+    fn set(&mut self, n: &Value) {
+        let kind = int(n, "kind");
+        let name = str_of(n, "name");
+        if kind == VariableSetKind::VarSetMulti as i64 {
+            // SET TRANSACTION …, SET SESSION CHARACTERISTICS AS TRANSACTION …
+            return self.add(&[Transaction]);
+        }
+        if kind == VariableSetKind::VarReset as i64 || kind == VariableSetKind::VarResetAll as i64 {
+            // Back to the login's own baseline (RESET ROLE included).
+            return self.add(&[Session]);
+        }
+        let c = settings::change(name);
+        self.classes = self.classes.union(c);
+        if !settings::value_matters(name) {
+            return;
+        }
+        if kind == VariableSetKind::VarSetDefault as i64 {
+            self.forbid(settings::forbidden(name, Some("default")));
+        } else if kind == VariableSetKind::VarSetValue as i64 && self.need_original() {
+            let args = list(n, "args");
+            let v = if args.len() == 1 {
+                constant(&args[0])
+            } else {
+                None
+            };
+            self.forbid(settings::forbidden(name, v.as_deref()));
+        }
+    }
+
+    fn transaction(&mut self, n: &Value) {
+        self.add(&[Transaction]);
+        let k = int(n, "kind");
+        let two_phase = [
+            TransactionStmtKind::TransStmtPrepare,
+            TransactionStmtKind::TransStmtCommitPrepared,
+            TransactionStmtKind::TransStmtRollbackPrepared,
+        ];
+        if two_phase.iter().any(|t| *t as i64 == k) {
+            // Outlives the session and settles any session's work: see `classify`.
+            self.add(&[Destructive]);
+        }
+    }
+
+    fn explain(&mut self, n: &Value) {
+        // Whether it runs its statement is an option in the tree: `ANALYZE`
+        // and `ANALYSE` both arrive as `analyze`, with or without a value
+        // (any value counts: the conservative reading).
+        let analyze = list(n, "options").iter().any(|o| {
+            node_of(o).is_some_and(|(_, d)| str_of(d, "defname").eq_ignore_ascii_case("analyze"))
+        });
+        if analyze {
+            self.nested_statement(&n["query"]);
+        } else {
+            self.add(&[Read]);
+            self.not_run += 1;
+            self.nested_statement(&n["query"]);
+            self.not_run -= 1;
+        }
+    }
+
+    fn copy(&mut self, n: &Value) {
+        let from = n["is_from"].as_bool().unwrap_or(false);
+        self.add(&[if from { Write } else { Export }]);
+        if n["is_program"].as_bool().unwrap_or(false) || !str_of(n, "filename").is_empty() {
+            self.add(&[ServerAccess]);
+        }
+        if let Some(rv) = n.get("relation").filter(|r| !r.is_null()) {
+            if from {
+                self.target(rv);
+            } else {
+                self.range_var(rv);
+            }
+        }
+        self.children_except(n, "relation");
+    }
+
+    fn create_function(&mut self, n: &Value) {
+        self.add(&[Ddl]);
+        self.code = true;
+        if !self.need_original() {
+            return;
+        }
+        let mut language = String::from("sql");
+        for o in list(n, "options") {
+            if let Some((_, d)) = node_of(o) {
+                if str_of(d, "defname") == "language" {
+                    if let Some(("String", s)) = node_of(&d["arg"]) {
+                        language = str_of(s, "sval").to_ascii_lowercase();
+                    }
+                }
+            }
+        }
+        if !TRUSTED_LANGUAGES.contains(&language.as_str()) {
+            self.add(&[ServerAccess]);
+            self.note(|| format!("language `{language}` runs outside the server's sandbox"));
+        }
+    }
+
+    /// Triggers, rules and policies: their expressions are code whose
+    /// literals matter to the approver. The rule's actions don't run now.
+    fn code_body(&mut self, n: &Value) {
+        self.code = true;
+        self.need_original();
+        self.not_run += 1;
+        self.children(n);
+        self.not_run -= 1;
+    }
+
+    fn alter_table(&mut self, n: &Value) {
+        self.add(&[Ddl]);
+        use AlterTableType as A;
+        let privilege = [
+            A::AtChangeOwner,
+            A::AtDisableTrig,
+            A::AtDisableTrigAll,
+            A::AtDisableTrigUser,
+            A::AtEnableReplicaTrig,
+            A::AtEnableAlwaysTrig,
+            A::AtDisableRule,
+            A::AtEnableReplicaRule,
+            A::AtEnableAlwaysRule,
+            A::AtDisableRowSecurity,
+            A::AtNoForceRowSecurity,
+        ];
+        for c in list(n, "cmds") {
+            let Some((_, c)) = node_of(c) else { continue };
+            let sub = int(c, "subtype");
+            if sub == A::AtDropColumn as i64 {
+                self.add(&[Destructive]);
+            }
+            if privilege.iter().any(|p| *p as i64 == sub) {
+                self.add(&[Privilege]);
+            }
+        }
+        self.children(n);
+    }
+
+    fn drop(&mut self, n: &Value) {
+        self.add(&[Ddl, Destructive]);
+        let t = int(n, "remove_type");
+        let tables = [
+            ObjectType::ObjectTable,
+            ObjectType::ObjectView,
+            ObjectType::ObjectMatview,
+            ObjectType::ObjectForeignTable,
+        ];
+        if !tables.iter().any(|x| *x as i64 == t) {
+            return;
+        }
+        for o in list(n, "objects") {
+            if let Some(("List", l)) = node_of(o) {
+                let parts = strings(list(l, "items"));
+                self.tables.insert(parts.join("."));
+            }
+        }
+    }
+
+    /// A WHERE that holds for every row, as far as the tree can tell
+    /// without reading literals: none at all, one that names no column
+    /// outside subqueries (`1=1`, `true`, `'a'='b'`), a comparison of an
+    /// expression with itself, `x IS NULL OR x IS NOT NULL`, an OR with any
+    /// such arm or an AND of only such arms. (The row-count guard is what
+    /// catches the rest.)
+    fn always_true(&self, w: &Value) -> bool {
+        let Some((ty, n)) = node_of(w) else {
+            return true;
+        };
+        if !mentions_column(w) {
+            return true;
+        }
+        match ty {
+            "BoolExpr" => {
+                let args = list(n, "args");
+                let op = int(n, "boolop");
+                if op == BoolExprType::AndExpr as i64 {
+                    args.iter().all(|a| self.always_true(a))
+                } else if op == BoolExprType::OrExpr as i64 {
+                    args.iter().any(|a| self.always_true(a)) || null_test_pair(args)
+                } else {
+                    false
+                }
+            }
+            "AExpr" => {
+                let op = strings(list(n, "name"));
+                matches!(op.as_slice(), ["="] | [">="] | ["<="])
+                    && same_expr(&n["lexpr"], &n["rexpr"])
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `{"node": {"Type": {...}}}` → `("Type", {...})`.
+pub fn node_of(v: &Value) -> Option<(&str, &Value)> {
+    let inner = v.as_object()?.get("node")?.as_object()?;
+    let (ty, n) = inner.iter().next()?;
+    Some((ty.as_str(), n))
+}
+
+fn is_range_var(m: &Map<String, Value>) -> bool {
+    m.contains_key("relname") && m.contains_key("relpersistence")
+}
+
+fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn int(v: &Value, k: &str) -> i64 {
+    v.get(k).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn list<'a>(v: &'a Value, k: &str) -> &'a [Value] {
+    v.get(k)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// The `sval`s of a list of `String` nodes (qualified names, operators).
+fn strings(l: &[Value]) -> Vec<&str> {
+    l.iter()
+        .filter_map(|x| match node_of(x) {
+            Some(("String", s)) => Some(str_of(s, "sval")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `catalog.schema.table` as far as given; names are already folded by
+/// the parser (unquoted lower-cased, quoted verbatim, `U&` decoded).
+fn table_name(rv: &Value) -> String {
+    [
+        str_of(rv, "catalogname"),
+        str_of(rv, "schemaname"),
+        str_of(rv, "relname"),
+    ]
+    .iter()
+    .filter(|p| !p.is_empty())
+    .copied()
+    .collect::<Vec<_>>()
+    .join(".")
+}
+
+fn is_pg_settings(rv: &Value) -> bool {
+    let rv = node_of(rv).map_or(rv, |(_, x)| x);
+    str_of(rv, "relname") == "pg_settings" && matches!(str_of(rv, "schemaname"), "" | "pg_catalog")
+}
+
+/// A constant's value as text (through casts: `'off'::text`), or `None`.
+fn constant(v: &Value) -> Option<String> {
+    match node_of(v)? {
+        ("AConst", c) => {
+            let val = c.get("val")?.as_object()?;
+            let (_, inner) = val.iter().next()?;
+            let x = inner.as_object()?.values().next()?;
+            match x {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(if *b { "on" } else { "off" }.into()),
+                _ => None,
+            }
+        }
+        ("TypeCast", t) => constant(&t["arg"]),
+        _ => None,
+    }
+}
+
+/// Whether an expression names a column outside subqueries.
+fn mentions_column(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => match node_of(v) {
+            Some(("ColumnRef", _)) => true,
+            Some(("SubLink", s)) => mentions_column(&s["testexpr"]),
+            _ => m.values().any(mentions_column),
+        },
+        Value::Array(a) => a.iter().any(mentions_column),
+        _ => false,
+    }
+}
+
+/// Structural equality, ignoring source locations.
+fn same_expr(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| k == "location" || y.get(k).is_some_and(|w| same_expr(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_expr(v, w))
+        }
+        _ => a == b,
+    }
+}
+
+/// `x IS NULL OR x IS NOT NULL` (for the same `x`) among OR's arms.
+fn null_test_pair(args: &[Value]) -> bool {
+    let tests: Vec<(&Value, i64)> = args
+        .iter()
+        .filter_map(|a| match node_of(a) {
+            Some(("NullTest", t)) => Some((&t["arg"], int(t, "nulltesttype"))),
+            _ => None,
+        })
+        .collect();
+    tests.iter().any(|(x, k)| {
+        *k == NullTestType::IsNull as i64
+            && tests
+                .iter()
+                .any(|(y, j)| *j == NullTestType::IsNotNull as i64 && same_expr(x, y))
+    })
+}

@@ -1,0 +1,297 @@
+//! The adversarial review's findings (shared/notes/adversarial-review-2026-12.md)
+//! and variants of each class, at the classifier: what PostgreSQL will run
+//! must be what sqlgate says. `tests/pg_bypasses.rs` runs the same attacks
+//! through the proxy and checks their effect on the server.
+
+use sqlgate::classify::{Analysis, Class, ClassSet, Classifier, ClassifierOptions, Dialect};
+use std::sync::Arc;
+
+use Class::*;
+
+fn pg() -> Classifier {
+    Classifier::new(Dialect::Postgres, ClassifierOptions::default())
+}
+
+fn classes(a: &Arc<Analysis>) -> ClassSet {
+    a.statements
+        .iter()
+        .fold(ClassSet::EMPTY, |c, s| c.union(s.classes))
+}
+
+fn has(sql: &str, want: &[Class]) {
+    let a = pg().classify(sql);
+    let got = classes(&a);
+    for c in want {
+        assert!(got.contains(*c), "{sql}: want {c} in {got:?} ({a:?})");
+    }
+}
+
+fn forbidden(sql: &str) {
+    let a = pg().classify(sql);
+    assert!(
+        a.statements.iter().any(|s| s.forbidden.is_some()),
+        "{sql}: {a:?}"
+    );
+}
+
+#[test]
+fn string_continuation_is_read_as_the_server_reads_it() {
+    let sql =
+        "SELECT E'a'\n'\\''; COPY (SELECT 1) TO PROGRAM $$id > /tmp/x$$; DROP TABLE audit_me; --'";
+    let a = pg().classify(sql);
+    assert_eq!(a.statements.len(), 3, "{a:?}");
+    has(sql, &[ServerAccess, Ddl, Destructive]);
+    // And the other way round: standard strings hide nothing.
+    assert_eq!(pg().classify("SELECT 'a\\'").statements.len(), 1);
+    assert_eq!(
+        pg().classify("SELECT E'a\\'; DROP TABLE t; --'")
+            .statements
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn unicode_escaped_identifiers_are_decoded() {
+    for sql in [
+        "SELECT U&\"pg_read_file\"('/etc/passwd')",
+        "SELECT U&\"pg\\005fread\\005ffile\"('/etc/passwd')",
+        "SELECT U&\"pg!005fread!005ffile\" UESCAPE '!' ('/etc/passwd')",
+        "SELECT U&\"lo_import\"('/etc/passwd')",
+        "SELECT U&\"lo_export\"(1, '/tmp/x')",
+        "SELECT pg_catalog.\"PG_READ_FILE\"('x') FROM (SELECT 1) s, LATERAL pg_read_file('y')",
+    ] {
+        has(sql, &[ServerAccess]);
+    }
+    let a = pg().classify("SELECT * FROM U&\"s\\0065crets\"");
+    assert_eq!(a.statements[0].tables, ["secrets"]);
+    forbidden("SELECT U&\"set_config\"('standard_conforming_strings', 'off', false)");
+}
+
+#[test]
+fn the_cache_never_serves_a_decision_that_read_a_literal() {
+    let c = pg();
+    for warm in [
+        "SELECT \"set_config\"('application_name', 'warm', false)",
+        "SELECT set_config('application_name', 'warm', false)",
+    ] {
+        c.classify(warm);
+        let role = warm.replace(
+            "'application_name', 'warm'",
+            "'role', 'pg_read_server_files'",
+        );
+        assert!(classes(&c.classify(&role)).contains(Privilege), "{role}");
+        let scs = warm.replace(
+            "'application_name', 'warm'",
+            "'standard_conforming_strings', 'off'",
+        );
+        assert!(c.classify(&scs).statements[0].forbidden.is_some(), "{scs}");
+    }
+    c.classify("CREATE FUNCTION f(int) RETURNS int LANGUAGE 'sql' AS 'SELECT 1'");
+    let cf = c.classify("CREATE FUNCTION f(cstring) RETURNS int LANGUAGE 'c' AS '/some/lib.so'");
+    assert!(classes(&cf).contains(ServerAccess), "{cf:?}");
+    assert!(cf.statements[0].code);
+    c.classify("SET application_name = 'x'");
+    assert!(c
+        .classify("SET standard_conforming_strings = 'off'")
+        .statements[0]
+        .forbidden
+        .is_some());
+}
+
+#[test]
+fn explain_runs_its_statement_by_the_tree_not_the_spelling() {
+    for sql in [
+        "EXPLAIN (ANALYSE) DELETE FROM users",
+        "EXPLAIN (ANALYZE) DELETE FROM users",
+        "EXPLAIN ANALYSE DELETE FROM users",
+        "EXPLAIN (ANALYZE true, COSTS off) DELETE FROM users",
+        "EXPLAIN (FORMAT JSON, ANALYSE 1) DELETE FROM users",
+    ] {
+        has(sql, &[Write, Destructive]);
+    }
+    has(
+        "EXPLAIN (ANALYSE) CREATE TABLE stolen AS SELECT * FROM users",
+        &[Ddl, Write],
+    );
+    // Not run: read, but the functions it names still count.
+    let a = pg().classify("EXPLAIN DELETE FROM users");
+    assert_eq!(classes(&a), ClassSet::of(&[Read]));
+    has("EXPLAIN SELECT pg_read_file('x')", &[ServerAccess]);
+}
+
+#[test]
+fn setting_names_are_matched_as_postgres_matches_them() {
+    for sql in [
+        "SET \"ROLE\" = pg_read_server_files",
+        "SET \"Session_Authorization\" = postgres",
+        "SET role TO postgres",
+        "SET SESSION AUTHORIZATION postgres",
+        "SET LOCAL \"role\" = 'x'",
+        "SET session_replication_role = replica",
+        "SET log_statement = 'none'",
+        "SET zero_damaged_pages = on",
+        "SET lo_compat_privileges = on",
+        "SET app.tenant_id = '42'",
+        "SELECT set_config('session_replication_role', 'replica', false)",
+        "SELECT set_config('ROLE', 'postgres', false)",
+    ] {
+        has(sql, &[Privilege]);
+    }
+    for sql in [
+        "SET search_path = public",
+        "SET statement_timeout = '5s'",
+        "SET TIME ZONE 'UTC'",
+    ] {
+        assert_eq!(
+            classes(&pg().classify(sql)),
+            ClassSet::of(&[Session]),
+            "{sql}"
+        );
+    }
+}
+
+#[test]
+fn writes_to_system_catalogs_are_privilege_changes() {
+    for sql in [
+        "UPDATE pg_authid SET rolsuper = true WHERE rolname = 'intern'",
+        "UPDATE pg_catalog.pg_class SET relname = 'not_secret' WHERE relname = 'sec' || 'rets'",
+        "INSERT INTO pg_catalog.pg_auth_members VALUES (1, 2, 3, false)",
+        "DELETE FROM information_schema.sql_features",
+        "WITH x AS (UPDATE pg_proc SET prosecdef = true RETURNING 1) SELECT * FROM x",
+        "COPY pg_authid FROM STDIN",
+    ] {
+        has(sql, &[Privilege, Ddl]);
+    }
+}
+
+#[test]
+fn functions_are_an_allow_list() {
+    for sql in [
+        "SELECT ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, quote_literal(v)::tsquery FROM secrets')",
+        "SELECT table_to_xml('secrets', true, false, '')",
+        "SELECT schema_to_xml('public', true, false, '')",
+        "SELECT database_to_xml(true, false, '')",
+        "SELECT query_to_xml('select * from secrets', true, false, '')",
+        "SELECT cursor_to_xml('c', 10, true, false, '')",
+        "SELECT my_own_function()",
+        "SELECT public.lower('x')",
+        "SELECT 1 OPERATOR(public.+) 2",
+        "SELECT * FROM pg_stats WHERE tablename = 'secrets'",
+    ] {
+        has(sql, &[Unparsed]);
+    }
+    has("SELECT pg_import_system_collations('public')", &[Ddl]);
+    for sql in [
+        "SELECT pg_create_physical_replication_slot('s', true)",
+        "SELECT * FROM pg_hba_file_rules",
+        "SELECT * FROM pg_catalog.pg_file_settings",
+        "SELECT pg_log_backend_memory_contexts(pg_backend_pid())",
+        "SELECT pg_stat_reset()",
+        "SELECT * FROM pg_ls_replslotdir('s')",
+        "SELECT * FROM pg_ls_logicalsnapdir()",
+        "SELECT rolpassword FROM pg_authid",
+        // Volatile and not reviewed: never read.
+        "SELECT pg_switch_wal()",
+        "SELECT pg_drop_replication_slot('s')",
+    ] {
+        has(sql, &[ServerAccess]);
+    }
+    for sql in [
+        "SELECT lower(name), now(), random(), count(*) FROM t GROUP BY 1",
+        "SELECT pg_catalog.upper('x'), gen_random_uuid(), clock_timestamp()",
+    ] {
+        assert_eq!(classes(&pg().classify(sql)), ClassSet::of(&[Read]), "{sql}");
+    }
+    has("SELECT nextval('s'), setval('s', 1)", &[Write]);
+}
+
+#[test]
+fn code_literals_are_flagged_for_approvers() {
+    for sql in [
+        "CREATE OR REPLACE FUNCTION rt_helper() RETURNS text LANGUAGE plpgsql AS $$BEGIN RETURN 'hello'; END$$",
+        "DO $$ BEGIN PERFORM 1; END $$",
+        "CREATE RULE r AS ON INSERT TO t DO INSTEAD DELETE FROM u WHERE a = 'x'",
+        "CREATE POLICY p ON t USING (tenant = 'a')",
+        "CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()",
+        "CREATE PROCEDURE p() LANGUAGE sql AS 'DELETE FROM t'",
+    ] {
+        let a = pg().classify(sql);
+        assert!(a.statements[0].code, "{sql}: {a:?}");
+    }
+    assert!(!pg().classify("SELECT 'x'").statements[0].code);
+}
+
+#[test]
+fn always_true_wheres_are_destructive() {
+    for sql in [
+        "DELETE FROM audit_me WHERE id IS NULL OR id IS NOT NULL",
+        "DELETE FROM t WHERE 1 = 1",
+        "DELETE FROM t WHERE a = a",
+        "UPDATE t SET b = 1 WHERE lower(a) >= lower(a)",
+        "DELETE FROM t WHERE NOT false",
+        "DELETE FROM t WHERE id = 5 OR 2 > 1",
+    ] {
+        has(sql, &[Destructive]);
+    }
+    assert!(!classes(&pg().classify("DELETE FROM t WHERE id = 5")).contains(Destructive));
+}
+
+#[test]
+fn sqlgates_own_upstream_names_are_unreachable_from_sql() {
+    for sql in [
+        "FETCH ALL FROM \"sqlgate.p.1.abcdef\"",
+        "MOVE FORWARD 1 IN \"sqlgate.p.1.abcdef\"",
+        "CLOSE \"sqlgate.p.1.abcdef\"",
+        "DEALLOCATE \"sqlgate.s.2.abcdef\"",
+        "PREPARE \"sqlgate.s.3.abcdef\" AS SELECT 1",
+        "EXECUTE \"sqlgate.s.3.abcdef\"",
+        "DECLARE \"sqlgate.p.9.x\" CURSOR FOR SELECT 1",
+    ] {
+        forbidden(sql);
+    }
+    assert!(pg().classify("FETCH ALL FROM c").statements[0]
+        .forbidden
+        .is_none());
+}
+
+#[test]
+fn reset_returns_to_the_login_baseline() {
+    for sql in [
+        "RESET ROLE",
+        "RESET \"ROLE\"",
+        "DISCARD ALL",
+        "RESET ALL",
+        "RESET SESSION AUTHORIZATION",
+    ] {
+        assert_eq!(
+            classes(&pg().classify(sql)),
+            ClassSet::of(&[Session]),
+            "{sql}"
+        );
+    }
+    let long = format!("RESET /*{}*/ ROLE", "x".repeat(70_000));
+    assert!(!classes(&pg().classify(&long)).contains(Read));
+}
+
+#[test]
+fn the_cache_is_bounded_by_bytes() {
+    let c = pg();
+    for i in 0..20 {
+        let junk = format!("BEGIN {} {i}", "x ".repeat(128 << 10));
+        c.classify(&junk);
+    }
+    for i in 0..2000 {
+        c.classify(&format!("SELECT {} FROM t{i}", "a, ".repeat(500)));
+    }
+    let (_, bytes) = c.cache_size();
+    assert!(bytes <= ClassifierOptions::default().cache_bytes, "{bytes}");
+}
+
+#[test]
+fn statement_boundaries_are_the_grammars() {
+    let a = pg().classify(
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END; SELECT 3",
+    );
+    assert_eq!(a.statements.len(), 2, "{a:?}");
+}
