@@ -28,7 +28,7 @@ mod sqlgate;
 mod tls;
 pub mod wire;
 
-pub use pg::{pg_bin, PgOptions, PgServer};
+pub use pg::{pg_bin, PgOptions, PgServer, SERVICE_PASSWORD, SERVICE_USER, SUPERUSER};
 pub use process::{free_port, TestDir};
 pub use sqlgate::{Sqlgate, SqlgateConfig};
 pub use tls::gen_tls_cert;

@@ -1,0 +1,309 @@
+//! The adversarial review's attacks (shared/notes/adversarial-review-2026-12.md)
+//! through the real proxy, with the shipped rules plus a rule denying
+//! `*.secrets`, against a real PostgreSQL whose upstream login is a
+//! **superuser** (as many service accounts are): every attack here would
+//! work on the server if it got through. Each test is judged by its effect
+//! on the server — the table still there, the file not written, the role
+//! and setting unchanged — checked directly, not through sqlgate.
+
+mod support;
+
+use support::wire::{self, Wire};
+use support::{PgServer, Sqlgate, SqlgateConfig, TestDir};
+use support::{SERVICE_PASSWORD, SERVICE_USER, SUPERUSER};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+const AGENT: &str = "bot";
+const AGENT_PW: &str = "bot-secret";
+
+struct Env {
+    pg: &'static PgServer,
+    db: String,
+    cfg: SqlgateConfig,
+    _gate: Sqlgate,
+    _rules: TestDir,
+}
+
+impl Env {
+    fn new(prefix: &str) -> Env {
+        let pg = PgServer::shared();
+        let db = pg.unique_database(prefix);
+        pg.psql(
+            &db,
+            "CREATE TABLE audit_me(id int PRIMARY KEY, v text);
+             INSERT INTO audit_me SELECT g, 'row' FROM generate_series(1, 5) g;
+             CREATE TABLE secrets(v text); INSERT INTO secrets VALUES ('TOPSECRET');
+             DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'intern')
+                THEN CREATE ROLE intern; END IF; END $$;",
+        );
+        let rules = TestDir::new("bypass-rules");
+        std::fs::write(
+            rules.join("secrets.toml"),
+            "[[rule]]\nid = \"no-secrets\"\naction = \"deny\"\nclasses = [\"read\", \"write\", \"export\"]\ntables = [\"*.secrets\", \"secrets\"]\n",
+        )
+        .unwrap();
+        let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &["agents"]);
+        cfg.rules.push(rules.path().to_path_buf());
+        // Upstream as the superuser: sqlgate is the only thing in the way.
+        cfg.upstream_url = pg.url(&db).replace(
+            &format!("{SERVICE_USER}:{SERVICE_PASSWORD}@"),
+            &format!("{SUPERUSER}:{SUPERUSER}@"),
+        );
+        let gate = Sqlgate::start_with(&cfg);
+        Env {
+            pg,
+            db,
+            cfg,
+            _gate: gate,
+            _rules: rules,
+        }
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={} sslmode=disable",
+            self.cfg.listen_port, self.db
+        );
+        let (client, conn) = tokio_postgres::connect(&conninfo, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    fn direct(&self, sql: &str) -> String {
+        self.pg.psql(&self.db, sql)
+    }
+
+    fn rows_left(&self) -> String {
+        self.direct("SELECT count(*) FROM audit_me")
+    }
+}
+
+/// Runs `sql` through sqlgate; returns the text of every row, or the error.
+async fn run(c: &tokio_postgres::Client, sql: &str) -> Result<String, String> {
+    match c.simple_query(sql).await {
+        Ok(msgs) => Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some(
+                    (0..r.len())
+                        .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                ),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")),
+        Err(e) => Err(match e.as_db_error() {
+            Some(d) => format!("{}: {}", d.code().code(), d.message()),
+            None => e.to_string(),
+        }),
+    }
+}
+
+fn tmp_path(tag: &str) -> String {
+    format!("/tmp/sqlgate-bypass-{}-{tag}", std::process::id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_statements_and_escaped_names_do_not_run() {
+    let env = Env::new("byp_lex");
+    let c = env.client().await;
+    let file = tmp_path("program");
+    let _ = std::fs::remove_file(&file);
+    // 1: the E'' continuation hiding COPY … TO PROGRAM and DROP TABLE.
+    let sql = format!(
+        "SELECT E'a'\n'\\''; COPY (SELECT 1) TO PROGRAM $$id > {file}$$; DROP TABLE audit_me; --'"
+    );
+    assert!(run(&c, &sql).await.is_err());
+    // 4: U& identifiers: file read, large-object export.
+    let out = format!("{file}-lo");
+    for sql in [
+        "SELECT U&\"pg_read_file\"('/etc/passwd')".to_string(),
+        "SELECT U&\"pg\\005fread\\005ffile\"('/etc/passwd')".to_string(),
+        format!("SELECT U&\"lo_export\"(U&\"lo_from_bytea\"(0, 'x'), '{out}')"),
+        format!("SELECT U&\"lo_export\"(lo_from_bytea(0, 'x'), '{out}')"),
+    ] {
+        let r = run(&c, &sql).await;
+        assert!(
+            r.as_ref().is_err_and(|e| e.contains("42501")),
+            "{sql}: {r:?}"
+        );
+    }
+    assert!(!std::path::Path::new(&file).exists(), "COPY TO PROGRAM ran");
+    assert!(!std::path::Path::new(&out).exists(), "lo_export ran");
+    assert_eq!(env.rows_left(), "5");
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_largeobject_metadata"),
+        "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_and_roles_stay_as_the_login_left_them() {
+    let env = Env::new("byp_set");
+    let c = env.client().await;
+    // 5: a warmed cache must not serve set_config('role', …).
+    run(
+        &c,
+        "SELECT \"set_config\"('application_name', 'warm', false)",
+    )
+    .await
+    .unwrap();
+    for sql in [
+        "SELECT \"set_config\"('role', 'intern', false)",
+        "SELECT \"set_config\"('standard_conforming_strings', 'off', false)",
+        "SET \"ROLE\" = intern",
+        "SET \"Session_Authorization\" = intern",
+        "SET session_replication_role = replica",
+        "SET log_statement = 'none'",
+    ] {
+        let r = run(&c, sql).await;
+        assert!(r.is_err(), "{sql}: {r:?}");
+    }
+    let now = run(
+        &c,
+        "SELECT current_user, session_user, current_setting('session_replication_role'), \
+         current_setting('standard_conforming_strings'), current_setting('log_statement')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(now, format!("{SUPERUSER}|{SUPERUSER}|origin|on|none"));
+    // 8: a superuser made by writing the catalog.
+    let r = run(
+        &c,
+        "UPDATE pg_authid SET rolsuper = true WHERE rolname = 'intern'",
+    )
+    .await;
+    assert!(r.is_err(), "{r:?}");
+    let r = run(
+        &c,
+        "UPDATE pg_class SET relname = 'not_secret' WHERE relname = 'sec' || 'rets'",
+    )
+    .await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(
+        env.direct("SELECT rolsuper FROM pg_roles WHERE rolname = 'intern'"),
+        "f"
+    );
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_class WHERE relname = 'secrets'"),
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destruction_and_denied_reads_do_not_happen() {
+    let env = Env::new("byp_dml");
+    let c = env.client().await;
+    for sql in [
+        // 6: EXPLAIN (ANALYSE) runs its statement.
+        "EXPLAIN (ANALYSE) DELETE FROM audit_me",
+        "EXPLAIN (ANALYSE) CREATE TABLE stolen AS SELECT * FROM audit_me",
+        // 14: an always-true WHERE.
+        "DELETE FROM audit_me WHERE id IS NULL OR id IS NOT NULL",
+    ] {
+        let r = run(&c, sql).await;
+        assert!(r.is_err(), "{sql}: {r:?}");
+    }
+    assert_eq!(env.rows_left(), "5");
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_class WHERE relname = 'stolen'"),
+        "0"
+    );
+    // 10: the denied table read through SQL or names given as strings.
+    for sql in [
+        "SELECT * FROM secrets",
+        "SELECT ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, quote_literal(v)::tsquery FROM secrets')",
+        "SELECT table_to_xml('secrets', true, false, '')",
+        "SELECT schema_to_xml('public', true, false, '')",
+        "SELECT query_to_xml('select * from secrets', true, false, '')",
+    ] {
+        let r = run(&c, sql).await;
+        assert!(
+            r.as_ref().is_err_and(|e| !e.contains("TOPSECRET")),
+            "{sql}: {r:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_functions_and_code_are_never_plain_reads() {
+    let env = Env::new("byp_fn");
+    let c = env.client().await;
+    let collations = env.direct("SELECT count(*) FROM pg_collation");
+    for sql in [
+        "SELECT pg_import_system_collations('public')",
+        "SELECT pg_create_physical_replication_slot('byp_slot', true)",
+        "SELECT * FROM pg_hba_file_rules",
+        "SELECT * FROM pg_file_settings",
+        "SELECT pg_log_backend_memory_contexts(pg_backend_pid())",
+        "SELECT pg_stat_reset()",
+    ] {
+        let r = run(&c, sql).await;
+        assert!(r.is_err(), "{sql}: {r:?}");
+    }
+    assert_eq!(env.direct("SELECT count(*) FROM pg_collation"), collations);
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'byp_slot'"),
+        "0"
+    );
+    // 11: LANGUAGE 'c' is denied even after a LANGUAGE 'sql' statement of
+    // the same shape warmed the cache.
+    let _ = run(
+        &c,
+        "CREATE FUNCTION f1(int) RETURNS int LANGUAGE 'sql' AS 'SELECT 1'",
+    )
+    .await;
+    let r = run(
+        &c,
+        "CREATE FUNCTION f2(cstring) RETURNS int LANGUAGE 'c' AS '/some/lib.so'",
+    )
+    .await;
+    assert!(
+        r.as_ref()
+            .is_err_and(|e| e.contains("server-access-denied")),
+        "{r:?}"
+    );
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_proc WHERE proname LIKE 'f_'"),
+        "0"
+    );
+}
+
+/// The relay's finding: a held statement's portal, bound but not executed,
+/// run by SQL `FETCH` through its upstream name.
+#[test]
+fn a_held_portal_cannot_be_fetched_by_name() {
+    let env = Env::new("byp_fetch");
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    w.query("BEGIN");
+    let mut b = wire::parse("", "DELETE FROM audit_me RETURNING id");
+    b.extend_from_slice(&wire::bind("held", ""));
+    b.extend_from_slice(&wire::sync());
+    w.send(&b);
+    let msgs = w.until_ready();
+    assert!(!msgs.iter().any(|m| m.tag == 'E'), "{msgs:?}");
+    let names = w.query("SELECT name FROM pg_cursors");
+    let upstream: Vec<String> = names
+        .iter()
+        .filter(|m| m.tag == 'D')
+        .map(|m| String::from_utf8_lossy(&m.body[6..]).into_owned())
+        .collect();
+    assert!(
+        !upstream.is_empty(),
+        "the held portal is bound upstream: {names:?}"
+    );
+    for name in &upstream {
+        for sql in [
+            format!("FETCH ALL FROM \"{name}\""),
+            format!("MOVE ALL IN \"{name}\""),
+        ] {
+            let r = w.query(&sql);
+            assert!(r.iter().any(|m| m.tag == 'E'), "{sql}: {r:?}");
+        }
+    }
+    w.query("ROLLBACK");
+    w.query("COMMIT");
+    assert_eq!(env.rows_left(), "5");
+}
