@@ -673,7 +673,7 @@ async fn drifted_statement_names_never_run_held_statements() {
     ]));
     let msgs = w.until_ready();
     assert_eq!(wire::tags(&msgs), "E Z", "{msgs:?}");
-    assert_eq!(msgs[0].code(), "42501");
+    assert_eq!(msgs[0].code(), "26000");
     assert!(
         msgs[0].message().contains("unknown to sqlgate"),
         "{}",
@@ -683,7 +683,7 @@ async fn drifted_statement_names_never_run_held_statements() {
     // 4. Executing a portal sqlgate never saw bound is refused.
     w.send(&batch(vec![wire::execute("nosuch"), wire::sync()]));
     let msgs = w.until_ready();
-    assert_eq!(msgs[0].code(), "42501", "{msgs:?}");
+    assert_eq!(msgs[0].code(), "34000", "{msgs:?}");
 
     // And ordinary prepared statements still work, Describe and Close included.
     let mut describe = vec![b'D'];
@@ -698,4 +698,97 @@ async fn drifted_statement_names_never_run_held_statements() {
     ]));
     w.send(&b);
     assert_eq!(wire::tags(&w.until_ready()), "1 t T 2 D C Z");
+}
+
+/// A Describe (`D`) or Close (`C`) of a statement (`S`) or portal (`P`).
+fn target(tag: u8, kind: u8, name: &str) -> Vec<u8> {
+    let mut body = vec![kind];
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    wire::raw(tag, &body)
+}
+
+fn batch(msgs: &[&[u8]]) -> Vec<u8> {
+    msgs.concat()
+}
+
+/// The names the session's statements have upstream, read through sqlgate.
+fn upstream_statements(w: &mut Wire) -> Vec<(String, String)> {
+    let msgs = w
+        .query("SELECT name || '|' || statement FROM pg_prepared_statements ORDER BY prepare_time");
+    msgs.iter()
+        .filter(|m| m.tag == 'D')
+        .map(|m| {
+            let len = i32::from_be_bytes(m.body[2..6].try_into().unwrap()) as usize;
+            let v = String::from_utf8_lossy(&m.body[6..6 + len]).into_owned();
+            let (a, b) = v.split_once('|').unwrap();
+            (a.to_owned(), b.to_owned())
+        })
+        .collect()
+}
+
+/// Names beginning with `sqlgate.` are sqlgate's upstream namespace: refused
+/// in every message that names a statement or portal, and what sqlgate keeps
+/// there is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_names_are_refused_in_every_message() {
+    let env = Env::new("reserved");
+    let mut w = env.wire();
+    w.send(&batch(&[
+        &wire::parse("d", "DELETE FROM items"),
+        &wire::parse("s", "SELECT 1"),
+        &wire::sync(),
+    ]));
+    assert_eq!(wire::tags(&w.until_ready()), "1 1 Z");
+    let held: Vec<String> = upstream_statements(&mut w)
+        .into_iter()
+        .filter(|(_, sql)| sql.starts_with("DELETE"))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let h = held[0].as_str();
+    assert!(h.starts_with("sqlgate."), "{h}");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("parse", wire::parse(h, "SELECT 1").to_vec()),
+        (
+            "parse other",
+            wire::parse("sqlgate.mine", "SELECT 1").to_vec(),
+        ),
+        ("bind statement", wire::bind("", h).to_vec()),
+        ("bind portal", wire::bind(h, "s").to_vec()),
+        ("execute", wire::execute(h).to_vec()),
+        ("describe statement", target(b'D', b'S', h)),
+        ("describe portal", target(b'D', b'P', h)),
+        ("close statement", target(b'C', b'S', h)),
+        ("close portal", target(b'C', b'P', h)),
+    ];
+    for (what, m) in &cases {
+        w.send(&batch(&[
+            m,
+            &wire::bind("", "s"),
+            &wire::execute(""),
+            &wire::sync(),
+        ]));
+        let msgs = w.until_ready();
+        assert_eq!(wire::tags(&msgs), "E Z", "{what}: {msgs:?}");
+        assert_eq!(msgs[0].code(), "42501", "{what}");
+        assert!(
+            msgs[0].message().contains("reserved"),
+            "{what}: {}",
+            msgs[0].message()
+        );
+    }
+    // The held statement is still there, still sqlgate's, and never ran.
+    assert!(upstream_statements(&mut w).iter().any(|(n, _)| n == h));
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+    let refusals = env
+        .audit()
+        .iter()
+        .filter(|r| {
+            r["command"]
+                .as_str()
+                .is_some_and(|c| c.ends_with("(reserved name)"))
+        })
+        .count();
+    assert_eq!(refusals, cases.len(), "each refusal is audited");
 }

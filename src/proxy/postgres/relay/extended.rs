@@ -17,6 +17,10 @@
 
 use super::*;
 
+/// Names beginning with this are sqlgate's own upstream (held statements,
+/// denial markers): an agent may not use them.
+const RESERVED: &[u8] = b"sqlgate.";
+
 /// Past this many tracked names a map is cleared; forgotten names are then
 /// refused, so the bound costs availability, never safety.
 const MAX_TRACKED: usize = 10_000;
@@ -33,6 +37,9 @@ impl ClientSide<'_> {
             Ok(x) => x,
             Err(e) => return self.reject_undecodable(e, false),
         };
+        if name.starts_with(RESERVED) {
+            return self.refuse_reserved("PARSE", name);
+        }
         let d = self.sess.engine.decide(&self.sess.identity, sql);
         let sha = sha256_hex(sql);
         count(&d);
@@ -85,6 +92,9 @@ impl ClientSide<'_> {
             Ok(x) => x,
             Err(e) => return self.reject_undecodable(e, false),
         };
+        if let Some(n) = [portal, stmt].into_iter().find(|n| n.starts_with(RESERVED)) {
+            return self.refuse_reserved("BIND", n);
+        }
         let Some(prepared) = self.prepared.get(stmt).cloned() else {
             return self.refuse_unknown("prepared statement", stmt);
         };
@@ -127,6 +137,10 @@ impl ClientSide<'_> {
                 return Step::Next;
             }
         };
+        if portal.starts_with(RESERVED) {
+            self.refuse_reserved("EXECUTE", portal);
+            return Step::Next;
+        }
         let Some(pt) = self.portals.get(portal) else {
             self.refuse_unknown("portal", portal);
             return Step::Next;
@@ -174,6 +188,9 @@ impl ClientSide<'_> {
             self.out.extend_from_slice(msg);
             return;
         };
+        if name.starts_with(RESERVED) {
+            return self.refuse_reserved(if tag == b'C' { "CLOSE" } else { "DESCRIBE" }, name);
+        }
         let upstream = match kind {
             b'S' if tag == b'C' => self.prepared.remove(name).and_then(|p| p.upstream.clone()),
             b'S' => self.prepared.get(name).and_then(|p| p.upstream.clone()),
@@ -187,18 +204,34 @@ impl ClientSide<'_> {
         }
     }
 
-    /// Refuses a Bind or Execute naming something sqlgate never vetted.
-    fn refuse_unknown(&mut self, what: &str, name: &[u8]) {
+    /// Refuses a message naming a statement or portal in sqlgate's own
+    /// namespace: whatever lives upstream under such a name is sqlgate's.
+    fn refuse_reserved(&mut self, message: &str, name: &[u8]) {
         let msg = format!(
-            "sqlgate: {what} `{}` is unknown to sqlgate: only statements prepared with Parse in this session can be bound and executed (run SQL-prepared statements with EXECUTE)",
+            "sqlgate: statement and portal names beginning with `sqlgate.` are reserved for sqlgate; `{}` cannot be used",
             String::from_utf8_lossy(name)
         );
-        let report = Report::new(Severity::Error, "42501", &msg).encode();
-        self.audit_unvettable(if what == "portal" {
-            "EXECUTE (unknown portal)"
+        let report = Report::new(Severity::Error, "42501", &msg)
+            .hint("choose another statement or portal name")
+            .encode();
+        self.audit_unvettable(&format!("{message} (reserved name)"));
+        self.stage_denial(report, false);
+    }
+
+    /// Refuses a Bind or Execute naming something sqlgate never vetted, with
+    /// the SQLSTATE PostgreSQL uses for a name that does not exist.
+    fn refuse_unknown(&mut self, what: &str, name: &[u8]) {
+        let (code, audit) = if what == "portal" {
+            ("34000", "EXECUTE (unknown portal)")
         } else {
-            "BIND (unknown statement)"
-        });
+            ("26000", "BIND (unknown statement)")
+        };
+        let msg = format!(
+            "sqlgate: {what} `{}` does not exist or is unknown to sqlgate: only statements prepared with Parse in this session can be bound and executed (run SQL-prepared statements with EXECUTE)",
+            String::from_utf8_lossy(name)
+        );
+        let report = Report::new(Severity::Error, code, &msg).encode();
+        self.audit_unvettable(audit);
         self.stage_denial(report, false);
     }
 }
