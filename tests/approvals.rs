@@ -687,3 +687,68 @@ async fn each_rule_in_a_string_gets_its_own_approval() {
         "3"
     );
 }
+
+/// Review finding 3, through client names: inside a transaction a portal
+/// bound to a DELETE, then (in a batch failed by an earlier error, past a
+/// savepoint rollback) a skipped re-Bind of that portal to an UPDATE. The
+/// approver is shown the UPDATE and approves it: the DELETE must not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approved_statement_is_the_one_that_runs() {
+    let env = Env::new("hold_swap");
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    assert_eq!(wire::tags(&w.query("BEGIN")), "C Z");
+    let mut b = Vec::new();
+    for m in [
+        wire::parse("u", "UPDATE items SET name = 'approved'"),
+        wire::parse("d", "DELETE FROM items"),
+        wire::bind("p", "d"),
+        wire::sync(),
+    ] {
+        b.extend_from_slice(&m);
+    }
+    w.send(&b);
+    assert_eq!(wire::tags(&w.until_ready()), "1 1 2 Z");
+    assert_eq!(wire::tags(&w.query("SAVEPOINT sp")), "C Z");
+    let mut b = Vec::new();
+    for m in [
+        wire::parse("e", "SELECT * FROM no_such_table"),
+        wire::bind("p", "u"),
+        wire::sync(),
+    ] {
+        b.extend_from_slice(&m);
+    }
+    w.send(&b);
+    assert_eq!(wire::tags(&w.until_ready()), "E Z");
+    assert_eq!(wire::tags(&w.query("ROLLBACK TO SAVEPOINT sp")), "C Z");
+    let mut b = Vec::new();
+    for m in [wire::execute("p"), wire::sync()] {
+        b.extend_from_slice(&m);
+    }
+    w.send(&b);
+    let reader = std::thread::spawn(move || {
+        let msgs = w.until_ready();
+        let end = w.query("COMMIT");
+        (msgs, end)
+    });
+    let req = env.pending(1).await.remove(0);
+    assert_eq!(
+        req["statements"][0]["text"], "UPDATE items SET name = 'approved'",
+        "{req}"
+    );
+    let id = req["id"].as_str().unwrap();
+    let (s, _) = env
+        .api(
+            "POST",
+            &format!("/v1/approvals/{id}/approve"),
+            "tok-alice",
+            serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (msgs, _) = reader.join().unwrap();
+    let replies: Vec<_> = msgs.into_iter().filter(|m| m.tag != 'N').collect();
+    // The approved portal never existed upstream (its Bind was skipped).
+    assert_eq!(wire::tags(&replies), "E Z", "{replies:?}");
+    assert_eq!(replies[0].code(), "34000", "{replies:?}");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+}

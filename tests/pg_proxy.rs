@@ -673,7 +673,7 @@ async fn drifted_statement_names_never_run_held_statements() {
     ]));
     let msgs = w.until_ready();
     assert_eq!(wire::tags(&msgs), "E Z", "{msgs:?}");
-    assert_eq!(msgs[0].code(), "42501");
+    assert_eq!(msgs[0].code(), "26000");
     assert!(
         msgs[0].message().contains("unknown to sqlgate"),
         "{}",
@@ -683,7 +683,7 @@ async fn drifted_statement_names_never_run_held_statements() {
     // 4. Executing a portal sqlgate never saw bound is refused.
     w.send(&batch(vec![wire::execute("nosuch"), wire::sync()]));
     let msgs = w.until_ready();
-    assert_eq!(msgs[0].code(), "42501", "{msgs:?}");
+    assert_eq!(msgs[0].code(), "34000", "{msgs:?}");
 
     // And ordinary prepared statements still work, Describe and Close included.
     let mut describe = vec![b'D'];
@@ -698,4 +698,264 @@ async fn drifted_statement_names_never_run_held_statements() {
     ]));
     w.send(&b);
     assert_eq!(wire::tags(&w.until_ready()), "1 t T 2 D C Z");
+}
+
+/// A Describe (`D`) or Close (`C`) of a statement (`S`) or portal (`P`).
+fn target(tag: u8, kind: u8, name: &str) -> Vec<u8> {
+    let mut body = vec![kind];
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    wire::raw(tag, &body)
+}
+
+fn batch(msgs: &[&[u8]]) -> Vec<u8> {
+    msgs.concat()
+}
+
+/// The names the session's statements have upstream, read through sqlgate.
+fn upstream_statements(w: &mut Wire) -> Vec<(String, String)> {
+    let msgs = w
+        .query("SELECT name || '|' || statement FROM pg_prepared_statements ORDER BY prepare_time");
+    msgs.iter()
+        .filter(|m| m.tag == 'D')
+        .map(|m| {
+            let len = i32::from_be_bytes(m.body[2..6].try_into().unwrap()) as usize;
+            let v = String::from_utf8_lossy(&m.body[6..6 + len]).into_owned();
+            let (a, b) = v.split_once('|').unwrap();
+            (a.to_owned(), b.to_owned())
+        })
+        .collect()
+}
+
+/// Names beginning with `sqlgate.` are sqlgate's upstream namespace: refused
+/// in every message that names a statement or portal, and what sqlgate keeps
+/// there is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_names_are_refused_in_every_message() {
+    let env = Env::new("reserved");
+    let mut w = env.wire();
+    w.send(&batch(&[
+        &wire::parse("d", "DELETE FROM items"),
+        &wire::parse("s", "SELECT 1"),
+        &wire::sync(),
+    ]));
+    assert_eq!(wire::tags(&w.until_ready()), "1 1 Z");
+    let held: Vec<String> = upstream_statements(&mut w)
+        .into_iter()
+        .filter(|(_, sql)| sql.starts_with("DELETE"))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+    let h = held[0].as_str();
+    assert!(h.starts_with("sqlgate."), "{h}");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("parse", wire::parse(h, "SELECT 1").to_vec()),
+        (
+            "parse other",
+            wire::parse("sqlgate.mine", "SELECT 1").to_vec(),
+        ),
+        ("bind statement", wire::bind("", h).to_vec()),
+        ("bind portal", wire::bind(h, "s").to_vec()),
+        ("execute", wire::execute(h).to_vec()),
+        ("describe statement", target(b'D', b'S', h)),
+        ("describe portal", target(b'D', b'P', h)),
+        ("close statement", target(b'C', b'S', h)),
+        ("close portal", target(b'C', b'P', h)),
+    ];
+    for (what, m) in &cases {
+        w.send(&batch(&[
+            m,
+            &wire::bind("", "s"),
+            &wire::execute(""),
+            &wire::sync(),
+        ]));
+        let msgs = w.until_ready();
+        assert_eq!(wire::tags(&msgs), "E Z", "{what}: {msgs:?}");
+        assert_eq!(msgs[0].code(), "42501", "{what}");
+        assert!(
+            msgs[0].message().contains("reserved"),
+            "{what}: {}",
+            msgs[0].message()
+        );
+    }
+    // The held statement is still there, still sqlgate's, and never ran.
+    assert!(upstream_statements(&mut w).iter().any(|(n, _)| n == h));
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+    let refusals = env
+        .audit()
+        .iter()
+        .filter(|r| {
+            r["command"]
+                .as_str()
+                .is_some_and(|c| c.ends_with("(reserved name)"))
+        })
+        .count();
+    assert_eq!(refusals, cases.len(), "each refusal is audited");
+}
+
+/// Review finding 2: a held statement's upstream name, read from
+/// `pg_prepared_statements`, re-Parsed with harmless SQL, then bound and
+/// executed. sqlgate's namespace is refused, and the held DELETE never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collision_parse_on_a_held_upstream_name_runs_nothing() {
+    let env = Env::new("collide");
+    let mut w = env.wire();
+    w.send(&batch(&[
+        &wire::parse("d", "DELETE FROM items"),
+        &wire::sync(),
+    ]));
+    assert_eq!(wire::tags(&w.until_ready()), "1 Z");
+    let ups = upstream_statements(&mut w);
+    let (h, _) = ups.iter().find(|(_, s)| s.starts_with("DELETE")).unwrap();
+    w.send(&batch(&[&wire::parse(h, "SELECT 1"), &wire::sync()]));
+    let msgs = w.until_ready();
+    assert_eq!(
+        (wire::tags(&msgs).as_str(), msgs[0].code().as_str()),
+        ("E Z", "42501")
+    );
+    w.send(&batch(&[
+        &wire::bind("", h),
+        &wire::execute(""),
+        &wire::sync(),
+    ]));
+    let msgs = w.until_ready();
+    assert_eq!(
+        (wire::tags(&msgs).as_str(), msgs[0].code().as_str()),
+        ("E Z", "42501")
+    );
+    // The client's own name still reaches only the vetted DELETE: held, and
+    // with no approver configured, refused.
+    w.send(&batch(&[
+        &wire::bind("", "d"),
+        &wire::execute(""),
+        &wire::sync(),
+    ]));
+    let msgs = w.until_ready();
+    assert_eq!(wire::tags(&msgs), "2 E Z", "{msgs:?}");
+    assert!(msgs[1].message().contains("requires approval"), "{msgs:?}");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+}
+
+/// A Parse the server rejects (missing table, syntax error) of a name that
+/// held another statement: the next batch's Bind/Execute of that name must
+/// not run the older text (PostgreSQL itself would have kept it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_reparse_never_runs_the_older_statement() {
+    let env = Env::new("reparse");
+    let mut w = env.wire();
+    for (id, bad) in [(50, "SELECT * FROM no_such_table"), (51, "SELEC 1")] {
+        let ins = format!("INSERT INTO items VALUES ({id}, 'older')");
+        w.send(&batch(&[&wire::parse("s", &ins), &wire::sync()]));
+        assert_eq!(wire::tags(&w.until_ready()), "1 Z");
+        w.send(&batch(&[&wire::parse("s", bad), &wire::sync()]));
+        let msgs = w.until_ready();
+        assert_eq!(wire::tags(&msgs), "E Z", "{msgs:?}");
+        w.send(&batch(&[
+            &wire::bind("", "s"),
+            &wire::execute(""),
+            &wire::sync(),
+        ]));
+        let msgs = w.until_ready();
+        assert_eq!(wire::tags(&msgs), "E Z", "{bad}: {msgs:?}");
+        assert_eq!(msgs[0].code(), "26000", "{msgs:?}");
+        let n = env.direct(&format!("SELECT count(*) FROM items WHERE id = {id}"));
+        assert_eq!(n, "0", "the older INSERT ran after `{bad}` failed");
+    }
+    // A good re-Parse replaces the statement, and the old one is closed upstream.
+    w.send(&batch(&[
+        &wire::parse("s", "SELECT 'newer'"),
+        &wire::bind("", "s"),
+        &wire::execute(""),
+        &wire::sync(),
+    ]));
+    let msgs = w.until_ready();
+    assert_eq!(wire::tags(&msgs), "1 2 D C Z", "{msgs:?}");
+    let ups = upstream_statements(&mut w);
+    assert_eq!(ups.len(), 1, "{ups:?}");
+    assert_eq!(ups[0].1, "SELECT 'newer'");
+}
+
+/// A Parse skipped after an earlier error in its batch, named and unnamed:
+/// the server keeps the older statement, and a later batch's Bind/Execute of
+/// the name must not reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_parse_never_runs_the_older_statement() {
+    let env = Env::new("skipped");
+    let mut w = env.wire();
+    for (id, name) in [(60, "s"), (61, "")] {
+        let ins = format!("INSERT INTO items VALUES ({id}, 'older')");
+        w.send(&batch(&[&wire::parse(name, &ins), &wire::sync()]));
+        assert_eq!(wire::tags(&w.until_ready()), "1 Z");
+        w.send(&batch(&[
+            &wire::parse("e", "SELECT * FROM no_such_table"),
+            &wire::parse(name, "SELECT 1"),
+            &wire::sync(),
+        ]));
+        let msgs = w.until_ready();
+        assert_eq!(wire::tags(&msgs), "E Z", "{msgs:?}");
+        w.send(&batch(&[
+            &wire::bind("", name),
+            &wire::execute(""),
+            &wire::sync(),
+        ]));
+        let msgs = w.until_ready();
+        assert_eq!(wire::tags(&msgs), "E Z", "`{name}`: {msgs:?}");
+        assert_eq!(msgs[0].code(), "26000", "{msgs:?}");
+        let n = env.direct(&format!("SELECT count(*) FROM items WHERE id = {id}"));
+        assert_eq!(n, "0", "the older INSERT ran under `{name}`");
+    }
+    // The older statements, whose Close was skipped with the Parse, were
+    // closed at the start of a later batch: nothing leaks upstream.
+    w.send(&batch(&[&wire::parse("t", "SELECT 2"), &wire::sync()]));
+    w.until_ready();
+    let ups = upstream_statements(&mut w);
+    assert_eq!(ups.len(), 1, "{ups:?}");
+    // Everything ordinary still works, the unnamed statement across batches too.
+    w.send(&batch(&[&wire::parse("", "SELECT 3"), &wire::sync()]));
+    assert_eq!(wire::tags(&w.until_ready()), "1 Z");
+    w.send(&batch(&[
+        &wire::bind("", ""),
+        &wire::execute(""),
+        &wire::sync(),
+    ]));
+    assert_eq!(wire::tags(&w.until_ready()), "2 D C Z");
+}
+
+/// A Bind skipped after an earlier error leaves the older portal upstream;
+/// inside a transaction (and past a savepoint rollback) it survives, and an
+/// Execute of the portal name must not run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_bind_never_runs_the_older_portal() {
+    let env = Env::new("skipbind");
+    let mut w = env.wire();
+    assert_eq!(wire::tags(&w.query("BEGIN")), "C Z");
+    w.send(&batch(&[
+        &wire::parse("ins", "INSERT INTO items VALUES (70, 'older')"),
+        &wire::parse("sel", "SELECT 1"),
+        &wire::bind("q", "ins"),
+        &wire::sync(),
+    ]));
+    assert_eq!(wire::tags(&w.until_ready()), "1 1 2 Z");
+    assert_eq!(wire::tags(&w.query("SAVEPOINT sp")), "C Z");
+    w.send(&batch(&[
+        &wire::parse("e", "SELECT * FROM no_such_table"),
+        &wire::bind("q", "sel"),
+        &wire::sync(),
+    ]));
+    assert_eq!(wire::tags(&w.until_ready()), "E Z");
+    assert_eq!(wire::tags(&w.query("ROLLBACK TO SAVEPOINT sp")), "C Z");
+    w.send(&batch(&[&wire::execute("q"), &wire::sync()]));
+    let msgs = w.until_ready();
+    assert_eq!(wire::tags(&msgs), "E Z", "{msgs:?}");
+    assert_eq!(msgs[0].code(), "34000", "{msgs:?}");
+    assert_eq!(wire::tags(&w.query("COMMIT")), "C Z");
+    assert_eq!(env.direct("SELECT count(*) FROM items WHERE id = 70"), "0");
+    // Client Close answers CloseComplete, as PostgreSQL does, and closes upstream.
+    w.send(&batch(&[
+        &target(b'C', b'S', "ins"),
+        &target(b'C', b'S', "sel"),
+        &wire::sync(),
+    ]));
+    assert_eq!(wire::tags(&w.until_ready()), "3 3 Z");
+    assert_eq!(upstream_statements(&mut w).len(), 0);
 }

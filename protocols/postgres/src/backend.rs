@@ -10,6 +10,8 @@ use pgwire::messages::startup::{
 use pgwire::messages::Message;
 
 pub const ERROR_RESPONSE: u8 = b'E';
+pub const CLOSE_COMPLETE: u8 = b'3';
+pub const COPY_IN_RESPONSE: u8 = b'G';
 pub const NOTICE_RESPONSE: u8 = b'N';
 pub const READY_FOR_QUERY: u8 = b'Z';
 pub const COMMAND_COMPLETE: u8 = b'C';

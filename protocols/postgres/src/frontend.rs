@@ -4,6 +4,7 @@
 //! exactly is what the server does. SQL text must be valid UTF-8, because the
 //! classifier must read precisely what the server will execute.
 
+use bytes::{BufMut, BytesMut};
 use thiserror::Error;
 
 pub const SSL_REQUEST_CODE: i32 = 80877103;
@@ -163,6 +164,19 @@ pub fn target(frame: &[u8]) -> Result<(u8, &[u8]), DecodeError> {
 /// next `names.len()` C strings become `names`; everything after them (SQL
 /// text, parameters, formats) is copied byte for byte.
 pub fn with_names(frame: &[u8], skip: usize, names: &[&[u8]]) -> Result<Vec<u8>, DecodeError> {
+    let mut out = BytesMut::new();
+    write_with_names(frame, skip, names, &mut out)?;
+    Ok(out.into())
+}
+
+/// [`with_names`], appended to `out` (no allocation beyond `out` growing).
+/// On error nothing is written.
+pub fn write_with_names(
+    frame: &[u8],
+    skip: usize,
+    names: &[&[u8]],
+    out: &mut BytesMut,
+) -> Result<(), DecodeError> {
     let body = body(frame)?;
     let head = body.get(..skip).ok_or(DecodeError::Truncated)?;
     let mut r = Reader::new(&body[skip..]);
@@ -171,17 +185,27 @@ pub fn with_names(frame: &[u8], skip: usize, names: &[&[u8]]) -> Result<Vec<u8>,
     }
     let rest = r.rest();
     let len = 4 + skip + names.iter().map(|n| n.len() + 1).sum::<usize>() + rest.len();
-    let mut out = Vec::with_capacity(len + 1);
-    out.push(frame[0]);
-    out.extend_from_slice(&(len as i32).to_be_bytes());
+    out.reserve(len + 1);
+    out.put_u8(frame[0]);
+    out.put_i32(len as i32);
     out.extend_from_slice(head);
     for n in names {
         debug_assert!(!n.contains(&0));
         out.extend_from_slice(n);
-        out.push(0);
+        out.put_u8(0);
     }
     out.extend_from_slice(rest);
-    Ok(out)
+    Ok(())
+}
+
+/// `Close` of a statement (`S`) or portal (`P`), appended to `out`.
+pub fn write_close(kind: u8, name: &[u8], out: &mut BytesMut) {
+    debug_assert!(!name.contains(&0));
+    out.put_u8(b'C');
+    out.put_i32((4 + 1 + name.len() + 1) as i32);
+    out.put_u8(kind);
+    out.extend_from_slice(name);
+    out.put_u8(0);
 }
 
 fn body(frame: &[u8]) -> Result<&[u8], DecodeError> {
@@ -339,5 +363,14 @@ mod tests {
             d.len() - 1
         );
         assert!(with_names(&frame(b'D', b"Sname"), 1, &[b"x"]).is_err());
+        let mut out = BytesMut::new();
+        write_with_names(&b, 0, &[b"P2", b"S2"], &mut out).unwrap();
+        assert_eq!(&out[..], &c[..]);
+        assert!(write_with_names(&frame(b'D', b"Sname"), 1, &[b"x"], &mut out).is_err());
+        assert_eq!(&out[..], &c[..], "nothing written on error");
+        let mut close = BytesMut::new();
+        write_close(b'P', b"p1", &mut close);
+        assert_eq!(&close[..], &frame(b'C', b"Pp1\0")[..]);
+        assert_eq!(target(&close), Ok((b'P', &b"p1"[..])));
     }
 }

@@ -1,31 +1,144 @@
 //! The extended protocol: Parse, Bind, Execute, Describe, Close.
 //!
-//! sqlgate tracks which statement each client statement name and portal name
-//! refers to, but it cannot know for sure whether the server accepted a
-//! message: a Parse can fail (duplicate name, syntax error) or be skipped
-//! after an earlier error in its batch, and sqlgate's view then drifts from
-//! the server's. Drift must never let a statement that needs approval run.
-//! So a statement or portal that needs approval never lives upstream under
-//! a name the client chose: sqlgate gives it a name of its own
-//! (`sqlgate.held.<session nonce>.<n>`, unguessable) and rewrites Bind,
-//! Execute, Describe and Close to it. Under the client's names the server
-//! only ever holds allowed statements, whatever drift there is. Names
-//! sqlgate does not know are refused (fail closed): a Bind to a statement
-//! made with SQL `PREPARE`, or an Execute of a portal it never saw bound.
-//! (The review that led here reproduced a held DELETE executed after a
-//! failed duplicate Parse had made sqlgate's map point at `SELECT 1`.)
+//! sqlgate decides at Execute from the statement it vetted at Parse, so the
+//! statement a Bind or Execute reaches on the server must be exactly that
+//! one. sqlgate cannot know, when it forwards a message, whether the server
+//! will take it: a Parse or Bind can fail (duplicate name, syntax error,
+//! missing table, wrong parameter count) or be skipped after an earlier
+//! error in its batch, and the answer comes later than the next batch may
+//! (pipelining). So sqlgate does not try to predict the server: it makes
+//! drift harmless by construction.
+//!
+//! Every client statement and portal, named or unnamed (`""`), goes upstream
+//! under a fresh name of sqlgate's own, `sqlgate.s.<n>.<random>` and
+//! `sqlgate.p.<n>.<random>`: `n` counts up in the session, so a name is never
+//! reused, and the random part means an agent cannot create a name before
+//! sqlgate does (for example with SQL `PREPARE`). sqlgate maps each client
+//! name to the latest [`Prepared`] / [`Portal`] it vetted, with its upstream
+//! name, and rewrites Bind, Execute, Describe and Close to it (the SQL text
+//! and parameters are never touched). Names beginning with `sqlgate.` are
+//! refused from agents (42501), so only sqlgate ever names those objects.
+//!
+//! What the client side of PostgreSQL's semantics becomes:
+//! - A re-Parse of a name the client already has (PostgreSQL: 42P05 if it
+//!   still exists) or a Bind to a portal name it already has replaces it:
+//!   sqlgate closes the old upstream name, then creates the new one. That
+//!   is also what PostgreSQL does for the unnamed statement (dropped at the
+//!   start of every unnamed Parse) and the unnamed portal (replaced by each
+//!   unnamed Bind). sqlgate is more lenient than PostgreSQL for named
+//!   duplicates, never less: after a failed Parse PostgreSQL has no such
+//!   name, and a driver's retry under the same name must work.
+//! - A client Close closes the upstream name and the client gets the
+//!   server's CloseComplete; sqlgate forgets the name at once.
+//! - A simple Query drops the unnamed statement and portal (as PostgreSQL's
+//!   `exec_simple_query` does), so sqlgate forgets `""` for both.
+//! - Portals die upstream at transaction end; sqlgate keeps them mapped and
+//!   the server answers an Execute of one with "does not exist".
+//! - Names sqlgate never saw are refused at Bind (26000) and Execute
+//!   (34000), as PostgreSQL refuses names that do not exist: a statement
+//!   made with SQL `PREPARE`, a cursor made with `DECLARE`. Describe and
+//!   Close of them go through under the client's name (harmless).
+//!
+//! Closes sqlgate adds are answered with a CloseComplete the agent never
+//! asked for: each Close sent upstream is an `Expect::Close` in the
+//! expected-response queue, matched in order and swallowed when it is
+//! sqlgate's (`responses.rs`). A Close the server skipped (an earlier error
+//! in its batch) would leave its statement upstream for good, so at the
+//! ReadyForQuery its name goes on `Shared::orphans`, and the next batch
+//! starts with a Close of each: the server's statements stay bounded by
+//! what sqlgate tracks.
+//!
+//! (The review that led here ran a held DELETE after a duplicate Parse of
+//! sqlgate's own upstream name, and executed a statement other than the one
+//! approved after a Close and Bind of sqlgate's portal names inside BEGIN.)
 
 use super::*;
+use std::io::Write as _;
 
-/// Past this many tracked names a map is cleared; forgotten names are then
-/// refused, so the bound costs availability, never safety.
+/// Names beginning with this are sqlgate's own upstream (statements, portals,
+/// denial markers): an agent may not use them.
+const RESERVED: &[u8] = b"sqlgate.";
+
+/// Past this many tracked names a map is cleared (and its upstream names
+/// closed); forgotten names are then refused, so the bound costs
+/// availability, never safety.
 const MAX_TRACKED: usize = 10_000;
 
+/// A statement's or portal's name upstream, kept on the stack: this is made
+/// for every Parse and Bind (`pgbench -M extended` makes two per query).
+#[derive(Clone, Copy)]
+pub(super) struct UpName {
+    len: u8,
+    buf: [u8; 48],
+}
+
+impl UpName {
+    pub(super) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for UpName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
 impl ClientSide<'_> {
-    /// A fresh upstream name for a statement or portal that needs approval.
-    fn fresh_name(&mut self) -> Vec<u8> {
+    /// A fresh upstream name: `kind` is `s` (statement) or `p` (portal).
+    fn fresh_name(&mut self, kind: u8) -> UpName {
         self.next_name += 1;
-        format!("{}{}", self.names, self.next_name).into_bytes()
+        let r: u64 = rand::random();
+        let mut buf = [0u8; 48];
+        let mut c = std::io::Cursor::new(&mut buf[..]);
+        // INVARIANT: at most 10 + 20 + 1 + 16 = 47 bytes, so this cannot fail,
+        // and stays under PostgreSQL's 63-byte name limit (longer names are
+        // truncated by the server and could collide).
+        let _ = write!(c, "sqlgate.{}.{}.{r:016x}", kind as char, self.next_name);
+        UpName {
+            len: c.position() as u8,
+            buf,
+        }
+    }
+
+    /// Closes `name` upstream (`kind` `S` or `P`); the CloseComplete is
+    /// swallowed, and if the server skips the Close it is sent again later.
+    fn close_upstream(&mut self, kind: u8, name: UpName) {
+        self.expect(Expect::Close {
+            swallow: true,
+            orphan: Some((kind, name)),
+        });
+        frontend::write_close(kind, name.as_bytes(), &mut self.out);
+    }
+
+    /// At the start of an extended-protocol batch: closes the upstream names
+    /// sqlgate forgot whose Close has not happened yet (see the module docs).
+    pub(super) fn close_orphans(&mut self) {
+        let orphans = std::mem::take(&mut *self.shared.orphans.lock().expect("not poisoned"));
+        for (kind, name) in orphans {
+            self.close_upstream(kind, name);
+        }
+    }
+
+    /// Forgets an upstream name without a Close in the current batch: it is
+    /// closed at the start of the next one.
+    fn orphan(&self, kind: u8, name: UpName) {
+        self.shared
+            .orphans
+            .lock()
+            .expect("not poisoned")
+            .push((kind, name));
+    }
+
+    /// A simple Query drops the unnamed statement and replaces the unnamed
+    /// portal on the server: sqlgate forgets both.
+    pub(super) fn forget_unnamed(&mut self) {
+        if let Some(p) = self.prepared.remove(&b""[..]) {
+            self.orphan(b'S', p.upstream);
+        }
+        if let Some(p) = self.portals.remove(&b""[..]) {
+            self.orphan(b'P', p.upstream);
+        }
     }
 
     pub(super) fn parse(&mut self, msg: &[u8]) {
@@ -33,47 +146,54 @@ impl ClientSide<'_> {
             Ok(x) => x,
             Err(e) => return self.reject_undecodable(e, false),
         };
+        if name.starts_with(RESERVED) {
+            return self.refuse_reserved("PARSE", name);
+        }
         let d = self.sess.engine.decide(&self.sess.identity, sql);
         let sha = sha256_hex(sql);
         count(&d);
-        match d.blocking() {
-            Some(_) if d.first_deny().is_some() => self.refuse(&d, &sha, false),
-            // Allowed, or needing approval: preparing is harmless, so Parse
-            // goes through and a hold waits for Execute, when the parameters
-            // are known.
-            blocking => {
-                let rule = blocking
-                    .or((!d.verdicts.is_empty()).then_some(0))
-                    .map_or_else(|| Arc::from(""), |i| d.verdicts[i].rule.clone());
-                let hold = blocking.map(|b| (d.verdicts[b].clone(), b));
-                let shows = hold
-                    .as_ref()
-                    .and_then(|(v, _)| v.approval.as_ref())
-                    .is_some_and(|a| a.show_literals);
-                let upstream = match hold {
-                    None => {
-                        self.out.extend_from_slice(msg);
-                        None
-                    }
-                    Some(_) => {
-                        let u = self.fresh_name();
-                        match frontend::with_names(msg, 0, &[&u]) {
-                            Ok(m) => self.out.extend_from_slice(&m),
-                            Err(e) => return self.reject_undecodable(e, false),
-                        }
-                        Some(Arc::from(u))
-                    }
-                };
-                let p = Arc::new(Prepared {
-                    hold,
-                    text: shows.then(|| Arc::from(sql)),
-                    analysis: d.analysis,
-                    rule,
-                    sql_sha256: sha,
-                    upstream,
-                });
+        if d.blocking().is_some() && d.first_deny().is_some() {
+            return self.refuse(&d, &sha, false);
+        }
+        // Allowed, or needing approval: preparing is harmless, so Parse goes
+        // through and a hold waits for Execute, when the parameters are known.
+        let blocking = d.blocking();
+        let rule = blocking
+            .or((!d.verdicts.is_empty()).then_some(0))
+            .map_or_else(|| Arc::from(""), |i| d.verdicts[i].rule.clone());
+        let hold = blocking.map(|b| (d.verdicts[b].clone(), b));
+        let shows = hold
+            .as_ref()
+            .and_then(|(v, _)| v.approval.as_ref())
+            .is_some_and(|a| a.show_literals);
+        let upstream = self.fresh_name(b's');
+        // INVARIANT: the upstream name is new; whatever the server does with
+        // this Parse, that name reaches this statement or nothing.
+        if let Err(e) = frontend::write_with_names(msg, 0, &[upstream.as_bytes()], &mut self.out) {
+            return self.reject_undecodable(e, false);
+        }
+        let p = Arc::new(Prepared {
+            hold,
+            text: shows.then(|| Arc::from(sql)),
+            analysis: d.analysis,
+            rule,
+            sql_sha256: sha,
+            upstream,
+        });
+        match self.prepared.get_mut(name) {
+            Some(slot) => {
+                let old = std::mem::replace(slot, p);
+                self.close_upstream(b'S', old.upstream);
+            }
+            None => {
                 if self.prepared.len() >= MAX_TRACKED {
-                    self.prepared.clear();
+                    for (_, old) in self.prepared.drain() {
+                        self.shared
+                            .orphans
+                            .lock()
+                            .expect("not poisoned")
+                            .push((b'S', old.upstream));
+                    }
                 }
                 self.prepared.insert(name.to_vec(), p);
             }
@@ -85,6 +205,9 @@ impl ClientSide<'_> {
             Ok(x) => x,
             Err(e) => return self.reject_undecodable(e, false),
         };
+        if let Some(n) = [portal, stmt].into_iter().find(|n| n.starts_with(RESERVED)) {
+            return self.refuse_reserved("BIND", n);
+        }
         let Some(prepared) = self.prepared.get(stmt).cloned() else {
             return self.refuse_unknown("prepared statement", stmt);
         };
@@ -94,29 +217,36 @@ impl ClientSide<'_> {
             .and_then(|(v, _)| v.approval.as_ref())
             .is_some_and(|a| a.show_literals);
         let params = shows.then(|| hold::shown_params(msg));
-        let upstream = match &prepared.upstream {
-            None => {
-                self.out.extend_from_slice(msg);
-                None
-            }
-            Some(u) => {
-                let up = self.fresh_name();
-                match frontend::with_names(msg, 0, &[&up, u]) {
-                    Ok(m) => self.out.extend_from_slice(&m),
-                    Err(e) => return self.reject_undecodable(e, false),
-                }
-                Some(Arc::from(up))
-            }
-        };
-        if self.portals.len() >= MAX_TRACKED {
-            self.portals.clear();
+        let upstream = self.fresh_name(b'p');
+        // INVARIANT: as for Parse, a new portal name bound to the upstream
+        // name of exactly the statement sqlgate looked up.
+        let names = [upstream.as_bytes(), prepared.upstream.as_bytes()];
+        if let Err(e) = frontend::write_with_names(msg, 0, &names, &mut self.out) {
+            return self.reject_undecodable(e, false);
         }
         let portal_state = Portal {
             prepared,
             params,
             upstream,
         };
-        self.portals.insert(portal.to_vec(), portal_state);
+        match self.portals.get_mut(portal) {
+            Some(slot) => {
+                let old = std::mem::replace(slot, portal_state);
+                self.close_upstream(b'P', old.upstream);
+            }
+            None => {
+                if self.portals.len() >= MAX_TRACKED {
+                    for (_, old) in self.portals.drain() {
+                        self.shared
+                            .orphans
+                            .lock()
+                            .expect("not poisoned")
+                            .push((b'P', old.upstream));
+                    }
+                }
+                self.portals.insert(portal.to_vec(), portal_state);
+            }
+        }
     }
 
     pub(super) fn execute(&mut self, msg: &[u8]) -> Step {
@@ -127,21 +257,28 @@ impl ClientSide<'_> {
                 return Step::Next;
             }
         };
+        if portal.starts_with(RESERVED) {
+            self.refuse_reserved("EXECUTE", portal);
+            return Step::Next;
+        }
         let Some(pt) = self.portals.get(portal) else {
             self.refuse_unknown("portal", portal);
             return Step::Next;
         };
         let p = pt.prepared.clone();
+        let upstream = pt.upstream;
+        self.after_copy = p
+            .analysis
+            .statements
+            .first()
+            .is_some_and(|s| s.command == "COPY");
         if let Some((v, _)) = &p.hold {
-            // INVARIANT: a portal of a held statement has an upstream name
-            // of sqlgate's (see the module docs).
-            let renamed = pt
-                .upstream
-                .as_ref()
-                .and_then(|u| frontend::with_names(msg, 0, &[u]).ok());
-            let Some(renamed) = renamed else {
-                self.refuse_unknown("portal", portal);
-                return Step::Next;
+            let renamed = match frontend::with_names(msg, 0, &[upstream.as_bytes()]) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.reject_undecodable(e, false);
+                    return Step::Next;
+                }
             };
             return Step::Hold(Held {
                 msg: renamed,
@@ -153,6 +290,10 @@ impl ClientSide<'_> {
                 text: p.text.clone(),
             });
         }
+        if let Err(e) = frontend::write_with_names(msg, 0, &[upstream.as_bytes()], &mut self.out) {
+            self.reject_undecodable(e, false);
+            return Step::Next;
+        }
         let ev = self.event(
             &p.analysis,
             0,
@@ -162,43 +303,73 @@ impl ClientSide<'_> {
             Outcome::Ok,
         );
         self.expect(Expect::Statement(ev, Instant::now()));
-        self.out.extend_from_slice(msg);
         Step::Next
     }
 
     /// Describe (`D`) and Close (`C`): harmless, but they must name what the
-    /// server knows, so held statements and portals are renamed here too.
+    /// server knows, so they are renamed to the upstream names too.
     pub(super) fn describe_or_close(&mut self, tag: u8, msg: &[u8]) {
         let Ok((kind, name)) = frontend::target(msg) else {
             // Malformed: the server answers it with its own protocol error.
             self.out.extend_from_slice(msg);
             return;
         };
-        let upstream = match kind {
-            b'S' if tag == b'C' => self.prepared.remove(name).and_then(|p| p.upstream.clone()),
-            b'S' => self.prepared.get(name).and_then(|p| p.upstream.clone()),
-            b'P' if tag == b'C' => self.portals.remove(name).and_then(|p| p.upstream),
-            b'P' => self.portals.get(name).and_then(|p| p.upstream.clone()),
+        if name.starts_with(RESERVED) {
+            return self.refuse_reserved(if tag == b'C' { "CLOSE" } else { "DESCRIBE" }, name);
+        }
+        let upstream = match (tag, kind) {
+            (b'C', b'S') => self.prepared.remove(name).map(|p| p.upstream),
+            (b'C', b'P') => self.portals.remove(name).map(|p| p.upstream),
+            (_, b'S') => self.prepared.get(name).map(|p| p.upstream),
+            (_, b'P') => self.portals.get(name).map(|p| p.upstream),
             _ => None,
         };
-        match upstream.and_then(|u| frontend::with_names(msg, 1, &[&u]).ok()) {
-            Some(m) => self.out.extend_from_slice(&m),
-            None => self.out.extend_from_slice(msg),
+        if tag == b'C' {
+            // The client's own Close: its CloseComplete is passed on; if the
+            // server skips it, the forgotten upstream name is closed later.
+            self.expect(Expect::Close {
+                swallow: false,
+                orphan: upstream.map(|u| (kind, u)),
+            });
+        }
+        let written = upstream.is_some_and(|u| {
+            frontend::write_with_names(msg, 1, &[u.as_bytes()], &mut self.out).is_ok()
+        });
+        if !written {
+            // A name sqlgate never made (SQL `PREPARE`, `DECLARE`): the
+            // server describes or closes it, or answers that it does not exist.
+            self.out.extend_from_slice(msg);
         }
     }
 
-    /// Refuses a Bind or Execute naming something sqlgate never vetted.
-    fn refuse_unknown(&mut self, what: &str, name: &[u8]) {
+    /// Refuses a message naming a statement or portal in sqlgate's own
+    /// namespace: whatever lives upstream under such a name is sqlgate's.
+    fn refuse_reserved(&mut self, message: &str, name: &[u8]) {
         let msg = format!(
-            "sqlgate: {what} `{}` is unknown to sqlgate: only statements prepared with Parse in this session can be bound and executed (run SQL-prepared statements with EXECUTE)",
+            "sqlgate: statement and portal names beginning with `sqlgate.` are reserved for sqlgate; `{}` cannot be used",
             String::from_utf8_lossy(name)
         );
-        let report = Report::new(Severity::Error, "42501", &msg).encode();
-        self.audit_unvettable(if what == "portal" {
-            "EXECUTE (unknown portal)"
+        let report = Report::new(Severity::Error, "42501", &msg)
+            .hint("choose another statement or portal name")
+            .encode();
+        self.audit_unvettable(&format!("{message} (reserved name)"));
+        self.stage_denial(report, false);
+    }
+
+    /// Refuses a Bind or Execute naming something sqlgate never vetted, with
+    /// the SQLSTATE PostgreSQL uses for a name that does not exist.
+    fn refuse_unknown(&mut self, what: &str, name: &[u8]) {
+        let (code, audit) = if what == "portal" {
+            ("34000", "EXECUTE (unknown portal)")
         } else {
-            "BIND (unknown statement)"
-        });
+            ("26000", "BIND (unknown statement)")
+        };
+        let msg = format!(
+            "sqlgate: {what} `{}` does not exist or is unknown to sqlgate: only statements prepared with Parse in this session can be bound and executed (run SQL-prepared statements with EXECUTE)",
+            String::from_utf8_lossy(name)
+        );
+        let report = Report::new(Severity::Error, code, &msg).encode();
+        self.audit_unvettable(audit);
         self.stage_denial(report, false);
     }
 }

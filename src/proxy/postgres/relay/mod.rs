@@ -53,6 +53,18 @@ enum Expect {
     Ready,
     /// The ReadyForQuery answering a keepalive Sync: not passed on.
     SwallowReady,
+    /// A Sync sent after the Execute of a COPY, before CopyDone or CopyFail:
+    /// if the COPY entered copy-in mode (CopyInResponse) the server ignores
+    /// it, as PostgreSQL ignores Sync and Flush in copy-in mode; otherwise it
+    /// is answered like any Sync. (tokio-postgres sends one there.)
+    CopySync,
+    /// A Close was sent upstream: `swallow` when it is sqlgate's own (its
+    /// CloseComplete is not passed on). `orphan`: the upstream name it
+    /// closes, to close again later if the server skips it (`extended.rs`).
+    Close {
+        swallow: bool,
+        orphan: Option<(u8, extended::UpName)>,
+    },
 }
 
 /// State both directions see. Both run in one task, so the lock is never contended.
@@ -63,6 +75,9 @@ struct Shared {
     readies_seen: AtomicU64,
     ready: Notify,
     statements: AtomicU64,
+    /// Upstream names sqlgate forgot whose Close has not happened: closed at
+    /// the start of the next extended-protocol batch (`extended.rs`).
+    orphans: Mutex<Vec<(u8, extended::UpName)>>,
 }
 
 /// A statement the agent prepared (named or unnamed), for the audit of its executions.
@@ -76,16 +91,16 @@ struct Prepared {
     hold: Option<(Verdict, usize)>,
     /// The SQL as written, kept only for held statements whose rule shows literals.
     text: Option<Arc<str>>,
-    /// For a held statement: its name upstream (sqlgate's own, see `extended.rs`).
-    upstream: Option<Arc<[u8]>>,
+    /// Its name upstream (sqlgate's own, never reused: see `extended.rs`).
+    upstream: extended::UpName,
 }
 
 struct Portal {
     prepared: Arc<Prepared>,
     /// Parameter values, kept only for held statements whose rule shows literals.
     params: Option<Vec<Option<String>>>,
-    /// For a portal of a held statement: its name upstream (sqlgate's own).
-    upstream: Option<Arc<[u8]>>,
+    /// Its name upstream (sqlgate's own, never reused).
+    upstream: extended::UpName,
 }
 
 /// What the client side must do after a message.
@@ -150,9 +165,9 @@ pub async fn run(
         readies_seen: AtomicU64::new(0),
         ready: Notify::new(),
         statements: AtomicU64::new(0),
+        orphans: Mutex::new(Vec::new()),
     };
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
-    let names = format!("sqlgate.held.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();
     let mut c2s = ClientSide {
         notices,
@@ -160,12 +175,12 @@ pub async fn run(
         shared: &shared,
         marker: &marker,
         next_marker: 0,
-        names: &names,
         next_name: 0,
         prepared: HashMap::new(),
         portals: HashMap::new(),
         skipping: false,
         in_extended: false,
+        after_copy: false,
         out: BytesMut::with_capacity(READ_CHUNK),
         acks: Vec::new(),
     };
@@ -233,8 +248,7 @@ struct ClientSide<'a> {
     shared: &'a Shared,
     marker: &'a str,
     next_marker: u64,
-    /// Prefix of sqlgate's own upstream names for held statements and portals.
-    names: &'a str,
+    /// The last number used in an upstream name (`extended.rs`).
     next_name: u64,
     prepared: HashMap<Vec<u8>, Arc<Prepared>>,
     portals: HashMap<Vec<u8>, Portal>,
@@ -243,6 +257,9 @@ struct ClientSide<'a> {
     skipping: bool,
     /// An extended-protocol batch is open (messages since the last Sync).
     in_extended: bool,
+    /// The last Execute was of a COPY and no CopyDone/CopyFail followed yet:
+    /// a Sync now may be ignored by the server (`Expect::CopySync`).
+    after_copy: bool,
     out: BytesMut,
     /// Records of refusals that must be on disk before `out` goes upstream
     /// (the refusal is answered only after that).
@@ -389,37 +406,37 @@ impl ClientSide<'_> {
         if self.skipping && tag != b'S' {
             return Step::Next;
         }
+        if matches!(tag, b'P' | b'B' | b'E' | b'C' | b'D' | b'H') && !self.in_extended {
+            self.in_extended = true;
+            self.close_orphans();
+        }
         match tag {
-            b'Q' => return self.query(msg),
-            b'P' => {
-                self.in_extended = true;
-                self.parse(msg);
+            b'Q' => {
+                self.forget_unnamed();
+                return self.query(msg);
             }
-            b'B' => {
-                self.in_extended = true;
-                self.bind(msg);
-            }
-            b'E' => {
-                self.in_extended = true;
-                return self.execute(msg);
-            }
-            b'C' | b'D' => {
-                self.in_extended = true;
-                self.describe_or_close(tag, msg);
-            }
-            b'H' => {
-                self.in_extended = true;
-                self.out.extend_from_slice(msg);
-            }
+            b'P' => self.parse(msg),
+            b'B' => self.bind(msg),
+            b'E' => return self.execute(msg),
+            b'C' | b'D' => self.describe_or_close(tag, msg),
+            b'H' => self.out.extend_from_slice(msg),
             b'S' => {
                 self.skipping = false;
                 self.in_extended = false;
-                self.expect(Expect::Ready);
+                self.expect(if self.after_copy {
+                    Expect::CopySync
+                } else {
+                    Expect::Ready
+                });
                 self.out.extend_from_slice(msg);
             }
             // COPY data flows only while the server is in COPY mode; outside it
             // the server ignores or rejects it. It is data, not SQL.
-            b'd' | b'c' | b'f' => self.out.extend_from_slice(msg),
+            b'd' => self.out.extend_from_slice(msg),
+            b'c' | b'f' => {
+                self.after_copy = false;
+                self.out.extend_from_slice(msg);
+            }
             b'X' => {
                 self.out.extend_from_slice(msg);
                 return Step::End(End::ClientGone);

@@ -18,6 +18,8 @@ pub(super) async fn server_to_client(
     let mut rows = 0u64;
     // Statements completed in this batch are recorded after their bytes are written.
     let mut done: Vec<Box<StatementEvent>> = Vec::new();
+    // The server is in copy-in mode (CopyInResponse seen; until ReadyForQuery).
+    let mut copy_in = false;
     loop {
         tokio::select! {
             r = rd.read_buf(&mut buf) => {
@@ -104,6 +106,9 @@ pub(super) async fn server_to_client(
                         }
                         backend::ERROR_RESPONSE => {
                             let f = backend::error_fields(msg).unwrap_or_default();
+                            while copy_in && matches!(q.front(), Some(Expect::CopySync)) {
+                                q.pop_front();
+                            }
                             if let Some(n) = marker_number(&f, marker) {
                                 // Our staged denial: swap in sqlgate's error. It must be
                                 // the next thing expected; anything else means the two
@@ -126,6 +131,22 @@ pub(super) async fn server_to_client(
                             }
                             rows = 0;
                         }
+                        backend::COPY_IN_RESPONSE => copy_in = true,
+                        backend::CLOSE_COMPLETE => {
+                            // Closes are answered in order; sqlgate's own are not passed on.
+                            let i = q
+                                .iter()
+                                .position(|e| matches!(e, Expect::Close { .. } | Expect::Ready));
+                            if let Some(i) = i {
+                                if let Some(Expect::Close { swallow, .. }) = q.get(i) {
+                                    let swallow = *swallow;
+                                    q.remove(i);
+                                    if swallow {
+                                        continue;
+                                    }
+                                }
+                            }
+                        }
                         backend::READY_FOR_QUERY => {
                             // Everything before this ReadyForQuery that never
                             // completed was skipped by the server after an error.
@@ -133,6 +154,12 @@ pub(super) async fn server_to_client(
                             while let Some(e) = q.pop_front() {
                                 match e {
                                     Expect::Ready => break,
+                                    // Ignored by the server in copy-in mode.
+                                    Expect::CopySync if copy_in => {}
+                                    Expect::CopySync => {
+                                        shared.readies_sent.fetch_add(1, Ordering::AcqRel);
+                                        break;
+                                    }
                                     Expect::SwallowReady => {
                                         swallow = true;
                                         break;
@@ -141,9 +168,14 @@ pub(super) async fn server_to_client(
                                         ev.outcome = Outcome::NotExecuted;
                                         done.push(ev);
                                     }
-                                    Expect::Denial(..) => {}
+                                    Expect::Denial(..) | Expect::Close { orphan: None, .. } => {}
+                                    // Skipped: what it closes is still upstream.
+                                    Expect::Close {
+                                        orphan: Some(o), ..
+                                    } => shared.orphans.lock().expect("not poisoned").push(o),
                                 }
                             }
+                            copy_in = false;
                             last_status = backend::ready_status(msg).ok();
                             rows = 0;
                             if swallow {
