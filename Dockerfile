@@ -12,6 +12,10 @@
 # --- build ------------------------------------------------------------------
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# pg_query (PostgreSQL's own parser) is built with bindgen and prost-build.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libclang-dev protobuf-compiler \
+    && rm -rf /var/lib/apt/lists/*
 # Only what the build needs (Cargo.toml names the criterion bench, so
 # benches/ must be present for the manifest to load).
 COPY Cargo.toml Cargo.lock ./

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the system packages sqlgate's tests and benchmarks need, on Debian 12.
+# Install the system packages sqlgate's build, tests and benchmarks need, on Debian 12.
 #
 # Idempotent and quiet: when everything is already present it checks a few
 # binaries and exits in well under a second without printing anything.
@@ -41,6 +41,11 @@ have openssl || missing+=(openssl)
 have runuser || missing+=(util-linux)
 # A headless browser for the approval page's end-to-end test (tests/browser/).
 have chromium || missing+=(chromium)
+# Building pg_query (PostgreSQL's parser, libpg_query): bindgen needs
+# libclang, prost-build needs protoc, and cc a C compiler.
+compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null || missing+=(libclang-dev)
+have protoc || missing+=(protobuf-compiler)
+have cc || missing+=(gcc libc6-dev)
 
 if ((${#missing[@]} == 0)); then
     exit 0

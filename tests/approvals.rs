@@ -752,3 +752,66 @@ async fn the_approved_statement_is_the_one_that_runs() {
     assert_eq!(replies[0].code(), "34000", "{replies:?}");
     assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
 }
+
+/// Finding 12 of the review: a grant given for one function body covered
+/// any body of the same shape. Code is shown whole and granted by its
+/// exact text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_for_code_covers_only_that_exact_text() {
+    let env = Env::new("hold_code");
+    let (c, _n) = env.client().await;
+    let c = std::sync::Arc::new(c);
+    let body = |b: &str| {
+        format!("CREATE OR REPLACE FUNCTION rt_helper() RETURNS text LANGUAGE plpgsql AS $$BEGIN {b} END$$")
+    };
+    let first = body("RETURN 'hello';");
+    let c2 = c.clone();
+    let sql = first.clone();
+    let agent = tokio::spawn(async move { c2.simple_query(&sql).await });
+    let req = env.pending(1).await[0].clone();
+    // The rule hides literals, but code is shown as written.
+    assert_eq!(req["statements"][0]["text"], first.as_str(), "{req}");
+    let id = req["id"].as_str().unwrap().to_owned();
+    for tok in ["tok-alice", "tok-bob"] {
+        let (s, v) = env
+            .api(
+                "POST",
+                &format!("/v1/approvals/{id}/approve"),
+                tok,
+                serde_json::json!({"grant": "15m"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    agent.await.unwrap().unwrap();
+    // Same shape, another body: held again, not granted.
+    let c3 = c.clone();
+    let evil = body("DROP TABLE items; RETURN 'x';");
+    let agent = tokio::spawn(async move { c3.simple_query(&evil).await });
+    let req = env.pending(1).await[0].clone();
+    assert!(
+        req["statements"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("DROP TABLE items"),
+        "{req}"
+    );
+    let id = req["id"].as_str().unwrap().to_owned();
+    let (s, _) = env
+        .api(
+            "POST",
+            &format!("/v1/approvals/{id}/deny"),
+            "tok-alice",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(agent.await.unwrap().is_err());
+    assert_eq!(env.direct("SELECT rt_helper()"), "hello");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+    // The very same text again: the grant covers it.
+    tokio::time::timeout(Duration::from_secs(5), c.simple_query(&first))
+        .await
+        .expect("granted: no hold")
+        .unwrap();
+}

@@ -162,10 +162,12 @@ impl ClientSide<'_> {
             .or((!d.verdicts.is_empty()).then_some(0))
             .map_or_else(|| Arc::from(""), |i| d.verdicts[i].rule.clone());
         let hold = blocking.map(|b| (d.verdicts[b].clone(), b));
-        let shows = hold
-            .as_ref()
-            .and_then(|(v, _)| v.approval.as_ref())
-            .is_some_and(|a| a.show_literals);
+        // Code (function bodies, DO, rules, triggers, policies) is shown to
+        // approvers whatever the rule says about literals.
+        let shows = hold.as_ref().is_some_and(|(v, _)| {
+            v.approval.as_ref().is_some_and(|a| a.show_literals)
+                || d.analysis.statements.iter().any(|s| s.code)
+        });
         let upstream = self.fresh_name(b's');
         // INVARIANT: the upstream name is new; whatever the server does with
         // this Parse, that name reaches this statement or nothing.

@@ -77,18 +77,28 @@ impl ClientSide<'_> {
         });
         // Literals are shown only when the text is exactly the held statement:
         // a query string with other statements could carry their literals,
-        // which other rules may keep hidden.
-        let sql: Option<&str> = match (spec.show_literals, held.simple) {
-            (false, _) => None,
-            (true, true) if held.analysis.statements.len() == 1 => {
-                frontend::query_text(&held.msg).ok()
-            }
-            (true, true) => None,
-            (true, false) => held.text.as_deref(),
-        };
-        let statements = blocking
+        // which other rules may keep hidden. Code is the exception: a
+        // function body, DO block, rule, trigger or policy is approved as
+        // written or not at all, so its whole text is shown, and a grant
+        // covers only that exact text (its SHA-256), never its fingerprint.
+        let held_infos: Vec<&StatementInfo> = blocking
             .iter()
             .filter_map(|&i| held.analysis.statements.get(statement_index(i)))
+            .collect();
+        let code = held_infos.iter().any(|s| s.code);
+        let text = || match held.simple {
+            true => frontend::query_text(&held.msg).ok(),
+            false => held.text.as_deref(),
+        };
+        let sql: Option<&str> = match (spec.show_literals, held.simple) {
+            _ if code => text(),
+            (false, _) => None,
+            (true, true) if held.analysis.statements.len() == 1 => text(),
+            (true, true) => None,
+            (true, false) => text(),
+        };
+        let statements = held_infos
+            .iter()
             .map(|info| HeldStatement {
                 command: info.command.clone(),
                 text: sql
@@ -96,7 +106,11 @@ impl ClientSide<'_> {
                     .unwrap_or_else(|| info.fingerprint.clone()),
                 classes: info.classes,
                 tables: info.tables.clone(),
-                fingerprint: info.fingerprint.clone(),
+                fingerprint: if code {
+                    format!("sha256:{}", held.sha)
+                } else {
+                    info.fingerprint.clone()
+                },
             })
             .collect();
         let new = NewRequest {
