@@ -2,7 +2,7 @@
 
 mod relay;
 mod startup;
-mod upstream;
+pub(crate) mod upstream;
 
 use crate::audit::{Event, SessionInfo};
 use crate::config;
@@ -83,7 +83,7 @@ pub async fn handle(
         }
     };
 
-    let held = Arc::new(tokio::sync::Notify::new());
+    let held = Arc::new(crate::proxy::cancel::HoldSignal::default());
     let (pid, key, _registration) = l.cancels.register(|key| cancel::Target {
         held: held.clone(),
         key,

@@ -84,12 +84,15 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
             StartupPacket::GssEncRequest => stream.write_all(b"N").await?,
             StartupPacket::Cancel { pid, key } => {
                 if let Some(t) = l.cancels.lookup(pid, key) {
-                    // A held statement is not running upstream: withdraw it.
-                    t.held.notify_waiters();
-                    if let Err(e) =
-                        super::upstream::cancel(&t.upstream, t.upstream_pid, t.upstream_key).await
-                    {
-                        tracing::warn!("forwarding a cancel request failed: {e}");
+                    // A held statement is not running upstream: withdraw it,
+                    // and send nothing upstream (see `HoldSignal`).
+                    if !t.held.cancel() {
+                        if let Err(e) =
+                            super::upstream::cancel(&t.upstream, t.upstream_pid, t.upstream_key)
+                                .await
+                        {
+                            tracing::warn!("forwarding a cancel request failed: {e}");
+                        }
                     }
                 }
                 return Ok(Outcome::Done);

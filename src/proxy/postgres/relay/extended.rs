@@ -149,7 +149,10 @@ impl ClientSide<'_> {
         if name.starts_with(RESERVED) {
             return self.refuse_reserved("PARSE", name);
         }
-        let d = self.sess.engine.decide(&self.sess.identity, sql);
+        let d = self
+            .sess
+            .engine
+            .decide_in(&self.sess.info.database, &self.sess.identity, sql);
         let sha = sha256_hex(sql);
         count(&d);
         if d.blocking().is_some() && d.first_deny().is_some() {

@@ -171,16 +171,22 @@ impl ClientSide<'_> {
         let mut keepalive = tokio::time::interval(self.sess.keepalive);
         keepalive.tick().await;
         let cap = self.sess.max_message.max(1 << 20);
+        let holding = self.sess.cancel.hold();
         let outcome = loop {
+            if holding.cancelled() {
+                approvals.withdraw(&r, "cancelled by the agent");
+                let report = Report::new(
+                    Severity::Error,
+                    "57014",
+                    "canceling statement due to user request",
+                )
+                .detail(&format!("approval request {} was withdrawn", r.id))
+                .encode();
+                return Ok(HoldEnd::Refused(report, note(&r, "withdrawn", vec![])));
+            }
             tokio::select! {
                 o = hold.decided() => break o,
-                _ = self.sess.cancel.notified() => {
-                    approvals.withdraw(&r, "cancelled by the agent");
-                    let report = Report::new(Severity::Error, "57014", "canceling statement due to user request")
-                        .detail(&format!("approval request {} was withdrawn", r.id))
-                        .encode();
-                    return Ok(HoldEnd::Refused(report, note(&r, "withdrawn", vec![])));
-                }
+                _ = holding.notified() => continue,
                 // Reading on keeps a disconnect visible; what arrives waits its turn.
                 // A reset counts as a disconnect too (a client that closes with
                 // unread data, such as our notice, resets the connection).

@@ -136,7 +136,7 @@ pub struct Session {
     pub max_message: usize,
     pub keepalive: std::time::Duration,
     /// Notified when the agent sends a CancelRequest for this session.
-    pub cancel: Arc<Notify>,
+    pub cancel: Arc<crate::proxy::cancel::HoldSignal>,
 }
 
 /// Why a session ended.
@@ -472,7 +472,10 @@ impl ClientSide<'_> {
                 return Step::Next;
             }
         };
-        let d = self.sess.engine.decide(&self.sess.identity, sql);
+        let d = self
+            .sess
+            .engine
+            .decide_in(&self.sess.info.database, &self.sess.identity, sql);
         let sha = sha256_hex(sql);
         count(&d);
         match d.blocking() {
@@ -594,6 +597,7 @@ impl ClientSide<'_> {
                 forbidden: None,
                 note: None,
                 code: false,
+                pending: None,
             }],
         });
         let ev = self.event(
