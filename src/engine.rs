@@ -6,8 +6,10 @@
 use crate::approval::{Approvals, Approver};
 use crate::audit::AuditLog;
 use crate::auth::scram::Verifier;
+use crate::catalog::Catalog;
 use crate::classify::{Analysis, Classifier, ClassifierOptions, Dialect};
 use crate::config::Config;
+use crate::config::Protocol;
 use crate::policy::{Action, Identity, Policy, Verdict};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +27,8 @@ pub struct Engine {
     pub approvals: Approvals,
     agents: HashMap<String, AgentEntry>,
     decoy_secret: [u8; 32],
+    /// One per upstream database served (PostgreSQL listeners).
+    catalogs: HashMap<String, Arc<Catalog>>,
 }
 
 /// The verdicts for one query string.
@@ -71,7 +75,17 @@ impl Engine {
             .iter()
             .map(|a| Approver::new(&a.name, &a.token, &a.groups, &a.agents))
             .collect();
+        let catalogs = cfg
+            .listeners
+            .iter()
+            .filter(|l| l.protocol == Protocol::Postgres)
+            .map(|l| {
+                let db = l.upstream.database.clone();
+                (db.clone(), Arc::new(Catalog::new(&db)))
+            })
+            .collect();
         Engine {
+            catalogs,
             classifier: Classifier::new(Dialect::Postgres, ClassifierOptions::default()),
             policy,
             approvals: Approvals::new(approvers, cfg.approval_timeout, audit.clone()),
@@ -91,8 +105,33 @@ impl Engine {
         Verifier::decoy(name, &self.decoy_secret)
     }
 
-    pub fn decide(&self, who: &Identity, sql: &str) -> Decision {
+    /// The catalog of upstream database `db`, if a listener serves it.
+    pub fn catalog(&self, db: &str) -> Option<&Arc<Catalog>> {
+        self.catalogs.get(db)
+    }
+
+    /// Every catalog, for `/healthz`.
+    pub fn catalogs(&self) -> Vec<Arc<Catalog>> {
+        self.catalogs.values().cloned().collect()
+    }
+
+    /// Decides a query string sent to database `db`: user-defined
+    /// functions are placed from that database's catalog.
+    pub fn decide_in(&self, db: &str, who: &Identity, sql: &str) -> Decision {
         let analysis = self.classifier.classify(sql);
+        let analysis = match self.catalogs.get(db) {
+            Some(c) => c.resolve(analysis),
+            None => analysis,
+        };
+        self.verdicts(analysis, who)
+    }
+
+    /// Decides without a catalog: user-defined functions stay `unparsed`.
+    pub fn decide(&self, who: &Identity, sql: &str) -> Decision {
+        self.verdicts(self.classifier.classify(sql), who)
+    }
+
+    fn verdicts(&self, analysis: Arc<Analysis>, who: &Identity) -> Decision {
         let verdicts = analysis
             .statements
             .iter()

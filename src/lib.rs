@@ -3,6 +3,7 @@ pub mod admin;
 pub mod approval;
 pub mod audit;
 pub mod auth;
+pub mod catalog;
 pub mod classify;
 pub mod cli;
 pub mod config;

@@ -23,6 +23,7 @@ fn stmt(classes: &[Class], tables: &[&str]) -> StatementInfo {
         forbidden: None,
         note: None,
         code: false,
+        pending: None,
     }
 }
 
@@ -480,6 +481,7 @@ fn allow_globs_do_not_stretch_across_dots() {
         forbidden: None,
         note: None,
         code: false,
+        pending: None,
     };
     assert_eq!(
         p.decide(&who, &stmt("reports.daily")).action,

@@ -19,13 +19,27 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 
 pub async fn serve(
     socket: TcpListener,
+    catalogs: Vec<std::sync::Arc<crate::catalog::Catalog>>,
     approvals: crate::approval::Approvals,
     channels: crate::config::Channels,
     metrics: PrometheusHandle,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/healthz",
+            get(move || {
+                // Healthy, with what an operator should know: warnings about
+                // the upstream logins' rights, one line each.
+                let mut body = String::from("ok\n");
+                for w in catalogs.iter().flat_map(|c| c.warnings()) {
+                    body.push_str("warning: ");
+                    body.push_str(&w);
+                    body.push('\n');
+                }
+                std::future::ready(body)
+            }),
+        )
         .route(
             "/metrics",
             get(move || std::future::ready(metrics.render())),

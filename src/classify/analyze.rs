@@ -26,6 +26,7 @@ pub fn statement(
         forbidden: None,
         note: None,
         code: false,
+        pending: None,
     };
 
     if let Some(u) = span.unterminated {

@@ -123,6 +123,15 @@ impl Classifier {
         analysis
     }
 
+    /// PostgreSQL only: SQL embedded in a PL/pgSQL body, in the parse mode
+    /// PL/pgSQL uses for it (see [`pg::classify_embedded`]); uncached.
+    pub fn classify_embedded(&self, sql: &str, grammar: i32) -> Option<Analysis> {
+        match self.dialect {
+            Dialect::Postgres => pg::classify_embedded(sql, grammar),
+            Dialect::Mysql => None,
+        }
+    }
+
     /// (hits, misses); uncacheable strings count as misses.
     pub fn cache_stats(&self) -> (u64, u64) {
         self.cache.stats()

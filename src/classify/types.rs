@@ -145,6 +145,20 @@ pub struct StatementInfo {
     /// exact text (its SHA-256), never the fingerprint.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub code: bool,
+    /// Calls of functions that are not reviewed built-ins, which only the
+    /// database's catalog can place. Until something resolves them (see
+    /// `catalog`), `classes` holds `unparsed` for them: fail closed.
+    #[serde(skip)]
+    pub pending: Option<Box<Pending>>,
+}
+
+/// What a statement's classes are without its unresolved function calls.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pending {
+    /// The classes of everything else in the statement.
+    pub base: ClassSet,
+    /// The functions called, `schema.name` or `name` as written (folded).
+    pub functions: Vec<String>,
 }
 
 /// The analysis of one query string: one entry per top-level statement,

@@ -60,6 +60,11 @@ pub async fn serve(
                     keepalive: cfg.approval_keepalive,
                 });
                 tracing::info!(listen = %l.listen, upstream = ?l.upstream, "postgres listener ready");
+                if let Some(c) = engine.catalog(&l.upstream.database) {
+                    // The side connection: the catalog snapshot, refreshed
+                    // in the background (see `catalog`).
+                    tokio::spawn(c.clone().run(l.clone(), upstream_tls.clone()));
+                }
                 let (limit, shutdown) = (limit.clone(), shutdown.clone());
                 accepts.spawn(accept_loop(
                     listener,

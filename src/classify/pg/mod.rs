@@ -32,7 +32,7 @@ mod walk;
 
 use super::cache::Cache;
 use super::scan::Scanner;
-use super::types::{Analysis, Class, ClassSet, Dialect, StatementInfo};
+use super::types::{Analysis, Class, ClassSet, Dialect, Pending, StatementInfo};
 use super::{rules, ClassifierOptions};
 use lex::{Kind, Lexed, Tok};
 use std::sync::Arc;
@@ -71,7 +71,7 @@ pub fn classify(sql: &str, opts: &ClassifierOptions, cache: &Cache) -> Arc<Analy
         if let Some(hit) = cache.get(&lexed.key) {
             return hit;
         }
-        if let Some(a) = analyse(sql, &lexed, Mode::Key) {
+        if let Some(a) = analyse(sql, &lexed, Mode::Key, 0) {
             let a = Arc::new(a);
             cache.insert(lexed.key.clone(), Arc::clone(&a));
             return a;
@@ -79,7 +79,7 @@ pub fn classify(sql: &str, opts: &ClassifierOptions, cache: &Cache) -> Arc<Analy
     } else {
         cache.bypass();
     }
-    Arc::new(analyse(sql, &lexed, Mode::Original).unwrap_or_else(|| {
+    Arc::new(analyse(sql, &lexed, Mode::Original, 0).unwrap_or_else(|| {
         let why = match pg_query::parse(sql, 0) {
             Err(e) => format!(
                 "PostgreSQL's grammar rejects it: {}",
@@ -91,14 +91,31 @@ pub fn classify(sql: &str, opts: &ClassifierOptions, cache: &Cache) -> Arc<Analy
     }))
 }
 
+/// Classifies SQL embedded in a PL/pgSQL function body, parsed in the mode
+/// PL/pgSQL itself uses for it (`PLpgSQL_expr.parseMode`: 0 a statement,
+/// 2 an expression, 3–5 an assignment). Uncached; `None` when it does not
+/// parse.
+pub fn classify_embedded(sql: &str, grammar: i32) -> Option<Analysis> {
+    if !(0..=5).contains(&grammar) || grammar == 1 {
+        return None;
+    }
+    let lexed = lex::scan(sql).ok()?;
+    if lexed.toks.is_empty() {
+        return Some(Analysis { statements: vec![] });
+    }
+    analyse(sql, &lexed, Mode::Original, grammar)
+}
+
 /// The key-mode or original-mode analysis; `None` when the text does not
 /// parse, or (key mode) when a statement needs its literals.
-fn analyse(sql: &str, lexed: &Lexed, mode: Mode) -> Option<Analysis> {
+/// `grammar` is pg_query's parse mode: 0 for SQL, 2–5 for PL/pgSQL
+/// expressions and assignments.
+fn analyse(sql: &str, lexed: &Lexed, mode: Mode, grammar: i32) -> Option<Analysis> {
     let text = match mode {
         Mode::Key => lexed.key.as_str(),
         Mode::Original => sql,
     };
-    let parsed = pg_query::parse(text, 0).ok()?;
+    let parsed = pg_query::parse(text, grammar).ok()?;
     let mut statements = Vec::with_capacity(parsed.protobuf.stmts.len());
     for raw in &parsed.protobuf.stmts {
         let from = raw.stmt_location.max(0) as u32;
@@ -128,6 +145,20 @@ fn info(sql: &str, lexed: &Lexed, toks: &[Tok], w: Walk) -> StatementInfo {
     let toks = trim_semicolons(toks);
     let mut classes = w.classes;
     let mut note = w.note;
+    let pending = (!w.functions.is_empty()).then(|| {
+        let base = classes;
+        classes.insert(Class::Unparsed);
+        note.get_or_insert_with(|| {
+            format!(
+                "function `{}` is not a reviewed built-in and was not found in the catalog",
+                w.functions[0]
+            )
+        });
+        Box::new(Pending {
+            base,
+            functions: w.functions.clone(),
+        })
+    });
     if classes.is_empty() {
         classes.insert(Class::Unparsed);
         note.get_or_insert_with(|| "no class could be determined".into());
@@ -140,6 +171,7 @@ fn info(sql: &str, lexed: &Lexed, toks: &[Tok], w: Walk) -> StatementInfo {
         forbidden: w.forbidden,
         note,
         code: w.code,
+        pending,
     }
 }
 
@@ -185,6 +217,7 @@ fn rejected(sql: &str, lexed: Option<&Lexed>, why: &str) -> Analysis {
         forbidden: None,
         note: Some(why.to_string()),
         code: false,
+        pending: None,
     };
     let Some(lexed) = lexed else {
         return Analysis {

@@ -51,6 +51,8 @@ pub struct Walk {
     pub code: bool,
     /// Key mode: the statement needs its literals (see the module docs).
     pub needs_original: bool,
+    /// Functions that are not reviewed built-ins (resolved by `catalog`).
+    pub functions: Vec<String>,
     /// CTE names visible where the walk is, innermost last.
     scopes: Vec<Vec<String>>,
     /// Depth of statements that are not run (EXPLAIN without ANALYZE,
@@ -69,6 +71,7 @@ impl Walk {
             note: None,
             code: false,
             needs_original: false,
+            functions: Vec::new(),
             scopes: Vec::new(),
             not_run: 0,
         }
@@ -268,6 +271,12 @@ impl Walk {
             "DiscardStmt" | "ListenStmt" | "UnlistenStmt" | "NotifyStmt" | "DeallocateStmt"
             | "ClosePortalStmt" => self.add(&[Session]),
             "FetchStmt" => self.add(&[Read]),
+            // A PL/pgSQL assignment `x := expr` (parse mode ASSIGN): the
+            // expression's reads.
+            "PlassignStmt" => {
+                self.add(&[Read]);
+                self.children(n);
+            }
             "ConstraintsSetStmt" => self.add(&[Transaction]),
             other => {
                 self.add(&[Unparsed]);
@@ -471,14 +480,13 @@ impl Walk {
             ""
         };
         let (c, unknown) = builtins::call(schema, name);
-        self.add_fn(c);
         if unknown {
-            self.note(|| {
-                format!(
-                    "function `{}` is not a reviewed built-in; its body is not analysed",
-                    parts.join(".")
-                )
-            });
+            let f = parts.join(".");
+            if !self.functions.contains(&f) {
+                self.functions.push(f);
+            }
+        } else {
+            self.add_fn(c);
         }
         if name == "set_config" && (schema.is_empty() || schema == "pg_catalog") {
             self.set_config(list(n, "args"));

@@ -1,0 +1,181 @@
+//! What calling a user-defined function does, from its body.
+//!
+//! - `LANGUAGE sql`: the body (`prosrc`) is SQL, classified like any query
+//!   string. A SQL-standard body (`BEGIN ATOMIC …`, stored pre-parsed) is
+//!   `unparsed`.
+//! - `LANGUAGE plpgsql`: the function's definition is read by PL/pgSQL's
+//!   own parser (`pg_query::parse_plpgsql`), and every SQL statement and
+//!   expression in it (`PLpgSQL_expr`) is classified in the parse mode
+//!   PL/pgSQL uses for it. Dynamic SQL (`EXECUTE`, `FOR … IN EXECUTE`,
+//!   `OPEN … FOR EXECUTE`) cannot be seen: `unparsed`.
+//! - Any other language: `unparsed`.
+//!
+//! The classes are what the body's statements would be if the agent sent
+//! them itself, plus the tables they touch, so table rules apply through a
+//! function call too. Calls to other user functions are left for
+//! `Snapshot::build` to resolve.
+
+use crate::classify::{Analysis, Class, ClassSet, Classifier};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// A body's own classes, tables, and the user functions it calls.
+#[derive(Debug, Default, Clone)]
+pub struct Placed {
+    pub classes: ClassSet,
+    pub tables: BTreeSet<String>,
+    pub calls: BTreeSet<String>,
+}
+
+impl Placed {
+    fn unparsed() -> Placed {
+        Placed {
+            classes: ClassSet::of(&[Class::Unparsed]),
+            ..Placed::default()
+        }
+    }
+
+    fn absorb(&mut self, a: &Analysis) {
+        for s in &a.statements {
+            match &s.pending {
+                Some(p) => {
+                    self.classes = self.classes.union(p.base);
+                    self.calls.extend(p.functions.iter().cloned());
+                }
+                None => self.classes = self.classes.union(s.classes),
+            }
+            if s.forbidden.is_some() {
+                // It would change how sqlgate reads SQL, behind its back.
+                self.classes = self
+                    .classes
+                    .union(ClassSet::of(&[Class::Unparsed, Class::Privilege]));
+            }
+            self.tables.extend(s.tables.iter().cloned());
+        }
+    }
+}
+
+/// Bodies larger than this are not analysed (`unparsed`).
+pub const MAX_BODY: usize = 256 * 1024;
+
+pub fn place(c: &Classifier, language: &str, src: &str, definition: Option<&str>) -> Placed {
+    match language {
+        "sql" if !src.trim().is_empty() && src.len() <= MAX_BODY => {
+            let mut p = Placed::default();
+            p.absorb(&c.classify(src));
+            p
+        }
+        "plpgsql" => match definition.filter(|d| d.len() <= MAX_BODY) {
+            Some(d) => plpgsql(c, d),
+            None => Placed::unparsed(),
+        },
+        _ => Placed::unparsed(),
+    }
+}
+
+fn plpgsql(c: &Classifier, definition: &str) -> Placed {
+    let Ok(tree) = pg_query::parse_plpgsql(definition) else {
+        return Placed::unparsed();
+    };
+    let mut p = Placed::default();
+    walk(c, &tree, &mut p);
+    p
+}
+
+fn walk(c: &Classifier, v: &Value, p: &mut Placed) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match k.as_str() {
+                    "PLpgSQL_expr" => expr(c, x, p),
+                    "PLpgSQL_stmt_dynexecute" | "PLpgSQL_stmt_dynfors" => {
+                        p.classes.insert(Class::Unparsed);
+                        walk(c, x, p);
+                    }
+                    "dynquery" if !x.is_null() => {
+                        p.classes.insert(Class::Unparsed);
+                        walk(c, x, p);
+                    }
+                    "PLpgSQL_stmt_commit" | "PLpgSQL_stmt_rollback" => {
+                        p.classes.insert(Class::Transaction);
+                    }
+                    _ => walk(c, x, p),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| walk(c, x, p)),
+        _ => {}
+    }
+}
+
+fn expr(c: &Classifier, e: &Value, p: &mut Placed) {
+    let query = e.get("query").and_then(Value::as_str).unwrap_or("");
+    let mode = e.get("parseMode").and_then(Value::as_i64).unwrap_or(0) as i32;
+    match c.classify_embedded(query, mode) {
+        Some(a) => p.absorb(&a),
+        None => {
+            p.classes.insert(Class::Unparsed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{ClassifierOptions, Dialect};
+
+    fn c() -> Classifier {
+        Classifier::new(Dialect::Postgres, ClassifierOptions::default())
+    }
+
+    fn def(body: &str) -> String {
+        format!("CREATE OR REPLACE FUNCTION public.f(a int) RETURNS int LANGUAGE plpgsql AS $function${body}$function$")
+    }
+
+    #[test]
+    fn sql_bodies_are_classified_as_queries() {
+        let p = place(&c(), "sql", "DELETE FROM t; SELECT v FROM secrets", None);
+        assert!(p.classes.contains(Class::Destructive) && p.classes.contains(Class::Read));
+        assert!(p.tables.contains("secrets"));
+        let p = place(&c(), "sql", "SELECT other_fn(1)", None);
+        assert!(p.calls.contains("other_fn"));
+        assert_eq!(
+            place(&c(), "c", "x", None).classes,
+            ClassSet::of(&[Class::Unparsed])
+        );
+        assert_eq!(
+            place(&c(), "sql", "", None).classes,
+            ClassSet::of(&[Class::Unparsed])
+        );
+    }
+
+    #[test]
+    fn plpgsql_statements_and_expressions_are_classified() {
+        let d = def("DECLARE x int := a + 1; r record;
+            BEGIN x := x * 2; DELETE FROM t WHERE id = x; PERFORM pg_sleep(0);
+            FOR r IN SELECT * FROM secrets LOOP RAISE NOTICE '%', r; END LOOP;
+            IF x > 1 THEN RETURN (SELECT count(*) FROM u); END IF; RETURN 0; END");
+        let p = place(&c(), "plpgsql", "", Some(&d));
+        assert!(p.classes.contains(Class::Write), "{p:?}");
+        assert!(!p.classes.contains(Class::Unparsed), "{p:?}");
+        assert!(p.tables.contains("secrets") && p.tables.contains("u") && p.tables.contains("t"));
+        let d = def("BEGIN RETURN (SELECT pg_read_file('/etc/passwd'))::int; END");
+        assert!(place(&c(), "plpgsql", "", Some(&d))
+            .classes
+            .contains(Class::ServerAccess));
+    }
+
+    #[test]
+    fn dynamic_sql_is_unparsed() {
+        for body in [
+            "BEGIN EXECUTE 'DROP TABLE ' || 'x'; RETURN 1; END",
+            "DECLARE r record; BEGIN FOR r IN EXECUTE 'SELECT 1' LOOP END LOOP; RETURN 1; END",
+            "DECLARE c refcursor; BEGIN OPEN c FOR EXECUTE 'SELECT 1'; RETURN 1; END",
+        ] {
+            let p = place(&c(), "plpgsql", "", Some(&def(body)));
+            assert!(p.classes.contains(Class::Unparsed), "{body}: {p:?}");
+        }
+        let p = place(&c(), "plpgsql", "", Some("not a function"));
+        assert!(p.classes.contains(Class::Unparsed));
+    }
+}

@@ -1,0 +1,448 @@
+//! The database's own catalog, read on a side connection: user-defined
+//! functions (placed by their bodies) and the upstream login's rights.
+//!
+//! The classifier places built-in functions from its reviewed lists and
+//! leaves every other call *pending*: `unparsed` until resolved here
+//! (`StatementInfo::pending`). Resolution reads only a [`Snapshot`] of the
+//! catalog, loaded in the background and refreshed every `REFRESH` and as
+//! soon as a DDL statement is seen; so deciding never waits for the network,
+//! and the classification cache never holds catalog facts (its key could
+//! not cover them).
+//!
+//! Staleness fails closed: a snapshot is used only while it was loaded
+//! after the last DDL statement sqlgate classified or completed (the
+//! `ddl` generation), and while it is younger than `MAX_AGE`. A query
+//! string with DDL in it resolves nothing (its own DDL may redefine what it
+//! calls). What stays open: a function changed directly on the database,
+//! not through sqlgate, may be placed by its previous body for up to
+//! `REFRESH`.
+//!
+//! Name resolution is conservative: an unqualified name is every function
+//! of that name in any schema (the session's `search_path` is not
+//! tracked), overloads together; the classes are their union.
+
+mod body;
+mod query;
+
+use crate::classify::{Analysis, Class, ClassSet, Classifier, ClassifierOptions, Dialect};
+use crate::config::Listener;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+pub const REFRESH: Duration = Duration::from_secs(2);
+const MAX_AGE: Duration = Duration::from_secs(30);
+/// Deepest chain of user functions calling each other that is followed.
+const MAX_DEPTH: usize = 8;
+/// More user functions than this are not loaded (each call stays unparsed).
+const MAX_FUNCTIONS: usize = 20_000;
+
+/// What one function (all overloads of a name in one schema) does.
+#[derive(Debug, Clone, Default)]
+struct Resolved {
+    classes: ClassSet,
+    tables: BTreeSet<String>,
+}
+
+#[derive(Default)]
+pub struct Snapshot {
+    /// The `ddl` generation when loading began.
+    generation: u64,
+    loaded: Option<Instant>,
+    /// name → (schema, what it does).
+    functions: HashMap<String, Vec<(String, Resolved)>>,
+    /// Warnings about the upstream login's rights.
+    warnings: Vec<String>,
+}
+
+pub struct Catalog {
+    database: String,
+    snapshot: RwLock<Arc<Snapshot>>,
+    ddl: AtomicU64,
+    wake: Notify,
+    classifier: Classifier,
+}
+
+impl Catalog {
+    pub fn new(database: &str) -> Catalog {
+        Catalog {
+            database: database.to_string(),
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            ddl: AtomicU64::new(0),
+            wake: Notify::new(),
+            classifier: Classifier::new(Dialect::Postgres, ClassifierOptions::default()),
+        }
+    }
+
+    /// The catalog may have changed (a DDL statement was classified or
+    /// completed): stop trusting the snapshot and reload it now.
+    pub fn changed(&self) {
+        self.ddl.fetch_add(1, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+
+    /// Warnings about the upstream login (for the log and `/healthz`).
+    pub fn warnings(&self) -> Vec<String> {
+        self.current().warnings.clone()
+    }
+
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .map(|s| Arc::clone(&s))
+            .unwrap_or_default()
+    }
+
+    /// Places the pending function calls of `a`, where the snapshot can.
+    /// Never makes a statement less restrictive than its calls' bodies.
+    pub fn resolve(&self, a: Arc<Analysis>) -> Arc<Analysis> {
+        if a.statements.iter().any(|s| s.classes.contains(Class::Ddl)) {
+            self.changed();
+            return a;
+        }
+        if a.statements.iter().all(|s| s.pending.is_none()) {
+            return a;
+        }
+        let snap = self.current();
+        let fresh = snap.generation == self.ddl.load(Ordering::Acquire)
+            && snap.loaded.is_some_and(|t| t.elapsed() < MAX_AGE);
+        if !fresh {
+            return a;
+        }
+        let mut out = (*a).clone();
+        for s in &mut out.statements {
+            let Some(p) = &s.pending else { continue };
+            let mut classes = p.base;
+            let mut tables: BTreeSet<String> = s.tables.iter().cloned().collect();
+            let mut all = true;
+            for f in &p.functions {
+                match snap.lookup(f) {
+                    Some(r) => {
+                        classes = classes.union(r.classes);
+                        tables.extend(r.tables.iter().cloned());
+                    }
+                    None => all = false,
+                }
+            }
+            if !all {
+                continue;
+            }
+            if classes.is_empty() {
+                classes.insert(Class::Read);
+            }
+            if !classes.contains(Class::Unparsed) {
+                s.note = None;
+            }
+            s.classes = classes;
+            s.tables = tables.into_iter().collect();
+            s.pending = None;
+        }
+        Arc::new(out)
+    }
+
+    /// Keeps the snapshot fresh for as long as the process runs: connects
+    /// with the listener's own upstream settings, reloads every `REFRESH`
+    /// or when woken, reconnects after errors.
+    pub async fn run(self: Arc<Self>, l: Listener, tls: Arc<rustls::ClientConfig>) {
+        let mut warned: Vec<String> = Vec::new();
+        loop {
+            let params = [(
+                "application_name".to_string(),
+                "sqlgate-catalog".to_string(),
+            )];
+            let connect = crate::proxy::postgres::upstream::connect(
+                &l.upstream,
+                l.upstream_tls,
+                &tls,
+                &params,
+            );
+            let mut conn = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+                Ok(Ok(c)) => c.stream,
+                Ok(Err(e)) => {
+                    tracing::warn!(database = %self.database, "catalog connection failed: {e}");
+                    tokio::time::sleep(REFRESH).await;
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(database = %self.database, "catalog connection timed out");
+                    continue;
+                }
+            };
+            loop {
+                let generation = self.ddl.load(Ordering::Acquire);
+                let load = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    Snapshot::load(&mut conn, &self.classifier, generation),
+                );
+                match load.await {
+                    Ok(Ok(s)) => {
+                        if s.warnings != warned {
+                            for w in &s.warnings {
+                                tracing::warn!(database = %self.database, "{w}");
+                            }
+                            warned = s.warnings.clone();
+                        }
+                        if let Ok(mut cur) = self.snapshot.write() {
+                            *cur = Arc::new(s);
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(database = %self.database, "catalog query failed: {e}");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::warn!(database = %self.database, "catalog query timed out");
+                        break;
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(REFRESH) => {}
+                    _ = self.wake.notified() => {}
+                }
+            }
+            tokio::time::sleep(REFRESH).await;
+        }
+    }
+}
+
+/// Rights of the upstream login that an agent could reach through sqlgate
+/// if a statement slipped past the policy.
+const ROLE_QUERY: &str = "SELECT r.rolsuper::text, r.rolname,
+    pg_has_role(current_user, 'pg_read_server_files', 'MEMBER')::text,
+    pg_has_role(current_user, 'pg_write_server_files', 'MEMBER')::text,
+    pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER')::text
+  FROM pg_roles r WHERE r.rolname = current_user";
+
+/// Every function outside pg_catalog and information_schema, with what
+/// placing it needs: the SQL body, or PL/pgSQL's full definition.
+const FUNCTIONS_QUERY: &str = "SELECT n.nspname, p.proname, l.lanname, p.prosrc,
+    CASE WHEN l.lanname = 'plpgsql' AND p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END,
+    p.prokind::text
+  FROM pg_proc p
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+  JOIN pg_language l ON l.oid = p.prolang
+  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  ORDER BY p.oid LIMIT 20001";
+
+impl Snapshot {
+    async fn load(
+        conn: &mut crate::proxy::stream::Stream,
+        classifier: &Classifier,
+        generation: u64,
+    ) -> Result<Snapshot, String> {
+        let role = query::simple(conn, ROLE_QUERY).await?;
+        let rows = query::simple(conn, FUNCTIONS_QUERY).await?;
+        let mut s = Snapshot {
+            generation,
+            loaded: Some(Instant::now()),
+            warnings: role_warnings(&role),
+            ..Snapshot::default()
+        };
+        if rows.len() > MAX_FUNCTIONS {
+            s.warnings.push(format!(
+                "more than {MAX_FUNCTIONS} user-defined functions: calls to them stay unparsed"
+            ));
+            return Ok(s);
+        }
+        s.build(classifier, &rows);
+        Ok(s)
+    }
+
+    fn build(&mut self, classifier: &Classifier, rows: &query::Rows) {
+        // (schema, name) → own classes, tables and calls, overloads merged.
+        let mut own: HashMap<(String, String), body::Placed> = HashMap::new();
+        for r in rows {
+            let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+            let (schema, name, language, src, kind) = (col(0), col(1), col(2), col(3), col(5));
+            let def = r.get(4).and_then(|v| v.as_deref());
+            let mut placed = if matches!(kind, "f" | "p") {
+                body::place(classifier, language, src, def)
+            } else {
+                // Aggregates and window functions run support functions.
+                body::Placed {
+                    classes: ClassSet::of(&[Class::Unparsed]),
+                    ..Default::default()
+                }
+            };
+            let e = own
+                .entry((schema.to_string(), name.to_string()))
+                .or_default();
+            e.classes = e.classes.union(placed.classes);
+            e.tables.append(&mut placed.tables);
+            e.calls.append(&mut placed.calls);
+        }
+        let mut done: HashMap<(String, String), Resolved> = HashMap::new();
+        let keys: Vec<(String, String)> = own.keys().cloned().collect();
+        for k in keys {
+            let r = close(&own, &k, &mut Vec::new());
+            done.insert(k, r);
+        }
+        for ((schema, name), r) in done {
+            self.functions.entry(name).or_default().push((schema, r));
+        }
+    }
+
+    /// `name` or `schema.name` as the classifier wrote it.
+    fn lookup(&self, f: &str) -> Option<Resolved> {
+        let parts: Vec<&str> = f.split('.').collect();
+        let name = parts.last()?;
+        let schema = (parts.len() >= 2).then(|| parts[parts.len() - 2]);
+        let found: Vec<&Resolved> = self
+            .functions
+            .get(*name)?
+            .iter()
+            .filter(|(s, _)| schema.is_none_or(|want| want == s))
+            .map(|(_, r)| r)
+            .collect();
+        if found.is_empty() {
+            return None;
+        }
+        let mut out = Resolved::default();
+        for r in found {
+            out.classes = out.classes.union(r.classes);
+            out.tables.extend(r.tables.iter().cloned());
+        }
+        Some(out)
+    }
+}
+
+/// A function's classes with those of every user function it calls,
+/// transitively; a cycle, a chain deeper than `MAX_DEPTH` or a call of a
+/// function not in the catalog is `unparsed`.
+fn close(
+    own: &HashMap<(String, String), body::Placed>,
+    k: &(String, String),
+    path: &mut Vec<(String, String)>,
+) -> Resolved {
+    let Some(p) = own.get(k) else {
+        return Resolved {
+            classes: ClassSet::of(&[Class::Unparsed]),
+            ..Default::default()
+        };
+    };
+    let mut r = Resolved {
+        classes: p.classes,
+        tables: p.tables.clone(),
+    };
+    if path.contains(k) || path.len() >= MAX_DEPTH {
+        r.classes.insert(Class::Unparsed);
+        return r;
+    }
+    path.push(k.clone());
+    for call in &p.calls {
+        let parts: Vec<&str> = call.split('.').collect();
+        let name = parts.last().copied().unwrap_or("");
+        let schema = (parts.len() >= 2).then(|| parts[parts.len() - 2]);
+        let targets: Vec<&(String, String)> = own
+            .keys()
+            .filter(|(s, n)| n == name && schema.is_none_or(|want| want == s))
+            .collect();
+        if targets.is_empty() {
+            r.classes.insert(Class::Unparsed);
+        }
+        for t in targets {
+            let sub = close(own, t, path);
+            r.classes = r.classes.union(sub.classes);
+            r.tables.extend(sub.tables);
+        }
+    }
+    path.pop();
+    r
+}
+
+fn role_warnings(rows: &query::Rows) -> Vec<String> {
+    let Some(r) = rows.first() else {
+        return vec!["cannot read the upstream login's rights".into()];
+    };
+    let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+    let who = col(1);
+    let mut w = Vec::new();
+    if col(0) == "true" {
+        w.push(format!(
+            "the upstream login `{who}` is a superuser: a statement that slipped past the policy could do anything; give sqlgate a login with only the rights agents need"
+        ));
+    }
+    for (i, role) in [
+        (2, "pg_read_server_files"),
+        (3, "pg_write_server_files"),
+        (4, "pg_execute_server_program"),
+    ] {
+        if col(i) == "true" {
+            w.push(format!(
+                "the upstream login `{who}` is a member of {role}: it can reach the server's files or programs"
+            ));
+        }
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(v: &[&str]) -> Vec<Option<String>> {
+        v.iter()
+            .map(|s| (!s.is_empty()).then(|| s.to_string()))
+            .collect()
+    }
+
+    fn snapshot(rows: &[Vec<Option<String>>]) -> Snapshot {
+        let mut s = Snapshot {
+            loaded: Some(Instant::now()),
+            ..Default::default()
+        };
+        s.build(
+            &Classifier::new(Dialect::Postgres, ClassifierOptions::default()),
+            &rows.to_vec(),
+        );
+        s
+    }
+
+    #[test]
+    fn calls_are_followed_through_other_functions() {
+        let s = snapshot(&[
+            row(&["public", "outer_fn", "sql", "SELECT inner_fn()", "", "f"]),
+            row(&["app", "inner_fn", "sql", "DELETE FROM audit_me", "", "f"]),
+            row(&["public", "loop_a", "sql", "SELECT loop_b()", "", "f"]),
+            row(&["public", "loop_b", "sql", "SELECT loop_a()", "", "f"]),
+            row(&["public", "lost", "sql", "SELECT not_there()", "", "f"]),
+        ]);
+        let r = s.lookup("outer_fn").unwrap();
+        assert!(r.classes.contains(Class::Destructive) && r.tables.contains("audit_me"));
+        assert!(s.lookup("public.outer_fn").is_some());
+        assert!(s.lookup("app.outer_fn").is_none());
+        assert!(s
+            .lookup("loop_a")
+            .unwrap()
+            .classes
+            .contains(Class::Unparsed));
+        assert!(s.lookup("lost").unwrap().classes.contains(Class::Unparsed));
+    }
+
+    #[test]
+    fn resolution_fails_closed() {
+        let c = Catalog::new("db");
+        let classifier = Classifier::new(Dialect::Postgres, ClassifierOptions::default());
+        let a = classifier.classify("SELECT harmless()");
+        // No snapshot yet: stays unparsed.
+        assert!(c.resolve(a.clone()).statements[0]
+            .classes
+            .contains(Class::Unparsed));
+        let s = snapshot(&[row(&["public", "harmless", "sql", "SELECT 1", "", "f"])]);
+        *c.snapshot.write().unwrap() = Arc::new(s);
+        let r = c.resolve(a.clone());
+        assert_eq!(r.statements[0].classes, ClassSet::of(&[Class::Read]));
+        // A DDL statement anywhere makes the snapshot stale until reloaded.
+        c.resolve(classifier.classify("CREATE TABLE x (a int)"));
+        assert!(c.resolve(a).statements[0].classes.contains(Class::Unparsed));
+    }
+
+    #[test]
+    fn superuser_logins_are_reported() {
+        let w = role_warnings(&vec![row(&["true", "svc", "false", "false", "true"])]);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(role_warnings(&vec![row(&["false", "svc", "false", "false", "false"])]).is_empty());
+    }
+}
