@@ -292,8 +292,11 @@ fn sessions_whose_settings_defeat_the_lexer_are_refused_or_ended() {
     // Changed by a function sqlgate cannot look into: the session ends.
     pg.psql(
         &db,
-        "CREATE FUNCTION sneaky() RETURNS text LANGUAGE sql SECURITY DEFINER
-           AS $$ SELECT set_config('standard_conforming_strings', 'off', false) $$;
+        "CREATE FUNCTION sneaky() RETURNS text LANGUAGE plpgsql SECURITY DEFINER
+           AS $$ BEGIN
+             EXECUTE 'SELECT set_config(''standard_conforming_strings'', ''off'', false)';
+             RETURN 'x';
+           END $$;
          GRANT EXECUTE ON FUNCTION sneaky() TO svc;",
     );
     let e = psql(&conninfo, "SELECT sneaky()").expect_err("the session must end");
