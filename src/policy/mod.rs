@@ -30,6 +30,17 @@
 //!    statement is denied by `builtin:default-deny`.
 //!
 //! `unparsed` is an ordinary class; the shipped rules hold it for approval.
+//!
+//! # The row guard
+//!
+//! The shape of a statement says little about how much it destroys
+//! (`DELETE … WHERE id > 0` is an ordinary write). An optional `[guard]`
+//! table sets a default `max_rows` and the approval (`approvers`, `quorum`,
+//! `timeout`, `show_literals`, as for a rule) needed to commit a
+//! transaction in which an allowed DELETE, UPDATE or MERGE affected more
+//! rows than that; an `allow` rule's own `max_rows` overrides the default for
+//! the statements it allows. The limit travels on the [`Verdict`]; the proxy
+//! counts rows from the server's answers and holds the commit.
 
 mod parse;
 mod problem;
@@ -50,6 +61,15 @@ pub const DEFAULT_DENY: &str = "builtin:default-deny";
 /// The rule id of the denial of a statement the classifier marks forbidden.
 pub const FORBIDDEN: &str = "builtin:forbidden";
 
+/// The row guard's settings (`[guard]`, see the module docs).
+#[derive(Debug, Clone)]
+pub struct Guard {
+    /// The default limit; `None`: only rules with their own `max_rows` are counted.
+    pub max_rows: Option<u64>,
+    /// Who approves committing a transaction above a limit.
+    pub approval: Arc<ApprovalSpec>,
+}
+
 /// A validated, compiled set of rules. Built once, then shared (`Arc`) by
 /// every session; it is immutable, so reloading means building a new one.
 #[derive(Debug)]
@@ -61,6 +81,7 @@ pub struct Policy {
     no_match: Verdict,
     uncovered: Vec<Verdict>,
     forbidden_rule: Arc<str>,
+    guard: Option<Guard>,
 }
 
 impl Policy {
@@ -68,11 +89,12 @@ impl Policy {
     /// name; not recursive). Fails with every problem found.
     pub fn load(paths: &[PathBuf]) -> Result<Policy, PolicyError> {
         let (sources, mut problems) = read_sources(paths);
-        let mut seen = parse::SeenIds::new();
+        let mut loaded = parse::Loaded::default();
         let mut rules = Vec::new();
         for (file, text) in &sources {
-            parse::parse_file(file, text, &mut seen, &mut rules, &mut problems);
+            parse::parse_file(file, text, &mut loaded, &mut rules, &mut problems);
         }
+        let guard = finish(loaded, &mut problems);
         if !problems.is_empty() {
             return Err(PolicyError::Invalid(problems));
         }
@@ -80,24 +102,26 @@ impl Policy {
         for (_, text) in &sources {
             hasher.update(text.as_bytes());
         }
-        Ok(Policy::new(rules, hex::encode(hasher.finalize())))
+        Ok(Policy::new(rules, hex::encode(hasher.finalize()), guard))
     }
 
     /// Builds a policy from TOML text; `name` stands for the file name in
     /// problems. Meant for tests and embedded policies.
     #[allow(clippy::should_implement_trait)] // it takes a name as well as the text
     pub fn from_str(name: &str, toml_text: &str) -> Result<Policy, PolicyError> {
-        let mut seen = parse::SeenIds::new();
+        let mut loaded = parse::Loaded::default();
         let mut rules = Vec::new();
         let mut problems = Vec::new();
         let file = Path::new(name);
-        parse::parse_file(file, toml_text, &mut seen, &mut rules, &mut problems);
+        parse::parse_file(file, toml_text, &mut loaded, &mut rules, &mut problems);
+        let guard = finish(loaded, &mut problems);
         if !problems.is_empty() {
             return Err(PolicyError::Invalid(problems));
         }
         Ok(Policy::new(
             rules,
             hex::encode(Sha256::digest(toml_text.as_bytes())),
+            guard,
         ))
     }
 
@@ -110,13 +134,19 @@ impl Policy {
         }
     }
 
-    fn new(rules: Vec<Rule>, digest: String) -> Policy {
+    fn new(mut rules: Vec<Rule>, digest: String, guard: Option<Guard>) -> Policy {
         let deny = |reason: String| Verdict {
             action: Action::Deny,
             rule: Arc::from(DEFAULT_DENY),
             reason: Arc::from(reason),
             approval: None,
+            max_rows: None,
         };
+        // The guard's default limit goes on every allow verdict without its own.
+        let default = guard.as_ref().and_then(|g| g.max_rows);
+        for r in rules.iter_mut().filter(|r| r.action() == Action::Allow) {
+            r.verdict.max_rows = r.verdict.max_rows.or(default);
+        }
         Policy {
             rules,
             digest,
@@ -130,7 +160,13 @@ impl Policy {
                 })
                 .collect(),
             forbidden_rule: Arc::from(FORBIDDEN),
+            guard,
         }
+    }
+
+    /// The row guard, when the rules configure one.
+    pub fn guard(&self) -> Option<&Guard> {
+        self.guard.as_ref()
     }
 
     /// Decides what to do with `stmt` sent by `who`. See the module docs for
@@ -143,6 +179,7 @@ impl Policy {
                 rule: self.forbidden_rule.clone(),
                 reason: Arc::from(why),
                 approval: None,
+                max_rows: None,
             };
         }
         // INVARIANT: the classifier never leaves `classes` empty; if it ever
@@ -190,6 +227,18 @@ impl Policy {
     /// name the exact policy that decided.
     pub fn digest(&self) -> String {
         self.digest.clone()
+    }
+}
+
+/// The guard, after the checks that span files: a rule's own `max_rows`
+/// needs a `[guard]` to say who approves.
+fn finish(loaded: parse::Loaded, problems: &mut Vec<Problem>) -> Option<Guard> {
+    match (loaded.guard, loaded.first_max_rows) {
+        (None, Some(p)) => {
+            problems.push(p);
+            None
+        }
+        (g, _) => g.map(|(g, _)| g),
     }
 }
 

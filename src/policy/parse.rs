@@ -8,6 +8,7 @@
 use super::problem::Problem;
 use super::rule::{Principals, Rule, TableGlobs};
 use super::verdict::{Action, ApprovalSpec, Verdict};
+use super::Guard;
 use crate::classify::{Class, ClassSet};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use std::collections::HashMap;
@@ -32,18 +33,37 @@ const RULE_KEYS: &[&str] = &[
     "quorum",
     "timeout",
     "show_literals",
+    "max_rows",
+];
+/// Keys of the `[guard]` table (the row-count guard).
+const GUARD_KEYS: &[&str] = &[
+    "max_rows",
+    "approvers",
+    "quorum",
+    "timeout",
+    "show_literals",
 ];
 const APPROVAL_KEYS: &[&str] = &["approvers", "quorum", "timeout", "show_literals"];
 
 /// Where each rule id was first defined, so a duplicate can point back at it.
 pub(crate) type SeenIds = HashMap<String, (PathBuf, usize, usize)>;
 
+/// What the files parsed so far hold besides their rules.
+#[derive(Default)]
+pub(crate) struct Loaded {
+    pub seen: SeenIds,
+    /// The `[guard]` table, and where it is (at most one across all files).
+    pub guard: Option<(Guard, String)>,
+    /// Where the first rule with its own `max_rows` is (it needs a `[guard]`).
+    pub first_max_rows: Option<Problem>,
+}
+
 /// Parses one file's `text`, appending its valid rules to `rules` and its
 /// problems to `problems`. A rule with any problem is left out.
 pub(crate) fn parse_file(
     file: &Path,
     text: &str,
-    seen: &mut SeenIds,
+    loaded: &mut Loaded,
     rules: &mut Vec<Rule>,
     problems: &mut Vec<Problem>,
 ) {
@@ -53,13 +73,13 @@ pub(crate) fn parse_file(
         problems,
     };
     let first = p.problems.len();
-    p.walk(seen, rules);
+    p.walk(loaded, rules);
     // Keys are visited in the table's order, not the file's: report by position.
     p.problems[first..].sort_by_key(|p| (p.line, p.column));
 }
 
 impl FileParser<'_> {
-    fn walk(&mut self, seen: &mut SeenIds, rules: &mut Vec<Rule>) {
+    fn walk(&mut self, loaded: &mut Loaded, rules: &mut Vec<Rule>) {
         let text = self.text;
         let (doc, errors) = DeTable::parse_recoverable(text);
         if !errors.is_empty() {
@@ -71,11 +91,15 @@ impl FileParser<'_> {
             return;
         }
         for (key, value) in doc.get_ref() {
+            if key.get_ref() == "guard" {
+                self.guard(value, loaded);
+                continue;
+            }
             if key.get_ref() != "rule" {
                 self.report(
                     key.span().start,
                     format!(
-                        "unknown key `{}`; a rule file holds only `[[rule]]` tables",
+                        "unknown key `{}`; a rule file holds only `[[rule]]` tables and one `[guard]`",
                         key.get_ref()
                     ),
                 );
@@ -91,7 +115,15 @@ impl FileParser<'_> {
             for item in array {
                 match item.get_ref().as_table() {
                     Some(table) => {
-                        if let Some(rule) = self.rule(table, item.span(), seen) {
+                        if let Some(rule) = self.rule(table, item.span(), &mut loaded.seen) {
+                            if rule.verdict.max_rows.is_some() && loaded.first_max_rows.is_none() {
+                                loaded.first_max_rows = Some(Problem::at(
+                                    self.file,
+                                    self.text,
+                                    item.span().start,
+                                    format!("rule `{}` sets `max_rows`, but no `[guard]` table names who approves a transaction above it (e.g. `[guard]` with `approvers = [\"dba\"]`)", rule.verdict.rule),
+                                ));
+                            }
                             rules.push(rule);
                         }
                     }
@@ -173,6 +205,16 @@ impl FileParser<'_> {
                 .unwrap_or_default(),
         };
         let approval = self.approval(table, action, &named, span.start);
+        let max_rows = table.get("max_rows").and_then(|v| {
+            if action.is_some_and(|a| a != Action::Allow) {
+                self.report(
+                    v.span().start,
+                    format!("`max_rows` applies only to `allow` rules (statements that were approved or denied are not counted), and {named} is not one"),
+                );
+                return None;
+            }
+            self.max_rows(v)
+        });
 
         if self.problems.len() != before {
             return None;
@@ -192,8 +234,70 @@ impl FileParser<'_> {
                 rule: Arc::from(id.as_str()),
                 reason: Arc::from(reason),
                 approval: approval.map(Arc::new),
+                max_rows,
             },
         })
+    }
+
+    /// The `[guard]` table: the default row limit and who approves above it.
+    fn guard(&mut self, value: &Value<'_>, loaded: &mut Loaded) {
+        let at = value.span().start;
+        let Some(table) = value.get_ref().as_table() else {
+            self.report(at, "`guard` must be a table, written `[guard]`".into());
+            return;
+        };
+        if let Some((_, first)) = &loaded.guard {
+            let m = format!("a second `[guard]` table; the first is at {first}");
+            self.report(at, m);
+            return;
+        }
+        let before = self.problems.len();
+        for key in table.keys() {
+            if !GUARD_KEYS.contains(&key.get_ref().as_ref()) {
+                self.report(
+                    key.span().start,
+                    format!(
+                        "unknown key `{}` in `[guard]`; expected one of {}",
+                        key.get_ref(),
+                        GUARD_KEYS.join(", ")
+                    ),
+                );
+            }
+        }
+        let max_rows = table.get("max_rows").and_then(|v| self.max_rows(v));
+        let spec = self.approval(table, Some(Action::RequireApproval), "`[guard]`", at);
+        if self.problems.len() != before {
+            return;
+        }
+        let Some(spec) = spec else { return };
+        let (line, column) = super::problem::line_col(self.text, at);
+        loaded.guard = Some((
+            Guard {
+                max_rows,
+                approval: Arc::new(spec),
+            },
+            format!("{}:{line}:{column}", self.file.display()),
+        ));
+    }
+
+    fn max_rows(&mut self, v: &Value<'_>) -> Option<u64> {
+        let Some(int) = v.get_ref().as_integer() else {
+            self.wrong_type(v, "max_rows", "an integer");
+            return None;
+        };
+        match i64::from_str_radix(int.as_str(), int.radix())
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+        {
+            Some(n) => Some(n),
+            None => {
+                self.report(
+                    v.span().start,
+                    format!("`max_rows` must be 0 or more, not `{int}`"),
+                );
+                None
+            }
+        }
     }
 
     fn id(&mut self, v: Option<&Value<'_>>, rule_at: usize, seen: &mut SeenIds) -> Option<String> {

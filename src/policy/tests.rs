@@ -252,3 +252,65 @@ fn policy_is_send_and_sync() {
     assert_send_sync::<Policy>();
     assert_send_sync::<Verdict>();
 }
+
+#[test]
+fn row_guard_default_and_per_rule_limits() {
+    let p = policy(
+        r#"
+        [guard]
+        max_rows = 1000
+        approvers = ["dba"]
+        quorum = 2
+        [[rule]]
+        id = "writes"
+        action = "allow"
+        classes = ["write"]
+        [[rule]]
+        id = "small-writes-on-t"
+        action = "allow"
+        classes = ["read"]
+        max_rows = 50
+        [[rule]]
+        id = "held"
+        action = "require_approval"
+        classes = ["ddl"]
+        approvers = ["dba"]
+        "#,
+    );
+    let g = p.guard().expect("guard");
+    assert_eq!((g.max_rows, g.approval.quorum), (Some(1000), 2));
+    assert_eq!(g.approval.approver_groups, ["dba"]);
+    assert_eq!(
+        p.decide(&bot(), &stmt(&[Class::Write], &[])).max_rows,
+        Some(1000)
+    );
+    assert_eq!(
+        p.decide(&bot(), &stmt(&[Class::Read], &[])).max_rows,
+        Some(50)
+    );
+    assert_eq!(p.decide(&bot(), &stmt(&[Class::Ddl], &[])).max_rows, None);
+    // Without a [guard], nothing is counted.
+    let p = policy("[[rule]]\nid = \"w\"\naction = \"allow\"\n");
+    assert!(p.guard().is_none());
+    assert_eq!(p.decide(&bot(), &stmt(&[Class::Write], &[])).max_rows, None);
+}
+
+#[test]
+fn row_guard_problems_are_reported() {
+    let problems = |text: &str| match Policy::from_str("t.toml", text) {
+        Ok(_) => String::new(),
+        Err(PolicyError::Invalid(p)) => p.iter().map(|p| p.to_string() + "\n").collect(),
+    };
+    let e = problems("[[rule]]\nid = \"w\"\naction = \"allow\"\nmax_rows = 5\n");
+    assert!(e.contains("no `[guard]`"), "{e}");
+    let e = problems("[guard]\nmax_rows = 5\n");
+    assert!(e.contains("names no `approvers`"), "{e}");
+    let e = problems("[guard]\napprovers = [\"dba\"]\nmax_row = 5\n");
+    assert!(e.contains("unknown key `max_row` in `[guard]`"), "{e}");
+    let e = problems("[guard]\napprovers = [\"dba\"]\nmax_rows = -1\n");
+    assert!(e.contains("0 or more"), "{e}");
+    let e = problems(
+        "[guard]\napprovers = [\"dba\"]\n[[rule]]\nid = \"d\"\naction = \"deny\"\nmax_rows = 5\n",
+    );
+    assert!(e.contains("only to `allow` rules"), "{e}");
+}

@@ -94,6 +94,10 @@ pub struct Verdict {
     pub reason: Arc<str>,
     /// Set exactly when `action` is [`Action::RequireApproval`].
     pub approval: Option<Arc<ApprovalSpec>>,
+    /// The row guard's limit for this statement (allow verdicts only): a
+    /// DELETE, UPDATE or MERGE reported to affect more rows than this does
+    /// not commit without the guard's approval. `None`: no limit.
+    pub max_rows: Option<u64>,
 }
 
 impl Verdict {

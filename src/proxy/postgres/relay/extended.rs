@@ -177,8 +177,10 @@ impl ClientSide<'_> {
         if let Err(e) = frontend::write_with_names(msg, 0, &[upstream.as_bytes()], &mut self.out) {
             return self.reject_undecodable(e, false);
         }
+        let max_rows = d.verdicts.first().and_then(|v| v.max_rows);
         let p = Arc::new(Prepared {
             hold,
+            max_rows,
             text: shows.then(|| Arc::from(sql)),
             analysis: d.analysis,
             rule,
@@ -277,6 +279,10 @@ impl ClientSide<'_> {
             .statements
             .first()
             .is_some_and(|s| s.command == "COPY");
+        let info = p.analysis.statements.first();
+        if info.is_some_and(guard::barrier) {
+            self.batch.barrier = true;
+        }
         if let Some((v, _)) = &p.hold {
             let renamed = match frontend::with_names(msg, 0, &[upstream.as_bytes()]) {
                 Ok(m) => m,
@@ -295,10 +301,13 @@ impl ClientSide<'_> {
                 text: p.text.clone(),
             });
         }
-        if let Err(e) = frontend::write_with_names(msg, 0, &[upstream.as_bytes()], &mut self.out) {
-            self.reject_undecodable(e, false);
-            return Step::Next;
-        }
+        let renamed = match frontend::with_names(msg, 0, &[upstream.as_bytes()]) {
+            Ok(m) => m,
+            Err(e) => {
+                self.reject_undecodable(e, false);
+                return Step::Next;
+            }
+        };
         let ev = self.event(
             &p.analysis,
             0,
@@ -307,7 +316,21 @@ impl ClientSide<'_> {
             Action::Allow,
             Outcome::Ok,
         );
-        self.expect(Expect::Statement(ev, Instant::now()));
+        let limit = info.and_then(|i| {
+            let counted = matches!(i.command.as_str(), "DELETE" | "UPDATE" | "MERGE")
+                && i.classes.contains(Class::Write);
+            p.max_rows.filter(|_| counted)
+        });
+        let pending = guard::Pending {
+            msg: renamed,
+            events: vec![(ev, limit)],
+            simple: false,
+        };
+        if info.is_some_and(guard::commits) && self.sess.engine.policy.guard().is_some() {
+            return Step::Guard(guard::Point::Commit(pending));
+        }
+        self.batch.guarded |= limit.is_some();
+        self.forward(pending, None);
         Step::Next
     }
 

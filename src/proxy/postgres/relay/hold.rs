@@ -63,7 +63,6 @@ impl ClientSide<'_> {
         wr: &mut WriteHalf<Stream>,
         buf: &mut BytesMut,
     ) -> std::io::Result<HoldEnd> {
-        let approvals = &self.sess.engine.approvals;
         let lead = &held.verdicts[blocking[0]];
         // Extended: the verdict was computed for the statement at `hold.1`.
         let statement_index = |i: usize| if held.simple { i } else { 0 };
@@ -124,6 +123,19 @@ impl ClientSide<'_> {
             reason: lead.reason.clone(),
             spec,
         };
+        self.await_decision(new, rd, wr, buf).await
+    }
+
+    /// Submits `new` and waits for its decision, keeping the session alive.
+    pub(super) async fn await_decision(
+        &mut self,
+        new: NewRequest,
+        rd: &mut ReadHalf<Stream>,
+        wr: &mut WriteHalf<Stream>,
+        buf: &mut BytesMut,
+    ) -> std::io::Result<HoldEnd> {
+        let approvals = &self.sess.engine.approvals;
+        let (rule, reason) = (new.rule.clone(), new.reason.clone());
         let mut hold = match approvals.submit(new) {
             Submitted::Granted { by, .. } => {
                 return Ok(HoldEnd::Approved(ApprovalNote {
@@ -134,10 +146,7 @@ impl ClientSide<'_> {
             }
             Submitted::Held(h) => h,
             Submitted::Unapprovable(why) => {
-                let m = format!(
-                    "sqlgate: statement requires approval (rule `{}`): {}",
-                    lead.rule, lead.reason
-                );
+                let m = format!("sqlgate: statement requires approval (rule `{rule}`): {reason}");
                 let report = Report::new(Severity::Error, "42501", &m)
                     .detail(&why)
                     .hint("add an [[approver]] in one of the rule's groups to sqlgate's config")
@@ -255,14 +264,14 @@ impl ClientSide<'_> {
                 let mut ev =
                     self.event(&held.analysis, i, &held.sha, &v.rule, v.action, Outcome::Ok);
                 ev.approval = Some(n.clone());
-                self.expect(Expect::Statement(ev, Instant::now()));
+                self.expect(Expect::Statement(ev, Instant::now(), None));
             }
             self.expect(Expect::Ready);
         } else {
             let v = &held.verdicts[0];
             let mut ev = self.event(&held.analysis, 0, &held.sha, &v.rule, v.action, Outcome::Ok);
             ev.approval = Some(n);
-            self.expect(Expect::Statement(ev, Instant::now()));
+            self.expect(Expect::Statement(ev, Instant::now(), None));
         }
         self.out.extend_from_slice(&held.msg);
     }

@@ -17,6 +17,7 @@
 //! agent and the database agree on the transaction state.
 
 mod extended;
+mod guard;
 mod hold;
 mod responses;
 
@@ -46,7 +47,17 @@ const READ_CHUNK: usize = 64 * 1024;
 /// What the server-to-client side should expect, in order.
 enum Expect {
     /// A statement was forwarded; its completion finishes the audit record.
-    Statement(Box<StatementEvent>, Instant),
+    /// The limit: the row guard counts it (`guard.rs`).
+    Statement(Box<StatementEvent>, Instant, Option<u64>),
+    /// The CommandComplete of a statement sqlgate sent itself (`guard.rs`):
+    /// not passed on.
+    InjectedComplete,
+    /// The ReadyForQuery of a Query sqlgate sent itself: passed on when
+    /// `pass` (it then answers the agent's Query, after `answer`), else swallowed.
+    InjectedReady { pass: bool, answer: Option<Bytes> },
+    /// The ReadyForQuery of a statement sqlgate runs in a transaction of its
+    /// own: swallowed, and the client side told (`Shared::held_ready`).
+    HeldReady,
     /// A staged denial: the server's error for marker `n` becomes this error.
     Denial(u64, Bytes),
     /// A ReadyForQuery will arrive (after Query, Sync, or a staged denial).
@@ -78,6 +89,8 @@ struct Shared {
     /// Upstream names sqlgate forgot whose Close has not happened: closed at
     /// the start of the next extended-protocol batch (`extended.rs`).
     orphans: Mutex<Vec<(u8, extended::UpName)>>,
+    /// The row guard's memory and signals (`guard.rs`).
+    guard: guard::GuardState,
 }
 
 /// A statement the agent prepared (named or unnamed), for the audit of its executions.
@@ -89,6 +102,8 @@ struct Prepared {
     /// statement it is about. Parse itself is harmless and goes through;
     /// the hold happens at Execute, when the parameter values are known.
     hold: Option<(Verdict, usize)>,
+    /// The row guard's limit from the verdict (`guard.rs`).
+    max_rows: Option<u64>,
     /// The SQL as written, kept only for held statements whose rule shows literals.
     text: Option<Arc<str>>,
     /// Its name upstream (sqlgate's own, never reused: see `extended.rs`).
@@ -108,6 +123,8 @@ enum Step {
     Next,
     End(End),
     Hold(Held),
+    /// A row-guard or barrier point (`guard.rs`): settled asynchronously.
+    Guard(guard::Point),
 }
 
 /// A message waiting for approval.
@@ -166,6 +183,7 @@ pub async fn run(
         ready: Notify::new(),
         statements: AtomicU64::new(0),
         orphans: Mutex::new(Vec::new()),
+        guard: guard::GuardState::default(),
     };
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();
@@ -181,6 +199,7 @@ pub async fn run(
         skipping: false,
         in_extended: false,
         after_copy: false,
+        batch: guard::Batch::default(),
         out: BytesMut::with_capacity(READ_CHUNK),
         acks: Vec::new(),
     };
@@ -226,7 +245,7 @@ pub async fn run(
         .drain(..)
         .collect();
     for e in left {
-        if let Expect::Statement(mut ev, started) = e {
+        if let Expect::Statement(mut ev, started, _) = e {
             ev.outcome = Outcome::Error("08006".into());
             ev.duration_us = Some(started.elapsed().as_micros() as u64);
             sess.engine.audit.record(Event::Statement(ev));
@@ -260,6 +279,9 @@ struct ClientSide<'a> {
     /// The last Execute was of a COPY and no CopyDone/CopyFail followed yet:
     /// a Sync now may be ignored by the server (`Expect::CopySync`).
     after_copy: bool,
+    /// What the current extended-protocol batch holds that matters at its
+    /// Sync: row-guarded or barrier Executes (`guard.rs`).
+    batch: guard::Batch,
     out: BytesMut,
     /// Records of refusals that must be on disk before `out` goes upstream
     /// (the refusal is answered only after that).
@@ -340,7 +362,15 @@ impl ClientSide<'_> {
                                         if self.sess.engine.audit.sync().await.is_err() {
                                             return Ok(End::Fatal(audit_failure()));
                                         }
-                                        self.release(held, note)
+                                        let barrier = held.simple
+                                            && held.analysis.statements.iter().any(guard::barrier);
+                                        self.release(held, note);
+                                        if barrier {
+                                            wr.write_all(&self.out).await?;
+                                            wr.flush().await?;
+                                            self.out.clear();
+                                            self.wait_idle().await;
+                                        }
                                     }
                                     HoldEnd::Refused(report, note) => {
                                         self.audit_held(&held, Outcome::Denied, note);
@@ -348,6 +378,24 @@ impl ClientSide<'_> {
                                     }
                                     HoldEnd::ClientGone => return Ok(End::ClientGone),
                                 }
+                            }
+                            Step::Guard(point) => {
+                                if let Err(end) = self.settle().await {
+                                    return Ok(end);
+                                }
+                                wr.write_all(&self.out).await?;
+                                wr.flush().await?;
+                                self.out.clear();
+                                if let Some(end) = self.guard_point(point, rd, wr, &mut buf).await?
+                                {
+                                    return Ok(end);
+                                }
+                                if let Err(end) = self.settle().await {
+                                    return Ok(end);
+                                }
+                                wr.write_all(&self.out).await?;
+                                wr.flush().await?;
+                                self.out.clear();
                             }
                         }
                     }
@@ -391,8 +439,11 @@ impl ClientSide<'_> {
     }
 
     fn expect(&self, e: Expect) {
-        if matches!(e, Expect::Ready) {
+        if matches!(e, Expect::Ready | Expect::InjectedReady { pass: true, .. }) {
             self.shared.readies_sent.fetch_add(1, Ordering::AcqRel);
+        }
+        if let Expect::Statement(_, _, Some(_)) = e {
+            self.shared.guard.inflight.fetch_add(1, Ordering::AcqRel);
         }
         self.shared
             .expects
@@ -410,6 +461,24 @@ impl ClientSide<'_> {
             self.in_extended = true;
             self.close_orphans();
         }
+        if self.batch.barrier && matches!(tag, b'P' | b'Q') {
+            // The server reports a setting changed by the batch's barrier
+            // statement only at its ReadyForQuery (`guard.rs`).
+            let report = Report::new(
+                Severity::Error,
+                "42501",
+                "sqlgate: a statement that may change settings (class unparsed or session) must be followed by Sync before another Parse or Query: sqlgate reads SQL only under settings the server has confirmed",
+            )
+            .hint("send Sync after such a statement")
+            .encode();
+            self.audit_unvettable(if tag == b'P' {
+                "PARSE (after a barrier)"
+            } else {
+                "QUERY (after a barrier)"
+            });
+            self.stage_denial(report, false);
+            return Step::Next;
+        }
         match tag {
             b'Q' => {
                 self.forget_unnamed();
@@ -421,14 +490,10 @@ impl ClientSide<'_> {
             b'C' | b'D' => self.describe_or_close(tag, msg),
             b'H' => self.out.extend_from_slice(msg),
             b'S' => {
-                self.skipping = false;
-                self.in_extended = false;
-                self.expect(if self.after_copy {
-                    Expect::CopySync
-                } else {
-                    Expect::Ready
-                });
-                self.out.extend_from_slice(msg);
+                if let Some(point) = self.sync_point(msg) {
+                    return Step::Guard(point);
+                }
+                self.sync(msg);
             }
             // COPY data flows only while the server is in COPY mode; outside it
             // the server ignores or rejects it. It is data, not SQL.
@@ -464,6 +529,19 @@ impl ClientSide<'_> {
         Step::Next
     }
 
+    /// Forwards a Sync: the batch ends.
+    fn sync(&mut self, msg: &[u8]) {
+        self.skipping = false;
+        self.in_extended = false;
+        self.batch = guard::Batch::default();
+        self.expect(if self.after_copy {
+            Expect::CopySync
+        } else {
+            Expect::Ready
+        });
+        self.out.extend_from_slice(msg);
+    }
+
     fn query(&mut self, msg: &[u8]) -> Step {
         let sql = match frontend::query_text(msg) {
             Ok(s) => s,
@@ -480,12 +558,23 @@ impl ClientSide<'_> {
         count(&d);
         match d.blocking() {
             None => {
-                for (i, v) in d.verdicts.iter().enumerate() {
-                    let ev = self.event(&d.analysis, i, &sha, &v.rule, v.action, Outcome::Ok);
-                    self.expect(Expect::Statement(ev, Instant::now()));
+                let events: Vec<_> = d
+                    .verdicts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let ev = self.event(&d.analysis, i, &sha, &v.rule, v.action, Outcome::Ok);
+                        (ev, guard::limit(&d.analysis.statements[i], v))
+                    })
+                    .collect();
+                let pending = guard::Pending {
+                    msg: msg.to_vec(),
+                    events,
+                    simple: true,
+                };
+                if let Some(step) = self.query_point(&d, &sha, pending) {
+                    return step;
                 }
-                self.expect(Expect::Ready);
-                self.out.extend_from_slice(msg);
             }
             Some(_) if d.first_deny().is_none() => {
                 return Step::Hold(Held {

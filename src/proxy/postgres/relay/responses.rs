@@ -86,20 +86,33 @@ pub(super) async fn server_to_client(
                         backend::COMMAND_COMPLETE
                         | backend::EMPTY_QUERY
                         | backend::PORTAL_SUSPENDED => {
-                            let tag_rows = (tag == backend::COMMAND_COMPLETE)
-                                .then(|| {
-                                    backend::command_tag(msg)
-                                        .ok()
-                                        .and_then(backend::rows_from_tag)
-                                })
+                            let ctag = (tag == backend::COMMAND_COMPLETE)
+                                .then(|| backend::command_tag(msg).ok())
                                 .flatten();
-                            if let Some(ev) = complete(
-                                &mut q,
-                                Outcome::Ok,
-                                tag_rows
-                                    .or(Some(rows))
-                                    .filter(|_| tag != backend::EMPTY_QUERY),
-                            ) {
+                            if let Some(t) = ctag {
+                                super::guard::track_tag(&shared.guard, t);
+                            }
+                            let i = q.iter().position(|e| {
+                                matches!(
+                                    e,
+                                    Expect::Statement(..)
+                                        | Expect::Ready
+                                        | Expect::InjectedComplete
+                                )
+                            });
+                            if let Some(i) = i.filter(|&i| matches!(q[i], Expect::InjectedComplete))
+                            {
+                                // sqlgate's own BEGIN/COMMIT/ROLLBACK.
+                                q.remove(i);
+                                rows = 0;
+                                continue;
+                            }
+                            let tag_rows = ctag.and_then(backend::rows_from_tag);
+                            let counted = tag_rows
+                                .or(Some(rows))
+                                .filter(|_| tag != backend::EMPTY_QUERY);
+                            if let Some((ev, limit)) = complete(&mut q, Outcome::Ok, counted) {
+                                super::guard::counted(&shared.guard, &ev, limit, ctag, tag_rows);
                                 done.push(ev);
                             }
                             rows = 0;
@@ -126,7 +139,9 @@ pub(super) async fn server_to_client(
                                 }
                             }
                             let code = String::from_utf8_lossy(f.code).into_owned();
-                            if let Some(ev) = complete(&mut q, Outcome::Error(code), None) {
+                            if let Some((ev, limit)) = complete(&mut q, Outcome::Error(code), None)
+                            {
+                                super::guard::counted(&shared.guard, &ev, limit, None, None);
                                 done.push(ev);
                             }
                             rows = 0;
@@ -160,15 +175,36 @@ pub(super) async fn server_to_client(
                                         shared.readies_sent.fetch_add(1, Ordering::AcqRel);
                                         break;
                                     }
-                                    Expect::SwallowReady => {
+                                    Expect::SwallowReady
+                                    | Expect::InjectedReady { pass: false, .. } => {
                                         swallow = true;
                                         break;
                                     }
-                                    Expect::Statement(mut ev, _) => {
+                                    Expect::HeldReady => {
+                                        swallow = true;
+                                        shared.guard.held_ready.store(true, Ordering::Release);
+                                        break;
+                                    }
+                                    Expect::InjectedReady { pass: true, answer } => {
+                                        if let Some(a) = answer {
+                                            out.extend_from_slice(&a);
+                                        }
+                                        break;
+                                    }
+                                    Expect::Statement(mut ev, _, limit) => {
+                                        super::guard::counted(
+                                            &shared.guard,
+                                            &ev,
+                                            limit,
+                                            None,
+                                            None,
+                                        );
                                         ev.outcome = Outcome::NotExecuted;
                                         done.push(ev);
                                     }
-                                    Expect::Denial(..) | Expect::Close { orphan: None, .. } => {}
+                                    Expect::Denial(..)
+                                    | Expect::InjectedComplete
+                                    | Expect::Close { orphan: None, .. } => {}
                                     // Skipped: what it closes is still upstream.
                                     Expect::Close {
                                         orphan: Some(o), ..
@@ -177,6 +213,9 @@ pub(super) async fn server_to_client(
                             }
                             copy_in = false;
                             last_status = backend::ready_status(msg).ok();
+                            if let Some(st) = last_status {
+                                super::guard::track_ready(&shared.guard, st);
+                            }
                             rows = 0;
                             if swallow {
                                 continue;
@@ -234,28 +273,29 @@ pub(super) async fn server_to_client(
             shared.readies_seen.fetch_add(readies, Ordering::AcqRel);
             shared.ready.notify_one();
         }
+        shared.guard.answered.notify_one();
     }
 }
 
-/// Completes the next forwarded statement with `outcome`.
+/// Completes the next forwarded statement with `outcome`; with its row-guard limit.
 fn complete(
     q: &mut VecDeque<Expect>,
     outcome: Outcome,
     rows: Option<u64>,
-) -> Option<Box<StatementEvent>> {
+) -> Option<(Box<StatementEvent>, Option<u64>)> {
     let i = q
         .iter()
         .position(|e| matches!(e, Expect::Statement(..) | Expect::Ready))?;
     if matches!(q[i], Expect::Ready) {
         return None;
     }
-    let Some(Expect::Statement(mut ev, started)) = q.remove(i) else {
+    let Some(Expect::Statement(mut ev, started, limit)) = q.remove(i) else {
         return None;
     };
     ev.outcome = outcome;
     ev.rows = rows;
     ev.duration_us = Some(started.elapsed().as_micros() as u64);
-    Some(ev)
+    Some((ev, limit))
 }
 
 /// The `n` of a staged denial's error, if this is one.

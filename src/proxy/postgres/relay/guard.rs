@@ -1,0 +1,526 @@
+//! The row guard and setting barriers: points where the client side must
+//! wait for the server's answers before it forwards the next thing.
+//!
+//! **Row guard.** An allowed DELETE, UPDATE or MERGE with a limit
+//! (`Verdict::max_rows`) is counted from its CommandComplete tag
+//! (`responses.rs` → [`GuardState::over`]). The transaction it ran in does
+//! not commit above the limit without the `[guard]`'s approval:
+//! - in a transaction block, the COMMIT (`COMMIT`, `END`, `COMMIT AND
+//!   CHAIN`, `PREPARE TRANSACTION`) is held; approved, it goes upstream;
+//!   refused, sqlgate sends `ROLLBACK` instead (simple protocol) or fails
+//!   the block with a staged denial (extended: nothing after it commits)
+//!   and answers 42501. The memory is cleared when the server reports the
+//!   block ended (ReadyForQuery `I`); `ROLLBACK TO SAVEPOINT` keeps it.
+//! - in autocommit, a simple Query holding a counted statement runs inside a
+//!   `BEGIN` sqlgate sends (its answers swallowed); below the limit sqlgate
+//!   sends `COMMIT` and the agent sees exactly what autocommit gives
+//!   (ReadyForQuery `I`); above it, the commit is held as above.
+//! - in the extended protocol the implicit transaction lasts until Sync: a
+//!   Sync closing a batch with a counted Execute is held (after a Flush
+//!   brings the counts) when a count outside a block is above its limit.
+//!
+//! A COMMIT is only waited on when counted statements are still unanswered;
+//! reads never wait. A query string mixing a counted statement with
+//! transaction control is refused (its COMMIT could not be held).
+//!
+//! **Barriers.** A statement of class `unparsed` or `session` may change a
+//! setting sqlgate's reading depends on (a function sqlgate could not
+//! review, `CALL`, `DO`, `SET`, `RESET`, `set_config`), and the server
+//! reports the change only with its ReadyForQuery. So nothing after it is
+//! forwarded until that ReadyForQuery has come back: the client's next
+//! messages wait unread in the socket (backpressure), and in an extended
+//! batch a Parse or Query after such an Execute is refused (its Sync must
+//! come first).
+
+use super::*;
+use crate::approval::{HeldStatement, NewRequest};
+use std::sync::atomic::AtomicBool;
+
+/// The rule id of the row guard's holds and refusals.
+pub(super) const GUARD_RULE: &str = "builtin:row-guard";
+
+/// What both directions know about counted statements.
+#[derive(Default)]
+pub(super) struct GuardState {
+    /// Counted statements above their limit since the transaction began.
+    pub over: Mutex<Vec<Over>>,
+    /// The server is in a transaction block, as its answers say.
+    pub in_block: AtomicBool,
+    /// Counted statements forwarded and not yet answered.
+    pub inflight: AtomicU64,
+    /// The ReadyForQuery of a statement in sqlgate's own transaction arrived.
+    pub held_ready: AtomicBool,
+    /// Notified whenever any of the above (or a ReadyForQuery) changes.
+    pub answered: Notify,
+}
+
+/// A counted statement above its limit.
+#[derive(Clone)]
+pub(super) struct Over {
+    command: String,
+    fingerprint: String,
+    classes: ClassSet,
+    tables: Vec<String>,
+    rows: u64,
+    limit: u64,
+    rule: Arc<str>,
+    /// It ran in a transaction block (else in the extended protocol's implicit one).
+    in_block: bool,
+}
+
+/// What the open extended-protocol batch holds.
+#[derive(Default)]
+pub(super) struct Batch {
+    pub guarded: bool,
+    pub barrier: bool,
+}
+
+/// A message with its audit events, not yet forwarded.
+pub(super) struct Pending {
+    pub msg: Vec<u8>,
+    pub events: Vec<(Box<StatementEvent>, Option<u64>)>,
+    pub simple: bool,
+}
+
+pub(super) enum Point {
+    Commit(Pending),
+    Wrap(Pending),
+    Barrier,
+    Sync(Vec<u8>),
+}
+
+/// The row guard's limit for a statement, if it is counted.
+pub(super) fn limit(info: &StatementInfo, v: &Verdict) -> Option<u64> {
+    let counted = v.action == Action::Allow
+        && matches!(info.command.as_str(), "DELETE" | "UPDATE" | "MERGE")
+        && info.classes.contains(Class::Write);
+    v.max_rows.filter(|_| counted)
+}
+
+/// Whether the statement makes a transaction durable.
+pub(super) fn commits(info: &StatementInfo) -> bool {
+    matches!(
+        info.command.as_str(),
+        "COMMIT" | "END" | "PREPARE TRANSACTION"
+    )
+}
+
+/// Whether the statement may change settings behind sqlgate's back.
+pub(super) fn barrier(info: &StatementInfo) -> bool {
+    info.classes.contains(Class::Unparsed) || info.classes.contains(Class::Session)
+}
+
+/// Called by the server side for each completed statement.
+pub(super) fn counted(
+    g: &GuardState,
+    ev: &StatementEvent,
+    limit: Option<u64>,
+    tag: Option<&[u8]>,
+    rows: Option<u64>,
+) {
+    let Some(limit) = limit else { return };
+    g.inflight.fetch_sub(1, Ordering::AcqRel);
+    g.answered.notify_one();
+    let counted_tag = tag.is_some_and(|t| {
+        [&b"DELETE "[..], b"UPDATE ", b"MERGE "]
+            .iter()
+            .any(|c| t.starts_with(c))
+    });
+    let Some(rows) = rows.filter(|&r| counted_tag && r > limit) else {
+        return;
+    };
+    let info = ev.analysis.statements.get(ev.index);
+    g.over.lock().expect("not poisoned").push(Over {
+        command: info.map(|i| i.command.clone()).unwrap_or_default(),
+        fingerprint: info.map(|i| i.fingerprint.clone()).unwrap_or_default(),
+        classes: info.map(|i| i.classes).unwrap_or_default(),
+        tables: info.map(|i| i.tables.clone()).unwrap_or_default(),
+        rows,
+        limit,
+        rule: ev.rule.clone(),
+        in_block: g.in_block.load(Ordering::Acquire),
+    });
+}
+
+/// Follows the server's transaction state from a CommandComplete tag.
+pub(super) fn track_tag(g: &GuardState, tag: &[u8]) {
+    if tag == b"BEGIN" || tag == b"START TRANSACTION" {
+        g.in_block.store(true, Ordering::Release);
+    } else if tag == b"COMMIT" || tag == b"ROLLBACK" || tag == b"PREPARE TRANSACTION" {
+        // COMMIT AND CHAIN reports COMMIT and stays in a block: treating it
+        // as ended only makes a later Sync hold what a COMMIT would have.
+        g.in_block.store(false, Ordering::Release);
+    }
+}
+
+/// Follows the server's transaction state from a ReadyForQuery status.
+pub(super) fn track_ready(g: &GuardState, status: u8) {
+    g.in_block.store(status != b'I', Ordering::Release);
+    if status == b'I' {
+        g.over.lock().expect("not poisoned").clear();
+    }
+    g.answered.notify_one();
+}
+
+fn summary(entries: &[Over]) -> String {
+    let parts: Vec<String> = entries
+        .iter()
+        .map(|o| {
+            format!(
+                "{} affected {} rows (limit {}, rule `{}`)",
+                o.command, o.rows, o.limit, o.rule
+            )
+        })
+        .collect();
+    parts.join("; ")
+}
+
+fn query_message(sql: &str) -> BytesMut {
+    let mut b = BytesMut::new();
+    // INVARIANT: fixed ASCII text without NUL.
+    let _ = fe::query(sql, &mut b);
+    b
+}
+
+impl ClientSide<'_> {
+    /// A simple Query that was allowed: forwards it, or returns the point
+    /// where it must wait.
+    pub(super) fn query_point(&mut self, d: &Decision, sha: &Arc<str>, p: Pending) -> Option<Step> {
+        let stmts = &d.analysis.statements;
+        let guarded = p.events.iter().any(|(_, l)| l.is_some());
+        if guarded
+            && stmts.len() > 1
+            && stmts.iter().any(|s| s.classes.contains(Class::Transaction))
+        {
+            let i = stmts
+                .iter()
+                .position(|s| s.classes.contains(Class::Transaction))
+                .unwrap_or(0);
+            self.audit_denied(&d.analysis, &d.verdicts, i, sha);
+            let report = Report::new(
+                Severity::Error,
+                "42501",
+                "sqlgate: a query string holding both a DELETE, UPDATE or MERGE counted by the row guard and transaction control cannot be vetted: its commit could not be held",
+            )
+            .hint("send BEGIN, COMMIT and ROLLBACK as queries of their own")
+            .encode();
+            self.stage_denial(report, true);
+            return Some(Step::Next);
+        }
+        if stmts.len() == 1 && commits(&stmts[0]) && self.sess.engine.policy.guard().is_some() {
+            return Some(Step::Guard(Point::Commit(p)));
+        }
+        if guarded {
+            return Some(Step::Guard(Point::Wrap(p)));
+        }
+        let barrier = stmts.iter().any(barrier);
+        self.forward(p, None);
+        barrier.then_some(Step::Guard(Point::Barrier))
+    }
+
+    /// At a Sync: the point it must wait at, if any.
+    pub(super) fn sync_point(&mut self, msg: &[u8]) -> Option<Point> {
+        if self.batch.guarded && !self.skipping {
+            return Some(Point::Sync(msg.to_vec()));
+        }
+        if self.batch.barrier {
+            self.sync(msg);
+            return Some(Point::Barrier);
+        }
+        None
+    }
+
+    pub(super) fn forward(&mut self, p: Pending, note: Option<Arc<ApprovalNote>>) {
+        for (mut ev, limit) in p.events {
+            ev.approval = note.clone();
+            self.expect(Expect::Statement(ev, Instant::now(), limit));
+        }
+        if p.simple {
+            self.expect(Expect::Ready);
+        }
+        self.out.extend_from_slice(&p.msg);
+    }
+
+    /// Sends a Query of sqlgate's own whose CommandComplete is swallowed.
+    fn inject(&mut self, sql: &str, pass: bool, answer: Option<Bytes>) {
+        self.expect(Expect::InjectedComplete);
+        self.expect(Expect::InjectedReady { pass, answer });
+        self.out.extend_from_slice(&query_message(sql));
+    }
+
+    async fn send(&mut self, wr: &mut WriteHalf<Stream>) -> std::io::Result<Option<End>> {
+        if let Err(end) = self.settle().await {
+            return Ok(Some(end));
+        }
+        wr.write_all(&self.out).await?;
+        wr.flush().await?;
+        self.out.clear();
+        Ok(None)
+    }
+
+    async fn wait_until(&self, done: impl Fn(&Shared) -> bool) {
+        while !done(self.shared) {
+            self.shared.guard.answered.notified().await;
+        }
+    }
+
+    pub(super) async fn wait_idle(&self) {
+        self.wait_until(|s| {
+            s.readies_sent.load(Ordering::Acquire) == s.readies_seen.load(Ordering::Acquire)
+        })
+        .await
+    }
+
+    /// Waits until every counted statement has been answered; mid-batch a
+    /// Flush makes the server send what it has.
+    async fn wait_counted(&mut self, wr: &mut WriteHalf<Stream>) -> std::io::Result<()> {
+        if self.shared.guard.inflight.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        if self.in_extended {
+            wr.write_all(&[b'H', 0, 0, 0, 4]).await?;
+            wr.flush().await?;
+        }
+        self.wait_until(|s| s.guard.inflight.load(Ordering::Acquire) == 0)
+            .await;
+        Ok(())
+    }
+
+    pub(super) async fn guard_point(
+        &mut self,
+        point: Point,
+        rd: &mut ReadHalf<Stream>,
+        wr: &mut WriteHalf<Stream>,
+        buf: &mut BytesMut,
+    ) -> std::io::Result<Option<End>> {
+        match point {
+            Point::Barrier => self.wait_idle().await,
+            Point::Commit(p) => {
+                self.wait_counted(wr).await?;
+                let entries = self.shared.guard.over.lock().expect("not poisoned").clone();
+                // A failed block only rolls back (simple protocol: nothing
+                // in between can revive it).
+                let failed = !entries.is_empty() && p.simple && {
+                    self.wait_idle().await;
+                    self.shared.status.load(Ordering::Acquire) == b'E'
+                };
+                if entries.is_empty() || failed {
+                    self.forward(p, None);
+                    return Ok(None);
+                }
+                match self.guard_hold(&entries, rd, wr, buf).await? {
+                    HoldEnd::Approved(note) => {
+                        if let Some(end) = self.guard_approved(&entries, note.clone()).await {
+                            return Ok(Some(end));
+                        }
+                        self.shared.guard.over.lock().expect("not poisoned").clear();
+                        self.forward(p, Some(Arc::new(note)));
+                    }
+                    HoldEnd::Refused(_, note) => {
+                        let report = self.guard_refused(&entries, &note, p.simple);
+                        for (ev, _) in p.events {
+                            let mut ev = ev;
+                            ev.outcome = Outcome::Denied;
+                            ev.rule = Arc::from(GUARD_RULE);
+                            ev.approval = Some(Arc::new(note.clone()));
+                            self.shared.statements.fetch_add(1, Ordering::Relaxed);
+                            let ack = self.sess.engine.audit.record_durable(Event::Statement(ev));
+                            self.acks.push(ack);
+                        }
+                        if p.simple {
+                            self.inject("ROLLBACK", true, Some(report));
+                        } else {
+                            self.stage_denial(report, false);
+                        }
+                    }
+                    HoldEnd::ClientGone => return Ok(Some(End::ClientGone)),
+                }
+            }
+            Point::Wrap(p) => {
+                self.wait_idle().await;
+                if self.shared.status.load(Ordering::Acquire) != b'I' {
+                    // In a block already: counted, and its COMMIT is held.
+                    self.forward(p, None);
+                    return Ok(None);
+                }
+                self.inject("BEGIN", false, None);
+                self.shared.guard.held_ready.store(false, Ordering::Release);
+                for (ev, limit) in p.events {
+                    self.expect(Expect::Statement(ev, Instant::now(), limit));
+                }
+                self.expect(Expect::HeldReady);
+                self.out.extend_from_slice(&p.msg);
+                if let Some(end) = self.send(wr).await? {
+                    return Ok(Some(end));
+                }
+                self.wait_until(|s| s.guard.held_ready.load(Ordering::Acquire))
+                    .await;
+                let entries = self.shared.guard.over.lock().expect("not poisoned").clone();
+                if entries.is_empty() {
+                    self.inject("COMMIT", true, None);
+                    return Ok(None);
+                }
+                match self.guard_hold(&entries, rd, wr, buf).await? {
+                    HoldEnd::Approved(note) => {
+                        if let Some(end) = self.guard_approved(&entries, note).await {
+                            return Ok(Some(end));
+                        }
+                        self.inject("COMMIT", true, None);
+                    }
+                    HoldEnd::Refused(_, note) => {
+                        let report = self.guard_refused(&entries, &note, true);
+                        self.inject("ROLLBACK", true, Some(report));
+                    }
+                    HoldEnd::ClientGone => return Ok(Some(End::ClientGone)),
+                }
+            }
+            Point::Sync(msg) => {
+                let barrier = self.batch.barrier;
+                self.wait_counted(wr).await?;
+                let entries: Vec<Over> = {
+                    let mut over = self.shared.guard.over.lock().expect("not poisoned");
+                    let (implicit, kept) = over.drain(..).partition(|o: &Over| !o.in_block);
+                    *over = kept;
+                    implicit
+                };
+                if !entries.is_empty() {
+                    match self.guard_hold(&entries, rd, wr, buf).await? {
+                        HoldEnd::Approved(note) => {
+                            if let Some(end) = self.guard_approved(&entries, note).await {
+                                return Ok(Some(end));
+                            }
+                        }
+                        HoldEnd::Refused(_, note) => {
+                            // The failing marker aborts the implicit transaction.
+                            let report = self.guard_refused(&entries, &note, true);
+                            self.stage_denial(report, false);
+                        }
+                        HoldEnd::ClientGone => return Ok(Some(End::ClientGone)),
+                    }
+                }
+                self.sync(&msg);
+                if barrier {
+                    if let Some(end) = self.send(wr).await? {
+                        return Ok(Some(end));
+                    }
+                    self.wait_idle().await;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn guard_hold(
+        &mut self,
+        entries: &[Over],
+        rd: &mut ReadHalf<Stream>,
+        wr: &mut WriteHalf<Stream>,
+        buf: &mut BytesMut,
+    ) -> std::io::Result<HoldEnd> {
+        let Some(spec) = self.sess.engine.policy.guard().map(|g| g.approval.clone()) else {
+            // Limits come only from a [guard], so this cannot happen; fail closed.
+            return Ok(HoldEnd::Refused(
+                Bytes::new(),
+                ApprovalNote {
+                    request: None,
+                    outcome: "unapprovable",
+                    by: vec![],
+                },
+            ));
+        };
+        let statements = entries
+            .iter()
+            .map(|o| HeldStatement {
+                command: o.command.clone(),
+                text: format!("{} -- {} rows (limit {})", o.fingerprint, o.rows, o.limit),
+                classes: o.classes,
+                tables: o.tables.clone(),
+                // A standing grant covers the same statements with the same counts only.
+                fingerprint: format!("{} -- row guard: {} rows", o.fingerprint, o.rows),
+            })
+            .collect();
+        let new = NewRequest {
+            agent: self.sess.info.agent.clone(),
+            database: self.sess.info.database.clone(),
+            session: self.sess.info.id.clone(),
+            client: self.sess.info.client.clone(),
+            statements,
+            parameters: None,
+            rule: Arc::from(GUARD_RULE),
+            reason: Arc::from(format!(
+                "the transaction does not commit without approval: {}",
+                summary(entries)
+            )),
+            spec,
+        };
+        self.await_decision(new, rd, wr, buf).await
+    }
+
+    fn guard_record(&self, entries: &[Over], note: &ApprovalNote, then: &str) -> Event {
+        let statements: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "command": o.command, "fingerprint": o.fingerprint, "tables": o.tables,
+                    "rows": o.rows, "max_rows": o.limit, "rule": &*o.rule,
+                })
+            })
+            .collect();
+        Event::Json(serde_json::json!({
+            "kind": "row_guard",
+            "session": self.sess.info.id,
+            "agent": &*self.sess.info.agent,
+            "database": self.sess.info.database,
+            "statements": statements,
+            "approval": note,
+            "then": then,
+        }))
+    }
+
+    /// Records the approval; the commit goes upstream only once it is on disk.
+    async fn guard_approved(&mut self, entries: &[Over], note: ApprovalNote) -> Option<End> {
+        let audit = &self.sess.engine.audit;
+        audit.record(self.guard_record(entries, &note, "commit"));
+        if audit.sync().await.is_err() {
+            return Some(End::Fatal(audit_failure()));
+        }
+        None
+    }
+
+    /// Records the refusal and returns the agent's error.
+    fn guard_refused(&mut self, entries: &[Over], note: &ApprovalNote, rolled_back: bool) -> Bytes {
+        let ack = self
+            .sess
+            .engine
+            .audit
+            .record_durable(self.guard_record(entries, note, "rollback"));
+        self.acks.push(ack);
+        let why = match note.outcome {
+            "denied" => format!("approval was denied by `{}`", note.by.join("`, `")),
+            "timed_out" => "the approval request timed out".to_owned(),
+            "unapprovable" => "nobody can approve it".to_owned(),
+            other => format!("the approval request was {other}"),
+        };
+        let request = note
+            .request
+            .as_deref()
+            .map(|r| format!(" (request {r})"))
+            .unwrap_or_default();
+        let what = if rolled_back {
+            "the transaction was rolled back"
+        } else {
+            "the transaction was not committed and has failed"
+        };
+        let m = format!(
+            "sqlgate: {what}: {}, above the row guard's limit, and {why}{request}",
+            summary(entries)
+        );
+        Report::new(Severity::Error, "42501", &m)
+            .hint(if rolled_back {
+                "no change of that transaction was kept; delete or update fewer rows per transaction, or ask an approver"
+            } else {
+                "ROLLBACK the transaction; delete or update fewer rows per transaction, or ask an approver"
+            })
+            .encode()
+    }
+}

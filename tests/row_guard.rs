@@ -1,0 +1,279 @@
+//! The row guard and setting barriers through the real proxy, judged by
+//! their effect on the server (checked directly with psql).
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::fixtures::{AGENT, AGENT_PW, RULES};
+use support::wire::{self, Wire};
+use support::{PgServer, Sqlgate, SqlgateConfig, TestDir};
+use tokio_postgres::NoTls;
+
+struct Env {
+    db: String,
+    cfg: SqlgateConfig,
+    gate: Sqlgate,
+    _rules: TestDir,
+    http: reqwest::Client,
+}
+
+impl Env {
+    fn new(prefix: &str) -> Env {
+        let pg = PgServer::shared();
+        let (db, rules, cfg) = support::fixtures::approval_setup(pg, prefix);
+        std::fs::write(
+            rules.join("rules.toml"),
+            format!("{RULES}\n[guard]\nmax_rows = 1000\napprovers = [\"dba\"]\n"),
+        )
+        .unwrap();
+        pg.psql(
+            &db,
+            "CREATE TABLE big(id int PRIMARY KEY, x int);
+             INSERT INTO big SELECT g, 0 FROM generate_series(1, 5000) g;
+             ALTER TABLE big OWNER TO svc;",
+        );
+        let cfg = cfg.extra("[approvals]\ntimeout = \"60s\"\nkeepalive = \"500ms\"");
+        let gate = Sqlgate::start_with(&cfg);
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Env {
+            db,
+            cfg,
+            gate,
+            _rules: rules,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={} sslmode=disable",
+            self.cfg.listen_port, self.db
+        );
+        let (client, conn) = tokio_postgres::connect(&conninfo, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    fn direct(&self, sql: &str) -> String {
+        PgServer::shared().psql(&self.db, sql)
+    }
+
+    async fn pending(&self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v: serde_json::Value = self
+                .http
+                .get(format!("http://{}/v1/approvals", self.cfg.admin_addr()))
+                .bearer_auth("tok-alice")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some(r) = v["approvals"].as_array().and_then(|a| a.first()) {
+                return r.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nothing pending:\n{}",
+                self.gate.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn decide(&self, verb: &str) {
+        let id = self.pending().await["id"].as_str().unwrap().to_owned();
+        let r = self
+            .http
+            .post(format!(
+                "http://{}/v1/approvals/{id}/{verb}",
+                self.cfg.admin_addr()
+            ))
+            .bearer_auth("tok-bob")
+            .json(&serde_json::json!({"reason": "too many rows"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+
+    fn audit(&self) -> Vec<serde_json::Value> {
+        std::thread::sleep(Duration::from_millis(100));
+        std::fs::read_to_string(self.gate.dir().join("audit/sqlgate.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autocommit_delete_above_the_limit_is_held_and_rolled_back_on_denial() {
+    let env = Env::new("guard_auto");
+    let c = env.client().await;
+    // Below the limit: nothing is held, the DELETE commits as in autocommit.
+    let n = c
+        .execute("DELETE FROM big WHERE id <= 10", &[])
+        .await
+        .unwrap();
+    assert_eq!(n, 10);
+    let msgs = c
+        .simple_query("DELETE FROM big WHERE id <= 20")
+        .await
+        .unwrap();
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(10))));
+    assert_eq!(env.direct("SELECT count(*) FROM big"), "4980");
+    // Above it (simple protocol): held; denied, nothing is deleted.
+    let agent = tokio::spawn(async move {
+        let r = c.simple_query("DELETE FROM big WHERE id > 0").await;
+        (r, c)
+    });
+    let req = env.pending().await;
+    assert_eq!(req["rule"], "builtin:row-guard");
+    assert!(
+        req["statements"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("4980 rows"),
+        "{req}"
+    );
+    env.decide("deny").await;
+    let (r, c) = agent.await.unwrap();
+    let e = r.expect_err("denied");
+    let m = e.as_db_error().unwrap().message().to_owned();
+    assert!(m.contains("rolled back") && m.contains("bob"), "{m}");
+    assert_eq!(env.direct("SELECT count(*) FROM big"), "4980");
+    // The session is healthy and in autocommit.
+    c.simple_query("SELECT 1").await.unwrap();
+    // Extended protocol, approved: the rows are gone.
+    let agent = tokio::spawn(async move {
+        let r = c.execute("DELETE FROM big WHERE id > $1", &[&0i32]).await;
+        (r, c)
+    });
+    env.decide("approve").await;
+    let (r, c) = agent.await.unwrap();
+    assert_eq!(r.unwrap(), 4980);
+    assert_eq!(env.direct("SELECT count(*) FROM big"), "0");
+    c.simple_query("SELECT 1").await.unwrap();
+    let audit = env.audit();
+    let guards: Vec<_> = audit.iter().filter(|r| r["kind"] == "row_guard").collect();
+    assert_eq!(guards.len(), 2, "{audit:?}");
+    assert_eq!(guards[0]["then"], "rollback");
+    assert_eq!(guards[0]["statements"][0]["rows"], 4980);
+    assert_eq!(guards[1]["then"], "commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_after_a_big_update_is_held_and_denial_rolls_back() {
+    let env = Env::new("guard_txn");
+    let c = env.client().await;
+    c.simple_query("BEGIN").await.unwrap();
+    c.simple_query("UPDATE big SET x = 1 WHERE id > 3000")
+        .await
+        .unwrap();
+    c.simple_query("UPDATE big SET x = 1 WHERE id <= 2000")
+        .await
+        .unwrap();
+    let agent = tokio::spawn(async move {
+        let r = c.simple_query("COMMIT").await;
+        (r, c)
+    });
+    let req = env.pending().await;
+    assert!(
+        req["reason"].as_str().unwrap().contains("2000 rows"),
+        "{req}"
+    );
+    env.decide("deny").await;
+    let (r, c) = agent.await.unwrap();
+    let e = r.expect_err("denied");
+    assert_eq!(e.code().unwrap().code(), "42501");
+    assert_eq!(env.direct("SELECT count(*) FROM big WHERE x = 1"), "0");
+    // Out of the transaction: the next one starts afresh and commits.
+    c.simple_query("BEGIN").await.unwrap();
+    c.simple_query("UPDATE big SET x = 2 WHERE id <= 5")
+        .await
+        .unwrap();
+    c.simple_query("COMMIT").await.unwrap();
+    assert_eq!(env.direct("SELECT count(*) FROM big WHERE x = 2"), "5");
+    // ROLLBACK clears the memory: the next transaction's COMMIT is not held.
+    c.simple_query("BEGIN").await.unwrap();
+    c.simple_query("UPDATE big SET x = 3 WHERE id > 0")
+        .await
+        .unwrap();
+    c.simple_query("ROLLBACK").await.unwrap();
+    c.simple_query("BEGIN").await.unwrap();
+    c.simple_query("UPDATE big SET x = 3 WHERE id <= 3")
+        .await
+        .unwrap();
+    c.simple_query("COMMIT").await.unwrap();
+    assert_eq!(env.direct("SELECT count(*) FROM big WHERE x = 3"), "3");
+    // Approved: the COMMIT goes upstream.
+    c.simple_query("BEGIN").await.unwrap();
+    c.simple_query("UPDATE big SET x = 4 WHERE id > 2500")
+        .await
+        .unwrap();
+    let agent = tokio::spawn(async move { c.simple_query("COMMIT").await });
+    env.decide("approve").await;
+    agent.await.unwrap().unwrap();
+    assert_eq!(env.direct("SELECT count(*) FROM big WHERE x = 4"), "2500");
+}
+
+#[test]
+fn a_setting_changed_by_an_unreviewed_function_stops_what_was_queued_behind_it() {
+    let pg = PgServer::shared();
+    let db = pg.unique_database("barrier");
+    let dir = TestDir::new("barrier-rules");
+    let rules = dir.join("allow-unparsed.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nid = \"allow-all\"\naction = \"allow\"\nclasses = [\"read\", \"unparsed\", \"session\"]\n",
+    )
+    .unwrap();
+    let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
+    cfg.rules = vec![rules];
+    let gate = Sqlgate::start_with(&cfg);
+    pg.psql(
+        &db,
+        "CREATE TABLE t(a int); ALTER TABLE t OWNER TO svc;
+         CREATE FUNCTION sneaky() RETURNS text LANGUAGE sql SECURITY DEFINER
+           AS $$ SELECT set_config('standard_conforming_strings', 'off', false) $$;
+         GRANT EXECUTE ON FUNCTION sneaky() TO svc;",
+    );
+    let mut w = Wire::login(&cfg.listen_addr(), AGENT, AGENT_PW, &db);
+    // With standard_conforming_strings on (as sqlgate reads it) the second
+    // query is one string and a comment; with it off, it drops `t`.
+    let hidden = "SELECT 'x\\' -- '; DROP TABLE t; -- '";
+    let mut b = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::query("SELECT sneaky()", &mut b).unwrap();
+    postgres_protocol::message::frontend::query(hidden, &mut b).unwrap();
+    w.send(&b);
+    while w.try_recv().is_some() {}
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM pg_tables WHERE tablename = 't'"),
+        "1",
+        "{}",
+        gate.log()
+    );
+    // Extended: a Parse after such an Execute in the same batch is refused.
+    let mut w = Wire::login(&cfg.listen_addr(), AGENT, AGENT_PW, &db);
+    let mut b = wire::parse("", "SELECT 1");
+    b.extend_from_slice(&wire::bind("", ""));
+    b.extend_from_slice(&wire::execute(""));
+    b.extend_from_slice(&wire::parse("s2", "SET application_name = 'x'"));
+    b.extend_from_slice(&wire::bind("", "s2"));
+    b.extend_from_slice(&wire::execute(""));
+    b.extend_from_slice(&wire::parse("s3", "SELECT 2"));
+    b.extend_from_slice(&wire::sync());
+    w.send(&b);
+    let msgs = w.until_ready();
+    let err = msgs.iter().find(|m| m.tag == 'E').expect("refused");
+    assert!(
+        err.message().contains("followed by Sync"),
+        "{}",
+        err.message()
+    );
+}
