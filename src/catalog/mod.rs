@@ -10,8 +10,9 @@
 //! not cover them).
 //!
 //! Staleness fails closed: a snapshot is used only while it was loaded
-//! after the last DDL statement sqlgate classified or completed (the
-//! `ddl` generation), and while it is younger than `MAX_AGE`. A query
+//! after the last DDL statement sqlgate classified *and* after the last one
+//! that completed (a held DDL runs long after it was classified; the relay
+//! reports completions), and while it is younger than `MAX_AGE`. A query
 //! string with DDL in it resolves nothing (its own DDL may redefine what it
 //! calls). What stays open: a function changed directly on the database,
 //! not through sqlgate, may be placed by its previous body for up to

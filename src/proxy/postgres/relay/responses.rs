@@ -113,6 +113,19 @@ pub(super) async fn server_to_client(
                                 .filter(|_| tag != backend::EMPTY_QUERY);
                             if let Some((ev, limit)) = complete(&mut q, Outcome::Ok, counted) {
                                 super::guard::counted(&shared.guard, &ev, limit, ctag, tag_rows);
+                                // A DDL statement that ran (perhaps long after it was
+                                // classified, if it was held) may have redefined
+                                // functions: the catalog snapshot is stale from now.
+                                let ddl = ev
+                                    .analysis
+                                    .statements
+                                    .get(ev.index)
+                                    .is_some_and(|s| s.classes.contains(Class::Ddl));
+                                if ddl {
+                                    if let Some(c) = sess.engine.catalog(&sess.info.database) {
+                                        c.changed();
+                                    }
+                                }
                                 done.push(ev);
                             }
                             rows = 0;
