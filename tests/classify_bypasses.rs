@@ -138,8 +138,18 @@ fn setting_names_are_matched_as_postgres_matches_them() {
     ] {
         has(sql, &[Privilege]);
     }
+    // pg_catalog after another schema lets user functions shadow built-ins.
+    for sql in [
+        "SET search_path = public, pg_catalog",
+        "SET search_path TO 'evil', \"pg_catalog\"",
+        "SELECT set_config('search_path', 'public, pg_catalog', false)",
+        "SELECT set_config('search_path', current_setting('x'), false)",
+    ] {
+        has(sql, &[Privilege]);
+    }
     for sql in [
         "SET search_path = public",
+        "SET search_path = pg_catalog, public",
         "SET statement_timeout = '5s'",
         "SET TIME ZONE 'UTC'",
     ] {

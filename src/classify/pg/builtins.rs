@@ -12,9 +12,8 @@
 //!
 //! A qualified name counts as built-in only when its schema is `pg_catalog`.
 //! An unqualified one resolves to `pg_catalog` first unless the session
-//! moved `pg_catalog` later in `search_path` (which needs a function of the
-//! same name in an earlier schema, i.e. DDL that is held); see the README's
-//! limits.
+//! moved `pg_catalog` later in `search_path`, which is why such a
+//! `search_path` is `privilege` (see `settings::shadows_builtins`).
 
 use super::super::types::{Class, ClassSet};
 use std::collections::HashMap;

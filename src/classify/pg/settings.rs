@@ -157,6 +157,19 @@ pub fn change(name: &str) -> ClassSet {
     }
 }
 
+/// A `search_path` (its schemas, as given) that names `pg_catalog` after
+/// another schema: functions there then shadow the built-ins sqlgate
+/// decides by name (`public.lower` instead of `pg_catalog.lower`), so
+/// setting it is `privilege`. Without `pg_catalog` in the list PostgreSQL
+/// searches it first.
+pub fn shadows_builtins(schemas: &[String]) -> bool {
+    let unquote = |s: &str| s.trim().trim_matches('"').to_ascii_lowercase();
+    schemas
+        .iter()
+        .position(|s| unquote(s) == "pg_catalog")
+        .is_some_and(|i| i > 0)
+}
+
 /// Whether changing `name` needs its new value checked by [`forbidden`].
 pub fn value_matters(name: &str) -> bool {
     matches!(

@@ -503,6 +503,16 @@ impl Walk {
             return self.forbid(Some(settings::COMPUTED));
         };
         self.add_fn(settings::change(&name));
+        if name.eq_ignore_ascii_case("search_path") {
+            let v = args.get(1).and_then(constant);
+            let parts: Vec<String> = v
+                .as_deref()
+                .map(|v| v.split(',').map(|p| p.trim().to_string()).collect())
+                .unwrap_or_default();
+            if v.is_none() || settings::shadows_builtins(&parts) {
+                self.add_fn(ClassSet::of(&[Privilege]));
+            }
+        }
         if settings::value_matters(&name) {
             let v = args.get(1).and_then(constant);
             self.forbid(settings::forbidden(&name, v.as_deref()));
@@ -522,6 +532,15 @@ impl Walk {
         }
         let c = settings::change(name);
         self.classes = self.classes.union(c);
+        if name.eq_ignore_ascii_case("search_path")
+            && kind == VariableSetKind::VarSetValue as i64
+            && self.need_original()
+        {
+            let parts: Vec<String> = list(n, "args").iter().filter_map(constant).collect();
+            if settings::shadows_builtins(&parts) {
+                self.add(&[Privilege]);
+            }
+        }
         if !settings::value_matters(name) {
             return;
         }
