@@ -63,6 +63,15 @@ pub struct Lexed {
 
 /// Scans `sql`. `Err` carries a loggable reason (never a literal).
 pub fn scan(sql: &str) -> Result<Lexed, String> {
+    scan_with(sql, true)
+}
+
+/// Only the key (no token list): what a cache hit needs, on every statement.
+pub fn scan_key(sql: &str) -> Result<Lexed, String> {
+    scan_with(sql, false)
+}
+
+fn scan_with(sql: &str, with_toks: bool) -> Result<Lexed, String> {
     // A string with no token at all makes `scan_tokens` build a slice from
     // a null pointer (pg_query 18.1, undefined behaviour): don't ask. These
     // are exactly the bytes PostgreSQL's scanner skips as white space.
@@ -78,7 +87,7 @@ pub fn scan(sql: &str) -> Result<Lexed, String> {
     }
     let raw = pg_query::scan_tokens(sql).map_err(|e| loggable(&e.to_string()))?;
     let mut key = String::with_capacity(sql.len().min(1 << 16) + 8);
-    let mut toks = Vec::with_capacity(raw.len());
+    let mut toks = Vec::with_capacity(if with_toks { raw.len() } else { 0 });
     let mut redactable = true;
     let mut prev_end = 0u32;
     for t in raw {
@@ -109,13 +118,15 @@ pub fn scan(sql: &str) -> Result<Lexed, String> {
             T::Fconst => key.push_str("1.0"),
             _ => key.push_str(text),
         }
-        toks.push(Tok {
-            start,
-            end,
-            key_start,
-            kind,
-            spaced: start > prev_end,
-        });
+        if with_toks {
+            toks.push(Tok {
+                start,
+                end,
+                key_start,
+                kind,
+                spaced: start > prev_end,
+            });
+        }
         prev_end = end;
     }
     Ok(Lexed {

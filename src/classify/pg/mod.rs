@@ -40,11 +40,19 @@ use walk::{Mode, Walk};
 
 /// The cache key of `sql` (empty when the lexer rejects it).
 pub fn key(sql: &str) -> String {
-    lex::scan(sql).map(|l| l.key).unwrap_or_default()
+    lex::scan_key(sql).map(|l| l.key).unwrap_or_default()
 }
 
 /// Classifies one query string. Never panics, never fails.
 pub fn classify(sql: &str, opts: &ClassifierOptions, cache: &Cache) -> Arc<Analysis> {
+    // The hot path: the key alone, and a hit.
+    if let Ok(k) = lex::scan_key(sql) {
+        if k.redactable && !k.key.is_empty() && sql.len() <= opts.max_parse_bytes {
+            if let Some(hit) = cache.get(&k.key) {
+                return hit;
+            }
+        }
+    }
     let lexed = match lex::scan(sql) {
         Ok(l) => l,
         Err(why) => {
@@ -68,9 +76,6 @@ pub fn classify(sql: &str, opts: &ClassifierOptions, cache: &Cache) -> Arc<Analy
         return Arc::new(rejected(sql, Some(&lexed), &why));
     }
     if lexed.redactable {
-        if let Some(hit) = cache.get(&lexed.key) {
-            return hit;
-        }
         if let Some(a) = analyse(sql, &lexed, Mode::Key, 0) {
             let a = Arc::new(a);
             cache.insert(lexed.key.clone(), Arc::clone(&a));
