@@ -227,6 +227,7 @@ pub struct Channels {
 struct RawLimits {
     max_message_bytes: Option<usize>,
     max_connections: Option<usize>,
+    max_prelogin_per_address: Option<usize>,
     shutdown_timeout: Option<String>,
 }
 
@@ -310,6 +311,9 @@ pub struct Config {
     pub channels: Channels,
     pub max_message_bytes: usize,
     pub max_connections: usize,
+    /// Connections from one client address that may be logging in at once
+    /// (see `proxy::prelogin`); more are refused at accept.
+    pub max_prelogin_per_address: usize,
     pub shutdown_timeout: Duration,
 }
 
@@ -468,8 +472,15 @@ impl Config {
         let limits = raw.limits.unwrap_or(RawLimits {
             max_message_bytes: None,
             max_connections: None,
+            max_prelogin_per_address: None,
             shutdown_timeout: None,
         });
+        if limits.max_prelogin_per_address == Some(0) {
+            return Err(invalid(
+                "`limits.max_prelogin_per_address` must be at least 1 (0 would refuse every client)"
+                    .into(),
+            ));
+        }
         Ok(Config {
             admin_listen: raw.admin.map(|a| a.listen),
             listeners,
@@ -505,6 +516,7 @@ impl Config {
             )?,
             max_message_bytes: limits.max_message_bytes.unwrap_or(16 << 20),
             max_connections: limits.max_connections.unwrap_or(1000),
+            max_prelogin_per_address: limits.max_prelogin_per_address.unwrap_or(16),
             shutdown_timeout: dur(
                 "limits.shutdown_timeout",
                 limits.shutdown_timeout,
@@ -682,6 +694,10 @@ mod tests {
         assert_eq!(c.audit.path, Path::new("/etc/sqlgate/audit.jsonl"));
         assert_eq!(c.audit.key, Path::new("/etc/sqlgate/signing.key"));
         assert_eq!(c.approval_timeout, Duration::from_secs(300));
+        assert_eq!(c.max_prelogin_per_address, 16);
+        let zero = format!("{MINIMAL}\n[limits]\nmax_prelogin_per_address = 0\n");
+        let e = Config::from_toml(&zero, Path::new(".")).err().unwrap();
+        assert!(e.to_string().contains("max_prelogin_per_address"), "{e}");
         let bad = MINIMAL.replace("[policy]", "[policy]\nrulez = 1");
         let e = Config::from_toml(&bad, Path::new("."))
             .err()

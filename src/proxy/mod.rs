@@ -6,6 +6,7 @@
 
 pub mod cancel;
 pub mod postgres;
+pub mod prelogin;
 pub mod stream;
 pub mod tls;
 pub mod workers;
@@ -40,6 +41,8 @@ pub async fn serve(
     let upstream_tls = tls::upstream_config();
     let cancels = cancel::Registry::default();
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    // One table for all listeners: the cap is per address, whichever port.
+    let prelogin = prelogin::PreLogin::new(cfg.max_prelogin_per_address);
     let mut sessions = JoinSet::new();
     let mut accepts = JoinSet::new();
     for (l, socket) in cfg.listeners.iter().zip(sockets) {
@@ -70,6 +73,7 @@ pub async fn serve(
                     listener,
                     socket,
                     limit,
+                    prelogin.clone(),
                     workers.clone(),
                     shutdown,
                 ));
@@ -101,10 +105,12 @@ async fn accept_loop(
     l: Arc<postgres::Listener>,
     socket: TcpListener,
     limit: Arc<Semaphore>,
+    prelogin: Arc<prelogin::PreLogin>,
     workers: Arc<workers::Workers>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinSet<()> {
     let mut set = JoinSet::new();
+    let too_many = too_many_logins();
     loop {
         // The connection limit is taken before accept, so excess clients wait
         // in the kernel's backlog instead of being accepted and dropped.
@@ -123,6 +129,14 @@ async fn accept_loop(
             },
             _ = stopped(&mut shutdown) => break,
         };
+        // Before anything is read: an address with too many connections
+        // still logging in gets nothing more than one non-blocking write.
+        let Some(slot) = prelogin.try_take(peer.ip()) else {
+            refuse(&tcp, &too_many);
+            metrics::counter!("sqlgate_prelogin_refused_total").increment(1);
+            tracing::debug!(%peer, "refused: too many connections from this address are logging in");
+            continue;
+        };
         // The socket moves to the session's own thread and registers with
         // that thread's event loop.
         let tcp = match tcp.into_std() {
@@ -136,7 +150,7 @@ async fn accept_loop(
         set.spawn_on(
             async move {
                 match TcpStream::from_std(tcp) {
-                    Ok(tcp) => postgres::handle(l, tcp, peer, shutdown).await,
+                    Ok(tcp) => postgres::handle(l, tcp, peer, slot, shutdown).await,
                     Err(e) => tracing::warn!(%peer, "cannot register the connection: {e}"),
                 }
                 drop(permit);
@@ -146,6 +160,29 @@ async fn accept_loop(
         while set.try_join_next().is_some() {}
     }
     set
+}
+
+/// The FATAL 53300 (too_many_connections) an over-limit socket is sent.
+fn too_many_logins() -> bytes::Bytes {
+    sqlgate_postgres::backend::Report::new(
+        sqlgate_postgres::backend::Severity::Fatal,
+        "53300",
+        "too many connections from this address are logging in at once \
+         ([limits] max_prelogin_per_address); try again in a moment",
+    )
+    .encode()
+}
+
+/// Tells an over-limit client why, without waiting for it: whatever it has
+/// sent already (its startup packet, usually) is read and dropped, so that
+/// closing sends FIN rather than RST and the client reads the error;
+/// PostgreSQL's postmaster answers a connection it cannot serve the same
+/// way, before reading the startup packet. Never blocks: the accept loop
+/// must not be slowed by the clients it refuses.
+fn refuse(tcp: &TcpStream, error: &[u8]) {
+    let mut sink = [0u8; 1024];
+    while matches!(tcp.try_read(&mut sink), Ok(n) if n > 0) {}
+    let _ = tcp.try_write(error);
 }
 
 /// Resolves once shutdown has begun (or its sender is gone).

@@ -159,6 +159,21 @@ pub fn target(frame: &[u8]) -> Result<(u8, &[u8]), DecodeError> {
     Ok((kind, r.cstr()?))
 }
 
+/// `SASLInitialResponse` (a `p` message answering AuthenticationSASL): the
+/// mechanism name and the client's first message. The data length is an
+/// i32 that must match exactly what follows (`-1`, "no data", is refused:
+/// SCRAM always sends a client-first message).
+pub fn sasl_initial(frame: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
+    let mut r = Reader::new(body(frame)?);
+    let mech = r.cstr()?;
+    let len = r.i32()?;
+    let data = r.rest();
+    if len < 0 || data.len() != len as usize {
+        return Err(DecodeError::Truncated);
+    }
+    Ok((mech, data))
+}
+
 /// The same message with its leading name fields replaced: `skip` bytes after
 /// the header stay as they are (the kind byte of Describe/Close), then the
 /// next `names.len()` C strings become `names`; everything after them (SQL
@@ -348,6 +363,19 @@ mod tests {
         );
         assert_eq!(target(&frame(b'D', b"Sname\0")), Ok((b'S', &b"name"[..])));
         assert_eq!(target(&frame(b'D', b"")), Err(DecodeError::Truncated));
+        let sasl = frame(b'p', b"SCRAM-SHA-256\0\0\0\0\x03n,,");
+        assert_eq!(
+            sasl_initial(&sasl),
+            Ok((&b"SCRAM-SHA-256"[..], &b"n,,"[..]))
+        );
+        let long = frame(b'p', b"SCRAM-SHA-256\0\0\0\0\x09n,,");
+        assert_eq!(sasl_initial(&long), Err(DecodeError::Truncated));
+        let none = frame(b'p', b"SCRAM-SHA-256\0\xff\xff\xff\xff");
+        assert_eq!(sasl_initial(&none), Err(DecodeError::Truncated));
+        assert_eq!(
+            sasl_initial(&frame(b'p', b"X")),
+            Err(DecodeError::Unterminated)
+        );
         // Renaming keeps everything after the names byte for byte.
         let p = frame(b'P', b"s1\0select $1\0\0\x01\0\0\0\x17");
         let q = with_names(&p, 0, &[b"other"]).unwrap();

@@ -17,7 +17,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// How long an agent has to finish TLS and authentication. Short, because a
-/// connection holds one of the `max_connections` permits while it logs in.
+/// connection holds one of the `max_connections` permits (and one of its
+/// address's `max_prelogin_per_address` places) while it logs in.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything one listener's connections share.
@@ -36,22 +37,25 @@ pub async fn handle(
     l: Arc<Listener>,
     tcp: TcpStream,
     peer: SocketAddr,
+    prelogin: crate::proxy::prelogin::Slot,
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let accepted =
-        match tokio::time::timeout(LOGIN_TIMEOUT, startup::handshake(tcp, peer, &l)).await {
-            Ok(Ok(startup::Outcome::Session(a))) => a,
-            Ok(Ok(startup::Outcome::Done)) => return,
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, "connection ended during start-up: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "login timed out");
-                return;
-            }
-        };
+    let login = tokio::time::timeout(LOGIN_TIMEOUT, startup::handshake(tcp, peer, &l)).await;
+    // Logged in (or not, and done): the address's place is free again.
+    drop(prelogin);
+    let accepted = match login {
+        Ok(Ok(startup::Outcome::Session(a))) => a,
+        Ok(Ok(startup::Outcome::Done)) => return,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "connection ended during start-up: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "login timed out");
+            return;
+        }
+    };
     let startup::Accepted {
         mut stream,
         agent,

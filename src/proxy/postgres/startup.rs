@@ -167,7 +167,8 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
     let mut buf = BytesMut::with_capacity(1024);
     let first = read_password_message(&mut stream, &mut buf).await?;
     let result = async {
-        let (mech, data) = sasl_initial(&first).ok_or(scram::ScramError::Malformed)?;
+        let (mech, data) =
+            frontend::sasl_initial(&first).map_err(|_| scram::ScramError::Malformed)?;
         if mech != scram::MECHANISM.as_bytes() {
             return Err(scram::ScramError::Malformed);
         }
@@ -287,17 +288,6 @@ async fn read_password_message(
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
     }
-}
-
-/// SASLInitialResponse: mechanism name, then an i32 length and the data.
-fn sasl_initial(frame: &[u8]) -> Option<(&[u8], &[u8])> {
-    let body = frame.get(5..)?;
-    let nul = body.iter().position(|&b| b == 0)?;
-    let mech = &body[..nul];
-    let rest = body.get(nul + 1..)?;
-    let len = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
-    let data = rest.get(4..)?;
-    (len >= 0 && data.len() == len as usize).then_some((mech, data))
 }
 
 pub async fn fatal(stream: &mut Stream, code: &str, message: &str) {
