@@ -86,8 +86,11 @@ done
 echo
 echo "==== fuzz summary (${secs}s per target) ===="
 printf '%s\n' "${summary[@]}"
+total=${#summary[@]}
 if ((${#failed[@]})); then
     echo "==== FAILED: ${failed[*]} ===="
+    echo "fuzz: $((total - ${#failed[@]})) passed, ${#failed[@]} failed"
     exit 1
 fi
 echo "==== no crashes ===="
+echo "fuzz: $total passed, 0 failed"
