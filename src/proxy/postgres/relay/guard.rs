@@ -453,7 +453,9 @@ impl ClientSide<'_> {
             )),
             spec,
         };
-        self.await_decision(new, rd, wr, buf).await
+        let sess = self.sess;
+        let holding = sess.cancel.hold();
+        self.await_decision(new, rd, wr, buf, &holding).await
     }
 
     fn guard_record(&self, entries: &[Over], note: &ApprovalNote, then: &str) -> Event {

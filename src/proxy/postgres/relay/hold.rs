@@ -29,8 +29,12 @@ impl ClientSide<'_> {
             }
         }
         let mut approved: Option<ApprovalNote> = None;
+        // Holding from before any request exists: a cancel sent as soon as a
+        // request is visible must withdraw it, not go upstream.
+        let sess = self.sess;
+        let holding = sess.cancel.hold();
         for g in &groups {
-            match self.hold_rule(held, g, rd, wr, buf).await? {
+            match self.hold_rule(held, g, rd, wr, buf, &holding).await? {
                 HoldEnd::Approved(n) => {
                     approved = Some(match approved {
                         None => n,
@@ -62,6 +66,7 @@ impl ClientSide<'_> {
         rd: &mut ReadHalf<Stream>,
         wr: &mut WriteHalf<Stream>,
         buf: &mut BytesMut,
+        holding: &crate::proxy::cancel::HoldGuard<'_>,
     ) -> std::io::Result<HoldEnd> {
         let lead = &held.verdicts[blocking[0]];
         // Extended: the verdict was computed for the statement at `hold.1`.
@@ -123,7 +128,7 @@ impl ClientSide<'_> {
             reason: lead.reason.clone(),
             spec,
         };
-        self.await_decision(new, rd, wr, buf).await
+        self.await_decision(new, rd, wr, buf, holding).await
     }
 
     /// Submits `new` and waits for its decision, keeping the session alive.
@@ -133,6 +138,7 @@ impl ClientSide<'_> {
         rd: &mut ReadHalf<Stream>,
         wr: &mut WriteHalf<Stream>,
         buf: &mut BytesMut,
+        holding: &crate::proxy::cancel::HoldGuard<'_>,
     ) -> std::io::Result<HoldEnd> {
         let approvals = &self.sess.engine.approvals;
         let (rule, reason) = (new.rule.clone(), new.reason.clone());
@@ -180,7 +186,6 @@ impl ClientSide<'_> {
         let mut keepalive = tokio::time::interval(self.sess.keepalive);
         keepalive.tick().await;
         let cap = self.sess.max_message.max(1 << 20);
-        let holding = self.sess.cancel.hold();
         let outcome = loop {
             if holding.cancelled() {
                 approvals.withdraw(&r, "cancelled by the agent");
