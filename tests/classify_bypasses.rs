@@ -178,11 +178,9 @@ fn writes_to_system_catalogs_are_privilege_changes() {
 #[test]
 fn functions_are_an_allow_list() {
     for sql in [
-        "SELECT ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, quote_literal(v)::tsquery FROM secrets')",
         "SELECT table_to_xml('secrets', true, false, '')",
         "SELECT schema_to_xml('public', true, false, '')",
         "SELECT database_to_xml(true, false, '')",
-        "SELECT query_to_xml('select * from secrets', true, false, '')",
         "SELECT cursor_to_xml('c', 10, true, false, '')",
         "SELECT my_own_function()",
         "SELECT public.lower('x')",
@@ -190,6 +188,14 @@ fn functions_are_an_allow_list() {
         "SELECT * FROM pg_stats WHERE tablename = 'secrets'",
     ] {
         has(sql, &[Unparsed]);
+    }
+    // SQL given as a constant string is read: table rules apply to it.
+    for sql in [
+        "SELECT ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, quote_literal(v)::tsquery FROM secrets')",
+        "SELECT query_to_xml('select * from secrets', true, false, '')",
+    ] {
+        let a = pg().classify(sql);
+        assert!(a.statements[0].tables.iter().any(|t| t == "secrets"), "{sql}: {a:?}");
     }
     has("SELECT pg_import_system_collations('public')", &[Ddl]);
     for sql in [
@@ -304,4 +310,72 @@ fn statement_boundaries_are_the_grammars() {
         "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END; SELECT 3",
     );
     assert_eq!(a.statements.len(), 2, "{a:?}");
+}
+
+/// The second review's findings that the classifier owns.
+#[test]
+fn second_review_row_counts_the_guard_cannot_see_are_destructive() {
+    for sql in [
+        "EXPLAIN (ANALYZE) DELETE FROM audit_me WHERE id > 0",
+        "EXPLAIN ANALYZE UPDATE t SET a = 1 WHERE id > 0",
+        "WITH d AS (DELETE FROM audit_me WHERE id > 0 RETURNING 1) SELECT count(*) FROM d",
+        "WITH u AS (UPDATE t SET a = 1 WHERE id > 0 RETURNING 1) SELECT 1",
+    ] {
+        has(sql, &[Destructive]);
+    }
+}
+
+#[test]
+fn second_review_sql_in_strings_is_read_and_approved_as_written() {
+    // The SQL inside is classified like the agent had sent it.
+    has(
+        "SELECT query_to_xml('select v from secrets', true, false, '')",
+        &[Read],
+    );
+    let a = pg().classify("SELECT query_to_xml('select v from secrets', true, false, '')");
+    assert_eq!(a.statements[0].tables, ["secrets"]);
+    assert!(a.statements[0].code, "granted by its exact text");
+    has(
+        "SELECT query_to_xml('select pg_read_file(''/etc/hostname'') as f', true, false, '')",
+        &[ServerAccess],
+    );
+    has(
+        "SELECT query_to_xml('select lo_export(4242, ''/tmp/x'')', true, false, '')",
+        &[ServerAccess],
+    );
+    has(
+        "SELECT query_to_xml(current_setting('x'), true, false, '')",
+        &[Unparsed],
+    );
+    let plain = pg().classify("SELECT query_to_xml('select 1 as x', true, false, '')");
+    assert!(!classes(&plain).contains(Unparsed), "{plain:?}");
+    // Decided on a literal: shown and granted as written.
+    for sql in [
+        "SELECT set_config('app.tenant', '5', false)",
+        "SET standard_conforming_strings = on",
+        "SELECT table_to_xml('secrets', true, false, '')",
+    ] {
+        assert!(pg().classify(sql).statements[0].code, "{sql}");
+    }
+}
+
+#[test]
+fn second_review_toast_and_statement_floods() {
+    has(
+        "SELECT chunk_data FROM pg_toast.pg_toast_16394",
+        &[ServerAccess],
+    );
+    let flood = "SELECT 1;".repeat(5000);
+    let a = Classifier::new(
+        Dialect::Postgres,
+        ClassifierOptions {
+            max_parse_bytes: 1 << 20,
+            ..Default::default()
+        },
+    )
+    .classify(&flood);
+    assert_eq!(a.statements.len(), 1, "one unparsed statement, not 5000");
+    assert!(a.statements[0].classes.contains(Unparsed));
+    let huge = "SELECT 1;".repeat(100_000);
+    assert_eq!(pg().classify(&huge).statements.len(), 1);
 }

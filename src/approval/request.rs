@@ -39,13 +39,15 @@ impl NewRequest {
     /// What a standing grant is keyed on: the statements' fingerprints.
     pub(super) fn grant_key(&self) -> String {
         // Scoped to the database too: a grant given for one database does
-        // not carry over to the same statement shape on another listener.
+        // not carry over to the same statement shape on another listener;
+        // and to the rule, whose approvers and quorum gave it: the same
+        // shape held by a stricter rule needs that rule's approval.
         let fps: Vec<&str> = self
             .statements
             .iter()
             .map(|s| s.fingerprint.as_str())
             .collect();
-        format!("{}\u{0}{}", self.database, fps.join("; "))
+        format!("{}\u{0}{}\u{0}{}", self.database, self.rule, fps.join("; "))
     }
 }
 

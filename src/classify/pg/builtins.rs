@@ -243,8 +243,27 @@ pub fn call(schema: &str, name: &str) -> (ClassSet, bool) {
     }
 }
 
+/// Built-ins that run the SQL given in one of their arguments: its index,
+/// for a call with `nargs` arguments.
+pub fn query_argument(schema: &str, name: &str, nargs: usize) -> Option<usize> {
+    if !is_builtin_schema(schema) {
+        return None;
+    }
+    match (name, nargs) {
+        ("query_to_xml" | "query_to_xmlschema" | "query_to_xml_and_xmlschema", _) => Some(0),
+        ("ts_stat", _) => Some(0),
+        // ts_rewrite(query tsquery, select text); the 3-argument form runs no SQL.
+        ("ts_rewrite", 2) => Some(1),
+        _ => None,
+    }
+}
+
 /// The classes reading relation `schema.name` adds.
 pub fn relation(schema: &str, name: &str) -> ClassSet {
+    // A table's out-of-line values, readable without the table's rules.
+    if schema == "pg_toast" || name.starts_with("pg_toast_") {
+        return ClassSet::of(&[ServerAccess]);
+    }
     if !is_builtin_schema(schema) {
         return ClassSet::EMPTY;
     }

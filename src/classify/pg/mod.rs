@@ -121,6 +121,13 @@ fn analyse(sql: &str, lexed: &Lexed, mode: Mode, grammar: i32) -> Option<Analysi
         Mode::Original => sql,
     };
     let parsed = pg_query::parse(text, grammar).ok()?;
+    if parsed.protobuf.stmts.len() > MAX_STATEMENTS {
+        return Some(rejected(
+            sql,
+            None,
+            &format!("more than {MAX_STATEMENTS} statements in one query string"),
+        ));
+    }
     let mut statements = Vec::with_capacity(parsed.protobuf.stmts.len());
     for raw in &parsed.protobuf.stmts {
         let from = raw.stmt_location.max(0) as u32;
@@ -211,9 +218,24 @@ fn command(lexed: &Lexed, toks: &[Tok]) -> String {
     rules::command(&Scanner::new(Dialect::Postgres, text).collect::<Vec<_>>())
 }
 
+/// More statements than this in one query string are one `unparsed`
+/// statement: every statement costs memory in the analysis, the hold and
+/// the audit log, and no client needs thousands in one string.
+const MAX_STATEMENTS: usize = 1000;
+
 /// A string the server would reject (or sqlgate will not parse): every
 /// `;`-separated part is `unparsed`, with `why`.
 fn rejected(sql: &str, lexed: Option<&Lexed>, why: &str) -> Analysis {
+    let too_many = lexed.is_some_and(|l| {
+        l.toks.iter().filter(|t| t.kind == Kind::Semicolon).count() >= MAX_STATEMENTS
+    });
+    if too_many {
+        return rejected(
+            sql,
+            None,
+            &format!("{why}; more than {MAX_STATEMENTS} statements in one query string"),
+        );
+    }
     let unparsed = |fingerprint: String, command: String| StatementInfo {
         classes: ClassSet::of(&[Class::Unparsed]),
         tables: vec![],

@@ -92,7 +92,12 @@ impl Walk {
     /// True when literal values may be read; in key mode, asks for them.
     fn need_original(&mut self) -> bool {
         match self.mode {
-            Mode::Original => true,
+            Mode::Original => {
+                // Decided on a literal's value: approvers must see it, and a
+                // grant must cover exactly this text (as for code).
+                self.code = true;
+                true
+            }
             Mode::Key => {
                 self.needs_original = true;
                 false
@@ -461,6 +466,12 @@ impl Walk {
             if let Some((_, c)) = node_of(c) {
                 match node_of(&c["ctequery"]) {
                     Some(("SelectStmt", q)) => self.select(q, true),
+                    Some(("UpdateStmt" | "DeleteStmt" | "MergeStmt", _)) => {
+                        // The statement's tag counts the outer query's rows,
+                        // not these: the row guard cannot see them.
+                        self.add(&[Destructive]);
+                        self.value(&c["ctequery"]);
+                    }
                     _ => self.value(&c["ctequery"]),
                 }
             }
@@ -480,6 +491,15 @@ impl Walk {
             ""
         };
         let (c, unknown) = builtins::call(schema, name);
+        if let Some(i) = builtins::query_argument(schema, name, list(n, "args").len()) {
+            self.embedded_query(list(n, "args").get(i));
+            return self.children(n);
+        }
+        if !unknown && c.contains(Unparsed) {
+            // SQL or a table named by a string: approved as written only.
+            self.code = true;
+            self.need_original();
+        }
         if unknown {
             let f = parts.join(".");
             if !self.functions.contains(&f) {
@@ -492,6 +512,41 @@ impl Walk {
             self.set_config(list(n, "args"));
         }
         self.children(n);
+    }
+
+    /// A function that runs the SQL in its argument (`query_to_xml`,
+    /// `ts_stat`, …): the SQL is classified as if sent itself when it is a
+    /// constant, and the call is `unparsed` otherwise.
+    fn embedded_query(&mut self, arg: Option<&Value>) {
+        self.code = true;
+        if !self.need_original() {
+            return;
+        }
+        let Some(a) = arg
+            .and_then(constant)
+            .and_then(|q| super::classify_embedded(&q, 0))
+        else {
+            self.add_fn(ClassSet::of(&[Unparsed]));
+            return self.note(|| "SQL given as a computed string cannot be read".into());
+        };
+        for s in &a.statements {
+            match &s.pending {
+                Some(p) => {
+                    self.add_fn(p.base);
+                    for f in &p.functions {
+                        if !self.functions.contains(f) {
+                            self.functions.push(f.clone());
+                        }
+                    }
+                }
+                None => self.add_fn(s.classes),
+            }
+            self.tables.extend(s.tables.iter().cloned());
+            self.forbid(s.forbidden);
+        }
+        if a.statements.is_empty() {
+            self.add_fn(ClassSet::of(&[Unparsed]));
+        }
     }
 
     fn set_config(&mut self, args: &[Value]) {
@@ -579,6 +634,14 @@ impl Walk {
             node_of(o).is_some_and(|(_, d)| str_of(d, "defname").eq_ignore_ascii_case("analyze"))
         });
         if analyze {
+            if let Some(("InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt", _)) =
+                node_of(&n["query"])
+            {
+                // Its answer is the plan, not a row count: the row guard
+                // cannot see how much it changed.
+                self.add(&[Destructive]);
+                self.note(|| "EXPLAIN ANALYZE of a data change hides its row count".into());
+            }
             self.nested_statement(&n["query"]);
         } else {
             self.add(&[Read]);
