@@ -323,7 +323,13 @@ async fn user_functions_are_decided_by_their_bodies() {
          CREATE FUNCTION wrapper() RETURNS int LANGUAGE plpgsql AS $$
            BEGIN PERFORM wipe(); RETURN 1; END $$;
          CREATE FUNCTION dynamic() RETURNS int LANGUAGE plpgsql AS $$
-           BEGIN EXECUTE 'DELETE FROM audit_me'; RETURN 1; END $$;",
+           BEGIN EXECUTE 'DELETE FROM audit_me'; RETURN 1; END $$;
+         CREATE VIEW v_sec AS SELECT v FROM secrets;
+         CREATE VIEW v_v_sec AS SELECT * FROM v_sec;
+         CREATE MATERIALIZED VIEW m_sec AS SELECT v FROM secrets;
+         CREATE VIEW v_file AS SELECT pg_read_file('/etc/hostname') AS f;
+         CREATE FUNCTION public.lower(integer) RETURNS text LANGUAGE sql
+           AS 'SELECT v FROM secrets LIMIT 1';",
     );
     let c = env.client().await;
     // The snapshot refreshes every couple of seconds; until it has the
@@ -354,6 +360,13 @@ async fn user_functions_are_decided_by_their_bodies() {
             "SELECT * FROM audit_me WHERE id = harmless(wipe())",
             "destructive-needs-approval",
         ),
+        // Views are followed to what they read (second review, finding 9).
+        ("SELECT * FROM v_sec", "no-secrets"),
+        ("SELECT * FROM v_v_sec", "no-secrets"),
+        ("SELECT * FROM m_sec", "no-secrets"),
+        ("SELECT * FROM v_file", "server-access-denied"),
+        // A user overload of a built-in's name (finding 8).
+        ("SELECT lower(1)", "no-secrets"),
     ] {
         let r = run(&c, sql).await;
         assert!(r.as_ref().is_err_and(|e| e.contains(rule)), "{sql}: {r:?}");

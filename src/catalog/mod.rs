@@ -54,6 +54,8 @@ pub struct Snapshot {
     loaded: Option<Instant>,
     /// name → (schema, what it does).
     functions: HashMap<String, Vec<(String, Resolved)>>,
+    /// Views and materialized views: name → (schema, what reading it does).
+    relations: HashMap<String, Vec<(String, Resolved)>>,
     /// Warnings about the upstream login's rights.
     warnings: Vec<String>,
 }
@@ -96,14 +98,13 @@ impl Catalog {
             .unwrap_or_default()
     }
 
-    /// Places the pending function calls of `a`, where the snapshot can.
-    /// Never makes a statement less restrictive than its calls' bodies.
+    /// Places the pending function calls of `a`, where the snapshot can,
+    /// adds what user overloads of built-ins called by name do, and follows
+    /// views to the tables and functions they read. Never makes a statement
+    /// less restrictive than what it reaches.
     pub fn resolve(&self, a: Arc<Analysis>) -> Arc<Analysis> {
         if a.statements.iter().any(|s| s.classes.contains(Class::Ddl)) {
             self.changed();
-            return a;
-        }
-        if a.statements.iter().all(|s| s.pending.is_none()) {
             return a;
         }
         let snap = self.current();
@@ -112,33 +113,62 @@ impl Catalog {
         if !fresh {
             return a;
         }
+        // The common case costs a few hash look-ups and no allocation.
+        let work = a.statements.iter().any(|s| {
+            s.tables.iter().any(|t| snap.view(t).is_some())
+                || s.pending.as_ref().is_some_and(|p| {
+                    !p.functions.is_empty() || p.builtins.iter().any(|b| snap.lookup(b).is_some())
+                })
+        });
+        if !work {
+            return a;
+        }
         let mut out = (*a).clone();
         for s in &mut out.statements {
-            let Some(p) = &s.pending else { continue };
-            let mut classes = p.base;
             let mut tables: BTreeSet<String> = s.tables.iter().cloned().collect();
-            let mut all = true;
-            for f in &p.functions {
-                match snap.lookup(f) {
-                    Some(r) => {
-                        classes = classes.union(r.classes);
-                        tables.extend(r.tables.iter().cloned());
-                    }
-                    None => all = false,
+            // What the statement reaches through views, functions and
+            // user overloads of the built-ins it calls by name.
+            let mut reached = ClassSet::EMPTY;
+            for t in &s.tables {
+                if let Some(v) = snap.view(t) {
+                    reached = reached.union(v.classes);
+                    tables.extend(v.tables.iter().cloned());
                 }
             }
-            if !all {
-                continue;
+            let mut base = s.classes;
+            if let Some(p) = s.pending.take() {
+                let mut all = true;
+                for f in &p.functions {
+                    match snap.lookup(f) {
+                        Some(r) => {
+                            reached = reached.union(r.classes);
+                            tables.extend(r.tables.iter().cloned());
+                        }
+                        None => all = false,
+                    }
+                }
+                for b in &p.builtins {
+                    if let Some(r) = snap.lookup(b) {
+                        reached = reached.union(r.classes);
+                        tables.extend(r.tables.iter().cloned());
+                    }
+                }
+                if all {
+                    // Every function placed: the `unparsed` that stood in
+                    // for them goes (the base never had it for them).
+                    base = p.base;
+                    if !p.functions.is_empty() {
+                        s.note = None;
+                    }
+                } else {
+                    s.pending = Some(p);
+                }
             }
-            if classes.is_empty() {
-                classes.insert(Class::Read);
+            s.classes = base.union(reached);
+            if s.classes.is_empty() {
+                s.classes.insert(Class::Read);
             }
-            if !classes.contains(Class::Unparsed) {
-                s.note = None;
-            }
-            s.classes = classes;
             s.tables = tables.into_iter().collect();
-            s.pending = None;
         }
         Arc::new(out)
     }
@@ -227,6 +257,13 @@ const FUNCTIONS_QUERY: &str = "SELECT n.nspname, p.proname, l.lanname, p.prosrc,
   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
   ORDER BY p.oid LIMIT 20001";
 
+/// Every view and materialized view outside the system schemas, with its
+/// definition (a SELECT, read like any query).
+const VIEWS_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_viewdef(c.oid)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  ORDER BY c.oid LIMIT 20001";
+
 impl Snapshot {
     async fn load(
         conn: &mut crate::proxy::stream::Stream,
@@ -235,19 +272,23 @@ impl Snapshot {
     ) -> Result<Snapshot, String> {
         let role = query::simple(conn, ROLE_QUERY).await?;
         let rows = query::simple(conn, FUNCTIONS_QUERY).await?;
+        let views = query::simple(conn, VIEWS_QUERY).await?;
         let mut s = Snapshot {
             generation,
             loaded: Some(Instant::now()),
             warnings: role_warnings(&role),
             ..Snapshot::default()
         };
-        if rows.len() > MAX_FUNCTIONS {
+        if rows.len() > MAX_FUNCTIONS || views.len() > MAX_FUNCTIONS {
             s.warnings.push(format!(
-                "more than {MAX_FUNCTIONS} user-defined functions: calls to them stay unparsed"
+                "more than {MAX_FUNCTIONS} user-defined functions or views: the catalog is not used"
             ));
+            // Fail closed: an empty, stale snapshot places nothing.
+            s.loaded = None;
             return Ok(s);
         }
         s.build(classifier, &rows);
+        s.build_views(classifier, &views);
         Ok(s)
     }
 
@@ -285,13 +326,79 @@ impl Snapshot {
         }
     }
 
+    /// Views: what reading each reaches — its definition's tables and
+    /// classes, through the functions it calls and the views it reads
+    /// (followed `MAX_DEPTH` levels; deeper chains are `unparsed`).
+    fn build_views(&mut self, classifier: &Classifier, rows: &query::Rows) {
+        for r in rows {
+            let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+            let placed = body::place(classifier, "sql", col(2), None);
+            let mut res = Resolved {
+                classes: placed.classes,
+                tables: placed.tables,
+            };
+            for call in &placed.calls {
+                match self.lookup(call) {
+                    Some(f) => {
+                        res.classes = res.classes.union(f.classes);
+                        res.tables.extend(f.tables);
+                    }
+                    None => res.classes.insert(Class::Unparsed),
+                }
+            }
+            self.relations
+                .entry(col(1).to_string())
+                .or_default()
+                .push((col(0).to_string(), res));
+        }
+        for round in 0..=MAX_DEPTH {
+            let mut changed = false;
+            let names: Vec<(String, usize)> = self
+                .relations
+                .iter()
+                .flat_map(|(n, v)| (0..v.len()).map(move |i| (n.clone(), i)))
+                .collect();
+            for (n, i) in names {
+                let tables: Vec<String> = self.relations[&n][i].1.tables.iter().cloned().collect();
+                let mut add = Resolved::default();
+                for t in tables {
+                    if let Some(v) = self.view(&t) {
+                        add.classes = add.classes.union(v.classes);
+                        add.tables.extend(v.tables);
+                    }
+                }
+                let cur = &mut self.relations.get_mut(&n).expect("listed")[i].1;
+                let before = (cur.classes, cur.tables.len());
+                cur.classes = cur.classes.union(add.classes);
+                cur.tables.extend(add.tables);
+                changed |= before != (cur.classes, cur.tables.len());
+                if round == MAX_DEPTH && changed {
+                    cur.classes.insert(Class::Unparsed);
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    /// A view or materialized view, by the table name the classifier wrote.
+    fn view(&self, t: &str) -> Option<Resolved> {
+        find(&self.relations, t)
+    }
+
     /// `name` or `schema.name` as the classifier wrote it.
     fn lookup(&self, f: &str) -> Option<Resolved> {
+        find(&self.functions, f)
+    }
+}
+
+fn find(map: &HashMap<String, Vec<(String, Resolved)>>, f: &str) -> Option<Resolved> {
+    {
         let parts: Vec<&str> = f.split('.').collect();
         let name = parts.last()?;
         let schema = (parts.len() >= 2).then(|| parts[parts.len() - 2]);
-        let found: Vec<&Resolved> = self
-            .functions
+        let found: Vec<&Resolved> = map
             .get(*name)?
             .iter()
             .filter(|(s, _)| schema.is_none_or(|want| want == s))

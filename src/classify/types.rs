@@ -159,6 +159,10 @@ pub struct Pending {
     pub base: ClassSet,
     /// The functions called, `schema.name` or `name` as written (folded).
     pub functions: Vec<String>,
+    /// Built-ins called by an unqualified name: a user function of the same
+    /// name in another schema may be the one PostgreSQL picks (a better
+    /// overload, or `pg_catalog` later in `search_path`).
+    pub builtins: Vec<String>,
 }
 
 /// The analysis of one query string: one entry per top-level statement,

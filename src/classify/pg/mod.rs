@@ -157,18 +157,20 @@ fn info(sql: &str, lexed: &Lexed, toks: &[Tok], w: Walk) -> StatementInfo {
     let toks = trim_semicolons(toks);
     let mut classes = w.classes;
     let mut note = w.note;
-    let pending = (!w.functions.is_empty()).then(|| {
+    let pending = (!w.functions.is_empty() || !w.builtins.is_empty()).then(|| {
         let base = classes;
-        classes.insert(Class::Unparsed);
-        note.get_or_insert_with(|| {
-            format!(
-                "function `{}` is not a reviewed built-in and was not found in the catalog",
-                w.functions[0]
-            )
-        });
+        if let Some(f) = w.functions.first() {
+            classes.insert(Class::Unparsed);
+            note.get_or_insert_with(|| {
+                format!(
+                    "function `{f}` is not a reviewed built-in and was not found in the catalog"
+                )
+            });
+        }
         Box::new(Pending {
             base,
             functions: w.functions.clone(),
+            builtins: w.builtins.clone(),
         })
     });
     if classes.is_empty() {

@@ -53,6 +53,8 @@ pub struct Walk {
     pub needs_original: bool,
     /// Functions that are not reviewed built-ins (resolved by `catalog`).
     pub functions: Vec<String>,
+    /// Built-ins called unqualified (a user overload may shadow them).
+    pub builtins: Vec<String>,
     /// CTE names visible where the walk is, innermost last.
     scopes: Vec<Vec<String>>,
     /// Depth of statements that are not run (EXPLAIN without ANALYZE,
@@ -72,6 +74,7 @@ impl Walk {
             code: false,
             needs_original: false,
             functions: Vec::new(),
+            builtins: Vec::new(),
             scopes: Vec::new(),
             not_run: 0,
         }
@@ -507,6 +510,9 @@ impl Walk {
             }
         } else {
             self.add_fn(c);
+            if schema.is_empty() && !self.builtins.iter().any(|b| b == name) {
+                self.builtins.push(name.to_string());
+            }
         }
         if name == "set_config" && (schema.is_empty() || schema == "pg_catalog") {
             self.set_config(list(n, "args"));
