@@ -277,3 +277,197 @@ fn a_setting_changed_by_an_unreviewed_function_stops_what_was_queued_behind_it()
         err.message()
     );
 }
+
+impl Env {
+    fn wire(&self) -> Wire {
+        Wire::login(&self.cfg.listen_addr(), AGENT, AGENT_PW, &self.db)
+    }
+}
+
+fn error_of(msgs: &[wire::Msg]) -> String {
+    msgs.iter()
+        .find(|m| m.tag == 'E')
+        .map(|m| m.message())
+        .unwrap_or_else(|| panic!("no error: {}", wire::tags(msgs)))
+}
+
+fn execute_max(portal: &str, max_rows: i32) -> bytes::BytesMut {
+    let mut b = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::execute(portal, max_rows, &mut b).unwrap();
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partly_fetched_delete_returning_is_held_at_its_sync() {
+    let env = Env::new("guard_suspended");
+    let mut w = env.wire();
+    let agent = tokio::task::spawn_blocking(move || {
+        let mut b = wire::parse("", "DELETE FROM big WHERE id > 0 RETURNING id");
+        b.extend_from_slice(&wire::bind("", ""));
+        b.extend_from_slice(&execute_max("", 1));
+        b.extend_from_slice(&wire::sync());
+        w.send(&b);
+        (w.until_ready(), w)
+    });
+    let req = env.pending().await;
+    assert!(req["reason"].as_str().unwrap().contains("unknown"), "{req}");
+    env.decide("deny").await;
+    let (msgs, mut w) = agent.await.unwrap();
+    assert!(error_of(&msgs).contains("row guard"), "{}", error_of(&msgs));
+    assert_eq!(env.direct("SELECT count(*) FROM big"), "5000");
+    // The session goes on in autocommit.
+    let msgs = w.query("SELECT 1");
+    assert!(!msgs.iter().any(|m| m.tag == 'E'), "{}", wire::tags(&msgs));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simple_query_before_the_sync_of_a_batch_is_refused() {
+    let env = Env::new("guard_unsynced");
+    let mut w = env.wire();
+    let mut b = wire::parse("", "DELETE FROM big WHERE id > 0");
+    b.extend_from_slice(&wire::bind("", ""));
+    b.extend_from_slice(&wire::execute(""));
+    let mut q = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::query("SELECT 1", &mut q).unwrap();
+    b.extend_from_slice(&q);
+    w.send(&b);
+    let msgs = w.until_ready();
+    assert!(
+        error_of(&msgs).contains("send Sync first"),
+        "{}",
+        error_of(&msgs)
+    );
+    assert_eq!(env.direct("SELECT count(*) FROM big"), "5000");
+    // A Sync now ends nothing more; the session goes on.
+    w.send(&wire::sync());
+    w.until_ready();
+    let msgs = w.query("SELECT 1");
+    assert!(!msgs.iter().any(|m| m.tag == 'E'), "{}", wire::tags(&msgs));
+    assert_eq!(env.direct("SELECT count(*) FROM big"), "5000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spelling_of_commit_is_held() {
+    let env = Env::new("guard_spellings");
+    for commit in [
+        "COMMIT TRANSACTION",
+        "COMMIT WORK",
+        "END TRANSACTION",
+        "end work",
+    ] {
+        // Simple protocol.
+        let c = env.client().await;
+        c.simple_query("BEGIN").await.unwrap();
+        c.simple_query("DELETE FROM big WHERE id > 0")
+            .await
+            .unwrap();
+        let agent = tokio::spawn(async move { c.simple_query(commit).await });
+        env.decide("deny").await;
+        let e = agent.await.unwrap().expect_err("denied");
+        assert_eq!(e.code().unwrap().code(), "42501", "{commit}: {e}");
+        assert_eq!(env.direct("SELECT count(*) FROM big"), "5000", "{commit}");
+        // Extended protocol, COMMIT in the same batch as the DELETE.
+        let mut w = env.wire();
+        w.query("BEGIN");
+        let agent = tokio::task::spawn_blocking(move || {
+            let mut b = wire::parse("", "DELETE FROM big WHERE id > 0");
+            b.extend_from_slice(&wire::bind("", ""));
+            b.extend_from_slice(&wire::execute(""));
+            b.extend_from_slice(&wire::parse("", commit));
+            b.extend_from_slice(&wire::bind("", ""));
+            b.extend_from_slice(&wire::execute(""));
+            b.extend_from_slice(&wire::sync());
+            w.send(&b);
+            (w.until_ready(), w)
+        });
+        env.decide("deny").await;
+        let (msgs, mut w) = agent.await.unwrap();
+        assert!(error_of(&msgs).contains("row guard"), "{commit}");
+        w.query("ROLLBACK");
+        assert_eq!(env.direct("SELECT count(*) FROM big"), "5000", "{commit}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_siblings_of_an_approved_statement_are_counted() {
+    let env = Env::new("guard_siblings");
+    env.direct(
+        "CREATE TABLE small(a int); INSERT INTO small VALUES (1); ALTER TABLE small OWNER TO svc;",
+    );
+    let c = env.client().await;
+    let agent = tokio::spawn(async move {
+        c.simple_query("TRUNCATE small; DELETE FROM big WHERE id > 0")
+            .await
+    });
+    let req = env.pending().await;
+    assert_eq!(req["rule"], "destructive-held", "{req}");
+    env.decide("approve").await;
+    // The DELETE is counted: the row guard holds the transaction.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let req = loop {
+        let r = env.pending().await;
+        if r["rule"] == "builtin:row-guard" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no row-guard hold: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        req["reason"].as_str().unwrap().contains("5000 rows"),
+        "{req}"
+    );
+    env.decide("deny").await;
+    let e = agent.await.unwrap().expect_err("denied");
+    assert_eq!(e.code().unwrap().code(), "42501", "{e}");
+    assert_eq!(env.direct("SELECT count(*) FROM big"), "5000");
+    assert_eq!(env.direct("SELECT count(*) FROM small"), "1");
+    // The DELETE's record does not carry the TRUNCATE's approval.
+    let audit = env.audit();
+    let record = |command: &str| {
+        audit
+            .iter()
+            .find(|r| r["kind"] == "statement" && r["command"] == command)
+            .unwrap_or_else(|| panic!("no {command} record: {audit:?}"))
+            .clone()
+    };
+    assert!(record("DELETE")["approval"].is_null(), "{audit:?}");
+    assert!(!record("TRUNCATE")["approval"].is_null(), "{audit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limit_is_per_transaction() {
+    let env = Env::new("guard_sum");
+    let c = env.client().await;
+    c.simple_query("BEGIN").await.unwrap();
+    c.simple_query("DELETE FROM big WHERE id <= 900")
+        .await
+        .unwrap();
+    c.simple_query("DELETE FROM big WHERE id <= 1800")
+        .await
+        .unwrap();
+    let agent = tokio::spawn(async move {
+        let r = c.simple_query("COMMIT").await;
+        (r, c)
+    });
+    let req = env.pending().await;
+    let reason = req["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("900 rows") && reason.contains("1800 rows"),
+        "{req}"
+    );
+    assert_eq!(req["statements"].as_array().unwrap().len(), 2, "{req}");
+    env.decide("deny").await;
+    let (r, c) = agent.await.unwrap();
+    assert_eq!(r.expect_err("denied").code().unwrap().code(), "42501");
+    assert_eq!(env.direct("SELECT count(*) FROM big"), "5000");
+    // Below the limit in all: commits without a hold.
+    c.simple_query("BEGIN").await.unwrap();
+    c.simple_query("DELETE FROM big WHERE id <= 400")
+        .await
+        .unwrap();
+    c.simple_query("DELETE FROM big WHERE id <= 800")
+        .await
+        .unwrap();
+    c.simple_query("COMMIT").await.unwrap();
+    assert_eq!(env.direct("SELECT count(*) FROM big"), "4200");
+}

@@ -326,7 +326,7 @@ impl ClientSide<'_> {
             events: vec![(ev, limit)],
             simple: false,
         };
-        if info.is_some_and(guard::commits) && self.sess.engine.policy.guard().is_some() {
+        if info.is_some_and(guard::commits) && self.guarding() {
             return Step::Guard(guard::Point::Commit(pending));
         }
         self.batch.guarded |= limit.is_some();

@@ -3,10 +3,15 @@
 //!
 //! **Row guard.** An allowed DELETE, UPDATE or MERGE with a limit
 //! (`Verdict::max_rows`) is counted from its CommandComplete tag
-//! (`responses.rs` → [`GuardState::over`]). The transaction it ran in does
-//! not commit above the limit without the `[guard]`'s approval:
-//! - in a transaction block, the COMMIT (`COMMIT`, `END`, `COMMIT AND
-//!   CHAIN`, `PREPARE TRANSACTION`) is held; approved, it goes upstream;
+//! (`responses.rs` → [`GuardState::over`]); one that ends in
+//! PortalSuspended has an unknown count, taken as above the limit. The
+//! counts are summed per transaction and compared with the smallest limit
+//! among them ([`above`]). Only a statement held and approved itself is not
+//! counted; its allowed siblings in a query string are (`hold.rs`). The
+//! transaction does not commit above the limit without the `[guard]`'s
+//! approval:
+//! - in a transaction block, the COMMIT (every spelling, [`commits`]; also
+//!   an Execute of one, and one approved itself) is held; approved, it goes upstream;
 //!   refused, sqlgate sends `ROLLBACK` instead (simple protocol) or fails
 //!   the block with a staged denial (extended: nothing after it commits)
 //!   and answers 42501. The memory is cleared when the server reports the
@@ -21,7 +26,9 @@
 //!
 //! A COMMIT is only waited on when counted statements are still unanswered;
 //! reads never wait. A query string mixing a counted statement with
-//! transaction control is refused (its COMMIT could not be held).
+//! transaction control is refused (its COMMIT could not be held), and so is
+//! a simple Query inside an open extended batch (PostgreSQL would commit
+//! the batch's implicit transaction at its end; `mod.rs`).
 //!
 //! **Barriers.** A statement of class `unparsed` or `session` may change a
 //! setting sqlgate's reading depends on (a function sqlgate could not
@@ -39,10 +46,14 @@ use std::sync::atomic::AtomicBool;
 /// The rule id of the row guard's holds and refusals.
 pub(super) const GUARD_RULE: &str = "builtin:row-guard";
 
+/// Counted statements listed one by one in a transaction; past this, repeats are summed.
+const MAX_ENTRIES: usize = 64;
+
 /// What both directions know about counted statements.
 #[derive(Default)]
 pub(super) struct GuardState {
-    /// Counted statements above their limit since the transaction began.
+    /// Counted statements since the transaction began (summed: the limit
+    /// is per transaction, see [`above`]).
     pub over: Mutex<Vec<Over>>,
     /// The server is in a transaction block, as its answers say.
     pub in_block: AtomicBool,
@@ -54,14 +65,15 @@ pub(super) struct GuardState {
     pub answered: Notify,
 }
 
-/// A counted statement above its limit.
+/// A counted statement of the current transaction.
 #[derive(Clone)]
 pub(super) struct Over {
     command: String,
     fingerprint: String,
     classes: ClassSet,
     tables: Vec<String>,
-    rows: u64,
+    /// `None`: unknown (its portal was suspended before CommandComplete).
+    rows: Option<u64>,
     limit: u64,
     rule: Arc<str>,
     /// It ran in a transaction block (else in the extended protocol's implicit one).
@@ -97,12 +109,33 @@ pub(super) fn limit(info: &StatementInfo, v: &Verdict) -> Option<u64> {
     v.max_rows.filter(|_| counted)
 }
 
-/// Whether the statement makes a transaction durable.
+/// Whether the statement makes a transaction durable: every spelling of
+/// `COMMIT` (`COMMIT TRANSACTION`, `COMMIT WORK`, `COMMIT AND CHAIN`) and
+/// `END` (`END TRANSACTION`, `END WORK`), and `PREPARE TRANSACTION`.
+/// `COMMIT PREPARED` commits a transaction already prepared (held then).
 pub(super) fn commits(info: &StatementInfo) -> bool {
-    matches!(
-        info.command.as_str(),
-        "COMMIT" | "END" | "PREPARE TRANSACTION"
-    )
+    let c = info.command.to_ascii_uppercase();
+    let first = c.split_whitespace().next().unwrap_or("");
+    (first == "COMMIT" && !c.starts_with("COMMIT PREPARED"))
+        || first == "END"
+        || c.split_whitespace().collect::<Vec<_>>() == ["PREPARE", "TRANSACTION"]
+}
+
+/// The counted statements of the transaction if, together, they are above
+/// the limit (the smallest limit among them, conservatively); else none.
+pub(super) fn above(entries: &[Over]) -> Vec<Over> {
+    let Some(limit) = entries.iter().map(|o| o.limit).min() else {
+        return vec![];
+    };
+    let unknown = entries.iter().any(|o| o.rows.is_none());
+    let sum = entries
+        .iter()
+        .fold(0u64, |a, o| a.saturating_add(o.rows.unwrap_or(u64::MAX)));
+    if unknown || sum > limit {
+        entries.to_vec()
+    } else {
+        vec![]
+    }
 }
 
 /// Whether the statement may change settings behind sqlgate's back.
@@ -110,13 +143,17 @@ pub(super) fn barrier(info: &StatementInfo) -> bool {
     info.classes.contains(Class::Unparsed) || info.classes.contains(Class::Session)
 }
 
-/// Called by the server side for each completed statement.
+/// Called by the server side for each completed statement. `suspended`:
+/// it ended in PortalSuspended, so how many rows it changed is unknown
+/// (a DML statement runs to completion at its first Execute): counted as
+/// above the limit, fail closed.
 pub(super) fn counted(
     g: &GuardState,
     ev: &StatementEvent,
     limit: Option<u64>,
     tag: Option<&[u8]>,
     rows: Option<u64>,
+    suspended: bool,
 ) {
     let Some(limit) = limit else { return };
     g.inflight.fetch_sub(1, Ordering::AcqRel);
@@ -126,13 +163,28 @@ pub(super) fn counted(
             .iter()
             .any(|c| t.starts_with(c))
     });
-    let Some(rows) = rows.filter(|&r| counted_tag && r > limit) else {
-        return;
+    let rows = match rows.filter(|&r| counted_tag && r > 0) {
+        Some(r) => Some(r),
+        None if suspended => None,
+        None => return,
     };
     let info = ev.analysis.statements.get(ev.index);
-    g.over.lock().expect("not poisoned").push(Over {
+    let fingerprint = info.map(|i| i.fingerprint.clone()).unwrap_or_default();
+    let mut over = g.over.lock().expect("not poisoned");
+    // Past a few dozen, the same statement again (a loop of small updates)
+    // adds to its entry: the memory stays bounded by the distinct statements.
+    let merge = over.len() >= MAX_ENTRIES;
+    if let Some(o) = over
+        .iter_mut()
+        .find(|o| merge && o.fingerprint == fingerprint && o.rule == ev.rule)
+    {
+        o.rows = o.rows.zip(rows).map(|(a, b)| a.saturating_add(b));
+        o.limit = o.limit.min(limit);
+        return;
+    }
+    over.push(Over {
         command: info.map(|i| i.command.clone()).unwrap_or_default(),
-        fingerprint: info.map(|i| i.fingerprint.clone()).unwrap_or_default(),
+        fingerprint,
         classes: info.map(|i| i.classes).unwrap_or_default(),
         tables: info.map(|i| i.tables.clone()).unwrap_or_default(),
         rows,
@@ -162,17 +214,35 @@ pub(super) fn track_ready(g: &GuardState, status: u8) {
     g.answered.notify_one();
 }
 
+fn rows_text(rows: Option<u64>) -> String {
+    match rows {
+        Some(r) => format!("{r} rows"),
+        None => "an unknown number of rows (portal suspended)".to_owned(),
+    }
+}
+
 fn summary(entries: &[Over]) -> String {
     let parts: Vec<String> = entries
         .iter()
         .map(|o| {
             format!(
-                "{} affected {} rows (limit {}, rule `{}`)",
-                o.command, o.rows, o.limit, o.rule
+                "{} affected {} (limit {}, rule `{}`)",
+                o.command,
+                rows_text(o.rows),
+                o.limit,
+                o.rule
             )
         })
         .collect();
-    parts.join("; ")
+    let limit = entries.iter().map(|o| o.limit).min().unwrap_or(0);
+    let total = match entries.iter().map(|o| o.rows).sum::<Option<u64>>() {
+        Some(t) => format!("{t} rows"),
+        None => "an unknown number of rows".to_owned(),
+    };
+    format!(
+        "{} (in all {total} in the transaction, limit {limit})",
+        parts.join("; ")
+    )
 }
 
 fn query_message(sql: &str) -> BytesMut {
@@ -188,6 +258,24 @@ impl ClientSide<'_> {
     pub(super) fn query_point(&mut self, d: &Decision, sha: &Arc<str>, p: Pending) -> Option<Step> {
         let stmts = &d.analysis.statements;
         let guarded = p.events.iter().any(|(_, l)| l.is_some());
+        if self.mixed(d, sha, guarded) {
+            return Some(Step::Next);
+        }
+        if stmts.len() == 1 && commits(&stmts[0]) && self.guarding() {
+            return Some(Step::Guard(Point::Commit(p)));
+        }
+        if guarded {
+            return Some(Step::Guard(Point::Wrap(p)));
+        }
+        let barrier = stmts.iter().any(barrier);
+        self.forward(p, None);
+        barrier.then_some(Step::Guard(Point::Barrier))
+    }
+
+    /// Refuses a query string mixing a counted statement with transaction
+    /// control (its COMMIT could not be held); true when refused.
+    pub(super) fn mixed(&mut self, d: &Decision, sha: &Arc<str>, guarded: bool) -> bool {
+        let stmts = &d.analysis.statements;
         if guarded
             && stmts.len() > 1
             && stmts.iter().any(|s| s.classes.contains(Class::Transaction))
@@ -205,17 +293,14 @@ impl ClientSide<'_> {
             .hint("send BEGIN, COMMIT and ROLLBACK as queries of their own")
             .encode();
             self.stage_denial(report, true);
-            return Some(Step::Next);
+            return true;
         }
-        if stmts.len() == 1 && commits(&stmts[0]) && self.sess.engine.policy.guard().is_some() {
-            return Some(Step::Guard(Point::Commit(p)));
-        }
-        if guarded {
-            return Some(Step::Guard(Point::Wrap(p)));
-        }
-        let barrier = stmts.iter().any(barrier);
-        self.forward(p, None);
-        barrier.then_some(Step::Guard(Point::Barrier))
+        false
+    }
+
+    /// A `[guard]` is configured.
+    pub(super) fn guarding(&self) -> bool {
+        self.sess.engine.policy.guard().is_some()
     }
 
     /// At a Sync: the point it must wait at, if any.
@@ -232,7 +317,10 @@ impl ClientSide<'_> {
 
     pub(super) fn forward(&mut self, p: Pending, note: Option<Arc<ApprovalNote>>) {
         for (mut ev, limit) in p.events {
-            ev.approval = note.clone();
+            // A statement held and approved itself keeps its own approval.
+            if ev.approval.is_none() {
+                ev.approval = note.clone();
+            }
             self.expect(Expect::Statement(ev, Instant::now(), limit));
         }
         if p.simple {
@@ -297,7 +385,7 @@ impl ClientSide<'_> {
             Point::Barrier => self.wait_idle().await,
             Point::Commit(p) => {
                 self.wait_counted(wr).await?;
-                let entries = self.shared.guard.over.lock().expect("not poisoned").clone();
+                let entries = above(&self.shared.guard.over.lock().expect("not poisoned"));
                 // A failed block only rolls back (simple protocol: nothing
                 // in between can revive it).
                 let failed = !entries.is_empty() && p.simple && {
@@ -355,7 +443,7 @@ impl ClientSide<'_> {
                 }
                 self.wait_until(|s| s.guard.held_ready.load(Ordering::Acquire))
                     .await;
-                let entries = self.shared.guard.over.lock().expect("not poisoned").clone();
+                let entries = above(&self.shared.guard.over.lock().expect("not poisoned"));
                 if entries.is_empty() {
                     self.inject("COMMIT", true, None);
                     return Ok(None);
@@ -377,11 +465,17 @@ impl ClientSide<'_> {
             Point::Sync(msg) => {
                 let barrier = self.batch.barrier;
                 self.wait_counted(wr).await?;
+                // Only a batch with counts outside a block commits at this
+                // Sync; then all the transaction's counts are summed (a block
+                // begun later in the batch carries them). The memory is
+                // cleared by the ReadyForQuery `I`, or by an approval.
                 let entries: Vec<Over> = {
-                    let mut over = self.shared.guard.over.lock().expect("not poisoned");
-                    let (implicit, kept) = over.drain(..).partition(|o: &Over| !o.in_block);
-                    *over = kept;
-                    implicit
+                    let over = self.shared.guard.over.lock().expect("not poisoned");
+                    if over.iter().any(|o| !o.in_block) {
+                        above(&over)
+                    } else {
+                        vec![]
+                    }
                 };
                 if !entries.is_empty() {
                     match self.guard_hold(&entries, rd, wr, buf).await? {
@@ -389,6 +483,7 @@ impl ClientSide<'_> {
                             if let Some(end) = self.guard_approved(&entries, note).await {
                                 return Ok(Some(end));
                             }
+                            self.shared.guard.over.lock().expect("not poisoned").clear();
                         }
                         HoldEnd::Refused(_, note) => {
                             // The failing marker aborts the implicit transaction.
@@ -432,11 +527,16 @@ impl ClientSide<'_> {
             .iter()
             .map(|o| HeldStatement {
                 command: o.command.clone(),
-                text: format!("{} -- {} rows (limit {})", o.fingerprint, o.rows, o.limit),
+                text: format!(
+                    "{} -- {} (limit {})",
+                    o.fingerprint,
+                    rows_text(o.rows),
+                    o.limit
+                ),
                 classes: o.classes,
                 tables: o.tables.clone(),
                 // A standing grant covers the same statements with the same counts only.
-                fingerprint: format!("{} -- row guard: {} rows", o.fingerprint, o.rows),
+                fingerprint: format!("{} -- row guard: {}", o.fingerprint, rows_text(o.rows)),
             })
             .collect();
         let new = NewRequest {

@@ -262,23 +262,65 @@ impl ClientSide<'_> {
     }
 
     /// Forwards an approved message exactly as the agent sent it.
-    pub(super) fn release(&mut self, held: Held, n: ApprovalNote) {
+    /// Sends an approved message upstream. Only the statements that were
+    /// themselves held carry the approval and are exempt from the row
+    /// guard: their allowed siblings in the query string are counted, so
+    /// the string then runs as the row guard runs any (`guard.rs`).
+    pub(super) fn release(&mut self, held: Held, n: ApprovalNote) -> Option<guard::Point> {
         let n = Arc::new(n);
         if held.simple {
-            for (i, v) in held.verdicts.iter().enumerate() {
-                let mut ev =
-                    self.event(&held.analysis, i, &held.sha, &v.rule, v.action, Outcome::Ok);
-                ev.approval = Some(n.clone());
-                self.expect(Expect::Statement(ev, Instant::now(), None));
+            let events: Vec<_> = held
+                .verdicts
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let mut ev =
+                        self.event(&held.analysis, i, &held.sha, &v.rule, v.action, Outcome::Ok);
+                    let limit = match v.action {
+                        Action::Allow => held
+                            .analysis
+                            .statements
+                            .get(i)
+                            .and_then(|s| guard::limit(s, v)),
+                        _ => {
+                            ev.approval = Some(n.clone());
+                            None
+                        }
+                    };
+                    (ev, limit)
+                })
+                .collect();
+            let p = guard::Pending {
+                msg: held.msg,
+                events,
+                simple: true,
+            };
+            let stmts = &held.analysis.statements;
+            if stmts.len() == 1 && guard::commits(&stmts[0]) && self.guarding() {
+                // An approved PREPARE TRANSACTION still commits what the
+                // row guard counted: its approver did not see the counts.
+                return Some(guard::Point::Commit(p));
             }
-            self.expect(Expect::Ready);
-        } else {
-            let v = &held.verdicts[0];
-            let mut ev = self.event(&held.analysis, 0, &held.sha, &v.rule, v.action, Outcome::Ok);
-            ev.approval = Some(n);
-            self.expect(Expect::Statement(ev, Instant::now(), None));
+            if p.events.iter().any(|(_, l)| l.is_some()) {
+                return Some(guard::Point::Wrap(p));
+            }
+            self.forward(p, None);
+            return None;
         }
-        self.out.extend_from_slice(&held.msg);
+        let v = &held.verdicts[0];
+        let mut ev = self.event(&held.analysis, 0, &held.sha, &v.rule, v.action, Outcome::Ok);
+        ev.approval = Some(n);
+        let p = guard::Pending {
+            msg: held.msg,
+            events: vec![(ev, None)],
+            simple: false,
+        };
+        let commits = held.analysis.statements.first().is_some_and(guard::commits);
+        if commits && self.guarding() {
+            return Some(guard::Point::Commit(p));
+        }
+        self.forward(p, None);
+        None
     }
 
     pub(super) fn audit_held(&mut self, held: &Held, outcome: Outcome, n: ApprovalNote) {

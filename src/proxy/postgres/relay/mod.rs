@@ -364,8 +364,14 @@ impl ClientSide<'_> {
                                         }
                                         let barrier = held.simple
                                             && held.analysis.statements.iter().any(guard::barrier);
-                                        self.release(held, note);
-                                        if barrier {
+                                        if let Some(point) = self.release(held, note) {
+                                            // Its allowed siblings are counted.
+                                            if let Some(end) =
+                                                self.run_point(point, rd, wr, &mut buf).await?
+                                            {
+                                                return Ok(end);
+                                            }
+                                        } else if barrier {
                                             wr.write_all(&self.out).await?;
                                             wr.flush().await?;
                                             self.out.clear();
@@ -380,22 +386,9 @@ impl ClientSide<'_> {
                                 }
                             }
                             Step::Guard(point) => {
-                                if let Err(end) = self.settle().await {
+                                if let Some(end) = self.run_point(point, rd, wr, &mut buf).await? {
                                     return Ok(end);
                                 }
-                                wr.write_all(&self.out).await?;
-                                wr.flush().await?;
-                                self.out.clear();
-                                if let Some(end) = self.guard_point(point, rd, wr, &mut buf).await?
-                                {
-                                    return Ok(end);
-                                }
-                                if let Err(end) = self.settle().await {
-                                    return Ok(end);
-                                }
-                                wr.write_all(&self.out).await?;
-                                wr.flush().await?;
-                                self.out.clear();
                             }
                         }
                     }
@@ -418,6 +411,32 @@ impl ClientSide<'_> {
                 self.out.clear();
             }
         }
+    }
+
+    /// Settles a row-guard or barrier point: what came before goes first.
+    async fn run_point(
+        &mut self,
+        point: guard::Point,
+        rd: &mut ReadHalf<Stream>,
+        wr: &mut WriteHalf<Stream>,
+        buf: &mut BytesMut,
+    ) -> std::io::Result<Option<End>> {
+        if let Err(end) = self.settle().await {
+            return Ok(Some(end));
+        }
+        wr.write_all(&self.out).await?;
+        wr.flush().await?;
+        self.out.clear();
+        if let Some(end) = self.guard_point(point, rd, wr, buf).await? {
+            return Ok(Some(end));
+        }
+        if let Err(end) = self.settle().await {
+            return Ok(Some(end));
+        }
+        wr.write_all(&self.out).await?;
+        wr.flush().await?;
+        self.out.clear();
+        Ok(None)
     }
 
     /// Waits until the refusals recorded so far are on disk. If the audit
@@ -460,6 +479,26 @@ impl ClientSide<'_> {
         if matches!(tag, b'P' | b'B' | b'E' | b'C' | b'D' | b'H') && !self.in_extended {
             self.in_extended = true;
             self.close_orphans();
+        }
+        if tag == b'Q' && self.in_extended {
+            // PostgreSQL commits an extended batch's implicit transaction at
+            // the end of a simple Query too, where the row guard could not
+            // hold it (`guard.rs`). The failing marker rolls the batch back,
+            // and its Sync ends the server's error state: the batch is over.
+            let report = Report::new(
+                Severity::Error,
+                "08P01",
+                "sqlgate: a simple Query cannot follow Parse, Bind, Execute, Describe, Close or Flush before their Sync: send Sync first",
+            )
+            .hint("send Sync to end the extended-protocol batch before a simple Query")
+            .encode();
+            self.audit_unvettable("QUERY (before Sync)");
+            self.stage_denial(report, true);
+            self.skipping = false;
+            self.in_extended = false;
+            self.after_copy = false;
+            self.batch = guard::Batch::default();
+            return Step::Next;
         }
         if self.batch.barrier && matches!(tag, b'P' | b'Q') {
             // The server reports a setting changed by the batch's barrier
@@ -577,6 +616,14 @@ impl ClientSide<'_> {
                 }
             }
             Some(_) if d.first_deny().is_none() => {
+                let guarded = d
+                    .verdicts
+                    .iter()
+                    .enumerate()
+                    .any(|(i, v)| guard::limit(&d.analysis.statements[i], v).is_some());
+                if self.mixed(&d, &sha, guarded) {
+                    return Step::Next;
+                }
                 return Step::Hold(Held {
                     msg: msg.to_vec(),
                     analysis: d.analysis,

@@ -112,7 +112,15 @@ pub(super) async fn server_to_client(
                                 .or(Some(rows))
                                 .filter(|_| tag != backend::EMPTY_QUERY);
                             if let Some((ev, limit)) = complete(&mut q, Outcome::Ok, counted) {
-                                super::guard::counted(&shared.guard, &ev, limit, ctag, tag_rows);
+                                let suspended = tag == backend::PORTAL_SUSPENDED;
+                                super::guard::counted(
+                                    &shared.guard,
+                                    &ev,
+                                    limit,
+                                    ctag,
+                                    tag_rows,
+                                    suspended,
+                                );
                                 // A DDL statement that ran (perhaps long after it was
                                 // classified, if it was held) may have redefined
                                 // functions: the catalog snapshot is stale from now.
@@ -154,7 +162,7 @@ pub(super) async fn server_to_client(
                             let code = String::from_utf8_lossy(f.code).into_owned();
                             if let Some((ev, limit)) = complete(&mut q, Outcome::Error(code), None)
                             {
-                                super::guard::counted(&shared.guard, &ev, limit, None, None);
+                                super::guard::counted(&shared.guard, &ev, limit, None, None, false);
                                 done.push(ev);
                             }
                             rows = 0;
@@ -211,6 +219,7 @@ pub(super) async fn server_to_client(
                                             limit,
                                             None,
                                             None,
+                                            false,
                                         );
                                         ev.outcome = Outcome::NotExecuted;
                                         done.push(ev);
