@@ -40,7 +40,7 @@
 //! come first).
 
 use super::*;
-use crate::approval::{HeldStatement, NewRequest};
+use crate::approval::HeldStatement;
 use std::sync::atomic::AtomicBool;
 
 /// The rule id of the row guard's holds and refusals.
@@ -539,20 +539,16 @@ impl ClientSide<'_> {
                 fingerprint: format!("{} -- row guard: {}", o.fingerprint, rows_text(o.rows)),
             })
             .collect();
-        let new = NewRequest {
-            agent: self.sess.info.agent.clone(),
-            database: self.sess.info.database.clone(),
-            session: self.sess.info.id.clone(),
-            client: self.sess.info.client.clone(),
+        let new = self.request(
             statements,
-            parameters: None,
-            rule: Arc::from(GUARD_RULE),
-            reason: Arc::from(format!(
+            None,
+            Arc::from(GUARD_RULE),
+            Arc::from(format!(
                 "the transaction does not commit without approval: {}",
                 summary(entries)
             )),
             spec,
-        };
+        );
         let sess = self.sess;
         let holding = sess.cancel.hold();
         self.await_decision(new, rd, wr, buf, &holding).await

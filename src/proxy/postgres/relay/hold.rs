@@ -117,18 +117,36 @@ impl ClientSide<'_> {
                 },
             })
             .collect();
-        let new = NewRequest {
+        let new = self.request(
+            statements,
+            held.params.clone(),
+            lead.rule.clone(),
+            lead.reason.clone(),
+            spec,
+        );
+        self.await_decision(new, rd, wr, buf, holding).await
+    }
+
+    /// An approval request from this session (agent, database, client).
+    pub(super) fn request(
+        &self,
+        statements: Vec<HeldStatement>,
+        parameters: Option<Vec<Option<String>>>,
+        rule: Arc<str>,
+        reason: Arc<str>,
+        spec: Arc<crate::policy::ApprovalSpec>,
+    ) -> NewRequest {
+        NewRequest {
             agent: self.sess.info.agent.clone(),
             database: self.sess.info.database.clone(),
             session: self.sess.info.id.clone(),
             client: self.sess.info.client.clone(),
             statements,
-            parameters: held.params.clone(),
-            rule: lead.rule.clone(),
-            reason: lead.reason.clone(),
+            parameters,
+            rule,
+            reason,
             spec,
-        };
-        self.await_decision(new, rd, wr, buf, holding).await
+        }
     }
 
     /// Submits `new` and waits for its decision, keeping the session alive.
