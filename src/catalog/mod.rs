@@ -393,27 +393,24 @@ impl Snapshot {
     }
 }
 
+/// What every entry of `map` that `f` (`name` or `schema.name`) may mean
+/// does together; `None` when there is none.
 fn find(map: &HashMap<String, Vec<(String, Resolved)>>, f: &str) -> Option<Resolved> {
+    let (schema, name) = match f.rsplit_once('.') {
+        Some((qualifier, name)) => (qualifier.rsplit('.').next(), name),
+        None => (None, f),
+    };
+    let mut out: Option<Resolved> = None;
+    for (_, r) in map
+        .get(name)?
+        .iter()
+        .filter(|(s, _)| schema.is_none_or(|want| want == s))
     {
-        let parts: Vec<&str> = f.split('.').collect();
-        let name = parts.last()?;
-        let schema = (parts.len() >= 2).then(|| parts[parts.len() - 2]);
-        let found: Vec<&Resolved> = map
-            .get(*name)?
-            .iter()
-            .filter(|(s, _)| schema.is_none_or(|want| want == s))
-            .map(|(_, r)| r)
-            .collect();
-        if found.is_empty() {
-            return None;
-        }
-        let mut out = Resolved::default();
-        for r in found {
-            out.classes = out.classes.union(r.classes);
-            out.tables.extend(r.tables.iter().cloned());
-        }
-        Some(out)
+        let o = out.get_or_insert_with(Resolved::default);
+        o.classes = o.classes.union(r.classes);
+        o.tables.extend(r.tables.iter().cloned());
     }
+    out
 }
 
 /// A function's classes with those of every user function it calls,

@@ -78,11 +78,10 @@ impl Cache {
         {
             self.shrink();
         }
-        if let Some((_, (_, old))) = self.map.remove(&key) {
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+        if let Some((_, old)) = self.map.insert(key, (value, size)) {
             self.bytes.fetch_sub(old, Ordering::Relaxed);
         }
-        self.bytes.fetch_add(size, Ordering::Relaxed);
-        self.map.insert(key, (value, size));
     }
 
     fn shrink(&self) {

@@ -181,17 +181,11 @@ pub fn loggable(msg: &str) -> String {
     msg[..cut].chars().take(120).collect()
 }
 
-/// The tokens whose key offsets fall in `[from, to)`.
-pub fn in_key_range(toks: &[Tok], from: u32, to: u32) -> &[Tok] {
-    let a = toks.partition_point(|t| t.key_start < from);
-    let b = toks.partition_point(|t| t.key_start < to);
-    &toks[a..b.max(a)]
-}
-
-/// The tokens whose original offsets fall in `[from, to)`.
-pub fn in_text_range(toks: &[Tok], from: u32, to: u32) -> &[Tok] {
-    let a = toks.partition_point(|t| t.start < from);
-    let b = toks.partition_point(|t| t.start < to);
+/// The tokens whose offset (`at`: in the key or in the original text)
+/// falls in `[from, to)`.
+pub fn in_range(toks: &[Tok], from: u32, to: u32, at: impl Fn(&Tok) -> u32) -> &[Tok] {
+    let a = toks.partition_point(|t| at(t) < from);
+    let b = toks.partition_point(|t| at(t) < to);
     &toks[a..b.max(a)]
 }
 

@@ -136,8 +136,8 @@ fn analyse(sql: &str, lexed: &Lexed, mode: Mode, grammar: i32) -> Option<Analysi
             n => from.saturating_add(n.max(0) as u32),
         };
         let toks = match mode {
-            Mode::Key => lex::in_key_range(&lexed.toks, from, to),
-            Mode::Original => lex::in_text_range(&lexed.toks, from, to),
+            Mode::Key => lex::in_range(&lexed.toks, from, to, |t| t.key_start),
+            Mode::Original => lex::in_range(&lexed.toks, from, to, |t| t.start),
         };
         let tree = raw.stmt.as_ref().and_then(|s| serde_json::to_value(s).ok());
         let mut w = Walk::new(mode);
