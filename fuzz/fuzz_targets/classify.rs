@@ -2,7 +2,9 @@
 //! PostgreSQL dialect). Invariants, each cheap and certain:
 //! - it never panics (nor does PostgreSQL's lexer or grammar under it);
 //! - every statement has at least one class (`unparsed` when in doubt);
-//! - no fingerprint holds 9 or more bytes copied from a literal.
+//! - no fingerprint holds 9 or more bytes copied from a literal;
+//! - the cache key read without pg_query (`pg::lex::fast_key`) is the
+//!   scanner's key wherever it answers.
 //!
 //! The last is checked against PostgreSQL's own lexer (pg_query), not
 //! sqlgate's reading of it: for every literal token, each 9-byte window with
@@ -53,6 +55,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(sql) = std::str::from_utf8(data) else {
         return;
     };
+    // The key read without pg_query is pg_query's key wherever it answers.
+    if let (Some(fast), slow) = sqlgate::classify::pg_key_pair(sql) {
+        assert_eq!(Some(&fast), slow.as_ref(), "fast key of {sql:?}");
+    }
     let analysis = classifier().classify(sql);
     for s in &analysis.statements {
         assert!(!s.classes.is_empty(), "no class for {:?}", s.fingerprint);

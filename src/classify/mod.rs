@@ -164,6 +164,15 @@ pub fn cache_key(dialect: Dialect, sql: &str) -> String {
     }
 }
 
+/// The PostgreSQL key computed without pg_query (`None` where the string is
+/// not simple enough), and the one computed with it (`None` where it is not
+/// a cache key): wherever the first answers, the two must be equal. For the
+/// `classify` fuzz target.
+#[doc(hidden)]
+pub fn pg_key_pair(sql: &str) -> (Option<String>, Option<String>) {
+    (pg::fast_key(sql), pg::scanned_key(sql))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

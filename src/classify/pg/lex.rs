@@ -136,6 +136,158 @@ fn scan_with(sql: &str, with_toks: bool) -> Result<Lexed, String> {
     })
 }
 
+/// The key of `sql` without pg_query, for strings whose every token is one
+/// of a few unambiguous shapes; `None` for anything else (then
+/// [`scan_key`]). Where it answers, it is [`scan_key`]'s key, byte for byte.
+///
+/// Hand-written, on purpose: pg_query hands its tokens over as protobuf
+/// (encoded in C, decoded in Rust), ~2.5 µs per statement on this machine,
+/// on every statement's path; this walk costs a tenth of that. It reads only
+/// where PostgreSQL's scanner (scan.l) has no choice to make:
+/// - white space: space, tab, CR, LF;
+/// - words `[A-Za-z_][A-Za-z0-9_]*` (no `$`, no bytes ≥ 0x80, no `UESCAPE`),
+///   not followed by `'` (`E'…'`, `B'…'`, `X'…'`, `N'…'` prefixes), `"` or `$`;
+/// - numbers `digits` or `digits.digits` followed by none of
+///   `[A-Za-z0-9_.$'"]` (no exponent, no trailing junk, no `..`, no `0x`),
+///   `1` when they fit an int4 (ICONST), `1.0` otherwise (FCONST);
+/// - `'…'` strings with `''` doubling (standard_conforming_strings is on:
+///   sessions that change it are refused), not followed by white space and
+///   another `'` (a continuation: bail out);
+/// - `( ) , ; [ ]`, `.` not next to a digit or another `.`, `::`, and runs
+///   of `= < > *` (one operator each, as scan.l reads `{op_chars}+` with no
+///   `-`, `/` or `+` in it to cut).
+///
+/// No comment, no `-`, `/`, `+`, `$`, `"`, `\`, `&` or `:` alone ever passes.
+/// The `classify` fuzz target and every debug build check it against
+/// [`scan_key`] wherever it answers.
+pub fn fast_key(sql: &str) -> Option<String> {
+    let b = sql.as_bytes();
+    let n = b.len();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut key = String::with_capacity(n + 8);
+    let push = |key: &mut String, t: &str| {
+        if !key.is_empty() {
+            key.push(' ');
+        }
+        key.push_str(t);
+    };
+    let mut i = 0;
+    while i < n {
+        let c = b[i];
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+            b'A'..=b'Z' | b'a'..=b'z' | b'_' => {
+                let s = i;
+                while i < n && word(b[i]) {
+                    i += 1;
+                }
+                if i < n && (matches!(b[i], b'\'' | b'"' | b'$') || b[i] >= 0x80) {
+                    return None;
+                }
+                let w = &sql[s..i];
+                if w.eq_ignore_ascii_case("uescape") {
+                    return None;
+                }
+                push(&mut key, w);
+            }
+            b'0'..=b'9' => {
+                let s = i;
+                while i < n && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let mut float = false;
+                if i < n && b[i] == b'.' {
+                    if !(i + 1 < n && b[i + 1].is_ascii_digit()) {
+                        return None;
+                    }
+                    i += 1;
+                    while i < n && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    float = true;
+                }
+                if i < n
+                    && (word(b[i]) || matches!(b[i], b'.' | b'$' | b'\'' | b'"') || b[i] >= 0x80)
+                {
+                    return None;
+                }
+                if !float && sql[s..i].parse::<i32>().is_err() {
+                    float = true;
+                }
+                push(&mut key, if float { "1.0" } else { "1" });
+            }
+            b'\'' => {
+                i += 1;
+                loop {
+                    let close = i + b[i..].iter().position(|&c| c == b'\'')?;
+                    i = close + 1;
+                    if i < n && b[i] == b'\'' {
+                        i += 1;
+                        continue;
+                    }
+                    break;
+                }
+                let mut j = i;
+                while j < n && matches!(b[j], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+                    j += 1;
+                }
+                if j < n && b[j] == b'\'' {
+                    return None;
+                }
+                push(&mut key, "'?'");
+            }
+            b'(' | b')' | b',' | b';' | b'[' | b']' => {
+                push(&mut key, &sql[i..i + 1]);
+                i += 1;
+            }
+            b'.' => {
+                if i + 1 < n && (b[i + 1].is_ascii_digit() || b[i + 1] == b'.') {
+                    return None;
+                }
+                push(&mut key, ".");
+                i += 1;
+            }
+            b':' => {
+                if !(i + 1 < n && b[i + 1] == b':')
+                    || (i + 2 < n && matches!(b[i + 2], b':' | b'='))
+                {
+                    return None;
+                }
+                push(&mut key, "::");
+                i += 2;
+            }
+            b'=' | b'<' | b'>' | b'*' => {
+                let s = i;
+                while i < n && matches!(b[i], b'=' | b'<' | b'>' | b'*') {
+                    i += 1;
+                }
+                if i < n
+                    && matches!(
+                        b[i],
+                        b'-' | b'/'
+                            | b'+'
+                            | b'~'
+                            | b'!'
+                            | b'@'
+                            | b'#'
+                            | b'^'
+                            | b'&'
+                            | b'|'
+                            | b'`'
+                            | b'?'
+                            | b'%'
+                    )
+                {
+                    return None;
+                }
+                push(&mut key, &sql[s..i]);
+            }
+            _ => return None,
+        }
+    }
+    (!key.is_empty()).then_some(key)
+}
+
 /// The literal-free fingerprint of `toks` (one statement) of `sql`:
 /// literals become `?`, keywords and unquoted identifiers lower case, quoted
 /// identifiers and parameters verbatim, one space where the source had
@@ -253,5 +405,62 @@ mod tests {
             fingerprint(sql, &l.toks),
             "select a.b, \"Mixed\" from t where x = ? and y=? and z = $1"
         );
+    }
+
+    #[test]
+    fn fast_key_is_the_scanners_key_or_nothing() {
+        let answers = [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 91234;",
+            "select a.b, t.c1 from s.t where x in (1, 2.5, 3000000000) and y <> 'it''s' and z<=4",
+            "SELECT '2024-01-01'::date, arr[1], count(*) FROM t GROUP BY 1",
+            "UPDATE t SET a = 'x' WHERE id = 0012",
+            "SELECT 2147483647, 2147483648, 99999999999999999999",
+            "SELECT 'a\\b', 'ü -- /* $$ \" \\'",
+            "SELECT a=>1, b>=2, c*d, e <>* f",
+            "SELECT 1;SELECT 2",
+        ];
+        for sql in answers {
+            let fast = fast_key(sql).unwrap_or_else(|| panic!("no fast key for {sql}"));
+            let slow = scan_key(sql).unwrap();
+            assert!(slow.redactable);
+            assert_eq!(fast, slow.key, "{sql}");
+        }
+        let bail = [
+            "SELECT E'a'",
+            "SELECT e'\\''",
+            "SELECT B'01', X'ff', N'x', U&'d'",
+            "SELECT 'a'\n'b'",
+            "SELECT 'a' 'b'",
+            "SELECT 1e5, 1.e3, .5, 1., 1..2, 0x1F, 1_000, 1a",
+            "SELECT 1 -- c",
+            "SELECT /* c */ 1",
+            "SELECT $1, $$x$$, \"Q\", a$b",
+            "SELECT a - 1, a + 1, a / 2, a % 2",
+            "SELECT U&\"d\" UESCAPE '!'",
+            "SELECT x uescape",
+            "SELECT a:b, a:=1, a:::b",
+            "SELECT 'unterminated",
+            "SELECT ü",
+            "SELECT a\x0bb",
+            "SELECT a *-1, a =/ b",
+            "",
+            "   ",
+        ];
+        for sql in bail {
+            let (fast, slow) = (fast_key(sql), scan_key(sql).ok().filter(|l| l.redactable));
+            assert!(
+                fast.is_none() || Some(&fast) == Some(&slow.map(|l| l.key)),
+                "{sql}: fast {fast:?}"
+            );
+        }
+        for sql in [
+            "SELECT E'a'",
+            "SELECT 'a'\n'b'",
+            "SELECT 1e5",
+            "SELECT 1 -- c",
+            "SELECT $1",
+        ] {
+            assert_eq!(fast_key(sql), None, "{sql}");
+        }
     }
 }

@@ -43,14 +43,34 @@ pub fn key(sql: &str) -> String {
     lex::scan_key(sql).map(|l| l.key).unwrap_or_default()
 }
 
+/// The key without pg_query, where the string is simple enough
+/// (`lex::fast_key`).
+pub(super) fn fast_key(sql: &str) -> Option<String> {
+    lex::fast_key(sql)
+}
+
+/// The scanned key, when it can stand for the string in the cache.
+pub(super) fn scanned_key(sql: &str) -> Option<String> {
+    lex::scan_key(sql)
+        .ok()
+        .filter(|k| k.redactable && !k.key.is_empty())
+        .map(|k| k.key)
+}
+
 /// Classifies one query string. Never panics, never fails.
 pub fn classify(sql: &str, opts: &ClassifierOptions, cache: &Cache) -> Arc<Analysis> {
-    // The hot path: the key alone, and a hit.
-    if let Ok(k) = lex::scan_key(sql) {
-        if k.redactable && !k.key.is_empty() && sql.len() <= opts.max_parse_bytes {
-            if let Some(hit) = cache.get(&k.key) {
-                return hit;
+    // The hot path: the key alone, and a hit. Most strings have a key
+    // without pg_query (`lex::fast_key`), the others a scanned one.
+    if sql.len() <= opts.max_parse_bytes {
+        let key = match lex::fast_key(sql) {
+            Some(k) => {
+                debug_assert_eq!(Some(&k), scanned_key(sql).as_ref(), "fast key of {sql:?}");
+                Some(k)
             }
+            None => scanned_key(sql),
+        };
+        if let Some(hit) = key.and_then(|k| cache.get(&k)) {
+            return hit;
         }
     }
     let lexed = match lex::scan(sql) {
