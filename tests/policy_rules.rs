@@ -23,6 +23,7 @@ fn stmt(classes: &[Class], tables: &[&str]) -> StatementInfo {
         forbidden: None,
         note: None,
         code: false,
+        changes_rows: false,
         pending: None,
     }
 }
@@ -481,6 +482,7 @@ fn allow_globs_do_not_stretch_across_dots() {
         forbidden: None,
         note: None,
         code: false,
+        changes_rows: false,
         pending: None,
     };
     assert_eq!(

@@ -471,3 +471,54 @@ async fn the_limit_is_per_transaction() {
     c.simple_query("COMMIT").await.unwrap();
     assert_eq!(env.direct("SELECT count(*) FROM big"), "4200");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upsert_overwriting_many_rows_is_counted() {
+    let env = Env::new("guard_upsert");
+    let c = env.client().await;
+    // A small upsert passes: its tag counts the rows it wrote.
+    c.simple_query("INSERT INTO big SELECT g, 1 FROM generate_series(1, 10) g ON CONFLICT (id) DO UPDATE SET x = 1")
+        .await
+        .unwrap();
+    assert_eq!(env.direct("SELECT count(*) FROM big WHERE x = 1"), "10");
+    // Rewriting every row through ON CONFLICT DO UPDATE: held, denied,
+    // rolled back.
+    let agent = tokio::spawn(async move {
+        let r = c
+            .simple_query("INSERT INTO big SELECT id, 7 FROM big ON CONFLICT (id) DO UPDATE SET x = excluded.x")
+            .await;
+        (r, c)
+    });
+    let req = env.pending().await;
+    assert_eq!(req["rule"], "builtin:row-guard", "{req}");
+    env.decide("deny").await;
+    let (r, c) = agent.await.unwrap();
+    assert!(r.is_err());
+    assert_eq!(env.direct("SELECT count(*) FROM big WHERE x = 7"), "0");
+    // ON CONFLICT DO NOTHING never changes an existing row: not counted.
+    c.simple_query("INSERT INTO big SELECT id, 8 FROM big ON CONFLICT DO NOTHING")
+        .await
+        .unwrap();
+    // A function whose body changes rows: no tag counts them, so calling it
+    // is destructive (held by the shipped rules), not a plain write.
+    env.direct(
+        "CREATE FUNCTION zap() RETURNS void LANGUAGE sql AS $$ UPDATE big SET x = 9 WHERE id > 0 $$;
+         ALTER FUNCTION zap() OWNER TO svc;",
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await; // the catalog's refresh
+    let agent = tokio::spawn(async move {
+        let r = c.simple_query("SELECT zap()").await;
+        (r, c)
+    });
+    let req = env.pending().await;
+    assert!(
+        req["statements"][0]["classes"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|c| c == "destructive")),
+        "{req}"
+    );
+    env.decide("deny").await;
+    let (r, _c) = agent.await.unwrap();
+    assert!(r.is_err());
+    assert_eq!(env.direct("SELECT count(*) FROM big WHERE x = 9"), "0");
+}

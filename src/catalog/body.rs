@@ -50,6 +50,11 @@ impl Placed {
                     .classes
                     .union(ClassSet::of(&[Class::Unparsed, Class::Privilege]));
             }
+            if s.changes_rows {
+                // No tag counts the rows a function changes: the row
+                // guard can't see them (as for a data-modifying CTE).
+                self.classes.insert(Class::Destructive);
+            }
             self.tables.extend(s.tables.iter().cloned());
         }
     }

@@ -26,6 +26,7 @@ pub fn statement(
         forbidden: None,
         note: None,
         code: false,
+        changes_rows: false,
         pending: None,
     };
 

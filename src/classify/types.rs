@@ -145,6 +145,13 @@ pub struct StatementInfo {
     /// exact text (its SHA-256), never the fingerprint.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub code: bool,
+    /// A DELETE, UPDATE, MERGE or `INSERT … ON CONFLICT DO UPDATE`: it
+    /// changes existing rows, and its CommandComplete tag counts them, so
+    /// the row guard can (PostgreSQL). Rows changed where no tag counts them
+    /// (a data-modifying CTE, a function body) make the statement
+    /// `destructive` instead.
+    #[serde(skip)]
+    pub changes_rows: bool,
     /// Calls of functions that are not reviewed built-ins, which only the
     /// database's catalog can place. Until something resolves them (see
     /// `catalog`), `classes` holds `unparsed` for them: fail closed.

@@ -13,6 +13,7 @@ fn stmt(classes: &[Class], tables: &[&str]) -> StatementInfo {
         forbidden: None,
         note: None,
         code: false,
+        changes_rows: false,
         pending: None,
     }
 }

@@ -205,6 +205,7 @@ fn info(sql: &str, lexed: &Lexed, toks: &[Tok], w: Walk) -> StatementInfo {
         forbidden: w.forbidden,
         note,
         code: w.code,
+        changes_rows: w.changes_rows,
         pending,
     }
 }
@@ -266,6 +267,7 @@ fn rejected(sql: &str, lexed: Option<&Lexed>, why: &str) -> Analysis {
         forbidden: None,
         note: Some(why.to_string()),
         code: false,
+        changes_rows: false,
         pending: None,
     };
     let Some(lexed) = lexed else {

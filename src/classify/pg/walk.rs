@@ -57,6 +57,9 @@ pub struct Walk {
     pub builtins: Vec<String>,
     /// CTE names visible where the walk is, innermost last.
     scopes: Vec<Vec<String>>,
+    /// The top-level statement changes existing rows and its
+    /// CommandComplete tag counts them (see `StatementInfo::changes_rows`).
+    pub changes_rows: bool,
     /// Depth of statements that are not run (EXPLAIN without ANALYZE,
     /// view and rule bodies): their own classes don't count, the function
     /// calls and relations in them still do.
@@ -67,6 +70,7 @@ impl Walk {
     pub fn new(mode: Mode) -> Self {
         Walk {
             mode,
+            changes_rows: false,
             classes: ClassSet::EMPTY,
             tables: BTreeSet::new(),
             forbidden: None,
@@ -117,7 +121,12 @@ impl Walk {
         self.reserved_names(ty, n);
         match ty {
             "SelectStmt" => self.select(n, true),
-            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => self.dml(ty, n),
+            "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => {
+                self.changes_rows = ty != "InsertStmt"
+                    || int(&n["on_conflict_clause"], "action")
+                        == pg_query::protobuf::OnConflictAction::OnconflictUpdate as i64;
+                self.dml(ty, n)
+            }
             "ExplainStmt" => self.explain(n),
             "CopyStmt" => self.copy(n),
             "VariableSetStmt" => self.set(n),

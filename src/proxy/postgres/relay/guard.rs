@@ -103,9 +103,8 @@ pub(super) enum Point {
 
 /// The row guard's limit for a statement, if it is counted.
 pub(super) fn limit(info: &StatementInfo, v: &Verdict) -> Option<u64> {
-    let counted = v.action == Action::Allow
-        && matches!(info.command.as_str(), "DELETE" | "UPDATE" | "MERGE")
-        && info.classes.contains(Class::Write);
+    let counted =
+        v.action == Action::Allow && info.changes_rows && info.classes.contains(Class::Write);
     v.max_rows.filter(|_| counted)
 }
 
@@ -159,7 +158,7 @@ pub(super) fn counted(
     g.inflight.fetch_sub(1, Ordering::AcqRel);
     g.answered.notify_one();
     let counted_tag = tag.is_some_and(|t| {
-        [&b"DELETE "[..], b"UPDATE ", b"MERGE "]
+        [&b"DELETE "[..], b"UPDATE ", b"MERGE ", b"INSERT "]
             .iter()
             .any(|c| t.starts_with(c))
     });

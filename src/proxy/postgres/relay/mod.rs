@@ -733,6 +733,7 @@ impl ClientSide<'_> {
                 forbidden: None,
                 note: None,
                 code: false,
+                changes_rows: false,
                 pending: None,
             }],
         });
