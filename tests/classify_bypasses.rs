@@ -379,3 +379,23 @@ fn second_review_toast_and_statement_floods() {
     let huge = "SELECT 1;".repeat(100_000);
     assert_eq!(pg().classify(&huge).statements.len(), 1);
 }
+
+#[test]
+fn destruction_no_tag_counts_is_destructive() {
+    // Large objects destroyed one a call, all of them in one SELECT.
+    has(
+        "SELECT lo_unlink(oid) FROM pg_largeobject_metadata",
+        &[Write, Destructive],
+    );
+    has("SELECT lo_truncate(lo_open(1, 131072), 0)", &[Destructive]);
+    // Rows changed in a data-modifying CTE: the tag counts the outer query.
+    has(
+        "WITH d AS (DELETE FROM t WHERE id > 0 RETURNING 1) SELECT count(*) FROM d",
+        &[Destructive],
+    );
+    // An upsert's rows are counted by its tag (the row guard), not destructive.
+    let a = pg().classify("INSERT INTO t SELECT * FROM s ON CONFLICT (id) DO UPDATE SET x = 1");
+    assert!(a.statements[0].changes_rows && !classes(&a).contains(Destructive));
+    let a = pg().classify("INSERT INTO t SELECT * FROM s ON CONFLICT DO NOTHING");
+    assert!(!a.statements[0].changes_rows);
+}

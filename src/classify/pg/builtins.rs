@@ -93,9 +93,11 @@ const REVIEWED: &[(&str, &[Class])] = &[
     ("lo_from_bytea", &[Write]),
     ("lo_put", &[Write]),
     ("lowrite", &[Write]),
-    ("lo_truncate", &[Write]),
-    ("lo_truncate64", &[Write]),
-    ("lo_unlink", &[Write]),
+    // Destroy large objects, one a call: `SELECT lo_unlink(oid) FROM
+    // pg_largeobject_metadata` empties them all, and no tag counts it.
+    ("lo_truncate", &[Write, Destructive]),
+    ("lo_truncate64", &[Write, Destructive]),
+    ("lo_unlink", &[Write, Destructive]),
     ("pg_import_system_collations", &[Ddl]),
     ("pg_extension_config_dump", &[Ddl]),
     ("brin_summarize_range", &[Ddl]),
