@@ -289,14 +289,20 @@ impl Approvals {
             "grant_seconds": vote.grant.map(|g| g.as_secs()),
         })));
         if let Some(o) = outcome {
-            if let Outcome::Approved { grant: Some(d), .. } = &o {
-                let until = SystemTime::now() + *d;
-                self.inner.grants.insert(
-                    (r.agent.to_string(), r.grant_key.clone()),
-                    (approver.name.clone(), Instant::now() + *d, until),
-                );
+            let grant = match &o {
+                Outcome::Approved { grant: Some(d), by } => Some((*d, by.join(","))),
+                _ => None,
+            };
+            // Stored only once the decision is final (a timeout or a
+            // withdrawal may have ended the request in between).
+            if self.finish(&r, o) {
+                if let Some((d, by)) = grant {
+                    self.inner.grants.insert(
+                        (r.agent.to_string(), r.grant_key.clone()),
+                        (by, Instant::now() + d, SystemTime::now() + d),
+                    );
+                }
             }
-            self.finish(&r, o);
         }
         Ok(r)
     }
@@ -331,8 +337,10 @@ impl Approvals {
         );
     }
 
-    fn finish(&self, r: &Arc<Request>, o: Outcome) {
-        if r.decide(o) {
+    /// Makes `o` the request's decision; false if it was decided already.
+    fn finish(&self, r: &Arc<Request>, o: Outcome) -> bool {
+        let decided = r.decide(o);
+        if decided {
             // INVARIANT: the decision's record is queued before the session
             // learns of it, so a session that syncs the audit log before
             // forwarding an approved statement has the decision on disk.
@@ -342,6 +350,7 @@ impl Approvals {
             r.announce();
             let _ = self.inner.notices.send(Notice::Decided(r.clone()));
         }
+        decided
     }
 
     fn audit_refusal(&self, r: &Request, approver: &Approver, vote: &Vote, why: &str) {

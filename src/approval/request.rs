@@ -84,6 +84,9 @@ pub struct CastVote {
     pub approve: bool,
     pub reason: Option<String>,
     pub channel: &'static str,
+    /// The standing grant this approver asked for, if any.
+    #[serde(skip)]
+    pub grant: Option<Duration>,
     #[serde(serialize_with = "rfc3339")]
     pub at: SystemTime,
 }
@@ -179,6 +182,7 @@ impl Request {
             approve: v.approve,
             reason: v.reason.clone(),
             channel: v.channel,
+            grant: v.grant,
             at: SystemTime::now(),
         });
         if !v.approve {
@@ -187,15 +191,16 @@ impl Request {
                 reason: v.reason.clone(),
             }));
         }
-        let approvals: Vec<String> =
-            g.1.iter()
-                .filter(|c| c.approve)
-                .map(|c| c.approver.clone())
-                .collect();
-        if approvals.len() as u32 >= self.quorum {
+        let approving = || g.1.iter().filter(|c| c.approve);
+        if approving().count() as u32 >= self.quorum {
+            // A standing grant needs the quorum too: only when every
+            // approver asked for one, for the shortest length asked.
+            let grant = approving()
+                .map(|c| c.grant)
+                .try_fold(Duration::MAX, |a, g| g.map(|g| a.min(g)));
             return Ok(Some(Outcome::Approved {
-                by: approvals,
-                grant: v.grant,
+                by: approving().map(|c| c.approver.clone()).collect(),
+                grant,
             }));
         }
         Ok(None)

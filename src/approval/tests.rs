@@ -216,3 +216,32 @@ async fn grants_are_scoped_to_the_database() {
     elsewhere.database = "other".into();
     assert!(matches!(a.submit(elsewhere), Submitted::Held(_)));
 }
+
+#[tokio::test]
+async fn a_grant_needs_the_quorum_and_lasts_the_shortest_asked() {
+    let (a, _) = service(Duration::from_secs(60));
+    let alice = a.authenticate("tok-alice").unwrap().clone();
+    let bob = a.authenticate("tok-bob").unwrap().clone();
+    let with = |secs| Vote {
+        grant: Some(Duration::from_secs(secs)),
+        ..vote(true)
+    };
+    // Under quorum 2, alice approves once and bob asks for a grant: the
+    // statement runs this once, and nothing stands for later.
+    let mut h = held(a.submit(request(2)));
+    a.vote(&h.request.id, &alice, vote(true)).unwrap();
+    a.vote(&h.request.id, &bob, with(86_400)).unwrap();
+    assert!(matches!(
+        h.decided().await,
+        Outcome::Approved { grant: None, .. }
+    ));
+    let mut again = held(a.submit(request(2)));
+    // Both ask: the shorter grant, given by both.
+    a.vote(&again.request.id, &alice, with(600)).unwrap();
+    a.vote(&again.request.id, &bob, with(86_400)).unwrap();
+    assert!(matches!(
+        again.decided().await,
+        Outcome::Approved { grant: Some(d), .. } if d == Duration::from_secs(600)
+    ));
+    assert!(matches!(a.submit(request(2)), Submitted::Granted { ref by, .. } if by == "alice,bob"));
+}
