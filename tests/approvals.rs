@@ -815,3 +815,48 @@ async fn a_grant_for_code_covers_only_that_exact_text() {
         .expect("granted: no hold")
         .unwrap();
 }
+
+/// Approvals review finding 5: DROP TABLE is both `destructive` and `ddl`;
+/// every matching rule's approvers must agree, not just the first rule's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_matching_rule_must_approve() {
+    let env = Env::new("hold_every_rule");
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move { c.simple_query("DROP TABLE items").await });
+    let approve = |id: String, token: &'static str| {
+        let env = &env;
+        async move {
+            let (s, v) = env
+                .api(
+                    "POST",
+                    &format!("/v1/approvals/{id}/approve"),
+                    token,
+                    serde_json::Value::Null,
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+        }
+    };
+    let first = env.pending(1).await.remove(0);
+    assert_eq!(first["rule"], "destructive-held", "{first}");
+    approve(first["id"].as_str().unwrap().into(), "tok-alice").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        let list = env.pending(1).await;
+        if list[0]["rule"] == "ddl-two-approvers" {
+            break list[0].clone();
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    approve(second["id"].as_str().unwrap().into(), "tok-alice").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!agent.is_finished(), "quorum 2 of the ddl rule is not met");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+    approve(second["id"].as_str().unwrap().into(), "tok-bob").await;
+    agent.await.unwrap().unwrap();
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_tables WHERE tablename = 'items'"),
+        "0"
+    );
+}

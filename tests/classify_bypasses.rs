@@ -399,3 +399,15 @@ fn destruction_no_tag_counts_is_destructive() {
     let a = pg().classify("INSERT INTO t SELECT * FROM s ON CONFLICT DO NOTHING");
     assert!(!a.statements[0].changes_rows);
 }
+
+#[test]
+fn dropping_data_is_destructive_whatever_else_it_is() {
+    for sql in [
+        "DROP TABLE customers",
+        "TRUNCATE customers",
+        "ALTER TABLE customers DROP COLUMN email",
+        "DROP SCHEMA app CASCADE",
+    ] {
+        has(sql, &[Destructive]);
+    }
+}

@@ -497,3 +497,39 @@ fn allow_globs_do_not_stretch_across_dots() {
         );
     }
 }
+
+#[test]
+fn the_documented_quorum_2_advice_protects_drop_table() {
+    // rules/default.toml: "quorum = 2" on destructive-needs-approval. DROP
+    // TABLE, TRUNCATE and ALTER … DROP COLUMN are `ddl` too, and the ddl
+    // rule comes first: its quorum 1 must not be the only one asked.
+    let text = std::fs::read_to_string(rules_dir().join("default.toml")).unwrap();
+    let at = text.find("id = \"destructive-needs-approval\"").unwrap();
+    let q = at + text[at..].find("quorum = 1").unwrap();
+    let text = format!(
+        "{}quorum = 2{}",
+        &text[..q],
+        &text[q + "quorum = 1".len()..]
+    );
+    let p = Policy::from_str("default.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let drop = stmt(&[Class::Ddl, Class::Destructive], &["customers"]);
+    let v = p.decide(&agent(), &drop);
+    assert_eq!(v.action, Action::RequireApproval);
+    let quorums: Vec<(String, u32)> = std::iter::once(&v)
+        .chain(v.also.iter())
+        .map(|v| (v.rule.to_string(), v.approval.as_ref().unwrap().quorum))
+        .collect();
+    assert!(
+        quorums.contains(&("destructive-needs-approval".into(), 2)),
+        "{quorums:?}"
+    );
+    assert!(
+        quorums.iter().any(|(r, _)| r == "ddl-needs-approval"),
+        "{quorums:?}"
+    );
+    // One class, one rule: nothing more is asked.
+    assert!(p
+        .decide(&agent(), &stmt(&[Class::Ddl], &[]))
+        .also
+        .is_empty());
+}

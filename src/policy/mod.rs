@@ -141,6 +141,7 @@ impl Policy {
             reason: Arc::from(reason),
             approval: None,
             max_rows: None,
+            also: Arc::from([]),
         };
         // The guard's default limit goes on every allow verdict without its own.
         let default = guard.as_ref().and_then(|g| g.max_rows);
@@ -180,6 +181,7 @@ impl Policy {
                 reason: Arc::from(why),
                 approval: None,
                 max_rows: None,
+                also: Arc::from([]),
             };
         }
         // INVARIANT: the classifier never leaves `classes` empty; if it ever
@@ -191,6 +193,8 @@ impl Policy {
         };
         let mut winner: Option<&Rule> = None;
         let mut covered = ClassSet::EMPTY;
+        // Every matching approval rule after the first (rare: allocates).
+        let mut also: Vec<Verdict> = Vec::new();
         for rule in &self.rules {
             if !rule.matches(who, classes, stmt) {
                 continue;
@@ -202,6 +206,10 @@ impl Policy {
             covered = covered.union(rule.covers());
             if winner.is_none_or(|w| rule.action().severity() > w.action().severity()) {
                 winner = Some(rule);
+            } else if rule.action() == Action::RequireApproval
+                && !also.iter().any(|v| v.rule == rule.verdict.rule)
+            {
+                also.push(rule.verdict.clone());
             }
         }
         let Some(winner) = winner else {
@@ -213,6 +221,12 @@ impl Policy {
                 .get(gap as usize)
                 .unwrap_or(&self.no_match)
                 .clone();
+        }
+        if winner.action() == Action::RequireApproval && !also.is_empty() {
+            return Verdict {
+                also: Arc::from(also),
+                ..winner.verdict.clone()
+            };
         }
         winner.verdict.clone()
     }

@@ -235,6 +235,7 @@ impl FileParser<'_> {
                 reason: Arc::from(reason),
                 approval: approval.map(Arc::new),
                 max_rows,
+                also: Arc::from([]),
             },
         })
     }

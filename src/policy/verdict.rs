@@ -98,6 +98,11 @@ pub struct Verdict {
     /// DELETE, UPDATE or MERGE reported to affect more rows than this does
     /// not commit without the guard's approval. `None`: no limit.
     pub max_rows: Option<u64>,
+    /// The other `require_approval` rules that match the statement: each
+    /// one's approvers and quorum must agree too (one request per rule), so
+    /// a stricter rule never loses to the first in load order. Empty for
+    /// all but such statements.
+    pub also: Arc<[Verdict]>,
 }
 
 impl Verdict {

@@ -168,8 +168,7 @@ impl ClientSide<'_> {
         // Code (function bodies, DO, rules, triggers, policies) is shown to
         // approvers whatever the rule says about literals.
         let shows = hold.as_ref().is_some_and(|(v, _)| {
-            v.approval.as_ref().is_some_and(|a| a.show_literals)
-                || d.analysis.statements.iter().any(|s| s.code)
+            shows_literals(v) || d.analysis.statements.iter().any(|s| s.code)
         });
         let upstream = self.fresh_name(b's');
         // INVARIANT: the upstream name is new; whatever the server does with
@@ -221,8 +220,7 @@ impl ClientSide<'_> {
         let shows = prepared
             .hold
             .as_ref()
-            .and_then(|(v, _)| v.approval.as_ref())
-            .is_some_and(|a| a.show_literals);
+            .is_some_and(|(v, _)| shows_literals(v));
         let params = shows.then(|| hold::shown_params(msg));
         let upstream = self.fresh_name(b'p');
         // INVARIANT: as for Parse, a new portal name bound to the upstream
@@ -400,4 +398,12 @@ impl ClientSide<'_> {
         self.audit_unvettable(audit);
         self.stage_denial(report, false);
     }
+}
+
+/// Whether every approval rule holding the statement shows literals (its
+/// parameters go to each rule's approvers).
+fn shows_literals(v: &Verdict) -> bool {
+    std::iter::once(v)
+        .chain(v.also.iter())
+        .all(|r| r.approval.as_ref().is_some_and(|a| a.show_literals))
 }

@@ -8,7 +8,8 @@ impl ClientSide<'_> {
     /// Holds one message until it is approved, refused, withdrawn or the agent
     /// leaves. Statements held under different rules each need their own
     /// rule's approval (its groups, quorum, timeout): one request per rule,
-    /// in order; the first refusal ends the hold.
+    /// in order; the first refusal ends the hold. A statement several
+    /// approval rules match (`Verdict::also`) is in each one's request.
     pub(super) async fn hold(
         &mut self,
         held: &Held,
@@ -16,16 +17,16 @@ impl ClientSide<'_> {
         wr: &mut WriteHalf<Stream>,
         buf: &mut BytesMut,
     ) -> std::io::Result<HoldEnd> {
-        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut groups: Vec<(&Verdict, Vec<usize>)> = Vec::new();
         for i in
             (0..held.verdicts.len()).filter(|&i| held.verdicts[i].action == Action::RequireApproval)
         {
-            match groups
-                .iter_mut()
-                .find(|g| held.verdicts[g[0]].rule == held.verdicts[i].rule)
-            {
-                Some(g) => g.push(i),
-                None => groups.push(vec![i]),
+            let v = &held.verdicts[i];
+            for rule in std::iter::once(v).chain(v.also.iter()) {
+                match groups.iter_mut().find(|g| g.0.rule == rule.rule) {
+                    Some(g) => g.1.push(i),
+                    None => groups.push((rule, vec![i])),
+                }
             }
         }
         let mut approved: Option<ApprovalNote> = None;
@@ -33,8 +34,8 @@ impl ClientSide<'_> {
         // request is visible must withdraw it, not go upstream.
         let sess = self.sess;
         let holding = sess.cancel.hold();
-        for g in &groups {
-            match self.hold_rule(held, g, rd, wr, buf, &holding).await? {
+        for (rule, g) in &groups {
+            match self.hold_rule(held, rule, g, rd, wr, buf, &holding).await? {
                 HoldEnd::Approved(n) => {
                     approved = Some(match approved {
                         None => n,
@@ -58,17 +59,18 @@ impl ClientSide<'_> {
         })))
     }
 
-    /// Holds for the statements `blocking`, all under one rule.
+    /// Holds for the statements `blocking`, all under one rule (`lead`).
+    #[allow(clippy::too_many_arguments)]
     async fn hold_rule(
         &mut self,
         held: &Held,
+        lead: &Verdict,
         blocking: &[usize],
         rd: &mut ReadHalf<Stream>,
         wr: &mut WriteHalf<Stream>,
         buf: &mut BytesMut,
         holding: &crate::proxy::cancel::HoldGuard<'_>,
     ) -> std::io::Result<HoldEnd> {
-        let lead = &held.verdicts[blocking[0]];
         // Extended: the verdict was computed for the statement at `hold.1`.
         let statement_index = |i: usize| if held.simple { i } else { 0 };
         let spec = lead.approval.clone().unwrap_or_else(|| {
