@@ -116,11 +116,13 @@ impl Engine {
     }
 
     /// Decides a query string sent to database `db`: user-defined
-    /// functions are placed from that database's catalog.
-    pub fn decide_in(&self, db: &str, who: &Identity, sql: &str) -> Decision {
+    /// functions are placed from that database's catalog, unless the
+    /// session changed the schema in a transaction block still open
+    /// (`schema_pending`: the catalog can't see that yet).
+    pub fn decide_in(&self, db: &str, who: &Identity, sql: &str, schema_pending: bool) -> Decision {
         let analysis = self.classifier.classify(sql);
         let analysis = match self.catalogs.get(db) {
-            Some(c) => c.resolve(analysis),
+            Some(c) => c.resolve(analysis, schema_pending),
             None => analysis,
         };
         self.verdicts(analysis, who)

@@ -26,6 +26,12 @@ struct Env {
 
 impl Env {
     fn new(prefix: &str) -> Env {
+        Env::with_rules(prefix, "")
+    }
+
+    /// With `extra` as one more rule file (instead of the shipped rules
+    /// when it is not empty).
+    fn with_rules(prefix: &str, extra: &str) -> Env {
         let pg = PgServer::shared();
         let db = pg.unique_database(prefix);
         pg.psql(
@@ -42,7 +48,11 @@ impl Env {
             "[[rule]]\nid = \"no-secrets\"\naction = \"deny\"\nclasses = [\"read\", \"write\", \"export\"]\ntables = [\"*.secrets\", \"secrets\"]\n",
         )
         .unwrap();
+        std::fs::write(rules.join("extra.toml"), extra).unwrap();
         let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &["agents"]);
+        if !extra.is_empty() {
+            cfg.rules.clear();
+        }
         cfg.rules.push(rules.path().to_path_buf());
         // Upstream as the superuser: sqlgate is the only thing in the way.
         cfg.upstream_url = pg.url(&db).replace(
@@ -382,4 +392,104 @@ async fn user_functions_are_decided_by_their_bodies() {
 async fn reqwest_get(url: &str) -> String {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+fn query_bytes(sql: &str) -> bytes::BytesMut {
+    let mut b = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::query(sql, &mut b).unwrap();
+    b
+}
+
+/// Second adversarial pass: a view over a denied table is followed even
+/// right after a (denied) DDL statement pipelined before it, and after a
+/// view made by the agent's own DDL; a catalog lock is `privilege`; a
+/// startup `search_path` can't let user functions shadow built-ins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_are_followed_after_ddl_and_catalogs_stay_unlocked() {
+    let env = Env::new("byp_stale");
+    env.direct("CREATE VIEW staff_v AS SELECT * FROM secrets");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    // Denied DDL and the read in one write.
+    let mut b = query_bytes("CREATE EXTENSION nosuch");
+    b.extend_from_slice(&query_bytes("SELECT * FROM staff_v"));
+    w.send(&b);
+    let first = w.until_ready();
+    let second = w.until_ready();
+    for m in first.iter().chain(&second) {
+        assert!(
+            !String::from_utf8_lossy(&m.body).contains("TOPSECRET"),
+            "{first:?} {second:?}"
+        );
+    }
+    assert!(second.iter().any(|m| m.tag == 'E'), "{second:?}");
+    // A view made in the same string as its read: the read can't be placed.
+    let r = w.query("CREATE TEMP VIEW mine AS SELECT * FROM secrets; SELECT * FROM mine");
+    assert!(
+        !r.iter()
+            .any(|m| String::from_utf8_lossy(&m.body).contains("TOPSECRET")),
+        "{r:?}"
+    );
+    // Locking a system catalog is not a plain write.
+    let c = env.client().await;
+    let e = run(
+        &c,
+        "BEGIN; LOCK TABLE pg_catalog.pg_class IN ACCESS EXCLUSIVE MODE",
+    )
+    .await
+    .expect_err("not a plain write");
+    assert!(e.starts_with("42501") || e.contains("approval"), "{e}");
+    let _ = run(&c, "ROLLBACK").await;
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_locks WHERE relation = 'pg_class'::regclass AND mode = 'AccessExclusiveLock'"),
+        "0"
+    );
+    // search_path in the startup packet is refused, as SET would be held.
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(env.cfg.listen_addr()).unwrap();
+    let mut start = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::startup_message(
+        [
+            ("user", AGENT),
+            ("database", env.db.as_str()),
+            ("search_path", "public, pg_catalog"),
+        ],
+        &mut start,
+    )
+    .unwrap();
+    sock.write_all(&start).unwrap();
+    let mut reply = Vec::new();
+    let _ = sock.read_to_end(&mut reply);
+    assert_eq!(
+        reply.first(),
+        Some(&b'E'),
+        "{:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(String::from_utf8_lossy(&reply).contains("search_path"));
+}
+
+/// A view the agent makes in an open transaction block is invisible to the
+/// catalog's side connection until COMMIT: reads after it in that block
+/// can't be placed (`unparsed`), so the view can't hide a denied table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_made_in_an_open_block_does_not_hide_a_denied_table() {
+    let env = Env::with_rules(
+        "byp_block_view",
+        "[[rule]]\nid = \"agent-ddl\"\naction = \"allow\"\nclasses = [\"read\", \"ddl\", \"transaction\", \"session\"]\n",
+    );
+    let c = env.client().await;
+    run(&c, "BEGIN").await.unwrap();
+    run(&c, "CREATE VIEW innocent AS SELECT * FROM secrets")
+        .await
+        .unwrap();
+    let r = run(&c, "SELECT * FROM innocent").await;
+    assert!(!format!("{r:?}").contains("TOPSECRET"), "{r:?}");
+    let _ = run(&c, "ROLLBACK").await;
+    // Outside a block the view, once made, is followed by the catalog.
+    run(&c, "CREATE VIEW innocent AS SELECT * FROM secrets")
+        .await
+        .unwrap();
+    let r = run(&c, "SELECT * FROM innocent").await;
+    assert!(r.as_ref().is_err_and(|e| e.contains("no-secrets")), "{r:?}");
 }

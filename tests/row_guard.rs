@@ -84,6 +84,10 @@ impl Env {
     }
 
     async fn decide(&self, verb: &str) {
+        self.decide_as(verb, "tok-bob").await
+    }
+
+    async fn decide_as(&self, verb: &str, token: &str) {
         let id = self.pending().await["id"].as_str().unwrap().to_owned();
         let r = self
             .http
@@ -91,7 +95,7 @@ impl Env {
                 "http://{}/v1/approvals/{id}/{verb}",
                 self.cfg.admin_addr()
             ))
-            .bearer_auth("tok-bob")
+            .bearer_auth(token)
             .json(&serde_json::json!({"reason": "too many rows"}))
             .send()
             .await
@@ -402,6 +406,14 @@ async fn the_siblings_of_an_approved_statement_are_counted() {
     let req = env.pending().await;
     assert_eq!(req["rule"], "destructive-held", "{req}");
     env.decide("approve").await;
+    // TRUNCATE is `ddl` too: that rule's two approvers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while env.pending().await["rule"] != "ddl-two-approvers" {
+        assert!(Instant::now() < deadline, "no ddl hold");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.decide_as("approve", "tok-alice").await;
+    env.decide("approve").await;
     // The DELETE is counted: the row guard holds the transaction.
     let deadline = Instant::now() + Duration::from_secs(20);
     let req = loop {
@@ -521,4 +533,40 @@ async fn an_upsert_overwriting_many_rows_is_counted() {
     let (r, _c) = agent.await.unwrap();
     assert!(r.is_err());
     assert_eq!(env.direct("SELECT count(*) FROM big WHERE x = 9"), "0");
+}
+
+/// Second adversarial pass: a DELETE behind a leading WITH is counted (the
+/// statement kind comes from the parse tree), and a COMMIT hidden among
+/// other statements can't commit counted rows unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leading_with_or_a_hidden_commit_does_not_escape_the_count() {
+    let env = Env::new("guard_with");
+    let c = env.client().await;
+    let agent = tokio::spawn(async move {
+        let r = c
+            .simple_query("WITH a AS (SELECT 1) DELETE FROM big WHERE id > 0")
+            .await;
+        (r, c)
+    });
+    let req = env.pending().await;
+    assert_eq!(req["rule"], "builtin:row-guard", "{req}");
+    env.decide("deny").await;
+    let (r, c) = agent.await.unwrap();
+    assert!(r.is_err());
+    assert_eq!(env.direct("SELECT count(*) FROM big"), "5000");
+    // In a block, then a COMMIT among other statements: refused.
+    c.simple_query("BEGIN").await.unwrap();
+    let agent = tokio::spawn(async move {
+        let r = c.simple_query("DELETE FROM big WHERE id > 0").await;
+        (r, c)
+    });
+    let (r, c) = agent.await.unwrap();
+    r.unwrap();
+    let e = c
+        .simple_query("SELECT 1; COMMIT")
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code().unwrap().code(), "42501", "{e}");
+    let _ = c.simple_query("ROLLBACK").await;
+    assert_eq!(env.direct("SELECT count(*) FROM big"), "5000");
 }

@@ -9,14 +9,17 @@
 //! and the classification cache never holds catalog facts (its key could
 //! not cover them).
 //!
-//! Staleness fails closed: a snapshot is used only while it was loaded
-//! after the last DDL statement sqlgate classified *and* after the last one
-//! that completed (a held DDL runs long after it was classified; the relay
-//! reports completions), and while it is younger than `MAX_AGE`. A query
-//! string with DDL in it resolves nothing (its own DDL may redefine what it
-//! calls). What stays open: a function changed directly on the database,
-//! not through sqlgate, may be placed by its previous body for up to
-//! `REFRESH`.
+//! Staleness fails closed: a snapshot is current only while it was loaded
+//! after the last DDL statement that completed through sqlgate (the relay
+//! reports completions; a DDL statement is a barrier there, so the same
+//! session's next statement is read only after its answer) and while it is
+//! younger than `MAX_AGE`. The relay waits up to `WAIT` for a current one
+//! ([`Catalog::wait_current`]); without one, every statement that touches a
+//! relation or calls a user function gets `unparsed`. In a query string, the
+//! statements after a DDL statement do too (it may redefine what they
+//! read). A DDL statement that was denied or never ran changes nothing.
+//! What stays open: a function changed directly on the database, not
+//! through sqlgate, may be placed by its previous body for up to `REFRESH`.
 //!
 //! Name resolution is conservative: an unqualified name is every function
 //! of that name in any schema (the session's `search_path` is not
@@ -35,6 +38,9 @@ use tokio::sync::Notify;
 
 pub const REFRESH: Duration = Duration::from_secs(2);
 const MAX_AGE: Duration = Duration::from_secs(30);
+/// How long a statement waits for a current snapshot before it is decided
+/// without one (fail closed).
+pub const WAIT: Duration = Duration::from_secs(5);
 /// Deepest chain of user functions calling each other that is followed.
 const MAX_DEPTH: usize = 8;
 /// More user functions than this are not loaded (each call stays unparsed).
@@ -64,7 +70,11 @@ pub struct Catalog {
     database: String,
     snapshot: RwLock<Arc<Snapshot>>,
     ddl: AtomicU64,
+    /// The `ddl` generation of the installed snapshot.
+    installed: AtomicU64,
     wake: Notify,
+    /// Woken when a snapshot is installed.
+    loaded: Notify,
     classifier: Classifier,
 }
 
@@ -74,16 +84,42 @@ impl Catalog {
             database: database.to_string(),
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             ddl: AtomicU64::new(0),
+            // Nothing loaded yet: not current.
+            installed: AtomicU64::new(u64::MAX),
             wake: Notify::new(),
+            loaded: Notify::new(),
             classifier: Classifier::new(Dialect::Postgres, ClassifierOptions::default()),
         }
     }
 
-    /// The catalog may have changed (a DDL statement was classified or
-    /// completed): stop trusting the snapshot and reload it now.
+    /// The catalog may have changed (a DDL statement completed): stop
+    /// trusting the snapshot and reload it now.
     pub fn changed(&self) {
         self.ddl.fetch_add(1, Ordering::AcqRel);
         self.wake.notify_one();
+    }
+
+    /// Whether the snapshot was loaded after the last DDL statement that
+    /// completed (cheap: two atomics; the age is checked by `resolve`).
+    pub fn is_current(&self) -> bool {
+        self.installed.load(Ordering::Acquire) == self.ddl.load(Ordering::Acquire)
+    }
+
+    /// Waits, up to `limit`, until the snapshot is current.
+    pub async fn wait_current(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let loaded = self.loaded.notified();
+            tokio::pin!(loaded);
+            loaded.as_mut().enable();
+            if self.is_current() {
+                return;
+            }
+            self.wake.notify_one();
+            if tokio::time::timeout_at(deadline, loaded).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Warnings about the upstream login (for the log and `/healthz`).
@@ -102,19 +138,56 @@ impl Catalog {
     /// adds what user overloads of built-ins called by name do, and follows
     /// views to the tables and functions they read. Never makes a statement
     /// less restrictive than what it reaches.
-    pub fn resolve(&self, a: Arc<Analysis>) -> Arc<Analysis> {
-        if a.statements.iter().any(|s| s.classes.contains(Class::Ddl)) {
-            self.changed();
-            return a;
-        }
+    pub fn resolve(&self, a: Arc<Analysis>, schema_pending: bool) -> Arc<Analysis> {
         let snap = self.current();
-        let fresh = snap.generation == self.ddl.load(Ordering::Acquire)
+        let fresh = !schema_pending
+            && snap.generation == self.ddl.load(Ordering::Acquire)
             && snap.loaded.is_some_and(|t| t.elapsed() < MAX_AGE);
+        // Statements from here on can't be placed: the snapshot is not
+        // current, or a DDL statement before them in the string may change
+        // what they read.
+        let unplaceable = if fresh {
+            a.statements
+                .iter()
+                .position(|s| s.classes.contains(Class::Ddl) && !keeps_reading(s))
+                .map_or(usize::MAX, |i| i + 1)
+        } else {
+            0
+        };
+        let reaches =
+            |s: &crate::classify::StatementInfo| !s.tables.is_empty() || s.pending.is_some();
+        if a.statements.iter().skip(unplaceable).any(reaches) {
+            let mut out = (*a).clone();
+            for s in out
+                .statements
+                .iter_mut()
+                .skip(unplaceable)
+                .filter(|s| reaches(s))
+            {
+                s.classes.insert(Class::Unparsed);
+                s.note.get_or_insert_with(|| {
+                    if fresh {
+                        "follows a schema change in the same query string: the catalog can't place what it reads until that has run".into()
+                    } else {
+                        format!("the catalog of database {} is not current (a schema change of this session's open transaction, a reload after one, or unreachable): views and functions can't be placed", self.database)
+                    }
+                });
+            }
+            if !fresh {
+                return Arc::new(out);
+            }
+            return self.resolve_current(&snap, Arc::new(out), unplaceable);
+        }
         if !fresh {
             return a;
         }
+        self.resolve_current(&snap, a, usize::MAX)
+    }
+
+    /// `resolve` with a current snapshot, for the statements before `until`.
+    fn resolve_current(&self, snap: &Snapshot, a: Arc<Analysis>, until: usize) -> Arc<Analysis> {
         // The common case costs a few hash look-ups and no allocation.
-        let work = a.statements.iter().any(|s| {
+        let work = a.statements.iter().take(until).any(|s| {
             s.tables.iter().any(|t| snap.view(t).is_some())
                 || s.pending.as_ref().is_some_and(|p| {
                     !p.functions.is_empty() || p.builtins.iter().any(|b| snap.lookup(b).is_some())
@@ -124,7 +197,7 @@ impl Catalog {
             return a;
         }
         let mut out = (*a).clone();
-        for s in &mut out.statements {
+        for s in out.statements.iter_mut().take(until) {
             let mut tables: BTreeSet<String> = s.tables.iter().cloned().collect();
             // What the statement reaches through views, functions and
             // user overloads of the built-ins it calls by name.
@@ -215,9 +288,12 @@ impl Catalog {
                             }
                             warned = s.warnings.clone();
                         }
+                        let generation = s.generation;
                         if let Ok(mut cur) = self.snapshot.write() {
                             *cur = Arc::new(s);
                         }
+                        self.installed.store(generation, Ordering::Release);
+                        self.loaded.notify_waiters();
                     }
                     Ok(Err(e)) => {
                         tracing::warn!(database = %self.database, "catalog query failed: {e}");
@@ -413,6 +489,32 @@ fn find(map: &HashMap<String, Vec<(String, Resolved)>>, f: &str) -> Option<Resol
     out
 }
 
+/// DDL that can't change what a later statement reads through the
+/// snapshot (no new or redefined view, function, rule, trigger or policy,
+/// no rename): reviewed statement kinds, by their leading command. Anything
+/// else makes the rest of its query string unplaceable.
+pub fn keeps_reading(s: &crate::classify::StatementInfo) -> bool {
+    const KINDS: &[&str] = &[
+        "TRUNCATE",
+        // A new table shadows no view the snapshot would miss (views are
+        // followed by name in every schema).
+        "CREATE TABLE",
+        "CREATE INDEX",
+        "CREATE UNIQUE",
+        "COMMENT",
+        "ANALYZE",
+        "VACUUM",
+        "REINDEX",
+        "CLUSTER",
+    ];
+    let c = s.command.as_str();
+    // A DROP only removes what the snapshot still expands (conservative).
+    c.starts_with("DROP ")
+        || KINDS
+            .iter()
+            .any(|k| c == *k || c.starts_with(&format!("{k} ")))
+}
+
 /// A function's classes with those of every user function it calls,
 /// transitively; a cycle, a chain deeper than `MAX_DEPTH` or a call of a
 /// function not in the catalog is `unparsed`.
@@ -532,16 +634,36 @@ mod tests {
         let classifier = Classifier::new(Dialect::Postgres, ClassifierOptions::default());
         let a = classifier.classify("SELECT harmless()");
         // No snapshot yet: stays unparsed.
-        assert!(c.resolve(a.clone()).statements[0]
+        assert!(c.resolve(a.clone(), false).statements[0]
             .classes
             .contains(Class::Unparsed));
         let s = snapshot(&[row(&["public", "harmless", "sql", "SELECT 1", "", "f"])]);
         *c.snapshot.write().unwrap() = Arc::new(s);
-        let r = c.resolve(a.clone());
+        let r = c.resolve(a.clone(), false);
         assert_eq!(r.statements[0].classes, ClassSet::of(&[Class::Read]));
-        // A DDL statement anywhere makes the snapshot stale until reloaded.
-        c.resolve(classifier.classify("CREATE TABLE x (a int)"));
-        assert!(c.resolve(a).statements[0].classes.contains(Class::Unparsed));
+        // After a view or function is made in the same string: unplaceable.
+        let r = c.resolve(
+            classifier.classify("CREATE VIEW v AS SELECT 1; SELECT * FROM v"),
+            false,
+        );
+        assert!(r.statements[1].classes.contains(Class::Unparsed), "{r:?}");
+        let r = c.resolve(classifier.classify("TRUNCATE t; SELECT harmless()"), false);
+        assert_eq!(r.statements[1].classes, ClassSet::of(&[Class::Read]));
+        // Classifying DDL changes nothing; a completed one makes the
+        // snapshot stale until reloaded.
+        c.resolve(
+            classifier
+                .classify("CREATE FUNCTION harmless() RETURNS int LANGUAGE sql AS 'SELECT 2'"),
+            false,
+        );
+        assert_eq!(
+            c.resolve(a.clone(), false).statements[0].classes,
+            ClassSet::of(&[Class::Read])
+        );
+        c.changed();
+        assert!(c.resolve(a, false).statements[0]
+            .classes
+            .contains(Class::Unparsed));
     }
 
     #[test]

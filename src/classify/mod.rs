@@ -164,6 +164,8 @@ pub fn cache_key(dialect: Dialect, sql: &str) -> String {
     }
 }
 
+pub use pg::search_path_shadows_builtins;
+
 /// The PostgreSQL key computed without pg_query (`None` where the string is
 /// not simple enough), and the one computed with it (`None` where it is not
 /// a cache key): wherever the first answers, the two must be equal. For the

@@ -43,6 +43,15 @@ pub fn key(sql: &str) -> String {
     lex::scan_key(sql).map(|l| l.key).unwrap_or_default()
 }
 
+/// Whether a `search_path` value as PostgreSQL reads it from a startup
+/// packet (a comma-separated list) lets user functions shadow built-ins
+/// (see `settings::shadows_builtins`). Quoted names split naively: only
+/// ever more cautious.
+pub fn search_path_shadows_builtins(value: &str) -> bool {
+    let schemas: Vec<String> = value.split(',').map(str::to_owned).collect();
+    settings::shadows_builtins(&schemas)
+}
+
 /// The key without pg_query, where the string is simple enough
 /// (`lex::fast_key`).
 pub(super) fn fast_key(sql: &str) -> Option<String> {

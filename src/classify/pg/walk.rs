@@ -176,8 +176,15 @@ impl Walk {
                 }
             }
             "LockStmt" => {
+                // The locked relations are targets: locking a system
+                // catalog (`LOCK pg_catalog.pg_class`) stops the database
+                // for everyone, sqlgate's own catalog reads included.
                 self.add(&[Write]);
-                self.children(n);
+                for r in list(n, "relations") {
+                    if let Some(("RangeVar", rv)) = node_of(r) {
+                        self.target(rv);
+                    }
+                }
             }
             "CreateTableAsStmt" => {
                 self.add(&[Ddl, Write, Read]);

@@ -235,6 +235,9 @@ fn refused_param(params: &[(String, String)]) -> Option<String> {
             "options" if !v.trim().is_empty() => {
                 return Some("the startup parameter `options` is not allowed through sqlgate; set parameters with SET after connecting".into())
             }
+            "search_path" if crate::classify::search_path_shadows_builtins(v) => {
+                return Some("a startup search_path that puts pg_catalog after another schema is not allowed: functions there would shadow the built-ins sqlgate decides by name".into())
+            }
             "client_encoding"
                 if !matches!(v.to_ascii_uppercase().replace(['-', '_'], "").as_str(), "UTF8" | "UNICODE") =>
             {

@@ -149,10 +149,12 @@ impl ClientSide<'_> {
         if name.starts_with(RESERVED) {
             return self.refuse_reserved("PARSE", name);
         }
-        let d = self
-            .sess
-            .engine
-            .decide_in(&self.sess.info.database, &self.sess.identity, sql);
+        let d = self.sess.engine.decide_in(
+            &self.sess.info.database,
+            &self.sess.identity,
+            sql,
+            self.shared.uncommitted_ddl.load(Ordering::Acquire),
+        );
         let sha = sha256_hex(sql);
         count(&d);
         if d.blocking().is_some() && d.first_deny().is_some() {

@@ -137,9 +137,12 @@ pub(super) fn above(entries: &[Over]) -> Vec<Over> {
     }
 }
 
-/// Whether the statement may change settings behind sqlgate's back.
+/// Whether the statement may change settings behind sqlgate's back, or
+/// the catalog (DDL): what follows it is read only after its answer.
 pub(super) fn barrier(info: &StatementInfo) -> bool {
-    info.classes.contains(Class::Unparsed) || info.classes.contains(Class::Session)
+    info.classes.contains(Class::Unparsed)
+        || info.classes.contains(Class::Session)
+        || info.classes.contains(Class::Ddl)
 }
 
 /// Called by the server side for each completed statement. `suspended`:
@@ -293,6 +296,30 @@ impl ClientSide<'_> {
             .encode();
             self.stage_denial(report, true);
             return true;
+        }
+        // A COMMIT among other statements can't be held either: refused
+        // while the transaction holds counted statements.
+        let counting = self.shared.guard.inflight.load(Ordering::Acquire) > 0
+            || !self
+                .shared
+                .guard
+                .over
+                .lock()
+                .expect("not poisoned")
+                .is_empty();
+        if stmts.len() > 1 && counting {
+            if let Some(i) = stmts.iter().position(commits) {
+                self.audit_denied(&d.analysis, &d.verdicts, i, sha);
+                let report = Report::new(
+                    Severity::Error,
+                    "42501",
+                    "sqlgate: a query string that commits a transaction holding a DELETE, UPDATE or MERGE counted by the row guard cannot be vetted: its commit could not be held",
+                )
+                .hint("send COMMIT as a query of its own")
+                .encode();
+                self.stage_denial(report, true);
+                return true;
+            }
         }
         false
     }

@@ -34,7 +34,7 @@ use sqlgate_postgres::backend::{self, Report, Severity};
 use sqlgate_postgres::frame::{self, Next};
 use sqlgate_postgres::frontend;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -91,6 +91,11 @@ struct Shared {
     orphans: Mutex<Vec<(u8, extended::UpName)>>,
     /// The row guard's memory and signals (`guard.rs`).
     guard: guard::GuardState,
+    /// A DDL statement (not `catalog::keeps_reading`) ran in the open
+    /// transaction block: the catalog's side connection can't see it until
+    /// COMMIT, so what this session reads can't be placed (set by the
+    /// server side, cleared when the server reports the block ended).
+    uncommitted_ddl: AtomicBool,
 }
 
 /// A statement the agent prepared (named or unnamed), for the audit of its executions.
@@ -184,6 +189,7 @@ pub async fn run(
         statements: AtomicU64::new(0),
         orphans: Mutex::new(Vec::new()),
         guard: guard::GuardState::default(),
+        uncommitted_ddl: AtomicBool::new(false),
     };
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();
@@ -335,6 +341,16 @@ impl ClientSide<'_> {
                         break;
                     }
                     Ok(Next::Whole { tag, len }) => {
+                        if matches!(tag, b'Q' | b'P') {
+                            // Decided only on a current catalog (after a DDL
+                            // statement completed, its reload), or failing
+                            // closed once `WAIT` is over (`catalog::resolve`).
+                            if let Some(c) = self.sess.engine.catalog(&self.sess.info.database) {
+                                if !c.is_current() {
+                                    c.wait_current(crate::catalog::WAIT).await;
+                                }
+                            }
+                        }
                         let step = self.message(tag, &buf[pos..pos + len]);
                         pos += len;
                         match step {
@@ -506,7 +522,7 @@ impl ClientSide<'_> {
             let report = Report::new(
                 Severity::Error,
                 "42501",
-                "sqlgate: a statement that may change settings (class unparsed or session) must be followed by Sync before another Parse or Query: sqlgate reads SQL only under settings the server has confirmed",
+                "sqlgate: a statement that may change settings or the schema (class unparsed, session or ddl) must be followed by Sync before another Parse or Query: sqlgate reads SQL only under settings and a catalog the server has confirmed",
             )
             .hint("send Sync after such a statement")
             .encode();
@@ -589,10 +605,12 @@ impl ClientSide<'_> {
                 return Step::Next;
             }
         };
-        let d = self
-            .sess
-            .engine
-            .decide_in(&self.sess.info.database, &self.sess.identity, sql);
+        let d = self.sess.engine.decide_in(
+            &self.sess.info.database,
+            &self.sess.identity,
+            sql,
+            self.shared.uncommitted_ddl.load(Ordering::Acquire),
+        );
         let sha = sha256_hex(sql);
         count(&d);
         match d.blocking() {

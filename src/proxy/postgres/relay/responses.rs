@@ -133,6 +133,15 @@ pub(super) async fn server_to_client(
                                     if let Some(c) = sess.engine.catalog(&sess.info.database) {
                                         c.changed();
                                     }
+                                    let changes_reading = ev
+                                        .analysis
+                                        .statements
+                                        .get(ev.index)
+                                        .is_some_and(|s| !crate::catalog::keeps_reading(s));
+                                    if changes_reading {
+                                        // Cleared when the server says the block ended.
+                                        shared.uncommitted_ddl.store(true, Ordering::Release);
+                                    }
                                 }
                                 done.push(ev);
                             }
@@ -237,6 +246,11 @@ pub(super) async fn server_to_client(
                             last_status = backend::ready_status(msg).ok();
                             if let Some(st) = last_status {
                                 super::guard::track_ready(&shared.guard, st);
+                                if st == b'I' {
+                                    // Committed or rolled back: the catalog's
+                                    // reload (woken at completion) sees it.
+                                    shared.uncommitted_ddl.store(false, Ordering::Release);
+                                }
                             }
                             rows = 0;
                             if swallow {
