@@ -860,3 +860,45 @@ async fn every_matching_rule_must_approve() {
         "0"
     );
 }
+
+/// Approvals review finding 7: an approver of another group can't read a
+/// request (its statements and literals), in the list or by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_groups_cannot_read_a_request() {
+    let env = Env::new("hold_visible");
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move { c.simple_query("UPDATE items SET name = 'x'").await });
+    let req = env.pending(1).await.remove(0);
+    let id = req["id"].as_str().unwrap();
+    let (s, v) = env
+        .api("GET", "/v1/approvals", "tok-carol", serde_json::Value::Null)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["approvals"].as_array().map(Vec::len), Some(0), "{v}");
+    let (s, _) = env
+        .api(
+            "GET",
+            &format!("/v1/approvals/{id}"),
+            "tok-carol",
+            serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = env
+        .api(
+            "GET",
+            &format!("/v1/approvals/{id}"),
+            "tok-bob",
+            serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!(s, 200);
+    env.api(
+        "POST",
+        &format!("/v1/approvals/{id}/deny"),
+        "tok-bob",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert!(agent.await.unwrap().is_err());
+}

@@ -58,7 +58,7 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    approver(&a, &headers)?;
+    let who = approver(&a, &headers)?;
     let states = [
         "pending",
         "approved",
@@ -76,6 +76,7 @@ async fn list(
     let v: Vec<_> = a
         .list(q.state.as_deref())
         .iter()
+        .filter(|r| r.visible_to(&who))
         .map(|r| r.to_json())
         .collect();
     Ok(Json(serde_json::json!({ "approvals": v })))
@@ -86,8 +87,13 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    approver(&a, &headers)?;
-    let r = a.get(&id).ok_or(VoteError::NotFound(id))?;
+    let who = approver(&a, &headers)?;
+    // Another group's request is not there for this approver (404, as if
+    // unknown): its statements and literals are theirs to see.
+    let r = a
+        .get(&id)
+        .filter(|r| r.visible_to(&who))
+        .ok_or(VoteError::NotFound(id))?;
     Ok(Json(r.to_json()))
 }
 

@@ -164,6 +164,12 @@ impl Request {
         }
     }
 
+    /// Whether `a` may see this request: a member of one of the groups
+    /// that may decide it.
+    pub fn visible_to(&self, a: &super::Approver) -> bool {
+        a.groups.iter().any(|g| self.approver_groups.contains(g))
+    }
+
     pub fn votes(&self) -> Vec<CastVote> {
         self.inner.lock().expect("not poisoned").1.clone()
     }
