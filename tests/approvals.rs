@@ -902,3 +902,38 @@ async fn other_groups_cannot_read_a_request() {
     .await;
     assert!(agent.await.unwrap().is_err());
 }
+
+/// Approvals review finding 6: agent-controlled text reaches the terminal
+/// escaped (no ESC, CSI or bidi override is printed raw).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_list_prints_no_raw_escapes() {
+    let env = Env::new("hold_escapes");
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move {
+        c.simple_query("DROP TABLE IF EXISTS items, \"\u{1b}[33D\u{1b}[K\u{202e}x\u{9b}2K\"")
+            .await
+    });
+    let req = env.pending(1).await.remove(0);
+    for args in [
+        &["list"][..],
+        &["list", "--json"],
+        &["show", req["id"].as_str().unwrap()],
+    ] {
+        let out = env.cli(args, "tok-alice");
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            !text.contains(['\u{1b}', '\u{9b}', '\u{202e}']),
+            "{args:?}: {text:?}"
+        );
+        assert!(text.contains("1b"), "{args:?}: {text}");
+    }
+    env.api(
+        "POST",
+        &format!("/v1/approvals/{}/deny", req["id"].as_str().unwrap()),
+        "tok-bob",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert!(agent.await.unwrap().is_err());
+}

@@ -73,14 +73,15 @@ pub fn run(admin: Option<String>, token: Option<String>, cmd: Command) -> anyhow
                 let body = call(http.get(url)).await?;
                 let list = body["approvals"].as_array().cloned().unwrap_or_default();
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&list)?);
+                    // serde_json leaves DEL, C1 and bidi characters raw.
+                    println!("{}", super::terminal_safe_json(&list)?);
                 } else {
                     print_table(&list);
                 }
             }
             Command::Show { id } => {
                 let body = call(http.get(format!("{base}/v1/approvals/{id}"))).await?;
-                println!("{}", serde_json::to_string_pretty(&body)?);
+                println!("{}", super::terminal_safe_json(&body)?);
             }
             Command::Approve { id, reason, grant } => {
                 let body = serde_json::json!({ "reason": reason, "grant": grant });
@@ -115,14 +116,21 @@ fn print_table(list: &[serde_json::Value]) {
         "ID", "AGENT", "RULE", "STATE"
     );
     for r in list {
-        let stmt = r["statements"][0]["text"].as_str().unwrap_or("");
-        let stmt: String = stmt.chars().take(60).collect();
+        let field = |v: &serde_json::Value| super::terminal_safe(v.as_str().unwrap_or(""));
+        let stmt = field(&r["statements"][0]["text"]);
+        let stmt = match stmt.char_indices().nth(60) {
+            Some((at, _)) => format!(
+                "{}… (truncated: `sqlgate approvals show` has it all)",
+                &stmt[..at]
+            ),
+            None => stmt,
+        };
         println!(
             "{:<30} {:<16} {:<28} {:<10} {stmt}",
-            r["id"].as_str().unwrap_or(""),
-            r["agent"].as_str().unwrap_or(""),
-            r["rule"].as_str().unwrap_or(""),
-            r["state"].as_str().unwrap_or(""),
+            field(&r["id"]),
+            field(&r["agent"]),
+            field(&r["rule"]),
+            field(&r["state"]),
         );
     }
 }

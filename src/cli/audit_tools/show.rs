@@ -109,21 +109,5 @@ pub fn line(rec: &Record<'_>) -> String {
         }
         _ => {}
     }
-    escape_controls(s)
-}
-
-/// Replaces control characters (newlines, ESC, …) with their `\u{..}` escapes.
-fn escape_controls(s: String) -> String {
-    if !s.chars().any(char::is_control) {
-        return s;
-    }
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    crate::cli::terminal_safe(&s)
 }
