@@ -411,3 +411,21 @@ fn dropping_data_is_destructive_whatever_else_it_is() {
         has(sql, &[Destructive]);
     }
 }
+
+#[test]
+fn a_nul_byte_never_crashes_the_reading() {
+    // Found by the classify fuzz target: a literal holding NUL, read back
+    // as SQL (table_to_xml's table name).
+    for sql in [
+        "SELECT table_to_xml('s\0crets', true, false, '')",
+        "SELECT query_to_xml('select\0 1', true, false, '')",
+        "SELECT 'a\0b'",
+        "SELECT 1\0",
+    ] {
+        let a = pg().classify(sql);
+        assert!(
+            a.statements.iter().all(|s| !s.classes.is_empty()),
+            "{sql:?}"
+        );
+    }
+}

@@ -157,7 +157,8 @@ fn scan_with(sql: &str, with_toks: bool) -> Result<Lexed, String> {
 ///   of `= < > *` (one operator each, as scan.l reads `{op_chars}+` with no
 ///   `-`, `/` or `+` in it to cut).
 ///
-/// No comment, no `-`, `/`, `+`, `$`, `"`, `\`, `&` or `:` alone ever passes.
+/// No comment, no `-`, `/`, `+`, `$`, `"`, `\`, `&`, `:` alone or NUL ever
+/// passes.
 /// The `classify` fuzz target and every debug build check it against
 /// [`scan_key`] wherever it answers.
 pub fn fast_key(sql: &str) -> Option<String> {
@@ -220,6 +221,11 @@ pub fn fast_key(sql: &str) -> Option<String> {
                 i += 1;
                 loop {
                     let close = i + b[i..].iter().position(|&c| c == b'\'')?;
+                    // pg_query reads a C string: it ends at a NUL (found
+                    // by the classify fuzz target).
+                    if b[i..close].contains(&0) {
+                        return None;
+                    }
                     i = close + 1;
                     if i < n && b[i] == b'\'' {
                         i += 1;
@@ -443,6 +449,7 @@ mod tests {
             "SELECT ü",
             "SELECT a\x0bb",
             "SELECT a *-1, a =/ b",
+            "SELECT 's\0crets'",
             "",
             "   ",
         ];
