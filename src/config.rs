@@ -384,11 +384,15 @@ impl Config {
         let mut agents: Vec<Agent> = Vec::new();
         for a in raw.agents {
             let password = secret(&a.name, "agent", a.password, a.password_env, "password")?;
-            if agents.iter().any(|x| x.name == a.name) {
-                return Err(invalid(format!("agent `{}` is defined twice", a.name)));
+            let name = person_name("agent", &a.name).map_err(invalid)?;
+            if agents.iter().any(|x| x.name == name) {
+                return Err(invalid(format!(
+                    "agent `{}` is defined twice (names are compared as `{name}`)",
+                    a.name
+                )));
             }
             agents.push(Agent {
-                name: a.name,
+                name,
                 password,
                 groups: a.groups,
             });
@@ -396,14 +400,35 @@ impl Config {
         let mut approvers: Vec<Approver> = Vec::new();
         for a in raw.approvers {
             let token = secret(&a.name, "approver", a.token, a.token_env, "token")?;
-            if approvers.iter().any(|x| x.name == a.name) {
-                return Err(invalid(format!("approver `{}` is defined twice", a.name)));
+            let name = person_name("approver", &a.name).map_err(invalid)?;
+            if approvers.iter().any(|x| x.name == name) {
+                return Err(invalid(format!(
+                    "approver `{}` is defined twice (names are compared as `{name}`)",
+                    a.name
+                )));
+            }
+            if approvers.iter().any(|x| x.token == token) {
+                return Err(invalid(format!(
+                    "approver `{}` has the same token as another approver: tokens must be unique",
+                    a.name
+                )));
+            }
+            let mut runs = Vec::new();
+            for agent in &a.agents {
+                let n = person_name("agent", agent).map_err(invalid)?;
+                if !agents.iter().any(|x| x.name == n) {
+                    return Err(invalid(format!(
+                        "approver `{}`: `agents` names `{agent}`, which is not an [[agent]]",
+                        a.name
+                    )));
+                }
+                runs.push(n);
             }
             approvers.push(Approver {
-                name: a.name,
+                name,
                 token,
                 groups: a.groups,
-                agents: a.agents,
+                agents: runs,
             });
         }
         let dur = |what: &str, s: Option<String>, default: Duration| match s {
@@ -412,7 +437,7 @@ impl Config {
                 humantime::parse_duration(&s).map_err(|e| invalid(format!("`{what}` = `{s}`: {e}")))
             }
         };
-        let channels = match raw.approvals.as_ref() {
+        let mut channels = match raw.approvals.as_ref() {
             None => Channels::default(),
             Some(a) => Channels {
                 public_url: a.public_url.clone(),
@@ -462,6 +487,11 @@ impl Config {
                 }),
             },
         };
+        if let Some(s) = channels.slack.as_mut() {
+            for name in s.users.values_mut() {
+                *name = person_name("approver", name).map_err(invalid)?;
+            }
+        }
         for name in channels.slack.iter().flat_map(|s| s.users.values()) {
             if !approvers.iter().any(|a| &a.name == name) {
                 return Err(invalid(format!(
@@ -631,6 +661,36 @@ fn pct(s: &str, part: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("the {part} is not UTF-8 once decoded"))
 }
 
+/// An agent or approver name as people read it: Unicode NFKC, lower case,
+/// and then only `a-z 0-9 . _ - @`, so `Bot` and `ｂｏｔ` are `bot` (a clash
+/// with it is an error) and a look-alike from another script (`bоt`, with a
+/// Cyrillic `о`) is refused rather than taken for someone else. Surrounding
+/// white space is refused. Hand-written on purpose: an ASCII allow-list
+/// after NFKC needs no confusables table to be safe.
+pub fn person_name(what: &str, raw: &str) -> Result<String, String> {
+    use unicode_normalization::UnicodeNormalization;
+    if raw.trim() != raw {
+        return Err(format!("{what} name `{raw}` has white space around it"));
+    }
+    let n: String = raw.nfkc().collect::<String>().to_lowercase();
+    let ok = |c: char| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '@')
+    };
+    if n.is_empty() || !n.chars().all(ok) {
+        return Err(format!(
+            "{what} name `{}` may hold only letters a-z, digits and . _ - @ (compared case-insensitively after Unicode NFKC; look-alike letters of other scripts are refused)",
+            raw.escape_debug()
+        ));
+    }
+    Ok(n)
+}
+
+/// A login name as an agent's name is compared (see [`person_name`]).
+pub fn login_name(raw: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    raw.nfkc().collect::<String>().to_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,5 +769,39 @@ mod tests {
             "password = \"pw\"\npassword_env = \"X\"",
         );
         assert!(Config::from_toml(&two, Path::new(".")).is_err());
+    }
+
+    #[test]
+    fn names_are_compared_as_people_read_them() {
+        let with = |extra: &str| Config::from_toml(&format!("{MINIMAL}\n{extra}"), Path::new("."));
+        let err = |extra: &str| with(extra).err().map(|e| e.to_string()).unwrap_or_default();
+        let approver = |name: &str, token: &str, agents: &str| {
+            format!("[[approver]]\nname = \"{name}\"\ntoken = \"{token}\"\ngroups = [\"dba\"]\nagents = [{agents}]\n")
+        };
+        // `Bot`, `ｂｏｔ` are the agent `bot`: a clash.
+        for twin in ["Bot", "\u{ff42}\u{ff4f}\u{ff54}"] {
+            let e = err(&format!("[[agent]]\nname = \"{twin}\"\npassword = \"x\"\n"));
+            assert!(e.contains("twice"), "{twin}: {e}");
+        }
+        // Surrounding space, a Cyrillic look-alike: refused.
+        assert!(err(&approver("bot ", "t1", "")).contains("white space"));
+        assert!(err(&approver("b\u{43e}t", "t1", "")).contains("look-alike"));
+        // `agents` entries must be agents; tokens unique.
+        assert!(err(&approver("alice", "t1", "\"nobody\"")).contains("not an [[agent]]"));
+        let two = format!(
+            "{}{}",
+            approver("alice", "t1", ""),
+            approver("bob", "t1", "")
+        );
+        assert!(err(&two).contains("same token"));
+        // The operator's `Bot` entry means the agent `bot`.
+        let c = with(&approver("Mallory", "t2", "\"Bot\"")).unwrap();
+        assert_eq!(
+            (
+                c.approvers[0].name.as_str(),
+                c.approvers[0].agents[0].as_str()
+            ),
+            ("mallory", "bot")
+        );
     }
 }

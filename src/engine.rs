@@ -95,8 +95,10 @@ impl Engine {
         }
     }
 
+    /// The agent a login name means (compared as configured names are:
+    /// `config::person_name`).
     pub fn agent(&self, name: &str) -> Option<&AgentEntry> {
-        self.agents.get(name)
+        self.agents.get(&crate::config::login_name(name))
     }
 
     /// A verifier for a login name that is not an agent: the exchange runs

@@ -213,6 +213,9 @@ fn the_key_file_is_0600_and_a_readable_one_is_refused() {
     let (cfg, _) = clean_log("keymode");
     let mode = std::fs::metadata(&cfg.key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    // The log holds literals and parameters: owner only too.
+    let log = std::fs::metadata(&cfg.path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(log, 0o600);
     let text = std::fs::read_to_string(&cfg.key).unwrap();
     assert!(text.starts_with("ed25519-secret:") && text.ends_with('\n'));
     std::fs::set_permissions(&cfg.key, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -16,6 +16,7 @@ pub fn routes(approvals: Approvals) -> Router {
         .route("/v1/approvals", get(list))
         .route("/v1/approvals/{id}", get(show))
         .route("/v1/approvals/{id}/{verb}", post(vote))
+        .route("/v1/page/approvals/{id}/{verb}", post(page_vote))
         .with_state(approvals)
 }
 
@@ -105,14 +106,37 @@ pub struct Decision {
     pub grant: Option<String>,
 }
 
-/// `POST /v1/approvals/{id}/approve` and `/deny`.
+/// `POST /v1/approvals/{id}/approve` and `/deny`: channel `api`.
 async fn vote(
     State(a): State<Approvals>,
     headers: HeaderMap,
     Path((id, verb)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let approve = match verb.as_str() {
+    vote_on(&a, &headers, &id, &verb, &body, "api")
+}
+
+/// `POST /v1/page/approvals/{id}/approve|deny`: the approval page's votes
+/// (channel `page`). The channel comes from the endpoint, never from a
+/// header a script could set.
+async fn page_vote(
+    State(a): State<Approvals>,
+    headers: HeaderMap,
+    Path((id, verb)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    vote_on(&a, &headers, &id, &verb, &body, "page")
+}
+
+fn vote_on(
+    a: &Approvals,
+    headers: &HeaderMap,
+    id: &str,
+    verb: &str,
+    body: &[u8],
+    channel: &'static str,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let approve = match verb {
         "approve" => true,
         "deny" => false,
         _ => {
@@ -122,18 +146,7 @@ async fn vote(
             ))
         }
     };
-    let channel = channel(&headers);
-    decide(&a, &headers, &id, approve, parse_body(&body)?, channel)
-}
-
-/// The approval page (`admin/page.rs`) votes through this API and says so with
-/// `X-Sqlgate-Channel: page`, so the audit tells page votes from scripted ones.
-/// Only that one value is recognised; anything else is `api`.
-fn channel(headers: &HeaderMap) -> &'static str {
-    match headers.get("x-sqlgate-channel").map(|v| v.as_bytes()) {
-        Some(b"page") => "page",
-        _ => "api",
-    }
+    decide(a, headers, id, approve, parse_body(body)?, channel)
 }
 
 /// The decision body is optional: nothing, `null` or `{}` mean "no reason".

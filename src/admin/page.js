@@ -24,7 +24,7 @@
   }
 
   async function call(method, path, body) {
-    const headers = { Authorization: 'Bearer ' + token(), 'X-Sqlgate-Channel': 'page' };
+    const headers = { Authorization: 'Bearer ' + token() };
     const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
@@ -164,7 +164,7 @@
     $('deny').disabled = true;
     say(verb === 'approve' ? 'Approving…' : 'Denying…', false);
     const reason = $('reason').value.trim();
-    const r = await call('POST', api + '/' + verb, reason ? { reason } : {});
+    const r = await call('POST', '/v1/page/approvals/' + encodeURIComponent(id) + '/' + verb, reason ? { reason } : {});
     busy = false;
     $('approve').disabled = false;
     $('deny').disabled = false;

@@ -7,9 +7,10 @@
 //! Its script (`/approvals/app.js`) asks for the approver's bearer token,
 //! keeps it in `sessionStorage` (never in a URL or cookie, so there is no
 //! CSRF surface), loads the request from `GET /v1/approvals/{id}` and inserts
-//! every value with `textContent`. Votes go to the existing
-//! `POST /v1/approvals/{id}/approve|deny` with `X-Sqlgate-Channel: page`,
-//! so every rule of [`crate::approval::Approvals::vote`] applies unchanged.
+//! every value with `textContent`. Votes go to
+//! `POST /v1/page/approvals/{id}/approve|deny` (the API's vote with channel
+//! `page`), so every rule of [`crate::approval::Approvals::vote`] applies
+//! unchanged.
 //!
 //! A strict Content-Security-Policy allows only this origin's script, style
 //! and `fetch`, no framing (clickjacking a one-click approval is the classic

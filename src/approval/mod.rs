@@ -166,7 +166,10 @@ impl Approvals {
             .find(|a| bool::from(a.token_sha256.ct_eq(&h)))
     }
 
+    /// The approver a name means, compared as configured names are
+    /// (`config::person_name`).
     pub fn approver(&self, name: &str) -> Option<&Approver> {
+        let name = crate::config::login_name(name);
         self.inner.approvers.iter().find(|a| a.name == name)
     }
 

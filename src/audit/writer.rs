@@ -99,11 +99,19 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Audit files hold literals and parameters: created 0600 (owner only),
+/// and an older one readable by others is made so.
 fn open_append(path: &Path) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)
+        .mode(0o600)
+        .open(path)?;
+    if f.metadata()?.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(f)
 }
 
 impl Writer {
