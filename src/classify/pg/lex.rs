@@ -154,8 +154,8 @@ fn scan_with(sql: &str, with_toks: bool) -> Result<Lexed, String> {
 ///   sessions that change it are refused), not followed by white space and
 ///   another `'` (a continuation: bail out);
 /// - `( ) , ; [ ]`, `.` not next to a digit or another `.`, `::`, and runs
-///   of `= < > *` (one operator each, as scan.l reads `{op_chars}+` with no
-///   `-`, `/` or `+` in it to cut).
+///   of at most three of `= < > *` (one operator each, as scan.l reads
+///   `{op_chars}+` with no `-`, `/` or `+` in it to cut).
 ///
 /// No comment, no `-`, `/`, `+`, `$`, `"`, `\`, `&`, `:` alone or NUL ever
 /// passes.
@@ -266,6 +266,12 @@ pub fn fast_key(sql: &str) -> Option<String> {
                 let s = i;
                 while i < n && matches!(b[i], b'=' | b'<' | b'>' | b'*') {
                     i += 1;
+                }
+                // scan.l refuses operators of NAMEDATALEN bytes or more
+                // (found by the classify fuzz target); no common one has
+                // more than three.
+                if i - s > 3 {
+                    return None;
                 }
                 if i < n
                     && matches!(
@@ -450,6 +456,7 @@ mod tests {
             "SELECT a\x0bb",
             "SELECT a *-1, a =/ b",
             "SELECT 's\0crets'",
+            "SELECT a <<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<< b",
             "",
             "   ",
         ];
