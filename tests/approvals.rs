@@ -937,3 +937,45 @@ async fn approvals_list_prints_no_raw_escapes() {
     .await;
     assert!(agent.await.unwrap().is_err());
 }
+
+/// Approvals review finding 9–10: an over-long reason and a body that is
+/// not UTF-8 are refused (400), not counted as a vote without reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_or_oversized_votes_are_refused() {
+    let env = Env::new("hold_bodies");
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move { c.simple_query("UPDATE items SET name = 'x'").await });
+    let req = env.pending(1).await.remove(0);
+    let url = format!(
+        "{}/v1/approvals/{}/approve",
+        env.admin(),
+        req["id"].as_str().unwrap()
+    );
+    let r = env
+        .http
+        .post(&url)
+        .bearer_auth("tok-bob")
+        .body(vec![0xff, 0xfe, b'{', b'}'])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let (s, v) = env
+        .api(
+            "POST",
+            &format!("/v1/approvals/{}/approve", req["id"].as_str().unwrap()),
+            "tok-bob",
+            serde_json::json!({ "reason": "x".repeat(5000) }),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(env.pending(1).await[0]["state"], "pending");
+    env.api(
+        "POST",
+        &format!("/v1/approvals/{}/deny", req["id"].as_str().unwrap()),
+        "tok-bob",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert!(agent.await.unwrap().is_err());
+}

@@ -151,17 +151,29 @@ fn vote_on(
 
 /// The decision body is optional: nothing, `null` or `{}` mean "no reason".
 fn parse_body(body: &[u8]) -> Result<Decision, ApiError> {
-    let text = std::str::from_utf8(body).unwrap_or("").trim();
+    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
+    // Not read as "no reason": a body that can't be read is no vote.
+    let text = std::str::from_utf8(body)
+        .map_err(|_| bad("the body is not UTF-8".into()))?
+        .trim();
     if text.is_empty() || text == "null" {
         return Ok(Decision::default());
     }
-    serde_json::from_str(text).map_err(|e| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("the body must be JSON like {{\"reason\": \"...\"}}: {e}"),
-        )
-    })
+    let d: Decision = serde_json::from_str(text).map_err(|e| {
+        bad(format!(
+            "the body must be JSON like {{\"reason\": \"...\"}}: {e}"
+        ))
+    })?;
+    if d.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
+        return Err(bad(format!(
+            "`reason` is longer than {MAX_REASON} bytes; it goes to the log and the agent"
+        )));
+    }
+    Ok(d)
 }
+
+/// A vote's reason is stored in the log and shown to the agent: bounded.
+pub const MAX_REASON: usize = 4096;
 
 /// Authenticates, then votes. Shared by the API and the approval page.
 pub fn decide(

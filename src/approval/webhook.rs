@@ -291,6 +291,15 @@ async fn decision(
         .approver(&d.approver)
         .cloned()
         .ok_or(CallbackError::UnknownApprover(d.approver))?;
+    if d.reason
+        .as_ref()
+        .is_some_and(|r| r.len() > crate::admin::approvals::MAX_REASON)
+    {
+        return Err(CallbackError::Body(format!(
+            "`reason` is longer than {} bytes",
+            crate::admin::approvals::MAX_REASON
+        )));
+    }
     let approve = d.decision == Decision::Approve;
     let grant = parse_grant(d.grant.as_deref(), approve).map_err(CallbackError::Grant)?;
     let r = cb.approvals.vote(
