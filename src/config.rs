@@ -166,6 +166,10 @@ struct RawWebhook {
     url: String,
     secret: Option<String>,
     secret_env: Option<String>,
+    /// Approvers whose votes this webhook's secret may carry; none: the
+    /// webhook only notifies.
+    #[serde(default)]
+    decisions_for: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,6 +196,8 @@ struct RawTeams {
 pub struct Webhook {
     pub url: String,
     pub secret: String,
+    /// Approvers (normalised names) it may vote for; empty: notify-only.
+    pub decisions_for: Vec<String>,
 }
 
 /// Slack: requests go to a channel with Approve/Deny buttons.
@@ -454,6 +460,11 @@ impl Config {
                                 w.secret_env.clone(),
                                 "secret",
                             )?,
+                            decisions_for: w
+                                .decisions_for
+                                .iter()
+                                .map(|n| person_name("approver", n).map_err(invalid))
+                                .collect::<Result<_, _>>()?,
                         })
                     })
                     .collect::<Result<_, ConfigError>>()?,
@@ -490,6 +501,18 @@ impl Config {
         if let Some(s) = channels.slack.as_mut() {
             for name in s.users.values_mut() {
                 *name = person_name("approver", name).map_err(invalid)?;
+            }
+        }
+        for w in &channels.webhooks {
+            if let Some(n) = w
+                .decisions_for
+                .iter()
+                .find(|n| !approvers.iter().any(|a| &a.name == *n))
+            {
+                return Err(invalid(format!(
+                    "approvals.webhook `{}`: decisions_for names `{n}`, who is not an [[approver]]",
+                    w.url
+                )));
             }
         }
         for name in channels.slack.iter().flat_map(|s| s.users.values()) {

@@ -51,6 +51,14 @@ fn hook_sig(secret: &str, ts: u64, body: &[u8]) -> String {
     format!("v1={}", hmac_hex(secret, &msg))
 }
 
+/// Decisions are signed in their own domain:
+/// `v1=hex(HMAC(secret, "sqlgate-decision.{ts}.{body}"))`.
+fn decision_sig(secret: &str, ts: u64, body: &[u8]) -> String {
+    let mut msg = format!("sqlgate-decision.{ts}.").into_bytes();
+    msg.extend_from_slice(body);
+    format!("v1={}", hmac_hex(secret, &msg))
+}
+
 /// Slack's scheme: `v0=hex(HMAC(signing_secret, "v0:{ts}:{body}"))`.
 fn slack_sig(secret: &str, ts: u64, body: &[u8]) -> String {
     let mut msg = format!("v0:{ts}:").into_bytes();
@@ -218,7 +226,8 @@ impl Env {
         let mut cfg = cfg;
         let channel = match channel {
             Channel::Webhook => format!(
-                "[[approvals.webhook]]\nurl = \"http://127.0.0.1:{local}/hook\"\nsecret = \"{HOOK_SECRET}\""
+                "[[approvals.webhook]]\nurl = \"http://127.0.0.1:{local}/hook\"\nsecret = \"{HOOK_SECRET}\"\n\
+                 decisions_for = [\"alice\", \"bob\", \"bot\", \"carol\"]"
             ),
             Channel::Slack => format!(
                 "[approvals.slack]\nbot_token = \"{SLACK_TOKEN}\"\nsigning_secret = \"{SLACK_SECRET}\"\n\
@@ -279,7 +288,7 @@ impl Env {
     /// POSTs a decision callback, signed with `secret` at `ts`.
     async fn callback(&self, body: &Value, secret: &str, ts: u64) -> (u16, Value) {
         let body = serde_json::to_vec(body).unwrap();
-        let sig = hook_sig(secret, ts, &body);
+        let sig = decision_sig(secret, ts, &body);
         self.callback_raw(body, &ts.to_string(), &sig).await
     }
 
@@ -427,7 +436,16 @@ async fn webhook_callbacks_are_refused_unless_signed_fresh_new_and_by_an_eligibl
     assert_eq!(s, 401, "{v}");
     assert!(v["error"].as_str().unwrap().contains("signature"), "{v}");
     let ts = now();
-    let sig = hook_sig(HOOK_SECRET, ts, &body);
+    // Signed as a notification is: not a decision (separate domains).
+    let (s, _) = env
+        .callback_raw(
+            body.clone(),
+            &ts.to_string(),
+            &hook_sig(HOOK_SECRET, ts, &body),
+        )
+        .await;
+    assert_eq!(s, 401);
+    let sig = decision_sig(HOOK_SECRET, ts, &body);
     let tampered = serde_json::to_vec(&by("bob")).unwrap();
     let (s, _) = env.callback_raw(tampered, &ts.to_string(), &sig).await;
     assert_eq!(s, 401);

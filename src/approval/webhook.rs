@@ -189,13 +189,22 @@ async fn deliver(
     tracing::error!(url = %w.url, request = %id, event, "webhook gave up after {} attempts", BACKOFF.len() + 1);
 }
 
-/// The decision callback, mounted only when a webhook is configured.
+/// What a decision's signature covers before the timestamp.
+pub const DECISION_DOMAIN: &[u8] = b"sqlgate-decision.";
+
+/// The decision callback, mounted only when a webhook accepts decisions.
 pub fn routes(hooks: Vec<Webhook>, approvals: Approvals) -> Router {
+    // Notify-only webhooks take no decisions.
+    let hooks: Vec<(String, Vec<String>)> = hooks
+        .into_iter()
+        .filter(|w| !w.decisions_for.is_empty())
+        .map(|w| (w.secret, w.decisions_for))
+        .collect();
     if hooks.is_empty() {
         return Router::new();
     }
     let state = Arc::new(Callback {
-        secrets: hooks.into_iter().map(|w| w.secret).collect(),
+        secrets: hooks,
         approvals,
         replays: ReplayGuard::default(),
     });
@@ -205,7 +214,8 @@ pub fn routes(hooks: Vec<Webhook>, approvals: Approvals) -> Router {
 }
 
 struct Callback {
-    secrets: Vec<String>,
+    /// Each decision webhook's secret and the approvers it may vote for.
+    secrets: Vec<(String, Vec<String>)>,
     approvals: Approvals,
     replays: ReplayGuard,
 }
@@ -233,7 +243,7 @@ enum CallbackError {
     Signature(#[from] SignatureError),
     #[error("the body must be JSON like {{\"request\": \"apr_…\", \"approver\": \"alice\", \"decision\": \"approve\"}}: {0}")]
     Body(String),
-    #[error("unknown approver `{0}`")]
+    #[error("unknown approver `{0}`, or not one this webhook may vote for")]
     UnknownApprover(String),
     #[error("{0}")]
     Grant(String),
@@ -273,15 +283,18 @@ async fn decision(
         .strip_prefix("v1=")
         .ok_or(SignatureError::Malformed(SIGNATURE_HEADER))?;
     let ts_text = ts.to_string();
-    let base: [&[u8]; 3] = [ts_text.as_bytes(), b".", &body];
+    // The decision domain: an outgoing notification (signed over
+    // "{ts}.{body}") can never pass for a decision.
+    let base: [&[u8]; 4] = [DECISION_DOMAIN, ts_text.as_bytes(), b".", &body];
     // Check every secret, not just up to the first match, so the time taken
     // says nothing about which (or whether an earlier) secret matched.
-    let ok = cb.secrets.iter().fold(false, |ok, secret| {
-        ok | sign::verify_hex(secret.as_bytes(), &base, hex)
+    let matched = cb.secrets.iter().fold(None, |m, (secret, allowed)| {
+        let ok = sign::verify_hex(secret.as_bytes(), &base, hex);
+        m.or(ok.then_some(allowed))
     });
-    if !ok {
+    let Some(allowed) = matched else {
         return Err(SignatureError::Mismatch.into());
-    }
+    };
     cb.replays.admit(ts, &hex.to_ascii_lowercase(), now)?;
 
     let d: DecisionBody =
@@ -289,6 +302,7 @@ async fn decision(
     let who = cb
         .approvals
         .approver(&d.approver)
+        .filter(|a| allowed.contains(&a.name))
         .cloned()
         .ok_or(CallbackError::UnknownApprover(d.approver))?;
     if d.reason
