@@ -551,9 +551,26 @@ async fn a_leading_with_or_a_hidden_commit_does_not_escape_the_count() {
     let req = env.pending().await;
     assert_eq!(req["rule"], "builtin:row-guard", "{req}");
     env.decide("deny").await;
-    let (r, c) = agent.await.unwrap();
+    let (r, mut c) = agent.await.unwrap();
     assert!(r.is_err());
     assert_eq!(env.direct("SELECT count(*) FROM big"), "5000");
+    // The same through the extended protocol, and an upsert.
+    for sql in [
+        "WITH a AS (SELECT 1) UPDATE big SET x = 5 WHERE id > $1",
+        "INSERT INTO big SELECT id, 5 FROM big WHERE id > $1 ON CONFLICT (id) DO UPDATE SET x = 5",
+    ] {
+        let agent = tokio::spawn(async move {
+            let r = c.execute(sql, &[&0i32]).await;
+            (r, c)
+        });
+        let req = env.pending().await;
+        assert_eq!(req["rule"], "builtin:row-guard", "{sql}: {req}");
+        env.decide("deny").await;
+        let (r, back) = agent.await.unwrap();
+        assert!(r.is_err(), "{sql}");
+        c = back;
+        assert_eq!(env.direct("SELECT count(*) FROM big WHERE x = 5"), "0");
+    }
     // In a block, then a COMMIT among other statements: refused.
     c.simple_query("BEGIN").await.unwrap();
     let agent = tokio::spawn(async move {

@@ -317,8 +317,7 @@ impl ClientSide<'_> {
             Outcome::Ok,
         );
         let limit = info.and_then(|i| {
-            let counted = matches!(i.command.as_str(), "DELETE" | "UPDATE" | "MERGE")
-                && i.classes.contains(Class::Write);
+            let counted = i.changes_rows && i.classes.contains(Class::Write);
             p.max_rows.filter(|_| counted)
         });
         let pending = guard::Pending {
