@@ -82,6 +82,17 @@ impl Env {
         format!("http://{}", self.cfg.admin_addr())
     }
 
+    /// `verb` (approve or deny) on request `id` as the approver of `token`.
+    async fn vote(&self, id: &str, verb: &str, token: &str) -> (u16, serde_json::Value) {
+        self.api(
+            "POST",
+            &format!("/v1/approvals/{id}/{verb}"),
+            token,
+            serde_json::Value::Null,
+        )
+        .await
+    }
+
     async fn api(
         &self,
         method: &str,
@@ -826,14 +837,7 @@ async fn every_matching_rule_must_approve() {
     let approve = |id: String, token: &'static str| {
         let env = &env;
         async move {
-            let (s, v) = env
-                .api(
-                    "POST",
-                    &format!("/v1/approvals/{id}/approve"),
-                    token,
-                    serde_json::Value::Null,
-                )
-                .await;
+            let (s, v) = env.vote(&id, "approve", token).await;
             assert_eq!(s, 200, "{v}");
         }
     };
@@ -893,13 +897,7 @@ async fn other_groups_cannot_read_a_request() {
         )
         .await;
     assert_eq!(s, 200);
-    env.api(
-        "POST",
-        &format!("/v1/approvals/{id}/deny"),
-        "tok-bob",
-        serde_json::Value::Null,
-    )
-    .await;
+    env.vote(id, "deny", "tok-bob").await;
     assert!(agent.await.unwrap().is_err());
 }
 
@@ -928,13 +926,8 @@ async fn approvals_list_prints_no_raw_escapes() {
         );
         assert!(text.contains("1b"), "{args:?}: {text}");
     }
-    env.api(
-        "POST",
-        &format!("/v1/approvals/{}/deny", req["id"].as_str().unwrap()),
-        "tok-bob",
-        serde_json::Value::Null,
-    )
-    .await;
+    env.vote(req["id"].as_str().unwrap(), "deny", "tok-bob")
+        .await;
     assert!(agent.await.unwrap().is_err());
 }
 
@@ -970,12 +963,7 @@ async fn unreadable_or_oversized_votes_are_refused() {
         .await;
     assert_eq!(s, 400, "{v}");
     assert_eq!(env.pending(1).await[0]["state"], "pending");
-    env.api(
-        "POST",
-        &format!("/v1/approvals/{}/deny", req["id"].as_str().unwrap()),
-        "tok-bob",
-        serde_json::Value::Null,
-    )
-    .await;
+    env.vote(req["id"].as_str().unwrap(), "deny", "tok-bob")
+        .await;
     assert!(agent.await.unwrap().is_err());
 }
