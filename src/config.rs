@@ -691,11 +691,10 @@ fn pct(s: &str, part: &str) -> Result<String, String> {
 /// white space is refused. Hand-written on purpose: an ASCII allow-list
 /// after NFKC needs no confusables table to be safe.
 pub fn person_name(what: &str, raw: &str) -> Result<String, String> {
-    use unicode_normalization::UnicodeNormalization;
     if raw.trim() != raw {
         return Err(format!("{what} name `{raw}` has white space around it"));
     }
-    let n: String = raw.nfkc().collect::<String>().to_lowercase();
+    let n = login_name(raw);
     let ok = |c: char| {
         c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '@')
     };

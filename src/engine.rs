@@ -117,13 +117,19 @@ impl Engine {
         self.catalogs.values().cloned().collect()
     }
 
-    /// Decides a query string sent to database `db`: user-defined
-    /// functions are placed from that database's catalog, unless the
-    /// session changed the schema in a transaction block still open
-    /// (`schema_pending`: the catalog can't see that yet).
-    pub fn decide_in(&self, db: &str, who: &Identity, sql: &str, schema_pending: bool) -> Decision {
+    /// Decides a query string sent to the database of `catalog`: user-defined
+    /// functions are placed from it, unless the session changed the schema
+    /// in a transaction block still open (`schema_pending`: the catalog
+    /// can't see that yet).
+    pub fn decide_in(
+        &self,
+        catalog: Option<&Catalog>,
+        who: &Identity,
+        sql: &str,
+        schema_pending: bool,
+    ) -> Decision {
         let analysis = self.classifier.classify(sql);
-        let analysis = match self.catalogs.get(db) {
+        let analysis = match catalog {
             Some(c) => c.resolve(analysis, schema_pending),
             None => analysis,
         };

@@ -132,6 +132,19 @@ impl Env {
         }
     }
 
+    /// Waits until the first pending request is one of rule `rule`.
+    async fn pending_for(&self, rule: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let list = self.pending(1).await;
+            if list[0]["rule"] == rule {
+                return list[0].clone();
+            }
+            assert!(Instant::now() < deadline, "no request of rule {rule}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn direct(&self, sql: &str) -> String {
         pg().psql(&self.db, sql)
     }
@@ -666,15 +679,7 @@ async fn each_rule_in_a_string_gets_its_own_approval() {
     )
     .await;
     // Then the DDL's own rule: two approvers.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let second = loop {
-        let list = env.pending(1).await;
-        if list[0]["rule"] == "ddl-two-approvers" {
-            break list[0].clone();
-        }
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let second = env.pending_for("ddl-two-approvers").await;
     let id = second["id"].as_str().unwrap();
     env.api(
         "POST",
@@ -844,15 +849,7 @@ async fn every_matching_rule_must_approve() {
     let first = env.pending(1).await.remove(0);
     assert_eq!(first["rule"], "destructive-held", "{first}");
     approve(first["id"].as_str().unwrap().into(), "tok-alice").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let second = loop {
-        let list = env.pending(1).await;
-        if list[0]["rule"] == "ddl-two-approvers" {
-            break list[0].clone();
-        }
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let second = env.pending_for("ddl-two-approvers").await;
     approve(second["id"].as_str().unwrap().into(), "tok-alice").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!agent.is_finished(), "quorum 2 of the ddl rule is not met");

@@ -132,10 +132,7 @@ async fn autocommit_delete_above_the_limit_is_held_and_rolled_back_on_denial() {
         .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(10))));
     assert_eq!(env.direct("SELECT count(*) FROM big"), "4980");
     // Above it (simple protocol): held; denied, nothing is deleted.
-    let agent = tokio::spawn(async move {
-        let r = c.simple_query("DELETE FROM big WHERE id > 0").await;
-        (r, c)
-    });
+    let agent = in_background(c, "DELETE FROM big WHERE id > 0");
     let req = env.pending().await;
     assert_eq!(req["rule"], "builtin:row-guard");
     assert!(
@@ -182,10 +179,7 @@ async fn commit_after_a_big_update_is_held_and_denial_rolls_back() {
     c.simple_query("UPDATE big SET x = 1 WHERE id <= 2000")
         .await
         .unwrap();
-    let agent = tokio::spawn(async move {
-        let r = c.simple_query("COMMIT").await;
-        (r, c)
-    });
+    let agent = in_background(c, "COMMIT");
     let req = env.pending().await;
     assert!(
         req["reason"].as_str().unwrap().contains("2000 rows"),
@@ -286,6 +280,21 @@ impl Env {
     fn wire(&self) -> Wire {
         Wire::login(&self.cfg.listen_addr(), AGENT, AGENT_PW, &self.db)
     }
+}
+
+/// Runs `sql` on `c` in a task that hands the client back with the result:
+/// the test meanwhile decides the hold it causes.
+fn in_background(
+    c: tokio_postgres::Client,
+    sql: &'static str,
+) -> tokio::task::JoinHandle<(
+    Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>,
+    tokio_postgres::Client,
+)> {
+    tokio::spawn(async move {
+        let r = c.simple_query(sql).await;
+        (r, c)
+    })
 }
 
 fn error_of(msgs: &[wire::Msg]) -> String {
@@ -457,10 +466,7 @@ async fn the_limit_is_per_transaction() {
     c.simple_query("DELETE FROM big WHERE id <= 1800")
         .await
         .unwrap();
-    let agent = tokio::spawn(async move {
-        let r = c.simple_query("COMMIT").await;
-        (r, c)
-    });
+    let agent = in_background(c, "COMMIT");
     let req = env.pending().await;
     let reason = req["reason"].as_str().unwrap();
     assert!(
@@ -495,12 +501,10 @@ async fn an_upsert_overwriting_many_rows_is_counted() {
     assert_eq!(env.direct("SELECT count(*) FROM big WHERE x = 1"), "10");
     // Rewriting every row through ON CONFLICT DO UPDATE: held, denied,
     // rolled back.
-    let agent = tokio::spawn(async move {
-        let r = c
-            .simple_query("INSERT INTO big SELECT id, 7 FROM big ON CONFLICT (id) DO UPDATE SET x = excluded.x")
-            .await;
-        (r, c)
-    });
+    let agent = in_background(
+        c,
+        "INSERT INTO big SELECT id, 7 FROM big ON CONFLICT (id) DO UPDATE SET x = excluded.x",
+    );
     let req = env.pending().await;
     assert_eq!(req["rule"], "builtin:row-guard", "{req}");
     env.decide("deny").await;
@@ -518,10 +522,7 @@ async fn an_upsert_overwriting_many_rows_is_counted() {
          ALTER FUNCTION zap() OWNER TO svc;",
     );
     tokio::time::sleep(Duration::from_millis(2500)).await; // the catalog's refresh
-    let agent = tokio::spawn(async move {
-        let r = c.simple_query("SELECT zap()").await;
-        (r, c)
-    });
+    let agent = in_background(c, "SELECT zap()");
     let req = env.pending().await;
     assert!(
         req["statements"][0]["classes"]
@@ -542,12 +543,7 @@ async fn an_upsert_overwriting_many_rows_is_counted() {
 async fn a_leading_with_or_a_hidden_commit_does_not_escape_the_count() {
     let env = Env::new("guard_with");
     let c = env.client().await;
-    let agent = tokio::spawn(async move {
-        let r = c
-            .simple_query("WITH a AS (SELECT 1) DELETE FROM big WHERE id > 0")
-            .await;
-        (r, c)
-    });
+    let agent = in_background(c, "WITH a AS (SELECT 1) DELETE FROM big WHERE id > 0");
     let req = env.pending().await;
     assert_eq!(req["rule"], "builtin:row-guard", "{req}");
     env.decide("deny").await;
@@ -573,10 +569,7 @@ async fn a_leading_with_or_a_hidden_commit_does_not_escape_the_count() {
     }
     // In a block, then a COMMIT among other statements: refused.
     c.simple_query("BEGIN").await.unwrap();
-    let agent = tokio::spawn(async move {
-        let r = c.simple_query("DELETE FROM big WHERE id > 0").await;
-        (r, c)
-    });
+    let agent = in_background(c, "DELETE FROM big WHERE id > 0");
     let (r, c) = agent.await.unwrap();
     r.unwrap();
     let e = c

@@ -509,10 +509,11 @@ pub fn keeps_reading(s: &crate::classify::StatementInfo) -> bool {
     ];
     let c = s.command.as_str();
     // A DROP only removes what the snapshot still expands (conservative).
-    c.starts_with("DROP ")
-        || KINDS
-            .iter()
-            .any(|k| c == *k || c.starts_with(&format!("{k} ")))
+    let is = |k: &str| {
+        c.strip_prefix(k)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+    };
+    c.starts_with("DROP ") || KINDS.iter().any(|k| is(k))
 }
 
 /// A function's classes with those of every user function it calls,

@@ -119,6 +119,7 @@ pub async fn handle(
         max_message: l.max_message,
         keepalive: l.keepalive,
         cancel: held,
+        catalog: l.engine.catalog(&info.database).cloned(),
     };
     let (_end, statements) =
         relay::run(&sess, stream, connected.stream, connected.status, shutdown).await;

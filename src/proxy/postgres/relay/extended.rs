@@ -150,7 +150,7 @@ impl ClientSide<'_> {
             return self.refuse_reserved("PARSE", name);
         }
         let d = self.sess.engine.decide_in(
-            &self.sess.info.database,
+            self.sess.catalog.as_deref(),
             &self.sess.identity,
             sql,
             self.shared.uncommitted_ddl.load(Ordering::Acquire),
@@ -316,10 +316,7 @@ impl ClientSide<'_> {
             Action::Allow,
             Outcome::Ok,
         );
-        let limit = info.and_then(|i| {
-            let counted = i.changes_rows && i.classes.contains(Class::Write);
-            p.max_rows.filter(|_| counted)
-        });
+        let limit = p.max_rows.filter(|_| info.is_some_and(guard::counts));
         let pending = guard::Pending {
             msg: renamed,
             events: vec![(ev, limit)],

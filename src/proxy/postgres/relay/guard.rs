@@ -103,9 +103,14 @@ pub(super) enum Point {
 
 /// The row guard's limit for a statement, if it is counted.
 pub(super) fn limit(info: &StatementInfo, v: &Verdict) -> Option<u64> {
-    let counted =
-        v.action == Action::Allow && info.changes_rows && info.classes.contains(Class::Write);
-    v.max_rows.filter(|_| counted)
+    v.max_rows
+        .filter(|_| v.action == Action::Allow && counts(info))
+}
+
+/// Whether the statement is of a kind the row guard counts (its tag counts
+/// the existing rows it changed).
+pub(super) fn counts(info: &StatementInfo) -> bool {
+    info.changes_rows && info.classes.contains(Class::Write)
 }
 
 /// Whether the statement makes a transaction durable: every spelling of
@@ -278,50 +283,47 @@ impl ClientSide<'_> {
     /// control (its COMMIT could not be held); true when refused.
     pub(super) fn mixed(&mut self, d: &Decision, sha: &Arc<str>, guarded: bool) -> bool {
         let stmts = &d.analysis.statements;
-        if guarded
-            && stmts.len() > 1
-            && stmts.iter().any(|s| s.classes.contains(Class::Transaction))
-        {
-            let i = stmts
-                .iter()
-                .position(|s| s.classes.contains(Class::Transaction))
-                .unwrap_or(0);
-            self.audit_denied(&d.analysis, &d.verdicts, i, sha);
-            let report = Report::new(
-                Severity::Error,
-                "42501",
-                "sqlgate: a query string holding both a DELETE, UPDATE or MERGE counted by the row guard and transaction control cannot be vetted: its commit could not be held",
-            )
-            .hint("send BEGIN, COMMIT and ROLLBACK as queries of their own")
-            .encode();
-            self.stage_denial(report, true);
-            return true;
+        if stmts.len() < 2 {
+            return false;
         }
         // A COMMIT among other statements can't be held either: refused
         // while the transaction holds counted statements.
-        let counting = self.shared.guard.inflight.load(Ordering::Acquire) > 0
-            || !self
-                .shared
-                .guard
-                .over
-                .lock()
-                .expect("not poisoned")
-                .is_empty();
-        if stmts.len() > 1 && counting {
-            if let Some(i) = stmts.iter().position(commits) {
-                self.audit_denied(&d.analysis, &d.verdicts, i, sha);
-                let report = Report::new(
-                    Severity::Error,
-                    "42501",
+        let counting = || {
+            self.shared.guard.inflight.load(Ordering::Acquire) > 0
+                || !self
+                    .shared
+                    .guard
+                    .over
+                    .lock()
+                    .expect("not poisoned")
+                    .is_empty()
+        };
+        let transaction = stmts
+            .iter()
+            .position(|s| s.classes.contains(Class::Transaction))
+            .filter(|_| guarded);
+        let refusal = match transaction {
+            Some(i) => (
+                i,
+                "sqlgate: a query string holding both a DELETE, UPDATE or MERGE counted by the row guard and transaction control cannot be vetted: its commit could not be held",
+                "send BEGIN, COMMIT and ROLLBACK as queries of their own",
+            ),
+            None => match stmts.iter().position(commits).filter(|_| counting()) {
+                Some(i) => (
+                    i,
                     "sqlgate: a query string that commits a transaction holding a DELETE, UPDATE or MERGE counted by the row guard cannot be vetted: its commit could not be held",
-                )
-                .hint("send COMMIT as a query of its own")
-                .encode();
-                self.stage_denial(report, true);
-                return true;
-            }
-        }
-        false
+                    "send COMMIT as a query of its own",
+                ),
+                None => return false,
+            },
+        };
+        let (i, message, hint) = refusal;
+        self.audit_denied(&d.analysis, &d.verdicts, i, sha);
+        let report = Report::new(Severity::Error, "42501", message)
+            .hint(hint)
+            .encode();
+        self.stage_denial(report, true);
+        true
     }
 
     /// A `[guard]` is configured.
@@ -362,7 +364,11 @@ impl ClientSide<'_> {
         self.out.extend_from_slice(&query_message(sql));
     }
 
-    async fn send(&mut self, wr: &mut WriteHalf<Stream>) -> std::io::Result<Option<End>> {
+    /// Settles the audit, then writes and flushes what is staged upstream.
+    pub(super) async fn send(
+        &mut self,
+        wr: &mut WriteHalf<Stream>,
+    ) -> std::io::Result<Option<End>> {
         if let Err(end) = self.settle().await {
             return Ok(Some(end));
         }

@@ -159,6 +159,8 @@ pub struct Session {
     pub keepalive: std::time::Duration,
     /// Notified when the agent sends a CancelRequest for this session.
     pub cancel: Arc<crate::proxy::cancel::HoldSignal>,
+    /// The catalog of the session's database (looked up once).
+    pub catalog: Option<Arc<crate::catalog::Catalog>>,
 }
 
 /// Why a session ended.
@@ -345,7 +347,7 @@ impl ClientSide<'_> {
                             // Decided only on a current catalog (after a DDL
                             // statement completed, its reload), or failing
                             // closed once `WAIT` is over (`catalog::resolve`).
-                            if let Some(c) = self.sess.engine.catalog(&self.sess.info.database) {
+                            if let Some(c) = &self.sess.catalog {
                                 if !c.is_current() {
                                     c.wait_current(crate::catalog::WAIT).await;
                                 }
@@ -364,12 +366,9 @@ impl ClientSide<'_> {
                             }
                             Step::Hold(held) => {
                                 // What came before the held message goes first.
-                                if let Err(end) = self.settle().await {
+                                if let Some(end) = self.send(wr).await? {
                                     return Ok(end);
                                 }
-                                wr.write_all(&self.out).await?;
-                                wr.flush().await?;
-                                self.out.clear();
                                 match self.hold(&held, rd, wr, &mut buf).await? {
                                     HoldEnd::Approved(note) => {
                                         // The decision (or grant use) was queued before it was
@@ -437,22 +436,13 @@ impl ClientSide<'_> {
         wr: &mut WriteHalf<Stream>,
         buf: &mut BytesMut,
     ) -> std::io::Result<Option<End>> {
-        if let Err(end) = self.settle().await {
+        if let Some(end) = self.send(wr).await? {
             return Ok(Some(end));
         }
-        wr.write_all(&self.out).await?;
-        wr.flush().await?;
-        self.out.clear();
         if let Some(end) = self.guard_point(point, rd, wr, buf).await? {
             return Ok(Some(end));
         }
-        if let Err(end) = self.settle().await {
-            return Ok(Some(end));
-        }
-        wr.write_all(&self.out).await?;
-        wr.flush().await?;
-        self.out.clear();
-        Ok(None)
+        self.send(wr).await
     }
 
     /// Waits until the refusals recorded so far are on disk. If the audit
@@ -606,7 +596,7 @@ impl ClientSide<'_> {
             }
         };
         let d = self.sess.engine.decide_in(
-            &self.sess.info.database,
+            self.sess.catalog.as_deref(),
             &self.sess.identity,
             sql,
             self.shared.uncommitted_ddl.load(Ordering::Acquire),

@@ -128,17 +128,12 @@ pub(super) async fn server_to_client(
                                     .analysis
                                     .statements
                                     .get(ev.index)
-                                    .is_some_and(|s| s.classes.contains(Class::Ddl));
-                                if ddl {
-                                    if let Some(c) = sess.engine.catalog(&sess.info.database) {
+                                    .filter(|s| s.classes.contains(Class::Ddl));
+                                if let Some(s) = ddl {
+                                    if let Some(c) = &sess.catalog {
                                         c.changed();
                                     }
-                                    let changes_reading = ev
-                                        .analysis
-                                        .statements
-                                        .get(ev.index)
-                                        .is_some_and(|s| !crate::catalog::keeps_reading(s));
-                                    if changes_reading {
+                                    if !crate::catalog::keeps_reading(s) {
                                         // Cleared when the server says the block ended.
                                         shared.uncommitted_ddl.store(true, Ordering::Release);
                                     }
