@@ -34,13 +34,16 @@ impl Env {
     fn with_rules(prefix: &str, extra: &str) -> Env {
         let pg = PgServer::shared();
         let db = pg.unique_database(prefix);
+        // Roles are cluster-wide and tests run in parallel: two sessions
+        // creating `intern` at once race on pg_authid's unique index, so the
+        // loser's error is swallowed rather than checked for beforehand.
         pg.psql(
             &db,
             "CREATE TABLE audit_me(id int PRIMARY KEY, v text);
              INSERT INTO audit_me SELECT g, 'row' FROM generate_series(1, 5) g;
              CREATE TABLE secrets(v text); INSERT INTO secrets VALUES ('TOPSECRET');
-             DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'intern')
-                THEN CREATE ROLE intern; END IF; END $$;",
+             DO $$ BEGIN CREATE ROLE intern;
+                EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;",
         );
         let rules = TestDir::new("bypass-rules");
         std::fs::write(
