@@ -119,6 +119,8 @@ struct RawAudit {
     checkpoint_every: Option<u64>,
     checkpoint_interval: Option<String>,
     max_file_bytes: Option<u64>,
+    previous_key: Option<PathBuf>,
+    anchor: Option<String>,
 }
 
 /// When statement records reach the disk (see the README's audit section).
@@ -146,6 +148,60 @@ pub struct Audit {
     pub checkpoint_interval: Duration,
     /// Rotate to a new file (chain continues) past this size; 0 = never.
     pub max_file_bytes: u64,
+    /// The key that signed the log before `key` (a key change): recovery
+    /// checks the old tail with it and the rotation record carries its
+    /// signature.
+    pub previous_key: Option<PathBuf>,
+    /// Where every checkpoint also goes, outside the log's own files.
+    pub anchor: Option<Anchor>,
+}
+
+impl Audit {
+    /// A log at `path` signed with `key`, every other setting the default.
+    pub fn new(path: PathBuf, key: PathBuf) -> Audit {
+        Audit {
+            path,
+            key,
+            durability: Durability::Batch,
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(10),
+            max_file_bytes: 0,
+            previous_key: None,
+            anchor: None,
+        }
+    }
+}
+
+/// A copy of every checkpoint kept where whoever can cut the log cannot
+/// (`[audit] anchor`): a log that ends before its anchor's last checkpoint
+/// was cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Anchor {
+    /// An append-only file, meant for another volume or host mount; read back
+    /// at start-up, so a cut log is refused.
+    File(PathBuf),
+    /// The local syslog socket (`/dev/log`), facility `log audit`: for a
+    /// collector that ships it elsewhere. Not read back at start-up.
+    Syslog(PathBuf),
+}
+
+impl Anchor {
+    /// `syslog`, `syslog:<socket path>` or a file path.
+    fn parse(text: &str, abs: impl Fn(&Path) -> PathBuf) -> Result<Anchor, String> {
+        let text = text.trim();
+        if text == "syslog" {
+            return Ok(Anchor::Syslog(PathBuf::from("/dev/log")));
+        }
+        if let Some(socket) = text.strip_prefix("syslog:") {
+            return Ok(Anchor::Syslog(abs(Path::new(socket))));
+        }
+        if text.is_empty() || text.contains("://") {
+            return Err(format!(
+                "`audit.anchor` = {text:?}: expected a file path, `syslog` or `syslog:<socket>`"
+            ));
+        }
+        Ok(Anchor::File(abs(Path::new(text))))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -555,6 +611,11 @@ impl Config {
                     Duration::from_secs(10),
                 )?,
                 max_file_bytes: raw.audit.max_file_bytes.unwrap_or(0),
+                previous_key: raw.audit.previous_key.as_deref().map(abs),
+                anchor: match &raw.audit.anchor {
+                    Some(a) => Some(Anchor::parse(a, abs).map_err(invalid)?),
+                    None => None,
+                },
             },
             approval_timeout: dur(
                 "approvals.timeout",

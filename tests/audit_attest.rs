@@ -17,14 +17,9 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn config(dir: &Path) -> Audit {
-    Audit {
-        path: dir.join("audit.jsonl"),
-        key: dir.join("signing.key"),
-        durability: Durability::Batch,
-        checkpoint_every: 1000,
-        checkpoint_interval: Duration::from_secs(3600),
-        max_file_bytes: 0,
-    }
+    let mut cfg = Audit::new(dir.join("audit.jsonl"), dir.join("signing.key"));
+    cfg.checkpoint_interval = Duration::from_secs(3600);
+    cfg
 }
 
 fn event(i: u64) -> Event {
@@ -78,6 +73,7 @@ fn verify(
     let opts = Options {
         keys: keys.to_vec(),
         allow_open,
+        ..Options::default()
     };
     verify_files(files, &opts).map_err(|f| f.problem)
 }
@@ -423,10 +419,20 @@ fn rotated_files_form_one_chain() {
 }
 
 #[test]
-fn a_new_key_is_announced_and_needs_its_own_trust() {
+fn a_new_key_needs_the_old_one_and_is_vouched_for_by_it() {
     let (mut cfg, p) = clean_log("rekey");
     let old = pubkey(&cfg);
+    let old_key = cfg.key.clone();
     cfg.key = cfg.key.with_file_name("signing-2.key");
+    // A key swapped in without the old one: refused, nothing written.
+    let before = lines(&p).len();
+    let e = AuditLog::open(&cfg).err().unwrap().to_string();
+    assert!(
+        e.contains("previous_key") && e.contains(&old.key_id()),
+        "{e}"
+    );
+    assert_eq!(lines(&p).len(), before);
+    cfg.previous_key = Some(old_key);
     write_log(&cfg, 3);
     let new = pubkey(&cfg);
     let r = records(&p);
@@ -434,16 +440,143 @@ fn a_new_key_is_announced_and_needs_its_own_trust() {
     assert_eq!(rot, 15);
     assert_eq!(r[rot]["old_key_id"], old.key_id());
     assert_eq!(r[rot]["new_key_id"], new.key_id());
-    assert!(r[rot].get("sig_old").is_none());
+    assert!(r[rot]["sig_old"].is_string());
     assert_eq!(r[rot + 1]["key_id"], new.key_id());
-    let s = verify(std::slice::from_ref(&p), &[old.clone(), new.clone()], false).unwrap();
+    // The old key vouches for the new one: trusting the old key is enough.
+    let s = verify(std::slice::from_ref(&p), std::slice::from_ref(&old), false).unwrap();
     assert_eq!(s.signers.len(), 2);
-    let e = verify(std::slice::from_ref(&p), &[old], false).unwrap_err();
+    // The new key alone does not vouch for the old checkpoints.
+    let e = verify(std::slice::from_ref(&p), &[new], false).unwrap_err();
     assert!(
-        matches!(&e, Problem::ForgedSignature { seq: 16, why, .. } if why.contains("not a trusted key")),
+        matches!(&e, Problem::ForgedSignature { seq: 2, why, .. } if why.contains("not a trusted key")),
         "{e}"
     );
     verify(&[p], &[], false).unwrap();
+}
+
+// ---------------------------------------------------------------- forgery and cuts
+
+/// A record a forger appends: correctly chained, no key needed.
+fn forged_record(p: &Path, body: serde_json::Value) {
+    let l = lines(p);
+    let last: serde_json::Value = serde_json::from_str(l.last().unwrap()).unwrap();
+    let mut chain = Chain::resume(
+        last["seq"].as_u64().unwrap(),
+        hash_line(l.last().unwrap().as_bytes()),
+    );
+    let line = chain.seal_json(std::time::SystemTime::now(), &body);
+    let mut all = l;
+    all.push(String::from_utf8(line).unwrap());
+    write_lines(p, &all);
+}
+
+#[test]
+fn forged_approvals_appended_to_the_log_are_never_signed() {
+    let (cfg, p) = clean_log("forge");
+    let key = pubkey(&cfg);
+    forged_record(
+        &p,
+        serde_json::json!({"kind": "approval_request", "id": "fake", "sql": "drop table customers"}),
+    );
+    forged_record(
+        &p,
+        serde_json::json!({"kind": "approval_vote", "request": "fake", "approver": "alice", "vote": "approve"}),
+    );
+    let forged_text = std::fs::read_to_string(&p).unwrap();
+    // verify names them: records no checkpoint covers.
+    assert_eq!(
+        verify(std::slice::from_ref(&p), std::slice::from_ref(&key), false),
+        Err(Problem::UnsignedTail { from: 14, to: 15 })
+    );
+    // sqlgate refuses to start on them, naming the first, and writes nothing.
+    let e = AuditLog::open(&cfg).err().unwrap().to_string();
+    assert!(e.contains("record 14") && e.contains("MAC"), "{e}");
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), forged_text);
+    assert!(verify(std::slice::from_ref(&p), std::slice::from_ref(&key), false).is_err());
+
+    // A made-up checkpoint after them does not help.
+    let (cfg, p) = clean_log("forge-cp");
+    forged_record(
+        &p,
+        serde_json::json!({"kind": "approval_vote", "vote": "approve"}),
+    );
+    let l = lines(&p);
+    let head = hash_line(l.last().unwrap().as_bytes());
+    let other = SigningKey::from_seed(&[9; 32]);
+    let mut fake = checkpoint_body(&other, 14, &head);
+    fake["key_id"] = pubkey(&cfg).key_id().into();
+    forged_record(&p, fake);
+    let e = AuditLog::open(&cfg).err().unwrap().to_string();
+    assert!(e.contains("record 15") && e.contains("signature"), "{e}");
+
+    // A crashed run's own tail still recovers (its records carry MACs).
+    let (cfg, p) = tampered("forge-crash", |l| {
+        l.pop();
+    });
+    write_log(&cfg, 1);
+    verify(&[p], &[pubkey(&cfg)], false).unwrap();
+}
+
+fn anchored(name: &str) -> (Audit, PathBuf, PathBuf) {
+    let dir = temp_dir(name);
+    let mut cfg = config(&dir);
+    let anchor = dir.join("elsewhere").join("audit.anchor");
+    cfg.anchor = Some(sqlgate::config::Anchor::File(anchor.clone()));
+    cfg.checkpoint_every = 5;
+    write_log(&cfg, 20);
+    let p = cfg.path.clone();
+    (cfg, p, anchor)
+}
+
+fn verify_anchored(p: &Path, key: &PublicKey, anchor: &Path) -> Result<(), Problem> {
+    let opts = Options {
+        keys: vec![key.clone()],
+        anchor: sqlgate::audit::anchor::load(anchor, std::slice::from_ref(key)).unwrap(),
+        ..Options::default()
+    };
+    verify_files(&[p.to_owned()], &opts)
+        .map(|_| ())
+        .map_err(|f| f.problem)
+}
+
+#[test]
+fn a_log_cut_at_a_checkpoint_fails_against_its_anchor() {
+    let (cfg, p, anchor) = anchored("anchor");
+    let key = pubkey(&cfg);
+    let l = lines(&p);
+    let checkpoints: Vec<usize> = l
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| x.contains("\"kind\":\"checkpoint\""))
+        .map(|(i, _)| i)
+        .collect();
+    // Every checkpoint reached the anchor, byte for byte.
+    let a = lines(&anchor);
+    assert_eq!(a.len(), checkpoints.len());
+    assert_eq!(a.last(), l.last());
+    verify_anchored(&p, &key, &anchor).unwrap();
+    // Cut back to an earlier checkpoint: still a valid log on its own…
+    let cut = checkpoints[checkpoints.len() - 3];
+    write_lines(&p, &l[..=cut]);
+    verify(std::slice::from_ref(&p), std::slice::from_ref(&key), false).unwrap();
+    // …but not against the anchor,
+    assert!(matches!(
+        verify_anchored(&p, &key, &anchor),
+        Err(Problem::CutBeforeAnchor { .. })
+    ));
+    // and sqlgate refuses to continue it.
+    let e = AuditLog::open(&cfg).err().unwrap().to_string();
+    assert!(e.contains("records were cut"), "{e}");
+    assert_eq!(lines(&p).len(), cut + 1);
+    // Deleting the log altogether is a cut too.
+    std::fs::remove_file(&p).unwrap();
+    assert!(AuditLog::open(&cfg).is_err());
+    // Another log of the same length (a replaced file) does not match it.
+    write_lines(&p, &l);
+    let mut other = l.clone();
+    other[3] = other[3].replace("r0", "rX");
+    write_lines(&p, &other);
+    assert!(verify_anchored(&p, &key, &anchor).is_err());
 }
 
 // ---------------------------------------------------------------- durability
@@ -570,4 +703,32 @@ fn allow_open_skips_a_line_being_written() {
         verify(&[p], &[pubkey(&cfg)], false),
         Err(Problem::Truncated { seq: 14, .. })
     ));
+}
+
+#[test]
+fn checkpoints_reach_a_syslog_anchor() {
+    let dir = temp_dir("syslog");
+    let socket = dir.join("log.sock");
+    let server = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut cfg = config(&dir);
+    cfg.anchor = Some(sqlgate::config::Anchor::Syslog(socket));
+    write_log(&cfg, 2);
+    let l = lines(&cfg.path);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = Vec::new();
+    while let Ok(n) = server.recv(&mut buf) {
+        got.push(String::from_utf8(buf[..n].to_vec()).unwrap());
+        if got.len() == 2 {
+            break;
+        }
+    }
+    // The opening checkpoint and the closing one, each the log's line.
+    assert_eq!(got.len(), 2, "{got:?}");
+    for m in &got {
+        let record = m.strip_prefix("<110>sqlgate-audit: ").unwrap();
+        assert!(l.iter().any(|x| x == record), "{m}");
+    }
 }

@@ -5,14 +5,7 @@ use crate::policy::ApprovalSpec;
 fn service(timeout: Duration) -> (Approvals, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("sqlgate-approvals-{}", rand::random::<u64>()));
     let path = dir.join("audit.jsonl");
-    let cfg = crate::config::Audit {
-        path: path.clone(),
-        key: dir.join("signing.key"),
-        durability: Default::default(),
-        checkpoint_every: 1000,
-        checkpoint_interval: Duration::from_secs(10),
-        max_file_bytes: 0,
-    };
+    let cfg = crate::config::Audit::new(path.clone(), dir.join("signing.key"));
     let (audit, _writer) = AuditLog::open(&cfg).unwrap();
     let g = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let approvers = vec![

@@ -15,6 +15,15 @@
 //!   the canonical encoding: a verifier hashes what is on disk and never
 //!   re-serializes, so field order and spacing are the writer's business.
 //!
+//! - The writer ends every record with `"mac":"<64 lowercase hex>"`, an
+//!   HMAC-SHA256 ([`RecordMac`]) over the line's bytes before `,"mac":`.
+//!   The MAC key is derived from the signing key, so only sqlgate can write a
+//!   record that passes; recovery checks the MAC of every record after the
+//!   last checkpoint before its own checkpoint signs them (a record appended
+//!   by someone without the key is never signed). `verify` does not need it:
+//!   it works from the public key alone and reports records no checkpoint
+//!   covers as an unsigned tail.
+//!
 //! Everything here is pure (no I/O) so it can be checked with known-answer
 //! vectors; the writer and the verifier both build on it.
 
@@ -72,6 +81,60 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
+/// `,"mac":"` + 64 hex digits + `"}`: what a MAC adds at a line's end.
+pub const MAC_SUFFIX_LEN: usize = 8 + 64 + 2;
+
+/// The per-record MAC: HMAC-SHA256 under a key only the writer holds.
+///
+/// Through `ring`, as the signatures: its SHA-256 uses the CPU's SHA
+/// extensions, so the MAC costs about what the chain hash does.
+pub struct RecordMac(ring::hmac::Key);
+
+impl std::fmt::Debug for RecordMac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordMac(..)")
+    }
+}
+
+impl RecordMac {
+    /// The MAC key for a signing key's 32-byte seed:
+    /// HMAC-SHA256(seed, "sqlgate-record-mac-v1").
+    pub fn for_seed(seed: &[u8; 32]) -> RecordMac {
+        let derive = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, seed);
+        let k = ring::hmac::sign(&derive, b"sqlgate-record-mac-v1");
+        RecordMac(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k.as_ref()))
+    }
+
+    /// Appends `,"mac":"…"}` to a line sealed without its closing brace.
+    fn finish(&self, line: &mut Vec<u8>) {
+        let tag = ring::hmac::sign(&self.0, line);
+        line.extend_from_slice(b",\"mac\":\"");
+        let at = line.len();
+        line.resize(at + 64, 0);
+        // Into the line directly: no String per record.
+        let _ = hex::encode_to_slice(tag.as_ref(), &mut line[at..]);
+        line.extend_from_slice(b"\"}");
+    }
+
+    /// Does `line` (without its `\n`) end in a MAC this key made over the
+    /// rest of it?
+    pub fn check(&self, line: &[u8]) -> bool {
+        let Some(split) = line.len().checked_sub(MAC_SUFFIX_LEN) else {
+            return false;
+        };
+        let (data, suffix) = line.split_at(split);
+        let Some(tag) = suffix
+            .strip_prefix(b",\"mac\":\"")
+            .and_then(|t| t.strip_suffix(b"\"}"))
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(parse_hash)
+        else {
+            return false;
+        };
+        ring::hmac::verify(&self.0, data, &tag).is_ok()
+    }
+}
+
 /// Where the chain stands: the next record's `seq` and `prev`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
@@ -125,6 +188,27 @@ impl Chain {
     /// fields (at least `kind`) and none of the common ones; the writer's
     /// serializers guarantee that.
     pub fn seal(&mut self, time: SystemTime, body: &[u8], line: &mut Vec<u8>) -> u64 {
+        self.seal_with(time, body, line, None)
+    }
+
+    /// [`Chain::seal`], the line ending in its `mac` (what the writer writes).
+    pub fn seal_mac(
+        &mut self,
+        time: SystemTime,
+        body: &[u8],
+        line: &mut Vec<u8>,
+        mac: &RecordMac,
+    ) -> u64 {
+        self.seal_with(time, body, line, Some(mac))
+    }
+
+    fn seal_with(
+        &mut self,
+        time: SystemTime,
+        body: &[u8],
+        line: &mut Vec<u8>,
+        mac: Option<&RecordMac>,
+    ) -> u64 {
         use std::io::Write;
         line.clear();
         // Writing into a Vec cannot fail.
@@ -141,6 +225,10 @@ impl Chain {
                 line.extend_from_slice(rest);
             }
             _ => line.push(b'}'),
+        }
+        if let Some(mac) = mac {
+            line.pop(); // the closing brace: the MAC goes before it
+            mac.finish(line);
         }
         let seq = self.next_seq;
         self.head = hash_line(line);
@@ -181,6 +269,29 @@ mod tests {
             .unwrap()
             .contains(&hex(&hash_line(&a))));
         assert_eq!(c.head_seq(), Some(1));
+    }
+
+    #[test]
+    fn a_mac_covers_the_whole_line_and_only_its_key_makes_it() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        let mac = RecordMac::for_seed(&[1; 32]);
+        let mut c = Chain::new();
+        let mut line = Vec::new();
+        c.seal_mac(t, br#"{"kind":"x"}"#, &mut line, &mac);
+        let text = std::str::from_utf8(&line).unwrap();
+        assert!(text.contains(r#""kind":"x","mac":""#), "{text}");
+        assert!(text.ends_with("\"}"));
+        serde_json::from_slice::<serde_json::Value>(&line).unwrap();
+        assert_eq!(c.head(), hash_line(&line));
+        assert!(mac.check(&line));
+        assert!(!RecordMac::for_seed(&[2; 32]).check(&line));
+        let edited = text.replace("\"x\"", "\"y\"");
+        assert!(!mac.check(edited.as_bytes()));
+        assert!(!mac.check(b"{}"));
+        // An empty body still gets its MAC.
+        c.seal_mac(t, b"{}", &mut line, &mac);
+        assert!(mac.check(&line));
+        serde_json::from_slice::<serde_json::Value>(&line).unwrap();
     }
 
     #[test]

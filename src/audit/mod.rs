@@ -23,6 +23,7 @@
 //! `log_opened`, then a checkpoint right away: after a crash that checkpoint
 //! attests what was on disk at restart (the crashed run's unsigned tail).
 
+pub mod anchor;
 pub mod chain;
 mod event;
 pub mod recover;

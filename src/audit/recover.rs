@@ -1,19 +1,26 @@
-//! Where a log stands when the writer starts.
+//! Where a log stands when the writer starts, and whether sqlgate wrote it.
 //!
 //! A crash (kill -9, power loss) can leave the last line half written. The
 //! writer cuts everything after the last `\n`, notes how many bytes it cut
 //! (`truncated_bytes` in the next `log_opened`), and continues the chain from
-//! the last complete record. Nothing before that point is rewritten: the
-//! records the crashed run left on disk without a checkpoint are covered by
-//! the checkpoint the new run writes right away, so that checkpoint attests
-//! "this is what was on disk at restart", not "this is what the crashed run
-//! meant to write".
+//! the last complete record. Nothing before that point is rewritten.
+//!
+//! The records after the last checkpoint are signed by nobody yet; the
+//! checkpoint the new run writes right away will sign them. So before that,
+//! recovery reads back from the end of the log to the last checkpoint and
+//! checks that every record on the way carries a valid MAC (see
+//! [`super::chain`]) and links to the next one, and that the checkpoint's
+//! signature verifies under a key sqlgate holds. A record appended by anyone
+//! without the key, or a made-up checkpoint, stops the start with an error
+//! naming its seq: sqlgate never signs what it did not write.
 //!
 //! The current file is `<path>`; rotated files are `<path>.<first seq>`. When
 //! `<path>` is missing or empty (a crash between rotating and writing the new
-//! file's first line), the chain continues from the newest rotated file.
+//! file's first line), the chain continues from the newest rotated file; the
+//! read back goes on into rotated files while no checkpoint is found.
 
-use super::chain::{hash_line, Chain};
+use super::chain::{hash_line, hashes_equal, hex, parse_hash, Chain, Hash, GENESIS};
+use super::sign::{checkpoint_message, SigningKey};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -29,6 +36,14 @@ pub enum RecoverError {
         "cannot continue the audit log `{path}`: {why}; move the file aside to start a new log"
     )]
     Corrupt { path: PathBuf, why: String },
+    #[error(
+        "refusing to continue the audit log `{path}`: record {seq} {why}. Someone without the signing key wrote to the log: keep the file as evidence (`sqlgate audit verify` names the unsigned records), move it aside, and start a new log"
+    )]
+    NotOurs {
+        path: PathBuf,
+        seq: u64,
+        why: String,
+    },
 }
 
 /// The state of the log on disk.
@@ -38,10 +53,11 @@ pub struct Tail {
     pub chain: Chain,
     /// `kind` of the last complete record.
     pub last_kind: String,
-    /// The key that signed last: the last checkpoint's `key_id` or the last
-    /// `key_rotation`'s `new_key_id`, whichever is later. `None` if neither
-    /// was found in the last file.
+    /// The key that signed last: the last checkpoint's `key_id` or a later
+    /// `key_rotation`'s `new_key_id`. `None` if the log has neither.
     pub key_id: Option<String>,
+    /// The last checkpoint's seq and line hash, if the log has one.
+    pub checkpoint: Option<(u64, Hash)>,
     /// Bytes of a partial last line cut off.
     pub truncated_bytes: u64,
     /// The seq of the first record in `<path>`, if it holds any.
@@ -77,14 +93,19 @@ pub fn rotated_files(path: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Recovers the log at `path`: cuts a partial last line and finds the chain
-/// head. `None` when there is no log yet.
-pub fn recover(path: &Path) -> Result<Option<Tail>, RecoverError> {
+/// Recovers the log at `path`: cuts a partial last line, finds the chain
+/// head, and checks that everything after the last checkpoint was written
+/// by one of `keys` (the current signing key and `[audit] previous_key`).
+/// `None` when there is no log yet.
+pub fn recover(path: &Path, keys: &[&SigningKey]) -> Result<Option<Tail>, RecoverError> {
     let io = |source| RecoverError::Io {
         path: path.to_owned(),
         source,
     };
     let mut truncated_bytes = 0;
+    // Newest first: the live file (when it holds a record), then rotated ones.
+    let mut files: Vec<(PathBuf, u64)> = Vec::new();
+    let mut file_first_seq = None;
     if path.exists() {
         let mut f = std::fs::OpenOptions::new()
             .read(true)
@@ -99,34 +120,160 @@ pub fn recover(path: &Path) -> Result<Option<Tail>, RecoverError> {
             truncated_bytes = len - cut;
         }
         if cut > 0 {
-            let mut tail = scan_tail(&mut f, cut, path)?;
-            tail.truncated_bytes = truncated_bytes;
-            tail.file_first_seq = Some(first_seq(&mut f, path)?);
-            return Ok(Some(tail));
+            file_first_seq = Some(first_seq(&mut f, path)?);
+            files.push((path.to_owned(), cut));
         }
     }
-    // `<path>` is missing or was only a partial line: continue the newest rotated file.
-    let rotated = rotated_files(path).map_err(io)?;
-    let Some((_, last)) = rotated.last() else {
+    for (_, rotated) in rotated_files(path).map_err(io)?.into_iter().rev() {
+        let mut f = File::open(&rotated).map_err(io)?;
+        let len = f.metadata().map_err(io)?.len();
+        if complete_len(&mut f, len).map_err(io)? != len {
+            return Err(RecoverError::Corrupt {
+                path: rotated,
+                why: "the rotated file ends in a partial line".into(),
+            });
+        }
+        files.push((rotated, len));
+    }
+    if files.is_empty() {
         return Ok((truncated_bytes > 0).then(|| Tail {
             chain: Chain::new(),
             last_kind: String::new(),
             key_id: None,
+            checkpoint: None,
             truncated_bytes,
             file_first_seq: None,
         }));
-    };
-    let mut f = File::open(last).map_err(io)?;
-    let len = f.metadata().map_err(io)?.len();
-    if complete_len(&mut f, len).map_err(io)? != len {
-        return Err(RecoverError::Corrupt {
-            path: last.clone(),
-            why: "the rotated file ends in a partial line".into(),
-        });
     }
-    let mut tail = scan_tail(&mut f, len, last)?;
+    let mut tail = read_back(&files, keys)?;
     tail.truncated_bytes = truncated_bytes;
+    tail.file_first_seq = file_first_seq;
     Ok(Some(tail))
+}
+
+/// Reads lines from the newest backwards to the last checkpoint, checking
+/// each record's MAC and link, then the checkpoint's signature.
+fn read_back(files: &[(PathBuf, u64)], keys: &[&SigningKey]) -> Result<Tail, RecoverError> {
+    let mut tail: Option<Tail> = None;
+    // The `prev` and seq of the record after the one being read.
+    let mut next: Option<(Hash, u64)> = None;
+    let mut first_bad: Option<RecoverError> = None;
+    'files: for (path, end) in files {
+        let not_ours = |seq: u64, why: String| RecoverError::NotOurs {
+            path: path.clone(),
+            seq,
+            why,
+        };
+        let mut f = File::open(path).map_err(|source| RecoverError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let mut lines = Backwards::new(&mut f, *end);
+        while let Some(line) = lines.next().map_err(|source| RecoverError::Io {
+            path: path.clone(),
+            source,
+        })? {
+            let v: serde_json::Value =
+                serde_json::from_slice(&line).map_err(|e| RecoverError::Corrupt {
+                    path: path.clone(),
+                    why: format!("a line near the end is not JSON ({e})"),
+                })?;
+            let (Some(seq), Some(prev)) =
+                (v["seq"].as_u64(), v["prev"].as_str().and_then(parse_hash))
+            else {
+                return Err(RecoverError::Corrupt {
+                    path: path.clone(),
+                    why: "a record near the end has no `seq` or `prev`".into(),
+                });
+            };
+            let hash = hash_line(&line);
+            if let Some((next_prev, next_seq)) = next {
+                if next_seq != seq + 1 || !hashes_equal(&next_prev, &hash) {
+                    return Err(not_ours(
+                        next_seq,
+                        format!("does not follow record {seq} in the chain"),
+                    ));
+                }
+            }
+            next = Some((prev, seq));
+            let kind = v["kind"].as_str().unwrap_or_default();
+            let t = tail.get_or_insert_with(|| Tail {
+                chain: Chain::resume(seq, hash),
+                last_kind: kind.to_owned(),
+                key_id: None,
+                checkpoint: None,
+                truncated_bytes: 0,
+                file_first_seq: None,
+            });
+            if kind == "checkpoint" {
+                let key_id = v["key_id"].as_str().unwrap_or_default();
+                let Some(key) = keys.iter().find(|k| k.public().key_id() == key_id) else {
+                    return Err(not_ours(
+                        seq,
+                        format!(
+                            "is a checkpoint signed by key `{key_id}`, which is neither `[audit] key` ({}) nor a configured `previous_key` (to change keys, set `previous_key` to the old key file)",
+                            keys.first().map(|k| k.public().key_id()).unwrap_or_default()
+                        ),
+                    ));
+                };
+                let head_ok = v["head_seq"].as_u64() == seq.checked_sub(1)
+                    && v["head"]
+                        .as_str()
+                        .and_then(parse_hash)
+                        .is_some_and(|h| hashes_equal(&h, &prev));
+                let msg = checkpoint_message(seq.saturating_sub(1), &prev);
+                if !head_ok
+                    || !key
+                        .public()
+                        .verify_b64(msg.as_bytes(), v["sig"].as_str().unwrap_or_default())
+                {
+                    return Err(not_ours(
+                        seq,
+                        format!(
+                            "is a checkpoint whose signature does not verify with key `{key_id}`"
+                        ),
+                    ));
+                }
+                t.key_id.get_or_insert_with(|| key_id.to_owned());
+                t.checkpoint = Some((seq, hash));
+                break 'files;
+            }
+            if !keys.iter().any(|k| k.record_mac().check(&line)) {
+                // Read on: the error names the first such record, not the last.
+                first_bad = Some(not_ours(
+                    seq,
+                    "has no valid MAC (it was not written by this sqlgate, or by an older version before a crash)".into(),
+                ));
+            }
+            if kind == "key_rotation" && t.key_id.is_none() {
+                t.key_id = v["new_key_id"].as_str().map(str::to_owned);
+            }
+        }
+    }
+    if let Some(e) = first_bad {
+        return Err(e);
+    }
+    // No checkpoint anywhere: the whole log is one run that never got to its
+    // first checkpoint, so it must start at the beginning.
+    match next {
+        _ if tail.as_ref().is_some_and(|t| t.checkpoint.is_some()) => {}
+        Some((prev, 0)) if hashes_equal(&prev, &GENESIS) => {}
+        Some((prev, seq)) => {
+            return Err(RecoverError::NotOurs {
+                path: files.last().map(|f| f.0.clone()).unwrap_or_default(),
+                seq,
+                why: format!(
+                    "is the first record found, yet is not record 0 (prev {})",
+                    hex(&prev)
+                ),
+            })
+        }
+        None => {}
+    }
+    tail.ok_or_else(|| RecoverError::Corrupt {
+        path: files[0].0.clone(),
+        why: "no record found".into(),
+    })
 }
 
 /// The length up to and including the last `\n`.
@@ -171,75 +318,52 @@ fn first_seq(f: &mut File, path: &Path) -> Result<u64, RecoverError> {
     })
 }
 
-/// Reads backwards from `end` (just after a `\n`) until it has the last
-/// record and the last signing key, or the start of the file. The window
-/// grows 4× per round; checkpoints come at least every `checkpoint_every`
-/// records, so one or two rounds usually do.
-fn scan_tail(f: &mut File, end: u64, path: &Path) -> Result<Tail, RecoverError> {
-    let io = |source| RecoverError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let corrupt = |why: String| RecoverError::Corrupt {
-        path: path.to_owned(),
-        why,
-    };
-    let mut window: u64 = 256 * 1024;
-    loop {
-        let start = end.saturating_sub(window);
-        let mut buf = vec![0u8; (end - start) as usize];
-        f.seek(SeekFrom::Start(start)).map_err(io)?;
-        f.read_exact(&mut buf).map_err(io)?;
-        let body = &buf[..buf.len() - 1]; // drop the final `\n`
-        let mut lines = body.rsplit(|&b| b == b'\n');
-        // The first piece (in file order) may be a fragment unless we reached the start.
-        let total = body.split(|&b| b == b'\n').count();
-        if start > 0 && total < 2 {
-            // Not even the last line fits the window yet.
-            window = window.saturating_mul(4);
-            continue;
+/// A file's lines from the end backwards, read in chunks: the part of a
+/// log after its last checkpoint is bounded by `checkpoint_every`, but one
+/// appended by someone else is not, so it is never read whole.
+struct Backwards<'f> {
+    f: &'f mut File,
+    /// Where `buf` starts in the file.
+    pos: u64,
+    /// Bytes not yet returned (no trailing `\n`).
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl<'f> Backwards<'f> {
+    const CHUNK: u64 = 256 * 1024;
+
+    /// `end` is just after a `\n` (or 0).
+    fn new(f: &'f mut File, end: u64) -> Backwards<'f> {
+        Backwards {
+            f,
+            pos: end.saturating_sub(1),
+            buf: Vec::new(),
+            done: end == 0,
         }
-        let whole = if start == 0 { total } else { total - 1 };
-        let last = lines.next().unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_slice(last)
-            .map_err(|e| corrupt(format!("the last line is not JSON ({e})")))?;
-        let seq = v["seq"]
-            .as_u64()
-            .ok_or_else(|| corrupt("the last record has no `seq`".into()))?;
-        let mut tail = Tail {
-            chain: Chain::resume(seq, hash_line(last)),
-            last_kind: v["kind"].as_str().unwrap_or_default().to_owned(),
-            key_id: signer(&v),
-            truncated_bytes: 0,
-            file_first_seq: None,
-        };
-        for line in std::iter::once(last).chain(lines).take(whole).skip(1) {
-            if tail.key_id.is_some() {
-                break;
-            }
-            // Only lines naming a key matter; skip parsing the rest.
-            if memchr(line, b"\"key_id\"") || memchr(line, b"\"new_key_id\"") {
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) {
-                    tail.key_id = signer(&v);
-                }
-            }
-        }
-        if tail.key_id.is_some() || start == 0 {
-            return Ok(tail);
-        }
-        window = window.saturating_mul(4);
     }
-}
 
-fn signer(v: &serde_json::Value) -> Option<String> {
-    let field = match v["kind"].as_str()? {
-        "checkpoint" => "key_id",
-        "key_rotation" => "new_key_id",
-        _ => return None,
-    };
-    v[field].as_str().map(str::to_owned)
-}
-
-fn memchr(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    fn next(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            if let Some(i) = self.buf.iter().rposition(|&b| b == b'\n') {
+                let line = self.buf.split_off(i + 1);
+                self.buf.pop();
+                return Ok(Some(line));
+            }
+            if self.pos == 0 {
+                self.done = true;
+                return Ok(Some(std::mem::take(&mut self.buf)));
+            }
+            let start = self.pos.saturating_sub(Self::CHUNK);
+            let mut chunk = vec![0u8; (self.pos - start) as usize];
+            self.f.seek(SeekFrom::Start(start))?;
+            self.f.read_exact(&mut chunk)?;
+            chunk.extend_from_slice(&self.buf);
+            self.buf = chunk;
+            self.pos = start;
+        }
+    }
 }

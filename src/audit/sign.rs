@@ -12,6 +12,8 @@
 //!   ASCII message `sqlgate-checkpoint-v1:{head_seq}:{head}`, where
 //!   `head_seq` is the seq of the last record covered (this record's seq − 1)
 //!   and `head` its hash in lowercase hex (this record's `prev`).
+//! - Record MAC: HMAC-SHA256 keyed with HMAC-SHA256(seed,
+//!   "sqlgate-record-mac-v1"), see [`super::chain`].
 //! - Key rotation: `sig_new` by the new key (and `sig_old` by the old one when
 //!   it is available) over
 //!   `sqlgate-key-rotation-v1:{old_key_id}:{new_key_id}:{head_seq}:{head}`,
@@ -19,7 +21,7 @@
 //!   starts (or finds no earlier checkpoint) the writer announces its key with
 //!   a `key_rotation` that has no `old_key_id`; `{old_key_id}` is then empty.
 
-use super::chain::{hex, Hash};
+use super::chain::{hex, Hash, RecordMac};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
@@ -97,6 +99,7 @@ impl PublicKey {
 pub struct SigningKey {
     pair: Ed25519KeyPair,
     public: PublicKey,
+    mac: RecordMac,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -117,7 +120,16 @@ impl SigningKey {
                 .try_into()
                 .expect("an Ed25519 public key has 32 bytes"),
         );
-        SigningKey { pair, public }
+        SigningKey {
+            pair,
+            public,
+            mac: RecordMac::for_seed(seed),
+        }
+    }
+
+    /// The key of the per-record MAC, derived from the same seed.
+    pub fn record_mac(&self) -> &RecordMac {
+        &self.mac
     }
 
     pub fn public(&self) -> &PublicKey {
@@ -233,11 +245,13 @@ pub fn checkpoint_body(key: &SigningKey, head_seq: u64, head: &Hash) -> serde_js
 }
 
 /// The body of a `key_rotation` record; `old_key_id` is `None` when no earlier
-/// key is known, and `sig_old` is absent because the writer only holds the
-/// new secret.
+/// key is known. `sig_old` is there when the writer holds the old secret too
+/// (`[audit] previous_key`), which lets a verifier that trusts the old key
+/// trust the new one.
 pub fn rotation_body(
     new: &SigningKey,
     old_key_id: Option<&str>,
+    old: Option<&SigningKey>,
     head_seq: u64,
     head: &Hash,
 ) -> serde_json::Value {
@@ -249,8 +263,11 @@ pub fn rotation_body(
         "new_public_key": new.public().to_text(),
         "sig_new": new.sign_b64(msg.as_bytes()),
     });
-    if let (Some(old), Some(o)) = (old_key_id, v.as_object_mut()) {
-        o.insert("old_key_id".into(), old.into());
+    if let (Some(old_id), Some(o)) = (old_key_id, v.as_object_mut()) {
+        o.insert("old_key_id".into(), old_id.into());
+        if let Some(old) = old.filter(|k| k.public().key_id() == old_id) {
+            o.insert("sig_old".into(), old.sign_b64(msg.as_bytes()).into());
+        }
     }
     v
 }

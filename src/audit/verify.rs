@@ -29,6 +29,14 @@
 //!    unless the log is known to be open (`--allow-open`, which also skips a
 //!    partial last line of the last file: the writer may be mid-write).
 //!
+//! 9. With an anchor (`--anchor`, see [`super::anchor`]): the record at each
+//!    anchored checkpoint's seq must be byte-identical to the anchor's line,
+//!    else `anchor mismatch`; a log whose last record is before the anchor's
+//!    latest checkpoint was `cut`.
+//! 10. Each record's `mac` is not checked here: its key is secret. sqlgate
+//!     checks it at start-up for the records no checkpoint covers yet, the
+//!     only ones a forger could add undetected by the signatures.
+//!
 //! Known limit: a checkpoint's own line (its `time`) is covered only by the
 //! next checkpoint, so the final checkpoint's `time` is not signed.
 
@@ -71,6 +79,10 @@ pub enum Problem {
     Empty,
     #[error("unsigned tail: records {from}..{to} are after the last checkpoint (a log that is still being written needs --allow-open)")]
     UnsignedTail { from: u64, to: u64 },
+    #[error("cut: the log ends at record {last} but its anchor holds a checkpoint at record {anchored}: records were removed from the end")]
+    CutBeforeAnchor { last: u64, anchored: u64 },
+    #[error("anchor mismatch: record {seq} is not the checkpoint the anchor holds for that seq")]
+    AnchorMismatch { seq: u64 },
     #[error("cannot read: {0}")]
     Io(String),
 }
@@ -85,7 +97,9 @@ impl Problem {
             | Problem::Reordered { seq, .. }
             | Problem::Inserted { seq, .. }
             | Problem::ForgedSignature { seq, .. }
-            | Problem::Truncated { seq, .. } => Some(*seq),
+            | Problem::Truncated { seq, .. }
+            | Problem::AnchorMismatch { seq } => Some(*seq),
+            Problem::CutBeforeAnchor { last, .. } => Some(last.saturating_add(1)),
             Problem::MissingStart { .. } => Some(0),
             Problem::UnsignedTail { from, .. } => Some(*from),
             Problem::Empty | Problem::Io(_) => None,
@@ -121,6 +135,8 @@ pub struct Options {
     pub keys: Vec<PublicKey>,
     /// Accept an unsigned tail (a live log).
     pub allow_open: bool,
+    /// Checkpoints kept outside the log (`--anchor`): seq → line hash.
+    pub anchor: BTreeMap<u64, Hash>,
 }
 
 /// What a successful verification saw.
@@ -354,6 +370,18 @@ impl<'a> Verifier<'a> {
         };
         self.summary.files = lines.files.len();
         self.summary.last_seq = last_seq;
+        if let Some((&anchored, _)) = self.opts.anchor.last_key_value() {
+            if anchored > last_seq {
+                return Err(Failure {
+                    problem: Problem::CutBeforeAnchor {
+                        last: last_seq,
+                        anchored,
+                    },
+                    file: lines.files.last().cloned().unwrap_or_default(),
+                    line: 0,
+                });
+            }
+        }
         let from = self.covered.map_or(0, |c| c + 1);
         if from <= last_seq {
             let problem = Problem::UnsignedTail { from, to: last_seq };
@@ -432,9 +460,15 @@ impl<'a> Verifier<'a> {
             self.summary.first_seq = rec.seq;
             self.summary.first_time = rec.time.clone();
         }
+        let hash = hash_line(&line.bytes);
+        if let Some(anchored) = self.opts.anchor.get(&rec.seq) {
+            if !hashes_equal(anchored, &hash) {
+                return Err(Problem::AnchorMismatch { seq: rec.seq });
+            }
+        }
         self.summary.records += 1;
         self.summary.last_time = rec.time;
-        self.last = Some((rec.seq, hash_line(&line.bytes), line.file, line.no));
+        self.last = Some((rec.seq, hash, line.file, line.no));
         Ok(())
     }
 

@@ -20,6 +20,7 @@
 //! (`reason: rotation`, `previous_file`: the renamed file's name). The chain
 //! simply continues.
 
+use super::anchor::{last_checkpoint, AnchorWriter};
 use super::chain::Chain;
 use super::event::Event;
 use super::recover::{recover, RecoverError, Tail};
@@ -55,6 +56,9 @@ pub enum OpenError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Recover(#[from] RecoverError),
+    /// The log and its anchor disagree, or the key changed unannounced.
+    #[error("refusing to continue the audit log `{path}`: {why}")]
+    Refused { path: PathBuf, why: String },
     #[error("cannot write the audit log `{path}`: {source}")]
     Io {
         path: PathBuf,
@@ -76,6 +80,7 @@ impl From<OpenError> for std::io::Error {
 pub(crate) struct Writer {
     path: PathBuf,
     key: SigningKey,
+    anchor: Option<AnchorWriter>,
     every: u64,
     interval: Duration,
     max_file_bytes: u64,
@@ -123,16 +128,64 @@ impl Writer {
             source,
         };
         let key = SigningKey::load_or_create(&cfg.key)?;
+        let previous = cfg
+            .previous_key
+            .as_deref()
+            .map(SigningKey::load)
+            .transpose()?;
         if let Some(dir) = cfg.path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let tail: Option<Tail> = recover(&cfg.path)?;
+        let keys: Vec<&SigningKey> = std::iter::once(&key).chain(previous.as_ref()).collect();
+        let tail: Option<Tail> = recover(&cfg.path, &keys)?;
+        let refused = |why: String| OpenError::Refused {
+            path: cfg.path.clone(),
+            why,
+        };
+        let old_id = tail.as_ref().and_then(|t| t.key_id.clone());
+        let new_id = key.public().key_id();
+        if let Some(old) = old_id.as_deref().filter(|old| *old != new_id) {
+            if previous.as_ref().map(|p| p.public().key_id()).as_deref() != Some(old) {
+                return Err(refused(format!(
+                    "it was last signed by key `{old}`, not by `[audit] key` (`{new_id}`): to change keys, set `[audit] previous_key` to the old key file, so the change is signed by both"
+                )));
+            }
+        }
+        if let Some(crate::config::Anchor::File(anchor)) = &cfg.anchor {
+            if let Some((seq, hash)) = last_checkpoint(anchor).map_err(&refused)? {
+                let last = tail.as_ref().and_then(|t| t.checkpoint);
+                match last {
+                    Some((s, h)) if s == seq && !super::chain::hashes_equal(&h, &hash) => {
+                        return Err(refused(format!(
+                            "its checkpoint at record {seq} is not the one in the anchor `{}`: the log was replaced",
+                            anchor.display()
+                        )))
+                    }
+                    Some((s, _)) if s >= seq => {}
+                    _ => {
+                        return Err(refused(format!(
+                            "the anchor `{}` holds a checkpoint at record {seq}, but the log's last checkpoint is {}: records were cut. Restore the log from a copy; to start a new log, move both the log and the anchor aside",
+                            anchor.display(),
+                            last.map_or("none".to_owned(), |(s, _)| format!("record {s}"))
+                        )))
+                    }
+                }
+            }
+        }
+        let anchor = match &cfg.anchor {
+            Some(a) => Some(
+                AnchorWriter::open(a)
+                    .map_err(|e| refused(format!("cannot open the anchor: {e}")))?,
+            ),
+            None => None,
+        };
         let file = open_append(&cfg.path).map_err(io)?;
         let file_bytes = file.metadata().map_err(io)?.len();
         let chain = tail.as_ref().map_or_else(Chain::new, |t| t.chain.clone());
         let mut w = Writer {
             path: cfg.path.clone(),
             key,
+            anchor,
             every: cfg.checkpoint_every.max(1),
             interval: cfg.checkpoint_interval,
             max_file_bytes: cfg.max_file_bytes,
@@ -168,11 +221,15 @@ impl Writer {
         for e in preamble {
             w.append(e).map_err(io)?;
         }
-        let new_id = w.key.public().key_id();
-        let old_id = tail.and_then(|t| t.key_id);
         if old_id.as_deref() != Some(new_id.as_str()) {
             let head_seq = w.chain.head_seq().unwrap_or(0);
-            let body = rotation_body(&w.key, old_id.as_deref(), head_seq, &w.chain.head());
+            let body = rotation_body(
+                &w.key,
+                old_id.as_deref(),
+                previous.as_ref(),
+                head_seq,
+                &w.chain.head(),
+            );
             w.append(Event::Json(body)).map_err(io)?;
         }
         w.checkpoint().map_err(io)?;
@@ -236,7 +293,8 @@ impl Writer {
             tracing::error!("audit record not serializable, skipped: {err}");
             return Ok(());
         }
-        self.chain.seal(time, &self.body, &mut self.line);
+        self.chain
+            .seal_mac(time, &self.body, &mut self.line, self.key.record_mac());
         self.line.push(b'\n');
         self.out.write_all(&self.line)?;
         self.file_bytes += self.line.len() as u64;
@@ -256,7 +314,16 @@ impl Writer {
             return Ok(());
         };
         let body = checkpoint_body(&self.key, head_seq, &self.chain.head());
-        self.append(Event::Json(body))
+        self.append(Event::Json(body))?;
+        if self.anchor.is_some() {
+            // The log first: the anchor must never be ahead of the disk.
+            self.sync()?;
+            let line = &self.line[..self.line.len() - 1];
+            if let Some(a) = &mut self.anchor {
+                a.write(line)?;
+            }
+        }
+        Ok(())
     }
 
     /// Flush, `fdatasync`, then resolve the waiting acks.

@@ -23,6 +23,10 @@ pub enum Command {
         /// Accept records after the last checkpoint (a log still being written).
         #[arg(long)]
         allow_open: bool,
+        /// The log's anchor file (`[audit] anchor`): fails when the log ends
+        /// before the anchor's latest checkpoint or disagrees with it.
+        #[arg(long)]
+        anchor: Option<PathBuf>,
     },
     /// Print the public key of the configured signing key.
     Pubkey {
@@ -43,7 +47,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             files,
             public_key,
             allow_open,
-        } => verify(files, public_key, allow_open),
+            anchor,
+        } => verify(files, public_key, allow_open, anchor),
         Command::Pubkey { config } => pubkey(config),
         Command::Search(args) => super::audit_tools::search(args),
         Command::Export(args) => super::audit_tools::export(args),
@@ -51,12 +56,27 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn verify(files: Vec<PathBuf>, public_key: Vec<String>, allow_open: bool) -> anyhow::Result<()> {
+fn verify(
+    files: Vec<PathBuf>,
+    public_key: Vec<String>,
+    allow_open: bool,
+    anchor: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let keys = public_key
         .iter()
         .map(|k| PublicKey::parse(k))
         .collect::<Result<Vec<_>, _>>()?;
-    let opts = Options { keys, allow_open };
+    let anchor = match &anchor {
+        Some(a) => crate::audit::anchor::load(a, &keys)
+            .map_err(|e| anyhow::anyhow!("audit verify: failed: {e}"))?,
+        None => Default::default(),
+    };
+    let anchored = anchor.last_key_value().map(|(s, _)| *s);
+    let opts = Options {
+        keys,
+        allow_open,
+        anchor,
+    };
     let s = verify_files(&files, &opts).map_err(|f| match f.problem.seq() {
         Some(seq) => anyhow::anyhow!("audit verify: failed at seq {seq}: {f}"),
         None => anyhow::anyhow!("audit verify: failed: {f}"),
@@ -80,6 +100,14 @@ fn verify(files: Vec<PathBuf>, public_key: Vec<String>, allow_open: bool) -> any
     }
     if let Some((from, to)) = s.open_tail {
         println!("open: records {from}..{to} are not yet covered by a checkpoint");
+    }
+    match anchored {
+        Some(seq) => {
+            println!("anchor: the log reaches the anchor's latest checkpoint (record {seq})")
+        }
+        None => {
+            println!("anchor: none given (a log cut at a checkpoint is not detectable without one)")
+        }
     }
     Ok(())
 }

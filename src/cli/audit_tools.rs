@@ -215,7 +215,7 @@ pub fn verification_summary(files: &[PathBuf], keys: &[String]) -> String {
         files,
         &Options {
             keys,
-            allow_open: false,
+            ..Options::default()
         },
     ) {
         Ok(s) => {

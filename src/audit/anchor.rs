@@ -1,0 +1,172 @@
+//! The truncation anchor: every checkpoint line, copied outside the log.
+//!
+//! A hash chain with signed checkpoints shows any edit inside the log, but
+//! not a cut at a checkpoint: what is left is a shorter, valid log. So the
+//! writer also hands each checkpoint line, byte for byte, to an anchor kept
+//! where whoever can cut the log cannot (`[audit] anchor`): a file on another
+//! volume, or syslog for a collector that ships it elsewhere. The line goes
+//! to the anchor only after the log holding it is fsynced, so an anchor is
+//! never ahead of the log on disk, even after a crash.
+//!
+//! - At start-up, a file anchor's last checkpoint must be in the log: a log
+//!   that ends before it, or holds another line at its seq, is refused.
+//! - `sqlgate audit verify --anchor <file>` checks every anchored checkpoint
+//!   against the log and reports a log that ends before the latest one.
+//!   For syslog, extract sqlgate's lines into a file first (the JSON starts
+//!   at the first `{` of each message).
+
+use super::chain::{hash_line, hashes_equal, parse_hash, Hash};
+use super::sign::{checkpoint_message, PublicKey};
+use crate::config::Anchor;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+
+/// syslog priority: facility 13 (log audit) × 8 + severity 6 (info).
+const SYSLOG_PRI: &str = "<110>";
+
+/// An open anchor.
+pub(crate) enum AnchorWriter {
+    File(File),
+    Syslog(UnixDatagram, PathBuf),
+}
+
+impl AnchorWriter {
+    pub(crate) fn open(anchor: &Anchor) -> std::io::Result<AnchorWriter> {
+        Ok(match anchor {
+            Anchor::File(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                AnchorWriter::File(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)?,
+                )
+            }
+            Anchor::Syslog(socket) => {
+                let s = UnixDatagram::unbound()?;
+                s.connect(socket)?;
+                AnchorWriter::Syslog(s, socket.clone())
+            }
+        })
+    }
+
+    /// Appends one checkpoint line (without its `\n`) and makes it durable.
+    pub(crate) fn write(&mut self, line: &[u8]) -> std::io::Result<()> {
+        match self {
+            AnchorWriter::File(f) => {
+                let mut buf = Vec::with_capacity(line.len() + 1);
+                buf.extend_from_slice(line);
+                buf.push(b'\n');
+                f.write_all(&buf)?;
+                f.sync_data()
+            }
+            AnchorWriter::Syslog(s, socket) => {
+                let mut msg = Vec::with_capacity(line.len() + 32);
+                msg.extend_from_slice(SYSLOG_PRI.as_bytes());
+                msg.extend_from_slice(b"sqlgate-audit: ");
+                msg.extend_from_slice(line);
+                s.send(&msg).map(|_| ()).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("syslog `{}`: {e}", socket.display()))
+                })
+            }
+        }
+    }
+}
+
+/// The seq and line hash of the last complete line of a file anchor; `None`
+/// when it holds none yet. Reads only the end of the file.
+pub(crate) fn last_checkpoint(path: &Path) -> Result<Option<(u64, Hash)>, String> {
+    let describe =
+        |e: std::io::Error| format!("cannot read the audit anchor `{}`: {e}", path.display());
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(describe(e)),
+    };
+    let len = f.metadata().map_err(describe)?.len();
+    let start = len.saturating_sub(64 * 1024);
+    let mut buf = Vec::new();
+    f.seek(SeekFrom::Start(start)).map_err(describe)?;
+    f.read_to_end(&mut buf).map_err(describe)?;
+    // Only complete lines count: a crash may cut the anchor's last write.
+    let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
+        return Ok(None);
+    };
+    let body = &buf[..end];
+    let line = match body.iter().rposition(|&b| b == b'\n') {
+        Some(i) => &body[i + 1..],
+        None if start == 0 => body,
+        None => {
+            return Err(format!(
+                "the audit anchor `{}` ends in a line over 64 KiB",
+                path.display()
+            ))
+        }
+    };
+    let line = json_part(line);
+    let seq = serde_json::from_slice::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v["seq"].as_u64())
+        .ok_or_else(|| {
+            format!(
+                "the audit anchor `{}` ends in a line that is not a checkpoint record",
+                path.display()
+            )
+        })?;
+    Ok(Some((seq, hash_line(line))))
+}
+
+/// The record in an anchor line: from its first `{` (a syslog export keeps
+/// the message's header before it).
+fn json_part(line: &[u8]) -> &[u8] {
+    line.iter()
+        .position(|&b| b == b'{')
+        .map_or(line, |i| &line[i..])
+}
+
+/// Every checkpoint of an anchor file, seq → line hash, for `verify
+/// --anchor`. With trusted `keys`, each one's signature must verify (an
+/// anchor line nobody signed proves nothing).
+pub fn load(path: &Path, keys: &[PublicKey]) -> Result<BTreeMap<u64, Hash>, String> {
+    let text = std::fs::read(path)
+        .map_err(|e| format!("cannot read the anchor `{}`: {e}", path.display()))?;
+    let mut out = BTreeMap::new();
+    for (no, line) in text.split(|&b| b == b'\n').enumerate() {
+        let line = json_part(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let bad = |why: &str| format!("the anchor `{}` line {}: {why}", path.display(), no + 1);
+        let v: serde_json::Value =
+            serde_json::from_slice(line).map_err(|_| bad("not a JSON record"))?;
+        let (Some(seq), Some(prev), Some("checkpoint")) = (
+            v["seq"].as_u64(),
+            v["prev"].as_str().and_then(parse_hash),
+            v["kind"].as_str(),
+        ) else {
+            return Err(bad("not a checkpoint record"));
+        };
+        let head_ok = v["head"]
+            .as_str()
+            .and_then(parse_hash)
+            .is_some_and(|h| hashes_equal(&h, &prev));
+        if !keys.is_empty() {
+            let key_id = v["key_id"].as_str().unwrap_or_default();
+            let msg = checkpoint_message(seq.saturating_sub(1), &prev);
+            let signed = keys.iter().any(|k| {
+                k.key_id() == key_id
+                    && k.verify_b64(msg.as_bytes(), v["sig"].as_str().unwrap_or_default())
+            });
+            if !head_ok || !signed {
+                return Err(bad("a checkpoint not signed by a trusted key"));
+            }
+        }
+        out.insert(seq, hash_line(line));
+    }
+    Ok(out)
+}
