@@ -231,11 +231,42 @@ fn code_literals_are_flagged_for_approvers() {
         "CREATE POLICY p ON t USING (tenant = 'a')",
         "CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()",
         "CREATE PROCEDURE p() LANGUAGE sql AS 'DELETE FROM t'",
+        // Identity and settings: who or what runs next.
+        "SET ROLE intern",
+        "SET SESSION AUTHORIZATION intern",
+        "SELECT set_config('role', 'intern', false)",
+        "ALTER DATABASE app SET session_preload_libraries = 'evil'",
+        "ALTER ROLE bot SET role = 'postgres'",
     ] {
         let a = pg().classify(sql);
         assert!(a.statements[0].code, "{sql}: {a:?}");
     }
     assert!(!pg().classify("SELECT 'x'").statements[0].code);
+    assert!(!pg().classify("SET work_mem = '64MB'").statements[0].code);
+}
+
+#[test]
+fn ddl_that_installs_code_carries_what_the_code_does() {
+    // A rule runs its actions on everyone's statements from now on.
+    has(
+        "CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM customers",
+        &[Ddl, Destructive],
+    );
+    has(
+        "CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM customers WHERE id = new.id",
+        &[Ddl, Write, Destructive],
+    );
+    has(
+        "CREATE RULE r AS ON UPDATE TO t DO INSTEAD UPDATE u SET a = 1",
+        &[Destructive],
+    );
+    has(
+        "CREATE RULE r AS ON INSERT TO t DO ALSO INSERT INTO log VALUES (new.a)",
+        &[Write],
+    );
+    // A trigger's function is decided by the catalog, as a call is.
+    let a = pg().classify("CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()");
+    assert!(classes(&a).contains(Unparsed), "{a:?}");
 }
 
 #[test]

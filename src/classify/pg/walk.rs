@@ -157,9 +157,14 @@ impl Walk {
                 self.need_original();
             }
             "CreateFunctionStmt" => self.create_function(n),
-            "CreateTrigStmt" | "RuleStmt" => {
+            "CreateTrigStmt" => {
                 self.add(&[Ddl]);
+                self.trigger_function(n);
                 self.code_body(n);
+            }
+            "RuleStmt" => {
+                self.add(&[Ddl]);
+                self.rule(n);
             }
             "CreatePolicyStmt" | "AlterPolicyStmt" => {
                 self.add(&[Ddl, Privilege]);
@@ -204,8 +209,15 @@ impl Walk {
                 self.children(n);
             }
             "GrantStmt" | "GrantRoleStmt" | "CreateRoleStmt" | "AlterRoleStmt"
-            | "AlterRoleSetStmt" | "ReassignOwnedStmt" => {
+            | "ReassignOwnedStmt" => {
                 self.add(&[Privilege]);
+                self.children(n);
+            }
+            "AlterRoleSetStmt" => {
+                // A setting's name and value are identity or code
+                // (`session_preload_libraries`, `role`): always shown.
+                self.add(&[Privilege]);
+                self.need_original();
                 self.children(n);
             }
             "DropRoleStmt" | "DropOwnedStmt" => self.add(&[Privilege, Destructive]),
@@ -215,11 +227,15 @@ impl Walk {
             | "CreateEventTrigStmt"
             | "AlterEventTrigStmt"
             | "AlterFunctionStmt"
-            | "AlterDatabaseSetStmt"
             | "CreateUserMappingStmt"
             | "AlterUserMappingStmt"
             | "DropUserMappingStmt" => {
                 self.add(&[Privilege, Ddl]);
+                self.children(n);
+            }
+            "AlterDatabaseSetStmt" => {
+                self.add(&[Privilege, Ddl]);
+                self.need_original();
                 self.children(n);
             }
             "CreateExtensionStmt"
@@ -609,6 +625,11 @@ impl Walk {
         }
         let c = settings::change(name);
         self.classes = self.classes.union(c);
+        if c.contains(Privilege) || c.contains(ServerAccess) {
+            // `SET ROLE`, `SET SESSION AUTHORIZATION`, library loading: the
+            // value is who or what runs next, so the approver sees it.
+            self.need_original();
+        }
         if name.eq_ignore_ascii_case("search_path")
             && kind == VariableSetKind::VarSetValue as i64
             && self.need_original()
@@ -719,6 +740,47 @@ impl Walk {
         self.not_run += 1;
         self.children(n);
         self.not_run -= 1;
+    }
+
+    /// A trigger runs its function on others' statements from now on: the
+    /// CREATE TRIGGER carries what that function does (from the catalog,
+    /// as for a call).
+    fn trigger_function(&mut self, n: &Value) {
+        let parts = strings(list(n, "funcname"));
+        let name = parts.last().copied().unwrap_or("");
+        let schema = if parts.len() >= 2 {
+            parts[parts.len() - 2]
+        } else {
+            ""
+        };
+        let (c, unknown) = builtins::call(schema, name);
+        if !unknown {
+            return self.add_fn(c);
+        }
+        let f = parts.join(".");
+        if !self.functions.contains(&f) {
+            self.functions.push(f);
+        }
+    }
+
+    /// A rule's actions run on others' statements from now on: `CREATE
+    /// RULE … DO ALSO DELETE FROM customers` is what that DELETE is, and
+    /// destructive whatever its WHERE, since no row count of the statement
+    /// that sets it off counts the rows it changes.
+    fn rule(&mut self, n: &Value) {
+        self.code = true;
+        self.need_original();
+        for a in list(n, "actions") {
+            if let Some(("UpdateStmt" | "DeleteStmt" | "MergeStmt", _)) = node_of(a) {
+                self.add(&[Destructive]);
+            }
+            if let Some(("InsertStmt", i)) = node_of(a) {
+                if !i["onConflictClause"].is_null() {
+                    self.add(&[Destructive]);
+                }
+            }
+        }
+        self.children(n);
     }
 
     fn alter_table(&mut self, n: &Value) {
