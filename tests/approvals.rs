@@ -655,6 +655,88 @@ async fn a_grant_lets_the_same_statement_run_again_for_a_while() {
     assert_eq!(s, 400);
 }
 
+/// Approvals review finding 4: a grant for `UPDATE items …` must not
+/// follow the name into another schema once the session moved its
+/// `search_path` (or made temporary tables).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_does_not_follow_a_name_into_another_schema() {
+    let env = Env::new("hold_grant_path");
+    env.direct(
+        "CREATE SCHEMA prod; CREATE TABLE prod.items(id int, name text); INSERT INTO prod.items VALUES (1, 'keep')",
+    );
+    let (c, _n) = env.client().await;
+    let c = std::sync::Arc::new(c);
+    let c2 = c.clone();
+    let agent = tokio::spawn(async move { c2.simple_query("UPDATE items SET name = 'a'").await });
+    let id = env.pending(1).await[0]["id"].as_str().unwrap().to_owned();
+    let (s, v) = env
+        .api(
+            "POST",
+            &format!("/v1/approvals/{id}/approve"),
+            "tok-alice",
+            serde_json::json!({"grant": "15m"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    agent.await.unwrap().unwrap();
+    for moves in [
+        "SET search_path = prod, public",
+        "SELECT set_config('search_path', 'prod', false)",
+        "CREATE TEMP TABLE items(id int, name text)",
+    ] {
+        let (c, _n) = env.client().await;
+        let c = std::sync::Arc::new(c);
+        // Held or run, it moves names for the rest of this session.
+        let c1 = c.clone();
+        let m = moves.to_owned();
+        let first = tokio::spawn(async move { c1.simple_query(&m).await });
+        // Held (by whichever rule) or not: approve whatever waits.
+        while !first.is_finished() {
+            let (_, v) = env
+                .api("GET", "/v1/approvals", "tok-alice", serde_json::Value::Null)
+                .await;
+            for r in v["approvals"].as_array().cloned().unwrap_or_default() {
+                let id = r["id"].as_str().unwrap().to_owned();
+                for tok in ["tok-alice", "tok-bob"] {
+                    env.api(
+                        "POST",
+                        &format!("/v1/approvals/{id}/approve"),
+                        tok,
+                        serde_json::json!({}),
+                    )
+                    .await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        first.await.unwrap().unwrap();
+        let c3 = c.clone();
+        let agent =
+            tokio::spawn(async move { c3.simple_query("UPDATE items SET name = 'gone'").await });
+        let req = env.pending(1).await[0].clone();
+        assert_eq!(env.direct("SELECT name FROM prod.items"), "keep", "{moves}");
+        let id = req["id"].as_str().unwrap().to_owned();
+        env.api(
+            "POST",
+            &format!("/v1/approvals/{id}/deny"),
+            "tok-alice",
+            serde_json::json!({}),
+        )
+        .await;
+        assert!(agent.await.unwrap().is_err(), "{moves}");
+        assert_eq!(env.direct("SELECT name FROM prod.items"), "keep", "{moves}");
+    }
+    // A session that moved nothing still has the grant.
+    let (c, _n) = env.client().await;
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        c.simple_query("UPDATE items SET name = 'b'"),
+    )
+    .await
+    .expect("granted: no hold")
+    .unwrap();
+}
+
 /// Statements under different rules in one string each need their own
 /// rule's approval, and literals are not shown for a string with several
 /// statements (other rules may keep theirs hidden).

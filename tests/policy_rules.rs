@@ -24,6 +24,7 @@ fn stmt(classes: &[Class], tables: &[&str]) -> StatementInfo {
         note: None,
         code: false,
         changes_rows: false,
+        moves_names: false,
         pending: None,
     }
 }
@@ -483,6 +484,7 @@ fn allow_globs_do_not_stretch_across_dots() {
         note: None,
         code: false,
         changes_rows: false,
+        moves_names: false,
         pending: None,
     };
     assert_eq!(

@@ -194,20 +194,22 @@ impl Approvals {
     /// Submits a statement for approval. Must be called inside the runtime
     /// (the deadline is a task).
     pub fn submit(&self, new: NewRequest) -> Submitted {
-        let key = (new.agent.to_string(), new.grant_key());
-        if let Some(g) = self.inner.grants.get(&key) {
-            if g.1 > Instant::now() {
-                let (by, until) = (g.0.clone(), g.2);
+        let key = new.grant_key().map(|k| (new.agent.to_string(), k));
+        if let Some(key) = key {
+            if let Some(g) = self.inner.grants.get(&key) {
+                if g.1 > Instant::now() {
+                    let (by, until) = (g.0.clone(), g.2);
+                    drop(g);
+                    self.inner.audit.record(Event::Json(serde_json::json!({
+                        "kind": "approval_grant_used", "agent": &*new.agent, "session": new.session,
+                        "rule": &*new.rule, "fingerprint": key.1, "granted_by": by,
+                        "until": humantime::format_rfc3339_seconds(until).to_string(),
+                    })));
+                    return Submitted::Granted { by, until };
+                }
                 drop(g);
-                self.inner.audit.record(Event::Json(serde_json::json!({
-                    "kind": "approval_grant_used", "agent": &*new.agent, "session": new.session,
-                    "rule": &*new.rule, "fingerprint": key.1, "granted_by": by,
-                    "until": humantime::format_rfc3339_seconds(until).to_string(),
-                })));
-                return Submitted::Granted { by, until };
+                self.inner.grants.remove(&key);
             }
-            drop(g);
-            self.inner.grants.remove(&key);
         }
         let pending = self
             .inner
@@ -299,9 +301,9 @@ impl Approvals {
             // Stored only once the decision is final (a timeout or a
             // withdrawal may have ended the request in between).
             if self.finish(&r, o) {
-                if let Some((d, by)) = grant {
+                if let (Some((d, by)), Some(key)) = (grant, &r.grant_key) {
                     self.inner.grants.insert(
-                        (r.agent.to_string(), r.grant_key.clone()),
+                        (r.agent.to_string(), key.clone()),
                         (by, Instant::now() + d, SystemTime::now() + d),
                     );
                 }

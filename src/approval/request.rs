@@ -33,21 +33,44 @@ pub struct NewRequest {
     pub rule: Arc<str>,
     pub reason: Arc<str>,
     pub spec: Arc<ApprovalSpec>,
+    /// How the session resolves unqualified names (its login's
+    /// `search_path`), `None` once a statement may have changed that.
+    pub names: Option<Arc<str>>,
 }
 
 impl NewRequest {
-    /// What a standing grant is keyed on: the statements' fingerprints.
-    pub(super) fn grant_key(&self) -> String {
+    /// What a standing grant is keyed on: the statements' fingerprints, the
+    /// database and the rule, and for unqualified relation names how the
+    /// session resolves them. `None`: no grant can cover these statements
+    /// (an unqualified name in a session whose `search_path` or temporary
+    /// objects may have changed: `TRUNCATE scratch` approved for one schema
+    /// must not run in another).
+    pub(super) fn grant_key(&self) -> Option<String> {
         // Scoped to the database too: a grant given for one database does
         // not carry over to the same statement shape on another listener;
         // and to the rule, whose approvers and quorum gave it: the same
         // shape held by a stricter rule needs that rule's approval.
+        let unqualified = self
+            .statements
+            .iter()
+            .flat_map(|s| &s.tables)
+            .any(|t| !t.contains('.'));
+        let names = match (&self.names, unqualified) {
+            (_, false) => "",
+            (Some(path), true) => path,
+            (None, true) => return None,
+        };
         let fps: Vec<&str> = self
             .statements
             .iter()
             .map(|s| s.fingerprint.as_str())
             .collect();
-        format!("{}\u{0}{}\u{0}{}", self.database, self.rule, fps.join("; "))
+        Some(format!(
+            "{}\u{0}{}\u{0}{names}\u{0}{}",
+            self.database,
+            self.rule,
+            fps.join("; ")
+        ))
     }
 }
 
@@ -112,7 +135,7 @@ pub struct Request {
     pub quorum: u32,
     pub created: SystemTime,
     pub expires: SystemTime,
-    pub(super) grant_key: String,
+    pub(super) grant_key: Option<String>,
     inner: Mutex<(State, Vec<CastVote>)>,
     done: watch::Sender<Option<Outcome>>,
 }

@@ -28,7 +28,10 @@ pub fn statement(
         code: false,
         changes_rows: false,
         pending: None,
+        moves_names: false,
     };
+    // MySQL's `USE` changes what an unqualified name means.
+    info.moves_names = info.command == "USE";
 
     if let Some(u) = span.unterminated {
         unparsed(&mut info, u.note().to_string());

@@ -152,6 +152,11 @@ pub struct StatementInfo {
     /// `destructive` instead.
     #[serde(skip)]
     pub changes_rows: bool,
+    /// The statement may change what unqualified names mean for the rest of
+    /// the session (`search_path`, temporary objects, code sqlgate did not
+    /// read): standing grants for unqualified names stop applying.
+    #[serde(skip)]
+    pub moves_names: bool,
     /// Calls of functions that are not reviewed built-ins, which only the
     /// database's catalog can place. Until something resolves them (see
     /// `catalog`), `classes` holds `unparsed` for them: fail closed.

@@ -14,6 +14,7 @@ fn stmt(classes: &[Class], tables: &[&str]) -> StatementInfo {
         note: None,
         code: false,
         changes_rows: false,
+        moves_names: false,
         pending: None,
     }
 }

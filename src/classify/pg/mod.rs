@@ -215,6 +215,8 @@ fn info(sql: &str, lexed: &Lexed, toks: &[Tok], w: Walk) -> StatementInfo {
         note,
         code: w.code,
         changes_rows: w.changes_rows,
+        // Code sqlgate did not read may set `search_path` (see Walk).
+        moves_names: w.moves_names || !w.functions.is_empty(),
         pending,
     }
 }
@@ -277,6 +279,7 @@ fn rejected(sql: &str, lexed: Option<&Lexed>, why: &str) -> Analysis {
         note: Some(why.to_string()),
         code: false,
         changes_rows: false,
+        moves_names: true,
         pending: None,
     };
     let Some(lexed) = lexed else {

@@ -60,6 +60,12 @@ pub struct Walk {
     /// The top-level statement changes existing rows and its
     /// CommandComplete tag counts them (see `StatementInfo::changes_rows`).
     pub changes_rows: bool,
+    /// The statement may change which object an unqualified name means for
+    /// the rest of the session: it sets `search_path`, creates a temporary
+    /// object (`pg_temp` is searched first), or runs code sqlgate did not
+    /// read (a user function or procedure may call `set_config`). A standing
+    /// grant for statements with unqualified names stops applying then.
+    pub moves_names: bool,
     /// Depth of statements that are not run (EXPLAIN without ANALYZE,
     /// view and rule bodies): their own classes don't count, the function
     /// calls and relations in them still do.
@@ -71,6 +77,7 @@ impl Walk {
         Walk {
             mode,
             changes_rows: false,
+            moves_names: false,
             classes: ClassSet::EMPTY,
             tables: BTreeSet::new(),
             forbidden: None,
@@ -147,6 +154,7 @@ impl Walk {
                 self.children(n);
             }
             "CallStmt" => {
+                self.moves_names = true;
                 self.add(&[Write, Unparsed]);
                 self.note(|| "CALL runs a procedure whose body sqlgate has not analysed".into());
                 self.children(n);
@@ -457,6 +465,7 @@ impl Walk {
     /// change when it is a system catalog.
     fn target(&mut self, rv: &Value) {
         let (schema, name) = (str_of(rv, "schemaname"), str_of(rv, "relname"));
+        self.temporary(rv);
         self.tables.insert(table_name(rv));
         if builtins::is_system_catalog(schema, name) {
             self.add(&[Privilege, Ddl]);
@@ -464,8 +473,18 @@ impl Walk {
         }
     }
 
+    /// A relation in `pg_temp`, or made temporary: it shadows names.
+    fn temporary(&mut self, rv: &Value) {
+        let schema = str_of(rv, "schemaname");
+        if str_of(rv, "relpersistence") == "t" || schema.to_ascii_lowercase().starts_with("pg_temp")
+        {
+            self.moves_names = true;
+        }
+    }
+
     fn range_var(&mut self, rv: &Value) {
         let (schema, name) = (str_of(rv, "schemaname"), str_of(rv, "relname"));
+        self.temporary(rv);
         if schema.is_empty() && self.scopes.iter().any(|s| s.iter().any(|c| c == name)) {
             return;
         }
@@ -592,11 +611,13 @@ impl Walk {
             return;
         }
         let Some(name) = args.first().and_then(constant) else {
+            self.moves_names = true;
             self.add_fn(ClassSet::of(&[Privilege]));
             return self.forbid(Some(settings::COMPUTED));
         };
         self.add_fn(settings::change(&name));
         if name.eq_ignore_ascii_case("search_path") {
+            self.moves_names = true;
             let v = args.get(1).and_then(constant);
             let parts: Vec<String> = v
                 .as_deref()
@@ -625,6 +646,9 @@ impl Walk {
         }
         let c = settings::change(name);
         self.classes = self.classes.union(c);
+        if name.eq_ignore_ascii_case("search_path") {
+            self.moves_names = true;
+        }
         if c.contains(Privilege) || c.contains(ServerAccess) {
             // `SET ROLE`, `SET SESSION AUTHORIZATION`, library loading: the
             // value is who or what runs next, so the approver sees it.

@@ -63,6 +63,11 @@ pub async fn handle(
         database,
         params,
     } = *accepted;
+    let login_path: Arc<str> = params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("search_path"))
+        .map_or("", |(_, v)| v.as_str())
+        .into();
 
     let up = &l.config.upstream;
     let login = upstream::connect(up, l.config.upstream_tls, &l.upstream_tls, &params);
@@ -120,6 +125,7 @@ pub async fn handle(
         keepalive: l.keepalive,
         cancel: held,
         catalog: l.engine.catalog(&info.database).cloned(),
+        login_path,
     };
     let (_end, statements) =
         relay::run(&sess, stream, connected.stream, connected.status, shutdown).await;

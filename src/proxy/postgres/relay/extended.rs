@@ -157,6 +157,7 @@ impl ClientSide<'_> {
         );
         let sha = sha256_hex(sql);
         count(&d);
+        self.note_names(&d.analysis);
         if d.blocking().is_some() && d.first_deny().is_some() {
             return self.refuse(&d, &sha, false);
         }

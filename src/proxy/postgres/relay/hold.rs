@@ -148,6 +148,7 @@ impl ClientSide<'_> {
             rule,
             reason,
             spec,
+            names: self.names(),
         }
     }
 

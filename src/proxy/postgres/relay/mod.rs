@@ -96,6 +96,10 @@ struct Shared {
     /// COMMIT, so what this session reads can't be placed (set by the
     /// server side, cleared when the server reports the block ended).
     uncommitted_ddl: AtomicBool,
+    /// A statement of this session may have changed what unqualified names
+    /// mean (`StatementInfo::moves_names`): standing grants for statements
+    /// with unqualified names no longer apply here. Never cleared.
+    names_moved: AtomicBool,
 }
 
 /// A statement the agent prepared (named or unnamed), for the audit of its executions.
@@ -161,6 +165,10 @@ pub struct Session {
     pub cancel: Arc<crate::proxy::cancel::HoldSignal>,
     /// The catalog of the session's database (looked up once).
     pub catalog: Option<Arc<crate::catalog::Catalog>>,
+    /// How the login resolves unqualified names: its startup `search_path`
+    /// (empty: the role's and database's default). Part of a standing
+    /// grant's key while no statement has moved names.
+    pub login_path: Arc<str>,
 }
 
 /// Why a session ended.
@@ -192,6 +200,7 @@ pub async fn run(
         orphans: Mutex::new(Vec::new()),
         guard: guard::GuardState::default(),
         uncommitted_ddl: AtomicBool::new(false),
+        names_moved: AtomicBool::new(false),
     };
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();
@@ -603,6 +612,7 @@ impl ClientSide<'_> {
         );
         let sha = sha256_hex(sql);
         count(&d);
+        self.note_names(&d.analysis);
         match d.blocking() {
             None => {
                 let events: Vec<_> = d
@@ -731,6 +741,20 @@ impl ClientSide<'_> {
         }
     }
 
+    /// Remembers that names may have moved (seen, not waiting for the
+    /// answer: a statement that failed only costs grants).
+    pub(super) fn note_names(&self, a: &Analysis) {
+        if a.statements.iter().any(|s| s.moves_names) {
+            self.shared.names_moved.store(true, Ordering::Release);
+        }
+    }
+
+    /// The name resolution a standing grant may be keyed on: `None` once
+    /// names may have moved in this session.
+    pub(super) fn names(&self) -> Option<Arc<str>> {
+        (!self.shared.names_moved.load(Ordering::Acquire)).then(|| self.sess.login_path.clone())
+    }
+
     fn audit_unvettable(&mut self, command: &str) {
         let a = Arc::new(Analysis {
             statements: vec![StatementInfo {
@@ -742,6 +766,7 @@ impl ClientSide<'_> {
                 note: None,
                 code: false,
                 changes_rows: false,
+                moves_names: true,
                 pending: None,
             }],
         });
