@@ -40,6 +40,7 @@ fn request(quorum: u32) -> NewRequest {
             timeout: None,
             show_literals: false,
         }),
+        names: Some(Arc::from("")),
     }
 }
 
@@ -189,6 +190,22 @@ async fn an_agent_cannot_flood_approvers() {
         matches!(a.submit(request(1)), Submitted::Unapprovable(ref why) if why.contains("waiting"))
     );
     drop(holds);
+}
+
+#[tokio::test]
+async fn no_grant_covers_unqualified_names_once_they_may_have_moved() {
+    let (a, _) = service(Duration::from_secs(60));
+    let mut moved = request(1);
+    moved.names = None;
+    assert_eq!(moved.grant_key(), None);
+    // Schema-qualified: the path does not matter.
+    moved.statements[0].tables = vec!["prod.t".into()];
+    assert!(moved.grant_key().is_some());
+    // Another login path is another key.
+    let mut other = request(1);
+    other.names = Some(Arc::from("prod"));
+    assert_ne!(other.grant_key(), request(1).grant_key());
+    drop(a);
 }
 
 #[tokio::test]
