@@ -35,6 +35,9 @@ pub struct Engine {
 pub struct Decision {
     pub analysis: Arc<Analysis>,
     pub verdicts: Vec<Verdict>,
+    /// The classification before the catalog placed anything (the cached
+    /// one): what a later re-decision starts from.
+    pub classified: Arc<Analysis>,
 }
 
 impl Decision {
@@ -128,25 +131,47 @@ impl Engine {
         sql: &str,
         schema_pending: bool,
     ) -> Decision {
-        let analysis = self.classifier.classify(sql);
+        self.decide_classified(catalog, who, self.classifier.classify(sql), schema_pending)
+    }
+
+    /// [`Engine::decide_in`] from a classification already made
+    /// ([`Decision::classified`]): a prepared statement decided again
+    /// against a newer catalog.
+    pub fn decide_classified(
+        &self,
+        catalog: Option<&Catalog>,
+        who: &Identity,
+        classified: Arc<Analysis>,
+        schema_pending: bool,
+    ) -> Decision {
         let analysis = match catalog {
-            Some(c) => c.resolve(analysis, schema_pending),
-            None => analysis,
+            Some(c) => c.resolve(classified.clone(), schema_pending),
+            None => classified.clone(),
         };
-        self.verdicts(analysis, who)
+        self.verdicts(analysis, classified, who)
     }
 
     /// Decides without a catalog: user-defined functions stay `unparsed`.
     pub fn decide(&self, who: &Identity, sql: &str) -> Decision {
-        self.verdicts(self.classifier.classify(sql), who)
+        let a = self.classifier.classify(sql);
+        self.verdicts(a.clone(), a, who)
     }
 
-    fn verdicts(&self, analysis: Arc<Analysis>, who: &Identity) -> Decision {
+    fn verdicts(
+        &self,
+        analysis: Arc<Analysis>,
+        classified: Arc<Analysis>,
+        who: &Identity,
+    ) -> Decision {
         let verdicts = analysis
             .statements
             .iter()
             .map(|s| self.policy.decide(who, s))
             .collect();
-        Decision { analysis, verdicts }
+        Decision {
+            analysis,
+            verdicts,
+            classified,
+        }
     }
 }

@@ -220,6 +220,22 @@ fn functions_are_an_allow_list() {
         assert_eq!(classes(&pg().classify(sql)), ClassSet::of(&[Read]), "{sql}");
     }
     has("SELECT nextval('s'), setval('s', 1)", &[Write]);
+    // Overwrites, one object a call, that no tag counts (third review).
+    has("SELECT setval('s', 1)", &[Destructive]);
+    has(
+        "SELECT lo_put(oid, 0, '\\x58'::bytea) FROM pg_largeobject_metadata",
+        &[Destructive],
+    );
+    has("SELECT lowrite(0, 'x')", &[Destructive]);
+    // Row locks: a write; on a system catalog, as LOCK is.
+    has("SELECT * FROM t FOR UPDATE", &[Write]);
+    has(
+        "SELECT count(*) FROM (SELECT 1 FROM pg_catalog.pg_class FOR UPDATE) x",
+        &[Privilege, Ddl],
+    );
+    // A dot inside a quoted name is not a schema.
+    has("SELECT * FROM \"hr.staff\"", &[Unparsed]);
+    has("SELECT \"pub.harmless\"()", &[Unparsed]);
 }
 
 #[test]

@@ -496,3 +496,72 @@ async fn a_view_made_in_an_open_block_does_not_hide_a_denied_table() {
     let r = run(&c, "SELECT * FROM innocent").await;
     assert!(r.as_ref().is_err_and(|e| e.contains("no-secrets")), "{r:?}");
 }
+
+/// Third adversarial review (2026-12-01): a function redefined in an open
+/// block is placed by its new body after COMMIT; a prepared statement is
+/// decided again after the catalog changed; SQL/JSON syntax and dotted
+/// names that an older server reads as user functions; function SET
+/// clauses; row locks on system catalogs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn third_review_functions_prepared_statements_and_syntax() {
+    let env = Env::with_rules(
+        "byp_third",
+        "[[rule]]\nid = \"agent-ddl\"\naction = \"allow\"\nclasses = [\"read\", \"ddl\", \"transaction\", \"session\"]\n",
+    );
+    env.direct(
+        "CREATE FUNCTION json_value(a text, b text) RETURNS text LANGUAGE sql AS $$ SELECT string_agg(v, ',') FROM secrets $$;
+         CREATE FUNCTION json_scalar(a int) RETURNS bool LANGUAGE sql AS $$ DELETE FROM audit_me RETURNING true $$;
+         CREATE FUNCTION \"pub.harmless\"() RETURNS bool LANGUAGE sql AS $$ DELETE FROM audit_me RETURNING true $$;
+         CREATE VIEW pub_v AS SELECT id FROM audit_me;
+         CREATE FUNCTION tally() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM audit_me $$",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    // SQL/JSON syntax to pg_query 18, user functions to PostgreSQL 15.
+    let r = run(&c, "SELECT json_value('{\"a\":1}', '$.a')").await;
+    assert!(!format!("{r:?}").contains("TOPSECRET"), "{r:?}");
+    let _ = run(&c, "SELECT json_scalar(1)").await;
+    let _ = run(&c, "SELECT \"pub.harmless\"()").await;
+    assert_eq!(env.rows_left(), "5");
+    // A function redefined in an open block, called after COMMIT.
+    run(&c, "BEGIN").await.unwrap();
+    run(
+        &c,
+        "CREATE OR REPLACE FUNCTION tally() RETURNS bigint LANGUAGE sql AS $$ DELETE FROM audit_me; SELECT 0::bigint $$",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    run(&c, "COMMIT").await.unwrap();
+    let r = run(&c, "SELECT tally()").await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(env.rows_left(), "5");
+    // A prepared statement keeps no verdict past a schema change made
+    // directly on the database.
+    let s = c.prepare("SELECT * FROM pub_v").await.unwrap();
+    c.query(&s, &[]).await.unwrap();
+    env.direct("CREATE OR REPLACE VIEW pub_v AS SELECT length(v) AS id FROM secrets");
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await; // catalog refresh
+    let r = c.query(&s, &[]).await;
+    assert!(r.is_err(), "{r:?}");
+    // Function SET clauses that change how the body is read.
+    let r = run(
+        &c,
+        "CREATE FUNCTION banner() RETURNS text LANGUAGE sql SET standard_conforming_strings = off AS $f$SELECT 'x\\'' ; DELETE FROM audit_me; SELECT ''''::text --'$f$",
+    )
+    .await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_proc WHERE proname = 'banner'"),
+        "0"
+    );
+    // Row locks on a system catalog are not a plain read.
+    run(&c, "BEGIN").await.unwrap();
+    let r = run(
+        &c,
+        "SELECT count(*) FROM (SELECT 1 FROM pg_catalog.pg_class FOR UPDATE) x",
+    )
+    .await;
+    assert!(r.is_err(), "{r:?}");
+    let _ = run(&c, "ROLLBACK").await;
+}

@@ -70,6 +70,8 @@ pub struct Catalog {
     database: String,
     snapshot: RwLock<Arc<Snapshot>>,
     ddl: AtomicU64,
+    /// Snapshots installed so far.
+    loads: AtomicU64,
     /// The `ddl` generation of the installed snapshot.
     installed: AtomicU64,
     wake: Notify,
@@ -84,6 +86,7 @@ impl Catalog {
             database: database.to_string(),
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             ddl: AtomicU64::new(0),
+            loads: AtomicU64::new(0),
             // Nothing loaded yet: not current.
             installed: AtomicU64::new(u64::MAX),
             wake: Notify::new(),
@@ -94,6 +97,15 @@ impl Catalog {
 
     /// The catalog may have changed (a DDL statement completed): stop
     /// trusting the snapshot and reload it now.
+    /// Moves with every schema change seen and every snapshot loaded: a
+    /// decision made at one value may be stale at a later one (a definition
+    /// changed on the database directly shows as a new snapshot).
+    pub fn generation(&self) -> u64 {
+        self.ddl
+            .load(Ordering::Acquire)
+            .wrapping_add(self.loads.load(Ordering::Acquire))
+    }
+
     pub fn changed(&self) {
         self.ddl.fetch_add(1, Ordering::AcqRel);
         self.wake.notify_one();
@@ -291,6 +303,7 @@ impl Catalog {
                         let generation = s.generation;
                         if let Ok(mut cur) = self.snapshot.write() {
                             *cur = Arc::new(s);
+                            self.loads.fetch_add(1, Ordering::AcqRel);
                         }
                         self.installed.store(generation, Ordering::Release);
                         self.loaded.notify_waiters();
@@ -326,7 +339,7 @@ const ROLE_QUERY: &str = "SELECT r.rolsuper::text, r.rolname,
 /// placing it needs: the SQL body, or PL/pgSQL's full definition.
 const FUNCTIONS_QUERY: &str = "SELECT n.nspname, p.proname, l.lanname, p.prosrc,
     CASE WHEN l.lanname = 'plpgsql' AND p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END,
-    p.prokind::text
+    p.prokind::text, array_to_string(p.proconfig, chr(10)), pg_get_expr(p.proargdefaults, 0)
   FROM pg_proc p
   JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
@@ -384,6 +397,21 @@ impl Snapshot {
                     ..Default::default()
                 }
             };
+            // `SET` clauses: one that changes how SQL is read makes the
+            // body mean something else than what was read above.
+            if col(6)
+                .lines()
+                .any(|kv| crate::classify::pg_setting_matters(kv.split('=').next().unwrap_or("")))
+            {
+                placed.classes.insert(Class::Unparsed);
+            }
+            // Argument defaults run on the caller's behalf, as the body does.
+            if !col(7).is_empty() {
+                let d = body::place(classifier, "sql", &format!("SELECT {}", col(7)), None);
+                placed.classes = placed.classes.union(d.classes);
+                placed.tables.extend(d.tables);
+                placed.calls.extend(d.calls);
+            }
             let e = own
                 .entry((schema.to_string(), name.to_string()))
                 .or_default();

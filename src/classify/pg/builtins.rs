@@ -87,14 +87,16 @@ const REVIEWED: &[(&str, &[Class])] = &[
     ("currtid2", &[Unparsed]),
     // Row and object writers behind a SELECT.
     ("nextval", &[Write]),
-    ("setval", &[Write]),
     ("lo_creat", &[Write]),
     ("lo_create", &[Write]),
     ("lo_from_bytea", &[Write]),
-    ("lo_put", &[Write]),
-    ("lowrite", &[Write]),
-    // Destroy large objects, one a call: `SELECT lo_unlink(oid) FROM
-    // pg_largeobject_metadata` empties them all, and no tag counts it.
+    // Overwrite or destroy existing objects, one a call: `SELECT
+    // lo_put(oid, 0, …) FROM pg_largeobject_metadata` overwrites them all,
+    // `setval` rewinds a sequence (later inserts collide), and no tag
+    // counts either.
+    ("setval", &[Write, Destructive]),
+    ("lo_put", &[Write, Destructive]),
+    ("lowrite", &[Write, Destructive]),
     ("lo_truncate", &[Write, Destructive]),
     ("lo_truncate64", &[Write, Destructive]),
     ("lo_unlink", &[Write, Destructive]),

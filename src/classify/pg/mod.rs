@@ -52,6 +52,12 @@ pub fn search_path_shadows_builtins(value: &str) -> bool {
     settings::shadows_builtins(&schemas)
 }
 
+/// Whether a setting changes how sqlgate must read SQL
+/// (`standard_conforming_strings`, `client_encoding`, …).
+pub fn pg_setting_matters(name: &str) -> bool {
+    settings::value_matters(name.trim())
+}
+
 /// The key without pg_query, where the string is simple enough
 /// (`lex::fast_key`).
 pub(super) fn fast_key(sql: &str) -> Option<String> {

@@ -183,6 +183,7 @@ const SCS: &str =
 const ENCODING: &str =
     "changing the client encoding away from UTF-8 would let multi-byte characters hide SQL from sqlgate";
 const BACKSLASH_QUOTE: &str = "backslash_quote = on changes how sqlgate must read quotes";
+pub const FUNCTION_SET: &str = "a function that sets standard_conforming_strings, client_encoding or backslash_quote would run a body sqlgate read differently";
 pub const COMPUTED: &str = "set_config with a computed setting name cannot be checked";
 pub const PG_SETTINGS: &str = "updating pg_settings changes settings sqlgate cannot check";
 

@@ -234,11 +234,15 @@ impl Walk {
             | "AlterOwnerStmt"
             | "CreateEventTrigStmt"
             | "AlterEventTrigStmt"
-            | "AlterFunctionStmt"
             | "CreateUserMappingStmt"
             | "AlterUserMappingStmt"
             | "DropUserMappingStmt" => {
                 self.add(&[Privilege, Ddl]);
+                self.children(n);
+            }
+            "AlterFunctionStmt" => {
+                self.add(&[Privilege, Ddl]);
+                self.function_settings(list(n, "actions"));
                 self.children(n);
             }
             "AlterDatabaseSetStmt" => {
@@ -395,6 +399,22 @@ impl Walk {
             "SelectStmt" => self.select(n, false),
             "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => self.dml(ty, n),
             "FuncCall" => self.func_call(n),
+            // pg_query's grammar (17+) reads these as SQL/JSON syntax; an
+            // older server reads the same text as calls of functions of
+            // that name, which a user may have created. So a user function
+            // of the name places them, as for a built-in it may shadow.
+            "JsonFuncExpr" => self.json_syntax(n, &["json_value", "json_query", "json_exists"]),
+            "JsonScalarExpr" => self.json_syntax(n, &["json_scalar"]),
+            "JsonSerializeExpr" => self.json_syntax(n, &["json_serialize"]),
+            "JsonParseExpr" => self.json_syntax(n, &["json"]),
+            "JsonTable" => self.json_syntax(n, &["json_table"]),
+            "MergeSupportFunc" => self.json_syntax(n, &["merge_action"]),
+            "JsonObjectConstructor" => self.json_syntax(n, &["json_object"]),
+            "JsonArrayConstructor" | "JsonArrayQueryConstructor" => {
+                self.json_syntax(n, &["json_array"])
+            }
+            "JsonObjectAgg" => self.json_syntax(n, &["json_objectagg"]),
+            "JsonArrayAgg" => self.json_syntax(n, &["json_arrayagg"]),
             "RangeVar" => self.range_var(n),
             "AExpr" => {
                 // `OPERATOR(schema.op)`: an operator outside pg_catalog runs
@@ -426,6 +446,19 @@ impl Walk {
         if !n["into_clause"].is_null() {
             // SELECT … INTO makes a table.
             self.add(&[Read, Ddl, Write]);
+        }
+        if !list(n, "locking_clause").is_empty() {
+            // FOR UPDATE / SHARE locks rows as an UPDATE would; on a system
+            // catalog that stops DDL for everyone, as `LOCK` does.
+            self.add(&[Write]);
+            let mut catalog = false;
+            each_relation(&n["from_clause"], &mut |schema, name| {
+                catalog |= builtins::is_system_catalog(schema, name);
+            });
+            if catalog {
+                self.add(&[Privilege, Ddl]);
+                self.note(|| "locks rows of a system catalog".into());
+            }
         }
         self.with_scope(n, |w| w.children_except(n, "with_clause"));
     }
@@ -473,8 +506,12 @@ impl Walk {
         }
     }
 
-    /// A relation in `pg_temp`, or made temporary: it shadows names.
+    /// A relation in `pg_temp`, or made temporary: it shadows names. And a
+    /// quoted name with a dot in it (`"hr.staff"`) would be taken for a
+    /// schema-qualified one where names are joined with dots (rules, the
+    /// catalog), so it can't be placed.
     fn temporary(&mut self, rv: &Value) {
+        self.dotted(&[str_of(rv, "schemaname"), str_of(rv, "relname")]);
         let schema = str_of(rv, "schemaname");
         if str_of(rv, "relpersistence") == "t" || schema.to_ascii_lowercase().starts_with("pg_temp")
         {
@@ -536,8 +573,26 @@ impl Walk {
         self.scopes.pop();
     }
 
+    fn json_syntax(&mut self, n: &Value, names: &[&str]) {
+        for name in names {
+            if !self.builtins.iter().any(|b| b == name) {
+                self.builtins.push((*name).to_string());
+            }
+        }
+        self.children(n);
+    }
+
+    /// Names with a dot inside one part: `unparsed` (see `temporary`).
+    fn dotted(&mut self, parts: &[&str]) {
+        if parts.iter().any(|p| p.contains('.')) {
+            self.add_fn(ClassSet::of(&[Unparsed]));
+            self.note(|| "a quoted name containing `.` can't be told from a qualified one".into());
+        }
+    }
+
     fn func_call(&mut self, n: &Value) {
         let parts = strings(list(n, "funcname"));
+        self.dotted(&parts);
         let name = parts.last().copied().unwrap_or("");
         let schema = if parts.len() >= 2 {
             parts[parts.len() - 2]
@@ -750,9 +805,28 @@ impl Walk {
                 }
             }
         }
+        self.function_settings(list(n, "options"));
         if !TRUSTED_LANGUAGES.contains(&language.as_str()) {
             self.add(&[ServerAccess]);
             self.note(|| format!("language `{language}` runs outside the server's sandbox"));
+        }
+    }
+
+    /// A function's `SET` clause applies while its body runs: a setting
+    /// that changes how SQL is read (`standard_conforming_strings = off`)
+    /// would make the body mean something other than what sqlgate read.
+    fn function_settings(&mut self, options: &[Value]) {
+        for o in options {
+            let Some((_, d)) = node_of(o) else { continue };
+            if str_of(d, "defname") != "set" {
+                continue;
+            }
+            if let Some(("VariableSetStmt", v)) = node_of(&d["arg"]) {
+                let name = str_of(v, "name");
+                if settings::value_matters(name) {
+                    self.forbid(Some(settings::FUNCTION_SET));
+                }
+            }
         }
     }
 
@@ -896,6 +970,22 @@ pub fn node_of(v: &Value) -> Option<(&str, &Value)> {
     let inner = v.as_object()?.get("node")?.as_object()?;
     let (ty, n) = inner.iter().next()?;
     Some((ty.as_str(), n))
+}
+
+/// Every relation named anywhere under `v`, as (schema, name).
+fn each_relation(v: &Value, f: &mut impl FnMut(&str, &str)) {
+    match v {
+        Value::Object(m) => {
+            if is_range_var(m) {
+                f(str_of(v, "schemaname"), str_of(v, "relname"));
+            }
+            for x in m.values() {
+                each_relation(x, f);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| each_relation(x, f)),
+        _ => {}
+    }
 }
 
 fn is_range_var(m: &Map<String, Value>) -> bool {

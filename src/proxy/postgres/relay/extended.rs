@@ -149,6 +149,7 @@ impl ClientSide<'_> {
         if name.starts_with(RESERVED) {
             return self.refuse_reserved("PARSE", name);
         }
+        let generation = self.sess.catalog.as_ref().map_or(0, |c| c.generation());
         let d = self.sess.engine.decide_in(
             self.sess.catalog.as_deref(),
             &self.sess.identity,
@@ -161,34 +162,13 @@ impl ClientSide<'_> {
         if d.blocking().is_some() && d.first_deny().is_some() {
             return self.refuse(&d, &sha, false);
         }
-        // Allowed, or needing approval: preparing is harmless, so Parse goes
-        // through and a hold waits for Execute, when the parameters are known.
-        let blocking = d.blocking();
-        let rule = blocking
-            .or((!d.verdicts.is_empty()).then_some(0))
-            .map_or_else(|| Arc::from(""), |i| d.verdicts[i].rule.clone());
-        let hold = blocking.map(|b| (d.verdicts[b].clone(), b));
-        // Code (function bodies, DO, rules, triggers, policies) is shown to
-        // approvers whatever the rule says about literals.
-        let shows = hold.as_ref().is_some_and(|(v, _)| {
-            shows_literals(v) || d.analysis.statements.iter().any(|s| s.code)
-        });
         let upstream = self.fresh_name(b's');
         // INVARIANT: the upstream name is new; whatever the server does with
         // this Parse, that name reaches this statement or nothing.
         if let Err(e) = frontend::write_with_names(msg, 0, &[upstream.as_bytes()], &mut self.out) {
             return self.reject_undecodable(e, false);
         }
-        let max_rows = d.verdicts.first().and_then(|v| v.max_rows);
-        let p = Arc::new(Prepared {
-            hold,
-            max_rows,
-            text: shows.then(|| Arc::from(sql)),
-            analysis: d.analysis,
-            rule,
-            sql_sha256: sha,
-            upstream,
-        });
+        let p = Arc::new(prepared(d, Some(sql), sha, upstream, generation));
         match self.prepared.get_mut(name) {
             Some(slot) => {
                 let old = std::mem::replace(slot, p);
@@ -217,9 +197,35 @@ impl ClientSide<'_> {
         if let Some(n) = [portal, stmt].into_iter().find(|n| n.starts_with(RESERVED)) {
             return self.refuse_reserved("BIND", n);
         }
-        let Some(prepared) = self.prepared.get(stmt).cloned() else {
+        let Some(mut prepared) = self.prepared.get(stmt).cloned() else {
             return self.refuse_unknown("prepared statement", stmt);
         };
+        if let Some(c) = &self.sess.catalog {
+            let generation = c.generation();
+            let reaches =
+                |s: &crate::classify::StatementInfo| !s.tables.is_empty() || s.pending.is_some();
+            if generation != prepared.generation
+                && prepared.classified.statements.iter().any(reaches)
+            {
+                // The schema changed since Parse: decide again, as the
+                // server plans again against the new definitions.
+                let d = self.sess.engine.decide_classified(
+                    Some(c),
+                    &self.sess.identity,
+                    prepared.classified.clone(),
+                    self.shared.uncommitted_ddl.load(Ordering::Acquire),
+                );
+                count(&d);
+                if d.blocking().is_some() && d.first_deny().is_some() {
+                    return self.refuse(&d, &prepared.sql_sha256, false);
+                }
+                let again = prepared_again(&prepared, d, generation);
+                prepared = Arc::new(again);
+                if let Some(slot) = self.prepared.get_mut(stmt) {
+                    *slot = prepared.clone();
+                }
+            }
+        }
         let shows = prepared
             .hold
             .as_ref()
@@ -405,4 +411,46 @@ fn shows_literals(v: &Verdict) -> bool {
     std::iter::once(v)
         .chain(v.also.iter())
         .all(|r| r.approval.as_ref().is_some_and(|a| a.show_literals))
+}
+
+/// What sqlgate keeps of a prepared statement, from its decision. Allowed,
+/// or needing approval: preparing is harmless, so Parse goes through and a
+/// hold waits for Execute, when the parameters are known.
+fn prepared(
+    d: Decision,
+    sql: Option<&str>,
+    sha: Arc<str>,
+    upstream: UpName,
+    generation: u64,
+) -> Prepared {
+    let blocking = d.blocking();
+    let rule = blocking
+        .or((!d.verdicts.is_empty()).then_some(0))
+        .map_or_else(|| Arc::from(""), |i| d.verdicts[i].rule.clone());
+    let hold = blocking.map(|b| (d.verdicts[b].clone(), b));
+    // Code (function bodies, DO, rules, triggers, policies) is shown to
+    // approvers whatever the rule says about literals.
+    let shows = hold
+        .as_ref()
+        .is_some_and(|(v, _)| shows_literals(v) || d.analysis.statements.iter().any(|s| s.code));
+    let max_rows = d.verdicts.first().and_then(|v| v.max_rows);
+    Prepared {
+        hold,
+        max_rows,
+        text: sql.filter(|_| shows).map(Arc::from),
+        analysis: d.analysis,
+        rule,
+        sql_sha256: sha,
+        upstream,
+        classified: d.classified,
+        generation,
+    }
+}
+
+/// `old` decided again: same statement upstream, the new verdict.
+fn prepared_again(old: &Prepared, d: Decision, generation: u64) -> Prepared {
+    let mut p = prepared(d, None, old.sql_sha256.clone(), old.upstream, generation);
+    // The text is there only if Parse kept it (its rule showed literals).
+    p.text = old.text.clone();
+    p
 }

@@ -100,6 +100,8 @@ struct Shared {
     /// mean (`StatementInfo::moves_names`): standing grants for statements
     /// with unqualified names no longer apply here. Never cleared.
     names_moved: AtomicBool,
+    /// A DDL statement completed since the server last said idle.
+    ddl_since_idle: AtomicBool,
 }
 
 /// A statement the agent prepared (named or unnamed), for the audit of its executions.
@@ -117,6 +119,11 @@ struct Prepared {
     text: Option<Arc<str>>,
     /// Its name upstream (sqlgate's own, never reused: see `extended.rs`).
     upstream: extended::UpName,
+    /// The classification before the catalog, and the catalog generation
+    /// the decision was made at: a Bind after a schema change decides again
+    /// (the server re-plans against the new definitions too).
+    classified: Arc<Analysis>,
+    generation: u64,
 }
 
 struct Portal {
@@ -201,6 +208,7 @@ pub async fn run(
         guard: guard::GuardState::default(),
         uncommitted_ddl: AtomicBool::new(false),
         names_moved: AtomicBool::new(false),
+        ddl_since_idle: AtomicBool::new(false),
     };
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();
@@ -352,7 +360,7 @@ impl ClientSide<'_> {
                         break;
                     }
                     Ok(Next::Whole { tag, len }) => {
-                        if matches!(tag, b'Q' | b'P') {
+                        if matches!(tag, b'Q' | b'P' | b'B') {
                             // Decided only on a current catalog (after a DDL
                             // statement completed, its reload), or failing
                             // closed once `WAIT` is over (`catalog::resolve`).

@@ -133,6 +133,7 @@ pub(super) async fn server_to_client(
                                     if let Some(c) = &sess.catalog {
                                         c.changed();
                                     }
+                                    shared.ddl_since_idle.store(true, Ordering::Release);
                                     if !crate::catalog::keeps_reading(s) {
                                         // Cleared when the server says the block ended.
                                         shared.uncommitted_ddl.store(true, Ordering::Release);
@@ -242,8 +243,18 @@ pub(super) async fn server_to_client(
                             if let Some(st) = last_status {
                                 super::guard::track_ready(&shared.guard, st);
                                 if st == b'I' {
-                                    // Committed or rolled back: the catalog's
-                                    // reload (woken at completion) sees it.
+                                    // Committed or rolled back: a reload from
+                                    // now on sees it. The one woken at the
+                                    // DDL's completion may have run inside the
+                                    // block and seen the old definitions, so
+                                    // the snapshot is stale again (before the
+                                    // flag clears: no moment when both say
+                                    // current).
+                                    if shared.ddl_since_idle.swap(false, Ordering::AcqRel) {
+                                        if let Some(c) = &sess.catalog {
+                                            c.changed();
+                                        }
+                                    }
                                     shared.uncommitted_ddl.store(false, Ordering::Release);
                                 }
                             }
