@@ -565,3 +565,55 @@ async fn third_review_functions_prepared_statements_and_syntax() {
     assert!(r.is_err(), "{r:?}");
     let _ = run(&c, "ROLLBACK").await;
 }
+
+/// Third review, finding 1 and 7: functions PostgreSQL calls without a call
+/// in the statement (operators, casts to a domain, argument and column
+/// defaults, triggers, rules) and tables reached through inheritance are
+/// placed from the catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_behind_operators_defaults_triggers_and_children_are_placed() {
+    let env = Env::new("byp_attached");
+    env.direct(
+        "CREATE FUNCTION purge_all(a int, b int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN true; END$$;
+         CREATE FUNCTION purge_trg() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN NEW; END$$;
+         CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = purge_all);
+         CREATE DOMAIN checked_int AS int CHECK (purge_all(VALUE, VALUE));
+         CREATE FUNCTION greet(n int DEFAULT (CASE WHEN purge_all(1, 1) THEN 1 ELSE 0 END)) RETURNS text
+           LANGUAGE plpgsql AS $$BEGIN RETURN 'hi' || n; END$$;
+         CREATE TABLE notes(id serial, flag bool DEFAULT purge_all(1, 1));
+         CREATE TABLE plain(id serial, v text);
+         CREATE TABLE logged(v text);
+         CREATE TRIGGER t_purge BEFORE INSERT ON logged FOR EACH ROW EXECUTE FUNCTION purge_trg();
+         CREATE TABLE ruled(v text);
+         CREATE RULE r_purge AS ON INSERT TO ruled DO ALSO DELETE FROM audit_me;
+         CREATE TABLE notes_all(v text);
+         ALTER TABLE secrets INHERIT notes_all;",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    for sql in [
+        "SELECT 1 === 1",
+        "SELECT 1::checked_int",
+        "SELECT greet()",
+        "INSERT INTO notes DEFAULT VALUES",
+        "INSERT INTO logged VALUES ('x')",
+        "INSERT INTO ruled VALUES ('x')",
+    ] {
+        let r = run(&c, sql).await;
+        assert!(r.is_err(), "{sql}: {r:?}");
+        assert_eq!(env.rows_left(), "5", "{sql}");
+    }
+    let r = run(&c, "SELECT * FROM notes_all").await;
+    assert!(!format!("{r:?}").contains("TOPSECRET"), "{r:?}");
+    let r = run(&c, "DELETE FROM notes_all WHERE v <> ''").await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(env.direct("SELECT count(*) FROM secrets"), "1");
+    // Built-in defaults (a serial's nextval) and operators stay plain.
+    run(&c, "INSERT INTO plain(v) VALUES ('a')").await.unwrap();
+    assert_eq!(
+        run(&c, "SELECT count(*) FROM plain WHERE id = 1")
+            .await
+            .unwrap(),
+        "1"
+    );
+}

@@ -60,8 +60,12 @@ pub struct Snapshot {
     loaded: Option<Instant>,
     /// name → (schema, what it does).
     functions: HashMap<String, Vec<(String, Resolved)>>,
-    /// Views and materialized views: name → (schema, what reading it does).
+    /// Views and materialized views: name → (schema, what reading it does);
+    /// and tables, for what reading them sets off (policies, children).
     relations: HashMap<String, Vec<(String, Resolved)>>,
+    /// Tables: what changing them sets off (defaults, constraints,
+    /// triggers, rules, policies for changes).
+    on_write: HashMap<String, Vec<(String, Resolved)>>,
     /// Warnings about the upstream login's rights.
     warnings: Vec<String>,
 }
@@ -200,7 +204,9 @@ impl Catalog {
     fn resolve_current(&self, snap: &Snapshot, a: Arc<Analysis>, until: usize) -> Arc<Analysis> {
         // The common case costs a few hash look-ups and no allocation.
         let work = a.statements.iter().take(until).any(|s| {
-            s.tables.iter().any(|t| snap.view(t).is_some())
+            s.tables
+                .iter()
+                .any(|t| snap.view(t).is_some() || snap.on_write.contains_key(base_name(t)))
                 || s.pending.as_ref().is_some_and(|p| {
                     !p.functions.is_empty() || p.builtins.iter().any(|b| snap.lookup(b).is_some())
                 })
@@ -214,10 +220,19 @@ impl Catalog {
             // What the statement reaches through views, functions and
             // user overloads of the built-ins it calls by name.
             let mut reached = ClassSet::EMPTY;
+            let changes = s.classes.contains(Class::Write)
+                || s.classes.contains(Class::Destructive)
+                || s.classes.contains(Class::Ddl);
             for t in &s.tables {
                 if let Some(v) = snap.view(t) {
                     reached = reached.union(v.classes);
                     tables.extend(v.tables.iter().cloned());
+                }
+                if changes {
+                    if let Some(w) = find(&snap.on_write, t) {
+                        reached = reached.union(w.classes);
+                        tables.extend(w.tables.iter().cloned());
+                    }
                 }
             }
             let mut base = s.classes;
@@ -353,6 +368,68 @@ const VIEWS_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_viewdef(c.oid)
   WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   ORDER BY c.oid LIMIT 20001";
 
+/// Functions that run on a relation's behalf: column defaults and
+/// generated columns, CHECK constraints (the table's and its columns'
+/// domains'), triggers, row-level security policies; `r` when a read sets
+/// them off too (policies for SELECT or ALL), `w` when only a change does.
+/// Found through `pg_depend`, which records every function such an
+/// expression calls.
+const ATTACHED_QUERY: &str = "SELECT rn.nspname, c.relname, pn.nspname, p.proname, o.kind
+  FROM (SELECT 'pg_attrdef'::regclass AS cl, oid, adrelid AS rel, 'w' AS kind FROM pg_attrdef
+        UNION ALL SELECT 'pg_constraint'::regclass, oid, conrelid, 'w' FROM pg_constraint WHERE conrelid <> 0
+        UNION ALL SELECT 'pg_constraint'::regclass, con.oid, a.attrelid, 'w'
+          FROM pg_attribute a JOIN pg_constraint con ON con.contypid = a.atttypid
+          WHERE a.attnum > 0 AND NOT a.attisdropped
+        UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid, 'w' FROM pg_trigger
+        UNION ALL SELECT 'pg_policy'::regclass, oid, polrelid,
+          CASE WHEN polcmd IN ('r', '*') THEN 'r' ELSE 'w' END FROM pg_policy) o
+  JOIN pg_depend d ON d.classid = o.cl AND d.objid = o.oid AND d.refclassid = 'pg_proc'::regclass
+  JOIN pg_proc p ON p.oid = d.refobjid
+  JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  JOIN pg_class c ON c.oid = o.rel
+  JOIN pg_namespace rn ON rn.oid = c.relnamespace
+  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
+  LIMIT 20001";
+
+/// Rewrite rules other than a view's own `ON SELECT`: their actions run on
+/// others' statements, read from their definitions.
+const RULES_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_ruledef(r.oid)
+  FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE r.ev_type <> '1' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  LIMIT 20001";
+
+/// Inheritance and partitions: reading or changing a parent reaches its
+/// children.
+const INHERITS_QUERY: &str = "SELECT pn.nspname, p.relname, cn.nspname || '.' || c.relname
+  FROM pg_inherits i
+  JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+  JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+  LIMIT 20001";
+
+/// User operators and what a cast to a type runs (user cast functions, a
+/// domain's CHECK constraints), except C functions (an extension's own):
+/// the name the classifier records for them (`operator ===`, `type t`),
+/// the object's schema, and the function.
+const OPERATORS_QUERY: &str = "SELECT 'operator ' || o.oprname, on_.nspname, pn.nspname, p.proname
+  FROM pg_operator o JOIN pg_namespace on_ ON on_.oid = o.oprnamespace
+  JOIN pg_proc p ON p.oid = o.oprcode JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  JOIN pg_language l ON l.oid = p.prolang
+  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal')
+  UNION ALL
+  SELECT 'type ' || t.typname, tn.nspname, pn.nspname, p.proname
+  FROM pg_cast ca JOIN pg_type t ON t.oid = ca.casttarget JOIN pg_namespace tn ON tn.oid = t.typnamespace
+  JOIN pg_proc p ON p.oid = ca.castfunc JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  JOIN pg_language l ON l.oid = p.prolang
+  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal')
+  UNION ALL
+  SELECT 'type ' || t.typname, tn.nspname, pn.nspname, p.proname
+  FROM pg_constraint con JOIN pg_type t ON t.oid = con.contypid JOIN pg_namespace tn ON tn.oid = t.typnamespace
+  JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = con.oid AND d.refclassid = 'pg_proc'::regclass
+  JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
+  LIMIT 20001";
+
 impl Snapshot {
     async fn load(
         conn: &mut crate::proxy::stream::Stream,
@@ -362,13 +439,20 @@ impl Snapshot {
         let role = query::simple(conn, ROLE_QUERY).await?;
         let rows = query::simple(conn, FUNCTIONS_QUERY).await?;
         let views = query::simple(conn, VIEWS_QUERY).await?;
+        let attached = query::simple(conn, ATTACHED_QUERY).await?;
+        let rules = query::simple(conn, RULES_QUERY).await?;
+        let inherits = query::simple(conn, INHERITS_QUERY).await?;
+        let operators = query::simple(conn, OPERATORS_QUERY).await?;
         let mut s = Snapshot {
             generation,
             loaded: Some(Instant::now()),
             warnings: role_warnings(&role),
             ..Snapshot::default()
         };
-        if rows.len() > MAX_FUNCTIONS || views.len() > MAX_FUNCTIONS {
+        if [&rows, &views, &attached, &rules, &inherits, &operators]
+            .iter()
+            .any(|r| r.len() > MAX_FUNCTIONS)
+        {
             s.warnings.push(format!(
                 "more than {MAX_FUNCTIONS} user-defined functions or views: the catalog is not used"
             ));
@@ -377,6 +461,8 @@ impl Snapshot {
             return Ok(s);
         }
         s.build(classifier, &rows);
+        s.build_operators(&operators);
+        s.build_attached(classifier, &attached, &rules, &inherits);
         s.build_views(classifier, &views);
         Ok(s)
     }
@@ -427,6 +513,90 @@ impl Snapshot {
         }
         for ((schema, name), r) in done {
             self.functions.entry(name).or_default().push((schema, r));
+        }
+    }
+
+    /// What `schema.name` does, `unparsed` when the snapshot lacks it.
+    fn function_or_unparsed(&self, schema: &str, name: &str) -> Resolved {
+        self.lookup(&format!("{schema}.{name}"))
+            .unwrap_or_else(|| Resolved {
+                classes: ClassSet::of(&[Class::Unparsed]),
+                ..Resolved::default()
+            })
+    }
+
+    /// Operators and casts, under the names the classifier records for
+    /// them (`operator ===`, `type checked_int`), looked up as functions.
+    fn build_operators(&mut self, rows: &query::Rows) {
+        let mut add: Vec<(String, String, Resolved)> = Vec::new();
+        for r in rows {
+            let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+            add.push((
+                col(0).to_string(),
+                col(1).to_string(),
+                self.function_or_unparsed(col(2), col(3)),
+            ));
+        }
+        for (name, schema, res) in add {
+            self.functions.entry(name).or_default().push((schema, res));
+        }
+    }
+
+    /// Relations' attached functions, rules and children (see the queries).
+    /// What a read sets off joins `relations` (as a view's definition does);
+    /// what only a change sets off goes to `on_write`.
+    fn build_attached(
+        &mut self,
+        classifier: &Classifier,
+        attached: &query::Rows,
+        rules: &query::Rows,
+        inherits: &query::Rows,
+    ) {
+        let col = |r: &Vec<Option<String>>, i: usize| {
+            r.get(i)
+                .and_then(|v| v.as_deref())
+                .unwrap_or("")
+                .to_string()
+        };
+        for r in attached {
+            let res = self.function_or_unparsed(&col(r, 2), &col(r, 3));
+            let map = if col(r, 4) == "r" {
+                &mut self.relations
+            } else {
+                &mut self.on_write
+            };
+            map.entry(col(r, 1)).or_default().push((col(r, 0), res));
+        }
+        for r in rules {
+            let placed = body::place(classifier, "sql", &col(r, 2), None);
+            let mut res = Resolved {
+                classes: placed.classes,
+                tables: placed.tables,
+            };
+            // The CREATE RULE around the action is not what runs.
+            res.classes.remove(Class::Ddl);
+            for call in &placed.calls {
+                let f = self.lookup(call).unwrap_or_else(|| Resolved {
+                    classes: ClassSet::of(&[Class::Unparsed]),
+                    ..Resolved::default()
+                });
+                res.classes = res.classes.union(f.classes);
+                res.tables.extend(f.tables);
+            }
+            self.on_write
+                .entry(col(r, 1))
+                .or_default()
+                .push((col(r, 0), res));
+        }
+        for r in inherits {
+            let res = Resolved {
+                classes: ClassSet::EMPTY,
+                tables: std::iter::once(col(r, 2)).collect(),
+            };
+            self.relations
+                .entry(col(r, 1))
+                .or_default()
+                .push((col(r, 0), res));
         }
     }
 
@@ -495,6 +665,11 @@ impl Snapshot {
     fn lookup(&self, f: &str) -> Option<Resolved> {
         find(&self.functions, f)
     }
+}
+
+/// `name` of `name` or `schema.name`.
+fn base_name(t: &str) -> &str {
+    t.rsplit_once('.').map_or(t, |(_, n)| n)
 }
 
 /// What every entry of `map` that `f` (`name` or `schema.name`) may mean

@@ -91,6 +91,9 @@ impl ClassSet {
     pub fn insert(&mut self, c: Class) {
         self.0 |= c.bit();
     }
+    pub fn remove(&mut self, c: Class) {
+        self.0 &= !c.bit();
+    }
     pub fn contains(self, c: Class) -> bool {
         self.0 & c.bit() != 0
     }

@@ -425,6 +425,18 @@ impl Walk {
                     self.note(|| {
                         "an operator outside pg_catalog is not a reviewed built-in".into()
                     });
+                } else if let [op] = parts.as_slice() {
+                    // A user's operator of that name runs its function: the
+                    // catalog places it (as `operator <name>`).
+                    self.shadowable(format!("operator {op}"));
+                }
+                self.children(n);
+            }
+            "TypeCast" => {
+                // A cast runs a user's cast function or a domain's CHECK
+                // constraints: the catalog places them (as `type <name>`).
+                if let Some(t) = strings(list(&n["type_name"], "names")).last() {
+                    self.shadowable(format!("type {t}"));
                 }
                 self.children(n);
             }
@@ -575,11 +587,17 @@ impl Walk {
 
     fn json_syntax(&mut self, n: &Value, names: &[&str]) {
         for name in names {
-            if !self.builtins.iter().any(|b| b == name) {
-                self.builtins.push((*name).to_string());
-            }
+            self.shadowable((*name).to_string());
         }
         self.children(n);
+    }
+
+    /// A name the catalog places if a user object has it, and that is a
+    /// reviewed built-in (or plain syntax) otherwise.
+    fn shadowable(&mut self, name: String) {
+        if !self.builtins.contains(&name) {
+            self.builtins.push(name);
+        }
     }
 
     /// Names with a dot inside one part: `unparsed` (see `temporary`).
