@@ -54,7 +54,8 @@ const CASES: &[(Dialect, &str, &str, &str)] = &[
     ),
     (PG, "SELECT * FROM t WHERE data ? 'key'", "read", "t"),
     (PG, "SELECT now(), current_user", "read", ""),
-    (PG, "SELECT * FROM t FOR UPDATE", "read", "t"),
+    // Row locks are taken as an UPDATE would (third review).
+    (PG, "SELECT * FROM t FOR UPDATE", "read,write", "t"),
     // --- look-alikes that must stay plain reads
     (PG, "SELECT 'DROP TABLE x'", "read", ""),
     (PG, "SELECT $$DELETE FROM t$$", "read", ""),
@@ -718,7 +719,7 @@ const CASES: &[(Dialect, &str, &str, &str)] = &[
     (
         PG,
         "SELECT * FROM secrets FOR UPDATE OF secrets",
-        "read",
+        "read,write",
         "secrets",
     ),
     (
