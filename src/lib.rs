@@ -10,3 +10,4 @@ pub mod config;
 pub mod engine;
 pub mod policy;
 pub mod proxy;
+pub mod safe_text;

@@ -1046,3 +1046,56 @@ async fn unreadable_or_oversized_votes_are_refused() {
         .await;
     assert!(agent.await.unwrap().is_err());
 }
+
+/// Approvals review finding 9: a held text is stored once (the decision
+/// names it by SHA-256), and text past the cap is refused, not held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_text_is_stored_once_and_capped() {
+    let env = Env::new("hold_once");
+    let (c, _n) = env.client().await;
+    let sql = "UPDATE items SET name = 'once'";
+    let agent = tokio::spawn(async move { c.simple_query(sql).await });
+    let req = env.pending(1).await.remove(0);
+    let id = req["id"].as_str().unwrap().to_owned();
+    let sha = req["sql_sha256"].as_str().unwrap().to_owned();
+    assert_eq!(sha.len(), 64, "{req}");
+    env.vote(&id, "approve", "tok-alice").await;
+    agent.await.unwrap().unwrap();
+    let audit = env.audit();
+    let of = |kind: &str| {
+        audit
+            .iter()
+            .find(|r| r["kind"] == kind && (r["request"] == id.as_str() || kind == "statement"))
+            .cloned()
+            .unwrap()
+    };
+    assert!(of("approval_request")["statements"].is_array());
+    let decision = of("approval_decision");
+    assert!(decision.get("statements").is_none(), "{decision}");
+    assert_eq!(decision["sql_sha256"], sha.as_str());
+    let stmt = audit
+        .iter()
+        .find(|r| r["kind"] == "statement" && r["command"] == "UPDATE")
+        .unwrap();
+    assert_eq!(stmt["sql_sha256"], sha.as_str());
+    // Code is shown whole (each statement with its whole string), so thirty
+    // 2 KB function bodies in one string are over the cap: refused.
+    let (c, _n) = env.client().await;
+    let body = "x".repeat(1_900);
+    let big: String = (0..30)
+        .map(|i| {
+            format!("CREATE FUNCTION big{i}() RETURNS text LANGUAGE sql AS $$ SELECT '{body}' $$;")
+        })
+        .collect();
+    let e = tokio::time::timeout(Duration::from_secs(10), c.simple_query(&big))
+        .await
+        .expect("answered at once, not held")
+        .unwrap_err();
+    assert_eq!(code(&e), "42501");
+    let db = e.as_db_error().unwrap();
+    assert!(db.detail().unwrap_or("").contains("bytes"), "{db:?}");
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_proc WHERE proname ~ '^big[0-9]+$'"),
+        "0"
+    );
+}

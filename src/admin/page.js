@@ -50,8 +50,17 @@
     return r.status ? 'HTTP ' + r.status + ': ' + detail : detail;
   }
 
+  // Characters that would reorder or hide text (bidi embeddings, overrides,
+  // isolates and marks, zero-width ones) and control characters other than
+  // newline and tab are shown as \u{..} escapes, as sqlgate's CLI and chat
+  // messages show them: the text reads as what will run.
+  const HIDING = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
+  function visible(value) {
+    return String(value).replace(HIDING, (c) => '\\u{' + c.charCodeAt(0).toString(16) + '}');
+  }
+
   function text(name, value) {
-    $(name).textContent = value === null || value === undefined || value === '' ? '—' : String(value);
+    $(name).textContent = value === null || value === undefined || value === '' ? '—' : visible(value);
   }
 
   function list(parent, items, make) {
@@ -63,7 +72,7 @@
 
   function el(tag, value) {
     const e = document.createElement(tag);
-    e.textContent = value;
+    e.textContent = visible(value);
     return e;
   }
 
@@ -107,6 +116,7 @@
     text('f-approvers', (r.approver_groups || []).join(', ') + ' (quorum ' + r.quorum + ')');
     text('f-created', r.created);
     text('f-expires', r.state === 'pending' ? until(r.expires) : r.expires);
+    text('f-sha256', r.sql_sha256);
     list($('statements'), statements, (s) => {
       const pre = document.createElement('pre');
       pre.appendChild(el('code', s.text));
@@ -120,7 +130,7 @@
     list($('votes'), votes.length ? votes : [null], (v) => el('li', v === null ? 'none yet'
       : (v.approve ? 'approve' : 'deny') + ' by ' + v.approver + ' via ' + v.channel + ' at ' + v.at
         + (v.reason ? ': ' + v.reason : '')));
-    $('outcome').textContent = outcomeText(r);
+    $('outcome').textContent = visible(outcomeText(r));
     $('decide').hidden = r.state !== 'pending';
     $('signin').hidden = true;
     $('request').hidden = false;

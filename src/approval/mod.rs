@@ -120,6 +120,10 @@ impl Hold {
 
 /// An agent can't queue more requests than this (each one pings humans).
 pub const MAX_PENDING_PER_AGENT: usize = 100;
+/// The most text (all statements of a request together, in bytes) a
+/// request holds: it is kept in memory, logged once and shown whole on
+/// the page. A larger statement needing approval is refused (42501).
+pub const MAX_HELD_TEXT: usize = 1 << 20;
 /// Decided requests kept for the API (`?state=`); older ones are dropped.
 pub const KEEP_DECIDED: usize = 10_000;
 
@@ -210,6 +214,12 @@ impl Approvals {
                 drop(g);
                 self.inner.grants.remove(&key);
             }
+        }
+        let held_bytes: usize = new.statements.iter().map(|s| s.text.len()).sum();
+        if held_bytes > MAX_HELD_TEXT {
+            return Submitted::Unapprovable(format!(
+                "the statement text is {held_bytes} bytes; statements over {MAX_HELD_TEXT} bytes cannot be held for approval (send smaller statements)"
+            ));
         }
         let pending = self
             .inner

@@ -36,6 +36,9 @@ pub struct NewRequest {
     /// How the session resolves unqualified names (its login's
     /// `search_path`), `None` once a statement may have changed that.
     pub names: Option<Arc<str>>,
+    /// SHA-256 of the query text that will run if approved: what the
+    /// statement records name it by, and what the page shows beside it.
+    pub sql_sha256: Arc<str>,
 }
 
 impl NewRequest {
@@ -136,6 +139,7 @@ pub struct Request {
     pub created: SystemTime,
     pub expires: SystemTime,
     pub(super) grant_key: Option<String>,
+    pub sql_sha256: Arc<str>,
     inner: Mutex<(State, Vec<CastVote>)>,
     done: watch::Sender<Option<Outcome>>,
 }
@@ -169,6 +173,7 @@ impl Request {
                 created,
                 expires: created + timeout,
                 grant_key,
+                sql_sha256: n.sql_sha256,
                 inner: Mutex::new((State::Pending, Vec::new())),
                 done,
             },
@@ -268,7 +273,7 @@ impl Request {
             "client": self.client, "statements": self.statements, "parameters": self.parameters,
             "rule": &*self.rule, "reason": &*self.reason, "approver_groups": self.approver_groups,
             "quorum": self.quorum, "created": ts(self.created), "expires": ts(self.expires),
-            "votes": votes,
+            "votes": votes, "sql_sha256": &*self.sql_sha256,
         });
         match state {
             State::Pending => v["state"] = "pending".into(),
@@ -286,10 +291,18 @@ impl Request {
         v
     }
 
+    /// The request's audit record. The held text is stored once, in
+    /// `approval_request`; the decision names it by `sql_sha256`.
     pub(super) fn audit_record(&self, kind: &str) -> serde_json::Value {
         let mut v = self.to_json();
         v["kind"] = kind.into();
         v["request"] = v["id"].take();
+        if kind != "approval_request" {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("statements");
+                o.remove("parameters");
+            }
+        }
         v
     }
 }

@@ -170,6 +170,7 @@ pub fn request_card(r: &Value, public_url: Option<&str>) -> Value {
                 fact("Classes", &classes.join(", ")),
                 fact("Expires", &s("expires")),
                 fact("Request", &s("id")),
+                fact("SHA-256", &s("sql_sha256")),
             ],
         }),
         verbatim("Tables", &tables.join(", "), false),
@@ -249,7 +250,9 @@ fn fact(title: &str, value: &str) -> Value {
 
 /// A labelled block whose value Teams shows verbatim (no Markdown).
 fn verbatim(label: &str, value: &str, monospace: bool) -> Value {
-    let mut run = json!({ "type": "TextRun", "text": clip(value) });
+    // Agent-controlled: no control or bidi character reaches the card.
+    let text = clip(&crate::safe_text::message_safe(value));
+    let mut run = json!({ "type": "TextRun", "text": text });
     if monospace {
         run["fontType"] = "Monospace".into();
     }
@@ -264,7 +267,10 @@ fn verbatim(label: &str, value: &str, monospace: bool) -> Value {
 
 fn clip(s: &str) -> String {
     match s.char_indices().nth(MAX_TEXT) {
-        Some((i, _)) => format!("{}… (cut)", &s[..i]),
+        Some((i, _)) => format!(
+            "{}… (cut at {MAX_TEXT} characters: the whole text and its SHA-256 are on the request's page)",
+            &s[..i]
+        ),
         None => s.to_owned(),
     }
 }
@@ -354,7 +360,12 @@ mod tests {
     #[test]
     fn long_text_is_cut_on_a_char_boundary() {
         let s = "é".repeat(MAX_TEXT + 10);
-        assert!(clip(&s).ends_with("… (cut)"));
+        let c = clip(&s);
+        assert!(c.contains("… (cut at 4000 characters"), "{c}");
+        assert!(c.ends_with("on the request's page)"));
         assert_eq!(clip("short"), "short");
+        // Agent text reaches the card with its hiding characters escaped.
+        let v = verbatim("Statement", "drop\u{202e}x", true);
+        assert!(v.to_string().contains("\\\\u{202e}"), "{v}");
     }
 }

@@ -41,6 +41,7 @@ fn request(quorum: u32) -> NewRequest {
             show_literals: false,
         }),
         names: Some(Arc::from("")),
+        sql_sha256: Arc::from("0".repeat(64)),
     }
 }
 

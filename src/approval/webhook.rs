@@ -125,10 +125,30 @@ pub async fn run(w: Webhook, public_url: Option<String>, approvals: Approvals) {
     }
 }
 
+/// A statement's text in a delivery is cut past this many bytes
+/// (`text_truncated: true`).
+pub const MAX_PAYLOAD_TEXT: usize = 8 * 1024;
+
 /// The JSON body of one delivery.
 pub fn payload(r: &Request, event: &str, public_url: Option<&str>) -> Vec<u8> {
     let mut v = r.to_json();
     v["event"] = event.into();
+    // Each statement's text up to a cap: the whole text is one request
+    // away (`page_url`, or `GET /v1/approvals/{id}`), named by `sql_sha256`.
+    for st in v["statements"].as_array_mut().into_iter().flatten() {
+        let Some(text) = st["text"].as_str() else {
+            continue;
+        };
+        if text.len() > MAX_PAYLOAD_TEXT {
+            let mut end = MAX_PAYLOAD_TEXT;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let cut = text[..end].to_owned();
+            st["text"] = cut.into();
+            st["text_truncated"] = true.into();
+        }
+    }
     if let Some(base) = public_url.map(|u| u.trim_end_matches('/')) {
         let id = &r.id;
         v["page_url"] = format!("{base}/approvals/{id}").into();

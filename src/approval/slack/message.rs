@@ -60,7 +60,7 @@ fn outcome_line(v: &Value) -> String {
     let o = &v["outcome"];
     let reason = |r: &Value| {
         r.as_str()
-            .map(|r| format!(": {}", esc(r)))
+            .map(|r| format!(": {}", inline(r)))
             .unwrap_or_default()
     };
     match o["outcome"].as_str().unwrap_or("") {
@@ -92,8 +92,8 @@ fn state_title(v: &Value) -> &'static str {
 /// Who, where, why, and each statement in a code block.
 fn details(r: &Request, v: &Value) -> Vec<Value> {
     let stmts = v["statements"].as_array().cloned().unwrap_or_default();
-    let classes = join_unique(&stmts, "classes");
-    let tables = join_unique(&stmts, "tables");
+    let classes = join_unique(&stmts, "classes", esc);
+    let tables = join_unique(&stmts, "tables", inline);
     let mut fields = vec![
         field("Agent", &format!("`{}`", esc(&r.agent))),
         field("Database", &format!("`{}`", esc(&r.database))),
@@ -122,6 +122,15 @@ fn details(r: &Request, v: &Value) -> Vec<Value> {
             "type": "section",
             "text": {"type": "mrkdwn", "text": format!("```{}```", code(text))},
         }));
+        if text.chars().count() > MAX_STATEMENT_CHARS {
+            blocks.push(json!({
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": format!(
+                    "_The statement is cut at {MAX_STATEMENT_CHARS} characters: the whole text and its SHA-256 are on the request's page (`sqlgate approvals show {}`)._",
+                    esc(&r.id)
+                )},
+            }));
+        }
     }
     if let Some(params) = v["parameters"].as_array() {
         let shown: Vec<String> = params
@@ -140,6 +149,9 @@ fn details(r: &Request, v: &Value) -> Vec<Value> {
 /// Request id, votes so far, and the page link.
 fn context(r: &Request, v: &Value, public_url: Option<&str>) -> Value {
     let mut parts = vec![format!("Request `{}`", esc(&r.id))];
+    if !r.sql_sha256.is_empty() {
+        parts.push(format!("SHA-256 `{}`", esc(&r.sql_sha256)));
+    }
     let votes: Vec<String> = v["votes"]
         .as_array()
         .map(|a| a.as_slice())
@@ -207,11 +219,11 @@ fn commands(v: &Value) -> String {
 }
 
 /// The distinct strings of `key` (an array) across statements.
-fn join_unique(stmts: &[Value], key: &str) -> String {
+fn join_unique(stmts: &[Value], key: &str, show: fn(&str) -> String) -> String {
     let mut out: Vec<String> = Vec::new();
     for s in stmts {
         for x in s[key].as_array().map(|a| a.as_slice()).unwrap_or_default() {
-            if let Some(x) = x.as_str().map(esc) {
+            if let Some(x) = x.as_str().map(show) {
                 if !out.contains(&x) {
                     out.push(x);
                 }
@@ -240,11 +252,20 @@ fn or_dash(s: &str) -> String {
     }
 }
 
-/// Slack's mrkdwn treats `&`, `<` and `>` as control characters.
+/// Slack's mrkdwn treats `&`, `<` and `>` as control characters; control
+/// and bidi characters are shown as escapes (`safe_text::message_safe`).
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
+    crate::safe_text::message_safe(s)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// Agent-controlled text outside a code block (table names, reasons): in
+/// inline code, where `*bold*`, `_italic_`, `~strike~` and bare links are
+/// not formatted; a backtick inside, which would end the code, shown as `ˋ`.
+fn inline(s: &str) -> String {
+    format!("`{}`", esc(s).replace('`', "ˋ"))
 }
 
 /// Statement text for a ``` fence: escaped, a fence inside broken up (so the
@@ -279,6 +300,15 @@ mod tests {
         let v = json!({"outcome": {"outcome": "approved", "by": ["alice", "bob"]}});
         assert_eq!(outcome_line(&v), "✅ *Approved* by alice, bob");
         let v = json!({"outcome": {"outcome": "denied", "by": "bob", "reason": "<no>"}});
-        assert_eq!(outcome_line(&v), "⛔ *Denied* by bob: &lt;no&gt;");
+        assert_eq!(outcome_line(&v), "⛔ *Denied* by bob: `&lt;no&gt;`");
+        let v = json!({"outcome": {"outcome": "denied", "by": "bob", "reason": "*ok* `x`"}});
+        assert_eq!(outcome_line(&v), "⛔ *Denied* by bob: `*ok* ˋxˋ`");
+    }
+
+    #[test]
+    fn agent_text_cannot_format_or_reorder() {
+        assert_eq!(inline("*APPROVED by alice*"), "`*APPROVED by alice*`");
+        assert_eq!(esc("a\u{202e}b"), "a\\u{202e}b");
+        assert!(code("x\u{1b}[2K").contains("\\u{1b}"));
     }
 }

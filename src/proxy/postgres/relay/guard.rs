@@ -580,6 +580,8 @@ impl ClientSide<'_> {
                 summary(entries)
             )),
             spec,
+            // Several statements, sent apart: no one text to name.
+            Arc::from(""),
         );
         let sess = self.sess;
         let holding = sess.cancel.hold();

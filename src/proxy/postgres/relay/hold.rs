@@ -125,6 +125,7 @@ impl ClientSide<'_> {
             lead.rule.clone(),
             lead.reason.clone(),
             spec,
+            held.sha.clone(),
         );
         self.await_decision(new, rd, wr, buf, holding).await
     }
@@ -137,6 +138,7 @@ impl ClientSide<'_> {
         rule: Arc<str>,
         reason: Arc<str>,
         spec: Arc<crate::policy::ApprovalSpec>,
+        sql_sha256: Arc<str>,
     ) -> NewRequest {
         NewRequest {
             agent: self.sess.info.agent.clone(),
@@ -149,6 +151,7 @@ impl ClientSide<'_> {
             reason,
             spec,
             names: self.names(),
+            sql_sha256,
         }
     }
 
