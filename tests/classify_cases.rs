@@ -209,7 +209,8 @@ const CASES: &[(Dialect, &str, &str, &str)] = &[
     (
         PG,
         "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql",
-        "ddl",
+        // With what its body does (a read).
+        "read,ddl",
         "*",
     ),
     (PG, "VACUUM (VERBOSE, ANALYZE) t", "ddl", "*"),

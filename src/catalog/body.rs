@@ -65,11 +65,32 @@ pub const MAX_BODY: usize = 256 * 1024;
 
 pub fn place(c: &Classifier, language: &str, src: &str, definition: Option<&str>) -> Placed {
     match language {
+        // Through the cache: the catalog places every body at each reload.
         "sql" if !src.trim().is_empty() && src.len() <= MAX_BODY => {
             let mut p = Placed::default();
             p.absorb(&c.classify(src));
             p
         }
+        _ => place_with(&|q, m| c.classify_embedded(q, m), language, src, definition),
+    }
+}
+
+/// SQL embedded in a body, in a pg_query parse mode: how [`place_with`]
+/// reads a body's statements and expressions.
+pub type Embedded<'a> = &'a dyn Fn(&str, i32) -> Option<Analysis>;
+
+/// [`place`] with the classifier given as a function, for the classifier
+/// itself (`CREATE FUNCTION` shows what its body will do).
+pub fn place_with(c: Embedded<'_>, language: &str, src: &str, definition: Option<&str>) -> Placed {
+    match language {
+        "sql" if !src.trim().is_empty() && src.len() <= MAX_BODY => match c(src, 0) {
+            Some(a) => {
+                let mut p = Placed::default();
+                p.absorb(&a);
+                p
+            }
+            None => Placed::unparsed(),
+        },
         "plpgsql" => match definition.filter(|d| d.len() <= MAX_BODY) {
             Some(d) => plpgsql(c, d),
             None => Placed::unparsed(),
@@ -78,7 +99,7 @@ pub fn place(c: &Classifier, language: &str, src: &str, definition: Option<&str>
     }
 }
 
-fn plpgsql(c: &Classifier, definition: &str) -> Placed {
+fn plpgsql(c: Embedded<'_>, definition: &str) -> Placed {
     let Ok(tree) = pg_query::parse_plpgsql(definition) else {
         return Placed::unparsed();
     };
@@ -87,7 +108,7 @@ fn plpgsql(c: &Classifier, definition: &str) -> Placed {
     p
 }
 
-fn walk(c: &Classifier, v: &Value, p: &mut Placed) {
+fn walk(c: Embedded<'_>, v: &Value, p: &mut Placed) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
@@ -113,10 +134,10 @@ fn walk(c: &Classifier, v: &Value, p: &mut Placed) {
     }
 }
 
-fn expr(c: &Classifier, e: &Value, p: &mut Placed) {
+fn expr(c: Embedded<'_>, e: &Value, p: &mut Placed) {
     let query = e.get("query").and_then(Value::as_str).unwrap_or("");
     let mode = e.get("parseMode").and_then(Value::as_i64).unwrap_or(0) as i32;
-    match c.classify_embedded(query, mode) {
+    match c(query, mode) {
         Some(a) => p.absorb(&a),
         None => {
             p.classes.insert(Class::Unparsed);

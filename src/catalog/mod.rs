@@ -25,7 +25,7 @@
 //! of that name in any schema (the session's `search_path` is not
 //! tracked), overloads together; the classes are their union.
 
-mod body;
+pub(crate) mod body;
 mod query;
 
 use crate::classify::{Analysis, Class, ClassSet, Classifier, ClassifierOptions, Dialect};

@@ -183,6 +183,26 @@ fn analyse(sql: &str, lexed: &Lexed, mode: Mode, grammar: i32) -> Option<Analysi
         if w.needs_original {
             return None;
         }
+        if let Some((language, src)) = w.body.take() {
+            // What the body will do when called, read as the catalog will
+            // read it then: the approver sees it, and the rules decide on it.
+            let stmt = text
+                .get(from as usize..(to as usize).min(text.len()))
+                .unwrap_or(text);
+            let placed = crate::catalog::body::place_with(
+                &|q, m| classify_embedded(q, m),
+                &language,
+                &src,
+                Some(stmt),
+            );
+            w.classes = w.classes.union(placed.classes);
+            w.tables.extend(placed.tables);
+            for f in placed.calls {
+                if !w.functions.contains(&f) {
+                    w.functions.push(f);
+                }
+            }
+        }
         statements.push(info(sql, lexed, toks, w));
     }
     Some(Analysis { statements })

@@ -66,6 +66,10 @@ pub struct Walk {
     /// read (a user function or procedure may call `set_config`). A standing
     /// grant for statements with unqualified names stops applying then.
     pub moves_names: bool,
+    /// A `CREATE FUNCTION`/`PROCEDURE` body (language, source), placed by
+    /// the caller of the walk (it needs the statement's text): the
+    /// statement carries what its body will do.
+    pub body: Option<(String, String)>,
     /// Depth of statements that are not run (EXPLAIN without ANALYZE,
     /// view and rule bodies): their own classes don't count, the function
     /// calls and relations in them still do.
@@ -78,6 +82,7 @@ impl Walk {
             mode,
             changes_rows: false,
             moves_names: false,
+            body: None,
             classes: ClassSet::EMPTY,
             tables: BTreeSet::new(),
             forbidden: None,
@@ -814,14 +819,36 @@ impl Walk {
             return;
         }
         let mut language = String::from("sql");
+        let mut src = None;
         for o in list(n, "options") {
             if let Some((_, d)) = node_of(o) {
-                if str_of(d, "defname") == "language" {
-                    if let Some(("String", s)) = node_of(&d["arg"]) {
-                        language = str_of(s, "sval").to_ascii_lowercase();
+                match str_of(d, "defname") {
+                    "language" => {
+                        if let Some(("String", s)) = node_of(&d["arg"]) {
+                            language = str_of(s, "sval").to_ascii_lowercase();
+                        }
                     }
+                    "as" => {
+                        if let Some(("List", l)) = node_of(&d["arg"]) {
+                            if let [one] = strings(list(l, "items")).as_slice() {
+                                src = Some(one.to_string());
+                            }
+                        }
+                    }
+                    _ => {}
                 }
             }
+        }
+        if !list(n, "sql_body").is_empty() || !n["sql_body"].is_null() {
+            // `BEGIN ATOMIC …` / `RETURN …`: a body in the tree, read as
+            // any statement is.
+            self.children(&n["sql_body"]);
+        } else if let Some(src) = src.filter(|_| matches!(language.as_str(), "sql" | "plpgsql")) {
+            self.body = Some((language.clone(), src));
+        } else if TRUSTED_LANGUAGES.contains(&language.as_str()) {
+            // PL/Perl, PL/Tcl: their SQL (spi_exec_query …) can't be read.
+            self.add(&[Unparsed]);
+            self.note(|| format!("a `{language}` body can't be read by sqlgate"));
         }
         self.function_settings(list(n, "options"));
         if !TRUSTED_LANGUAGES.contains(&language.as_str()) {
