@@ -183,10 +183,13 @@ pub enum Anchor {
     /// The local syslog socket (`/dev/log`), facility `log audit`: for a
     /// collector that ships it elsewhere. Not read back at start-up.
     Syslog(PathBuf),
+    /// An HTTP(S) endpoint each checkpoint line is POSTed to (retried, in
+    /// the background). Not read back at start-up.
+    Http(String),
 }
 
 impl Anchor {
-    /// `syslog`, `syslog:<socket path>` or a file path.
+    /// `syslog`, `syslog:<socket path>`, an http(s) URL or a file path.
     fn parse(text: &str, abs: impl Fn(&Path) -> PathBuf) -> Result<Anchor, String> {
         let text = text.trim();
         if text == "syslog" {
@@ -195,9 +198,12 @@ impl Anchor {
         if let Some(socket) = text.strip_prefix("syslog:") {
             return Ok(Anchor::Syslog(abs(Path::new(socket))));
         }
+        if text.starts_with("http://") || text.starts_with("https://") {
+            return Ok(Anchor::Http(text.to_owned()));
+        }
         if text.is_empty() || text.contains("://") {
             return Err(format!(
-                "`audit.anchor` = {text:?}: expected a file path, `syslog` or `syslog:<socket>`"
+                "`audit.anchor` = {text:?}: expected a file path, `syslog`, `syslog:<socket>` or an http(s) URL"
             ));
         }
         Ok(Anchor::File(abs(Path::new(text))))

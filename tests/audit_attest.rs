@@ -732,3 +732,43 @@ fn checkpoints_reach_a_syslog_anchor() {
         assert!(l.iter().any(|x| x == record), "{m}");
     }
 }
+
+#[test]
+fn checkpoints_are_posted_to_an_http_anchor() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = temp_dir("http-anchor");
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/anchor", server.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for conn in server.incoming() {
+            let Ok(conn) = conn else { return };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0;
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                line.clear();
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let _ = tx.send(String::from_utf8(body).unwrap());
+            let mut c = conn;
+            let _ = c.write_all(
+                b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    let mut cfg = config(&dir);
+    cfg.anchor = Some(sqlgate::config::Anchor::Http(url));
+    write_log(&cfg, 2);
+    let l = lines(&cfg.path);
+    let got: Vec<String> = (0..2)
+        .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+        .collect();
+    for g in &got {
+        assert!(l.iter().any(|x| x == g), "{g}");
+    }
+}

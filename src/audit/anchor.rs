@@ -4,7 +4,8 @@
 //! not a cut at a checkpoint: what is left is a shorter, valid log. So the
 //! writer also hands each checkpoint line, byte for byte, to an anchor kept
 //! where whoever can cut the log cannot (`[audit] anchor`): a file on another
-//! volume, or syslog for a collector that ships it elsewhere. The line goes
+//! volume, syslog for a collector that ships it elsewhere, or an HTTP(S)
+//! endpoint (each line POSTed as the body, retried in the background). The line goes
 //! to the anchor only after the log holding it is fsynced, so an anchor is
 //! never ahead of the log on disk, even after a crash.
 //!
@@ -31,6 +32,60 @@ const SYSLOG_PRI: &str = "<110>";
 pub(crate) enum AnchorWriter {
     File(File),
     Syslog(UnixDatagram, PathBuf),
+    /// Lines for the POSTing thread.
+    Http(std::sync::mpsc::Sender<Vec<u8>>),
+}
+
+/// How often a POST of a checkpoint is tried before it is given up (and
+/// logged): the anchor is evidence for later, so the log never waits on it.
+const HTTP_ATTEMPTS: u32 = 4;
+const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The thread that POSTs checkpoint lines to `url`, in order, each retried
+/// with backoff. Its own small runtime: the writer thread is not async.
+fn http_thread(url: String) -> std::io::Result<std::sync::mpsc::Sender<Vec<u8>>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(HTTP_TIMEOUT)
+        .build()
+        .map_err(std::io::Error::other)?;
+    std::thread::Builder::new()
+        .name("sqlgate-anchor".into())
+        .spawn(move || {
+            while let Ok(line) = rx.recv() {
+                runtime.block_on(post(&client, &url, line));
+            }
+        })?;
+    Ok(tx)
+}
+
+async fn post(client: &reqwest::Client, url: &str, line: Vec<u8>) {
+    let mut wait = std::time::Duration::from_millis(500);
+    for attempt in 1..=HTTP_ATTEMPTS {
+        let sent = client
+            .post(url)
+            .header("Content-Type", "application/json")
+            .header("X-Sqlgate-Event", "audit.checkpoint")
+            .body(line.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) => {
+                tracing::warn!(%url, attempt, status = %r.status(), "audit anchor refused a checkpoint")
+            }
+            Err(e) => tracing::warn!(%url, attempt, "audit anchor unreachable: {e}"),
+        }
+        if attempt < HTTP_ATTEMPTS {
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+    }
+    tracing::error!(%url, "audit anchor: a checkpoint was not delivered; the anchor misses it");
 }
 
 impl AnchorWriter {
@@ -52,6 +107,7 @@ impl AnchorWriter {
                 s.connect(socket)?;
                 AnchorWriter::Syslog(s, socket.clone())
             }
+            Anchor::Http(url) => AnchorWriter::Http(http_thread(url.clone())?),
         })
     }
 
@@ -74,6 +130,9 @@ impl AnchorWriter {
                     std::io::Error::new(e.kind(), format!("syslog `{}`: {e}", socket.display()))
                 })
             }
+            AnchorWriter::Http(tx) => tx
+                .send(line.to_vec())
+                .map_err(|_| std::io::Error::other("the audit anchor's thread stopped")),
         }
     }
 }
