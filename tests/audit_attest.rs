@@ -509,6 +509,17 @@ fn forged_approvals_appended_to_the_log_are_never_signed() {
     let e = AuditLog::open(&cfg).err().unwrap().to_string();
     assert!(e.contains("record 15") && e.contains("signature"), "{e}");
 
+    // A copy of the last genuine checkpoint after a forged record does not
+    // make the log look cleanly closed.
+    let (cfg, p) = clean_log("forge-copy");
+    let checkpoint = lines(&p).last().unwrap().clone();
+    forged_record(&p, serde_json::json!({"kind": "approval_vote", "vote": "approve"}));
+    let mut l = lines(&p);
+    l.push(checkpoint);
+    write_lines(&p, &l);
+    let e = AuditLog::open(&cfg).err().unwrap().to_string();
+    assert!(e.contains("does not follow"), "{e}");
+
     // A crashed run's own tail still recovers (its records carry MACs).
     let (cfg, p) = tampered("forge-crash", |l| {
         l.pop();

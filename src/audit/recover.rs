@@ -195,6 +195,11 @@ fn read_back(files: &[(PathBuf, u64)], keys: &[&SigningKey]) -> Result<Tail, Rec
                     ));
                 }
             }
+            if tail.as_ref().is_some_and(|t| t.checkpoint.is_some()) {
+                // The record the checkpoint signs last links to it: a copy
+                // of an old checkpoint appended at the end does not.
+                break 'files;
+            }
             next = Some((prev, seq));
             let kind = v["kind"].as_str().unwrap_or_default();
             let t = tail.get_or_insert_with(|| Tail {
@@ -236,7 +241,8 @@ fn read_back(files: &[(PathBuf, u64)], keys: &[&SigningKey]) -> Result<Tail, Rec
                 }
                 t.key_id.get_or_insert_with(|| key_id.to_owned());
                 t.checkpoint = Some((seq, hash));
-                break 'files;
+                // Read one more line: the link check above, then stop.
+                continue;
             }
             if !keys.iter().any(|k| k.record_mac().check(&line)) {
                 // Read on: the error names the first such record, not the last.
