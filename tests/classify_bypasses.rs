@@ -233,6 +233,11 @@ fn functions_are_an_allow_list() {
         "SELECT count(*) FROM (SELECT 1 FROM pg_catalog.pg_class FOR UPDATE) x",
         &[Privilege, Ddl],
     );
+    has(
+        "COPY (DELETE FROM t RETURNING *) TO STDOUT",
+        &[Export, Destructive],
+    );
+    has("CREATE TABLE x AS EXECUTE p", &[Unparsed]);
     // A dot inside a quoted name is not a schema.
     has("SELECT * FROM \"hr.staff\"", &[Unparsed]);
     has("SELECT \"pub.harmless\"()", &[Unparsed]);

@@ -206,6 +206,11 @@ impl Walk {
             }
             "CreateTableAsStmt" => {
                 self.add(&[Ddl, Write, Read]);
+                if let Some(("ExecuteStmt", _)) = node_of(&n["query"]) {
+                    // `CREATE TABLE t AS EXECUTE p`: the prepared text is
+                    // not in the statement.
+                    self.add(&[Unparsed]);
+                }
                 self.children(n);
             }
             "ViewStmt" => {
@@ -808,6 +813,13 @@ impl Walk {
             } else {
                 self.range_var(rv);
             }
+        }
+        if let Some(("InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt", _)) =
+            node_of(&n["query"])
+        {
+            // `COPY (DELETE … RETURNING) TO STDOUT`: its tag counts rows
+            // copied, not changed as such, and the row guard can't see them.
+            self.add(&[Write, Destructive]);
         }
         self.children_except(n, "relation");
     }
