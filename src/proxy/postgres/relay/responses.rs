@@ -128,7 +128,13 @@ pub(super) async fn server_to_client(
                                     .analysis
                                     .statements
                                     .get(ev.index)
-                                    .filter(|s| s.classes.contains(Class::Ddl));
+                                    // Unparsed too: an approved CALL or a
+                                    // function with dynamic SQL may have run
+                                    // DDL sqlgate could not see.
+                                    .filter(|s| {
+                                        s.classes.contains(Class::Ddl)
+                                            || s.classes.contains(Class::Unparsed)
+                                    });
                                 if let Some(s) = ddl {
                                     if let Some(c) = &sess.catalog {
                                         c.changed();
