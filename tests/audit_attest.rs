@@ -513,7 +513,10 @@ fn forged_approvals_appended_to_the_log_are_never_signed() {
     // make the log look cleanly closed.
     let (cfg, p) = clean_log("forge-copy");
     let checkpoint = lines(&p).last().unwrap().clone();
-    forged_record(&p, serde_json::json!({"kind": "approval_vote", "vote": "approve"}));
+    forged_record(
+        &p,
+        serde_json::json!({"kind": "approval_vote", "vote": "approve"}),
+    );
     let mut l = lines(&p);
     l.push(checkpoint);
     write_lines(&p, &l);

@@ -43,26 +43,29 @@ pub struct NewRequest {
 
 impl NewRequest {
     /// What a standing grant is keyed on: the statements' fingerprints, the
-    /// database and the rule, and for unqualified relation names how the
-    /// session resolves them. `None`: no grant can cover these statements
-    /// (an unqualified name in a session whose `search_path` or temporary
-    /// objects may have changed: `TRUNCATE scratch` approved for one schema
-    /// must not run in another).
+    /// database and the rule, and the login's `search_path` (for the
+    /// functions it resolves). `None`: no grant can cover these statements,
+    /// as they name a relation without its schema (`TRUNCATE scratch`
+    /// approved for one schema must not run in another).
     pub(super) fn grant_key(&self) -> Option<String> {
         // Scoped to the database too: a grant given for one database does
         // not carry over to the same statement shape on another listener;
         // and to the rule, whose approvers and quorum gave it: the same
         // shape held by a stricter rule needs that rule's approval.
-        let unqualified = self
+        // A grant covers schema-qualified names only. What an unqualified
+        // name reaches moves with too much that sqlgate can't follow to the
+        // end: `search_path` (set directly, by a function a view calls, by
+        // `ALTER ROLE … SET` for later sessions, through `"$user"` after
+        // `SET ROLE`), temporary objects, renames.
+        if self
             .statements
             .iter()
             .flat_map(|s| &s.tables)
-            .any(|t| !t.contains('.'));
-        let names = match (&self.names, unqualified) {
-            (_, false) => "",
-            (Some(path), true) => path,
-            (None, true) => return None,
-        };
+            .any(|t| !t.contains('.'))
+        {
+            return None;
+        }
+        let names = self.names.as_deref().unwrap_or("");
         let fps: Vec<&str> = self
             .statements
             .iter()

@@ -28,8 +28,8 @@ fn request(quorum: u32) -> NewRequest {
             command: "DROP TABLE".into(),
             text: "drop table t".into(),
             classes: ClassSet::of(&[Class::Ddl]),
-            tables: vec!["t".into()],
-            fingerprint: "drop table t".into(),
+            tables: vec!["public.t".into()],
+            fingerprint: "drop table public.t".into(),
         }],
         parameters: None,
         rule: Arc::from("ddl"),
@@ -196,11 +196,13 @@ async fn an_agent_cannot_flood_approvers() {
 #[tokio::test]
 async fn no_grant_covers_unqualified_names_once_they_may_have_moved() {
     let (a, _) = service(Duration::from_secs(60));
+    // Unqualified: never granted, whatever the session did.
+    let mut plain = request(1);
+    plain.statements[0].tables = vec!["t".into()];
+    assert_eq!(plain.grant_key(), None);
+    // Schema-qualified: granted, even once names may have moved.
     let mut moved = request(1);
     moved.names = None;
-    assert_eq!(moved.grant_key(), None);
-    // Schema-qualified: the path does not matter.
-    moved.statements[0].tables = vec!["prod.t".into()];
     assert!(moved.grant_key().is_some());
     // Another login path is another key.
     let mut other = request(1);

@@ -303,7 +303,9 @@ fn rejected(sql: &str, lexed: Option<&Lexed>, why: &str) -> Analysis {
         command,
         forbidden: None,
         note: Some(why.to_string()),
-        code: false,
+        // Unread, it could be anything: approvers see it whole, and a grant
+        // covers only this exact text, never a fingerprint like `do ?`.
+        code: true,
         changes_rows: false,
         moves_names: true,
         pending: None,

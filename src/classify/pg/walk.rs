@@ -198,6 +198,12 @@ impl Walk {
                 // catalog (`LOCK pg_catalog.pg_class`) stops the database
                 // for everyone, sqlgate's own catalog reads included.
                 self.add(&[Write]);
+                // ACCESS EXCLUSIVE (`LOCK t`'s default) stops every read of
+                // the relation, the catalog's own look-ups of a view among
+                // them: an outage tool, held as schema work.
+                if int(n, "mode") >= 8 || int(n, "mode") == 0 {
+                    self.add(&[Ddl]);
+                }
                 for r in list(n, "relations") {
                     if let Some(("RangeVar", rv)) = node_of(r) {
                         self.target(rv);
@@ -206,10 +212,11 @@ impl Walk {
             }
             "CreateTableAsStmt" => {
                 self.add(&[Ddl, Write, Read]);
-                if let Some(("ExecuteStmt", _)) = node_of(&n["query"]) {
+                if let Some(("ExecuteStmt", e)) = node_of(&n["query"]) {
                     // `CREATE TABLE t AS EXECUTE p`: the prepared text is
-                    // not in the statement.
+                    // not in the statement, and `p` may be sqlgate's own.
                     self.add(&[Unparsed]);
+                    self.reserved_names("ExecuteStmt", e);
                 }
                 self.children(n);
             }
@@ -619,7 +626,10 @@ impl Walk {
     }
 
     fn func_call(&mut self, n: &Value) {
-        let parts = strings(list(n, "funcname"));
+        let parts: Vec<&str> = strings(list(n, "funcname"))
+            .into_iter()
+            .map(identifier)
+            .collect();
         self.dotted(&parts);
         let name = parts.last().copied().unwrap_or("");
         let schema = if parts.len() >= 2 {
@@ -982,7 +992,7 @@ impl Walk {
         for o in list(n, "objects") {
             if let Some(("List", l)) = node_of(o) {
                 let parts = strings(list(l, "items"));
-                self.tables.insert(parts.join("."));
+                self.tables.insert(qualified(&parts));
             }
         }
     }
@@ -1075,17 +1085,42 @@ fn strings(l: &[Value]) -> Vec<&str> {
 
 /// `catalog.schema.table` as far as given; names are already folded by
 /// the parser (unquoted lower-cased, quoted verbatim, `U&` decoded).
+/// `schema.name` or `name`, as PostgreSQL resolves it. A database part
+/// (`app.hr.salaries`) is dropped: PostgreSQL accepts only the current
+/// database there, so it names the same table as `hr.salaries`, and rules
+/// written for that must apply. Each part is cut to 63 bytes, as the server
+/// cuts identifiers (NAMEDATALEN − 1), so a longer spelling names the table
+/// it will reach.
 fn table_name(rv: &Value) -> String {
-    [
-        str_of(rv, "catalogname"),
-        str_of(rv, "schemaname"),
-        str_of(rv, "relname"),
-    ]
-    .iter()
-    .filter(|p| !p.is_empty())
-    .copied()
-    .collect::<Vec<_>>()
-    .join(".")
+    let (schema, name) = (str_of(rv, "schemaname"), str_of(rv, "relname"));
+    if schema.is_empty() {
+        identifier(name).to_string()
+    } else {
+        format!("{}.{}", identifier(schema), identifier(name))
+    }
+}
+
+/// `[db.]schema.name` parts as [`table_name`] writes them.
+fn qualified(parts: &[&str]) -> String {
+    match parts {
+        [.., schema, name] => format!("{}.{}", identifier(schema), identifier(name)),
+        [name] => identifier(name).to_string(),
+        [] => String::new(),
+    }
+}
+
+/// An identifier as the server keeps it: at most 63 bytes, cut on a
+/// character boundary (`pg_mbcliplen`).
+pub fn identifier(s: &str) -> &str {
+    const MAX: usize = 63;
+    if s.len() <= MAX {
+        return s;
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn is_pg_settings(rv: &Value) -> bool {

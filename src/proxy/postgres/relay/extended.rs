@@ -226,10 +226,9 @@ impl ClientSide<'_> {
                 }
             }
         }
-        let shows = prepared
-            .hold
-            .as_ref()
-            .is_some_and(|(v, _)| shows_literals(v));
+        // Parameters are shown where the text is (the rule shows literals,
+        // or the statement is code or identity: `set_config('role', $1)`).
+        let shows = prepared.hold.is_some() && prepared.text.is_some();
         let params = shows.then(|| hold::shown_params(msg));
         let upstream = self.fresh_name(b'p');
         // INVARIANT: as for Parse, a new portal name bound to the upstream

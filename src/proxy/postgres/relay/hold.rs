@@ -112,8 +112,20 @@ impl ClientSide<'_> {
                     .unwrap_or_else(|| info.fingerprint.clone()),
                 classes: info.classes,
                 tables: info.tables.clone(),
+                // Code is granted by its exact text and parameter values:
+                // `set_config('role', $1)` granted for one role is not
+                // granted for another.
                 fingerprint: if code {
-                    format!("sha256:{}", held.sha)
+                    match &held.params {
+                        Some(p) => format!(
+                            "sha256:{}:{}",
+                            held.sha,
+                            crate::proxy::postgres::relay::sha256_hex(
+                                &serde_json::to_string(p).unwrap_or_default()
+                            )
+                        ),
+                        None => format!("sha256:{}", held.sha),
+                    }
                 } else {
                     info.fingerprint.clone()
                 },
