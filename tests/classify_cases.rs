@@ -121,7 +121,8 @@ const CASES: &[(Dialect, &str, &str, &str)] = &[
         "t,u",
     ),
     (PG, "SELECT nextval('seq')", "read,write", ""),
-    (PG, "LOCK TABLE t IN ACCESS EXCLUSIVE MODE", "write", "t"),
+    // ACCESS EXCLUSIVE stops every read of it: held as schema work.
+    (PG, "LOCK TABLE t IN ACCESS EXCLUSIVE MODE", "write,ddl", "t"),
     // --- destructive
     (PG, "DELETE FROM t", "write,destructive", "t"),
     (PG, "DELETE FROM t WHERE 1=1", "write,destructive", "t"),
@@ -566,7 +567,7 @@ const CASES: &[(Dialect, &str, &str, &str)] = &[
         "ddl,destructive,write",
         "a,secrets",
     ),
-    (PG, "LOCK TABLE ONLY secrets", "write", "secrets"),
+    (PG, "LOCK TABLE ONLY secrets", "write,ddl", "secrets"),
     (PG, "LOCK ONLY secrets IN SHARE MODE", "write", "secrets"),
     (
         PG,
