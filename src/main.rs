@@ -152,6 +152,7 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
             tracing::info!(listen = %addr, "admin API ready");
             tokio::spawn(sqlgate::admin::serve(
                 socket,
+                engine.audit.clone(),
                 engine.catalogs(),
                 engine.approvals.clone(),
                 cfg.channels.clone(),

@@ -627,6 +627,8 @@ fn a_durable_ack_errors_when_the_writer_dies() {
         log.record_durable(event(2)).wait(),
         Err(sqlgate::audit::WriterGone)
     );
+    // Sessions see it (and refuse statements: fail closed, review C8).
+    assert!(!log.alive());
     drop(log);
     assert!(writer.close().is_err());
 }

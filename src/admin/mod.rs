@@ -19,6 +19,7 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 
 pub async fn serve(
     socket: TcpListener,
+    audit: crate::audit::AuditLog,
     catalogs: Vec<std::sync::Arc<crate::catalog::Catalog>>,
     approvals: crate::approval::Approvals,
     channels: crate::config::Channels,
@@ -30,14 +31,22 @@ pub async fn serve(
             "/healthz",
             get(move || {
                 // Healthy, with what an operator should know: warnings about
-                // the upstream logins' rights, one line each.
+                // the upstream logins' rights, one line each. Not healthy
+                // once the audit log can't be written (sessions refuse
+                // statements then).
+                if !audit.alive() {
+                    return std::future::ready((
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "audit log writer stopped: statements are refused\n".to_string(),
+                    ));
+                }
                 let mut body = String::from("ok\n");
                 for w in catalogs.iter().flat_map(|c| c.warnings()) {
                     body.push_str("warning: ");
                     body.push_str(&w);
                     body.push('\n');
                 }
-                std::future::ready(body)
+                std::future::ready((axum::http::StatusCode::OK, body))
             }),
         )
         .route(

@@ -47,6 +47,10 @@ use writer::{Msg, Writer};
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
     strict: bool,
+    /// Cleared when the writer thread stops (an I/O error, a full disk):
+    /// from then on nothing can be recorded, so sessions refuse statements
+    /// (fail closed) instead of running them unrecorded.
+    alive: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Owns the writer thread; dropping every `AuditLog` and then calling
@@ -102,11 +106,18 @@ impl AuditLog {
     ) -> std::io::Result<(AuditLog, AuditWriter)> {
         let writer = Writer::start(cfg, preamble)?;
         let (tx, rx) = mpsc::channel();
+        let alive = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = alive.clone();
         let handle = std::thread::Builder::new()
             .name("sqlgate-audit".into())
-            .spawn(move || writer.run(rx))?;
+            .spawn(move || writer.run(rx, &flag))?;
         let strict = cfg.durability == crate::config::Durability::Strict;
-        Ok((AuditLog { tx, strict }, AuditWriter { handle }))
+        Ok((AuditLog { tx, strict, alive }, AuditWriter { handle }))
+    }
+
+    /// False once the writer has stopped: nothing more reaches the log.
+    pub fn alive(&self) -> bool {
+        self.alive.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Queues a record (group commit; see the module docs).

@@ -238,15 +238,22 @@ impl Writer {
     }
 
     /// The loop: drain, write, flush, fsync when asked, checkpoint, sleep.
-    pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) -> std::io::Result<()> {
-        let result = self.run_inner(rx);
+    pub(crate) fn run(
+        mut self,
+        rx: mpsc::Receiver<Msg>,
+        alive: &std::sync::atomic::AtomicBool,
+    ) -> std::io::Result<()> {
+        let result = self.run_inner(&rx);
+        // Before the waiting acks are dropped (with `self` and `rx`): whoever learns
+        // the writer is gone from an ack also finds it so here.
+        alive.store(false, std::sync::atomic::Ordering::Release);
         if let Err(e) = &result {
             tracing::error!(path = %self.path.display(), "audit writer stopped: {e}");
         }
         result
     }
 
-    fn run_inner(&mut self, rx: mpsc::Receiver<Msg>) -> std::io::Result<()> {
+    fn run_inner(&mut self, rx: &mpsc::Receiver<Msg>) -> std::io::Result<()> {
         loop {
             let closed = loop {
                 match rx.try_recv() {

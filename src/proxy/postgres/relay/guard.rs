@@ -123,6 +123,9 @@ pub(super) fn commits(info: &StatementInfo) -> bool {
     (first == "COMMIT" && !c.starts_with("COMMIT PREPARED"))
         || first == "END"
         || c.split_whitespace().collect::<Vec<_>>() == ["PREPARE", "TRANSACTION"]
+        // A procedure (or DO block) may COMMIT inside: a commit point too.
+        || first == "CALL"
+        || first == "DO"
 }
 
 /// The counted statements of the transaction if, together, they are above

@@ -360,6 +360,15 @@ impl ClientSide<'_> {
                         break;
                     }
                     Ok(Next::Whole { tag, len }) => {
+                        if !self.sess.engine.audit.alive() {
+                            // Nothing can be recorded any more: nothing more
+                            // runs (what is queued already was recorded).
+                            if let Err(end) = self.settle().await {
+                                return Ok(end);
+                            }
+                            wr.write_all(&self.out).await?;
+                            return Ok(End::Fatal(audit_failure()));
+                        }
                         if matches!(tag, b'Q' | b'P' | b'B') {
                             // Decided only on a current catalog (after a DDL
                             // statement completed, its reload), or failing
