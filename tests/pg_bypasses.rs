@@ -614,3 +614,32 @@ async fn functions_behind_operators_defaults_triggers_and_children_are_placed() 
         "1"
     );
 }
+
+/// Fourth review, finding 14: code sqlgate can't see (an operator's
+/// negator) turns `standard_conforming_strings` off, and a Query pipelined
+/// behind it would be read the old way. It is read only after the first
+/// one's answer, which ends the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_pipelined_behind_a_hidden_setting_change_is_not_misread() {
+    let env = Env::new("byp_pipeline_scs");
+    env.direct(
+        "CREATE FUNCTION eq_plain(a int, b int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN RETURN a = b; END$$;
+         CREATE FUNCTION ne_flip(a int, b int) RETURNS bool LANGUAGE plpgsql AS
+           $$BEGIN PERFORM set_config('standard_conforming_strings', 'off', false); RETURN a <> b; END$$;
+         CREATE OPERATOR ~~= (LEFTARG = int, RIGHTARG = int, FUNCTION = eq_plain, NEGATOR = !~~=);
+         CREATE OPERATOR !~~= (LEFTARG = int, RIGHTARG = int, FUNCTION = ne_flip, NEGATOR = ~~=);
+         CREATE TABLE canary(x int);",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    let mut b = query_bytes("SELECT NOT (1 ~~= 2)");
+    b.extend_from_slice(&query_bytes("SELECT 'a\\''; DROP TABLE canary; --'"));
+    w.send(&b);
+    // sqlgate ends the session once the server reports the change.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    drop(w);
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_tables WHERE tablename = 'canary'"),
+        "1"
+    );
+}

@@ -369,6 +369,24 @@ impl ClientSide<'_> {
                             wr.write_all(&self.out).await?;
                             return Ok(End::Fatal(audit_failure()));
                         }
+                        if tag == b'Q'
+                            && self.shared.readies_sent.load(Ordering::Acquire)
+                                != self.shared.readies_seen.load(Ordering::Acquire)
+                        {
+                            // A Query sent before the previous one's answer:
+                            // read only once the server has answered, so a
+                            // setting that answer reports (code sqlgate could
+                            // not see turning `standard_conforming_strings`
+                            // off) ends the session before this text is read
+                            // the old way. A client that waits for answers
+                            // never waits here.
+                            if let Some(end) = self
+                                .run_point(guard::Point::Barrier, rd, wr, &mut buf)
+                                .await?
+                            {
+                                return Ok(end);
+                            }
+                        }
                         if matches!(tag, b'Q' | b'P' | b'B') {
                             // Decided only on a current catalog (after a DDL
                             // statement completed, its reload), or failing
