@@ -40,7 +40,19 @@ pub fn terminal_safe_json(v: &impl serde::Serialize) -> serde_json::Result<Strin
 /// A character a terminal obeys or that changes how text around it shows.
 pub fn hides(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+        || matches!(
+            c,
+            // soft hyphen, combining grapheme joiner, Arabic letter mark
+            '\u{00ad}' | '\u{034f}' | '\u{061c}'
+            // Hangul fillers, Khmer inherent vowels, Mongolian selectors
+            | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}' | '\u{180b}'..='\u{180f}'
+            // zero-width and direction marks, line/paragraph separators,
+            // bidi embeddings, overrides and isolates, invisible operators
+            | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}'
+            | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}'
+            // tag characters, variation selectors supplement
+            | '\u{e0000}'..='\u{e007f}' | '\u{e0100}'..='\u{e01ef}'
+        )
 }
 
 /// [`terminal_safe`] for a message that may have lines (Slack, Teams, the
@@ -73,5 +85,7 @@ mod tests {
             "a\n\tb\\u{202e}c\\u{1b}"
         );
         assert_eq!(super::message_safe("plain ü"), "plain ü");
+        assert_eq!(super::message_safe("a\u{ad}b"), "a\\u{ad}b");
+        assert!(super::message_safe("x\u{e0041}\u{2028}").contains("\\u{e0041}\\u{2028}"));
     }
 }

@@ -54,9 +54,9 @@
   // isolates and marks, zero-width ones) and control characters other than
   // newline and tab are shown as \u{..} escapes, as sqlgate's CLI and chat
   // messages show them: the text reads as what will run.
-  const HIDING = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
+  const HIDING = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]|\udb40[\udc00-\uddef]/g;
   function visible(value) {
-    return String(value).replace(HIDING, (c) => '\\u{' + c.charCodeAt(0).toString(16) + '}');
+    return String(value).replace(HIDING, (c) => '\\u{' + c.codePointAt(0).toString(16) + '}');
   }
 
   function text(name, value) {

@@ -117,7 +117,18 @@ fn print_table(list: &[serde_json::Value]) {
     );
     for r in list {
         let field = |v: &serde_json::Value| super::terminal_safe(v.as_str().unwrap_or(""));
-        let stmt = field(&r["statements"][0]["text"]);
+        // Every statement of the request, not just the first.
+        let texts: Vec<String> = r["statements"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|s| field(&s["text"]))
+            .collect();
+        let stmt = match texts.len() {
+            0 | 1 => texts.concat(),
+            n => format!("({n} statements) {}", texts.join(" | ")),
+        };
         let stmt = match stmt.char_indices().nth(60) {
             Some((at, _)) => format!(
                 "{}… (truncated: `sqlgate approvals show` has it all)",

@@ -122,7 +122,7 @@ fn details(r: &Request, v: &Value) -> Vec<Value> {
             "type": "section",
             "text": {"type": "mrkdwn", "text": format!("```{}```", code(text))},
         }));
-        if text.chars().count() > MAX_STATEMENT_CHARS {
+        if fenced(text).chars().count() > MAX_STATEMENT_CHARS {
             blocks.push(json!({
                 "type": "section",
                 "text": {"type": "mrkdwn", "text": format!(
@@ -271,7 +271,13 @@ fn inline(s: &str) -> String {
 /// Statement text for a ``` fence: escaped, a fence inside broken up (so the
 /// statement cannot close the block and format the rest), and bounded.
 fn code(s: &str) -> String {
-    truncate(&esc(s).replace("```", "`\u{200b}``"), MAX_STATEMENT_CHARS)
+    truncate(&fenced(s), MAX_STATEMENT_CHARS)
+}
+
+/// The statement as it goes in the fence, before any cut: no backtick at
+/// all (`ˋ` instead), so no run of them can close the block.
+fn fenced(s: &str) -> String {
+    esc(s).replace('`', "ˋ")
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -290,7 +296,7 @@ mod tests {
     #[test]
     fn escapes_mrkdwn_and_fences() {
         assert_eq!(esc("a<b>&c"), "a&lt;b&gt;&amp;c");
-        assert_eq!(code("x ``` y"), "x `\u{200b}`` y");
+        assert_eq!(code("x ```` y"), "x ˋˋˋˋ y");
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(truncate("abc", 4), "abc");
     }
