@@ -788,3 +788,62 @@ fn checkpoints_are_posted_to_an_http_anchor() {
         assert!(l.iter().any(|x| x == g), "{g}");
     }
 }
+
+#[test]
+fn a_missing_or_torn_anchor_and_a_retired_key_are_handled() {
+    // A missing anchor beside a log with checkpoints: refused, until the
+    // operator creates it.
+    let (cfg, p, anchor) = anchored("anchor-missing");
+    std::fs::remove_file(&anchor).unwrap();
+    let before = lines(&p).len();
+    let e = AuditLog::open(&cfg).err().unwrap().to_string();
+    assert!(e.contains("is missing"), "{e}");
+    assert_eq!(lines(&p).len(), before);
+    std::fs::write(&anchor, "").unwrap();
+    write_log(&cfg, 1);
+    verify_anchored(&p, &pubkey(&cfg), &anchor).unwrap();
+    // A torn last line in the anchor is cut before the next checkpoint.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&anchor)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"v\":1,\"seq\":").unwrap();
+    drop(f);
+    write_log(&cfg, 1);
+    verify_anchored(&p, &pubkey(&cfg), &anchor).unwrap();
+
+    // After a key change, the retired key no longer vouches for anything.
+    let (mut cfg, p) = clean_log("retired");
+    let old = SigningKey::load(&cfg.key).unwrap();
+    cfg.previous_key = Some(cfg.key.clone());
+    cfg.key = cfg.key.with_file_name("signing-2.key");
+    write_log(&cfg, 1);
+    // Records forged with the old key: MAC and checkpoint both valid for it.
+    let l = lines(&p);
+    let last: serde_json::Value = serde_json::from_str(l.last().unwrap()).unwrap();
+    let mut chain = Chain::resume(
+        last["seq"].as_u64().unwrap(),
+        hash_line(l.last().unwrap().as_bytes()),
+    );
+    let mut all = l;
+    let mut line = Vec::new();
+    let body = serde_json::to_vec(&serde_json::json!({"kind": "approval_vote", "vote": "approve"}))
+        .unwrap();
+    chain.seal_mac(
+        std::time::SystemTime::now(),
+        &body,
+        &mut line,
+        old.record_mac(),
+    );
+    all.push(String::from_utf8(line.clone()).unwrap());
+    let cp = checkpoint_body(&old, chain.head_seq().unwrap(), &chain.head());
+    chain.seal_mac(
+        std::time::SystemTime::now(),
+        &serde_json::to_vec(&cp).unwrap(),
+        &mut line,
+        old.record_mac(),
+    );
+    all.push(String::from_utf8(line).unwrap());
+    write_lines(&p, &all);
+    assert!(AuditLog::open(&cfg).is_err());
+}

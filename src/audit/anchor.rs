@@ -95,12 +95,28 @@ impl AnchorWriter {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                AnchorWriter::File(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)?,
-                )
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .read(true)
+                    .append(true)
+                    .open(path)?;
+                // A write torn by a crash: cut it, so the next checkpoint
+                // starts a line of its own.
+                let len = f.metadata()?.len();
+                if len > 0 {
+                    let mut last = [0u8; 1];
+                    f.seek(SeekFrom::Start(len - 1))?;
+                    f.read_exact(&mut last)?;
+                    if last[0] != b'\n' {
+                        let mut buf = Vec::new();
+                        f.seek(SeekFrom::Start(0))?;
+                        f.read_to_end(&mut buf)?;
+                        let keep = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                        f.set_len(keep as u64)?;
+                        f.sync_all()?;
+                    }
+                }
+                AnchorWriter::File(f)
             }
             Anchor::Syslog(socket) => {
                 let s = UnixDatagram::unbound()?;

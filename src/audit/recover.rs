@@ -282,6 +282,36 @@ fn read_back(files: &[(PathBuf, u64)], keys: &[&SigningKey]) -> Result<Tail, Rec
     })
 }
 
+/// Whether the log at `path` (its live and rotated files) holds a
+/// `key_rotation` to `key_id`: once a key has taken over, the key before it
+/// vouches for nothing more. A plain byte search: `"new_key_id":"…"` with
+/// unescaped quotes occurs only as that field, never inside a string value.
+pub fn announces(path: &Path, key_id: &str) -> std::io::Result<bool> {
+    use std::io::BufRead;
+    let needle = format!("\"new_key_id\":\"{key_id}\"");
+    let mut files: Vec<PathBuf> = rotated_files(path)?.into_iter().map(|(_, p)| p).collect();
+    files.push(path.to_owned());
+    for f in files {
+        let file = match File::open(&f) {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let mut r = std::io::BufReader::with_capacity(256 * 1024, file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if r.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            if line.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// The length up to and including the last `\n`.
 fn complete_len(f: &mut File, len: u64) -> std::io::Result<u64> {
     let mut end = len;

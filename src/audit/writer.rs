@@ -136,8 +136,24 @@ impl Writer {
         if let Some(dir) = cfg.path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let keys: Vec<&SigningKey> = std::iter::once(&key).chain(previous.as_ref()).collect();
-        let tail: Option<Tail> = recover(&cfg.path, &keys)?;
+        // The previous key only vouches for a log it signed last (the key
+        // change itself): once the new key has taken over, records made
+        // with the retired key are not ours.
+        let tail: Option<Tail> = match recover(&cfg.path, &[&key]) {
+            Err(e) if previous.is_some() => {
+                let keys: Vec<&SigningKey> =
+                    std::iter::once(&key).chain(previous.as_ref()).collect();
+                let t = recover(&cfg.path, &keys)?;
+                let old = previous.as_ref().map(|p| p.public().key_id());
+                let taken_over =
+                    super::recover::announces(&cfg.path, &key.public().key_id()).map_err(io)?;
+                if taken_over || t.as_ref().and_then(|t| t.key_id.clone()) != old {
+                    return Err(e.into());
+                }
+                t
+            }
+            other => other?,
+        };
         let refused = |why: String| OpenError::Refused {
             path: cfg.path.clone(),
             why,
@@ -152,6 +168,15 @@ impl Writer {
             }
         }
         if let Some(crate::config::Anchor::File(anchor)) = &cfg.anchor {
+            // A log with checkpoints and no anchor file: the anchor was
+            // removed (to hide a cut), or anchoring was just switched on,
+            // which the operator says by creating the file (empty).
+            if !anchor.exists() && tail.as_ref().is_some_and(|t| t.checkpoint.is_some()) {
+                return Err(refused(format!(
+                    "its anchor `{}` is missing. Restore it; to start anchoring this log, create it empty",
+                    anchor.display()
+                )));
+            }
             if let Some((seq, hash)) = last_checkpoint(anchor).map_err(&refused)? {
                 let last = tail.as_ref().and_then(|t| t.checkpoint);
                 match last {
