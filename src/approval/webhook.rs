@@ -299,8 +299,11 @@ async fn decision(
     let sig = header(SIGNATURE_HEADER)
         .ok_or(SignatureError::Missing(SIGNATURE_HEADER))?
         .trim();
+    // Exactly 64 hex digits: one signature has one spelling in the replay
+    // guard (`v1= <hex>` must not pass as another).
     let hex = sig
         .strip_prefix("v1=")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
         .ok_or(SignatureError::Malformed(SIGNATURE_HEADER))?;
     let ts_text = ts.to_string();
     // The decision domain: an outgoing notification (signed over

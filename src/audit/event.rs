@@ -116,8 +116,8 @@ impl Event {
             } => serde_json::to_writer(
                 out,
                 &serde_json::json!({
-                    "kind": "login_failure", "client": client, "agent": user,
-                    "database": database, "reason": reason,
+                    "kind": "login_failure", "client": client, "agent": clip(&user, MAX_NAME),
+                    "database": clip(&database, MAX_NAME), "reason": reason,
                 }),
             ),
             Event::Json(mut v) => {
@@ -145,7 +145,7 @@ pub(crate) struct StatementLine<'a> {
     client: &'a str,
     database: &'a str,
     command: &'a str,
-    fingerprint: &'a str,
+    fingerprint: std::borrow::Cow<'a, str>,
     sql_sha256: &'a str,
     classes: crate::classify::ClassSet,
     tables: &'a [String],
@@ -178,7 +178,7 @@ impl<'a> StatementLine<'a> {
             client: &s.session.client,
             database: &s.session.database,
             command: info.map_or("", |i| i.command.as_str()),
-            fingerprint: info.map_or("", |i| i.fingerprint.as_str()),
+            fingerprint: clip(info.map_or("", |i| i.fingerprint.as_str()), MAX_FINGERPRINT),
             sql_sha256: &s.sql_sha256,
             classes: info.map(|i| i.classes).unwrap_or_default(),
             tables: info.map_or(&[][..], |i| &i.tables[..]),
@@ -191,4 +191,22 @@ impl<'a> StatementLine<'a> {
             approval: s.approval.as_deref(),
         }
     }
+}
+
+/// Names an unauthenticated client chose are logged up to this many bytes.
+const MAX_NAME: usize = 256;
+/// Fingerprints are logged up to this many bytes (the statement is named
+/// whole by `sql_sha256`): wide statements must not fill the disk.
+const MAX_FINGERPRINT: usize = 8 * 1024;
+
+/// `s` cut to at most `max` bytes on a character boundary, `…` marking a cut.
+fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &s[..end]))
 }

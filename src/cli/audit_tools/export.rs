@@ -132,8 +132,18 @@ pub fn approvers(rec: &Record<'_>) -> String {
     }
 }
 
-/// RFC 4180: a field holding a comma, quote, CR or LF is quoted, with quotes doubled.
+/// RFC 4180: a field holding a comma, quote, CR or LF is quoted, with quotes
+/// doubled. A field a spreadsheet would run as a formula (`=`, `+`, `-`, `@`,
+/// tab or CR first: a login name an attacker chose, say) gets a leading `'`,
+/// as OWASP advises for CSV injection.
 pub fn write_field(out: &mut dyn Write, s: &str) -> std::io::Result<()> {
+    let guarded;
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        guarded = format!("'{s}");
+        guarded.as_str()
+    } else {
+        s
+    };
     if !s.bytes().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n')) {
         return out.write_all(s.as_bytes());
     }
@@ -157,6 +167,8 @@ mod tests {
             String::from_utf8(v).unwrap()
         };
         assert_eq!(f("plain"), "plain");
+        assert_eq!(f("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(f("@cmd"), "'@cmd");
         assert_eq!(f("a,b"), "\"a,b\"");
         assert_eq!(f("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(f("two\nlines"), "\"two\nlines\"");
