@@ -93,6 +93,10 @@ fuzz_target!(|data: &[u8]| {
             outside[a.min(n)..b.min(n)].fill(0xff);
         }
     }
+    // Without white space: the cache shares one analysis among strings with
+    // the same key, so a fingerprint may come from an earlier string whose
+    // tokens are these but spaced otherwise (`++ ++` and `+ + + +` lex alike).
+    outside.retain(|&b| !is_space(b));
     let outside: HashSet<[u8; RUN]> = windows(&outside).collect();
     let printed: HashSet<[u8; RUN]> = analysis
         .statements
