@@ -7,18 +7,26 @@
 /// marks) become their `\u{..}` escapes, so a statement can neither move
 /// the cursor nor display as something else.
 pub fn terminal_safe(s: &str) -> String {
-    if !s.chars().any(hides) {
-        return s.to_owned();
+    escape_where(s, hides).into_owned()
+}
+
+/// `s` with every character `bad` picks written as its `\u{..}` escape;
+/// borrowed when there is none.
+fn escape_where(s: &str, bad: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(&bad) {
+        return std::borrow::Cow::Borrowed(s);
     }
-    s.chars()
-        .map(|c| {
-            if hides(c) {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if bad(c) {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Pretty JSON with [`terminal_safe`] applied to the text: raw characters
@@ -59,21 +67,7 @@ pub fn hides(c: char) -> bool {
 /// page): newlines and tabs stay, every other control character and every
 /// character that reorders or hides text becomes its `\u{..}` escape.
 pub fn message_safe(s: &str) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| c != '\n' && c != '\t' && hides(c);
-    if !s.chars().any(bad) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    std::borrow::Cow::Owned(
-        s.chars()
-            .map(|c| {
-                if bad(c) {
-                    c.escape_unicode().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect(),
-    )
+    escape_where(s, |c| c != '\n' && c != '\t' && hides(c))
 }
 
 #[cfg(test)]

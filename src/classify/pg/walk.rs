@@ -631,12 +631,7 @@ impl Walk {
             .map(identifier)
             .collect();
         self.dotted(&parts);
-        let name = parts.last().copied().unwrap_or("");
-        let schema = if parts.len() >= 2 {
-            parts[parts.len() - 2]
-        } else {
-            ""
-        };
+        let (schema, name) = schema_and_name(&parts);
         let (c, unknown) = builtins::call(schema, name);
         if let Some(i) = builtins::query_argument(schema, name, list(n, "args").len()) {
             self.embedded_query(list(n, "args").get(i));
@@ -912,12 +907,7 @@ impl Walk {
     /// as for a call).
     fn trigger_function(&mut self, n: &Value) {
         let parts = strings(list(n, "funcname"));
-        let name = parts.last().copied().unwrap_or("");
-        let schema = if parts.len() >= 2 {
-            parts[parts.len() - 2]
-        } else {
-            ""
-        };
+        let (schema, name) = schema_and_name(&parts);
         let (c, unknown) = builtins::call(schema, name);
         if !unknown {
             return self.add_fn(c);
@@ -1100,12 +1090,20 @@ fn table_name(rv: &Value) -> String {
     }
 }
 
+/// The schema (empty when unqualified) and name of `[db.]schema.name` parts.
+fn schema_and_name<'a>(parts: &[&'a str]) -> (&'a str, &'a str) {
+    match parts {
+        [.., schema, name] => (schema, name),
+        [name] => ("", name),
+        [] => ("", ""),
+    }
+}
+
 /// `[db.]schema.name` parts as [`table_name`] writes them.
 fn qualified(parts: &[&str]) -> String {
-    match parts {
-        [.., schema, name] => format!("{}.{}", identifier(schema), identifier(name)),
-        [name] => identifier(name).to_string(),
-        [] => String::new(),
+    match schema_and_name(parts) {
+        ("", name) => identifier(name).to_string(),
+        (schema, name) => format!("{}.{}", identifier(schema), identifier(name)),
     }
 }
 
