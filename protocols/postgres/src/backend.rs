@@ -22,6 +22,11 @@ pub const COPY_DATA: u8 = b'd';
 pub const PARAMETER_STATUS: u8 = b'S';
 pub const BACKEND_KEY_DATA: u8 = b'K';
 pub const AUTHENTICATION: u8 = b'R';
+pub const PARSE_COMPLETE: u8 = b'1';
+pub const BIND_COMPLETE: u8 = b'2';
+pub const PARAMETER_DESCRIPTION: u8 = b't';
+pub const ROW_DESCRIPTION: u8 = b'T';
+pub const NO_DATA: u8 = b'n';
 
 /// The fields of an ErrorResponse or NoticeResponse that sqlgate looks at.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -91,6 +96,34 @@ pub fn authentication(frame: &[u8]) -> Result<(i32, &[u8]), DecodeError> {
 pub fn parameter_status(frame: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
     let mut r = Reader::new(frame.get(5..).ok_or(DecodeError::Truncated)?);
     Ok((r.cstr()?, r.cstr()?))
+}
+
+/// A RowDescription frame with each field's format code set as a Bind's
+/// result-format codes set them (none: all text; one: all; else one per
+/// field, as PostgreSQL checks). A Describe of a statement answers with
+/// format 0 everywhere; the same Describe of a portal answers with its
+/// Bind's formats.
+pub fn row_description_with_formats(frame: &[u8], formats: &[i16]) -> Result<Vec<u8>, DecodeError> {
+    let mut out = frame.to_vec();
+    let mut r = Reader::new(frame.get(5..).ok_or(DecodeError::Truncated)?);
+    let n = r.i16()?.max(0) as usize;
+    if formats.len() > 1 && formats.len() != n {
+        return Err(DecodeError::Truncated);
+    }
+    for i in 0..n {
+        r.cstr()?;
+        // Table OID (4), column number (2), type OID (4), size (2), modifier (4).
+        r.take(16)?;
+        let at = frame.len() - r.rest().len();
+        r.i16()?;
+        let f = match formats.len() {
+            0 => 0,
+            1 => formats[0],
+            _ => formats[i],
+        };
+        out[at..at + 2].copy_from_slice(&f.to_be_bytes());
+    }
+    Ok(out)
 }
 
 /// pid and secret key of a BackendKeyData frame (protocol 3.0: 4-byte key).
@@ -241,6 +274,38 @@ mod tests {
         assert_eq!(f.message, b"denied by rule `x`");
         let n = Report::new(Severity::Notice, "01000", "held").encode();
         assert_eq!(n[0], b'N');
+    }
+
+    #[test]
+    fn row_description_takes_the_bind_formats() {
+        let mut body = 2i16.to_be_bytes().to_vec();
+        for name in [&b"id"[..], b"name"] {
+            body.extend_from_slice(name);
+            body.push(0);
+            body.extend_from_slice(&[0; 16]);
+            body.extend_from_slice(&0i16.to_be_bytes());
+        }
+        let mut frame = vec![b'T'];
+        frame.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        frame.extend_from_slice(&body);
+        let formats = |f: &[u8]| {
+            let at = [5 + 2 + 3 + 16, 5 + 2 + 3 + 18 + 5 + 16];
+            at.map(|i| i16::from_be_bytes([f[i], f[i + 1]]))
+        };
+        assert_eq!(
+            formats(&row_description_with_formats(&frame, &[1]).unwrap()),
+            [1, 1]
+        );
+        assert_eq!(
+            formats(&row_description_with_formats(&frame, &[0, 1]).unwrap()),
+            [0, 1]
+        );
+        assert_eq!(
+            formats(&row_description_with_formats(&frame, &[]).unwrap()),
+            [0, 0]
+        );
+        assert!(row_description_with_formats(&frame, &[1, 1, 1]).is_err());
+        assert!(row_description_with_formats(&frame[..frame.len() - 3], &[1]).is_err());
     }
 
     #[test]

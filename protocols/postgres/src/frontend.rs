@@ -145,6 +145,24 @@ pub fn bind_parameters(frame: &[u8]) -> Result<Vec<Parameter<'_>>, DecodeError> 
     Ok(out)
 }
 
+/// `Bind`: the result-column format codes.
+pub fn bind_result_formats(frame: &[u8]) -> Result<Vec<i16>, DecodeError> {
+    let mut r = Reader::new(body(frame)?);
+    r.cstr()?;
+    r.cstr()?;
+    let nformats = r.i16()?.max(0) as usize;
+    r.take(2 * nformats)?;
+    let nparams = r.i16()?.max(0);
+    for _ in 0..nparams {
+        let len = r.i32()?;
+        if len > 0 {
+            r.take(len as usize)?;
+        }
+    }
+    let n = r.i16()?.max(0);
+    (0..n).map(|_| r.i16()).collect()
+}
+
 /// `Execute`: portal name and row limit (0 = all).
 pub fn execute_message(frame: &[u8]) -> Result<(&[u8], i32), DecodeError> {
     let mut r = Reader::new(body(frame)?);
@@ -211,6 +229,44 @@ pub fn write_with_names(
     }
     out.extend_from_slice(rest);
     Ok(())
+}
+
+/// `Parse` of `sql` as statement `name`, with no parameter types, appended
+/// to `out`.
+pub fn write_parse(name: &[u8], sql: &[u8], out: &mut BytesMut) {
+    debug_assert!(!name.contains(&0) && !sql.contains(&0));
+    out.put_u8(b'P');
+    out.put_i32((4 + name.len() + 1 + sql.len() + 1 + 2) as i32);
+    out.extend_from_slice(name);
+    out.put_u8(0);
+    out.extend_from_slice(sql);
+    out.put_u8(0);
+    out.put_i16(0);
+}
+
+/// `Bind` of portal `portal` to statement `stmt` with no parameters and
+/// text results, appended to `out`.
+pub fn write_empty_bind(portal: &[u8], stmt: &[u8], out: &mut BytesMut) {
+    debug_assert!(!portal.contains(&0) && !stmt.contains(&0));
+    out.put_u8(b'B');
+    out.put_i32((4 + portal.len() + 1 + stmt.len() + 1 + 6) as i32);
+    out.extend_from_slice(portal);
+    out.put_u8(0);
+    out.extend_from_slice(stmt);
+    out.put_u8(0);
+    out.put_i16(0);
+    out.put_i16(0);
+    out.put_i16(0);
+}
+
+/// `Describe` of a statement (`S`) or portal (`P`), appended to `out`.
+pub fn write_describe(kind: u8, name: &[u8], out: &mut BytesMut) {
+    debug_assert!(!name.contains(&0));
+    out.put_u8(b'D');
+    out.put_i32((4 + 1 + name.len() + 1) as i32);
+    out.put_u8(kind);
+    out.extend_from_slice(name);
+    out.put_u8(0);
 }
 
 /// `Close` of a statement (`S`) or portal (`P`), appended to `out`.
@@ -289,6 +345,33 @@ mod tests {
         v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
         v.extend_from_slice(body);
         v
+    }
+
+    #[test]
+    fn bind_result_formats_and_built_messages() {
+        let mut body = b"p\0s\0".to_vec();
+        body.extend_from_slice(&1i16.to_be_bytes());
+        body.extend_from_slice(&0i16.to_be_bytes());
+        body.extend_from_slice(&2i16.to_be_bytes());
+        body.extend_from_slice(&3i32.to_be_bytes());
+        body.extend_from_slice(b"abc");
+        body.extend_from_slice(&(-1i32).to_be_bytes());
+        body.extend_from_slice(&2i16.to_be_bytes());
+        body.extend_from_slice(&1i16.to_be_bytes());
+        body.extend_from_slice(&0i16.to_be_bytes());
+        let bind = frame(b'B', &body);
+        assert_eq!(bind_result_formats(&bind), Ok(vec![1, 0]));
+        assert!(bind_result_formats(&bind[..bind.len() - 1]).is_err());
+        let mut out = BytesMut::new();
+        write_empty_bind(b"p", b"s", &mut out);
+        assert_eq!(bind_result_formats(&out), Ok(vec![]));
+        assert_eq!(bind_names(&out), Ok((&b"p"[..], &b"s"[..])));
+        let mut out = BytesMut::new();
+        write_parse(b"s", b"", &mut out);
+        assert_eq!(parse_message(&out), Ok((&b"s"[..], "")));
+        let mut out = BytesMut::new();
+        write_describe(b'P', b"p", &mut out);
+        assert_eq!(target(&out), Ok((b'P', &b"p"[..])));
     }
 
     #[test]

@@ -27,8 +27,11 @@
 
 mod builtins;
 mod lex;
+mod neutral;
 mod settings;
 mod walk;
+
+pub use neutral::neutral_text;
 
 use super::cache::Cache;
 use super::scan::Scanner;
@@ -243,6 +246,7 @@ fn info(sql: &str, lexed: &Lexed, toks: &[Tok], w: Walk) -> StatementInfo {
         changes_rows: w.changes_rows,
         // Code sqlgate did not read may set `search_path` (see Walk).
         moves_names: w.moves_names || !w.functions.is_empty(),
+        keeps_cursor: w.keeps_cursor,
         pending,
     }
 }
@@ -308,6 +312,7 @@ fn rejected(sql: &str, lexed: Option<&Lexed>, why: &str) -> Analysis {
         code: true,
         changes_rows: false,
         moves_names: true,
+        keeps_cursor: false,
         pending: None,
     };
     let Some(lexed) = lexed else {
