@@ -1115,3 +1115,249 @@ async fn identity_parameters_are_shown_and_granted_by_value() {
         .await;
     assert!(agent.await.unwrap().is_err());
 }
+
+/// Code a DBA wrote that runs when the server merely prepares or binds a
+/// statement: `fold_me()` is IMMUTABLE, so planning (at Bind) folds it and
+/// it deletes; a literal of `chk_c` has a domain attribute whose CHECK
+/// deletes, and parse analysis (at Parse) converts literals.
+const RUNS_EARLY: &str = "
+    CREATE FUNCTION purge_v() RETURNS int LANGUAGE plpgsql AS $$ BEGIN DELETE FROM items; RETURN 1; END $$;
+    CREATE FUNCTION fold_me() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN purge_v(); END $$;
+    CREATE FUNCTION purge_chk(int) RETURNS bool LANGUAGE sql AS $$ DELETE FROM items; SELECT true $$;
+    CREATE DOMAIN chk_d AS int CHECK (purge_chk(VALUE));
+    CREATE TYPE chk_c AS (a chk_d);";
+
+/// Review 4, finding 5: a held statement was parsed and bound upstream
+/// before its approval, and Parse and Bind can run code; a bound portal
+/// can even be run by name (`cursor_to_xml`). Now the server gets only the
+/// statement's neutral text (literals NULL) to describe, and an empty
+/// placeholder portal, until the Execute is approved. Judged on the
+/// server: nothing deleted until then; then the approved DELETE runs with
+/// the client's result formats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_statement_reaches_the_server_only_when_approved() {
+    let env = Env::new("hold_unbound");
+    env.direct(RUNS_EARLY);
+    tokio::time::sleep(Duration::from_millis(2500)).await; // catalog refresh
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    assert_eq!(wire::tags(&w.query("BEGIN")), "C Z");
+    let mut b = Vec::new();
+    for m in [
+        wire::parse("f", "SELECT fold_me()"),
+        wire::bind("pf", "f"),
+        wire::parse("c", "SELECT purge_v(), '(1)'::chk_c AS c"),
+        wire::describe(b'S', "c"),
+        wire::parse(
+            "d",
+            "DELETE FROM items WHERE 'x' <> 'keep' RETURNING id, name",
+        ),
+        wire::bind_formats("pd", "d", &[1]),
+        wire::describe(b'P', "pd"),
+        wire::sync(),
+    ] {
+        b.extend_from_slice(&m);
+    }
+    w.send(&b);
+    let msgs = w.until_ready();
+    assert_eq!(wire::tags(&msgs), "1 2 1 t T 1 2 T Z", "{msgs:?}");
+    let c: Vec<_> = wire::fields(&msgs[4]).into_iter().map(|f| f.0).collect();
+    assert_eq!(c, ["purge_v", "c"]);
+    // The portal's description: its columns, in the Bind's (binary) format.
+    assert_eq!(
+        wire::fields(&msgs[7]),
+        [("id".to_owned(), 23, 1), ("name".to_owned(), 25, 1)]
+    );
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+    // No portal upstream holds any of those statements.
+    let cursors = w.query("SELECT count(*) FROM pg_cursors WHERE statement <> ''");
+    let n: Vec<_> = cursors.iter().filter(|m| m.tag == 'D').collect();
+    assert_eq!(n.len(), 1, "{cursors:?}");
+    assert_eq!(&n[0].body[6..], b"0", "{cursors:?}");
+
+    let mut b = Vec::new();
+    for m in [wire::execute("pd"), wire::sync()] {
+        b.extend_from_slice(&m);
+    }
+    w.send(&b);
+    let reader = std::thread::spawn(move || {
+        let msgs = w.until_ready();
+        let end = w.query("COMMIT");
+        (msgs, end)
+    });
+    let req = env.pending_for("destructive-held").await;
+    assert_eq!(
+        req["statements"][0]["text"],
+        "DELETE FROM items WHERE 'x' <> 'keep' RETURNING id, name"
+    );
+    let id = req["id"].as_str().unwrap();
+    assert_eq!(env.vote(id, "approve", "tok-alice").await.0, 200);
+    let (msgs, end) = reader.join().unwrap();
+    let replies: Vec<_> = msgs.into_iter().filter(|m| m.tag != 'N').collect();
+    assert_eq!(wire::tags(&replies), "D D D C Z", "{replies:?}");
+    // Binary int4 id: four bytes.
+    assert_eq!(&replies[0].body[2..6], &4i32.to_be_bytes());
+    assert_eq!(wire::tags(&end), "C Z");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "0");
+}
+
+/// tokio-postgres prepares (Parse, Describe) before it binds: a held
+/// statement is described as the server would describe it, and runs once
+/// approved, with its parameters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_statement_prepared_by_a_driver_describes_and_runs() {
+    let env = Env::new("hold_prepare");
+    let (c, _n) = env.client().await;
+    let stmt = c
+        .prepare("DELETE FROM items WHERE $1::int > 0 AND 'x' <> 'y' RETURNING id, name")
+        .await
+        .unwrap();
+    assert_eq!(stmt.params(), [tokio_postgres::types::Type::INT4]);
+    let cols: Vec<_> = stmt
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_owned(), c.type_().clone()))
+        .collect();
+    assert_eq!(
+        cols,
+        [
+            ("id".to_owned(), tokio_postgres::types::Type::INT4),
+            ("name".to_owned(), tokio_postgres::types::Type::TEXT)
+        ]
+    );
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+    let agent = tokio::spawn(async move {
+        let rows = c.query(&stmt, &[&2i32]).await?;
+        Ok::<_, tokio_postgres::Error>(
+            rows.iter()
+                .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1)))
+                .collect::<Vec<_>>(),
+        )
+    });
+    let req = env.pending_for("destructive-held").await;
+    assert_eq!(req["parameters"][0], "\\x00000002", "{req}");
+    let id = req["id"].as_str().unwrap();
+    assert_eq!(env.vote(id, "approve", "tok-bob").await.0, 200);
+    let mut rows = agent.await.unwrap().unwrap();
+    rows.sort();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[1], (2, "item 2".to_owned()));
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "0");
+}
+
+const TALLY: &str =
+    "CREATE OR REPLACE FUNCTION tally() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$";
+const TALLY_DELETES: &str = "CREATE OR REPLACE FUNCTION tally() RETURNS int LANGUAGE plpgsql AS $$ BEGIN DELETE FROM items; RETURN 1; END $$";
+
+/// Waits for a catalog refresh inside an open block, which this server
+/// ends after 2 s idle.
+fn refresh_in_block(w: &mut Wire) {
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(450));
+        assert_eq!(wire::tags(&w.query("SELECT 1")), "T D C Z");
+    }
+}
+
+fn batch(msgs: &[bytes::BytesMut]) -> Vec<u8> {
+    msgs.iter().flat_map(|m| m.iter().copied()).collect()
+}
+
+/// Review 4, finding 6: a cursor declared, or a portal bound, before a
+/// function was redefined runs the new body. A FETCH after the change is
+/// refused; a portal's Execute is decided again (here: held, denied).
+/// Judged on the server after COMMIT: the rows are still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_and_portals_opened_before_a_redefinition_are_decided_again() {
+    let env = Env::new("redefined");
+    env.direct(TALLY);
+    tokio::time::sleep(Duration::from_millis(2500)).await; // catalog refresh
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    assert_eq!(wire::tags(&w.query("BEGIN")), "C Z");
+    let declare = "DECLARE cur CURSOR FOR SELECT tally() FROM generate_series(1, 3)";
+    assert_eq!(wire::tags(&w.query(declare)), "C Z");
+    assert_eq!(wire::tags(&w.query("FETCH 1 FROM cur")), "T D C Z");
+    env.direct(TALLY_DELETES);
+    refresh_in_block(&mut w); // the new body is seen
+    let msgs = w.query("FETCH ALL FROM cur");
+    assert_eq!(wire::tags(&msgs), "E Z", "{msgs:?}");
+    assert_eq!(msgs[0].code(), "0A000", "{msgs:?}");
+    // COMMIT: what ran would stay.
+    assert_eq!(wire::tags(&w.query("COMMIT")), "C Z");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+    // A fresh cursor is decided on the new body: held.
+    env.direct(TALLY);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(wire::tags(&w.query("BEGIN")), "C Z");
+    w.send(&batch(&[
+        wire::parse("s", "SELECT tally() FROM generate_series(1, 3)"),
+        wire::bind("p", "s"),
+        wire::execute_max("p", 1),
+        wire::sync(),
+    ]));
+    assert_eq!(wire::tags(&w.until_ready()), "1 2 D s Z");
+    env.direct(TALLY_DELETES);
+    refresh_in_block(&mut w);
+    w.send(&batch(&[wire::execute("p"), wire::sync()]));
+    let reader = std::thread::spawn(move || {
+        let msgs = w.until_ready();
+        let end = w.query("COMMIT");
+        (msgs, end)
+    });
+    let req = env.pending_for("destructive-held").await;
+    let id = req["id"].as_str().unwrap();
+    assert_eq!(env.vote(id, "deny", "tok-alice").await.0, 200);
+    let (msgs, end) = reader.join().unwrap();
+    let replies: Vec<_> = msgs.into_iter().filter(|m| m.tag != 'N').collect();
+    assert_eq!(wire::tags(&replies), "E Z", "{replies:?}");
+    assert_eq!(wire::tags(&end), "C Z");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+}
+
+/// Review 4, finding 6 (t_race): in one batch, an approved redefinition
+/// and then the Bind and Execute of a statement prepared before it. The
+/// Bind is decided once the server has answered the redefinition, which
+/// sqlgate's catalog can't see before the batch commits: refused, and the
+/// batch (with the redefinition) rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_after_a_redefinition_in_its_batch_waits_for_it() {
+    let env = Env::new("redef_batch");
+    env.direct(TALLY);
+    env.direct("ALTER FUNCTION tally() OWNER TO svc");
+    tokio::time::sleep(Duration::from_millis(2500)).await; // catalog refresh
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    w.send(&batch(&[wire::parse("s0", "SELECT tally()"), wire::sync()]));
+    assert_eq!(wire::tags(&w.until_ready()), "1 Z");
+    w.send(&batch(&[
+        wire::parse("", TALLY_DELETES),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::bind("p0", "s0"),
+        wire::execute("p0"),
+        wire::sync(),
+    ]));
+    let reader = std::thread::spawn(move || w.until_ready());
+    // The redefinition is held by each of its rules: approve them all.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reader.is_finished() {
+        assert!(Instant::now() < deadline, "still held");
+        let (_, v) = env
+            .api("GET", "/v1/approvals", "tok-alice", serde_json::Value::Null)
+            .await;
+        for r in v["approvals"].as_array().cloned().unwrap_or_default() {
+            let id = r["id"].as_str().unwrap();
+            env.vote(id, "approve", "tok-alice").await;
+            env.vote(id, "approve", "tok-bob").await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let replies: Vec<_> = reader
+        .join()
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.tag != 'N')
+        .collect();
+    assert_eq!(wire::tags(&replies), "1 2 C E Z", "{replies:?}");
+    assert_eq!(replies[3].code(), "42501", "{replies:?}");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+    let body = env.direct("SELECT prosrc FROM pg_proc WHERE proname = 'tally'");
+    assert!(!body.contains("DELETE"), "{body}");
+}

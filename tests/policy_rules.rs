@@ -25,6 +25,7 @@ fn stmt(classes: &[Class], tables: &[&str]) -> StatementInfo {
         code: false,
         changes_rows: false,
         moves_names: false,
+        keeps_cursor: false,
         pending: None,
     }
 }
@@ -485,6 +486,7 @@ fn allow_globs_do_not_stretch_across_dots() {
         code: false,
         changes_rows: false,
         moves_names: false,
+        keeps_cursor: false,
         pending: None,
     };
     assert_eq!(

@@ -47,7 +47,7 @@ const MAX_DEPTH: usize = 8;
 const MAX_FUNCTIONS: usize = 20_000;
 
 /// What one function (all overloads of a name in one schema) does.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Resolved {
     classes: ClassSet,
     tables: BTreeSet<String>,
@@ -68,6 +68,16 @@ pub struct Snapshot {
     on_write: HashMap<String, Vec<(String, Resolved)>>,
     /// Warnings about the upstream login's rights.
     warnings: Vec<String>,
+}
+
+impl Snapshot {
+    /// Whether `other` places every function and relation as this one does.
+    fn same_definitions(&self, other: &Snapshot) -> bool {
+        self.loaded.is_some()
+            && self.functions == other.functions
+            && self.relations == other.relations
+            && self.on_write == other.on_write
+    }
 }
 
 pub struct Catalog {
@@ -99,17 +109,18 @@ impl Catalog {
         }
     }
 
-    /// The catalog may have changed (a DDL statement completed): stop
-    /// trusting the snapshot and reload it now.
-    /// Moves with every schema change seen and every snapshot loaded: a
-    /// decision made at one value may be stale at a later one (a definition
-    /// changed on the database directly shows as a new snapshot).
+    /// Moves with every schema change seen and every snapshot that places
+    /// something otherwise: a decision made at one value may be stale at a
+    /// later one (a definition changed on the database directly shows as a
+    /// new snapshot).
     pub fn generation(&self) -> u64 {
         self.ddl
             .load(Ordering::Acquire)
             .wrapping_add(self.loads.load(Ordering::Acquire))
     }
 
+    /// The catalog may have changed (a DDL statement completed): stop
+    /// trusting the snapshot and reload it now.
     pub fn changed(&self) {
         self.ddl.fetch_add(1, Ordering::AcqRel);
         self.wake.notify_one();
@@ -317,8 +328,14 @@ impl Catalog {
                         }
                         let generation = s.generation;
                         if let Ok(mut cur) = self.snapshot.write() {
+                            // Decisions depend on what definitions do, not
+                            // on when they were read: the generation moves
+                            // only when that changed.
+                            let moved = !cur.same_definitions(&s);
                             *cur = Arc::new(s);
-                            self.loads.fetch_add(1, Ordering::AcqRel);
+                            if moved {
+                                self.loads.fetch_add(1, Ordering::AcqRel);
+                            }
                         }
                         self.installed.store(generation, Ordering::Release);
                         self.loaded.notify_waiters();

@@ -29,6 +29,7 @@ pub fn statement(
         changes_rows: false,
         pending: None,
         moves_names: false,
+        keeps_cursor: false,
     };
     // MySQL's `USE` changes what an unqualified name means.
     info.moves_names = info.command == "USE";

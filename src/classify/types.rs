@@ -160,6 +160,9 @@ pub struct StatementInfo {
     /// read): standing grants for unqualified names stop applying.
     #[serde(skip)]
     pub moves_names: bool,
+    /// `DECLARE … WITH HOLD`: the cursor outlives its transaction.
+    #[serde(skip)]
+    pub keeps_cursor: bool,
     /// Calls of functions that are not reviewed built-ins, which only the
     /// database's catalog can place. Until something resolves them (see
     /// `catalog`), `classes` holds `unparsed` for them: fail closed.

@@ -15,6 +15,7 @@ fn stmt(classes: &[Class], tables: &[&str]) -> StatementInfo {
         code: false,
         changes_rows: false,
         moves_names: false,
+        keeps_cursor: false,
         pending: None,
     }
 }

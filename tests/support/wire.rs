@@ -169,6 +169,57 @@ pub fn bind(portal: &str, stmt: &str) -> BytesMut {
     b
 }
 
+/// A Bind with no parameters and the given result-format codes.
+pub fn bind_formats(portal: &str, stmt: &str, formats: &[i16]) -> BytesMut {
+    let mut b = BytesMut::new();
+    frontend::bind(
+        portal,
+        stmt,
+        std::iter::empty::<i16>(),
+        std::iter::empty::<()>(),
+        |_, _| -> Result<postgres_protocol::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+            unreachable!()
+        },
+        formats.iter().copied(),
+        &mut b,
+    )
+    .map_err(|_| ())
+    .unwrap();
+    b
+}
+
+/// Describe of a statement (`b'S'`) or portal (`b'P'`).
+pub fn describe(kind: u8, name: &str) -> BytesMut {
+    let mut b = BytesMut::new();
+    frontend::describe(kind, name, &mut b).unwrap();
+    b
+}
+
+/// The (name, type OID, format) of each field of a RowDescription.
+pub fn fields(m: &Msg) -> Vec<(String, u32, i16)> {
+    let b = &m.body;
+    let n = i16::from_be_bytes([b[0], b[1]]) as usize;
+    let mut at = 2;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let end = at + b[at..].iter().position(|&c| c == 0).unwrap();
+        let name = String::from_utf8_lossy(&b[at..end]).into_owned();
+        at = end + 1;
+        let ty = u32::from_be_bytes(b[at + 6..at + 10].try_into().unwrap());
+        let format = i16::from_be_bytes([b[at + 16], b[at + 17]]);
+        out.push((name, ty, format));
+        at += 18;
+    }
+    out
+}
+
+/// An Execute returning at most `max_rows` rows (then PortalSuspended).
+pub fn execute_max(portal: &str, max_rows: i32) -> BytesMut {
+    let mut b = BytesMut::new();
+    frontend::execute(portal, max_rows, &mut b).unwrap();
+    b
+}
+
 pub fn execute(portal: &str) -> BytesMut {
     let mut b = BytesMut::new();
     frontend::execute(portal, 0, &mut b).unwrap();

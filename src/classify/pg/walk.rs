@@ -66,6 +66,8 @@ pub struct Walk {
     /// read (a user function or procedure may call `set_config`). A standing
     /// grant for statements with unqualified names stops applying then.
     pub moves_names: bool,
+    /// `DECLARE … WITH HOLD` (`CURSOR_OPT_HOLD`).
+    pub keeps_cursor: bool,
     /// A `CREATE FUNCTION`/`PROCEDURE` body (language, source), placed by
     /// the caller of the walk (it needs the statement's text): the
     /// statement carries what its body will do.
@@ -82,6 +84,7 @@ impl Walk {
             mode,
             changes_rows: false,
             moves_names: false,
+            keeps_cursor: false,
             body: None,
             classes: ClassSet::EMPTY,
             tables: BTreeSet::new(),
@@ -145,6 +148,8 @@ impl Walk {
             "VariableShowStmt" => self.add(&[Read, Session]),
             "TransactionStmt" => self.transaction(n),
             "DeclareCursorStmt" => {
+                const CURSOR_OPT_HOLD: i64 = 0x0020;
+                self.keeps_cursor = int(n, "options") & CURSOR_OPT_HOLD != 0;
                 self.add(&[Read]);
                 self.nested_statement(&n["query"]);
             }

@@ -48,6 +48,28 @@
 //! starts with a Close of each: the server's statements stay bounded by
 //! what sqlgate tracks.
 //!
+//! A statement sqlgate holds reaches the server only once approved.
+//! Preparing is not harmless: parse analysis converts literals with their
+//! types' input functions (a composite over a domain runs the domain's
+//! CHECK, which can call any function), Bind plans (folding IMMUTABLE
+//! functions) and converts parameters, and a bound portal can be run by
+//! name from SQL (`cursor_to_xml('sqlgate.p…')`). So for a held statement:
+//! - Parse sends the statement's *neutral text* (string literals `NULL`,
+//!   `classify::neutral_text`) under the upstream name: the server checks
+//!   and describes it as it would the statement, and runs nothing of it.
+//! - Bind sends an empty placeholder statement and portal instead (after a
+//!   Describe of the neutral statement, so that a Bind of a statement whose
+//!   Parse failed fails as on PostgreSQL); the client gets the server's
+//!   ParseComplete/BindComplete in order, and its Bind is kept.
+//! - Describe of the portal is a Describe of the neutral statement, its
+//!   ParameterDescription dropped and its RowDescription given the Bind's
+//!   result formats (`Expect::Describe`).
+//! - Once the Execute is approved: a Describe of the placeholder portal (if
+//!   the server skipped or dropped it, so does the rest, as PostgreSQL would
+//!   not run it either), the real Parse and the client's Bind under new
+//!   names (their answers swallowed), then the Execute. Later Executes of
+//!   that portal (after PortalSuspended) are the same approved execution.
+//!
 //! (The review that led here ran a held DELETE after a duplicate Parse of
 //! sqlgate's own upstream name, and executed a statement other than the one
 //! approved after a Close and Bind of sqlgate's portal names inside BEGIN.)
@@ -76,6 +98,20 @@ impl UpName {
     pub(super) fn as_bytes(&self) -> &[u8] {
         &self.buf[..usize::from(self.len)]
     }
+}
+
+/// What an approved held portal needs upstream before its Execute.
+pub(super) struct Prelude {
+    /// A Describe of the placeholder portal (is it still there?), the real
+    /// Parse (when the server has only the neutral text) and Bind.
+    msgs: BytesMut,
+    /// How many ParseComplete/BindComplete they are answered with.
+    completes: u8,
+    /// The client's portal name and its real upstream name.
+    portal: Vec<u8>,
+    real: UpName,
+    /// Closed later: the placeholder portal, the real statement made for it.
+    orphans: Vec<(u8, UpName)>,
 }
 
 impl std::fmt::Debug for UpName {
@@ -162,13 +198,34 @@ impl ClientSide<'_> {
         if d.blocking().is_some() && d.first_deny().is_some() {
             return self.refuse(&d, &sha, false);
         }
+        let held = d.blocking().is_some();
+        // A held statement's own text must not reach the server before it
+        // is approved (parse analysis can run code, see the module docs):
+        // the server gets its neutral text, to describe it.
+        let text = match held.then(|| crate::classify::neutral_text(sql)) {
+            Some(Err(why)) => return self.refuse_unpreparable(why),
+            Some(Ok(t)) => Some(t),
+            None => None,
+        };
         let upstream = self.fresh_name(b's');
         // INVARIANT: the upstream name is new; whatever the server does with
-        // this Parse, that name reaches this statement or nothing.
-        if let Err(e) = frontend::write_with_names(msg, 0, &[upstream.as_bytes()], &mut self.out) {
+        // this Parse, that name reaches this statement (or its neutral
+        // text) or nothing.
+        let written = match &text {
+            Some(t) => frontend::write_with_names(
+                msg,
+                0,
+                &[upstream.as_bytes(), t.as_bytes()],
+                &mut self.out,
+            ),
+            None => frontend::write_with_names(msg, 0, &[upstream.as_bytes()], &mut self.out),
+        };
+        if let Err(e) = written {
             return self.reject_undecodable(e, false);
         }
-        let p = Arc::new(prepared(d, Some(sql), sha, upstream, generation));
+        self.expect(Expect::Complete { swallow: false });
+        let parse = held.then(|| Arc::from(msg));
+        let p = Arc::new(prepared(d, Some(sql), sha, upstream, generation, parse));
         match self.prepared.get_mut(name) {
             Some(slot) => {
                 let old = std::mem::replace(slot, p);
@@ -200,30 +257,13 @@ impl ClientSide<'_> {
         let Some(mut prepared) = self.prepared.get(stmt).cloned() else {
             return self.refuse_unknown("prepared statement", stmt);
         };
-        if let Some(c) = &self.sess.catalog {
-            let generation = c.generation();
-            let reaches =
-                |s: &crate::classify::StatementInfo| !s.tables.is_empty() || s.pending.is_some();
-            if generation != prepared.generation
-                && prepared.classified.statements.iter().any(reaches)
-            {
-                // The schema changed since Parse: decide again, as the
-                // server plans again against the new definitions.
-                let d = self.sess.engine.decide_classified(
-                    Some(c),
-                    &self.sess.identity,
-                    prepared.classified.clone(),
-                    self.shared.uncommitted_ddl.load(Ordering::Acquire),
-                );
-                count(&d);
-                if d.blocking().is_some() && d.first_deny().is_some() {
-                    return self.refuse(&d, &prepared.sql_sha256, false);
-                }
-                let again = prepared_again(&prepared, d, generation);
-                prepared = Arc::new(again);
-                if let Some(slot) = self.prepared.get_mut(stmt) {
-                    *slot = prepared.clone();
-                }
+        let Some(again) = self.decide_again(&prepared) else {
+            return;
+        };
+        if !Arc::ptr_eq(&again, &prepared) {
+            prepared = again;
+            if let Some(slot) = self.prepared.get_mut(stmt) {
+                *slot = prepared.clone();
             }
         }
         // Parameters are shown where the text is (the rule shows literals,
@@ -231,16 +271,66 @@ impl ClientSide<'_> {
         let shows = prepared.hold.is_some() && prepared.text.is_some();
         let params = shows.then(|| hold::shown_params(msg));
         let upstream = self.fresh_name(b'p');
-        // INVARIANT: as for Parse, a new portal name bound to the upstream
-        // name of exactly the statement sqlgate looked up.
-        let names = [upstream.as_bytes(), prepared.upstream.as_bytes()];
-        if let Err(e) = frontend::write_with_names(msg, 0, &names, &mut self.out) {
-            return self.reject_undecodable(e, false);
-        }
-        let portal_state = Portal {
-            prepared,
-            params,
-            upstream,
+        let portal_state = if prepared.hold.is_some() {
+            // Held: Bind plans the statement (folding IMMUTABLE functions)
+            // and converts the parameters (domain CHECKs), and a bound
+            // portal can be run by name (`cursor_to_xml`). So the server
+            // binds an empty placeholder, whose BindComplete the client
+            // gets; the client's Bind waits for the approval.
+            if prepared.parse.is_some() {
+                // PostgreSQL fails a Bind of a statement it does not have
+                // (its Parse failed): so does this one. (The neutral text
+                // holds no literal: describing it runs nothing.)
+                frontend::write_describe(b'S', prepared.upstream.as_bytes(), &mut self.out);
+                self.expect(Expect::Describe(Described::Swallow));
+            }
+            let empty = self.fresh_name(b's');
+            frontend::write_parse(empty.as_bytes(), b"", &mut self.out);
+            self.expect(Expect::Complete { swallow: true });
+            frontend::write_empty_bind(upstream.as_bytes(), empty.as_bytes(), &mut self.out);
+            self.expect(Expect::Complete { swallow: false });
+            self.close_upstream(b'S', empty);
+            Portal {
+                prepared,
+                params,
+                upstream,
+                bind: Some(Arc::from(msg)),
+                approved: None,
+            }
+        } else {
+            if let Some(parse) = prepared.parse.clone() {
+                // Held at Parse, allowed now (decided again): the server
+                // gets the real statement before its first Bind.
+                let real = self.fresh_name(b's');
+                if let Err(e) =
+                    frontend::write_with_names(&parse, 0, &[real.as_bytes()], &mut self.out)
+                {
+                    return self.reject_undecodable(e, false);
+                }
+                self.expect(Expect::Complete { swallow: true });
+                self.close_upstream(b'S', prepared.upstream);
+                let mut now = Prepared::clone(&prepared);
+                now.upstream = real;
+                now.parse = None;
+                prepared = Arc::new(now);
+                if let Some(slot) = self.prepared.get_mut(stmt) {
+                    *slot = prepared.clone();
+                }
+            }
+            // INVARIANT: as for Parse, a new portal name bound to the upstream
+            // name of exactly the statement sqlgate looked up.
+            let names = [upstream.as_bytes(), prepared.upstream.as_bytes()];
+            if let Err(e) = frontend::write_with_names(msg, 0, &names, &mut self.out) {
+                return self.reject_undecodable(e, false);
+            }
+            self.expect(Expect::Complete { swallow: false });
+            Portal {
+                prepared,
+                params,
+                upstream,
+                bind: None,
+                approved: None,
+            }
         };
         match self.portals.get_mut(portal) {
             Some(slot) => {
@@ -262,6 +352,34 @@ impl ClientSide<'_> {
         }
     }
 
+    /// `prepared` decided again if the schema changed since its decision
+    /// (as the server plans again against the new definitions): the same
+    /// `Arc` when nothing moved, `None` when it is now denied (refused).
+    fn decide_again(&mut self, prepared: &Arc<Prepared>) -> Option<Arc<Prepared>> {
+        let Some(c) = &self.sess.catalog else {
+            return Some(prepared.clone());
+        };
+        let generation = c.generation();
+        let reaches =
+            |s: &crate::classify::StatementInfo| !s.tables.is_empty() || s.pending.is_some();
+        if generation == prepared.generation || !prepared.classified.statements.iter().any(reaches)
+        {
+            return Some(prepared.clone());
+        }
+        let d = self.sess.engine.decide_classified(
+            Some(c),
+            &self.sess.identity,
+            prepared.classified.clone(),
+            self.shared.uncommitted_ddl.load(Ordering::Acquire),
+        );
+        count(&d);
+        if d.blocking().is_some() && d.first_deny().is_some() {
+            self.refuse(&d, &prepared.sql_sha256, false);
+            return None;
+        }
+        Some(Arc::new(prepared_again(prepared, d, generation)))
+    }
+
     pub(super) fn execute(&mut self, msg: &[u8]) -> Step {
         let portal = match frontend::execute_message(msg) {
             Ok((portal, _)) => portal,
@@ -278,8 +396,22 @@ impl ClientSide<'_> {
             self.refuse_unknown("portal", portal);
             return Step::Next;
         };
-        let p = pt.prepared.clone();
+        let mut p = pt.prepared.clone();
         let upstream = pt.upstream;
+        let (bind, approved) = (pt.bind.clone(), pt.approved.clone());
+        if bind.is_none() && approved.is_none() {
+            // A portal bound before a schema change runs the new
+            // definitions (a function's new body): decided again.
+            let Some(again) = self.decide_again(&p) else {
+                return Step::Next;
+            };
+            if !Arc::ptr_eq(&again, &p) {
+                p = again;
+                if let Some(pt) = self.portals.get_mut(portal) {
+                    pt.prepared = p.clone();
+                }
+            }
+        }
         self.after_copy = p
             .analysis
             .statements
@@ -288,23 +420,39 @@ impl ClientSide<'_> {
         let info = p.analysis.statements.first();
         if info.is_some_and(guard::barrier) {
             self.batch.barrier = true;
+            self.batch.unsettled = true;
         }
         if let Some((v, _)) = &p.hold {
-            let renamed = match frontend::with_names(msg, 0, &[upstream.as_bytes()]) {
+            // A placeholder portal (held at Bind) needs its real Parse and
+            // Bind first; a real one (held since, decided again) does not.
+            let prelude = match bind {
+                Some(bind) => match self.prelude(portal, &p, &bind, upstream) {
+                    Some(pre) => Some(pre),
+                    None => {
+                        self.reject_undecodable(frontend::DecodeError::Truncated, false);
+                        return Step::Next;
+                    }
+                },
+                None => None,
+            };
+            let real = prelude.as_ref().map_or(upstream, |pre| pre.real);
+            let renamed = match frontend::with_names(msg, 0, &[real.as_bytes()]) {
                 Ok(m) => m,
                 Err(e) => {
                     self.reject_undecodable(e, false);
                     return Step::Next;
                 }
             };
+            let params = self.portals.get(portal).and_then(|pt| pt.params.clone());
             return Step::Hold(Held {
                 msg: renamed,
                 analysis: p.analysis.clone(),
                 verdicts: vec![v.clone()],
                 sha: p.sql_sha256.clone(),
                 simple: false,
-                params: pt.params.clone(),
+                params,
                 text: p.text.clone(),
+                prelude,
             });
         }
         let renamed = match frontend::with_names(msg, 0, &[upstream.as_bytes()]) {
@@ -314,6 +462,26 @@ impl ClientSide<'_> {
                 return Step::Next;
             }
         };
+        if self.stale_cursor(&p.analysis) {
+            self.refuse_stale_cursor(false);
+            return Step::Next;
+        }
+        if let Some(note) = approved {
+            // The rest of an approved portal's rows: the same execution.
+            let v = p.hold.as_ref().map(|(v, _)| v);
+            let (rule, action) = v.map_or((p.rule.clone(), Action::Allow), |v| {
+                (v.rule.clone(), v.action)
+            });
+            let mut ev = self.event(&p.analysis, 0, &p.sql_sha256, &rule, action, Outcome::Ok);
+            ev.approval = Some(note);
+            let pending = guard::Pending {
+                msg: renamed,
+                events: vec![(ev, None)],
+                simple: false,
+            };
+            self.forward(pending, None);
+            return Step::Next;
+        }
         let ev = self.event(
             &p.analysis,
             0,
@@ -347,6 +515,13 @@ impl ClientSide<'_> {
         if name.starts_with(RESERVED) {
             return self.refuse_reserved(if tag == b'C' { "CLOSE" } else { "DESCRIBE" }, name);
         }
+        if tag == b'D' {
+            match self.describe_held(kind, name) {
+                Some(Ok(())) => return,
+                Some(Err(())) => return self.refuse_describe(),
+                None => {}
+            }
+        }
         let upstream = match (tag, kind) {
             (b'C', b'S') => self.prepared.remove(name).map(|p| p.upstream),
             (b'C', b'P') => self.portals.remove(name).map(|p| p.upstream),
@@ -361,6 +536,8 @@ impl ClientSide<'_> {
                 swallow: false,
                 orphan: upstream.map(|u| (kind, u)),
             });
+        } else {
+            self.expect(Expect::Describe(Described::Pass));
         }
         let written = upstream.is_some_and(|u| {
             frontend::write_with_names(msg, 1, &[u.as_bytes()], &mut self.out).is_ok()
@@ -370,6 +547,121 @@ impl ClientSide<'_> {
             // server describes or closes it, or answers that it does not exist.
             self.out.extend_from_slice(msg);
         }
+    }
+
+    /// A Describe of a held statement or portal: `None` when it is not one
+    /// (it goes upstream as any Describe). A held portal is a placeholder
+    /// upstream, so it is described through its statement's neutral text
+    /// (`Some(Ok)`). Where the server has the real statement instead (it
+    /// was allowed at Parse and is held since, decided again at Bind), a
+    /// Describe could make the server analyse it again, which runs its
+    /// literals' input functions: refused (`Some(Err)`).
+    fn describe_held(&mut self, kind: u8, name: &[u8]) -> Option<Result<(), ()>> {
+        let (prepared, formats) = match kind {
+            b'S' => (self.prepared.get(name)?.clone(), None),
+            b'P' => {
+                let pt = self.portals.get(name)?;
+                let bind = pt.bind.as_ref()?;
+                let formats = frontend::bind_result_formats(bind).unwrap_or_default();
+                (pt.prepared.clone(), Some(formats))
+            }
+            _ => return None,
+        };
+        if prepared.hold.is_none() && formats.is_none() {
+            return None;
+        }
+        if prepared.parse.is_none() {
+            return Some(Err(()));
+        }
+        // A statement: its neutral text describes like the statement.
+        let formats = formats?.into_boxed_slice();
+        self.expect(Expect::Describe(Described::Portal(formats)));
+        frontend::write_describe(b'S', prepared.upstream.as_bytes(), &mut self.out);
+        Some(Ok(()))
+    }
+
+    /// What goes upstream before a held portal's Execute once it is
+    /// approved: the statement's real Parse (if the server has only its
+    /// neutral text) and the client's Bind, under new names.
+    fn prelude(
+        &mut self,
+        portal: &[u8],
+        p: &Prepared,
+        bind: &[u8],
+        placeholder: UpName,
+    ) -> Option<Prelude> {
+        let mut msgs = BytesMut::new();
+        // First, whether the placeholder is still there: if the server
+        // skipped its Bind (an earlier error in its batch) or dropped it
+        // (transaction end), PostgreSQL would not run this portal either,
+        // and the failing Describe makes it skip what follows.
+        frontend::write_describe(b'P', placeholder.as_bytes(), &mut msgs);
+        let mut completes = 0;
+        let mut orphans = vec![(b'P', placeholder)];
+        let stmt = match &p.parse {
+            Some(parse) => {
+                let s = self.fresh_name(b's');
+                frontend::write_with_names(parse, 0, &[s.as_bytes()], &mut msgs).ok()?;
+                completes += 1;
+                orphans.push((b'S', s));
+                s
+            }
+            None => p.upstream,
+        };
+        let real = self.fresh_name(b'p');
+        frontend::write_with_names(bind, 0, &[real.as_bytes(), stmt.as_bytes()], &mut msgs).ok()?;
+        completes += 1;
+        Some(Prelude {
+            msgs,
+            completes,
+            portal: portal.to_vec(),
+            real,
+            orphans,
+        })
+    }
+
+    /// Sends an approved held portal's prelude (its answers swallowed: the
+    /// client had the placeholders'), and makes the portal the real one.
+    pub(super) fn send_prelude(&mut self, pre: Prelude, note: Arc<ApprovalNote>) {
+        self.expect(Expect::Describe(Described::Swallow));
+        for _ in 0..pre.completes {
+            self.expect(Expect::Complete { swallow: true });
+        }
+        self.out.extend_from_slice(&pre.msgs);
+        for (kind, name) in pre.orphans {
+            self.orphan(kind, name);
+        }
+        if let Some(pt) = self.portals.get_mut(&pre.portal[..]) {
+            pt.upstream = pre.real;
+            pt.bind = None;
+            pt.approved = Some(note);
+        }
+    }
+
+    fn refuse_describe(&mut self) {
+        let report = Report::new(
+            Severity::Error,
+            "0A000",
+            "sqlgate: this prepared statement needs approval since it was prepared (the schema changed), and the server cannot describe it without reading it again: prepare it again",
+        )
+        .encode();
+        self.audit_unvettable("DESCRIBE (held since prepared)");
+        self.stage_denial(report, false);
+    }
+
+    /// Refuses the Parse of a held statement whose text cannot be set aside
+    /// for the server to describe (`classify::neutral_text`).
+    fn refuse_unpreparable(&mut self, why: &str) {
+        let msg = format!(
+            "sqlgate: this statement needs approval, and it cannot be prepared before approval without the server reading its literals ({why})"
+        );
+        let report = Report::new(Severity::Error, "0A000", &msg)
+            .hint(
+                "pass the values as parameters ($1, $2, …) or send the statement as a simple Query",
+            )
+            .encode();
+        self.audit_unvettable("PARSE (held, literals not set aside)");
+        self.stage_denial(report, false);
     }
 
     /// Refuses a message naming a statement or portal in sqlgate's own
@@ -413,14 +705,15 @@ fn shows_literals(v: &Verdict) -> bool {
 }
 
 /// What sqlgate keeps of a prepared statement, from its decision. Allowed,
-/// or needing approval: preparing is harmless, so Parse goes through and a
-/// hold waits for Execute, when the parameters are known.
+/// or needing approval: then the server has the neutral text, and the hold
+/// waits for Execute, when the parameters are known.
 fn prepared(
     d: Decision,
     sql: Option<&str>,
     sha: Arc<str>,
     upstream: UpName,
     generation: u64,
+    parse: Option<Arc<[u8]>>,
 ) -> Prepared {
     let blocking = d.blocking();
     let rule = blocking
@@ -443,12 +736,20 @@ fn prepared(
         upstream,
         classified: d.classified,
         generation,
+        parse,
     }
 }
 
 /// `old` decided again: same statement upstream, the new verdict.
 fn prepared_again(old: &Prepared, d: Decision, generation: u64) -> Prepared {
-    let mut p = prepared(d, None, old.sql_sha256.clone(), old.upstream, generation);
+    let mut p = prepared(
+        d,
+        None,
+        old.sql_sha256.clone(),
+        old.upstream,
+        generation,
+        old.parse.clone(),
+    );
     // The text is there only if Parse kept it (its rule showed literals).
     p.text = old.text.clone();
     p

@@ -85,6 +85,9 @@ pub(super) struct Over {
 pub(super) struct Batch {
     pub guarded: bool,
     pub barrier: bool,
+    /// A barrier statement was executed and the server has not answered
+    /// it yet, as far as the client side waited (`wait_settled`).
+    pub unsettled: bool,
 }
 
 /// A message with its audit events, not yet forwarded.
@@ -348,6 +351,14 @@ impl ClientSide<'_> {
 
     pub(super) fn forward(&mut self, p: Pending, note: Option<Arc<ApprovalNote>>) {
         for (mut ev, limit) in p.events {
+            if ev
+                .analysis
+                .statements
+                .get(ev.index)
+                .is_some_and(|s| s.keeps_cursor)
+            {
+                self.shared.kept_cursor.store(true, Ordering::Release);
+            }
             // A statement held and approved itself keeps its own approval.
             if ev.approval.is_none() {
                 ev.approval = note.clone();
@@ -356,6 +367,15 @@ impl ClientSide<'_> {
         }
         if p.simple {
             self.expect(Expect::Ready);
+        }
+        // After the expectations are queued: the server side resets this
+        // only at a ReadyForQuery with nothing queued after it.
+        if let Some(c) = &self.sess.catalog {
+            if self.shared.opened_at.load(Ordering::Acquire) == u64::MAX {
+                self.shared
+                    .opened_at
+                    .store(c.generation(), Ordering::Release);
+            }
         }
         self.out.extend_from_slice(&p.msg);
     }
@@ -392,6 +412,34 @@ impl ClientSide<'_> {
             s.readies_sent.load(Ordering::Acquire) == s.readies_seen.load(Ordering::Acquire)
         })
         .await
+    }
+
+    /// Mid-batch, waits until the server has answered every statement
+    /// forwarded (a Flush makes it send what it has), or failed the batch
+    /// (then it skips the rest, answering nothing more before Sync). Only
+    /// once the batches before this one are answered: an error of theirs
+    /// says nothing about this one.
+    pub(super) async fn wait_settled(
+        &mut self,
+        wr: &mut WriteHalf<Stream>,
+    ) -> std::io::Result<Option<End>> {
+        self.batch.unsettled = false;
+        self.out.extend_from_slice(&[b'H', 0, 0, 0, 4]);
+        if let Some(end) = self.send(wr).await? {
+            return Ok(Some(end));
+        }
+        self.wait_until(|s| {
+            s.readies_sent.load(Ordering::Acquire) == s.readies_seen.load(Ordering::Acquire)
+                && (s.upstream_failed.load(Ordering::Acquire)
+                    || !s
+                        .expects
+                        .lock()
+                        .expect("not poisoned")
+                        .iter()
+                        .any(|e| matches!(e, Expect::Statement(..))))
+        })
+        .await;
+        Ok(None)
     }
 
     /// Waits until every counted statement has been answered; mid-batch a

@@ -345,6 +345,9 @@ impl ClientSide<'_> {
         }
         let v = &held.verdicts[0];
         let mut ev = self.event(&held.analysis, 0, &held.sha, &v.rule, v.action, Outcome::Ok);
+        if let Some(pre) = held.prelude {
+            self.send_prelude(pre, n.clone());
+        }
         ev.approval = Some(n);
         let p = guard::Pending {
             msg: held.msg,

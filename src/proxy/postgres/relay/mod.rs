@@ -76,6 +76,39 @@ enum Expect {
         swallow: bool,
         orphan: Option<(u8, extended::UpName)>,
     },
+    /// A Parse or Bind was sent upstream: its ParseComplete or BindComplete
+    /// is passed on, or swallowed when sqlgate sent it for itself (the real
+    /// Parse and Bind of an approved statement, `extended.rs`).
+    Complete { swallow: bool },
+    /// A Describe was sent upstream.
+    Describe(Described),
+}
+
+/// What becomes of a Describe's answer.
+enum Described {
+    /// The client's: passed on.
+    Pass,
+    /// A held portal described through its statement (`extended.rs`): its
+    /// ParameterDescription is dropped and its RowDescription carries the
+    /// Bind's result formats, as a Describe of the portal would.
+    Portal(Box<[i16]>),
+    /// sqlgate's own check that a placeholder portal still exists: not
+    /// passed on (its error is).
+    Swallow,
+}
+
+impl Expect {
+    /// Whether this ends a batch's answers (a ReadyForQuery is due).
+    fn is_ready(&self) -> bool {
+        matches!(
+            self,
+            Expect::Ready
+                | Expect::SwallowReady
+                | Expect::CopySync
+                | Expect::HeldReady
+                | Expect::InjectedReady { .. }
+        )
+    }
 }
 
 /// State both directions see. Both run in one task, so the lock is never contended.
@@ -102,17 +135,34 @@ struct Shared {
     names_moved: AtomicBool,
     /// A DDL statement completed since the server last said idle.
     ddl_since_idle: AtomicBool,
+    /// The server answered an error and skips the rest of the batch (until
+    /// its ReadyForQuery): nothing more of it will be answered.
+    upstream_failed: AtomicBool,
+    /// The catalog generation when the first statement since the server
+    /// last said idle was forwarded (`u64::MAX`: none since): cursors
+    /// opened since run the definitions of then (`stale_cursor`).
+    opened_at: AtomicU64,
+    /// A `DECLARE … WITH HOLD` was forwarded: its cursor outlives the
+    /// transaction, so `opened_at` is not reset at idle any more.
+    kept_cursor: AtomicBool,
 }
 
 /// A statement the agent prepared (named or unnamed), for the audit of its executions.
+#[derive(Clone)]
 struct Prepared {
     analysis: Arc<Analysis>,
     rule: Arc<str>,
     sql_sha256: Arc<str>,
     /// Set when executing this statement needs approval: the verdict and the
-    /// statement it is about. Parse itself is harmless and goes through;
-    /// the hold happens at Execute, when the parameter values are known.
+    /// statement it is about. The hold happens at Execute, when the
+    /// parameter values are known; until then the server has only the
+    /// statement's neutral text (`parse`).
     hold: Option<(Verdict, usize)>,
+    /// The client's Parse, kept when the statement was held at Parse: the
+    /// server then has the neutral text (string literals `NULL`,
+    /// `classify::neutral_text`) under `upstream`, to describe it, and gets
+    /// this Parse only once an Execute of it is approved.
+    parse: Option<Arc<[u8]>>,
     /// The row guard's limit from the verdict (`guard.rs`).
     max_rows: Option<u64>,
     /// The SQL as written, kept only for held statements whose rule shows literals.
@@ -132,6 +182,13 @@ struct Portal {
     params: Option<Vec<Option<String>>>,
     /// Its name upstream (sqlgate's own, never reused).
     upstream: extended::UpName,
+    /// The client's Bind of a held statement, not sent: `upstream` is then
+    /// an empty placeholder portal, and this Bind goes upstream (with the
+    /// statement's Parse) only once its Execute is approved.
+    bind: Option<Arc<[u8]>>,
+    /// The approval its first Execute had: the rest of its rows (after
+    /// PortalSuspended) are the same execution.
+    approved: Option<Arc<ApprovalNote>>,
 }
 
 /// What the client side must do after a message.
@@ -154,6 +211,9 @@ struct Held {
     params: Option<Vec<Option<String>>>,
     /// Extended: the statement as written (when the rule shows literals).
     text: Option<Arc<str>>,
+    /// Extended: the real Parse (if the server has only the neutral text)
+    /// and Bind that go before `msg` once approved, and what follows.
+    prelude: Option<extended::Prelude>,
 }
 
 enum HoldEnd {
@@ -209,6 +269,9 @@ pub async fn run(
         uncommitted_ddl: AtomicBool::new(false),
         names_moved: AtomicBool::new(false),
         ddl_since_idle: AtomicBool::new(false),
+        upstream_failed: AtomicBool::new(false),
+        opened_at: AtomicU64::new(u64::MAX),
+        kept_cursor: AtomicBool::new(false),
     };
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();
@@ -387,7 +450,16 @@ impl ClientSide<'_> {
                                 return Ok(end);
                             }
                         }
-                        if matches!(tag, b'Q' | b'P' | b'B') {
+                        if matches!(tag, b'B' | b'E') && self.batch.unsettled && !self.skipping {
+                            // After a barrier statement's Execute in this
+                            // batch: the statements bound or run next are
+                            // decided once the server has answered it (a
+                            // DDL statement's completion moves the catalog).
+                            if let Some(end) = self.wait_settled(wr).await? {
+                                return Ok(end);
+                            }
+                        }
+                        if matches!(tag, b'Q' | b'P' | b'B' | b'E') {
                             // Decided only on a current catalog (after a DDL
                             // statement completed, its reload), or failing
                             // closed once `WAIT` is over (`catalog::resolve`).
@@ -648,6 +720,10 @@ impl ClientSide<'_> {
         let sha = sha256_hex(sql);
         count(&d);
         self.note_names(&d.analysis);
+        if self.stale_cursor(&d.analysis) {
+            self.refuse_stale_cursor(true);
+            return Step::Next;
+        }
         match d.blocking() {
             None => {
                 let events: Vec<_> = d
@@ -685,11 +761,42 @@ impl ClientSide<'_> {
                     simple: true,
                     params: None,
                     text: None,
+                    prelude: None,
                 });
             }
             Some(_) => self.refuse(&d, &sha, true),
         }
         Step::Next
+    }
+
+    /// Whether `a` fetches from a cursor that may have been opened before
+    /// the schema last changed: its query runs the definitions of then,
+    /// which sqlgate no longer decides on (a function's new body runs for
+    /// the rows fetched after a `CREATE OR REPLACE`). Coarse on purpose:
+    /// sqlgate does not follow each cursor, only whether anything may
+    /// have opened one since the server last said idle.
+    fn stale_cursor(&self, a: &Analysis) -> bool {
+        let Some(c) = &self.sess.catalog else {
+            return false;
+        };
+        let opened = self.shared.opened_at.load(Ordering::Acquire);
+        opened != u64::MAX
+            && opened != c.generation()
+            && a.statements
+                .iter()
+                .any(|s| matches!(s.command.as_str(), "FETCH" | "MOVE"))
+    }
+
+    /// Refuses a FETCH or MOVE of a cursor that may predate a schema change.
+    fn refuse_stale_cursor(&mut self, simple: bool) {
+        let report = Report::new(
+            Severity::Error,
+            "0A000",
+            "sqlgate: the schema changed since this cursor may have been opened, and its rows would come from definitions sqlgate has not decided on: close the cursor and declare it again",
+        )
+        .encode();
+        self.audit_unvettable("FETCH (cursor older than a schema change)");
+        self.stage_denial(report, simple);
     }
 
     /// Refuses a query string or Parse at its first denied statement.
@@ -802,6 +909,7 @@ impl ClientSide<'_> {
                 code: false,
                 changes_rows: false,
                 moves_names: true,
+                keeps_cursor: false,
                 pending: None,
             }],
         });

@@ -150,6 +150,7 @@ pub(super) async fn server_to_client(
                             rows = 0;
                         }
                         backend::ERROR_RESPONSE => {
+                            shared.upstream_failed.store(true, Ordering::Release);
                             let f = backend::error_fields(msg).unwrap_or_default();
                             while copy_in && matches!(q.front(), Some(Expect::CopySync)) {
                                 q.pop_front();
@@ -171,12 +172,84 @@ pub(super) async fn server_to_client(
                                 }
                             }
                             let code = String::from_utf8_lossy(f.code).into_owned();
-                            if let Some((ev, limit)) = complete(&mut q, Outcome::Error(code), None)
+                            // An error answering a Parse, Bind or Describe is
+                            // that message's: the Executes after it are
+                            // skipped (not executed, at the ReadyForQuery).
+                            let own = q.iter().find(|e| {
+                                matches!(
+                                    e,
+                                    Expect::Complete { .. }
+                                        | Expect::Describe(_)
+                                        | Expect::Statement(..)
+                                ) || e.is_ready()
+                            });
+                            let before_execute =
+                                matches!(own, Some(Expect::Complete { .. } | Expect::Describe(_)));
+                            if before_execute {
+                                // Nothing to complete.
+                            } else if let Some((ev, limit)) =
+                                complete(&mut q, Outcome::Error(code), None)
                             {
                                 super::guard::counted(&shared.guard, &ev, limit, None, None, false);
                                 done.push(ev);
                             }
                             rows = 0;
+                        }
+                        backend::PARSE_COMPLETE | backend::BIND_COMPLETE => {
+                            // Answered in order; sqlgate's own are not passed on.
+                            let i = q
+                                .iter()
+                                .position(|e| matches!(e, Expect::Complete { .. }) || e.is_ready());
+                            if let Some(i) = i {
+                                if let Some(Expect::Complete { swallow }) = q.get(i) {
+                                    let swallow = *swallow;
+                                    q.remove(i);
+                                    if swallow {
+                                        continue;
+                                    }
+                                }
+                            }
+                        }
+                        backend::PARAMETER_DESCRIPTION
+                        | backend::ROW_DESCRIPTION
+                        | backend::NO_DATA => {
+                            // A simple Query's RowDescription comes before any
+                            // later batch's Describe, past its ReadyForQuery.
+                            let i = q
+                                .iter()
+                                .position(|e| matches!(e, Expect::Describe(_)) || e.is_ready());
+                            if let Some(i) = i.filter(|&i| matches!(q[i], Expect::Describe(_))) {
+                                let swallow = matches!(q[i], Expect::Describe(Described::Swallow));
+                                if tag == backend::PARAMETER_DESCRIPTION {
+                                    if swallow
+                                        || matches!(q[i], Expect::Describe(Described::Portal(_)))
+                                    {
+                                        // Not the client's Describe of a statement.
+                                        continue;
+                                    }
+                                } else if let Some(Expect::Describe(d)) = q.remove(i) {
+                                    match (d, tag) {
+                                        (Described::Swallow, _) => continue,
+                                        (Described::Portal(f), backend::ROW_DESCRIPTION) => {
+                                            match backend::row_description_with_formats(msg, &f) {
+                                                Ok(m) => {
+                                                    drop(q);
+                                                    out.extend_from_slice(&m);
+                                                    continue;
+                                                }
+                                                Err(_) => {
+                                                    // The server would refuse such a Bind at
+                                                    // Execute; the two sides disagree.
+                                                    tracing::error!(session = %sess.info.id, "result formats do not fit the description; ending the session");
+                                                    lost = true;
+                                                    break;
+                                                }
+                                            }
+                                        }
+                                        _ => {}
+                                    }
+                                }
+                            }
                         }
                         backend::COPY_IN_RESPONSE => copy_in = true,
                         backend::CLOSE_COMPLETE => {
@@ -195,6 +268,7 @@ pub(super) async fn server_to_client(
                             }
                         }
                         backend::READY_FOR_QUERY => {
+                            shared.upstream_failed.store(false, Ordering::Release);
                             // Everything before this ReadyForQuery that never
                             // completed was skipped by the server after an error.
                             let mut swallow = false;
@@ -237,6 +311,8 @@ pub(super) async fn server_to_client(
                                     }
                                     Expect::Denial(..)
                                     | Expect::InjectedComplete
+                                    | Expect::Complete { .. }
+                                    | Expect::Describe(_)
                                     | Expect::Close { orphan: None, .. } => {}
                                     // Skipped: what it closes is still upstream.
                                     Expect::Close {
@@ -249,6 +325,11 @@ pub(super) async fn server_to_client(
                             if let Some(st) = last_status {
                                 super::guard::track_ready(&shared.guard, st);
                                 if st == b'I' {
+                                    if q.is_empty() && !shared.kept_cursor.load(Ordering::Acquire) {
+                                        // No cursor outlives the transaction, and
+                                        // nothing was forwarded after it.
+                                        shared.opened_at.store(u64::MAX, Ordering::Release);
+                                    }
                                     // Committed or rolled back: a reload from
                                     // now on sees it. The one woken at the
                                     // DDL's completion may have run inside the
