@@ -643,3 +643,134 @@ async fn a_query_pipelined_behind_a_hidden_setting_change_is_not_misread() {
         "1"
     );
 }
+
+/// Fourth review, findings 3 and 4: functions reached through types rather
+/// than names (a domain over a domain, an array of one, a composite with a
+/// domain attribute, a function taking one), and what a change sets off
+/// on other tables (a foreign key's cascade into a table with a trigger or
+/// into the denied table, a partition's trigger, an updatable view's base
+/// table's trigger). Each is placed from the catalog: refused here, and
+/// judged on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn types_built_on_domains_and_changes_elsewhere_are_placed() {
+    let env = Env::new("byp_reach");
+    env.direct(
+        "CREATE FUNCTION purge_all(a int, b int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN true; END$$;
+         CREATE FUNCTION purge_trg() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN NEW; END$$;
+         CREATE DOMAIN checked_int AS int CHECK (purge_all(VALUE, VALUE));
+         CREATE DOMAIN d2 AS checked_int;
+         CREATE TYPE comp AS (a checked_int);
+         CREATE TABLE t_d2(x d2);
+         CREATE TABLE t_arr(x checked_int[]);
+         CREATE TABLE t_comp(x comp);
+         CREATE FUNCTION takes_dom(x checked_int) RETURNS int LANGUAGE plpgsql AS $$BEGIN RETURN 1; END$$;
+         CREATE TABLE customers(id int PRIMARY KEY, name text);
+         INSERT INTO customers VALUES (1, 'a'), (2, 'b'), (3, 'c');
+         CREATE TABLE orders(id int, cust int REFERENCES customers ON DELETE CASCADE);
+         INSERT INTO orders VALUES (1, 1);
+         CREATE TRIGGER t_o AFTER DELETE ON orders FOR EACH ROW EXECUTE FUNCTION purge_trg();
+         ALTER TABLE secrets ADD COLUMN cust int REFERENCES customers ON UPDATE CASCADE;
+         UPDATE secrets SET cust = 2;
+         CREATE TABLE events(id int, v text) PARTITION BY RANGE (id);
+         CREATE TABLE events_p1 PARTITION OF events FOR VALUES FROM (0) TO (100);
+         CREATE TRIGGER t_e BEFORE INSERT ON events_p1 FOR EACH ROW EXECUTE FUNCTION purge_trg();
+         CREATE TABLE tv_base(id int, x text);
+         INSERT INTO tv_base VALUES (1, 'a');
+         CREATE TRIGGER t_tv BEFORE UPDATE ON tv_base FOR EACH ROW EXECUTE FUNCTION purge_trg();
+         CREATE VIEW tv AS SELECT * FROM tv_base;",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    for sql in [
+        "SELECT 1::d2",
+        "INSERT INTO t_d2 VALUES (1)",
+        "INSERT INTO t_arr VALUES ('{1}')",
+        "INSERT INTO t_comp VALUES (ROW(1))",
+        "SELECT '(1)'::comp",
+        "SELECT takes_dom(1)",
+        "DELETE FROM customers WHERE id = 1",
+        "INSERT INTO events VALUES (1, 'a')",
+        "UPDATE tv SET x = 'b' WHERE id = 1",
+    ] {
+        let r = run(&c, sql).await;
+        assert!(r.is_err(), "{sql}: {r:?}");
+        assert_eq!(env.rows_left(), "5", "{sql}");
+    }
+    // The cascade writes the denied table: denied by its rule.
+    let r = run(&c, "UPDATE customers SET id = 20 WHERE id = 2").await;
+    let e = r.expect_err("a cascade into secrets");
+    assert!(e.contains("no-secrets"), "{e}");
+    assert_eq!(env.direct("SELECT cust FROM secrets"), "2");
+    // Changes the keys don't act on stay plain writes: an insert, and
+    // (ON UPDATE CASCADE only) a delete of a row nobody references.
+    run(&c, "INSERT INTO customers VALUES (4, 'd')")
+        .await
+        .unwrap();
+    assert_eq!(env.direct("SELECT count(*) FROM customers"), "4");
+}
+
+/// Fourth review, findings 2 and 3: operators, casts and user overloads of
+/// built-in names inside bodies, views, rules and argument defaults, and
+/// operators used without an operator expression (a negator the planner
+/// swaps in, a subquery comparison, `JOIN … USING`, a simple CASE,
+/// BETWEEN); an operator over a dangerous built-in. Judged on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_and_casts_behind_code_and_syntax_are_placed() {
+    let env = Env::new("byp_ops");
+    env.direct(
+        "CREATE FUNCTION purge_all(a int, b int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN true; END$$;
+         CREATE FUNCTION plain_eq(a int, b int) RETURNS bool LANGUAGE sql AS $$SELECT a = b$$;
+         CREATE OPERATOR !~~~ (LEFTARG = int, RIGHTARG = int, FUNCTION = purge_all);
+         CREATE OPERATOR ~~~ (LEFTARG = int, RIGHTARG = int, FUNCTION = plain_eq, NEGATOR = !~~~);
+         CREATE DOMAIN checked_int AS int CHECK (purge_all(VALUE, VALUE));
+         CREATE FUNCTION opbody() RETURNS bool LANGUAGE sql AS $$SELECT 1 !~~~ 2$$;
+         CREATE FUNCTION castbody() RETURNS int LANGUAGE plpgsql AS $$BEGIN RETURN 1::checked_int; END$$;
+         CREATE VIEW opv AS SELECT 1 !~~~ 2 AS x;
+         CREATE TABLE rule_t(v int);
+         CREATE RULE r AS ON INSERT TO rule_t DO ALSO SELECT 1 !~~~ 2;
+         CREATE FUNCTION greet(n bool DEFAULT (1 !~~~ 2)) RETURNS text LANGUAGE sql AS $$SELECT 'hi'$$;
+         CREATE TYPE mood AS ENUM ('a', 'b');
+         CREATE FUNCTION mood_eq(a mood, b mood) RETURNS bool LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN a::text = b::text; END$$;
+         CREATE OPERATOR = (LEFTARG = mood, RIGHTARG = mood, FUNCTION = mood_eq);
+         CREATE TABLE mj1(m mood); CREATE TABLE mj2(m mood);
+         INSERT INTO mj1 VALUES ('a'); INSERT INTO mj2 VALUES ('a');
+         CREATE FUNCTION int_text_ge(a int, b text) RETURNS bool LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN true; END$$;
+         CREATE OPERATOR >= (LEFTARG = int, RIGHTARG = text, FUNCTION = int_text_ge);
+         CREATE OPERATOR <= (LEFTARG = int, RIGHTARG = text, FUNCTION = int_text_ge);
+         CREATE FUNCTION int_text_eq(a int, b text) RETURNS bool LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN true; END$$;
+         CREATE OPERATOR = (LEFTARG = int, RIGHTARG = text, FUNCTION = int_text_eq);
+         CREATE OPERATOR ### (RIGHTARG = text, FUNCTION = pg_catalog.pg_read_file);",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    for sql in [
+        "SELECT opbody()",
+        "SELECT castbody()",
+        "SELECT * FROM opv",
+        "INSERT INTO rule_t VALUES (1)",
+        "SELECT greet()",
+        "SELECT NOT (1 ~~~ 2)",
+        "SELECT 1 !~~~ ANY (SELECT 2)",
+        "SELECT count(*) FROM mj1 JOIN mj2 USING (m)",
+        "SELECT count(*) FROM mj1 NATURAL JOIN mj2",
+        "SELECT CASE 1 WHEN 'a'::text THEN 1 END",
+        "SELECT 1 BETWEEN 'a'::text AND 'b'::text",
+    ] {
+        let r = run(&c, sql).await;
+        assert!(r.is_err(), "{sql}: {r:?}");
+        assert_eq!(env.rows_left(), "5", "{sql}");
+    }
+    let r = run(&c, "SELECT ### 'PG_VERSION'::text").await;
+    assert!(r.is_err(), "{r:?}");
+    // The agent's own operator over it is what a call of it is: denied.
+    let r = run(
+        &c,
+        "CREATE OPERATOR #### (RIGHTARG = text, FUNCTION = pg_read_file)",
+    )
+    .await;
+    assert!(r.as_ref().is_err_and(|e| e.contains("server")), "{r:?}");
+    // Operators no user object stands behind stay plain reads. (Operators
+    // are placed by name, not by argument types: here every `>=` is taken
+    // for the user's `>=`(int, text), which fails closed.)
+    assert_eq!(run(&c, "SELECT 1 < 2").await.unwrap(), "t");
+}

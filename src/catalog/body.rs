@@ -25,6 +25,10 @@ pub struct Placed {
     pub classes: ClassSet,
     pub tables: BTreeSet<String>,
     pub calls: BTreeSet<String>,
+    /// Names a user object may stand behind, looked up but not required:
+    /// operators (`operator ===`), casts (`type t`) and user overloads of
+    /// built-ins called by name (`lower`).
+    pub optional: BTreeSet<String>,
 }
 
 impl Placed {
@@ -41,6 +45,7 @@ impl Placed {
                 Some(p) => {
                     self.classes = self.classes.union(p.base);
                     self.calls.extend(p.functions.iter().cloned());
+                    self.optional.extend(p.builtins.iter().cloned());
                 }
                 None => self.classes = self.classes.union(s.classes),
             }

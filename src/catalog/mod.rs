@@ -30,7 +30,7 @@ mod query;
 
 use crate::classify::{Analysis, Class, ClassSet, Classifier, ClassifierOptions, Dialect};
 use crate::config::Listener;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -66,6 +66,12 @@ pub struct Snapshot {
     /// Tables: what changing them sets off (defaults, constraints,
     /// triggers, rules, policies for changes).
     on_write: HashMap<String, Vec<(String, Resolved)>>,
+    /// Tables: the other tables a change of them changes: their children,
+    /// and the referencing tables whose foreign keys act on a delete or on
+    /// a key update.
+    children: HashMap<String, Vec<(String, Resolved)>>,
+    on_delete: HashMap<String, Vec<(String, Resolved)>>,
+    on_update: HashMap<String, Vec<(String, Resolved)>>,
     /// Warnings about the upstream login's rights.
     warnings: Vec<String>,
 }
@@ -77,6 +83,9 @@ impl Snapshot {
             && self.functions == other.functions
             && self.relations == other.relations
             && self.on_write == other.on_write
+            && self.children == other.children
+            && self.on_delete == other.on_delete
+            && self.on_update == other.on_update
     }
 }
 
@@ -215,12 +224,15 @@ impl Catalog {
     fn resolve_current(&self, snap: &Snapshot, a: Arc<Analysis>, until: usize) -> Arc<Analysis> {
         // The common case costs a few hash look-ups and no allocation.
         let work = a.statements.iter().take(until).any(|s| {
-            s.tables
-                .iter()
-                .any(|t| snap.view(t).is_some() || snap.on_write.contains_key(base_name(t)))
-                || s.pending.as_ref().is_some_and(|p| {
-                    !p.functions.is_empty() || p.builtins.iter().any(|b| snap.lookup(b).is_some())
-                })
+            s.tables.iter().any(|t| {
+                snap.view(t).is_some()
+                    || snap.on_write.contains_key(base_name(t))
+                    || snap.children.contains_key(base_name(t))
+                    || snap.on_delete.contains_key(base_name(t))
+                    || snap.on_update.contains_key(base_name(t))
+            }) || s.pending.as_ref().is_some_and(|p| {
+                !p.functions.is_empty() || p.builtins.iter().any(|b| snap.lookup(b).is_some())
+            })
         });
         if !work {
             return a;
@@ -231,19 +243,10 @@ impl Catalog {
             // What the statement reaches through views, functions and
             // user overloads of the built-ins it calls by name.
             let mut reached = ClassSet::EMPTY;
-            let changes = s.classes.contains(Class::Write)
-                || s.classes.contains(Class::Destructive)
-                || s.classes.contains(Class::Ddl);
             for t in &s.tables {
                 if let Some(v) = snap.view(t) {
                     reached = reached.union(v.classes);
                     tables.extend(v.tables.iter().cloned());
-                }
-                if changes {
-                    if let Some(w) = find(&snap.on_write, t) {
-                        reached = reached.union(w.classes);
-                        tables.extend(w.tables.iter().cloned());
-                    }
                 }
             }
             let mut base = s.classes;
@@ -276,6 +279,13 @@ impl Catalog {
                 }
             }
             s.classes = base.union(reached);
+            if changes(s.classes) {
+                // What the change sets off on every table it reaches
+                // (`on_write_closure`).
+                let (c, t) = on_write_closure(snap, &s.tables, &tables, Change::of(s));
+                s.classes = s.classes.union(c);
+                tables.extend(t);
+            }
             if s.classes.is_empty() {
                 s.classes.insert(Class::Read);
             }
@@ -386,17 +396,14 @@ const VIEWS_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_viewdef(c.oid)
   ORDER BY c.oid LIMIT 20001";
 
 /// Functions that run on a relation's behalf: column defaults and
-/// generated columns, CHECK constraints (the table's and its columns'
-/// domains'), triggers, row-level security policies; `r` when a read sets
+/// generated columns, CHECK constraints (the table's; its columns' types'
+/// are in `TYPES_QUERY`), triggers, row-level security policies; `r` when a read sets
 /// them off too (policies for SELECT or ALL), `w` when only a change does.
 /// Found through `pg_depend`, which records every function such an
 /// expression calls.
 const ATTACHED_QUERY: &str = "SELECT rn.nspname, c.relname, pn.nspname, p.proname, o.kind
   FROM (SELECT 'pg_attrdef'::regclass AS cl, oid, adrelid AS rel, 'w' AS kind FROM pg_attrdef
         UNION ALL SELECT 'pg_constraint'::regclass, oid, conrelid, 'w' FROM pg_constraint WHERE conrelid <> 0
-        UNION ALL SELECT 'pg_constraint'::regclass, con.oid, a.attrelid, 'w'
-          FROM pg_attribute a JOIN pg_constraint con ON con.contypid = a.atttypid
-          WHERE a.attnum > 0 AND NOT a.attisdropped
         UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid, 'w' FROM pg_trigger
         UNION ALL SELECT 'pg_policy'::regclass, oid, polrelid,
           CASE WHEN polcmd IN ('r', '*') THEN 'r' ELSE 'w' END FROM pg_policy) o
@@ -416,35 +423,93 @@ const RULES_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_ruledef(r.oid)
   WHERE r.ev_type <> '1' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   LIMIT 20001";
 
-/// Inheritance and partitions: reading or changing a parent reaches its
-/// children.
-const INHERITS_QUERY: &str = "SELECT pn.nspname, p.relname, cn.nspname || '.' || c.relname
+/// What reading or changing a table reaches: its inheritance and partition
+/// children (`i`: reading or changing the parent reaches them), and the
+/// tables whose foreign keys act on its deletes (`d`) or key updates (`u`):
+/// `CASCADE`, `SET NULL`, `SET DEFAULT` change the referencing rows, which
+/// sets off that table's own defaults and triggers.
+const REACH_QUERY: &str = "SELECT pn.nspname, p.relname, cn.nspname || '.' || c.relname, 'i'
   FROM pg_inherits i
   JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
   JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+  UNION ALL
+  SELECT rn.nspname, r.relname, cn.nspname || '.' || c.relname, k.kind
+  FROM pg_constraint con
+  JOIN pg_class r ON r.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+  JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+  JOIN (VALUES ('d'), ('u')) k(kind)
+    ON (k.kind = 'd' AND con.confdeltype IN ('c', 'n', 'd')) OR (k.kind = 'u' AND con.confupdtype IN ('c', 'n', 'd'))
+  WHERE con.contype = 'f'
   LIMIT 20001";
 
-/// User operators and what a cast to a type runs (user cast functions, a
-/// domain's CHECK constraints), except C functions (an extension's own):
+/// The user functions a value of a type runs when it is converted or
+/// stored, followed through types rather than names: a domain's CHECK and
+/// DEFAULT expressions (and a user base type's own support functions), and
+/// every type built on such a type however deep — a domain over it, its
+/// array, a composite (or table row type) with an attribute of it, a range
+/// or multirange over it. Rows: `t` (the name the classifier records for a
+/// cast, `type <name>`), `c` (a table with a column of such a type: its
+/// inserts and updates run them), `f` (a function taking or returning one:
+/// its calls convert to it).
+const TYPES_QUERY: &str = "WITH RECURSIVE fns(ty, fn) AS (
+    SELECT con.contypid, d.refobjid FROM pg_constraint con
+    JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = con.oid AND d.refclassid = 'pg_proc'::regclass
+    WHERE con.contypid <> 0
+    UNION ALL
+    SELECT d.objid, d.refobjid FROM pg_depend d
+    WHERE d.classid = 'pg_type'::regclass AND d.refclassid = 'pg_proc'::regclass
+  ), edges(inner_t, outer_t) AS (
+    SELECT typbasetype, oid FROM pg_type WHERE typtype = 'd'
+    UNION ALL SELECT typelem, oid FROM pg_type WHERE typelem <> 0 AND typsubscript = 'array_subscript_handler'::regproc
+    UNION ALL SELECT a.atttypid, c.reltype FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+      WHERE a.attnum > 0 AND NOT a.attisdropped AND c.reltype <> 0
+    UNION ALL SELECT rngsubtype, rngtypid FROM pg_range
+    UNION ALL SELECT rngtypid, rngmultitypid FROM pg_range
+  ), up(ty, fn) AS (
+    SELECT ty, fn FROM fns
+    UNION SELECT e.outer_t, up.fn FROM up JOIN edges e ON e.inner_t = up.ty
+  ), user_fns AS (
+    SELECT up.ty, pn.nspname AS fns, p.proname AS fnn FROM up
+    JOIN pg_proc p ON p.oid = up.fn JOIN pg_namespace pn ON pn.oid = p.pronamespace
+    WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
+  )
+  SELECT 't', 'type ' || t.typname, tn.nspname, u.fns, u.fnn FROM user_fns u
+  JOIN pg_type t ON t.oid = u.ty JOIN pg_namespace tn ON tn.oid = t.typnamespace
+  UNION ALL
+  SELECT 'c', rn.nspname, c.relname, u.fns, u.fnn FROM user_fns u
+  JOIN pg_attribute a ON a.atttypid = u.ty AND a.attnum > 0 AND NOT a.attisdropped
+  JOIN pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p', 'f', 'v')
+  JOIN pg_namespace rn ON rn.oid = c.relnamespace
+  UNION ALL
+  SELECT 'f', fn_.nspname, f.proname, u.fns, u.fnn FROM user_fns u
+  JOIN pg_proc f ON f.prorettype = u.ty OR u.ty = ANY (f.proargtypes::oid[])
+  JOIN pg_namespace fn_ ON fn_.oid = f.pronamespace
+  LIMIT 20001";
+
+/// User operators (with their negators' and commutators' functions: the
+/// planner may swap one in, `NOT (a ~~~ b)` for `a !~~~ b`) and user cast
+/// functions (a domain's CHECKs are in `TYPES_QUERY`), except C functions
+/// of other schemas (an extension's own); a user operator or cast over a
+/// built-in (16384: PostgreSQL's first user object id) is what a call of
+/// that built-in is:
 /// the name the classifier records for them (`operator ===`, `type t`),
 /// the object's schema, and the function.
 const OPERATORS_QUERY: &str = "SELECT 'operator ' || o.oprname, on_.nspname, pn.nspname, p.proname
   FROM pg_operator o JOIN pg_namespace on_ ON on_.oid = o.oprnamespace
-  JOIN pg_proc p ON p.oid = o.oprcode JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  JOIN LATERAL (VALUES (o.oprcode),
+    ((SELECT n.oprcode FROM pg_operator n WHERE n.oid = o.oprnegate)),
+    ((SELECT c.oprcode FROM pg_operator c WHERE c.oid = o.oprcom))) f(code) ON f.code IS NOT NULL
+  JOIN pg_proc p ON p.oid = f.code JOIN pg_namespace pn ON pn.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
-  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal')
+  WHERE (pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal'))
+    OR (pn.nspname = 'pg_catalog' AND o.oid >= 16384)
   UNION ALL
   SELECT 'type ' || t.typname, tn.nspname, pn.nspname, p.proname
   FROM pg_cast ca JOIN pg_type t ON t.oid = ca.casttarget JOIN pg_namespace tn ON tn.oid = t.typnamespace
   JOIN pg_proc p ON p.oid = ca.castfunc JOIN pg_namespace pn ON pn.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
-  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal')
-  UNION ALL
-  SELECT 'type ' || t.typname, tn.nspname, pn.nspname, p.proname
-  FROM pg_constraint con JOIN pg_type t ON t.oid = con.contypid JOIN pg_namespace tn ON tn.oid = t.typnamespace
-  JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = con.oid AND d.refclassid = 'pg_proc'::regclass
-  JOIN pg_proc p ON p.oid = d.refobjid JOIN pg_namespace pn ON pn.oid = p.pronamespace
-  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
+  WHERE (pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal'))
+    OR (pn.nspname = 'pg_catalog' AND ca.oid >= 16384)
   LIMIT 20001";
 
 impl Snapshot {
@@ -458,15 +523,16 @@ impl Snapshot {
         let views = query::simple(conn, VIEWS_QUERY).await?;
         let attached = query::simple(conn, ATTACHED_QUERY).await?;
         let rules = query::simple(conn, RULES_QUERY).await?;
-        let inherits = query::simple(conn, INHERITS_QUERY).await?;
-        let operators = query::simple(conn, OPERATORS_QUERY).await?;
+        let reach = query::simple(conn, REACH_QUERY).await?;
+        let mut operators = query::simple(conn, OPERATORS_QUERY).await?;
+        let types = query::simple(conn, TYPES_QUERY).await?;
         let mut s = Snapshot {
             generation,
             loaded: Some(Instant::now()),
             warnings: role_warnings(&role),
             ..Snapshot::default()
         };
-        if [&rows, &views, &attached, &rules, &inherits, &operators]
+        if [&rows, &views, &attached, &rules, &reach, &operators, &types]
             .iter()
             .any(|r| r.len() > MAX_FUNCTIONS)
         {
@@ -477,16 +543,48 @@ impl Snapshot {
             s.loaded = None;
             return Ok(s);
         }
-        s.build(classifier, &rows);
+        // The types query's rows, each where its kind belongs.
+        let mut attached = attached;
+        let mut typed = Vec::new();
+        for mut r in types {
+            let kind = r.remove(0);
+            match kind.as_deref() {
+                Some("t") => operators.push(r),
+                Some("c") => {
+                    r.push(Some("w".into()));
+                    attached.push(r);
+                }
+                _ => typed.push(r),
+            }
+        }
+        // Operator and cast names → their functions, for bodies that use them.
+        let mut aliases: Aliases = HashMap::new();
+        for r in &operators {
+            let col = |i: usize| {
+                r.get(i)
+                    .and_then(|v| v.as_deref())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            aliases.entry(col(0)).or_default().push((col(2), col(3)));
+        }
+        s.build(classifier, &rows, &typed, &aliases);
         s.build_operators(&operators);
-        s.build_attached(classifier, &attached, &rules, &inherits);
+        s.build_attached(classifier, &attached, &rules, &reach);
         s.build_views(classifier, &views);
         Ok(s)
     }
 
-    fn build(&mut self, classifier: &Classifier, rows: &query::Rows) {
+    fn build(
+        &mut self,
+        classifier: &Classifier,
+        rows: &query::Rows,
+        typed: &query::Rows,
+        aliases: &Aliases,
+    ) {
         // (schema, name) → own classes, tables and calls, overloads merged.
         let mut own: HashMap<(String, String), body::Placed> = HashMap::new();
+
         for r in rows {
             let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
             let (schema, name, language, src, kind) = (col(0), col(1), col(2), col(3), col(5));
@@ -514,6 +612,7 @@ impl Snapshot {
                 placed.classes = placed.classes.union(d.classes);
                 placed.tables.extend(d.tables);
                 placed.calls.extend(d.calls);
+                placed.optional.extend(d.optional);
             }
             let e = own
                 .entry((schema.to_string(), name.to_string()))
@@ -521,11 +620,20 @@ impl Snapshot {
             e.classes = e.classes.union(placed.classes);
             e.tables.append(&mut placed.tables);
             e.calls.append(&mut placed.calls);
+            e.optional.append(&mut placed.optional);
+        }
+        // A function taking or returning a type whose values run user
+        // functions (a domain's CHECK) runs them on each call.
+        for r in typed {
+            let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+            if let Some(e) = own.get_mut(&(col(0).to_string(), col(1).to_string())) {
+                e.calls.insert(format!("{}.{}", col(2), col(3)));
+            }
         }
         let mut done: HashMap<(String, String), Resolved> = HashMap::new();
         let keys: Vec<(String, String)> = own.keys().cloned().collect();
         for k in keys {
-            let r = close(&own, &k, &mut Vec::new());
+            let r = close(&own, aliases, &k, &mut Vec::new());
             done.insert(k, r);
         }
         for ((schema, name), r) in done {
@@ -548,11 +656,15 @@ impl Snapshot {
         let mut add: Vec<(String, String, Resolved)> = Vec::new();
         for r in rows {
             let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
-            add.push((
-                col(0).to_string(),
-                col(1).to_string(),
-                self.function_or_unparsed(col(2), col(3)),
-            ));
+            let res = if col(2) == "pg_catalog" {
+                Resolved {
+                    classes: crate::classify::builtin_classes(col(2), col(3)),
+                    ..Resolved::default()
+                }
+            } else {
+                self.function_or_unparsed(col(2), col(3))
+            };
+            add.push((col(0).to_string(), col(1).to_string(), res));
         }
         for (name, schema, res) in add {
             self.functions.entry(name).or_default().push((schema, res));
@@ -567,7 +679,7 @@ impl Snapshot {
         classifier: &Classifier,
         attached: &query::Rows,
         rules: &query::Rows,
-        inherits: &query::Rows,
+        reach: &query::Rows,
     ) {
         let col = |r: &Vec<Option<String>>, i: usize| {
             r.get(i)
@@ -600,20 +712,29 @@ impl Snapshot {
                 res.classes = res.classes.union(f.classes);
                 res.tables.extend(f.tables);
             }
+            self.absorb_optional(&placed.optional, &mut res);
             self.on_write
                 .entry(col(r, 1))
                 .or_default()
                 .push((col(r, 0), res));
         }
-        for r in inherits {
+        for r in reach {
             let res = Resolved {
                 classes: ClassSet::EMPTY,
                 tables: std::iter::once(col(r, 2)).collect(),
             };
-            self.relations
-                .entry(col(r, 1))
-                .or_default()
-                .push((col(r, 0), res));
+            let map = match col(r, 3).as_str() {
+                "i" => {
+                    self.relations
+                        .entry(col(r, 1))
+                        .or_default()
+                        .push((col(r, 0), res.clone()));
+                    &mut self.children
+                }
+                "d" => &mut self.on_delete,
+                _ => &mut self.on_update,
+            };
+            map.entry(col(r, 1)).or_default().push((col(r, 0), res));
         }
     }
 
@@ -637,6 +758,7 @@ impl Snapshot {
                     None => res.classes.insert(Class::Unparsed),
                 }
             }
+            self.absorb_optional(&placed.optional, &mut res);
             self.relations
                 .entry(col(1).to_string())
                 .or_default()
@@ -673,6 +795,17 @@ impl Snapshot {
         }
     }
 
+    /// What the operators, casts and built-in names `placed` uses run,
+    /// where a user object stands behind them.
+    fn absorb_optional(&self, optional: &BTreeSet<String>, res: &mut Resolved) {
+        for o in optional {
+            if let Some(f) = self.lookup(o) {
+                res.classes = res.classes.union(f.classes);
+                res.tables.extend(f.tables);
+            }
+        }
+    }
+
     /// A view or materialized view, by the table name the classifier wrote.
     fn view(&self, t: &str) -> Option<Resolved> {
         find(&self.relations, t)
@@ -682,6 +815,108 @@ impl Snapshot {
     fn lookup(&self, f: &str) -> Option<Resolved> {
         find(&self.functions, f)
     }
+}
+
+/// Most tables one change is followed to; past it, `unparsed`.
+const MAX_REACHED: usize = 1000;
+
+fn changes(c: ClassSet) -> bool {
+    c.contains(Class::Write) || c.contains(Class::Destructive) || c.contains(Class::Ddl)
+}
+
+/// What a statement may do to its own tables' rows, for which foreign
+/// keys act: anything not known to be a plain INSERT, UPDATE or DELETE
+/// (MERGE, an upsert, a CTE, a function's body) may delete and update.
+#[derive(Clone, Copy)]
+struct Change {
+    deletes: bool,
+    updates: bool,
+}
+
+impl Change {
+    const ANY: Change = Change {
+        deletes: true,
+        updates: true,
+    };
+
+    fn of(s: &crate::classify::StatementInfo) -> Change {
+        match s.command.as_str() {
+            "INSERT" if !s.changes_rows => Change {
+                deletes: false,
+                updates: false,
+            },
+            "UPDATE" => Change {
+                deletes: false,
+                updates: true,
+            },
+            "DELETE" => Change {
+                deletes: true,
+                updates: false,
+            },
+            _ => Change::ANY,
+        }
+    }
+}
+
+/// What a change sets off, followed from table to table: each table's
+/// defaults, checks, triggers and rules (`on_write`), the tables its
+/// changes change (children; referencing tables whose foreign keys act on
+/// a delete or update, as far as `change` says for the statement's `own`
+/// tables, always further on), a view's tables (an updatable view changes
+/// its base), and the tables the functions set off touch, in turn. Every
+/// table reached is one the statement may change, so table rules apply to
+/// it. Over-approximates on purpose (a table only read in the statement is
+/// followed too): never less than what runs.
+fn on_write_closure(
+    snap: &Snapshot,
+    own: &[String],
+    tables: &BTreeSet<String>,
+    change: Change,
+) -> (ClassSet, BTreeSet<String>) {
+    let mut classes = ClassSet::EMPTY;
+    let mut out = BTreeSet::new();
+    let mut queue: Vec<(String, Change)> = tables
+        .iter()
+        .map(|t| {
+            let c = if own.contains(t) { change } else { Change::ANY };
+            (t.clone(), c)
+        })
+        .collect();
+    let mut seen: HashSet<(String, bool, bool)> = HashSet::new();
+    while let Some((t, c)) = queue.pop() {
+        if !seen.insert((t.clone(), c.deletes, c.updates)) {
+            continue;
+        }
+        if seen.len() > MAX_REACHED {
+            classes.insert(Class::Unparsed);
+            break;
+        }
+        let fks = [
+            c.deletes.then(|| find(&snap.on_delete, &t)).flatten(),
+            c.updates.then(|| find(&snap.on_update, &t)).flatten(),
+        ];
+        let [on_delete, on_update] = fks;
+        // Children and a view's tables change as the table does; what
+        // triggers and rules touch, and what cascades reach, may change
+        // in any way.
+        let same = [find(&snap.children, &t), snap.view(&t)];
+        let any = [on_delete, on_update, find(&snap.on_write, &t)];
+        for (r, next) in any
+            .into_iter()
+            .map(|r| (r, Change::ANY))
+            .chain(same.into_iter().map(|r| (r, c)))
+        {
+            let Some(r) = r else { continue };
+            classes = classes.union(r.classes);
+            for x in r.tables {
+                queue.push((x.clone(), next));
+                if !tables.contains(&x) {
+                    out.insert(x);
+                }
+            }
+        }
+    }
+    (classes, out)
 }
 
 /// `name` of `name` or `schema.name`.
@@ -741,6 +976,7 @@ pub fn keeps_reading(s: &crate::classify::StatementInfo) -> bool {
 /// function not in the catalog is `unparsed`.
 fn close(
     own: &HashMap<(String, String), body::Placed>,
+    aliases: &Aliases,
     k: &(String, String),
     path: &mut Vec<(String, String)>,
 ) -> Resolved {
@@ -771,7 +1007,31 @@ fn close(
             r.classes.insert(Class::Unparsed);
         }
         for t in targets {
-            let sub = close(own, t, path);
+            let sub = close(own, aliases, t, path);
+            r.classes = r.classes.union(sub.classes);
+            r.tables.extend(sub.tables);
+        }
+    }
+    // Operators, casts and built-in names a user object may stand behind:
+    // what they run if there is one, nothing otherwise.
+    for o in &p.optional {
+        let targets: Vec<(String, String)> = match aliases.get(o) {
+            Some(fns) => fns.clone(),
+            None => own
+                .keys()
+                .filter(|(s, n)| n == o && s != "pg_catalog")
+                .cloned()
+                .collect(),
+        };
+        for (schema, name) in targets {
+            let sub = if schema == "pg_catalog" {
+                Resolved {
+                    classes: crate::classify::builtin_classes(&schema, &name),
+                    ..Resolved::default()
+                }
+            } else {
+                close(own, aliases, &(schema, name), path)
+            };
             r.classes = r.classes.union(sub.classes);
             r.tables.extend(sub.tables);
         }
@@ -779,6 +1039,10 @@ fn close(
     path.pop();
     r
 }
+
+/// Operator and cast names as the classifier records them (`operator
+/// ===`, `type t`) → the (schema, name) of each function they may run.
+type Aliases = HashMap<String, Vec<(String, String)>>;
 
 fn role_warnings(rows: &query::Rows) -> Vec<String> {
     let Some(r) = rows.first() else {
@@ -824,8 +1088,84 @@ mod tests {
         s.build(
             &Classifier::new(Dialect::Postgres, ClassifierOptions::default()),
             &rows.to_vec(),
+            &Vec::new(),
+            &HashMap::new(),
         );
         s
+    }
+
+    #[test]
+    fn operators_in_bodies_and_cascades_are_followed() {
+        let mut s = Snapshot {
+            loaded: Some(Instant::now()),
+            ..Default::default()
+        };
+        let rows = vec![
+            row(&[
+                "public",
+                "purge",
+                "sql",
+                "DELETE FROM audit_me",
+                "",
+                "f",
+                "",
+                "",
+            ]),
+            row(&[
+                "public",
+                "uses_op",
+                "sql",
+                "SELECT 1 === 2",
+                "",
+                "f",
+                "",
+                "",
+            ]),
+        ];
+        let aliases: Aliases = HashMap::from([(
+            "operator ===".into(),
+            vec![("public".into(), "purge".into())],
+        )]);
+        s.build(
+            &Classifier::new(Dialect::Postgres, ClassifierOptions::default()),
+            &rows,
+            &Vec::new(),
+            &aliases,
+        );
+        let f = s.lookup("uses_op").expect("placed");
+        assert!(f.classes.contains(Class::Destructive), "{f:?}");
+        // A delete of `customers` cascades into `orders`, whose trigger runs `purge`.
+        s.on_delete.insert(
+            "customers".into(),
+            vec![(
+                "public".into(),
+                Resolved {
+                    tables: ["public.orders".to_string()].into(),
+                    ..Resolved::default()
+                },
+            )],
+        );
+        s.on_write.insert(
+            "orders".into(),
+            vec![("public".into(), s.lookup("purge").unwrap())],
+        );
+        let own = vec!["customers".to_string()];
+        let tables: BTreeSet<String> = own.iter().cloned().collect();
+        let delete = Change {
+            deletes: true,
+            updates: false,
+        };
+        let (c, t) = on_write_closure(&s, &own, &tables, delete);
+        assert!(
+            c.contains(Class::Destructive) && t.contains("public.orders"),
+            "{c:?} {t:?}"
+        );
+        let insert = Change {
+            deletes: false,
+            updates: false,
+        };
+        let (c, t) = on_write_closure(&s, &own, &tables, insert);
+        assert!(c.is_empty() && t.is_empty(), "{c:?} {t:?}");
     }
 
     #[test]

@@ -67,6 +67,12 @@ pub(super) fn fast_key(sql: &str) -> Option<String> {
     lex::fast_key(sql)
 }
 
+/// What a call of the built-in `schema.name` does (`unparsed` for one
+/// nobody reviewed), for the catalog's operators and casts over built-ins.
+pub fn builtin_classes(schema: &str, name: &str) -> ClassSet {
+    builtins::call(schema, name).0
+}
+
 /// The scanned key, when it can stand for the string in the cache.
 pub(super) fn scanned_key(sql: &str) -> Option<String> {
     lex::scan_key(sql)
@@ -203,6 +209,11 @@ fn analyse(sql: &str, lexed: &Lexed, mode: Mode, grammar: i32) -> Option<Analysi
             for f in placed.calls {
                 if !w.functions.contains(&f) {
                     w.functions.push(f);
+                }
+            }
+            for b in placed.optional {
+                if !w.builtins.contains(&b) {
+                    w.builtins.push(b);
                 }
             }
         }

@@ -17,8 +17,8 @@
 use super::super::types::{Class, ClassSet};
 use super::{builtins, settings};
 use pg_query::protobuf::{
-    AlterTableType, BoolExprType, CmdType, NullTestType, ObjectType, TransactionStmtKind,
-    VariableSetKind,
+    AlterTableType, BoolExprType, CmdType, NullTestType, ObjectType, SubLinkType,
+    TransactionStmtKind, VariableSetKind,
 };
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -340,6 +340,14 @@ impl Walk {
             | "AlterTableMoveAllStmt"
             | "ReplicaIdentityStmt" => {
                 self.add(&[Ddl]);
+                self.named_functions(n);
+                if ty == "CreateConversionStmt" {
+                    let parts: Vec<&str> = strings(list(n, "func_name"))
+                        .into_iter()
+                        .map(identifier)
+                        .collect();
+                    self.call_named(&parts);
+                }
                 self.children(n);
             }
             "DiscardStmt" | "ListenStmt" | "UnlistenStmt" | "NotifyStmt" | "DeallocateStmt"
@@ -449,8 +457,49 @@ impl Walk {
                     });
                 } else if let [op] = parts.as_slice() {
                     // A user's operator of that name runs its function: the
-                    // catalog places it (as `operator <name>`).
+                    // catalog places it (as `operator <name>`). BETWEEN is
+                    // comparisons by the operators it stands for.
+                    if op.contains("BETWEEN") {
+                        for cmp in [">=", "<=", "<", ">"] {
+                            self.shadowable(format!("operator {cmp}"));
+                        }
+                    } else {
+                        self.shadowable(format!("operator {op}"));
+                    }
+                }
+                self.children(n);
+            }
+            // Operators used without an AExpr: a subquery comparison
+            // (`x op ANY (SELECT …)`, `IN (SELECT …)`), `ORDER BY … USING`,
+            // and the implicit `=` of `JOIN … USING`, `NATURAL JOIN` and a
+            // simple CASE.
+            "SubLink" | "SortBy" => {
+                let key = if ty == "SubLink" {
+                    "oper_name"
+                } else {
+                    "use_op"
+                };
+                if let Some(op) = strings(list(n, key)).last() {
                     self.shadowable(format!("operator {op}"));
+                }
+                if ty == "SubLink"
+                    && int(n, "sub_link_type") == SubLinkType::AnySublink as i64
+                    && list(n, key).is_empty()
+                {
+                    // ANY_SUBLINK without a name: `IN (SELECT …)`.
+                    self.shadowable("operator =".into());
+                }
+                self.children(n);
+            }
+            "JoinExpr" | "CaseExpr" => {
+                let implicit = if ty == "JoinExpr" {
+                    n.get("is_natural").and_then(Value::as_bool) == Some(true)
+                        || !list(n, "using_clause").is_empty()
+                } else {
+                    n.get("arg").is_some_and(|a| !a.is_null())
+                };
+                if implicit {
+                    self.shadowable("operator =".into());
                 }
                 self.children(n);
             }
@@ -635,13 +684,25 @@ impl Walk {
             .into_iter()
             .map(identifier)
             .collect();
-        self.dotted(&parts);
         let (schema, name) = schema_and_name(&parts);
-        let (c, unknown) = builtins::call(schema, name);
         if let Some(i) = builtins::query_argument(schema, name, list(n, "args").len()) {
+            self.dotted(&parts);
             self.embedded_query(list(n, "args").get(i));
             return self.children(n);
         }
+        self.call_named(&parts);
+        if name == "set_config" && (schema.is_empty() || schema == "pg_catalog") {
+            self.set_config(list(n, "args"));
+        }
+        self.children(n);
+    }
+
+    /// A call of the function named `parts`: a reviewed built-in's classes,
+    /// or a function for the catalog to place.
+    fn call_named(&mut self, parts: &[&str]) {
+        self.dotted(parts);
+        let (schema, name) = schema_and_name(parts);
+        let (c, unknown) = builtins::call(schema, name);
         if !unknown && c.contains(Unparsed) {
             // SQL or a table named by a string: approved as written only.
             self.code = true;
@@ -658,10 +719,77 @@ impl Walk {
                 self.builtins.push(name.to_string());
             }
         }
-        if name == "set_config" && (schema.is_empty() || schema == "pg_catalog") {
-            self.set_config(list(n, "args"));
+    }
+
+    /// Functions a definition names for the server to call later (an
+    /// operator's or aggregate's functions, a cast's, an operator class's
+    /// support functions, a type's I/O functions, a conversion's): each
+    /// counts as called, so `CREATE OPERATOR … (FUNCTION = pg_read_file)`
+    /// is what a call of `pg_read_file` is.
+    fn named_functions(&mut self, v: &Value) {
+        const FUNCTION_OPTIONS: &[&str] = &[
+            "function",
+            "procedure",
+            "sfunc",
+            "finalfunc",
+            "combinefunc",
+            "serialfunc",
+            "deserialfunc",
+            "msfunc",
+            "minvfunc",
+            "mfinalfunc",
+            "restrict",
+            "join",
+            "input",
+            "output",
+            "receive",
+            "send",
+            "typmod_in",
+            "typmod_out",
+            "analyze",
+            "subscript",
+            "canonical",
+            "subtype_diff",
+        ];
+        match v {
+            Value::Object(m) => {
+                // A function named with its arguments (`ObjectWithArgs`, as
+                // a node or a typed field): a cast's function, an operator
+                // class's support function (not its operators, item type 1),
+                // a transform's; an operator's own name is not a function.
+                if m.contains_key("objname") && m.contains_key("objargs") {
+                    let parts: Vec<&str> = strings(list(v, "objname"))
+                        .into_iter()
+                        .map(identifier)
+                        .collect();
+                    if !parts.is_empty() {
+                        self.call_named(&parts);
+                    }
+                }
+                if m.get("itemtype").and_then(Value::as_i64) == Some(1) {
+                    return;
+                }
+                if let Some(d) = m.get("DefElem") {
+                    let opt = str_of(d, "defname");
+                    let names = d.pointer("/arg/node/TypeName/names");
+                    if let (true, Some(Value::Array(names))) =
+                        (FUNCTION_OPTIONS.contains(&opt), names)
+                    {
+                        let parts: Vec<&str> = strings(names).into_iter().map(identifier).collect();
+                        if !parts.is_empty() {
+                            self.call_named(&parts);
+                        }
+                    }
+                }
+                for (k, x) in m {
+                    if k != "opername" {
+                        self.named_functions(x);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| self.named_functions(x)),
+            _ => {}
         }
-        self.children(n);
     }
 
     /// A function that runs the SQL in its argument (`query_to_xml`,
