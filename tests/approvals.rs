@@ -1361,3 +1361,84 @@ async fn a_bind_after_a_redefinition_in_its_batch_waits_for_it() {
     let body = env.direct("SELECT prosrc FROM pg_proc WHERE proname = 'tally'");
     assert!(!body.contains("DELETE"), "{body}");
 }
+
+/// Fourth review, findings 8 and 9. An event trigger's function runs on
+/// the agent's DDL: the approver is shown what it does. A table created
+/// with a user function in a default, in an open block, is not known to
+/// the catalog until COMMIT: a write to it in that block is not taken for
+/// a plain write (judged on the server after COMMIT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_triggers_and_tables_made_in_a_block_are_placed() {
+    let env = Env::new("evt_block");
+    env.direct(
+        "CREATE FUNCTION purge_evt() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN DELETE FROM items; END$$;
+         CREATE EVENT TRIGGER purge_on_index ON ddl_command_end WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION purge_evt();
+         CREATE FUNCTION purge_def() RETURNS int LANGUAGE plpgsql AS $$BEGIN DELETE FROM items; RETURN 1; END$$;
+         GRANT CREATE ON SCHEMA public TO svc;",
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await; // catalog refresh
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move {
+        let r = c.batch_execute("CREATE INDEX ON items (name)").await;
+        (c, r)
+    });
+    // Refused (the trigger function can't be read), or held showing what
+    // it does; never a plain `ddl`.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !agent.is_finished() {
+        assert!(Instant::now() < deadline, "still held");
+        let (_, v) = env
+            .api("GET", "/v1/approvals", "tok-alice", serde_json::Value::Null)
+            .await;
+        for r in v["approvals"].as_array().cloned().unwrap_or_default() {
+            let classes = r["statements"][0]["classes"].to_string();
+            assert!(
+                classes.contains("destructive") || classes.contains("unparsed"),
+                "{r}"
+            );
+            env.vote(r["id"].as_str().unwrap(), "deny", "tok-alice")
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (c, r) = agent.await.unwrap();
+    assert!(r.is_err());
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+
+    env.direct("DROP EVENT TRIGGER purge_on_index");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    c.batch_execute("BEGIN").await.unwrap();
+    let agent = tokio::spawn(async move {
+        let made = c
+            .batch_execute("CREATE TABLE newt (id int, flag int DEFAULT purge_def())")
+            .await;
+        let ins = c.batch_execute("INSERT INTO newt (id) VALUES (1)").await;
+        let end = c.batch_execute("COMMIT").await;
+        (made, ins, end)
+    });
+    // Approve the CREATE TABLE (each of its rules); refuse nothing else.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !agent.is_finished() {
+        assert!(Instant::now() < deadline, "still held");
+        let (_, v) = env
+            .api("GET", "/v1/approvals", "tok-alice", serde_json::Value::Null)
+            .await;
+        for r in v["approvals"].as_array().cloned().unwrap_or_default() {
+            let id = r["id"].as_str().unwrap();
+            let verb = if r.to_string().contains("CREATE TABLE")
+                || r.to_string().contains("create table")
+            {
+                "approve"
+            } else {
+                "deny"
+            };
+            env.vote(id, verb, "tok-alice").await;
+            env.vote(id, verb, "tok-bob").await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (made, ins, _end) = agent.await.unwrap();
+    assert!(made.is_ok(), "{made:?}");
+    assert!(ins.is_err(), "the INSERT ran as a plain write");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+}

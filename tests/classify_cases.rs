@@ -204,6 +204,8 @@ const CASES: &[(Dialect, &str, &str, &str)] = &[
     (PG, "CREATE VIEW v AS SELECT * FROM t", "ddl", "t,v"),
     (PG, "ALTER TABLE t ADD COLUMN c int", "ddl", "t"),
     (PG, "ALTER TABLE t RENAME TO u", "ddl", "t"),
+    (PG, "ALTER SCHEMA hr RENAME TO hr_archive", "ddl,privilege", ""),
+    (PG, "CREATE OPERATOR ## (RIGHTARG = text, FUNCTION = pg_read_file)", "ddl,server_access", ""),
     (PG, "COMMENT ON TABLE t IS 'x'", "ddl", "*"),
     (PG, "CREATE SCHEMA s", "ddl", ""),
     (PG, "CREATE SEQUENCE seq", "ddl", "*"),

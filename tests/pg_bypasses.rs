@@ -774,3 +774,61 @@ async fn operators_and_casts_behind_code_and_syntax_are_placed() {
     // for the user's `>=`(int, text), which fails closed.)
     assert_eq!(run(&c, "SELECT 1 < 2").await.unwrap(), "t");
 }
+
+/// Fourth review: an index expression runs on every row written (finding
+/// 3); a Parse's parameter given a domain's type runs its CHECK when Bind
+/// converts the value (t_ptype). Judged on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_expressions_and_parameter_types_are_placed() {
+    let env = Env::new("byp_idx");
+    env.direct(
+        "CREATE FUNCTION purge_v() RETURNS int LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN 1; END$$;
+         CREATE FUNCTION purge_all(a int, b int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN true; END$$;
+         CREATE FUNCTION norm(t text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM purge_v(); RETURN lower(t); END$$;
+         CREATE TABLE idx_t(v text);
+         CREATE INDEX ON idx_t (norm(v));
+         CREATE TABLE pidx_t(v text);
+         CREATE INDEX ON pidx_t (v) WHERE norm(v) = 'x';
+         CREATE DOMAIN checked_int AS int CHECK (purge_all(VALUE, VALUE));",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    for sql in [
+        "INSERT INTO idx_t VALUES ('X')",
+        "INSERT INTO pidx_t VALUES ('X')",
+    ] {
+        let r = run(&c, sql).await;
+        assert!(r.is_err(), "{sql}: {r:?}");
+        assert_eq!(env.rows_left(), "5", "{sql}");
+    }
+    let oid: u32 = env
+        .direct("SELECT 'checked_int'::regtype::oid")
+        .parse()
+        .unwrap();
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    let mut b = Vec::new();
+    for m in [
+        wire::parse_typed("", "SELECT $1", &[oid]),
+        wire::bind_text("", "", &["7"]),
+        wire::execute(""),
+        wire::sync(),
+    ] {
+        b.extend_from_slice(&m);
+    }
+    w.send(&b);
+    let msgs = w.until_ready();
+    assert!(msgs.iter().any(|m| m.tag == 'E'), "{msgs:?}");
+    assert_eq!(env.rows_left(), "5");
+    // A parameter of a built-in type stays a plain read.
+    let mut b = Vec::new();
+    for m in [
+        wire::parse_typed("", "SELECT $1", &[23]),
+        wire::bind_text("", "", &["7"]),
+        wire::execute(""),
+        wire::sync(),
+    ] {
+        b.extend_from_slice(&m);
+    }
+    w.send(&b);
+    assert_eq!(wire::tags(&w.until_ready()), "1 2 D C Z");
+}

@@ -97,20 +97,61 @@ pub fn place_with(c: Embedded<'_>, language: &str, src: &str, definition: Option
             None => Placed::unparsed(),
         },
         "plpgsql" => match definition.filter(|d| d.len() <= MAX_BODY) {
-            Some(d) => plpgsql(c, d),
+            Some(d) => plpgsql(c, d, src),
             None => Placed::unparsed(),
         },
         _ => Placed::unparsed(),
     }
 }
 
-fn plpgsql(c: Embedded<'_>, definition: &str) -> Placed {
-    let Ok(tree) = pg_query::parse_plpgsql(definition) else {
+fn plpgsql(c: Embedded<'_>, definition: &str, src: &str) -> Placed {
+    // Only the malformed output is read again; a definition PL/pgSQL
+    // rejects stays unparsed.
+    let tree = match pg_query::parse_plpgsql(definition) {
+        Ok(t) => Some(t),
+        Err(pg_query::Error::InvalidJson(_)) => trigger_body(src),
+        Err(_) => None,
+    };
+    let Some(tree) = tree else {
         return Placed::unparsed();
     };
     let mut p = Placed::default();
     walk(c, &tree, &mut p);
     p
+}
+
+/// A trigger or event trigger function's body, read as the body of a plain
+/// function that declares the variables PL/pgSQL gives triggers.
+///
+/// Written here because pg_query 18.1's PL/pgSQL output is not valid JSON
+/// for trigger functions (libpg_query issue 337, fix pending in pull
+/// request 355): without this every table with a PL/pgSQL trigger would be
+/// `unparsed` to write. The body is kept verbatim as the one statement of
+/// an outer block (a block is a statement), so its statements and
+/// expressions are the same, in the same parse modes; a body holding the
+/// wrapper's dollar-quote tag is not read.
+fn trigger_body(src: &str) -> Option<Value> {
+    const TAG: &str = "$sqlgate_trigger_body$";
+    if src.trim().is_empty() || src.contains(TAG) || src.len() > MAX_BODY {
+        return None;
+    }
+    let vars = "new record; old record; tg_name name; tg_when text; tg_level text; \
+        tg_op text; tg_relid oid; tg_relname name; tg_table_name name; \
+        tg_table_schema name; tg_nargs int; tg_argv text[]; tg_event text; tg_tag text;";
+    let trimmed = src.trim_end().trim_end_matches(';');
+    // A trigger returns a row (or NULL); an event trigger returns nothing.
+    // The inner block needs its `;`, unless a comment after it hides one.
+    for ret in ["record", "void"] {
+        for body in [format!("{trimmed}\n;"), format!("{src}\n")] {
+            let def = format!(
+                "CREATE FUNCTION sqlgate_trigger_body() RETURNS {ret} LANGUAGE plpgsql AS {TAG} DECLARE {vars} BEGIN\n{body} END {TAG}"
+            );
+            if let Ok(tree) = pg_query::parse_plpgsql(&def) {
+                return Some(tree);
+            }
+        }
+    }
+    None
 }
 
 fn walk(c: Embedded<'_>, v: &Value, p: &mut Placed) {
@@ -194,6 +235,33 @@ mod tests {
         assert!(place(&c(), "plpgsql", "", Some(&d))
             .classes
             .contains(Class::ServerAccess));
+    }
+
+    #[test]
+    fn trigger_bodies_are_read() {
+        let c = Classifier::new(Dialect::Postgres, ClassifierOptions::default());
+        for (ret, src) in [
+            (
+                "trigger",
+                "BEGIN NEW.x := 1; DELETE FROM audit_me; RETURN NEW; END;",
+            ),
+            (
+                "trigger",
+                "<<b>> BEGIN DELETE FROM audit_me; RETURN NULL; END b",
+            ),
+            ("event_trigger", "BEGIN DELETE FROM audit_me; END; -- done"),
+        ] {
+            let def = format!("CREATE FUNCTION t() RETURNS {ret} LANGUAGE plpgsql AS $$ {src} $$");
+            let p = place(&c, "plpgsql", src, Some(&def));
+            assert!(p.classes.contains(Class::Destructive), "{src}: {p:?}");
+            assert!(!p.classes.contains(Class::Unparsed), "{src}: {p:?}");
+            assert!(p.tables.contains("audit_me"), "{src}: {p:?}");
+        }
+        let harmless = "BEGIN NEW.updated_at := now(); RETURN NEW; END";
+        let def =
+            format!("CREATE FUNCTION t() RETURNS trigger LANGUAGE plpgsql AS $$ {harmless} $$");
+        let p = place(&c, "plpgsql", harmless, Some(&def));
+        assert!(!p.classes.contains(Class::Unparsed), "{p:?}");
     }
 
     #[test]

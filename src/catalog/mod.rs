@@ -72,6 +72,11 @@ pub struct Snapshot {
     children: HashMap<String, Vec<(String, Resolved)>>,
     on_delete: HashMap<String, Vec<(String, Resolved)>>,
     on_update: HashMap<String, Vec<(String, Resolved)>>,
+    /// Types whose values run user code (a domain's CHECK), by OID: what
+    /// a parameter of that type runs when Bind converts it.
+    param_types: HashMap<u32, Resolved>,
+    /// What the event triggers run on DDL, if there are any.
+    on_ddl: Option<Resolved>,
     /// Warnings about the upstream login's rights.
     warnings: Vec<String>,
 }
@@ -86,6 +91,8 @@ impl Snapshot {
             && self.children == other.children
             && self.on_delete == other.on_delete
             && self.on_update == other.on_update
+            && self.on_ddl == other.on_ddl
+            && self.param_types == other.param_types
     }
 }
 
@@ -158,6 +165,29 @@ impl Catalog {
         }
     }
 
+    /// What converting Bind parameters of the types `oids` (a Parse's
+    /// parameter types) runs: `None` when no type is a user type (OIDs
+    /// from 16384 up); `unparsed` when the snapshot is not current.
+    pub fn param_type_effects(&self, oids: &[u32]) -> Option<(ClassSet, Vec<String>)> {
+        const FIRST_USER_OID: u32 = 16384;
+        if !oids.iter().any(|&o| o >= FIRST_USER_OID) {
+            return None;
+        }
+        let snap = self.current();
+        let fresh = snap.generation == self.ddl.load(Ordering::Acquire)
+            && snap.loaded.is_some_and(|t| t.elapsed() < MAX_AGE);
+        if !fresh {
+            return Some((ClassSet::of(&[Class::Unparsed]), Vec::new()));
+        }
+        let mut classes = ClassSet::EMPTY;
+        let mut tables = BTreeSet::new();
+        for r in oids.iter().filter_map(|o| snap.param_types.get(o)) {
+            classes = classes.union(r.classes);
+            tables.extend(r.tables.iter().cloned());
+        }
+        (!classes.is_empty() || !tables.is_empty()).then(|| (classes, tables.into_iter().collect()))
+    }
+
     /// Warnings about the upstream login (for the log and `/healthz`).
     pub fn warnings(&self) -> Vec<String> {
         self.current().warnings.clone()
@@ -185,7 +215,7 @@ impl Catalog {
         let unplaceable = if fresh {
             a.statements
                 .iter()
-                .position(|s| s.classes.contains(Class::Ddl) && !keeps_reading(s))
+                .position(|s| s.classes.contains(Class::Ddl) && !keeps_reading_with(s, Some(&snap)))
                 .map_or(usize::MAX, |i| i + 1)
         } else {
             0
@@ -224,15 +254,17 @@ impl Catalog {
     fn resolve_current(&self, snap: &Snapshot, a: Arc<Analysis>, until: usize) -> Arc<Analysis> {
         // The common case costs a few hash look-ups and no allocation.
         let work = a.statements.iter().take(until).any(|s| {
-            s.tables.iter().any(|t| {
-                snap.view(t).is_some()
-                    || snap.on_write.contains_key(base_name(t))
-                    || snap.children.contains_key(base_name(t))
-                    || snap.on_delete.contains_key(base_name(t))
-                    || snap.on_update.contains_key(base_name(t))
-            }) || s.pending.as_ref().is_some_and(|p| {
-                !p.functions.is_empty() || p.builtins.iter().any(|b| snap.lookup(b).is_some())
-            })
+            (snap.on_ddl.is_some() && s.classes.contains(Class::Ddl))
+                || s.tables.iter().any(|t| {
+                    snap.view(t).is_some()
+                        || snap.on_write.contains_key(base_name(t))
+                        || snap.children.contains_key(base_name(t))
+                        || snap.on_delete.contains_key(base_name(t))
+                        || snap.on_update.contains_key(base_name(t))
+                })
+                || s.pending.as_ref().is_some_and(|p| {
+                    !p.functions.is_empty() || p.builtins.iter().any(|b| snap.lookup(b).is_some())
+                })
         });
         if !work {
             return a;
@@ -279,6 +311,15 @@ impl Catalog {
                 }
             }
             s.classes = base.union(reached);
+            if let Some(d) = snap
+                .on_ddl
+                .as_ref()
+                .filter(|_| s.classes.contains(Class::Ddl))
+            {
+                // Event triggers run on this DDL.
+                s.classes = s.classes.union(d.classes);
+                tables.extend(d.tables.iter().cloned());
+            }
             if changes(s.classes) {
                 // What the change sets off on every table it reaches
                 // (`on_write_closure`).
@@ -397,7 +438,8 @@ const VIEWS_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_viewdef(c.oid)
 
 /// Functions that run on a relation's behalf: column defaults and
 /// generated columns, CHECK constraints (the table's; its columns' types'
-/// are in `TYPES_QUERY`), triggers, row-level security policies; `r` when a read sets
+/// are in `TYPES_QUERY`), triggers, index expressions and predicates
+/// (evaluated for every row written), row-level security policies; `r` when a read sets
 /// them off too (policies for SELECT or ALL), `w` when only a change does.
 /// Found through `pg_depend`, which records every function such an
 /// expression calls.
@@ -405,6 +447,7 @@ const ATTACHED_QUERY: &str = "SELECT rn.nspname, c.relname, pn.nspname, p.pronam
   FROM (SELECT 'pg_attrdef'::regclass AS cl, oid, adrelid AS rel, 'w' AS kind FROM pg_attrdef
         UNION ALL SELECT 'pg_constraint'::regclass, oid, conrelid, 'w' FROM pg_constraint WHERE conrelid <> 0
         UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid, 'w' FROM pg_trigger
+        UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid, 'w' FROM pg_index
         UNION ALL SELECT 'pg_policy'::regclass, oid, polrelid,
           CASE WHEN polcmd IN ('r', '*') THEN 'r' ELSE 'w' END FROM pg_policy) o
   JOIN pg_depend d ON d.classid = o.cl AND d.objid = o.oid AND d.refclassid = 'pg_proc'::regclass
@@ -421,6 +464,14 @@ const RULES_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_ruledef(r.oid)
   FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
   JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE r.ev_type <> '1' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  LIMIT 20001";
+
+/// Event triggers: their functions run on the DDL of any session
+/// (whatever tags they name: all DDL counts, fail closed).
+const EVENTS_QUERY: &str = "SELECT pn.nspname, p.proname, l.lanname FROM pg_event_trigger e
+  JOIN pg_proc p ON p.oid = e.evtfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  JOIN pg_language l ON l.oid = p.prolang
+  WHERE e.evtenabled <> 'D'
   LIMIT 20001";
 
 /// What reading or changing a table reaches: its inheritance and partition
@@ -473,15 +524,15 @@ const TYPES_QUERY: &str = "WITH RECURSIVE fns(ty, fn) AS (
     JOIN pg_proc p ON p.oid = up.fn JOIN pg_namespace pn ON pn.oid = p.pronamespace
     WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
   )
-  SELECT 't', 'type ' || t.typname, tn.nspname, u.fns, u.fnn FROM user_fns u
+  SELECT 't', 'type ' || t.typname, tn.nspname, u.fns, u.fnn, t.oid::text FROM user_fns u
   JOIN pg_type t ON t.oid = u.ty JOIN pg_namespace tn ON tn.oid = t.typnamespace
   UNION ALL
-  SELECT 'c', rn.nspname, c.relname, u.fns, u.fnn FROM user_fns u
+  SELECT 'c', rn.nspname, c.relname, u.fns, u.fnn, NULL FROM user_fns u
   JOIN pg_attribute a ON a.atttypid = u.ty AND a.attnum > 0 AND NOT a.attisdropped
   JOIN pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p', 'f', 'v')
   JOIN pg_namespace rn ON rn.oid = c.relnamespace
   UNION ALL
-  SELECT 'f', fn_.nspname, f.proname, u.fns, u.fnn FROM user_fns u
+  SELECT 'f', fn_.nspname, f.proname, u.fns, u.fnn, NULL FROM user_fns u
   JOIN pg_proc f ON f.prorettype = u.ty OR u.ty = ANY (f.proargtypes::oid[])
   JOIN pg_namespace fn_ ON fn_.oid = f.pronamespace
   LIMIT 20001";
@@ -526,15 +577,18 @@ impl Snapshot {
         let reach = query::simple(conn, REACH_QUERY).await?;
         let mut operators = query::simple(conn, OPERATORS_QUERY).await?;
         let types = query::simple(conn, TYPES_QUERY).await?;
+        let events = query::simple(conn, EVENTS_QUERY).await?;
         let mut s = Snapshot {
             generation,
             loaded: Some(Instant::now()),
             warnings: role_warnings(&role),
             ..Snapshot::default()
         };
-        if [&rows, &views, &attached, &rules, &reach, &operators, &types]
-            .iter()
-            .any(|r| r.len() > MAX_FUNCTIONS)
+        if [
+            &rows, &views, &attached, &rules, &reach, &operators, &types, &events,
+        ]
+        .iter()
+        .any(|r| r.len() > MAX_FUNCTIONS)
         {
             s.warnings.push(format!(
                 "more than {MAX_FUNCTIONS} user-defined functions or views: the catalog is not used"
@@ -546,10 +600,23 @@ impl Snapshot {
         // The types query's rows, each where its kind belongs.
         let mut attached = attached;
         let mut typed = Vec::new();
+        let mut type_oids: Vec<(u32, String, String)> = Vec::new();
         for mut r in types {
             let kind = r.remove(0);
+            let oid = r
+                .get(4)
+                .and_then(|v| v.as_deref())
+                .and_then(|o| o.parse().ok());
+            r.truncate(4);
             match kind.as_deref() {
-                Some("t") => operators.push(r),
+                Some("t") => {
+                    if let (Some(oid), Some(Some(fs)), Some(Some(fname))) =
+                        (oid, r.get(2), r.get(3))
+                    {
+                        type_oids.push((oid, fs.clone(), fname.clone()));
+                    }
+                    operators.push(r)
+                }
                 Some("c") => {
                     r.push(Some("w".into()));
                     attached.push(r);
@@ -570,7 +637,27 @@ impl Snapshot {
         }
         s.build(classifier, &rows, &typed, &aliases);
         s.build_operators(&operators);
+        for (oid, schema, name) in type_oids {
+            let f = s.function_or_unparsed(&schema, &name);
+            let e = s.param_types.entry(oid).or_default();
+            e.classes = e.classes.union(f.classes);
+            e.tables.extend(f.tables);
+        }
         s.build_attached(classifier, &attached, &rules, &reach);
+        for r in &events {
+            let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+            let f = if col(0) == "pg_catalog" || matches!(col(2), "c" | "internal") {
+                Resolved {
+                    classes: ClassSet::of(&[Class::Unparsed]),
+                    ..Resolved::default()
+                }
+            } else {
+                s.function_or_unparsed(col(0), col(1))
+            };
+            let d = s.on_ddl.get_or_insert_with(Resolved::default);
+            d.classes = d.classes.union(f.classes);
+            d.tables.extend(f.tables);
+        }
         s.build_views(classifier, &views);
         Ok(s)
     }
@@ -949,18 +1036,14 @@ fn find(map: &HashMap<String, Vec<(String, Resolved)>>, f: &str) -> Option<Resol
 /// no rename): reviewed statement kinds, by their leading command. Anything
 /// else makes the rest of its query string unplaceable.
 pub fn keeps_reading(s: &crate::classify::StatementInfo) -> bool {
+    keeps_reading_with(s, None)
+}
+
+/// [`keeps_reading`], with the snapshot to tell whether the types and
+/// operators a statement names stand for user code.
+fn keeps_reading_with(s: &crate::classify::StatementInfo, snap: Option<&Snapshot>) -> bool {
     const KINDS: &[&str] = &[
-        "TRUNCATE",
-        // A new table shadows no view the snapshot would miss (views are
-        // followed by name in every schema).
-        "CREATE TABLE",
-        "CREATE INDEX",
-        "CREATE UNIQUE",
-        "COMMENT",
-        "ANALYZE",
-        "VACUUM",
-        "REINDEX",
-        "CLUSTER",
+        "TRUNCATE", "COMMENT", "ANALYZE", "VACUUM", "REINDEX", "CLUSTER",
     ];
     let c = s.command.as_str();
     // A DROP only removes what the snapshot still expands (conservative).
@@ -968,6 +1051,20 @@ pub fn keeps_reading(s: &crate::classify::StatementInfo) -> bool {
         c.strip_prefix(k)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
     };
+    if is("CREATE TABLE") || is("CREATE INDEX") || is("CREATE UNIQUE") {
+        // A new table shadows no view the snapshot would miss (views are
+        // followed by name in every schema), but it changes what later
+        // writes to it run when it attaches code: a user function (in a
+        // default, CHECK, generated column or index expression), a column
+        // of a type with code behind it (a domain's CHECK), or another
+        // table (LIKE, INHERITS, PARTITION OF, a foreign key to cascade).
+        let only_ddl = s.classes.iter().all(|c| c == Class::Ddl);
+        let code = s.pending.as_ref().is_some_and(|p| {
+            !p.functions.is_empty()
+                || snap.is_some_and(|snap| p.builtins.iter().any(|b| snap.lookup(b).is_some()))
+        });
+        return only_ddl && !code && s.tables.len() <= 1;
+    }
     c.starts_with("DROP ") || KINDS.iter().any(|k| is(k))
 }
 

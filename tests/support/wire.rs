@@ -151,6 +151,33 @@ pub fn parse(name: &str, sql: &str) -> BytesMut {
     b
 }
 
+/// A Parse giving parameter type OIDs.
+pub fn parse_typed(name: &str, sql: &str, types: &[u32]) -> BytesMut {
+    let mut b = BytesMut::new();
+    frontend::parse(name, sql, types.iter().copied(), &mut b).unwrap();
+    b
+}
+
+/// A Bind of text parameters.
+pub fn bind_text(portal: &str, stmt: &str, params: &[&str]) -> BytesMut {
+    let mut b = BytesMut::new();
+    frontend::bind(
+        portal,
+        stmt,
+        std::iter::empty::<i16>(),
+        params.iter(),
+        |p, buf| -> Result<postgres_protocol::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+            buf.extend_from_slice(p.as_bytes());
+            Ok(postgres_protocol::IsNull::No)
+        },
+        std::iter::empty::<i16>(),
+        &mut b,
+    )
+    .map_err(|_| ())
+    .unwrap();
+    b
+}
+
 pub fn bind(portal: &str, stmt: &str) -> BytesMut {
     let mut b = BytesMut::new();
     frontend::bind(

@@ -104,6 +104,15 @@ pub fn parse_message(frame: &[u8]) -> Result<(&[u8], &str), DecodeError> {
     Ok((name, text))
 }
 
+/// `Parse`: the parameter type OIDs it gives (0: unspecified).
+pub fn parse_param_types(frame: &[u8]) -> Result<Vec<u32>, DecodeError> {
+    let mut r = Reader::new(body(frame)?);
+    r.cstr()?;
+    r.cstr()?;
+    let n = r.i16()?.max(0);
+    (0..n).map(|_| r.i32().map(|o| o as u32)).collect()
+}
+
 /// `Bind`: portal name and statement name.
 pub fn bind_names(frame: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
     let mut r = Reader::new(body(frame)?);

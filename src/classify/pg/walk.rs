@@ -236,6 +236,14 @@ impl Walk {
                 if int(n, "rename_type") == ObjectType::ObjectRole as i64 {
                     self.add(&[Privilege]);
                 }
+                if int(n, "rename_type") == ObjectType::ObjectSchema as i64 {
+                    // Every table in it leaves the rules that name it by
+                    // schema (`hr.salaries`), without being named here.
+                    self.add(&[Privilege]);
+                    self.note(|| {
+                        "renaming a schema moves its tables out of rules that name them".into()
+                    });
+                }
                 self.children(n);
             }
             "GrantStmt" | "GrantRoleStmt" | "CreateRoleStmt" | "AlterRoleStmt"
@@ -500,6 +508,17 @@ impl Walk {
                 };
                 if implicit {
                     self.shadowable("operator =".into());
+                }
+                self.children(n);
+            }
+            "ColumnDef" => {
+                // A column of a type with code behind it (a domain's CHECK)
+                // runs it on every write: the catalog places it.
+                let names = strings(list(&n["type_name"], "names"));
+                if names.first() != Some(&"pg_catalog") {
+                    if let Some(t) = names.last() {
+                        self.shadowable(format!("type {t}"));
+                    }
                 }
                 self.children(n);
             }

@@ -186,12 +186,32 @@ impl ClientSide<'_> {
             return self.refuse_reserved("PARSE", name);
         }
         let generation = self.sess.catalog.as_ref().map_or(0, |c| c.generation());
-        let d = self.sess.engine.decide_in(
+        let mut d = self.sess.engine.decide_in(
             self.sess.catalog.as_deref(),
             &self.sess.identity,
             sql,
             self.shared.uncommitted_ddl.load(Ordering::Acquire),
         );
+        // Parameters given a user type (a domain with a CHECK) run its
+        // code when Bind converts them: the statement does what they do.
+        let types = frontend::parse_param_types(msg).unwrap_or_default();
+        if let Some(c) = &self.sess.catalog {
+            if let Some((classes, tables)) = c.param_type_effects(&types) {
+                let mut a = (*d.classified).clone();
+                for s in &mut a.statements {
+                    s.classes = s.classes.union(classes);
+                    s.tables.extend(tables.iter().cloned());
+                    s.tables.sort();
+                    s.tables.dedup();
+                }
+                d = self.sess.engine.decide_classified(
+                    Some(c),
+                    &self.sess.identity,
+                    Arc::new(a),
+                    self.shared.uncommitted_ddl.load(Ordering::Acquire),
+                );
+            }
+        }
         let sha = sha256_hex(sql);
         count(&d);
         self.note_names(&d.analysis);
