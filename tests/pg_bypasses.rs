@@ -364,6 +364,9 @@ async fn user_functions_are_decided_by_their_bodies() {
             }
         }
     }
+    // psql ran the statements one by one: a snapshot may have caught some
+    // of them only. Wait for one taken after all.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     for (sql, rule) in [
         ("SELECT wipe()", "destructive-needs-approval"),
         ("SELECT wrapper()", "destructive-needs-approval"),
@@ -831,4 +834,112 @@ async fn index_expressions_and_parameter_types_are_placed() {
     }
     w.send(&b);
     assert_eq!(wire::tags(&w.until_ready()), "1 2 D C Z");
+}
+
+/// Fifth review: literals converted to a column's domain-array type in a
+/// read, operator-class support functions of an index, OUT parameters of a
+/// domain type, a foreign key's cascade the row guard can't count, a
+/// function taking a cursor by name, `TRUNCATE … CASCADE` into the denied
+/// table, a default using a user operator, an implicit cast, other
+/// sessions' SQL in `pg_stat_activity`. Judged on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifth_review_paths_are_placed() {
+    let env = Env::new("byp_fifth");
+    env.direct(
+        "CREATE FUNCTION purge_all(a int, b int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN true; END$$;
+         CREATE DOMAIN checked_int AS int CHECK (purge_all(VALUE, VALUE));
+         CREATE TABLE t_arr(a checked_int[]);
+         CREATE FUNCTION cmp_purge(a int, b int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM purge_all(1, 1); RETURN btint4cmp(a, b); END$$;
+         CREATE OPERATOR CLASS purge_ops FOR TYPE int USING btree AS
+           OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 cmp_purge(int, int);
+         CREATE TABLE opc_t(id int);
+         CREATE INDEX ON opc_t (id purge_ops);
+         CREATE FUNCTION two_out(OUT x checked_int, OUT y int) LANGUAGE sql AS $$SELECT 1, 2$$;
+         CREATE TABLE branches(id int PRIMARY KEY);
+         INSERT INTO branches VALUES (1), (2);
+         CREATE TABLE staff(id int, branch int REFERENCES branches ON DELETE CASCADE);
+         INSERT INTO staff VALUES (1, 1);
+         CREATE FUNCTION drain(c refcursor) RETURNS int LANGUAGE plpgsql AS $$DECLARE r record; n int := 0; BEGIN LOOP FETCH c INTO r; EXIT WHEN NOT FOUND; n := n + 1; END LOOP; RETURN n; END$$;
+         CREATE TABLE parents(id int PRIMARY KEY);
+         INSERT INTO parents VALUES (1);
+         ALTER TABLE secrets ADD COLUMN parent int REFERENCES parents;
+         UPDATE secrets SET parent = 1;
+         CREATE OPERATOR !~~~ (LEFTARG = int, RIGHTARG = int, FUNCTION = purge_all);
+         CREATE TABLE def_op(id int, f bool DEFAULT (1 !~~~ 2));
+         CREATE TYPE mood AS ENUM ('a', 'b');
+         CREATE FUNCTION int_to_mood(i int) RETURNS mood LANGUAGE plpgsql AS $$BEGIN PERFORM purge_all(1, 1); RETURN 'a'; END$$;
+         CREATE CAST (int AS mood) WITH FUNCTION int_to_mood(int) AS ASSIGNMENT;
+         CREATE TABLE moods(m mood);",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    for sql in [
+        "SELECT count(*) FROM t_arr WHERE a = '{1}'",
+        "INSERT INTO opc_t VALUES (3)",
+        "SELECT * FROM two_out()",
+        "DELETE FROM branches WHERE id = 1",
+        "BEGIN; DECLARE cur CURSOR FOR SELECT 1; SELECT drain('cur'); COMMIT",
+        "INSERT INTO def_op(id) VALUES (1)",
+        "INSERT INTO moods VALUES (1)",
+        "SELECT query FROM pg_stat_activity",
+    ] {
+        let r = run(&c, sql).await;
+        assert!(r.is_err(), "{sql}: {r:?}");
+        assert_eq!(env.rows_left(), "5", "{sql}");
+    }
+    assert_eq!(env.direct("SELECT count(*) FROM staff"), "1");
+    let r = run(&c, "TRUNCATE parents CASCADE").await;
+    assert!(r.as_ref().is_err_and(|e| e.contains("no-secrets")), "{r:?}");
+    assert_eq!(env.direct("SELECT count(*) FROM secrets"), "1");
+    // A plain insert into a referenced table stays a write.
+    run(&c, "INSERT INTO branches VALUES (3)").await.unwrap();
+}
+
+/// Fifth review, findings 1 and 2 (extended protocol): a held statement
+/// sqlgate's grammar (a newer PostgreSQL's) cannot read is refused at Parse
+/// rather than sent as written; a Parse with a backslash after an Execute
+/// in the same batch is refused (what the Execute ran may have turned
+/// `standard_conforming_strings` off, reported only at Sync).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_or_misreadable_parses_are_refused() {
+    let env = Env::new("byp_parse");
+    env.direct(
+        "CREATE FUNCTION purge_all(a int, b int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN true; END$$;
+         CREATE DOMAIN checked_int AS int CHECK (purge_all(VALUE, VALUE));
+         CREATE TYPE comp AS (a checked_int);
+         CREATE TABLE canary(x int);",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    let mut b = Vec::new();
+    for m in [
+        wire::parse("s", "SELECT '(1)'::comp FROM (VALUES (1)) AS system_user"),
+        wire::sync(),
+    ] {
+        b.extend_from_slice(&m);
+    }
+    w.send(&b);
+    let msgs = w.until_ready();
+    assert_eq!(wire::tags(&msgs), "E Z", "{msgs:?}");
+    assert_eq!(env.rows_left(), "5");
+    let mut b = Vec::new();
+    for m in [
+        wire::parse("", "SELECT 1"),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::parse("", "SELECT 'a\\''; DROP TABLE canary; --'"),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::sync(),
+    ] {
+        b.extend_from_slice(&m);
+    }
+    w.send(&b);
+    let msgs = w.until_ready();
+    let e = msgs.iter().find(|m| m.tag == 'E').expect("refused");
+    assert_eq!(e.code(), "0A000", "{msgs:?}");
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_tables WHERE tablename = 'canary'"),
+        "1"
+    );
 }

@@ -72,6 +72,7 @@ pub struct Snapshot {
     children: HashMap<String, Vec<(String, Resolved)>>,
     on_delete: HashMap<String, Vec<(String, Resolved)>>,
     on_update: HashMap<String, Vec<(String, Resolved)>>,
+    on_truncate: HashMap<String, Vec<(String, Resolved)>>,
     /// Types whose values run user code (a domain's CHECK), by OID: what
     /// a parameter of that type runs when Bind converts it.
     param_types: HashMap<u32, Resolved>,
@@ -91,6 +92,7 @@ impl Snapshot {
             && self.children == other.children
             && self.on_delete == other.on_delete
             && self.on_update == other.on_update
+            && self.on_truncate == other.on_truncate
             && self.on_ddl == other.on_ddl
             && self.param_types == other.param_types
     }
@@ -261,6 +263,7 @@ impl Catalog {
                         || snap.children.contains_key(base_name(t))
                         || snap.on_delete.contains_key(base_name(t))
                         || snap.on_update.contains_key(base_name(t))
+                        || snap.on_truncate.contains_key(base_name(t))
                 })
                 || s.pending.as_ref().is_some_and(|p| {
                     !p.functions.is_empty() || p.builtins.iter().any(|b| snap.lookup(b).is_some())
@@ -422,7 +425,8 @@ const ROLE_QUERY: &str = "SELECT r.rolsuper::text, r.rolname,
 /// placing it needs: the SQL body, or PL/pgSQL's full definition.
 const FUNCTIONS_QUERY: &str = "SELECT n.nspname, p.proname, l.lanname, p.prosrc,
     CASE WHEN l.lanname = 'plpgsql' AND p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END,
-    p.prokind::text, array_to_string(p.proconfig, chr(10)), pg_get_expr(p.proargdefaults, 0)
+    p.prokind::text, array_to_string(p.proconfig, chr(10)), pg_get_expr(p.proargdefaults, 0),
+    ('refcursor'::regtype = ANY (coalesce(p.proallargtypes, p.proargtypes::oid[])))::text
   FROM pg_proc p
   JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
@@ -441,8 +445,8 @@ const VIEWS_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_viewdef(c.oid)
 /// are in `TYPES_QUERY`), triggers, index expressions and predicates
 /// (evaluated for every row written), row-level security policies; `r` when a read sets
 /// them off too (policies for SELECT or ALL), `w` when only a change does.
-/// Found through `pg_depend`, which records every function such an
-/// expression calls.
+/// Found through `pg_depend`, which records every function, operator and
+/// cast such an expression uses.
 const ATTACHED_QUERY: &str = "SELECT rn.nspname, c.relname, pn.nspname, p.proname, o.kind
   FROM (SELECT 'pg_attrdef'::regclass AS cl, oid, adrelid AS rel, 'w' AS kind FROM pg_attrdef
         UNION ALL SELECT 'pg_constraint'::regclass, oid, conrelid, 'w' FROM pg_constraint WHERE conrelid <> 0
@@ -450,8 +454,12 @@ const ATTACHED_QUERY: &str = "SELECT rn.nspname, c.relname, pn.nspname, p.pronam
         UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid, 'w' FROM pg_index
         UNION ALL SELECT 'pg_policy'::regclass, oid, polrelid,
           CASE WHEN polcmd IN ('r', '*') THEN 'r' ELSE 'w' END FROM pg_policy) o
-  JOIN pg_depend d ON d.classid = o.cl AND d.objid = o.oid AND d.refclassid = 'pg_proc'::regclass
-  JOIN pg_proc p ON p.oid = d.refobjid
+  JOIN pg_depend d ON d.classid = o.cl AND d.objid = o.oid
+  JOIN pg_proc p ON p.oid = CASE d.refclassid
+      WHEN 'pg_proc'::regclass THEN d.refobjid
+      WHEN 'pg_operator'::regclass THEN (SELECT oprcode FROM pg_operator WHERE oid = d.refobjid)
+      WHEN 'pg_cast'::regclass THEN (SELECT castfunc FROM pg_cast WHERE oid = d.refobjid)
+    END
   JOIN pg_namespace pn ON pn.oid = p.pronamespace
   JOIN pg_class c ON c.oid = o.rel
   JOIN pg_namespace rn ON rn.oid = c.relnamespace
@@ -478,7 +486,8 @@ const EVENTS_QUERY: &str = "SELECT pn.nspname, p.proname, l.lanname FROM pg_even
 /// children (`i`: reading or changing the parent reaches them), and the
 /// tables whose foreign keys act on its deletes (`d`) or key updates (`u`):
 /// `CASCADE`, `SET NULL`, `SET DEFAULT` change the referencing rows, which
-/// sets off that table's own defaults and triggers.
+/// sets off that table's own defaults and triggers; and every referencing
+/// table (`t`: `TRUNCATE … CASCADE` empties them whatever the key's action).
 const REACH_QUERY: &str = "SELECT pn.nspname, p.relname, cn.nspname || '.' || c.relname, 'i'
   FROM pg_inherits i
   JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
@@ -488,8 +497,10 @@ const REACH_QUERY: &str = "SELECT pn.nspname, p.relname, cn.nspname || '.' || c.
   FROM pg_constraint con
   JOIN pg_class r ON r.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
   JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
-  JOIN (VALUES ('d'), ('u')) k(kind)
-    ON (k.kind = 'd' AND con.confdeltype IN ('c', 'n', 'd')) OR (k.kind = 'u' AND con.confupdtype IN ('c', 'n', 'd'))
+  JOIN (VALUES ('d'), ('u'), ('t')) k(kind)
+    ON (k.kind = 'd' AND con.confdeltype IN ('c', 'n', 'd'))
+    OR (k.kind = 'u' AND con.confupdtype IN ('c', 'n', 'd'))
+    OR k.kind = 't'
   WHERE con.contype = 'f'
   LIMIT 20001";
 
@@ -498,10 +509,12 @@ const REACH_QUERY: &str = "SELECT pn.nspname, p.relname, cn.nspname || '.' || c.
 /// DEFAULT expressions (and a user base type's own support functions), and
 /// every type built on such a type however deep — a domain over it, its
 /// array, a composite (or table row type) with an attribute of it, a range
-/// or multirange over it. Rows: `t` (the name the classifier records for a
-/// cast, `type <name>`), `c` (a table with a column of such a type: its
-/// inserts and updates run them), `f` (a function taking or returning one:
-/// its calls convert to it).
+/// or multirange over it; also the functions of implicit and assignment
+/// casts to it, and of its operator classes (comparison, hashing). Rows:
+/// `t` (the name the classifier records for a cast, `type <name>`), `c` (a
+/// table with a column of such a type, or an index whose operator class
+/// runs user functions: reading and writing it run them), `f` (a function
+/// taking, returning or with an OUT parameter of one).
 const TYPES_QUERY: &str = "WITH RECURSIVE fns(ty, fn) AS (
     SELECT con.contypid, d.refobjid FROM pg_constraint con
     JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = con.oid AND d.refclassid = 'pg_proc'::regclass
@@ -509,6 +522,17 @@ const TYPES_QUERY: &str = "WITH RECURSIVE fns(ty, fn) AS (
     UNION ALL
     SELECT d.objid, d.refobjid FROM pg_depend d
     WHERE d.classid = 'pg_type'::regclass AND d.refclassid = 'pg_proc'::regclass
+    UNION ALL
+    -- Implicit and assignment casts to it run without a `::` in sight.
+    SELECT ca.casttarget, ca.castfunc FROM pg_cast ca
+    WHERE ca.castcontext IN ('i', 'a') AND ca.castfunc <> 0
+    UNION ALL
+    -- Its operator classes' support functions (btree comparison, hash):
+    -- sorting, grouping, DISTINCT, unique checks and indexes call them.
+    -- (Its default ones; another class runs only where an index names it.)
+    SELECT opc.opcintype, ap.amproc FROM pg_opclass opc
+    JOIN pg_amproc ap ON ap.amprocfamily = opc.opcfamily
+    WHERE opc.opcdefault
   ), edges(inner_t, outer_t) AS (
     SELECT typbasetype, oid FROM pg_type WHERE typtype = 'd'
     UNION ALL SELECT typelem, oid FROM pg_type WHERE typelem <> 0 AND typsubscript = 'array_subscript_handler'::regproc
@@ -532,8 +556,16 @@ const TYPES_QUERY: &str = "WITH RECURSIVE fns(ty, fn) AS (
   JOIN pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p', 'f', 'v')
   JOIN pg_namespace rn ON rn.oid = c.relnamespace
   UNION ALL
+  SELECT 'c', rn.nspname, c.relname, pn.nspname, p.proname, NULL FROM pg_index i
+  JOIN pg_opclass opc ON opc.oid = ANY (i.indclass::oid[])
+  JOIN pg_amproc ap ON ap.amprocfamily = opc.opcfamily
+  JOIN pg_proc p ON p.oid = ap.amproc JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace rn ON rn.oid = c.relnamespace
+  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
+  UNION ALL
   SELECT 'f', fn_.nspname, f.proname, u.fns, u.fnn, NULL FROM user_fns u
-  JOIN pg_proc f ON f.prorettype = u.ty OR u.ty = ANY (f.proargtypes::oid[])
+  JOIN pg_proc f ON f.prorettype = u.ty
+    OR u.ty = ANY (coalesce(f.proallargtypes, f.proargtypes::oid[]))
   JOIN pg_namespace fn_ ON fn_.oid = f.pronamespace
   LIMIT 20001";
 
@@ -618,7 +650,10 @@ impl Snapshot {
                     operators.push(r)
                 }
                 Some("c") => {
-                    r.push(Some("w".into()));
+                    // Reads too: a literal compared with such a column is
+                    // converted to its type (`WHERE a = '{1}'` for a domain
+                    // array), and sorting or an index scan compares.
+                    r.push(Some("r".into()));
                     attached.push(r);
                 }
                 _ => typed.push(r),
@@ -691,6 +726,11 @@ impl Snapshot {
                 .lines()
                 .any(|kv| crate::classify::pg_setting_matters(kv.split('=').next().unwrap_or("")))
             {
+                placed.classes.insert(Class::Unparsed);
+            }
+            // A cursor given by name is fetched from as whatever it was
+            // opened for, perhaps long ago (`drain(refcursor)`): unplaceable.
+            if col(8) == "true" {
                 placed.classes.insert(Class::Unparsed);
             }
             // Argument defaults run on the caller's behalf, as the body does.
@@ -819,6 +859,7 @@ impl Snapshot {
                     &mut self.children
                 }
                 "d" => &mut self.on_delete,
+                "t" => &mut self.on_truncate,
                 _ => &mut self.on_update,
             };
             map.entry(col(r, 1)).or_default().push((col(r, 0), res));
@@ -914,31 +955,41 @@ fn changes(c: ClassSet) -> bool {
 /// What a statement may do to its own tables' rows, for which foreign
 /// keys act: anything not known to be a plain INSERT, UPDATE or DELETE
 /// (MERGE, an upsert, a CTE, a function's body) may delete and update.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct Change {
     deletes: bool,
     updates: bool,
+    truncates: bool,
 }
 
 impl Change {
+    /// What code may do (a TRUNCATE in a body is destructive already).
     const ANY: Change = Change {
         deletes: true,
         updates: true,
+        truncates: false,
+    };
+    const NONE: Change = Change {
+        deletes: false,
+        updates: false,
+        truncates: false,
     };
 
     fn of(s: &crate::classify::StatementInfo) -> Change {
         match s.command.as_str() {
-            "INSERT" if !s.changes_rows => Change {
-                deletes: false,
-                updates: false,
-            },
+            "INSERT" if !s.changes_rows => Change::NONE,
             "UPDATE" => Change {
-                deletes: false,
                 updates: true,
+                ..Change::NONE
             },
             "DELETE" => Change {
                 deletes: true,
-                updates: false,
+                ..Change::NONE
+            },
+            "TRUNCATE" => Change {
+                deletes: true,
+                truncates: true,
+                ..Change::NONE
             },
             _ => Change::ANY,
         }
@@ -969,9 +1020,9 @@ fn on_write_closure(
             (t.clone(), c)
         })
         .collect();
-    let mut seen: HashSet<(String, bool, bool)> = HashSet::new();
+    let mut seen: HashSet<(String, Change)> = HashSet::new();
     while let Some((t, c)) = queue.pop() {
-        if !seen.insert((t.clone(), c.deletes, c.updates)) {
+        if !seen.insert((t.clone(), c)) {
             continue;
         }
         if seen.len() > MAX_REACHED {
@@ -981,13 +1032,19 @@ fn on_write_closure(
         let fks = [
             c.deletes.then(|| find(&snap.on_delete, &t)).flatten(),
             c.updates.then(|| find(&snap.on_update, &t)).flatten(),
+            c.truncates.then(|| find(&snap.on_truncate, &t)).flatten(),
         ];
-        let [on_delete, on_update] = fks;
+        if fks.iter().any(Option::is_some) {
+            // Rows a foreign key's action changes are counted by no
+            // command tag: the row guard can't see them.
+            classes.insert(Class::Destructive);
+        }
+        let [on_delete, on_update, on_truncate] = fks;
         // Children and a view's tables change as the table does; what
         // triggers and rules touch, and what cascades reach, may change
         // in any way.
         let same = [find(&snap.children, &t), snap.view(&t)];
-        let any = [on_delete, on_update, find(&snap.on_write, &t)];
+        let any = [on_delete, on_update, on_truncate, find(&snap.on_write, &t)];
         for (r, next) in any
             .into_iter()
             .map(|r| (r, Change::ANY))
@@ -1250,18 +1307,14 @@ mod tests {
         let tables: BTreeSet<String> = own.iter().cloned().collect();
         let delete = Change {
             deletes: true,
-            updates: false,
+            ..Change::NONE
         };
         let (c, t) = on_write_closure(&s, &own, &tables, delete);
         assert!(
             c.contains(Class::Destructive) && t.contains("public.orders"),
             "{c:?} {t:?}"
         );
-        let insert = Change {
-            deletes: false,
-            updates: false,
-        };
-        let (c, t) = on_write_closure(&s, &own, &tables, insert);
+        let (c, t) = on_write_closure(&s, &own, &tables, Change::NONE);
         assert!(c.is_empty() && t.is_empty(), "{c:?} {t:?}");
     }
 

@@ -37,6 +37,8 @@ fn volatility() -> &'static HashMap<&'static str, u8> {
 /// Reviewed built-ins (and well-known extension functions, matched in any
 /// schema) whose classes are not what their volatility says.
 const REVIEWED: &[(&str, &[Class])] = &[
+    // Other sessions' SQL text (what `pg_stat_activity` reads).
+    ("pg_stat_get_activity", &[Unparsed]),
     // Files, programs and the server's own configuration.
     ("pg_read_file", &[ServerAccess]),
     ("pg_read_file_old", &[ServerAccess]),
@@ -218,6 +220,10 @@ const RELATIONS: &[(&str, &[Class])] = &[
     ("pg_stats", &[Unparsed]),
     ("pg_stats_ext", &[Unparsed]),
     ("pg_stats_ext_exprs", &[Unparsed]),
+    // Other sessions' SQL text, literals and all (the upstream login may
+    // see every session's).
+    ("pg_stat_activity", &[Unparsed]),
+    ("pg_stat_statements", &[Unparsed]),
 ];
 
 /// Names matched in any schema, by prefix (dblink's whole family).

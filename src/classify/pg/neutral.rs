@@ -61,8 +61,10 @@ struct Edit {
 /// the statement cannot be rewritten safely.
 pub fn neutral_text(sql: &str) -> Result<Cow<'_, str>, &'static str> {
     let Some((analysed, changes)) = edits(sql) else {
-        // The server's grammar rejects it too: its Parse fails, running nothing.
-        return Ok(Cow::Borrowed(sql));
+        // Not what the server rejects too: pg_query's grammar is a newer
+        // PostgreSQL's (`system_user` is a keyword there, a name in 15), so
+        // the server may read it, literals and all.
+        return Err("sqlgate's copy of the grammar cannot read it");
     };
     if !analysed || changes.is_empty() {
         return Ok(Cow::Borrowed(sql));
@@ -282,7 +284,6 @@ mod tests {
             "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'select 1'",
             "COPY t TO PROGRAM 'true'",
             "SELECT a FROM t WHERE b = $1",
-            "SELEC 'x'",
         ] {
             assert!(
                 matches!(neutral_text(sql), Ok(std::borrow::Cow::Borrowed(_))),

@@ -185,6 +185,15 @@ impl ClientSide<'_> {
         if name.starts_with(RESERVED) {
             return self.refuse_reserved("PARSE", name);
         }
+        if self.batch.executed && sql.contains('\\') {
+            // Code an Execute before it in this batch ran may have turned
+            // `standard_conforming_strings` off (or changed the client
+            // encoding, which can swallow a backslash), and the server
+            // reports that only at its ReadyForQuery: a backslash is then
+            // read otherwise than sqlgate reads it.
+            self.forget_statement(name);
+            return self.refuse_unreadable_yet();
+        }
         let generation = self.sess.catalog.as_ref().map_or(0, |c| c.generation());
         let mut d = self.sess.engine.decide_in(
             self.sess.catalog.as_deref(),
@@ -216,6 +225,7 @@ impl ClientSide<'_> {
         count(&d);
         self.note_names(&d.analysis);
         if d.blocking().is_some() && d.first_deny().is_some() {
+            self.forget_statement(name);
             return self.refuse(&d, &sha, false);
         }
         let held = d.blocking().is_some();
@@ -223,7 +233,10 @@ impl ClientSide<'_> {
         // is approved (parse analysis can run code, see the module docs):
         // the server gets its neutral text, to describe it.
         let text = match held.then(|| crate::classify::neutral_text(sql)) {
-            Some(Err(why)) => return self.refuse_unpreparable(why),
+            Some(Err(why)) => {
+                self.forget_statement(name);
+                return self.refuse_unpreparable(why);
+            }
             Some(Ok(t)) => Some(t),
             None => None,
         };
@@ -438,6 +451,7 @@ impl ClientSide<'_> {
             .first()
             .is_some_and(|s| s.command == "COPY");
         let info = p.analysis.statements.first();
+        self.batch.executed = true;
         if info.is_some_and(guard::barrier) {
             self.batch.barrier = true;
             self.batch.unsettled = true;
@@ -666,6 +680,27 @@ impl ClientSide<'_> {
         )
         .encode();
         self.audit_unvettable("DESCRIBE (held since prepared)");
+        self.stage_denial(report, false);
+    }
+
+    /// A refused Parse leaves no statement of that name, as a failed one
+    /// leaves none on the server (see the module docs): a later Bind of it
+    /// must not reach the statement it replaced.
+    fn forget_statement(&mut self, name: &[u8]) {
+        if let Some(old) = self.prepared.remove(name) {
+            self.orphan(b'S', old.upstream);
+        }
+    }
+
+    fn refuse_unreadable_yet(&mut self) {
+        let report = Report::new(
+            Severity::Error,
+            "0A000",
+            "sqlgate: a statement with a backslash cannot be prepared after an Execute in the same batch: what that Execute ran may have changed how the server reads backslashes (standard_conforming_strings), which the server reports only at Sync",
+        )
+        .hint("send Sync before this Parse")
+        .encode();
+        self.audit_unvettable("PARSE (backslash after an Execute)");
         self.stage_denial(report, false);
     }
 

@@ -88,6 +88,8 @@ pub(super) struct Batch {
     /// A barrier statement was executed and the server has not answered
     /// it yet, as far as the client side waited (`wait_settled`).
     pub unsettled: bool,
+    /// An Execute of this batch went upstream (or is held).
+    pub executed: bool,
 }
 
 /// A message with its audit events, not yet forwarded.
