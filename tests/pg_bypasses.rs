@@ -943,3 +943,44 @@ async fn unreadable_or_misreadable_parses_are_refused() {
         "1"
     );
 }
+
+/// Sixth review: a domain CHECK using a user operator, a default casting
+/// to a domain, `ORDER BY … USING` an operator of a non-default operator
+/// class, `OPERATOR(pg_catalog.op)`, a domain whose name has a dot, a
+/// PL/pgSQL record variable with an initial value (pg_query leaves the
+/// expression out). Judged on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixth_review_paths_are_placed() {
+    let env = Env::new("byp_sixth");
+    env.direct(
+        "CREATE FUNCTION purge_all(a int, b int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN true; END$$;
+         CREATE FUNCTION purge_v() RETURNS int LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN 1; END$$;
+         CREATE OPERATOR !~~~ (LEFTARG = int, RIGHTARG = int, FUNCTION = purge_all);
+         CREATE DOMAIN op_dom AS int CHECK (VALUE !~~~ 0);
+         CREATE TABLE t_opdom(x op_dom);
+         CREATE DOMAIN checked_int AS int CHECK (purge_all(VALUE, VALUE));
+         CREATE TABLE def_cast(id int, n int DEFAULT (1::checked_int));
+         CREATE FUNCTION lt_h(a int, b int) RETURNS bool LANGUAGE sql IMMUTABLE AS $$SELECT a < b$$;
+         CREATE OPERATOR <<< (LEFTARG = int, RIGHTARG = int, FUNCTION = lt_h);
+         CREATE FUNCTION cmp_purge(a int, b int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM purge_all(1, 1); RETURN btint4cmp(a, b); END$$;
+         CREATE OPERATOR CLASS purge_ops FOR TYPE int USING btree AS OPERATOR 1 <<<, FUNCTION 1 cmp_purge(int, int);
+         CREATE OPERATOR pg_catalog.~~~~ (LEFTARG = int, RIGHTARG = int, FUNCTION = public.purge_all);
+         CREATE DOMAIN \"int.checked\" AS int CHECK (purge_all(VALUE, VALUE));
+         CREATE FUNCTION rec_def() RETURNS int LANGUAGE plpgsql AS $$DECLARE r record := (SELECT ROW(purge_v())); BEGIN RETURN 1; END$$;",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    for sql in [
+        "INSERT INTO t_opdom VALUES (1)",
+        "SELECT 7::op_dom",
+        "INSERT INTO def_cast(id) VALUES (1)",
+        "SELECT g FROM generate_series(1, 3) g ORDER BY g USING <<<",
+        "SELECT 1 OPERATOR(pg_catalog.~~~~) 2",
+        "SELECT 1::\"int.checked\"",
+        "SELECT rec_def()",
+    ] {
+        let r = run(&c, sql).await;
+        assert!(r.is_err(), "{sql}: {r:?}");
+        assert_eq!(env.rows_left(), "5", "{sql}");
+    }
+}

@@ -117,7 +117,69 @@ fn plpgsql(c: Embedded<'_>, definition: &str, src: &str) -> Placed {
     };
     let mut p = Placed::default();
     walk(c, &tree, &mut p);
+    if records_initialised(&tree, src) {
+        p.classes.insert(Class::Unparsed);
+    }
     p
+}
+
+/// Whether a record or row variable is declared with an initial value:
+/// pg_query's PL/pgSQL output leaves that expression out (it writes only
+/// a record variable's name), yet PL/pgSQL runs it on every call, so the
+/// body is not all there to read. Read from the source, erring towards
+/// yes: the variable's name at the start of a declaration, then a type and
+/// `:=`, `=` or `DEFAULT` before the next `;`.
+fn records_initialised(tree: &Value, src: &str) -> bool {
+    fn recs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(r) = m.get("PLpgSQL_rec") {
+                    if let Some(n) = r.get("refname").and_then(Value::as_str) {
+                        out.push(n);
+                    }
+                }
+                m.values().for_each(|x| recs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| recs(x, out)),
+            _ => {}
+        }
+    }
+    let mut names = Vec::new();
+    recs(tree, &mut names);
+    let text = src.to_ascii_lowercase();
+    names
+        .iter()
+        .filter(|n| !matches!(**n, "new" | "old"))
+        .any(|n| declared_with_value(&text, &n.to_ascii_lowercase()))
+}
+
+fn declared_with_value(text: &str, name: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '"';
+    let mut from = 0;
+    while let Some(at) = text[from..].find(name).map(|i| i + from) {
+        from = at + name.len();
+        let before = text[..at].trim_end_matches(['"']).trim_end();
+        let after = &text[at + name.len()..];
+        let starts_declaration = before.is_empty()
+            || before.ends_with(';')
+            || before.ends_with("declare")
+            || before.ends_with("$$");
+        let followed_by_type = after
+            .trim_start_matches('"')
+            .starts_with(|c: char| c.is_whitespace())
+            && after.trim_start_matches('"').trim_start().starts_with(word);
+        if !starts_declaration || !followed_by_type {
+            continue;
+        }
+        let decl = after.split(';').next().unwrap_or("");
+        if decl.contains(":=")
+            || decl.contains('=')
+            || decl.split(|c: char| !word(c)).any(|w| w == "default")
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// A trigger or event trigger function's body, read as the body of a plain
@@ -262,6 +324,20 @@ mod tests {
             format!("CREATE FUNCTION t() RETURNS trigger LANGUAGE plpgsql AS $$ {harmless} $$");
         let p = place(&c, "plpgsql", harmless, Some(&def));
         assert!(!p.classes.contains(Class::Unparsed), "{p:?}");
+    }
+
+    #[test]
+    fn record_initialisers_are_not_skipped() {
+        let c = Classifier::new(Dialect::Postgres, ClassifierOptions::default());
+        for (src, unparsed) in [
+            ("DECLARE r secrets := (SELECT s FROM secrets s LIMIT 1); BEGIN RETURN r.v; END", true),
+            ("DECLARE n int; snap accounts DEFAULT purge_row(); BEGIN RETURN 1; END", true),
+            ("DECLARE r record; BEGIN FOR r IN SELECT 1 AS x LOOP END LOOP; r := NULL; RETURN 1; END", false),
+        ] {
+            let def = format!("CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ {src} $$");
+            let p = place(&c, "plpgsql", src, Some(&def));
+            assert_eq!(p.classes.contains(Class::Unparsed), unparsed, "{src}: {p:?}");
+        }
     }
 
     #[test]

@@ -366,11 +366,14 @@ impl Catalog {
                     continue;
                 }
             };
+            // The types query's answer, kept while the catalogs it reads
+            // are unchanged (`TYPES_FINGERPRINT`): it is the costly one.
+            let mut types_cache: Option<(String, query::Rows)> = None;
             loop {
                 let generation = self.ddl.load(Ordering::Acquire);
                 let load = tokio::time::timeout(
                     Duration::from_secs(30),
-                    Snapshot::load(&mut conn, &self.classifier, generation),
+                    Snapshot::load(&mut conn, &self.classifier, generation, &mut types_cache),
                 );
                 match load.await {
                     Ok(Ok(s)) => {
@@ -474,6 +477,28 @@ const RULES_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_ruledef(r.oid)
   WHERE r.ev_type <> '1' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   LIMIT 20001";
 
+/// Every row of every catalog `TYPES_QUERY` reads, summed up: the count
+/// and the sum of the transaction ids that wrote them (an insert, update or
+/// delete changes one or the other). Costs a scan of each (pg_attribute is
+/// the largest); the types query itself, a recursive walk, costs ~20 times
+/// as much on a catalog of 2,000 tables, so it runs only when this moves.
+const TYPES_FINGERPRINT: &str = "SELECT concat_ws(':',
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_type),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_attribute),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_class),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_constraint),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_depend),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_cast),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_opclass),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_amproc),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_index),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_range),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_proc),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_namespace),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_operator),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_attrdef),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_trigger))";
+
 /// Event triggers: their functions run on the DDL of any session
 /// (whatever tags they name: all DDL counts, fail closed).
 const EVENTS_QUERY: &str = "SELECT pn.nspname, p.proname, l.lanname FROM pg_event_trigger e
@@ -515,7 +540,7 @@ const REACH_QUERY: &str = "SELECT pn.nspname, p.relname, cn.nspname || '.' || c.
 /// table with a column of such a type, or an index whose operator class
 /// runs user functions: reading and writing it run them), `f` (a function
 /// taking, returning or with an OUT parameter of one).
-const TYPES_QUERY: &str = "WITH RECURSIVE fns(ty, fn) AS (
+const TYPES_QUERY: &str = "WITH RECURSIVE raw(ty, fn) AS (
     SELECT con.contypid, d.refobjid FROM pg_constraint con
     JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = con.oid AND d.refclassid = 'pg_proc'::regclass
     WHERE con.contypid <> 0
@@ -523,16 +548,29 @@ const TYPES_QUERY: &str = "WITH RECURSIVE fns(ty, fn) AS (
     SELECT d.objid, d.refobjid FROM pg_depend d
     WHERE d.classid = 'pg_type'::regclass AND d.refclassid = 'pg_proc'::regclass
     UNION ALL
+    -- A domain CHECK or DEFAULT using a user operator runs its function.
+    SELECT coalesce(con.contypid, d.objid), op.oprcode FROM pg_depend d
+    JOIN pg_operator op ON op.oid = d.refobjid
+    LEFT JOIN pg_constraint con ON d.classid = 'pg_constraint'::regclass AND con.oid = d.objid
+    WHERE d.refclassid = 'pg_operator'::regclass
+      AND (d.classid = 'pg_type'::regclass OR con.contypid <> 0)
+    UNION ALL
     -- Implicit and assignment casts to it run without a `::` in sight.
     SELECT ca.casttarget, ca.castfunc FROM pg_cast ca
     WHERE ca.castcontext IN ('i', 'a') AND ca.castfunc <> 0
     UNION ALL
-    -- Its operator classes' support functions (btree comparison, hash):
-    -- sorting, grouping, DISTINCT, unique checks and indexes call them.
-    -- (Its default ones; another class runs only where an index names it.)
+    -- Its default operator classes' support functions (btree comparison,
+    -- hash): sorting, grouping, DISTINCT, unique checks and indexes call
+    -- them (another class runs only where an index names it).
     SELECT opc.opcintype, ap.amproc FROM pg_opclass opc
     JOIN pg_amproc ap ON ap.amprocfamily = opc.opcfamily
     WHERE opc.opcdefault
+  ), fns(ty, fn) AS (
+    -- User functions only, before following types: built-ins run nothing
+    -- of a user's, and following them would reach every column.
+    SELECT raw.ty, raw.fn FROM raw JOIN pg_proc p ON p.oid = raw.fn
+    JOIN pg_namespace pn ON pn.oid = p.pronamespace
+    WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
   ), edges(inner_t, outer_t) AS (
     SELECT typbasetype, oid FROM pg_type WHERE typtype = 'd'
     UNION ALL SELECT typelem, oid FROM pg_type WHERE typelem <> 0 AND typsubscript = 'array_subscript_handler'::regproc
@@ -540,13 +578,23 @@ const TYPES_QUERY: &str = "WITH RECURSIVE fns(ty, fn) AS (
       WHERE a.attnum > 0 AND NOT a.attisdropped AND c.reltype <> 0
     UNION ALL SELECT rngsubtype, rngtypid FROM pg_range
     UNION ALL SELECT rngtypid, rngmultitypid FROM pg_range
+    -- A domain whose CHECK or DEFAULT converts to another type (a cast to
+    -- a domain) runs what that type runs.
+    UNION ALL SELECT d.refobjid, con.contypid FROM pg_constraint con
+      JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = con.oid
+      WHERE con.contypid <> 0 AND d.refclassid = 'pg_type'::regclass
+    UNION ALL SELECT d.refobjid, d.objid FROM pg_depend d JOIN pg_type t ON t.oid = d.objid
+      WHERE d.classid = 'pg_type'::regclass AND d.refclassid = 'pg_type'::regclass AND t.typtype = 'd'
   ), up(ty, fn) AS (
     SELECT ty, fn FROM fns
     UNION SELECT e.outer_t, up.fn FROM up JOIN edges e ON e.inner_t = up.ty
   ), user_fns AS (
     SELECT up.ty, pn.nspname AS fns, p.proname AS fnn FROM up
     JOIN pg_proc p ON p.oid = up.fn JOIN pg_namespace pn ON pn.oid = p.pronamespace
-    WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
+  ), fn_types(f, ty) AS (
+    SELECT p.oid, unnest(coalesce(p.proallargtypes, p.proargtypes::oid[]) || p.prorettype) FROM pg_proc p
+    JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
   )
   SELECT 't', 'type ' || t.typname, tn.nspname, u.fns, u.fnn, t.oid::text FROM user_fns u
   JOIN pg_type t ON t.oid = u.ty JOIN pg_namespace tn ON tn.oid = t.typnamespace
@@ -556,6 +604,17 @@ const TYPES_QUERY: &str = "WITH RECURSIVE fns(ty, fn) AS (
   JOIN pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p', 'f', 'v')
   JOIN pg_namespace rn ON rn.oid = c.relnamespace
   UNION ALL
+  -- A default, CHECK, trigger condition or index expression converting to
+  -- such a type (a cast to a domain).
+  SELECT 'c', rn.nspname, c.relname, u.fns, u.fnn, NULL FROM user_fns u
+  JOIN pg_depend d ON d.refclassid = 'pg_type'::regclass AND d.refobjid = u.ty
+  JOIN (SELECT 'pg_attrdef'::regclass AS cl, oid, adrelid AS rel FROM pg_attrdef
+        UNION ALL SELECT 'pg_constraint'::regclass, oid, conrelid FROM pg_constraint WHERE conrelid <> 0
+        UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid FROM pg_trigger
+        UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid FROM pg_index) o
+    ON o.cl = d.classid AND o.oid = d.objid
+  JOIN pg_class c ON c.oid = o.rel JOIN pg_namespace rn ON rn.oid = c.relnamespace
+  UNION ALL
   SELECT 'c', rn.nspname, c.relname, pn.nspname, p.proname, NULL FROM pg_index i
   JOIN pg_opclass opc ON opc.oid = ANY (i.indclass::oid[])
   JOIN pg_amproc ap ON ap.amprocfamily = opc.opcfamily
@@ -563,14 +622,15 @@ const TYPES_QUERY: &str = "WITH RECURSIVE fns(ty, fn) AS (
   JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace rn ON rn.oid = c.relnamespace
   WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
   UNION ALL
-  SELECT 'f', fn_.nspname, f.proname, u.fns, u.fnn, NULL FROM user_fns u
-  JOIN pg_proc f ON f.prorettype = u.ty
-    OR u.ty = ANY (coalesce(f.proallargtypes, f.proargtypes::oid[]))
-  JOIN pg_namespace fn_ ON fn_.oid = f.pronamespace
+  SELECT DISTINCT 'f', fn_.nspname, f.proname, u.fns, u.fnn, NULL::text FROM user_fns u
+  JOIN fn_types ft ON ft.ty = u.ty
+  JOIN pg_proc f ON f.oid = ft.f JOIN pg_namespace fn_ ON fn_.oid = f.pronamespace
   LIMIT 20001";
 
 /// User operators (with their negators' and commutators' functions: the
-/// planner may swap one in, `NOT (a ~~~ b)` for `a !~~~ b`) and user cast
+/// planner may swap one in, `NOT (a ~~~ b)` for `a !~~~ b`; and the
+/// support functions of every operator family they are in: `ORDER BY …
+/// USING op` sorts with its btree comparison function) and user cast
 /// functions (a domain's CHECKs are in `TYPES_QUERY`), except C functions
 /// of other schemas (an extension's own); a user operator or cast over a
 /// built-in (16384: PostgreSQL's first user object id) is what a call of
@@ -587,6 +647,14 @@ const OPERATORS_QUERY: &str = "SELECT 'operator ' || o.oprname, on_.nspname, pn.
   WHERE (pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal'))
     OR (pn.nspname = 'pg_catalog' AND o.oid >= 16384)
   UNION ALL
+  SELECT 'operator ' || o.oprname, on_.nspname, pn.nspname, p.proname
+  FROM pg_operator o JOIN pg_namespace on_ ON on_.oid = o.oprnamespace
+  JOIN pg_amop amop ON amop.amopopr = o.oid
+  JOIN pg_amproc ap ON ap.amprocfamily = amop.amopfamily
+  JOIN pg_proc p ON p.oid = ap.amproc JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  JOIN pg_language l ON l.oid = p.prolang
+  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal')
+  UNION ALL
   SELECT 'type ' || t.typname, tn.nspname, pn.nspname, p.proname
   FROM pg_cast ca JOIN pg_type t ON t.oid = ca.casttarget JOIN pg_namespace tn ON tn.oid = t.typnamespace
   JOIN pg_proc p ON p.oid = ca.castfunc JOIN pg_namespace pn ON pn.oid = p.pronamespace
@@ -600,6 +668,7 @@ impl Snapshot {
         conn: &mut crate::proxy::stream::Stream,
         classifier: &Classifier,
         generation: u64,
+        types_cache: &mut Option<(String, query::Rows)>,
     ) -> Result<Snapshot, String> {
         let role = query::simple(conn, ROLE_QUERY).await?;
         let rows = query::simple(conn, FUNCTIONS_QUERY).await?;
@@ -608,7 +677,19 @@ impl Snapshot {
         let rules = query::simple(conn, RULES_QUERY).await?;
         let reach = query::simple(conn, REACH_QUERY).await?;
         let mut operators = query::simple(conn, OPERATORS_QUERY).await?;
-        let types = query::simple(conn, TYPES_QUERY).await?;
+        let fingerprint = query::simple(conn, TYPES_FINGERPRINT)
+            .await?
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .unwrap_or_default();
+        let types = match types_cache {
+            Some((f, rows)) if !fingerprint.is_empty() && *f == fingerprint => rows.clone(),
+            _ => {
+                let rows = query::simple(conn, TYPES_QUERY).await?;
+                *types_cache = Some((fingerprint, rows.clone()));
+                rows
+            }
+        };
         let events = query::simple(conn, EVENTS_QUERY).await?;
         let mut s = Snapshot {
             generation,

@@ -17,9 +17,10 @@
 //! function (record, array and range input are strict). Numbers, booleans
 //! and bit strings have fixed built-in types whose input runs no user code.
 //! Where the grammar wants a string (`comp '(1)'`, the typed-literal form)
-//! the literal becomes `CAST(NULL AS comp)`; typed literals of `pg_catalog`
-//! types (`interval '1' day`, `timestamp '…'`: built-in input functions)
-//! and `EXTRACT`'s field name are left as they are.
+//! the literal becomes `CAST(NULL AS comp)`; typed literals of the types
+//! the grammar names itself (`interval '1' day`, `timestamp '…'`: built-in
+//! input functions, not written `pg_catalog.x`) and `EXTRACT`'s field name
+//! are left as they are.
 //!
 //! Only statements PostgreSQL analyses at Parse are rewritten (its
 //! `transformStmt` in `parser/analyze.c`: the others are utility
@@ -173,7 +174,50 @@ impl Collect<'_> {
             .and_then(|n| n.first())
             .and_then(|n| n.pointer("/node/String/sval"))
             .and_then(Value::as_str);
-        if first == Some("pg_catalog") {
+        // Left as written only for the types the grammar itself names
+        // (`interval '1' day`, `timestamp '…'`: their input functions are
+        // built in); a type a user wrote as `pg_catalog.x` may be a domain
+        // a superuser made there.
+        const BUILT_IN: &[&str] = &[
+            "interval",
+            "timestamp",
+            "timestamptz",
+            "time",
+            "timetz",
+            "numeric",
+            "bit",
+            "varbit",
+            "bpchar",
+            "varchar",
+            "int2",
+            "int4",
+            "int8",
+            "float4",
+            "float8",
+            "bool",
+            "json",
+        ];
+        let second = ty
+            .and_then(|t| t.get("names"))
+            .and_then(Value::as_array)
+            .and_then(|n| n.get(1))
+            .and_then(|n| n.pointer("/node/String/sval"))
+            .and_then(Value::as_str);
+        let spelled = self
+            .sql
+            .get(
+                ty.and_then(|t| t.get("location"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    .max(0) as usize..,
+            )
+            .unwrap_or("")
+            .trim_start()
+            .to_ascii_lowercase();
+        if first == Some("pg_catalog")
+            && second.is_some_and(|n| BUILT_IN.contains(&n))
+            && !spelled.starts_with("pg_catalog")
+        {
             return;
         }
         let from = ty.and_then(|t| t.get("location")).and_then(Value::as_i64);
@@ -294,6 +338,10 @@ mod tests {
 
     #[test]
     fn nested_statements_are_rewritten_too() {
+        assert_eq!(
+            n("SELECT pg_catalog._evil_dom '{1}'"),
+            "SELECT CAST(NULL AS pg_catalog._evil_dom)"
+        );
         assert_eq!(
             n("EXPLAIN SELECT * FROM t WHERE c = '(1)'::comp"),
             "EXPLAIN SELECT * FROM t WHERE c = NULL::comp"

@@ -463,10 +463,11 @@ impl Walk {
                     self.note(|| {
                         "an operator outside pg_catalog is not a reviewed built-in".into()
                     });
-                } else if let [op] = parts.as_slice() {
+                } else if let [_, op] | [op] = parts.as_slice() {
                     // A user's operator of that name runs its function: the
-                    // catalog places it (as `operator <name>`). BETWEEN is
-                    // comparisons by the operators it stands for.
+                    // catalog places it (as `operator <name>`; one in
+                    // pg_catalog too, a superuser can make one there).
+                    // BETWEEN is comparisons by the operators it stands for.
                     if op.contains("BETWEEN") {
                         for cmp in [">=", "<=", "<", ">"] {
                             self.shadowable(format!("operator {cmp}"));
@@ -515,6 +516,7 @@ impl Walk {
                 // A column of a type with code behind it (a domain's CHECK)
                 // runs it on every write: the catalog places it.
                 let names = strings(list(&n["type_name"], "names"));
+                self.dotted(&names);
                 if names.first() != Some(&"pg_catalog") {
                     if let Some(t) = names.last() {
                         self.shadowable(format!("type {t}"));
@@ -525,7 +527,9 @@ impl Walk {
             "TypeCast" => {
                 // A cast runs a user's cast function or a domain's CHECK
                 // constraints: the catalog places them (as `type <name>`).
-                if let Some(t) = strings(list(&n["type_name"], "names")).last() {
+                let names = strings(list(&n["type_name"], "names"));
+                self.dotted(&names);
+                if let Some(t) = names.last() {
                     self.shadowable(format!("type {t}"));
                 }
                 self.children(n);
