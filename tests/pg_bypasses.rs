@@ -948,7 +948,8 @@ async fn unreadable_or_misreadable_parses_are_refused() {
 /// to a domain, `ORDER BY … USING` an operator of a non-default operator
 /// class, `OPERATOR(pg_catalog.op)`, a domain whose name has a dot, a
 /// PL/pgSQL record variable with an initial value (pg_query leaves the
-/// expression out). Judged on the server.
+/// expression out), a PL/pgSQL variable of a domain type. Judged on the
+/// server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixth_review_paths_are_placed() {
     let env = Env::new("byp_sixth");
@@ -966,7 +967,8 @@ async fn sixth_review_paths_are_placed() {
          CREATE OPERATOR CLASS purge_ops FOR TYPE int USING btree AS OPERATOR 1 <<<, FUNCTION 1 cmp_purge(int, int);
          CREATE OPERATOR pg_catalog.~~~~ (LEFTARG = int, RIGHTARG = int, FUNCTION = public.purge_all);
          CREATE DOMAIN \"int.checked\" AS int CHECK (purge_all(VALUE, VALUE));
-         CREATE FUNCTION rec_def() RETURNS int LANGUAGE plpgsql AS $$DECLARE r record := (SELECT ROW(purge_v())); BEGIN RETURN 1; END$$;",
+         CREATE FUNCTION rec_def() RETURNS int LANGUAGE plpgsql AS $$DECLARE r record := (SELECT ROW(purge_v())); BEGIN RETURN 1; END$$;
+         CREATE FUNCTION plv() RETURNS int LANGUAGE plpgsql AS $$DECLARE x checked_int; BEGIN x := 1; RETURN x; END$$;",
     );
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
     let c = env.client().await;
@@ -978,6 +980,7 @@ async fn sixth_review_paths_are_placed() {
         "SELECT 1 OPERATOR(pg_catalog.~~~~) 2",
         "SELECT 1::\"int.checked\"",
         "SELECT rec_def()",
+        "SELECT plv()",
     ] {
         let r = run(&c, sql).await;
         assert!(r.is_err(), "{sql}: {r:?}");

@@ -117,19 +117,23 @@ fn plpgsql(c: Embedded<'_>, definition: &str, src: &str) -> Placed {
     };
     let mut p = Placed::default();
     walk(c, &tree, &mut p);
-    if records_initialised(&tree, src) {
+    let (initialised, types) = record_declarations(&tree, src);
+    if initialised {
         p.classes.insert(Class::Unparsed);
     }
+    p.optional
+        .extend(types.into_iter().map(|t| format!("type {t}")));
     p
 }
 
-/// Whether a record or row variable is declared with an initial value:
+/// Whether a record or row variable is declared with an initial value (and
+/// the types they are declared with):
 /// pg_query's PL/pgSQL output leaves that expression out (it writes only
 /// a record variable's name), yet PL/pgSQL runs it on every call, so the
 /// body is not all there to read. Read from the source, erring towards
 /// yes: the variable's name at the start of a declaration, then a type and
 /// `:=`, `=` or `DEFAULT` before the next `;`.
-fn records_initialised(tree: &Value, src: &str) -> bool {
+fn record_declarations(tree: &Value, src: &str) -> (bool, Vec<String>) {
     fn recs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
         match v {
             Value::Object(m) => {
@@ -147,14 +151,23 @@ fn records_initialised(tree: &Value, src: &str) -> bool {
     let mut names = Vec::new();
     recs(tree, &mut names);
     let text = src.to_ascii_lowercase();
-    names
-        .iter()
-        .filter(|n| !matches!(**n, "new" | "old"))
-        .any(|n| declared_with_value(&text, &n.to_ascii_lowercase()))
+    let mut initialised = false;
+    let mut types = Vec::new();
+    for n in names.iter().filter(|n| !matches!(**n, "new" | "old")) {
+        for (value, ty) in declarations(&text, &n.to_ascii_lowercase()) {
+            initialised |= value;
+            types.extend(ty);
+        }
+    }
+    (initialised, types)
 }
 
-fn declared_with_value(text: &str, name: &str) -> bool {
+/// Each declaration of `name` in `text`: whether it has a value, and its
+/// type's last name part (a domain's or row type's name, for the catalog:
+/// assigning to such a variable runs the type's checks).
+fn declarations(text: &str, name: &str) -> Vec<(bool, Option<String>)> {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '"';
+    let mut out = Vec::new();
     let mut from = 0;
     while let Some(at) = text[from..].find(name).map(|i| i + from) {
         from = at + name.len();
@@ -164,22 +177,31 @@ fn declared_with_value(text: &str, name: &str) -> bool {
             || before.ends_with(';')
             || before.ends_with("declare")
             || before.ends_with("$$");
-        let followed_by_type = after
-            .trim_start_matches('"')
-            .starts_with(|c: char| c.is_whitespace())
-            && after.trim_start_matches('"').trim_start().starts_with(word);
+        let rest = after.trim_start_matches('"');
+        let followed_by_type =
+            rest.starts_with(|c: char| c.is_whitespace()) && rest.trim_start().starts_with(word);
         if !starts_declaration || !followed_by_type {
             continue;
         }
         let decl = after.split(';').next().unwrap_or("");
-        if decl.contains(":=")
+        let value = decl.contains(":=")
             || decl.contains('=')
-            || decl.split(|c: char| !word(c)).any(|w| w == "default")
-        {
-            return true;
-        }
+            || decl.split(|c: char| !word(c)).any(|w| w == "default");
+        let ty = rest
+            .trim_start()
+            .split(|c: char| c.is_whitespace() || matches!(c, ':' | '=' | ';' | '%' | '(' | '['))
+            .next()
+            .filter(|t| !matches!(*t, "" | "record" | "constant" | "alias"))
+            .map(|t| {
+                t.rsplit('.')
+                    .next()
+                    .unwrap_or(t)
+                    .trim_matches('"')
+                    .to_string()
+            });
+        out.push((value, ty));
     }
-    false
+    out
 }
 
 /// A trigger or event trigger function's body, read as the body of a plain
@@ -232,6 +254,18 @@ fn walk(c: Embedded<'_>, v: &Value, p: &mut Placed) {
                     }
                     "PLpgSQL_stmt_commit" | "PLpgSQL_stmt_rollback" => {
                         p.classes.insert(Class::Transaction);
+                    }
+                    "PLpgSQL_type" => {
+                        // A variable of a type with code behind it (a
+                        // domain's CHECK) runs it on every assignment: the
+                        // catalog places it, as it places a cast to it.
+                        if let Some(t) = x.get("typname").and_then(Value::as_str) {
+                            let last = t.rsplit('.').next().unwrap_or(t).trim_matches('"');
+                            if !last.is_empty() {
+                                p.optional.insert(format!("type {last}"));
+                            }
+                        }
+                        walk(c, x, p);
                     }
                     _ => walk(c, x, p),
                 }
@@ -338,6 +372,15 @@ mod tests {
             let p = place(&c, "plpgsql", src, Some(&def));
             assert_eq!(p.classes.contains(Class::Unparsed), unparsed, "{src}: {p:?}");
         }
+    }
+
+    #[test]
+    fn variable_types_are_looked_up() {
+        let c = Classifier::new(Dialect::Postgres, ClassifierOptions::default());
+        let src = "DECLARE x checked_int; BEGIN x := 1; RETURN x; END";
+        let def = format!("CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ {src} $$");
+        let p = place(&c, "plpgsql", src, Some(&def));
+        assert!(p.optional.contains("type checked_int"), "{p:?}");
     }
 
     #[test]
