@@ -117,6 +117,16 @@ fn plpgsql(c: Embedded<'_>, definition: &str, src: &str) -> Placed {
     };
     let mut p = Placed::default();
     walk(c, &tree, &mut p);
+    let keys = tree.to_string();
+    if keys.contains("\"PLpgSQL_stmt_fetch\"")
+        && !keys.contains("\"PLpgSQL_stmt_open\"")
+        && !keys.contains("\"PLpgSQL_stmt_forc\"")
+    {
+        // FETCH or MOVE from a cursor the body does not open: one opened
+        // elsewhere, perhaps long ago, by a name given to it (a refcursor
+        // variable set from a text argument): unplaceable.
+        p.classes.insert(Class::Unparsed);
+    }
     let (initialised, types) = record_declarations(&tree, src);
     if initialised {
         p.classes.insert(Class::Unparsed);
@@ -369,6 +379,19 @@ mod tests {
             ("DECLARE r record; BEGIN FOR r IN SELECT 1 AS x LOOP END LOOP; r := NULL; RETURN 1; END", false),
         ] {
             let def = format!("CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ {src} $$");
+            let p = place(&c, "plpgsql", src, Some(&def));
+            assert_eq!(p.classes.contains(Class::Unparsed), unparsed, "{src}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn fetching_a_cursor_opened_elsewhere_is_unparsed() {
+        let c = Classifier::new(Dialect::Postgres, ClassifierOptions::default());
+        for (src, unparsed) in [
+            ("DECLARE c refcursor := n; r record; BEGIN FETCH c INTO r; RETURN 1; END", true),
+            ("DECLARE c CURSOR FOR SELECT 1; r record; BEGIN OPEN c; FETCH c INTO r; RETURN 1; END", false),
+        ] {
+            let def = format!("CREATE FUNCTION f(n text) RETURNS int LANGUAGE plpgsql AS $$ {src} $$");
             let p = place(&c, "plpgsql", src, Some(&def));
             assert_eq!(p.classes.contains(Class::Unparsed), unparsed, "{src}: {p:?}");
         }
