@@ -501,7 +501,18 @@ impl ClientSide<'_> {
             return Step::Next;
         }
         if let Some(note) = approved {
-            // The rest of an approved portal's rows: the same execution.
+            // The rest of an approved portal's rows: the same execution,
+            // unless the schema changed since (it would run new
+            // definitions nobody approved): then refused, as for a cursor.
+            let moved = self
+                .sess
+                .catalog
+                .as_ref()
+                .is_some_and(|c| c.generation() != p.generation);
+            if moved {
+                self.refuse_stale_cursor(false);
+                return Step::Next;
+            }
             let v = p.hold.as_ref().map(|(v, _)| v);
             let (rule, action) = v.map_or((p.rule.clone(), Action::Allow), |v| {
                 (v.rule.clone(), v.action)
