@@ -987,3 +987,48 @@ async fn sixth_review_paths_are_placed() {
         assert_eq!(env.rows_left(), "5", "{sql}");
     }
 }
+
+/// Seventh review: a partition key's and a range's non-default operator
+/// class, record variables declared with a value behind a comment, and a
+/// user's implicit cast between built-in types (which makes every
+/// statement unplaceable). Judged on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seventh_review_paths_are_placed() {
+    let env = Env::new("byp_seventh");
+    env.direct(
+        "CREATE FUNCTION purge_all(a int, b int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN true; END$$;
+         CREATE FUNCTION purge_row() RETURNS audit_me LANGUAGE plpgsql AS $$DECLARE a audit_me; BEGIN SELECT * INTO a FROM audit_me LIMIT 1; DELETE FROM audit_me; RETURN a; END$$;
+         CREATE FUNCTION cmp_purge(a int, b int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM purge_all(1, 1); RETURN btint4cmp(a, b); END$$;
+         CREATE OPERATOR CLASS purge_ops FOR TYPE int USING btree AS
+           OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 cmp_purge(int, int);
+         CREATE TABLE pt (id int, v text) PARTITION BY RANGE (id purge_ops);
+         CREATE TABLE pt1 PARTITION OF pt FOR VALUES FROM (0) TO (100);
+         CREATE TYPE prange AS RANGE (subtype = int, subtype_opclass = purge_ops);
+         CREATE FUNCTION rc_cmt() RETURNS int LANGUAGE plpgsql AS $$
+           DECLARE /* snapshot */ snap audit_me := purge_row(); BEGIN RETURN snap.id; END$$;",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+                                                                      // Making the partition sorted its bounds in the DBA's session: purged.
+    env.direct(
+        "INSERT INTO audit_me SELECT g, 'row' FROM generate_series(1, 5) g ON CONFLICT DO NOTHING",
+    );
+    let c = env.client().await;
+    for sql in [
+        "INSERT INTO pt VALUES (5, 'x')",
+        "SELECT count(*) FROM pt",
+        "SELECT '[1,5]'::prange",
+        "SELECT rc_cmt()",
+    ] {
+        let r = run(&c, sql).await;
+        assert!(r.is_err(), "{sql}: {r:?}");
+        assert_eq!(env.rows_left(), "5", "{sql}");
+    }
+    env.direct(
+        "CREATE FUNCTION int_to_json(i int) RETURNS json LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN to_json(i); END$$;
+         CREATE CAST (int AS json) WITH FUNCTION int_to_json(int) AS IMPLICIT;",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let r = run(&c, "SELECT json_typeof(5)").await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(env.rows_left(), "5");
+}

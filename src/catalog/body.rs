@@ -142,7 +142,7 @@ fn plpgsql(c: Embedded<'_>, definition: &str, src: &str) -> Placed {
 /// a record variable's name), yet PL/pgSQL runs it on every call, so the
 /// body is not all there to read. Read from the source, erring towards
 /// yes: the variable's name at the start of a declaration, then a type and
-/// `:=`, `=` or `DEFAULT` before the next `;`.
+/// `:=`, `=` or `DEFAULT` before the next `;`, in PostgreSQL's tokens.
 fn record_declarations(tree: &Value, src: &str) -> (bool, Vec<String>) {
     fn recs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
         match v {
@@ -160,58 +160,56 @@ fn record_declarations(tree: &Value, src: &str) -> (bool, Vec<String>) {
     }
     let mut names = Vec::new();
     recs(tree, &mut names);
-    let text = src.to_ascii_lowercase();
+    if names.is_empty() {
+        return (false, Vec::new());
+    }
+    // PostgreSQL's own scanner: comments, quoting and line breaks are what
+    // PL/pgSQL sees (a text search is fooled by `r/**/secrets := …`).
+    // (pg_query 18.1's scanner must not be given a string with no token:
+    // see `classify::pg::lex`.)
+    let blank = src
+        .bytes()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c));
+    let Some(toks) = (!blank).then(|| pg_query::scan_tokens(src).ok()).flatten() else {
+        return (true, Vec::new());
+    };
+    use pg_query::protobuf::Token as T;
+    let toks: Vec<(T, String)> = toks
+        .into_iter()
+        .filter_map(|t| {
+            let kind = T::try_from(t.token).unwrap_or(T::Nul);
+            if matches!(kind, T::SqlComment | T::CComment) {
+                return None;
+            }
+            let text = src.get(t.start.max(0) as usize..t.end.max(0) as usize)?;
+            Some((kind, text.trim_matches('"').to_ascii_lowercase()))
+        })
+        .collect();
+    let wanted: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
     let mut initialised = false;
     let mut types = Vec::new();
-    for n in names.iter().filter(|n| !matches!(**n, "new" | "old")) {
-        for (value, ty) in declarations(&text, &n.to_ascii_lowercase()) {
-            initialised |= value;
-            types.extend(ty);
+    for i in 0..toks.len() {
+        let starts = i == 0 || matches!(toks[i - 1].1.as_str(), ";" | "declare");
+        if !starts || !wanted.contains(&toks[i].1) {
+            continue;
+        }
+        let Some((_, ty)) = toks.get(i + 1) else {
+            continue;
+        };
+        if matches!(ty.as_str(), ":=" | "=" | ";" | "." | "alias") {
+            continue;
+        }
+        if !matches!(ty.as_str(), "record" | "constant") {
+            types.push(ty.rsplit('.').next().unwrap_or(ty).to_string());
+        }
+        let decl = toks[i + 1..].iter().take_while(|(_, t)| t != ";");
+        for (kind, t) in decl {
+            if *kind == T::ColonEquals || t == "=" || t == "default" || t == ":=" {
+                initialised = true;
+            }
         }
     }
     (initialised, types)
-}
-
-/// Each declaration of `name` in `text`: whether it has a value, and its
-/// type's last name part (a domain's or row type's name, for the catalog:
-/// assigning to such a variable runs the type's checks).
-fn declarations(text: &str, name: &str) -> Vec<(bool, Option<String>)> {
-    let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '"';
-    let mut out = Vec::new();
-    let mut from = 0;
-    while let Some(at) = text[from..].find(name).map(|i| i + from) {
-        from = at + name.len();
-        let before = text[..at].trim_end_matches(['"']).trim_end();
-        let after = &text[at + name.len()..];
-        let starts_declaration = before.is_empty()
-            || before.ends_with(';')
-            || before.ends_with("declare")
-            || before.ends_with("$$");
-        let rest = after.trim_start_matches('"');
-        let followed_by_type =
-            rest.starts_with(|c: char| c.is_whitespace()) && rest.trim_start().starts_with(word);
-        if !starts_declaration || !followed_by_type {
-            continue;
-        }
-        let decl = after.split(';').next().unwrap_or("");
-        let value = decl.contains(":=")
-            || decl.contains('=')
-            || decl.split(|c: char| !word(c)).any(|w| w == "default");
-        let ty = rest
-            .trim_start()
-            .split(|c: char| c.is_whitespace() || matches!(c, ':' | '=' | ';' | '%' | '(' | '['))
-            .next()
-            .filter(|t| !matches!(*t, "" | "record" | "constant" | "alias"))
-            .map(|t| {
-                t.rsplit('.')
-                    .next()
-                    .unwrap_or(t)
-                    .trim_matches('"')
-                    .to_string()
-            });
-        out.push((value, ty));
-    }
-    out
 }
 
 /// A trigger or event trigger function's body, read as the body of a plain
@@ -329,11 +327,11 @@ mod tests {
 
     #[test]
     fn plpgsql_statements_and_expressions_are_classified() {
-        let d = def("DECLARE x int := a + 1; r record;
+        let body = "DECLARE x int := a + 1; r record;
             BEGIN x := x * 2; DELETE FROM t WHERE id = x; PERFORM pg_sleep(0);
             FOR r IN SELECT * FROM secrets LOOP RAISE NOTICE '%', r; END LOOP;
-            IF x > 1 THEN RETURN (SELECT count(*) FROM u); END IF; RETURN 0; END");
-        let p = place(&c(), "plpgsql", "", Some(&d));
+            IF x > 1 THEN RETURN (SELECT count(*) FROM u); END IF; RETURN 0; END";
+        let p = place(&c(), "plpgsql", body, Some(&def(body)));
         assert!(p.classes.contains(Class::Write), "{p:?}");
         assert!(!p.classes.contains(Class::Unparsed), "{p:?}");
         assert!(p.tables.contains("secrets") && p.tables.contains("u") && p.tables.contains("t"));
@@ -377,6 +375,11 @@ mod tests {
             ("DECLARE r secrets := (SELECT s FROM secrets s LIMIT 1); BEGIN RETURN r.v; END", true),
             ("DECLARE n int; snap accounts DEFAULT purge_row(); BEGIN RETURN 1; END", true),
             ("DECLARE r record; BEGIN FOR r IN SELECT 1 AS x LOOP END LOOP; r := NULL; RETURN 1; END", false),
+            ("DECLARE /* c */ r secrets := (SELECT s FROM secrets s); BEGIN RETURN 1; END", true),
+            ("DECLARE n int; -- x\n r secrets := (SELECT s FROM secrets s); BEGIN RETURN 1; END", true),
+            ("DECLARE r/**/secrets := (SELECT s FROM secrets s); BEGIN RETURN 1; END", true),
+            ("DECLARE old secrets := (SELECT s FROM secrets s); BEGIN RETURN 1; END", true),
+            ("BEGIN DECLARE new accounts := purge_row(); BEGIN NULL; END; RETURN 1; END", true),
         ] {
             let def = format!("CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ {src} $$");
             let p = place(&c, "plpgsql", src, Some(&def));

@@ -76,6 +76,8 @@ pub struct Snapshot {
     /// Types whose values run user code (a domain's CHECK), by OID: what
     /// a parameter of that type runs when Bind converts it.
     param_types: HashMap<u32, Resolved>,
+    /// User code behind a built-in type: nothing is placeable.
+    opaque: bool,
     /// What the event triggers run on DDL, if there are any.
     on_ddl: Option<Resolved>,
     /// Warnings about the upstream login's rights.
@@ -94,6 +96,7 @@ impl Snapshot {
             && self.on_update == other.on_update
             && self.on_truncate == other.on_truncate
             && self.on_ddl == other.on_ddl
+            && self.opaque == other.opaque
             && self.param_types == other.param_types
     }
 }
@@ -255,6 +258,16 @@ impl Catalog {
     /// `resolve` with a current snapshot, for the statements before `until`.
     fn resolve_current(&self, snap: &Snapshot, a: Arc<Analysis>, until: usize) -> Arc<Analysis> {
         // The common case costs a few hash look-ups and no allocation.
+        if snap.opaque {
+            let mut out = (*a).clone();
+            for s in out.statements.iter_mut().take(until) {
+                s.classes.insert(Class::Unparsed);
+                s.note.get_or_insert_with(|| {
+                    "user code runs behind a built-in type on this database (see the log): nothing can be placed".into()
+                });
+            }
+            return Arc::new(out);
+        }
         let work = a.statements.iter().take(until).any(|s| {
             (snap.on_ddl.is_some() && s.classes.contains(Class::Ddl))
                 || s.tables.iter().any(|t| {
@@ -497,7 +510,29 @@ const TYPES_FINGERPRINT: &str = "SELECT concat_ws(':',
   (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_namespace),
   (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_operator),
   (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_attrdef),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_trigger))";
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_trigger),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_partitioned_table))";
+
+/// Built-in types with a user's (not an extension's C) code behind them:
+/// an implicit or assignment cast between two built-in types, or a default
+/// operator class of a built-in type, with a user function. PostgreSQL
+/// applies them where no statement's text shows a type (`json_typeof(5)`
+/// casts implicitly; `DISTINCT json_build_array(…)` compares).
+const OPAQUE_QUERY: &str = "SELECT DISTINCT t.typname FROM pg_cast ca
+  JOIN pg_type t ON t.oid = ca.casttarget JOIN pg_type src ON src.oid = ca.castsource
+  JOIN pg_proc p ON p.oid = ca.castfunc JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  JOIN pg_language l ON l.oid = p.prolang
+  WHERE ca.castcontext IN ('i', 'a') AND t.typnamespace = 'pg_catalog'::regnamespace
+    AND src.typnamespace = 'pg_catalog'::regnamespace
+    AND pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal')
+  UNION
+  SELECT t.typname FROM pg_opclass opc JOIN pg_type t ON t.oid = opc.opcintype
+  JOIN pg_amproc ap ON ap.amprocfamily = opc.opcfamily
+  JOIN pg_proc p ON p.oid = ap.amproc JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  JOIN pg_language l ON l.oid = p.prolang
+  WHERE opc.opcdefault AND t.typnamespace = 'pg_catalog'::regnamespace
+    AND pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal')
+  LIMIT 100";
 
 /// Event triggers: their functions run on the DDL of any session
 /// (whatever tags they name: all DDL counts, fail closed).
@@ -565,6 +600,13 @@ const TYPES_QUERY: &str = "WITH RECURSIVE raw(ty, fn) AS (
     SELECT opc.opcintype, ap.amproc FROM pg_opclass opc
     JOIN pg_amproc ap ON ap.amprocfamily = opc.opcfamily
     WHERE opc.opcdefault
+    UNION ALL
+    -- A range compares its bounds with its subtype class, whichever it is.
+    SELECT r.rngtypid, ap.amproc FROM pg_range r
+    JOIN pg_opclass opc ON opc.oid = r.rngsubopc
+    JOIN pg_amproc ap ON ap.amprocfamily = opc.opcfamily
+    UNION ALL SELECT rngtypid, rngcanonical FROM pg_range WHERE rngcanonical <> 0
+    UNION ALL SELECT rngtypid, rngsubdiff FROM pg_range WHERE rngsubdiff <> 0
   ), fns(ty, fn) AS (
     -- User functions only, before following types: built-ins run nothing
     -- of a user's, and following them would reach every column.
@@ -614,6 +656,14 @@ const TYPES_QUERY: &str = "WITH RECURSIVE raw(ty, fn) AS (
         UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid FROM pg_index) o
     ON o.cl = d.classid AND o.oid = d.objid
   JOIN pg_class c ON c.oid = o.rel JOIN pg_namespace rn ON rn.oid = c.relnamespace
+  UNION ALL
+  -- A partition key's classes: routing each row and sorting the bounds.
+  SELECT 'c', rn.nspname, c.relname, pn.nspname, p.proname, NULL FROM pg_partitioned_table pt
+  JOIN pg_opclass opc ON opc.oid = ANY (pt.partclass::oid[])
+  JOIN pg_amproc ap ON ap.amprocfamily = opc.opcfamily
+  JOIN pg_proc p ON p.oid = ap.amproc JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  JOIN pg_class c ON c.oid = pt.partrelid JOIN pg_namespace rn ON rn.oid = c.relnamespace
+  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
   UNION ALL
   SELECT 'c', rn.nspname, c.relname, pn.nspname, p.proname, NULL FROM pg_index i
   JOIN pg_opclass opc ON opc.oid = ANY (i.indclass::oid[])
@@ -714,6 +764,22 @@ impl Snapshot {
         let mut attached = attached;
         let mut typed = Vec::new();
         let mut type_oids: Vec<(u32, String, String)> = Vec::new();
+        // A built-in type with user code behind it (a user's default
+        // operator class or implicit cast for `json`) runs it wherever a
+        // value of that type is compared, sorted or converted, which no
+        // statement's text shows: nothing can be placed.
+        let builtin_code: Vec<String> = query::simple(conn, OPAQUE_QUERY)
+            .await?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+            .collect();
+        if !builtin_code.is_empty() {
+            s.warnings.push(format!(
+                "user code runs behind built-in types ({}: an operator class or implicit cast): no statement can be placed, every one is unparsed",
+                builtin_code.join(", ")
+            ));
+            s.opaque = true;
+        }
         for mut r in types {
             let kind = r.remove(0);
             let oid = r
