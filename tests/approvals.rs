@@ -93,6 +93,31 @@ impl Env {
         .await
     }
 
+    /// Until `done` (at most `secs`), votes on every pending request as
+    /// alice and then bob,
+    /// with the verb `verdict` gives for it (it may assert on it too).
+    async fn vote_until(
+        &self,
+        secs: u64,
+        done: impl Fn() -> bool,
+        verdict: impl Fn(&serde_json::Value) -> &'static str,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !done() {
+            assert!(Instant::now() < deadline, "still held");
+            let (_, v) = self
+                .api("GET", "/v1/approvals", "tok-alice", serde_json::Value::Null)
+                .await;
+            for r in v["approvals"].as_array().cloned().unwrap_or_default() {
+                let id = r["id"].as_str().unwrap();
+                let verb = verdict(&r);
+                self.vote(id, verb, "tok-alice").await;
+                self.vote(id, verb, "tok-bob").await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn api(
         &self,
         method: &str,
@@ -1336,19 +1361,8 @@ async fn a_bind_after_a_redefinition_in_its_batch_waits_for_it() {
     ]));
     let reader = std::thread::spawn(move || w.until_ready());
     // The redefinition is held by each of its rules: approve them all.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !reader.is_finished() {
-        assert!(Instant::now() < deadline, "still held");
-        let (_, v) = env
-            .api("GET", "/v1/approvals", "tok-alice", serde_json::Value::Null)
-            .await;
-        for r in v["approvals"].as_array().cloned().unwrap_or_default() {
-            let id = r["id"].as_str().unwrap();
-            env.vote(id, "approve", "tok-alice").await;
-            env.vote(id, "approve", "tok-bob").await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    env.vote_until(30, || reader.is_finished(), |_| "approve")
+        .await;
     let replies: Vec<_> = reader
         .join()
         .unwrap()
@@ -1384,23 +1398,19 @@ async fn event_triggers_and_tables_made_in_a_block_are_placed() {
     });
     // Refused (the trigger function can't be read), or held showing what
     // it does; never a plain `ddl`.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !agent.is_finished() {
-        assert!(Instant::now() < deadline, "still held");
-        let (_, v) = env
-            .api("GET", "/v1/approvals", "tok-alice", serde_json::Value::Null)
-            .await;
-        for r in v["approvals"].as_array().cloned().unwrap_or_default() {
+    env.vote_until(
+        20,
+        || agent.is_finished(),
+        |r| {
             let classes = r["statements"][0]["classes"].to_string();
             assert!(
                 classes.contains("destructive") || classes.contains("unparsed"),
                 "{r}"
             );
-            env.vote(r["id"].as_str().unwrap(), "deny", "tok-alice")
-                .await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            "deny"
+        },
+    )
+    .await;
     let (c, r) = agent.await.unwrap();
     assert!(r.is_err());
     assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
@@ -1416,27 +1426,20 @@ async fn event_triggers_and_tables_made_in_a_block_are_placed() {
         let end = c.batch_execute("COMMIT").await;
         (made, ins, end)
     });
-    // Approve the CREATE TABLE (each of its rules); refuse nothing else.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !agent.is_finished() {
-        assert!(Instant::now() < deadline, "still held");
-        let (_, v) = env
-            .api("GET", "/v1/approvals", "tok-alice", serde_json::Value::Null)
-            .await;
-        for r in v["approvals"].as_array().cloned().unwrap_or_default() {
-            let id = r["id"].as_str().unwrap();
-            let verb = if r.to_string().contains("CREATE TABLE")
-                || r.to_string().contains("create table")
-            {
+    // Approve the CREATE TABLE (each of its rules); deny anything else.
+    env.vote_until(
+        30,
+        || agent.is_finished(),
+        |r| {
+            let t = r.to_string();
+            if t.contains("CREATE TABLE") || t.contains("create table") {
                 "approve"
             } else {
                 "deny"
-            };
-            env.vote(id, verb, "tok-alice").await;
-            env.vote(id, verb, "tok-bob").await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            }
+        },
+    )
+    .await;
     let (made, ins, _end) = agent.await.unwrap();
     assert!(made.is_ok(), "{made:?}");
     assert!(ins.is_err(), "the INSERT ran as a plain write");

@@ -657,19 +657,15 @@ const TYPES_QUERY: &str = "WITH RECURSIVE raw(ty, fn) AS (
     ON o.cl = d.classid AND o.oid = d.objid
   JOIN pg_class c ON c.oid = o.rel JOIN pg_namespace rn ON rn.oid = c.relnamespace
   UNION ALL
-  -- A partition key's classes: routing each row and sorting the bounds.
-  SELECT 'c', rn.nspname, c.relname, pn.nspname, p.proname, NULL FROM pg_partitioned_table pt
-  JOIN pg_opclass opc ON opc.oid = ANY (pt.partclass::oid[])
+  -- The operator classes an index or a partition key names (a partition
+  -- key's: routing each row and sorting the bounds).
+  SELECT 'c', rn.nspname, c.relname, pn.nspname, p.proname, NULL
+  FROM (SELECT indrelid AS rel, indclass::oid[] AS classes FROM pg_index
+        UNION ALL SELECT partrelid, partclass::oid[] FROM pg_partitioned_table) k
+  JOIN pg_opclass opc ON opc.oid = ANY (k.classes)
   JOIN pg_amproc ap ON ap.amprocfamily = opc.opcfamily
   JOIN pg_proc p ON p.oid = ap.amproc JOIN pg_namespace pn ON pn.oid = p.pronamespace
-  JOIN pg_class c ON c.oid = pt.partrelid JOIN pg_namespace rn ON rn.oid = c.relnamespace
-  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
-  UNION ALL
-  SELECT 'c', rn.nspname, c.relname, pn.nspname, p.proname, NULL FROM pg_index i
-  JOIN pg_opclass opc ON opc.oid = ANY (i.indclass::oid[])
-  JOIN pg_amproc ap ON ap.amprocfamily = opc.opcfamily
-  JOIN pg_proc p ON p.oid = ap.amproc JOIN pg_namespace pn ON pn.oid = p.pronamespace
-  JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace rn ON rn.oid = c.relnamespace
+  JOIN pg_class c ON c.oid = k.rel JOIN pg_namespace rn ON rn.oid = c.relnamespace
   WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
   UNION ALL
   SELECT DISTINCT 'f', fn_.nspname, f.proname, u.fns, u.fnn, NULL::text FROM user_fns u

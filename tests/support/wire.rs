@@ -179,21 +179,7 @@ pub fn bind_text(portal: &str, stmt: &str, params: &[&str]) -> BytesMut {
 }
 
 pub fn bind(portal: &str, stmt: &str) -> BytesMut {
-    let mut b = BytesMut::new();
-    frontend::bind(
-        portal,
-        stmt,
-        std::iter::empty::<i16>(),
-        std::iter::empty::<()>(),
-        |_, _| -> Result<postgres_protocol::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-            unreachable!()
-        },
-        std::iter::empty::<i16>(),
-        &mut b,
-    )
-    .map_err(|_| ())
-    .unwrap();
-    b
+    bind_formats(portal, stmt, &[])
 }
 
 /// A Bind with no parameters and the given result-format codes.
