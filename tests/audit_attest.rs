@@ -593,6 +593,29 @@ fn a_log_cut_at_a_checkpoint_fails_against_its_anchor() {
     assert!(verify_anchored(&p, &key, &anchor).is_err());
 }
 
+#[test]
+fn a_longer_replaced_log_fails_against_an_anchor_that_missed_its_last_checkpoints() {
+    // Review C9: the anchor missed the log's last checkpoints (a crash
+    // between the two writes), so its latest is an older one.
+    let (cfg, p, anchor) = anchored("anchor-behind");
+    let mut a = lines(&anchor);
+    a.truncate(2);
+    write_lines(&anchor, &a);
+    // The log still holds that checkpoint at its seq: it continues.
+    write_log(&cfg, 1);
+    // Another history signed with the same key, longer than the anchor's:
+    // refused at start-up, though its own last checkpoint is further on.
+    let mut other = config(&p.parent().unwrap().join("other"));
+    other.key = cfg.key.clone();
+    other.checkpoint_every = 5;
+    write_log(&other, 40);
+    std::fs::copy(&other.path, &p).unwrap();
+    write_lines(&anchor, &a);
+    let e = AuditLog::open(&cfg).err().unwrap().to_string();
+    assert!(e.contains("the log was replaced"), "{e}");
+    assert!(verify_anchored(&p, &pubkey(&cfg), &anchor).is_err());
+}
+
 // ---------------------------------------------------------------- durability
 
 #[tokio::test]

@@ -312,6 +312,43 @@ pub fn announces(path: &Path, key_id: &str) -> std::io::Result<bool> {
     Ok(false)
 }
 
+/// The line hash of record `seq` of the log at `path` (its live and rotated
+/// files), `None` when no file holds it. Records are one per line in seq
+/// order from each file's first, so it counts lines, reading forward from
+/// the file that holds `seq`: only at start-up, when an anchor's last
+/// checkpoint is older than the log's.
+pub fn line_hash_at(path: &Path, seq: u64) -> Result<Option<Hash>, RecoverError> {
+    use std::io::BufRead;
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| RecoverError::Io { path, source }
+    };
+    let mut files = rotated_files(path).map_err(io(path))?;
+    if path.exists() {
+        let mut f = File::open(path).map_err(io(path))?;
+        if f.metadata().map_err(io(path))?.len() > 0 {
+            files.push((first_seq(&mut f, path)?, path.to_owned()));
+        }
+    }
+    let Some((first, file)) = files.into_iter().rev().find(|(first, _)| *first <= seq) else {
+        return Ok(None);
+    };
+    let f = File::open(&file).map_err(io(&file))?;
+    let mut r = std::io::BufReader::with_capacity(256 * 1024, f);
+    let mut line = Vec::new();
+    for _ in first..=seq {
+        line.clear();
+        if r.read_until(b'\n', &mut line).map_err(io(&file))? == 0 || line.last() != Some(&b'\n') {
+            return Ok(None);
+        }
+    }
+    line.pop();
+    let at = serde_json::from_slice::<serde_json::Value>(&line)
+        .ok()
+        .and_then(|v| v["seq"].as_u64());
+    Ok((at == Some(seq)).then(|| hash_line(&line)))
+}
+
 /// The length up to and including the last `\n`.
 fn complete_len(f: &mut File, len: u64) -> std::io::Result<u64> {
     let mut end = len;

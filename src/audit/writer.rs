@@ -186,7 +186,19 @@ impl Writer {
                             anchor.display()
                         )))
                     }
-                    Some((s, _)) if s >= seq => {}
+                    Some((s, _)) if s == seq => {}
+                    // The anchor missed the log's later checkpoints (a crash
+                    // between the log's fsync and the anchor's write): the
+                    // record at its seq must still be its line.
+                    Some((s, _)) if s > seq => {
+                        let at = super::recover::line_hash_at(&cfg.path, seq)?;
+                        if !at.is_some_and(|h| super::chain::hashes_equal(&h, &hash)) {
+                            return Err(refused(format!(
+                                "its record {seq} is not the checkpoint the anchor `{}` holds for it: the log was replaced",
+                                anchor.display()
+                            )));
+                        }
+                    }
                     _ => {
                         return Err(refused(format!(
                             "the anchor `{}` holds a checkpoint at record {seq}, but the log's last checkpoint is {}: records were cut. Restore the log from a copy; to start a new log, move both the log and the anchor aside",

@@ -490,28 +490,31 @@ const RULES_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_ruledef(r.oid)
   WHERE r.ev_type <> '1' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   LIMIT 20001";
 
-/// Every row of every catalog `TYPES_QUERY` reads, summed up: the count
-/// and the sum of the transaction ids that wrote them (an insert, update or
-/// delete changes one or the other). Costs a scan of each (pg_attribute is
+/// Every row of every catalog `TYPES_QUERY` reads, summed up: the count,
+/// the sum of the transaction ids that wrote them and the sum of their
+/// hashes. Every insert, update or delete leaves a multiset of writers
+/// that differs (new rows carry the writing transaction's id); a plain sum
+/// could still meet the old one (two rows gone, two of other ids come), the
+/// hashes' sum as well only by chance (about one in 2^32). Costs a scan of each (pg_attribute is
 /// the largest); the types query itself, a recursive walk, costs ~20 times
 /// as much on a catalog of 2,000 tables, so it runs only when this moves.
 const TYPES_FINGERPRINT: &str = "SELECT concat_ws(':',
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_type),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_attribute),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_class),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_constraint),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_depend),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_cast),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_opclass),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_amproc),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_index),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_range),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_proc),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_namespace),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_operator),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_attrdef),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_trigger),
-  (SELECT count(*) || '.' || sum(xmin::text::bigint) FROM pg_partitioned_table))";
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_type),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_attribute),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_class),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_constraint),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_depend),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_cast),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_opclass),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_amproc),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_index),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_range),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_proc),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_namespace),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_operator),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_attrdef),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_trigger),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_partitioned_table))";
 
 /// Built-in types with a user's (not an extension's C) code behind them:
 /// an implicit or assignment cast between two built-in types, or a default
