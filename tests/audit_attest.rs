@@ -545,7 +545,7 @@ fn anchored(name: &str) -> (Audit, PathBuf, PathBuf) {
 fn verify_anchored(p: &Path, key: &PublicKey, anchor: &Path) -> Result<(), Problem> {
     let opts = Options {
         keys: vec![key.clone()],
-        anchor: sqlgate::audit::anchor::load(anchor, std::slice::from_ref(key)).unwrap(),
+        anchor: sqlgate::audit::anchor::load(anchor).unwrap(),
         ..Options::default()
     };
     verify_files(&[p.to_owned()], &opts)
@@ -564,9 +564,11 @@ fn a_log_cut_at_a_checkpoint_fails_against_its_anchor() {
         .filter(|(_, x)| x.contains("\"kind\":\"checkpoint\""))
         .map(|(i, _)| i)
         .collect();
-    // Every checkpoint reached the anchor, byte for byte.
+    // Every checkpoint reached the anchor, byte for byte, and so did the key
+    // rotation announcing the first key.
     let a = lines(&anchor);
-    assert_eq!(a.len(), checkpoints.len());
+    assert_eq!(a.len(), checkpoints.len() + 1);
+    assert!(a[0].contains("\"kind\":\"key_rotation\"") && l.contains(&a[0]));
     assert_eq!(a.last(), l.last());
     verify_anchored(&p, &key, &anchor).unwrap();
     // Cut back to an earlier checkpoint: still a valid log on its own…
@@ -614,6 +616,44 @@ fn a_longer_replaced_log_fails_against_an_anchor_that_missed_its_last_checkpoint
     let e = AuditLog::open(&cfg).err().unwrap().to_string();
     assert!(e.contains("the log was replaced"), "{e}");
     assert!(verify_anchored(&p, &pubkey(&cfg), &anchor).is_err());
+}
+
+#[test]
+fn an_anchored_log_verifies_with_the_first_key_after_a_rotation() {
+    // Review C13: the anchor's checkpoints after a key change are signed by
+    // the new key, which only the log's rotation record makes trusted.
+    let (mut cfg, p, anchor) = anchored("anchor-rotated");
+    let first = pubkey(&cfg);
+    cfg.previous_key = Some(cfg.key.clone());
+    cfg.key = cfg.key.with_file_name("signing-2.key");
+    write_log(&cfg, 12);
+    verify_anchored(&p, &first, &anchor).unwrap();
+    // Cut back to before the rotation: the anchor's later checkpoints, by the
+    // new key, still prove the cut.
+    let l = lines(&p);
+    let rotation = l
+        .iter()
+        .position(|x| x.contains("\"kind\":\"key_rotation\""))
+        .unwrap();
+    write_lines(&p, &l[..rotation]);
+    assert!(matches!(
+        verify_anchored(&p, &first, &anchor),
+        Err(Problem::CutBeforeAnchor { .. })
+    ));
+    // An anchor line past the log's end that no trusted key signed proves
+    // nothing: it is reported as not ours, not as a cut.
+    write_lines(&p, &l);
+    let mut a = lines(&anchor);
+    let forged = a.last().unwrap().replace(
+        &format!("\"seq\":{}", l.len() - 1),
+        &format!("\"seq\":{}", l.len() + 5),
+    );
+    a.push(forged);
+    write_lines(&anchor, &a);
+    assert!(matches!(
+        verify_anchored(&p, &first, &anchor),
+        Err(Problem::AnchorUnsigned { .. })
+    ));
 }
 
 // ---------------------------------------------------------------- durability

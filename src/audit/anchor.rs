@@ -1,4 +1,5 @@
-//! The truncation anchor: every checkpoint line, copied outside the log.
+//! The truncation anchor: every checkpoint line (and key rotation), copied
+//! outside the log.
 //!
 //! A hash chain with signed checkpoints shows any edit inside the log, but
 //! not a cut at a checkpoint: what is left is a shorter, valid log. So the
@@ -9,15 +10,16 @@
 //! to the anchor only after the log holding it is fsynced, so an anchor is
 //! never ahead of the log on disk, even after a crash.
 //!
-//! - At start-up, a file anchor's last checkpoint must be in the log: a log
-//!   that ends before it, or holds another line at its seq, is refused.
-//! - `sqlgate audit verify --anchor <file>` checks every anchored checkpoint
-//!   against the log and reports a log that ends before the latest one.
+//! - At start-up, a file anchor's last line must be in the log: a log that
+//!   ends before it, or holds another line at its seq, is refused.
+//! - `sqlgate audit verify --anchor <file>` checks every anchored line
+//!   against the log and reports a log that ends before the latest one
+//!   (when that one is signed by a key trusted: a key rotation is anchored
+//!   too, so a cut back to before a key change is still shown as a cut).
 //!   For syslog, extract sqlgate's lines into a file first (the JSON starts
 //!   at the first `{` of each message).
 
-use super::chain::{hash_line, hashes_equal, parse_hash, Hash};
-use super::sign::{checkpoint_message, PublicKey};
+use super::chain::{hash_line, Hash};
 use crate::config::Anchor;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -155,7 +157,7 @@ impl AnchorWriter {
 
 /// The seq and line hash of the last complete line of a file anchor; `None`
 /// when it holds none yet. Reads only the end of the file.
-pub(crate) fn last_checkpoint(path: &Path) -> Result<Option<(u64, Hash)>, String> {
+pub(crate) fn last_anchored(path: &Path) -> Result<Option<(u64, Hash)>, String> {
     let describe =
         |e: std::io::Error| format!("cannot read the audit anchor `{}`: {e}", path.display());
     let mut f = match File::open(path) {
@@ -189,7 +191,7 @@ pub(crate) fn last_checkpoint(path: &Path) -> Result<Option<(u64, Hash)>, String
         .and_then(|v| v["seq"].as_u64())
         .ok_or_else(|| {
             format!(
-                "the audit anchor `{}` ends in a line that is not a checkpoint record",
+                "the audit anchor `{}` ends in a line that is not an audit record",
                 path.display()
             )
         })?;
@@ -204,10 +206,20 @@ fn json_part(line: &[u8]) -> &[u8] {
         .map_or(line, |i| &line[i..])
 }
 
-/// Every checkpoint of an anchor file, seq → line hash, for `verify
-/// --anchor`. With trusted `keys`, each one's signature must verify (an
-/// anchor line nobody signed proves nothing).
-pub fn load(path: &Path, keys: &[PublicKey]) -> Result<BTreeMap<u64, Hash>, String> {
+/// One line of an anchor: a checkpoint, or a key rotation (which lets a
+/// verifier that trusts the old key trust the checkpoints after it).
+#[derive(Debug, Clone)]
+pub struct Anchored {
+    /// SHA-256 of the line: the log's record at its seq must hash the same.
+    pub hash: Hash,
+    /// The record, for checking its signature when the log does not hold it.
+    pub line: Vec<u8>,
+}
+
+/// Every line of an anchor file, seq → line, for `verify --anchor`.
+/// Signatures are checked by verify, once it knows which keys the log
+/// makes trusted: one the log holds is the log's own record.
+pub fn load(path: &Path) -> Result<BTreeMap<u64, Anchored>, String> {
     let text = std::fs::read(path)
         .map_err(|e| format!("cannot read the anchor `{}`: {e}", path.display()))?;
     let mut out = BTreeMap::new();
@@ -219,29 +231,18 @@ pub fn load(path: &Path, keys: &[PublicKey]) -> Result<BTreeMap<u64, Hash>, Stri
         let bad = |why: &str| format!("the anchor `{}` line {}: {why}", path.display(), no + 1);
         let v: serde_json::Value =
             serde_json::from_slice(line).map_err(|_| bad("not a JSON record"))?;
-        let (Some(seq), Some(prev), Some("checkpoint")) = (
-            v["seq"].as_u64(),
-            v["prev"].as_str().and_then(parse_hash),
-            v["kind"].as_str(),
-        ) else {
-            return Err(bad("not a checkpoint record"));
+        let (Some(seq), Some("checkpoint" | "key_rotation")) =
+            (v["seq"].as_u64(), v["kind"].as_str())
+        else {
+            return Err(bad("not a checkpoint or key rotation record"));
         };
-        let head_ok = v["head"]
-            .as_str()
-            .and_then(parse_hash)
-            .is_some_and(|h| hashes_equal(&h, &prev));
-        if !keys.is_empty() {
-            let key_id = v["key_id"].as_str().unwrap_or_default();
-            let msg = checkpoint_message(seq.saturating_sub(1), &prev);
-            let signed = keys.iter().any(|k| {
-                k.key_id() == key_id
-                    && k.verify_b64(msg.as_bytes(), v["sig"].as_str().unwrap_or_default())
-            });
-            if !head_ok || !signed {
-                return Err(bad("a checkpoint not signed by a trusted key"));
-            }
-        }
-        out.insert(seq, hash_line(line));
+        out.insert(
+            seq,
+            Anchored {
+                hash: hash_line(line),
+                line: line.to_vec(),
+            },
+        );
     }
     Ok(out)
 }

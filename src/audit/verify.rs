@@ -30,9 +30,12 @@
 //!    partial last line of the last file: the writer may be mid-write).
 //!
 //! 9. With an anchor (`--anchor`, see [`super::anchor`]): the record at each
-//!    anchored checkpoint's seq must be byte-identical to the anchor's line,
-//!    else `anchor mismatch`; a log whose last record is before the anchor's
-//!    latest checkpoint was `cut`.
+//!    anchored checkpoint's (or key rotation's) seq must be byte-identical to the anchor's line,
+//!    else `anchor mismatch` (the log's record is checked as any other, so
+//!    an anchor line needs no signature check of its own); a log whose last
+//!    record is before the anchor's latest checkpoint was `cut` when that
+//!    line is signed by a key trusted at the log's end (or vouched for by
+//!    an anchored key rotation after it), else the anchor is `not ours`.
 //! 10. Each record's `mac` is not checked here: its key is secret. sqlgate
 //!     checks it at start-up for the records no checkpoint covers yet, the
 //!     only ones a forger could add undetected by the signatures.
@@ -83,6 +86,8 @@ pub enum Problem {
     CutBeforeAnchor { last: u64, anchored: u64 },
     #[error("anchor mismatch: record {seq} is not the checkpoint the anchor holds for that seq")]
     AnchorMismatch { seq: u64 },
+    #[error("anchor not ours: the anchor's checkpoint at record {seq}, past the log's end, is not signed by a key the log trusts")]
+    AnchorUnsigned { seq: u64 },
     #[error("cannot read: {0}")]
     Io(String),
 }
@@ -98,7 +103,8 @@ impl Problem {
             | Problem::Inserted { seq, .. }
             | Problem::ForgedSignature { seq, .. }
             | Problem::Truncated { seq, .. }
-            | Problem::AnchorMismatch { seq } => Some(*seq),
+            | Problem::AnchorMismatch { seq }
+            | Problem::AnchorUnsigned { seq } => Some(*seq),
             Problem::CutBeforeAnchor { last, .. } => Some(last.saturating_add(1)),
             Problem::MissingStart { .. } => Some(0),
             Problem::UnsignedTail { from, .. } => Some(*from),
@@ -135,8 +141,8 @@ pub struct Options {
     pub keys: Vec<PublicKey>,
     /// Accept an unsigned tail (a live log).
     pub allow_open: bool,
-    /// Checkpoints kept outside the log (`--anchor`): seq → line hash.
-    pub anchor: BTreeMap<u64, Hash>,
+    /// Checkpoints kept outside the log (`--anchor`).
+    pub anchor: BTreeMap<u64, super::anchor::Anchored>,
 }
 
 /// What a successful verification saw.
@@ -370,13 +376,20 @@ impl<'a> Verifier<'a> {
         };
         self.summary.files = lines.files.len();
         self.summary.last_seq = last_seq;
+        // Anchored lines past the log's end: the log was cut if they are
+        // signed by a key the log trusts by its end (or a rotation among
+        // them vouches for), else the anchor is not ours.
         if let Some((&anchored, _)) = self.opts.anchor.last_key_value() {
             if anchored > last_seq {
-                return Err(Failure {
-                    problem: Problem::CutBeforeAnchor {
+                let problem = match self.anchored_past(last_seq) {
+                    Ok(()) => Problem::CutBeforeAnchor {
                         last: last_seq,
                         anchored,
                     },
+                    Err(seq) => Problem::AnchorUnsigned { seq },
+                };
+                return Err(Failure {
+                    problem,
                     file: lines.files.last().cloned().unwrap_or_default(),
                     line: 0,
                 });
@@ -462,13 +475,34 @@ impl<'a> Verifier<'a> {
         }
         let hash = hash_line(&line.bytes);
         if let Some(anchored) = self.opts.anchor.get(&rec.seq) {
-            if !hashes_equal(anchored, &hash) {
+            if !hashes_equal(&anchored.hash, &hash) {
                 return Err(Problem::AnchorMismatch { seq: rec.seq });
             }
         }
         self.summary.records += 1;
         self.summary.last_time = rec.time;
         self.last = Some((rec.seq, hash, line.file, line.no));
+        Ok(())
+    }
+
+    /// Checks the signatures of the anchor's lines after `last_seq`, in
+    /// order, as the log's own would be; `Err` names the first that fails.
+    fn anchored_past(&mut self, last_seq: u64) -> Result<(), u64> {
+        let opts = self.opts;
+        for (&seq, a) in opts.anchor.range(last_seq + 1..) {
+            let ok = match parse_common(&a.line) {
+                Ok(rec) if rec.seq == seq && rec.kind == "checkpoint" => {
+                    self.checkpoint(&rec).is_ok()
+                }
+                Ok(rec) if rec.seq == seq && rec.kind == "key_rotation" => {
+                    self.key_rotation(&rec).is_ok()
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(seq);
+            }
+        }
         Ok(())
     }
 

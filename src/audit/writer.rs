@@ -20,7 +20,7 @@
 //! (`reason: rotation`, `previous_file`: the renamed file's name). The chain
 //! simply continues.
 
-use super::anchor::{last_checkpoint, AnchorWriter};
+use super::anchor::{last_anchored, AnchorWriter};
 use super::chain::Chain;
 use super::event::Event;
 use super::recover::{recover, RecoverError, Tail};
@@ -81,6 +81,8 @@ pub(crate) struct Writer {
     path: PathBuf,
     key: SigningKey,
     anchor: Option<AnchorWriter>,
+    /// A key rotation's line, for the anchor with the next checkpoint.
+    rotation_line: Option<Vec<u8>>,
     every: u64,
     interval: Duration,
     max_file_bytes: u64,
@@ -177,35 +179,31 @@ impl Writer {
                     anchor.display()
                 )));
             }
-            if let Some((seq, hash)) = last_checkpoint(anchor).map_err(&refused)? {
-                let last = tail.as_ref().and_then(|t| t.checkpoint);
-                match last {
-                    Some((s, h)) if s == seq && !super::chain::hashes_equal(&h, &hash) => {
-                        return Err(refused(format!(
-                            "its checkpoint at record {seq} is not the one in the anchor `{}`: the log was replaced",
-                            anchor.display()
-                        )))
-                    }
-                    Some((s, _)) if s == seq => {}
-                    // The anchor missed the log's later checkpoints (a crash
-                    // between the log's fsync and the anchor's write): the
-                    // record at its seq must still be its line.
-                    Some((s, _)) if s > seq => {
-                        let at = super::recover::line_hash_at(&cfg.path, seq)?;
-                        if !at.is_some_and(|h| super::chain::hashes_equal(&h, &hash)) {
-                            return Err(refused(format!(
-                                "its record {seq} is not the checkpoint the anchor `{}` holds for it: the log was replaced",
-                                anchor.display()
-                            )));
-                        }
+            if let Some((seq, hash)) = last_anchored(anchor).map_err(&refused)? {
+                let checkpoint = tail.as_ref().and_then(|t| t.checkpoint);
+                let last = tail.as_ref().and_then(|t| t.chain.head_seq());
+                let held = match checkpoint {
+                    Some((s, h)) if s == seq => Some(h),
+                    // The anchor's line is not the log's last checkpoint (a
+                    // crash between the log's fsync and the anchor's write,
+                    // or a key rotation): the log's record at its seq must
+                    // still be that line.
+                    _ if last.is_some_and(|l| l >= seq) => {
+                        super::recover::line_hash_at(&cfg.path, seq)?
                     }
                     _ => {
                         return Err(refused(format!(
-                            "the anchor `{}` holds a checkpoint at record {seq}, but the log's last checkpoint is {}: records were cut. Restore the log from a copy; to start a new log, move both the log and the anchor aside",
+                            "the anchor `{}` holds record {seq}, but the log ends {}: records were cut. Restore the log from a copy; to start a new log, move both the log and the anchor aside",
                             anchor.display(),
-                            last.map_or("none".to_owned(), |(s, _)| format!("record {s}"))
+                            last.map_or("before its first record".to_owned(), |l| format!("at record {l}"))
                         )))
                     }
+                };
+                if !held.is_some_and(|h| super::chain::hashes_equal(&h, &hash)) {
+                    return Err(refused(format!(
+                        "its record {seq} is not the one in the anchor `{}`: the log was replaced",
+                        anchor.display()
+                    )));
                 }
             }
         }
@@ -239,6 +237,7 @@ impl Writer {
             body: Vec::new(),
             line: Vec::new(),
             acks: Vec::new(),
+            rotation_line: None,
             unflushed: false,
             unsynced: false,
         };
@@ -332,6 +331,7 @@ impl Writer {
     fn append(&mut self, e: Event) -> std::io::Result<()> {
         let time = e.time();
         let is_checkpoint = matches!(&e, Event::Json(v) if v["kind"] == "checkpoint");
+        let is_rotation = matches!(&e, Event::Json(v) if v["kind"] == "key_rotation");
         if let Err(err) = e.write_body(&mut self.body) {
             // Unreachable for the events sqlgate builds; never stop the log for one.
             tracing::error!("audit record not serializable, skipped: {err}");
@@ -344,6 +344,10 @@ impl Writer {
         self.file_bytes += self.line.len() as u64;
         self.unflushed = true;
         self.unsynced = true;
+        if is_rotation && self.anchor.is_some() {
+            // To the anchor with the checkpoint right after it.
+            self.rotation_line = Some(self.line[..self.line.len() - 1].to_vec());
+        }
         if is_checkpoint {
             self.since_checkpoint = 0;
             self.last_checkpoint = Instant::now();
@@ -364,6 +368,9 @@ impl Writer {
             self.sync()?;
             let line = &self.line[..self.line.len() - 1];
             if let Some(a) = &mut self.anchor {
+                if let Some(rotation) = self.rotation_line.take() {
+                    a.write(&rotation)?;
+                }
                 a.write(line)?;
             }
         }

@@ -67,7 +67,7 @@ fn verify(
         .map(|k| PublicKey::parse(k))
         .collect::<Result<Vec<_>, _>>()?;
     let anchor = match &anchor {
-        Some(a) => crate::audit::anchor::load(a, &keys)
+        Some(a) => crate::audit::anchor::load(a)
             .map_err(|e| anyhow::anyhow!("audit verify: failed: {e}"))?,
         None => Default::default(),
     };
