@@ -317,6 +317,40 @@ async fn denial_fails_the_transaction_and_names_the_approver() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_guessing_is_throttled_per_address() {
+    // Review C14b: ten unknown tokens from one address, then every token
+    // from it is refused for the minute, the right one too (so a guess that
+    // hits learns nothing), and nothing is decided.
+    let env = Env::new("hold_guess");
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move { c.simple_query("DELETE FROM items").await });
+    let id = env.pending(1).await[0]["id"].as_str().unwrap().to_owned();
+    let approve = format!("/v1/approvals/{id}/approve");
+    let none = serde_json::Value::Null;
+    for i in 0..9 {
+        let (s, _) = env
+            .api(
+                "GET",
+                "/v1/approvals",
+                &format!("tok-guess-{i}"),
+                none.clone(),
+            )
+            .await;
+        assert_eq!(s, 401);
+    }
+    let (s, v) = env
+        .api("GET", "/v1/approvals", "tok-guess-9", none.clone())
+        .await;
+    assert_eq!(s, 429, "{v}");
+    let (s, v) = env.api("POST", &approve, "tok-alice", none.clone()).await;
+    assert_eq!(s, 429, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("retry in"), "{v}");
+    assert!(!agent.is_finished());
+    assert_eq!(env.direct("SELECT count(*) > 0 FROM items"), "t");
+    agent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn who_may_approve_is_enforced() {
     let env = Env::new("hold_who");
     let (c, _n) = env.client().await;

@@ -3,13 +3,14 @@
 //! [`Approvals::vote`], so group, quorum and self-approval rules apply here
 //! exactly as in every other channel.
 
-use crate::approval::{Approvals, Approver, Vote, VoteError};
-use axum::extract::{Path, Query, State};
+use crate::approval::{Approvals, Approver, AuthError, Vote, VoteError};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use std::net::SocketAddr;
 
 pub fn routes(approvals: Approvals) -> Router {
     Router::new()
@@ -36,17 +37,25 @@ impl From<VoteError> for ApiError {
     }
 }
 
-/// The approver named by the request's bearer token.
-pub fn approver(approvals: &Approvals, headers: &HeaderMap) -> Result<Approver, ApiError> {
+/// The approver named by the request's bearer token, sent from `peer`.
+pub fn approver(
+    approvals: &Approvals,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Approver, ApiError> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "missing bearer token".into()))?;
-    approvals
-        .authenticate(token.trim())
-        .cloned()
-        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown token".into()))
+    match approvals.authenticate_from(peer.ip(), token.trim()) {
+        Ok(a) => Ok(a.clone()),
+        Err(AuthError::Unknown) => Err(ApiError(StatusCode::UNAUTHORIZED, "unknown token".into())),
+        Err(AuthError::Throttled(secs)) => Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many unknown tokens from this address; retry in {secs} s"),
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -56,10 +65,11 @@ struct ListQuery {
 
 async fn list(
     State(a): State<Approvals>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = approver(&a, &headers)?;
+    let who = approver(&a, peer, &headers)?;
     let states = [
         "pending",
         "approved",
@@ -85,10 +95,11 @@ async fn list(
 
 async fn show(
     State(a): State<Approvals>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = approver(&a, &headers)?;
+    let who = approver(&a, peer, &headers)?;
     // Another group's request is not there for this approver (404, as if
     // unknown): its statements and literals are theirs to see.
     let r = a
@@ -109,11 +120,12 @@ pub struct Decision {
 /// `POST /v1/approvals/{id}/approve` and `/deny`: channel `api`.
 async fn vote(
     State(a): State<Approvals>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path((id, verb)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    vote_on(&a, &headers, &id, &verb, &body, "api")
+    vote_on(&a, peer, &headers, &id, &verb, &body, "api")
 }
 
 /// `POST /v1/page/approvals/{id}/approve|deny`: the approval page's votes
@@ -121,15 +133,17 @@ async fn vote(
 /// header a script could set.
 async fn page_vote(
     State(a): State<Approvals>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path((id, verb)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    vote_on(&a, &headers, &id, &verb, &body, "page")
+    vote_on(&a, peer, &headers, &id, &verb, &body, "page")
 }
 
 fn vote_on(
     a: &Approvals,
+    peer: SocketAddr,
     headers: &HeaderMap,
     id: &str,
     verb: &str,
@@ -146,7 +160,7 @@ fn vote_on(
             ))
         }
     };
-    decide(a, headers, id, approve, parse_body(body)?, channel)
+    decide(a, peer, headers, id, approve, parse_body(body)?, channel)
 }
 
 /// The decision body is optional: nothing, `null` or `{}` mean "no reason".
@@ -178,13 +192,14 @@ pub const MAX_REASON: usize = 4096;
 /// Authenticates, then votes. Shared by the API and the approval page.
 pub fn decide(
     a: &Approvals,
+    peer: SocketAddr,
     headers: &HeaderMap,
     id: &str,
     approve: bool,
     d: Decision,
     channel: &'static str,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = approver(a, headers)?;
+    let who = approver(a, peer, headers)?;
     let grant = match d.grant.as_deref() {
         None => None,
         Some(_) if !approve => {

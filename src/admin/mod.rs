@@ -55,6 +55,8 @@ pub async fn serve(
         )
         .merge(crate::approval::channels::routes(&channels, &approvals))
         .merge(approvals::routes(approvals));
+    // The client's address: failed bearer tokens are throttled per address.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(socket, app)
         .with_graceful_shutdown(async move { crate::proxy::stopped(&mut shutdown).await })
         .await

@@ -140,6 +140,25 @@ struct Inner {
     /// (agent, statement fingerprint) → (approver, until): standing grants.
     grants: DashMap<(String, String), (String, Instant, SystemTime)>,
     notices: broadcast::Sender<Notice>,
+    /// Failed bearer tokens per client address: (count, window start).
+    auth_failures: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, Instant)>>,
+}
+
+/// Failed tokens a client address may send per [`AUTH_WINDOW`]; after that
+/// every token from it, right or wrong, is refused (429) until the window
+/// ends, so guessing learns nothing and costs a minute per ten tries.
+pub const AUTH_FAILURES: u32 = 10;
+pub const AUTH_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses remembered at most (a flood from many addresses can't grow it
+/// without bound; expired windows are dropped first).
+const AUTH_TRACKED: usize = 10_000;
+
+/// Why a bearer token was not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthError {
+    Unknown,
+    /// Too many failures from this address: retry after this many seconds.
+    Throttled(u64),
 }
 
 impl Approvals {
@@ -153,12 +172,66 @@ impl Approvals {
                 audit,
                 grants: DashMap::new(),
                 notices,
+                auth_failures: Default::default(),
             }),
         }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.inner.notices.subscribe()
+    }
+
+    /// The approver holding this bearer token, sent from `peer`: failures
+    /// are counted and logged per address, and throttled
+    /// ([`AUTH_FAILURES`] per [`AUTH_WINDOW`]).
+    pub fn authenticate_from(
+        &self,
+        peer: std::net::IpAddr,
+        token: &str,
+    ) -> Result<&Approver, AuthError> {
+        let now = Instant::now();
+        let throttled = |start: Instant| {
+            AuthError::Throttled(AUTH_WINDOW.saturating_sub(now - start).as_secs().max(1))
+        };
+        {
+            let failures = self
+                .inner
+                .auth_failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(&(n, start)) = failures.get(&peer) {
+                if n >= AUTH_FAILURES && now - start < AUTH_WINDOW {
+                    return Err(throttled(start));
+                }
+            }
+        }
+        if let Some(a) = self.authenticate(token) {
+            return Ok(a);
+        }
+        let mut failures = self
+            .inner
+            .auth_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if failures.len() >= AUTH_TRACKED {
+            failures.retain(|_, (_, start)| now - *start < AUTH_WINDOW);
+            if failures.len() >= AUTH_TRACKED {
+                failures.clear();
+            }
+        }
+        let entry = failures.entry(peer).or_insert((0, now));
+        if now - entry.1 >= AUTH_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        metrics::counter!("sqlgate_approval_token_failures_total").increment(1);
+        if entry.0 < AUTH_FAILURES {
+            tracing::warn!(%peer, failures = entry.0, "approval API: unknown bearer token");
+            Err(AuthError::Unknown)
+        } else {
+            tracing::warn!(%peer, failures = entry.0, "approval API: too many unknown bearer tokens; this address is refused for the rest of the minute");
+            Err(throttled(entry.1))
+        }
     }
 
     /// The approver holding this bearer token (compared in constant time).
