@@ -414,6 +414,33 @@ fn rotated_files_form_one_chain() {
         verify(&files, &[pubkey(&cfg)], false),
         Err(Problem::Missing { .. })
     ));
+    // Records added to the end of a rotated file are named there, not at
+    // the genuine start of the next file (review C15).
+    let (first_of_next, next) = &rotated[1];
+    let (_, earlier) = &rotated[0];
+    let genuine = lines(earlier);
+    let mut l = genuine.clone();
+    l.extend(lines(next).into_iter().take(2));
+    write_lines(earlier, &l);
+    let mut files: Vec<PathBuf> = rotated.iter().map(|(_, p)| p.clone()).collect();
+    files.push(cfg.path.clone());
+    let f = verify_files(
+        &files,
+        &Options {
+            keys: vec![pubkey(&cfg)],
+            ..Options::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        f.problem,
+        Problem::Overlap {
+            seq: *first_of_next,
+            last: first_of_next + 1
+        }
+    );
+    assert_eq!((&f.file, f.line), (earlier, genuine.len() as u64 + 1));
+    write_lines(earlier, &genuine);
     // Restarting continues from the live file.
     write_log(&cfg, 1);
 }
@@ -580,6 +607,20 @@ fn a_log_cut_at_a_checkpoint_fails_against_its_anchor() {
         verify_anchored(&p, &key, &anchor),
         Err(Problem::CutBeforeAnchor { .. })
     ));
+    // and the evidence report says so when given the anchor (review C15),
+    let keys = [key.to_text()];
+    let said = sqlgate::cli::audit_tools::verification_summary(
+        std::slice::from_ref(&p),
+        &keys,
+        Some(&anchor),
+    );
+    assert!(said.contains("FAILED") && said.contains("cut"), "{said}");
+    let said =
+        sqlgate::cli::audit_tools::verification_summary(std::slice::from_ref(&p), &keys, None);
+    assert!(
+        said.contains("passed") && said.contains("no --anchor"),
+        "{said}"
+    );
     // and sqlgate refuses to continue it.
     let e = AuditLog::open(&cfg).err().unwrap().to_string();
     assert!(e.contains("records were cut"), "{e}");

@@ -364,6 +364,7 @@ fn report_args(files: Vec<PathBuf>) -> ReportArgs {
         until: None,
         out: None,
         public_key: vec![],
+        anchor: None,
     }
 }
 

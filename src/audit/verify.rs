@@ -70,6 +70,8 @@ pub enum Problem {
     Reordered { seq: u64, after: u64 },
     #[error("inserted: record {seq} appears again after record {after}")]
     Inserted { seq: u64, after: u64 },
+    #[error("inserted: records {seq}..{last} end this file and also start the next one: records were added to one of the two")]
+    Overlap { seq: u64, last: u64 },
     #[error("forged signature: the {what} at record {seq} {why}")]
     ForgedSignature {
         seq: u64,
@@ -101,6 +103,7 @@ impl Problem {
             | Problem::Missing { seq, .. }
             | Problem::Reordered { seq, .. }
             | Problem::Inserted { seq, .. }
+            | Problem::Overlap { seq, .. }
             | Problem::ForgedSignature { seq, .. }
             | Problem::Truncated { seq, .. }
             | Problem::AnchorMismatch { seq }
@@ -356,9 +359,19 @@ impl<'a> Verifier<'a> {
             }
             if let Err(problem) = self.check_line(&line, lines) {
                 // A modification shows at the next record; point at the changed one.
-                let (file, no) = match (&problem, self.last) {
-                    (Problem::Modified { .. }, Some((_, _, file, no))) => (file, no),
-                    _ => (line.file, line.no),
+                let (problem, file, no) = match (problem, self.last) {
+                    (p @ Problem::Modified { .. }, Some((_, _, file, no))) => (p, file, no),
+                    // A file whose first records the file before already
+                    // holds: records were added to the end of that one
+                    // (a rotated file ends where the next begins). Point
+                    // at the first of them there.
+                    (Problem::Inserted { seq, after }, Some((_, _, file, no)))
+                        if file != line.file && line.no == 1 =>
+                    {
+                        let first = no.saturating_sub(after - seq);
+                        (Problem::Overlap { seq, last: after }, file, first)
+                    }
+                    (p, _) => (p, line.file, line.no),
                 };
                 return Err(Failure {
                     problem,

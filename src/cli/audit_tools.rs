@@ -76,6 +76,10 @@ pub struct ReportArgs {
     /// Public key(s) to verify checkpoints with (`ed25519:…`).
     #[arg(long = "public-key")]
     pub public_key: Vec<String>,
+    /// The log's anchor file (`[audit] anchor`), as for `audit verify`: a
+    /// log cut back to an earlier checkpoint fails against it.
+    #[arg(long)]
+    pub anchor: Option<PathBuf>,
 }
 
 /// A bad command-line value.
@@ -182,7 +186,7 @@ pub fn report_to(a: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
             .unwrap_or_else(|| open.to_owned())
     };
-    let verification = verification_summary(&a.files, &a.public_key);
+    let verification = verification_summary(&a.files, &a.public_key, a.anchor.as_deref());
     let html = report::render(
         &ev,
         &report::Header {
@@ -200,9 +204,13 @@ pub fn report_to(a: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The verification result the report shows. A hook: the chain and signature
-/// verifier (`crate::audit::verify`) lands separately and is wired in here.
-pub fn verification_summary(files: &[PathBuf], keys: &[String]) -> String {
+/// The verification result the report shows: `audit verify` with the
+/// given keys and anchor, in one line.
+pub fn verification_summary(
+    files: &[PathBuf],
+    keys: &[String],
+    anchor: Option<&std::path::Path>,
+) -> String {
     use crate::audit::sign::PublicKey;
     use crate::audit::verify::{verify_files, Options};
     let keys: Result<Vec<_>, _> = keys.iter().map(|k| PublicKey::parse(k)).collect();
@@ -210,11 +218,17 @@ pub fn verification_summary(files: &[PathBuf], keys: &[String]) -> String {
         Ok(k) => k,
         Err(e) => return format!("verification: not run: bad public key: {e}"),
     };
-    let anchored = !keys.is_empty();
+    let anchor = match anchor.map(crate::audit::anchor::load).transpose() {
+        Ok(a) => a,
+        Err(e) => return format!("verification: FAILED: {e}"),
+    };
+    let trusted = !keys.is_empty();
+    let anchored = anchor.is_some();
     match verify_files(
         files,
         &Options {
             keys,
+            anchor: anchor.unwrap_or_default(),
             ..Options::default()
         },
     ) {
@@ -223,8 +237,13 @@ pub fn verification_summary(files: &[PathBuf], keys: &[String]) -> String {
                 "verification: passed — {} records in {} file(s), seq {}..{}, {} signed checkpoint(s)",
                 s.records, s.files, s.first_seq, s.last_seq, s.checkpoints
             );
-            if !anchored {
+            if !trusted {
                 out.push_str(" (no --public-key given: signatures were checked against the keys the log announces, not against a trusted key)");
+            }
+            if anchored {
+                out.push_str("; the log reaches its anchor's latest checkpoint");
+            } else {
+                out.push_str(" (no --anchor given: a log cut back to an earlier checkpoint cannot be told from a whole one)");
             }
             out
         }
