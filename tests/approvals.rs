@@ -34,8 +34,18 @@ struct Env {
 
 impl Env {
     fn new(prefix: &str) -> Env {
+        Env::with_rules(prefix, "")
+    }
+
+    /// With `more` rules after the fixture's.
+    fn with_rules(prefix: &str, more: &str) -> Env {
         let pg = pg();
         let (db, rules, cfg) = support::fixtures::approval_setup(pg, prefix);
+        if !more.is_empty() {
+            let path = rules.join("rules.toml");
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, format!("{text}\n{more}\n")).unwrap();
+        }
         let cfg = cfg.extra("[approvals]\ntimeout = \"60s\"\nkeepalive = \"500ms\"");
         let gate = Sqlgate::start_with(&cfg);
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -314,6 +324,39 @@ async fn denial_fails_the_transaction_and_names_the_approver() {
         env.direct("SELECT count(*) FROM items WHERE name = 'x'"),
         "0"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_statement_that_ends_the_session_has_its_record() {
+    // Review C15: an approved string over 64 KiB (unparsed) turns
+    // standard_conforming_strings off; the server answers SET, then the
+    // session ends (sqlgate can't read SQL so). The statement ran: its
+    // record is in the log.
+    let env = Env::with_rules(
+        "hold_scs",
+        "[[rule]]\nid = \"unparsed-held\"\naction = \"require_approval\"\nclasses = [\"unparsed\"]\napprovers = [\"dba\"]",
+    );
+    let (c, _n) = env.client().await;
+    let sql = format!(
+        "SET standard_conforming_strings = off /* {} */",
+        "x".repeat(70_000)
+    );
+    let agent = tokio::spawn(async move {
+        let r = c.simple_query(&sql).await.map(|_| ());
+        let after = c.simple_query("SELECT 1").await.map(|_| ());
+        (r, after)
+    });
+    env.vote_until(20, || agent.is_finished(), |_| "approve")
+        .await;
+    let (_, after) = agent.await.unwrap();
+    assert!(after.is_err(), "the session is closed");
+    let audit = env.audit();
+    let stmt = audit
+        .iter()
+        .find(|r| r["kind"] == "statement" && r["action"] == "require_approval")
+        .unwrap_or_else(|| panic!("no statement record: {audit:?}"));
+    assert_eq!(stmt["outcome"], "ok", "{stmt}");
+    assert_eq!(stmt["approval"]["by"][0], "alice", "{stmt}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,7 @@ pub(super) async fn server_to_client(
         let mut pos = 0;
         let mut readies = 0u64;
         let mut lost = false;
+        let mut end = None;
         let mut last_status = None;
         loop {
             if passthrough > 0 {
@@ -76,11 +77,13 @@ pub(super) async fn server_to_client(
                             if let Some(why) = super::super::unsafe_setting(name, value) {
                                 drop(q);
                                 tracing::error!(session = %sess.info.id, "{why}; ending the session");
-                                wr.write_all(&out).await?;
                                 let msg = format!("sqlgate: {why}; the session is closed to keep the policy sound");
-                                return Ok(End::Fatal(
+                                // After what completed so far is recorded
+                                // (the statement that changed it among them).
+                                end = Some(End::Fatal(
                                     Report::new(Severity::Fatal, "42501", &msg).encode(),
                                 ));
+                                break;
                             }
                         }
                         backend::COMMAND_COMPLETE
@@ -358,20 +361,22 @@ pub(super) async fn server_to_client(
                 }
                 Err(e) => {
                     tracing::error!(session = %sess.info.id, "bad frame from the database: {e}");
-                    return Ok(End::ServerGone);
+                    end = Some(End::ServerGone);
+                    break;
                 }
             }
         }
         buf.advance(pos);
         if lost {
-            wr.write_all(&out).await?;
             let r = Report::new(
                 Severity::Fatal,
                 "08P01",
                 "sqlgate: protocol state lost; the session is closed",
             );
-            return Ok(End::Fatal(r.encode()));
+            end = Some(End::Fatal(r.encode()));
         }
+        // Whatever ends the session, what completed before it is recorded
+        // (and, when that must be, on disk before its answer is released).
         let audit = &sess.engine.audit;
         if !done.is_empty() && (audit.strict() || done.iter().any(|e| e.approval.is_some())) {
             // A statement's record is on disk before its result is released
@@ -394,6 +399,9 @@ pub(super) async fn server_to_client(
         for ev in done.drain(..) {
             shared.statements.fetch_add(1, Ordering::Relaxed);
             audit.record(Event::Statement(ev));
+        }
+        if let Some(end) = end {
+            return Ok(end);
         }
         if let Some(s) = last_status {
             shared.status.store(s, Ordering::Release);
