@@ -381,16 +381,14 @@ impl Approvals {
                 Outcome::Approved { grant: Some(d), by } => Some((*d, by.join(","))),
                 _ => None,
             };
-            // Stored only once the decision is final (a timeout or a
-            // withdrawal may have ended the request in between).
-            if self.finish(&r, o) {
-                if let (Some((d, by)), Some(key)) = (grant, &r.grant_key) {
-                    self.inner.grants.insert(
-                        (r.agent.to_string(), key.clone()),
-                        (by, Instant::now() + d, SystemTime::now() + d),
-                    );
-                }
+            // `add_vote` made it final: stored once the decision is.
+            if let (Some((d, by)), Some(key)) = (grant, &r.grant_key) {
+                self.inner.grants.insert(
+                    (r.agent.to_string(), key.clone()),
+                    (by, Instant::now() + d, SystemTime::now() + d),
+                );
             }
+            self.publish(&r);
         }
         Ok(r)
     }
@@ -429,16 +427,21 @@ impl Approvals {
     fn finish(&self, r: &Arc<Request>, o: Outcome) -> bool {
         let decided = r.decide(o);
         if decided {
-            // INVARIANT: the decision's record is queued before the session
-            // learns of it, so a session that syncs the audit log before
-            // forwarding an approved statement has the decision on disk.
-            self.inner
-                .audit
-                .record(Event::Json(r.audit_record("approval_decision")));
-            r.announce();
-            let _ = self.inner.notices.send(Notice::Decided(r.clone()));
+            self.publish(r);
         }
         decided
+    }
+
+    /// Records, then announces, a decision just made final.
+    fn publish(&self, r: &Arc<Request>) {
+        // INVARIANT: the decision's record is queued before the session
+        // learns of it, so a session that syncs the audit log before
+        // forwarding an approved statement has the decision on disk.
+        self.inner
+            .audit
+            .record(Event::Json(r.audit_record("approval_decision")));
+        r.announce();
+        let _ = self.inner.notices.send(Notice::Decided(r.clone()));
     }
 
     fn audit_refusal(&self, r: &Request, approver: &Approver, vote: &Vote, why: &str) {

@@ -206,6 +206,7 @@ impl Request {
     }
 
     /// Adds a vote; returns the outcome if this vote decides the request.
+    /// Counts a vote; `Some` when it decided the request (made final here).
     pub(super) fn add_vote(&self, approver: &str, v: &Vote) -> Result<Option<Outcome>, VoteError> {
         let mut g = self.inner.lock().expect("not poisoned");
         if let State::Decided { outcome, .. } = &g.0 {
@@ -222,25 +223,32 @@ impl Request {
             grant: v.grant,
             at: SystemTime::now(),
         });
-        if !v.approve {
-            return Ok(Some(Outcome::Denied {
+        let approving = || g.1.iter().filter(|c| c.approve);
+        let outcome = if !v.approve {
+            Outcome::Denied {
                 by: approver.to_owned(),
                 reason: v.reason.clone(),
-            }));
-        }
-        let approving = || g.1.iter().filter(|c| c.approve);
-        if approving().count() as u32 >= self.quorum {
+            }
+        } else if approving().count() as u32 >= self.quorum {
             // A standing grant needs the quorum too: only when every
             // approver asked for one, for the shortest length asked.
             let grant = approving()
                 .map(|c| c.grant)
                 .try_fold(Duration::MAX, |a, g| g.map(|g| a.min(g)));
-            return Ok(Some(Outcome::Approved {
+            Outcome::Approved {
                 by: approving().map(|c| c.approver.clone()).collect(),
                 grant,
-            }));
-        }
-        Ok(None)
+            }
+        } else {
+            return Ok(None);
+        };
+        // Final under the same lock the vote was counted in: a deny can't
+        // be overtaken by an approve counted after it.
+        g.0 = State::Decided {
+            outcome: outcome.clone(),
+            at: SystemTime::now(),
+        };
+        Ok(Some(outcome))
     }
 
     /// Makes `o` final unless the request is already decided; true if it was.

@@ -258,3 +258,25 @@ async fn a_grant_needs_the_quorum_and_lasts_the_shortest_asked() {
     ));
     assert!(matches!(a.submit(request(2)), Submitted::Granted { ref by, .. } if by == "alice,bob"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_is_never_overtaken_by_an_approve_counted_after_it() {
+    // Review, suspicious: a deny used to be made final only after its lock
+    // was released, so an approve racing it could be counted and win.
+    let (a, _) = service(Duration::from_secs(60));
+    let alice = a.authenticate("tok-alice").unwrap().clone();
+    let bob = a.authenticate("tok-bob").unwrap().clone();
+    for _ in 0..200 {
+        let mut h = held(a.submit(request(1)));
+        let id = h.request.id.clone();
+        let (a1, a2) = (a.clone(), a.clone());
+        let (i1, i2) = (id.clone(), id.clone());
+        let (al, bo) = (alice.clone(), bob.clone());
+        let deny = std::thread::spawn(move || a1.vote(&i1, &al, vote(false)).is_ok());
+        let approve = std::thread::spawn(move || a2.vote(&i2, &bo, vote(true)).is_ok());
+        let (denied, approved) = (deny.join().unwrap(), approve.join().unwrap());
+        assert!(denied != approved, "exactly one vote counts");
+        let o = h.decided().await;
+        assert_eq!(matches!(o, Outcome::Denied { .. }), denied, "{o:?}");
+    }
+}
