@@ -1032,3 +1032,142 @@ async fn seventh_review_paths_are_placed() {
     assert!(r.is_err(), "{r:?}");
     assert_eq!(env.rows_left(), "5");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ninth_review_paths_are_placed() {
+    let env = Env::new("byp_ninth");
+    env.direct(
+        "CREATE FUNCTION purge() RETURNS void LANGUAGE plpgsql AS $$BEGIN DELETE FROM public.audit_me; END$$;
+         -- An explicit cast to json renders a user type in to_json & co.
+         CREATE TYPE color AS ENUM ('red', 'green');
+         CREATE TABLE paints(id int, c color); INSERT INTO paints VALUES (1, 'red');
+         CREATE FUNCTION color_json(c color) RETURNS json LANGUAGE plpgsql AS $$BEGIN PERFORM purge(); RETURN to_json(c::text); END$$;
+         CREATE CAST (color AS json) WITH FUNCTION color_json(color);
+         -- An implicit cast from a user type to a built-in one.
+         CREATE TYPE shade AS ENUM ('light', 'dark');
+         CREATE TABLE lamps(id int, s shade); INSERT INTO lamps VALUES (1, 'dark');
+         CREATE FUNCTION shade_text(s shade) RETURNS text LANGUAGE plpgsql AS $$BEGIN PERFORM purge(); RETURN s::name::text; END$$;
+         CREATE CAST (shade AS text) WITH FUNCTION shade_text(shade) AS IMPLICIT;
+         -- A default class whose code is only behind its operators.
+         CREATE TYPE hue AS ENUM ('a', 'b');
+         CREATE TABLE hues(id int, h hue); INSERT INTO hues VALUES (1, 'a'), (2, 'b'), (3, 'a');
+         CREATE FUNCTION hue_lt(hue, hue) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT enum_lt($1, $2)';
+         CREATE FUNCTION hue_le(hue, hue) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT enum_le($1, $2)';
+         CREATE FUNCTION hue_ge(hue, hue) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT enum_ge($1, $2)';
+         CREATE FUNCTION hue_gt(hue, hue) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT enum_gt($1, $2)';
+         CREATE FUNCTION hue_eq(hue, hue) RETURNS bool LANGUAGE plpgsql AS $$BEGIN PERFORM purge(); RETURN enum_eq($1, $2); END$$;
+         CREATE OPERATOR <# (LEFTARG = hue, RIGHTARG = hue, FUNCTION = hue_lt);
+         CREATE OPERATOR <=# (LEFTARG = hue, RIGHTARG = hue, FUNCTION = hue_le);
+         CREATE OPERATOR =# (LEFTARG = hue, RIGHTARG = hue, FUNCTION = hue_eq);
+         CREATE OPERATOR >=# (LEFTARG = hue, RIGHTARG = hue, FUNCTION = hue_ge);
+         CREATE OPERATOR ># (LEFTARG = hue, RIGHTARG = hue, FUNCTION = hue_gt);
+         CREATE OPERATOR CLASS hue_ops DEFAULT FOR TYPE hue USING btree AS
+           OPERATOR 1 <#, OPERATOR 2 <=#, OPERATOR 3 =#, OPERATOR 4 >=#, OPERATOR 5 >#,
+           FUNCTION 1 (hue, hue) enum_cmp(anyenum, anyenum);
+         -- A BRIN minmax class compares new values with its operators.
+         CREATE FUNCTION i_lt(int, int) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM purge(); RETURN $1 < $2; END$$;
+         CREATE FUNCTION i_le(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 <= $2';
+         CREATE FUNCTION i_eq(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 = $2';
+         CREATE FUNCTION i_ge(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 >= $2';
+         CREATE FUNCTION i_gt(int, int) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM purge(); RETURN $1 > $2; END$$;
+         CREATE OPERATOR <## (LEFTARG = int, RIGHTARG = int, FUNCTION = i_lt);
+         CREATE OPERATOR <=## (LEFTARG = int, RIGHTARG = int, FUNCTION = i_le);
+         CREATE OPERATOR =## (LEFTARG = int, RIGHTARG = int, FUNCTION = i_eq);
+         CREATE OPERATOR >=## (LEFTARG = int, RIGHTARG = int, FUNCTION = i_ge);
+         CREATE OPERATOR >## (LEFTARG = int, RIGHTARG = int, FUNCTION = i_gt);
+         CREATE OPERATOR CLASS int_brin_x FOR TYPE int USING brin AS
+           OPERATOR 1 <##, OPERATOR 2 <=##, OPERATOR 3 =##, OPERATOR 4 >=##, OPERATOR 5 >##,
+           FUNCTION 1 brin_minmax_opcinfo(internal),
+           FUNCTION 2 brin_minmax_add_value(internal, internal, internal, internal),
+           FUNCTION 3 brin_minmax_consistent(internal, internal, internal),
+           FUNCTION 4 brin_minmax_union(internal, internal, internal);
+         CREATE TABLE brin_t(id int, v text);
+         CREATE INDEX brin_t_i ON brin_t USING brin (id int_brin_x);
+         -- A superuser's functions in pg_catalog: a trigger, and an
+         -- overload of a built-in's name.
+         CREATE FUNCTION pg_catalog.stamp_row() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN DELETE FROM public.audit_me; RETURN NEW; END$$;
+         CREATE TABLE pc_trg(id int);
+         CREATE TRIGGER pc_trg BEFORE INSERT ON pc_trg FOR EACH ROW EXECUTE FUNCTION pg_catalog.stamp_row();
+         CREATE TYPE tone AS ENUM ('x');
+         CREATE TABLE tones(t tone); INSERT INTO tones VALUES ('x');
+         CREATE FUNCTION pg_catalog.upper(tone) RETURNS text LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN 'x'; END$$;
+         -- A FETCH of a cursor named by an argument, beside an OPEN of another.
+         CREATE FUNCTION drain_o(cname text) RETURNS int LANGUAGE plpgsql AS $$
+           DECLARE d CURSOR FOR SELECT 1; c refcursor := cname; r record; n int := 0;
+           BEGIN OPEN d; CLOSE d; LOOP FETCH c INTO r; EXIT WHEN NOT FOUND; n := n + 1; END LOOP; RETURN n; END$$;
+         -- Expression statistics: autovacuum's ANALYZE runs them after writes.
+         CREATE FUNCTION norm_id(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM public.purge(); RETURN i % 10; END$$;
+         CREATE TABLE st_x(id int, v text);
+         CREATE STATISTICS st_x_norm ON (norm_id(id)) FROM st_x;",
+    );
+    env.direct("INSERT INTO brin_t VALUES (1, 'x')");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    env.direct(
+        "INSERT INTO audit_me SELECT g, 'row' FROM generate_series(1, 5) g ON CONFLICT DO NOTHING",
+    );
+    assert_eq!(env.rows_left(), "5");
+    let c = env.client().await;
+    for sql in [
+        "SELECT to_json(c) FROM paints",
+        "SELECT row_to_json(paints) FROM paints",
+        "SELECT json_agg(p) FROM paints p",
+        "SELECT to_json('red'::color)",
+        "SELECT length(s) FROM lamps",
+        "SELECT upper('dark'::shade)",
+        "SELECT DISTINCT h FROM hues",
+        "SELECT count(DISTINCT h) FROM hues",
+        "SELECT ARRAY['a'::hue] = ARRAY['a'::hue]",
+        "INSERT INTO brin_t VALUES (7, 'y')",
+        "INSERT INTO pc_trg VALUES (1)",
+        "SELECT upper(t) FROM tones",
+        "SELECT pg_catalog.upper(t) FROM tones",
+        "BEGIN; DECLARE cur CURSOR FOR SELECT 1; SELECT drain_o('cur'); COMMIT",
+        "INSERT INTO st_x SELECT g, 'x' FROM generate_series(1, 200) g",
+        "SELECT pg_stat_get_backend_activity(s) FROM pg_stat_get_backend_idset() s",
+    ] {
+        let r = run(&c, sql).await;
+        assert!(r.is_err(), "{sql}: {r:?}");
+        assert_eq!(env.rows_left(), "5", "{sql}");
+    }
+    // A cast from a user type no longer holds every text column.
+    assert_eq!(
+        run(&c, "SELECT v FROM audit_me ORDER BY id LIMIT 1").await,
+        Ok("row".into())
+    );
+
+    // Code behind built-in types or operators: nothing can be placed.
+    for objects in [
+        // A default class for json whose `=` is a user's.
+        "CREATE FUNCTION jeq(json, json) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM purge(); RETURN $1::text = $2::text; END$$;
+         CREATE FUNCTION jlt(json, json) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1::text < $2::text';
+         CREATE OPERATOR <~# (LEFTARG = json, RIGHTARG = json, FUNCTION = jlt);
+         CREATE OPERATOR =~# (LEFTARG = json, RIGHTARG = json, FUNCTION = jeq);
+         CREATE OPERATOR CLASS json_x DEFAULT FOR TYPE json USING btree AS
+           OPERATOR 1 <~#, OPERATOR 3 =~#, FUNCTION 1 (json, json) bttext_pattern_cmp(text, text);",
+    ] {
+        env.direct(objects);
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+        for sql in [
+            "SELECT DISTINCT json_build_array(g) FROM generate_series(1, 3) g",
+            "SELECT count(*) FROM generate_series(1, 500) a JOIN generate_series(1, 500) b ON a = b",
+        ] {
+            let r = run(&c, sql).await;
+            assert!(r.is_err(), "{sql}: {r:?}");
+            assert_eq!(env.rows_left(), "5", "{sql}");
+        }
+    }
+    // A hash family holding the built-in int `=` with a user's hash: the
+    // built-in family comes first, so the planner never takes it, and
+    // statements stay placed (the join is not held).
+    env.direct(
+        "DROP OPERATOR FAMILY json_x USING btree CASCADE;
+         CREATE FUNCTION myhash(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM purge(); RETURN hashint4($1); END$$;
+         CREATE OPERATOR FAMILY myhf USING hash;
+         ALTER OPERATOR FAMILY myhf USING hash ADD OPERATOR 1 = (int, int), FUNCTION 1 myhash(int);",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let join =
+        "SELECT count(*) FROM generate_series(1, 500) a JOIN generate_series(1, 500) b ON a = b";
+    assert_eq!(run(&c, join).await, Ok("500".into()));
+    assert_eq!(env.rows_left(), "5");
+}

@@ -117,14 +117,10 @@ fn plpgsql(c: Embedded<'_>, definition: &str, src: &str) -> Placed {
     };
     let mut p = Placed::default();
     walk(c, &tree, &mut p);
-    let keys = tree.to_string();
-    if keys.contains("\"PLpgSQL_stmt_fetch\"")
-        && !keys.contains("\"PLpgSQL_stmt_open\"")
-        && !keys.contains("\"PLpgSQL_stmt_forc\"")
-    {
-        // FETCH or MOVE from a cursor the body does not open: one opened
-        // elsewhere, perhaps long ago, by a name given to it (a refcursor
-        // variable set from a text argument): unplaceable.
+    if !fetches_own_cursors(&tree) {
+        // FETCH or MOVE from a cursor the body may not have opened: one
+        // opened elsewhere, perhaps long ago, by a name given to it (a
+        // refcursor variable set from a text argument): unplaceable.
         p.classes.insert(Class::Unparsed);
     }
     let (initialised, types) = record_declarations(&tree, src);
@@ -134,6 +130,93 @@ fn plpgsql(c: Embedded<'_>, definition: &str, src: &str) -> Placed {
     p.optional
         .extend(types.into_iter().map(|t| format!("type {t}")));
     p
+}
+
+/// Whether every FETCH and MOVE of a PL/pgSQL body reads a cursor the body
+/// itself opened before. A cursor variable names a portal: one given a
+/// name (a default, an assignment, an INTO) or never opened may name a
+/// portal opened elsewhere, long ago, on definitions since replaced. So
+/// each fetched variable must be a local one with no default, never
+/// assigned, whose first mention in the function's outer block is its
+/// OPEN (or a FOR over it) at that block's top level, not inside a branch
+/// or loop that may skip it; and not mentioned in that block's exception
+/// handlers (an OPEN that failed because the name was in use lands there).
+/// Opening a name already in use fails, so after that OPEN the name is
+/// this body's own portal.
+fn fetches_own_cursors(tree: &Value) -> bool {
+    fn walk<'a>(v: &'a Value, f: &mut impl FnMut(&'a str, &'a Value)) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    f(k, x);
+                    walk(x, f);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, f)),
+            _ => {}
+        }
+    }
+    /// Whether `v` mentions datum `dno` as a cursor or a target.
+    fn mentions(v: &Value, dno: u64) -> bool {
+        let mut found = false;
+        walk(v, &mut |k, x| {
+            if matches!(k, "curvar" | "varno" | "dno") && x.as_u64() == Some(dno) {
+                found = true;
+            }
+        });
+        found
+    }
+    let mut fetched = Vec::new();
+    walk(tree, &mut |k, x| {
+        if k == "PLpgSQL_stmt_fetch" {
+            fetched.push(x.get("curvar").and_then(Value::as_u64));
+        }
+    });
+    if fetched.is_empty() {
+        return true;
+    }
+    let Some(f) = tree.get(0).and_then(|t| t.get("PLpgSQL_function")) else {
+        return false;
+    };
+    let Some(block) = f.get("action").and_then(|a| a.get("PLpgSQL_stmt_block")) else {
+        return false;
+    };
+    let body = block.get("body").and_then(Value::as_array);
+    let datums = f.get("datums").and_then(Value::as_array);
+    let (Some(body), Some(datums)) = (body, datums) else {
+        return false;
+    };
+    fetched.into_iter().all(|dno| {
+        let Some(dno) = dno else { return false };
+        let Some(var) = datums.get(dno as usize).and_then(|d| d.get("PLpgSQL_var")) else {
+            return false;
+        };
+        // Declared here (parameters carry no line), with no default.
+        if var.get("lineno").is_none() || var.get("default_val").is_some() {
+            return false;
+        }
+        if block.get("exceptions").is_some_and(|e| mentions(e, dno)) {
+            return false;
+        }
+        let Some(first) = body.iter().find(|st| mentions(st, dno)) else {
+            return false;
+        };
+        let opens = ["PLpgSQL_stmt_open", "PLpgSQL_stmt_forc"].iter().any(|k| {
+            first
+                .get(*k)
+                .and_then(|o| o.get("curvar"))
+                .and_then(Value::as_u64)
+                == Some(dno)
+        });
+        // Never given a name: no assignment or INTO anywhere targets it.
+        let mut assigned = false;
+        walk(&f["action"], &mut |k, x| {
+            if matches!(k, "varno" | "dno") && x.as_u64() == Some(dno) {
+                assigned = true;
+            }
+        });
+        opens && !assigned
+    })
 }
 
 /// Whether a record or row variable is declared with an initial value (and
@@ -393,6 +476,17 @@ mod tests {
         for (src, unparsed) in [
             ("DECLARE c refcursor := n; r record; BEGIN FETCH c INTO r; RETURN 1; END", true),
             ("DECLARE c CURSOR FOR SELECT 1; r record; BEGIN OPEN c; FETCH c INTO r; RETURN 1; END", false),
+            ("DECLARE c refcursor; r record; BEGIN OPEN c FOR SELECT 1; LOOP FETCH c INTO r; EXIT WHEN NOT FOUND; END LOOP; MOVE c; CLOSE c; RETURN 1; END", false),
+            ("DECLARE c CURSOR FOR SELECT 1; r record; BEGIN FOR x IN c LOOP FETCH c INTO r; END LOOP; RETURN 1; END", false),
+            // Round 9: any OPEN of another cursor used to do.
+            ("DECLARE d CURSOR FOR SELECT 1; c refcursor := n; r record; BEGIN OPEN d; CLOSE d; FETCH c INTO r; RETURN 1; END", true),
+            // Named after its OPEN, or before it.
+            ("DECLARE c refcursor; r record; BEGIN OPEN c FOR SELECT 1; c := n; FETCH c INTO r; RETURN 1; END", true),
+            ("DECLARE c refcursor; r record; BEGIN SELECT n INTO c; OPEN c FOR SELECT 1; FETCH c INTO r; RETURN 1; END", true),
+            // An OPEN that may be skipped, or whose failure is caught.
+            ("DECLARE c CURSOR FOR SELECT 1; r record; BEGIN IF n = 'x' THEN OPEN c; END IF; FETCH c INTO r; RETURN 1; END", true),
+            ("DECLARE c CURSOR FOR SELECT 1; r record; BEGIN OPEN c; RETURN 1; EXCEPTION WHEN OTHERS THEN FETCH c INTO r; RETURN 2; END", true),
+            ("DECLARE c CURSOR FOR SELECT 1; r record; BEGIN FETCH c INTO r; RETURN 1; END", true),
         ] {
             let def = format!("CREATE FUNCTION f(n text) RETURNS int LANGUAGE plpgsql AS $$ {src} $$");
             let p = place(&c, "plpgsql", src, Some(&def));

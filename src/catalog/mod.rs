@@ -437,8 +437,10 @@ const ROLE_QUERY: &str = "SELECT r.rolsuper::text, r.rolname,
     pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER')::text
   FROM pg_roles r WHERE r.rolname = current_user";
 
-/// Every function outside pg_catalog and information_schema, with what
-/// placing it needs: the SQL body, or PL/pgSQL's full definition.
+/// Every user function (16384: PostgreSQL's first user object id; a
+/// superuser may create one in pg_catalog, an overload of a built-in's
+/// name among them), with what placing it needs: the SQL body, or
+/// PL/pgSQL's full definition.
 const FUNCTIONS_QUERY: &str = "SELECT n.nspname, p.proname, l.lanname, p.prosrc,
     CASE WHEN l.lanname = 'plpgsql' AND p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END,
     p.prokind::text, array_to_string(p.proconfig, chr(10)), pg_get_expr(p.proargdefaults, 0),
@@ -446,7 +448,7 @@ const FUNCTIONS_QUERY: &str = "SELECT n.nspname, p.proname, l.lanname, p.prosrc,
   FROM pg_proc p
   JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
-  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  WHERE p.oid >= 16384
   ORDER BY p.oid LIMIT 20001";
 
 /// Every view and materialized view outside the system schemas, with its
@@ -459,7 +461,9 @@ const VIEWS_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_viewdef(c.oid)
 /// Functions that run on a relation's behalf: column defaults and
 /// generated columns, CHECK constraints (the table's; its columns' types'
 /// are in `TYPES_QUERY`), triggers, index expressions and predicates
-/// (evaluated for every row written), row-level security policies; `r` when a read sets
+/// (evaluated for every row written), expression statistics (evaluated by
+/// the ANALYZE that autovacuum runs after enough rows are written),
+/// row-level security policies; `r` when a read sets
 /// them off too (policies for SELECT or ALL), `w` when only a change does.
 /// Found through `pg_depend`, which records every function, operator and
 /// cast such an expression uses.
@@ -468,6 +472,7 @@ const ATTACHED_QUERY: &str = "SELECT rn.nspname, c.relname, pn.nspname, p.pronam
         UNION ALL SELECT 'pg_constraint'::regclass, oid, conrelid, 'w' FROM pg_constraint WHERE conrelid <> 0
         UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid, 'w' FROM pg_trigger
         UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid, 'w' FROM pg_index
+        UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxrelid, 'w' FROM pg_statistic_ext
         UNION ALL SELECT 'pg_policy'::regclass, oid, polrelid,
           CASE WHEN polcmd IN ('r', '*') THEN 'r' ELSE 'w' END FROM pg_policy) o
   JOIN pg_depend d ON d.classid = o.cl AND d.objid = o.oid
@@ -479,7 +484,7 @@ const ATTACHED_QUERY: &str = "SELECT rn.nspname, c.relname, pn.nspname, p.pronam
   JOIN pg_namespace pn ON pn.oid = p.pronamespace
   JOIN pg_class c ON c.oid = o.rel
   JOIN pg_namespace rn ON rn.oid = c.relnamespace
-  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
+  WHERE p.oid >= 16384
   LIMIT 20001";
 
 /// Rewrite rules other than a view's own `ON SELECT`: their actions run on
@@ -507,6 +512,7 @@ const TYPES_FINGERPRINT: &str = "SELECT concat_ws(':',
   (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_cast),
   (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_opclass),
   (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_amproc),
+  (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_amop),
   (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_index),
   (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_range),
   (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_proc),
@@ -516,25 +522,40 @@ const TYPES_FINGERPRINT: &str = "SELECT concat_ws(':',
   (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_trigger),
   (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_partitioned_table))";
 
-/// Built-in types with a user's (not an extension's C) code behind them:
-/// an implicit or assignment cast between two built-in types, or a default
-/// operator class of a built-in type, with a user function. PostgreSQL
-/// applies them where no statement's text shows a type (`json_typeof(5)`
-/// casts implicitly; `DISTINCT json_build_array(…)` compares).
-const OPAQUE_QUERY: &str = "SELECT DISTINCT t.typname FROM pg_cast ca
-  JOIN pg_type t ON t.oid = ca.casttarget JOIN pg_type src ON src.oid = ca.castsource
-  JOIN pg_proc p ON p.oid = ca.castfunc JOIN pg_namespace pn ON pn.oid = p.pronamespace
-  JOIN pg_language l ON l.oid = p.prolang
-  WHERE ca.castcontext IN ('i', 'a') AND t.typnamespace = 'pg_catalog'::regnamespace
-    AND src.typnamespace = 'pg_catalog'::regnamespace
-    AND pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal')
+/// Built-in types and operators with a user's (not an extension's C) code
+/// behind them, which PostgreSQL applies where no statement's text shows a
+/// user object (`json_typeof(5)` casts implicitly; `DISTINCT
+/// json_build_array(…)` compares with the type's default class; a hash
+/// join or merge join on `int = int` takes the support functions of any
+/// operator family holding that `=`):
+/// - an implicit or assignment cast between two built-in types with a user
+///   function;
+/// - a default operator class of a built-in type with a user support
+///   function or a user operator;
+/// - an operator family holding a built-in operator, with a user support
+///   function, when it is that operator's first family of its access
+///   method (the planner takes the first it finds, in family id order, for
+///   hashing and merging: a built-in family, when there is one, comes
+///   first).
+const OPAQUE_QUERY: &str = "WITH user_fn AS (
+    SELECT p.oid FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+    WHERE p.oid >= 16384 AND l.lanname NOT IN ('c', 'internal'))
+  SELECT DISTINCT 'type ' || t.typname FROM pg_cast ca
+  JOIN pg_type t ON t.oid = ca.casttarget
+  WHERE ca.castcontext IN ('i', 'a') AND t.oid < 16384 AND ca.castsource < 16384
+    AND ca.castfunc IN (SELECT oid FROM user_fn)
   UNION
-  SELECT t.typname FROM pg_opclass opc JOIN pg_type t ON t.oid = opc.opcintype
-  JOIN pg_amproc ap ON ap.amprocfamily = opc.opcfamily
-  JOIN pg_proc p ON p.oid = ap.amproc JOIN pg_namespace pn ON pn.oid = p.pronamespace
-  JOIN pg_language l ON l.oid = p.prolang
-  WHERE opc.opcdefault AND t.typnamespace = 'pg_catalog'::regnamespace
-    AND pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal')
+  SELECT 'type ' || t.typname FROM pg_opclass opc JOIN pg_type t ON t.oid = opc.opcintype
+  JOIN (SELECT amprocfamily AS family, amproc AS fn FROM pg_amproc
+        UNION ALL SELECT am.amopfamily, op.oprcode FROM pg_amop am
+          JOIN pg_operator op ON op.oid = am.amopopr) m ON m.family = opc.opcfamily
+  WHERE opc.opcdefault AND t.oid < 16384 AND m.fn IN (SELECT oid FROM user_fn)
+  UNION
+  SELECT 'operator ' || op.oprname FROM pg_amop am JOIN pg_operator op ON op.oid = am.amopopr
+  JOIN pg_amproc ap ON ap.amprocfamily = am.amopfamily
+  WHERE op.oid < 16384 AND ap.amproc IN (SELECT oid FROM user_fn)
+    AND NOT EXISTS (SELECT 1 FROM pg_amop b WHERE b.amopopr = am.amopopr
+      AND b.amopmethod = am.amopmethod AND b.amopfamily < am.amopfamily)
   LIMIT 100";
 
 /// Event triggers: their functions run on the DDL of any session
@@ -593,29 +614,50 @@ const TYPES_QUERY: &str = "WITH RECURSIVE raw(ty, fn) AS (
     WHERE d.refclassid = 'pg_operator'::regclass
       AND (d.classid = 'pg_type'::regclass OR con.contypid <> 0)
     UNION ALL
-    -- Implicit and assignment casts to it run without a `::` in sight.
+    -- Implicit and assignment casts run without a `::` in sight: on a
+    -- value of a user source type (passed to a built-in taking the
+    -- target), or into a user target type (stored in its column). Between
+    -- two built-in types: `OPAQUE_QUERY`.
+    SELECT ca.castsource, ca.castfunc FROM pg_cast ca
+    WHERE ca.castcontext IN ('i', 'a') AND ca.castfunc <> 0 AND ca.castsource >= 16384
+    UNION ALL
     SELECT ca.casttarget, ca.castfunc FROM pg_cast ca
-    WHERE ca.castcontext IN ('i', 'a') AND ca.castfunc <> 0
+    WHERE ca.castcontext IN ('i', 'a') AND ca.castfunc <> 0 AND ca.casttarget >= 16384
+    UNION ALL
+    -- A cast to json in any context: to_json, row_to_json, json_agg,
+    -- json_build_object… render a user type's values with it.
+    SELECT ca.castsource, ca.castfunc FROM pg_cast ca
+    WHERE ca.casttarget = 'json'::regtype AND ca.castfunc <> 0
     UNION ALL
     -- Its default operator classes' support functions (btree comparison,
-    -- hash): sorting, grouping, DISTINCT, unique checks and indexes call
-    -- them (another class runs only where an index names it).
+    -- hash) and operators' functions (the type's `=` for DISTINCT, GROUP
+    -- BY, UNION, array and row equality, whatever the operator's name):
+    -- sorting, grouping, unique checks and indexes call them (another
+    -- class runs only where an index names it).
     SELECT opc.opcintype, ap.amproc FROM pg_opclass opc
     JOIN pg_amproc ap ON ap.amprocfamily = opc.opcfamily
+    WHERE opc.opcdefault
+    UNION ALL
+    SELECT opc.opcintype, op.oprcode FROM pg_opclass opc
+    JOIN pg_amop am ON am.amopfamily = opc.opcfamily
+    JOIN pg_operator op ON op.oid = am.amopopr
     WHERE opc.opcdefault
     UNION ALL
     -- A range compares its bounds with its subtype class, whichever it is.
     SELECT r.rngtypid, ap.amproc FROM pg_range r
     JOIN pg_opclass opc ON opc.oid = r.rngsubopc
     JOIN pg_amproc ap ON ap.amprocfamily = opc.opcfamily
+    UNION ALL
+    SELECT r.rngtypid, op.oprcode FROM pg_range r
+    JOIN pg_opclass opc ON opc.oid = r.rngsubopc
+    JOIN pg_amop am ON am.amopfamily = opc.opcfamily
+    JOIN pg_operator op ON op.oid = am.amopopr
     UNION ALL SELECT rngtypid, rngcanonical FROM pg_range WHERE rngcanonical <> 0
     UNION ALL SELECT rngtypid, rngsubdiff FROM pg_range WHERE rngsubdiff <> 0
   ), fns(ty, fn) AS (
     -- User functions only, before following types: built-ins run nothing
     -- of a user's, and following them would reach every column.
-    SELECT raw.ty, raw.fn FROM raw JOIN pg_proc p ON p.oid = raw.fn
-    JOIN pg_namespace pn ON pn.oid = p.pronamespace
-    WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
+    SELECT raw.ty, raw.fn FROM raw WHERE raw.fn >= 16384
   ), edges(inner_t, outer_t) AS (
     SELECT typbasetype, oid FROM pg_type WHERE typtype = 'd'
     UNION ALL SELECT typelem, oid FROM pg_type WHERE typelem <> 0 AND typsubscript = 'array_subscript_handler'::regproc
@@ -638,8 +680,7 @@ const TYPES_QUERY: &str = "WITH RECURSIVE raw(ty, fn) AS (
     JOIN pg_proc p ON p.oid = up.fn JOIN pg_namespace pn ON pn.oid = p.pronamespace
   ), fn_types(f, ty) AS (
     SELECT p.oid, unnest(coalesce(p.proallargtypes, p.proargtypes::oid[]) || p.prorettype) FROM pg_proc p
-    JOIN pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+    WHERE p.oid >= 16384
   )
   SELECT 't', 'type ' || t.typname, tn.nspname, u.fns, u.fnn, t.oid::text FROM user_fns u
   JOIN pg_type t ON t.oid = u.ty JOIN pg_namespace tn ON tn.oid = t.typnamespace
@@ -661,15 +702,18 @@ const TYPES_QUERY: &str = "WITH RECURSIVE raw(ty, fn) AS (
   JOIN pg_class c ON c.oid = o.rel JOIN pg_namespace rn ON rn.oid = c.relnamespace
   UNION ALL
   -- The operator classes an index or a partition key names (a partition
-  -- key's: routing each row and sorting the bounds).
+  -- key's: routing each row and sorting the bounds): their support
+  -- functions and their operators' (BRIN's minmax compares with those).
   SELECT 'c', rn.nspname, c.relname, pn.nspname, p.proname, NULL
   FROM (SELECT indrelid AS rel, indclass::oid[] AS classes FROM pg_index
         UNION ALL SELECT partrelid, partclass::oid[] FROM pg_partitioned_table) k
   JOIN pg_opclass opc ON opc.oid = ANY (k.classes)
-  JOIN pg_amproc ap ON ap.amprocfamily = opc.opcfamily
-  JOIN pg_proc p ON p.oid = ap.amproc JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  JOIN (SELECT amprocfamily AS family, amproc AS fn FROM pg_amproc
+        UNION ALL SELECT am.amopfamily, op.oprcode FROM pg_amop am
+          JOIN pg_operator op ON op.oid = am.amopopr) m ON m.family = opc.opcfamily
+  JOIN pg_proc p ON p.oid = m.fn JOIN pg_namespace pn ON pn.oid = p.pronamespace
   JOIN pg_class c ON c.oid = k.rel JOIN pg_namespace rn ON rn.oid = c.relnamespace
-  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
+  WHERE p.oid >= 16384
   UNION ALL
   SELECT DISTINCT 'f', fn_.nspname, f.proname, u.fns, u.fnn, NULL::text FROM user_fns u
   JOIN fn_types ft ON ft.ty = u.ty
@@ -702,7 +746,11 @@ const OPERATORS_QUERY: &str = "SELECT 'operator ' || o.oprname, on_.nspname, pn.
   JOIN pg_amproc ap ON ap.amprocfamily = amop.amopfamily
   JOIN pg_proc p ON p.oid = ap.amproc JOIN pg_namespace pn ON pn.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
-  WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal')
+  WHERE p.oid >= 16384 AND l.lanname NOT IN ('c', 'internal')
+    -- A built-in operator's families: only its first of an access method
+    -- counts (the one the planner takes; see `OPAQUE_QUERY`).
+    AND (o.oid >= 16384 OR NOT EXISTS (SELECT 1 FROM pg_amop b WHERE b.amopopr = amop.amopopr
+      AND b.amopmethod = amop.amopmethod AND b.amopfamily < amop.amopfamily))
   UNION ALL
   SELECT 'type ' || t.typname, tn.nspname, pn.nspname, p.proname
   FROM pg_cast ca JOIN pg_type t ON t.oid = ca.casttarget JOIN pg_namespace tn ON tn.oid = t.typnamespace
@@ -774,7 +822,7 @@ impl Snapshot {
             .collect();
         if !builtin_code.is_empty() {
             s.warnings.push(format!(
-                "user code runs behind built-in types ({}: an operator class or implicit cast): no statement can be placed, every one is unparsed",
+                "user code runs behind built-in types or operators ({}: an operator class or family, or an implicit cast): no statement can be placed, every one is unparsed",
                 builtin_code.join(", ")
             ));
             s.opaque = true;

@@ -39,6 +39,7 @@ fn volatility() -> &'static HashMap<&'static str, u8> {
 const REVIEWED: &[(&str, &[Class])] = &[
     // Other sessions' SQL text (what `pg_stat_activity` reads).
     ("pg_stat_get_activity", &[Unparsed]),
+    ("pg_stat_get_backend_activity", &[Unparsed]),
     // Files, programs and the server's own configuration.
     ("pg_read_file", &[ServerAccess]),
     ("pg_read_file_old", &[ServerAccess]),

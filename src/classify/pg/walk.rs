@@ -738,8 +738,16 @@ impl Walk {
             }
         } else {
             self.add_fn(c);
-            if schema.is_empty() && !self.builtins.iter().any(|b| b == name) {
-                self.builtins.push(name.to_string());
+            // A user overload may share the built-in's name, in any schema
+            // for an unqualified call, in pg_catalog (a superuser's) for a
+            // qualified one: the catalog places those.
+            let shadow = if schema.is_empty() {
+                name.to_string()
+            } else {
+                parts.join(".")
+            };
+            if !self.builtins.contains(&shadow) {
+                self.builtins.push(shadow);
             }
         }
     }
