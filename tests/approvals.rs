@@ -360,6 +360,70 @@ async fn an_approved_statement_that_ends_the_session_has_its_record() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvers_see_the_whole_query_string() {
+    // Review C7b: the statements that run with the held one are shown,
+    // in order, with it (fingerprints: no literals).
+    let env = Env::new("hold_string");
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move {
+        c.simple_query("SET search_path = public; DELETE FROM items; SELECT 'secret'")
+            .await
+            .map(|_| ())
+    });
+    let r = &env.pending(1).await[0];
+    let string = r["string"].as_array().expect("the whole string");
+    let held: Vec<bool> = string
+        .iter()
+        .map(|s| s["held"].as_bool().unwrap())
+        .collect();
+    assert_eq!(held, [false, true, false], "{r}");
+    assert_eq!(string[0]["command"], "SET");
+    assert!(!r.to_string().contains("secret"), "{r}");
+    let out = env.cli(&["list"], "tok-alice");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(of 3 in its string)"),
+        "{out:?}"
+    );
+    let id = r["id"].as_str().unwrap();
+    env.vote(id, "deny", "tok-alice").await;
+    assert!(agent.await.unwrap().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_whose_code_changed_while_held_does_not_run() {
+    // Review C4b: approvers saw `f()` read; while they decided, the DBA
+    // made it write. The approved string is decided again, on a catalog
+    // read again, and refused: neither its DELETE nor the new body runs.
+    let env = Env::new("hold_changed");
+    env.direct(
+        "CREATE TABLE marks(id int); ALTER TABLE marks OWNER TO svc;
+         CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';",
+    );
+    std::thread::sleep(Duration::from_millis(2500)); // catalog refresh
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move { c.simple_query("SELECT f(); DELETE FROM items").await });
+    let r = &env.pending(1).await[0];
+    env.direct(
+        "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'INSERT INTO marks VALUES (1) RETURNING 1';",
+    );
+    let id = r["id"].as_str().unwrap();
+    assert_eq!(env.vote(id, "approve", "tok-alice").await.0, 200);
+    let e = agent.await.unwrap().expect_err("refused");
+    assert_eq!(code(&e), "0A000", "{e}");
+    let m = e.as_db_error().unwrap().message().to_owned();
+    assert!(m.contains("changed while it waited"), "{m}");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+    assert_eq!(env.direct("SELECT count(*) FROM marks"), "0");
+    let audit = env.audit();
+    assert!(
+        audit.iter().any(|r| r["kind"] == "statement"
+            && r["approval"]["outcome"] == "changed_while_held"
+            && r["approval"]["request"] == id),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_guessing_is_throttled_per_address() {
     // Review C14b: ten unknown tokens from one address, then every token
     // from it is refused for the minute, the right one too (so a guess that

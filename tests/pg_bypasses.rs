@@ -1098,7 +1098,11 @@ async fn ninth_review_paths_are_placed() {
          -- Expression statistics: autovacuum's ANALYZE runs them after writes.
          CREATE FUNCTION norm_id(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM public.purge(); RETURN i % 10; END$$;
          CREATE TABLE st_x(id int, v text);
-         CREATE STATISTICS st_x_norm ON (norm_id(id)) FROM st_x;",
+         CREATE STATISTICS st_x_norm ON (norm_id(id)) FROM st_x;
+         -- A partition key expression routes every row written.
+         CREATE FUNCTION route_key(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM public.purge(); RETURN i / 100; END$$;
+         CREATE TABLE pe (id int, v text) PARTITION BY RANGE (route_key(id));
+         CREATE TABLE pe0 PARTITION OF pe FOR VALUES FROM (0) TO (10);",
     );
     env.direct("INSERT INTO brin_t VALUES (1, 'x')");
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
@@ -1124,6 +1128,8 @@ async fn ninth_review_paths_are_placed() {
         "BEGIN; DECLARE cur CURSOR FOR SELECT 1; SELECT drain_o('cur'); COMMIT",
         "INSERT INTO st_x SELECT g, 'x' FROM generate_series(1, 200) g",
         "SELECT pg_stat_get_backend_activity(s) FROM pg_stat_get_backend_idset() s",
+        "INSERT INTO pe VALUES (5, 'x')",
+        "SELECT subname, subconninfo FROM pg_subscription",
     ] {
         let r = run(&c, sql).await;
         assert!(r.is_err(), "{sql}: {r:?}");

@@ -123,6 +123,14 @@
       pre.className = 'statement';
       return pre;
     });
+    const string = Array.isArray(r.string) ? r.string : [];
+    $('string-box').hidden = string.length === 0;
+    list($('string'), string, (s) => {
+      const li = document.createElement('li');
+      li.appendChild(el('strong', s.held ? 'held: ' : 'runs with it: '));
+      li.appendChild(el('code', s.text));
+      return li;
+    });
     const params = Array.isArray(r.parameters) ? r.parameters : [];
     $('parameters-box').hidden = params.length === 0;
     list($('parameters'), params, (p) => el('li', p === null ? 'NULL' : p));

@@ -20,7 +20,9 @@ pub mod slack;
 pub mod teams;
 pub mod webhook;
 
-pub use request::{HeldStatement, NewRequest, Outcome, Request, State, Vote};
+pub use request::{
+    string_summary, HeldStatement, NewRequest, Outcome, Request, State, StringStatement, Vote,
+};
 
 use crate::audit::{AuditLog, Event};
 use dashmap::DashMap;

@@ -21,6 +21,19 @@ pub struct HeldStatement {
     pub fingerprint: String,
 }
 
+/// One statement of the query string a held statement came in, as every
+/// approver may see it (its fingerprint: literals masked): the other
+/// statements run with it, before or after (`SET search_path = prod;
+/// TRUNCATE scratch` changes what the TRUNCATE empties).
+#[derive(Debug, Clone, Serialize)]
+pub struct StringStatement {
+    pub command: String,
+    pub text: String,
+    pub classes: ClassSet,
+    /// Whether this request holds it.
+    pub held: bool,
+}
+
 /// What a session asks approval for.
 pub struct NewRequest {
     pub agent: Arc<str>,
@@ -28,6 +41,9 @@ pub struct NewRequest {
     pub session: String,
     pub client: String,
     pub statements: Vec<HeldStatement>,
+    /// Every statement of the query string, in order, when it has more
+    /// than the held ones.
+    pub string: Vec<StringStatement>,
     /// Parameter values of an extended-protocol execution, when the rule shows literals.
     pub parameters: Option<Vec<Option<String>>>,
     pub rule: Arc<str>,
@@ -134,6 +150,7 @@ pub struct Request {
     pub session: String,
     pub client: String,
     pub statements: Vec<HeldStatement>,
+    pub string: Vec<StringStatement>,
     pub parameters: Option<Vec<Option<String>>>,
     pub rule: Arc<str>,
     pub reason: Arc<str>,
@@ -168,6 +185,7 @@ impl Request {
                 session: n.session,
                 client: n.client,
                 statements: n.statements,
+                string: n.string,
                 parameters: n.parameters,
                 rule: n.rule,
                 reason: n.reason,
@@ -286,6 +304,9 @@ impl Request {
             "quorum": self.quorum, "created": ts(self.created), "expires": ts(self.expires),
             "votes": votes, "sql_sha256": &*self.sql_sha256,
         });
+        if !self.string.is_empty() {
+            v["string"] = serde_json::to_value(&self.string).unwrap_or_default();
+        }
         match state {
             State::Pending => v["state"] = "pending".into(),
             State::Decided { outcome, at } => {
@@ -311,11 +332,46 @@ impl Request {
         if kind != "approval_request" {
             if let Some(o) = v.as_object_mut() {
                 o.remove("statements");
+                o.remove("string");
                 o.remove("parameters");
             }
         }
         v
     }
+}
+
+/// Most statements of a query string the chat messages list (the page
+/// and the API have them all), and the characters shown of each.
+const STRING_SHOWN: usize = 20;
+const STRING_CHARS: usize = 200;
+
+/// The query string a request's statements came in, one line per statement
+/// in order, the held ones marked, for the chat channels (plain text: each
+/// channel escapes it as it does statements). `None` when the request holds
+/// the whole string.
+pub fn string_summary(v: &serde_json::Value) -> Option<String> {
+    let all = v["string"].as_array().filter(|a| !a.is_empty())?;
+    let mut out = String::new();
+    for (i, s) in all.iter().take(STRING_SHOWN).enumerate() {
+        let text = s["text"].as_str().unwrap_or("");
+        let text: String = match text.char_indices().nth(STRING_CHARS) {
+            Some((at, _)) => format!("{}…", &text[..at]),
+            None => text.to_owned(),
+        };
+        let mark = if s["held"].as_bool() == Some(true) {
+            "held"
+        } else {
+            "runs with it"
+        };
+        out.push_str(&format!("{}. [{mark}] {text}\n", i + 1));
+    }
+    if all.len() > STRING_SHOWN {
+        out.push_str(&format!(
+            "… and {} more (the request's page has them all)\n",
+            all.len() - STRING_SHOWN
+        ));
+    }
+    Some(out)
 }
 
 pub fn outcome_name(o: &Outcome) -> &'static str {

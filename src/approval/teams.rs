@@ -178,6 +178,9 @@ pub fn request_card(r: &Value, public_url: Option<&str>) -> Value {
     for st in &statements {
         body.push(verbatim("Statement", &s_of(&st["text"]), true));
     }
+    if let Some(all) = crate::approval::string_summary(r) {
+        body.push(verbatim("The whole query string, in order", &all, true));
+    }
     if let Some(params) = r["parameters"].as_array() {
         let shown: Vec<String> = params
             .iter()
@@ -302,6 +305,25 @@ mod tests {
                              "classes": ["write", "destructive"], "tables": ["items"] }],
             "parameters": ["a", null],
         })
+    }
+
+    #[test]
+    fn request_card_shows_the_whole_query_string() {
+        let mut r = request();
+        r["string"] = json!([
+            { "command": "SET", "text": "SET search_path = ?", "classes": ["session"], "held": false },
+            { "command": "DELETE", "text": "DELETE FROM items", "classes": ["write"], "held": true },
+        ]);
+        let text = request_card(&r, None).to_string();
+        assert!(text.contains("The whole query string"), "{text}");
+        assert!(
+            text.contains("1. [runs with it] SET search_path = ?"),
+            "{text}"
+        );
+        assert!(text.contains("2. [held] DELETE FROM items"), "{text}");
+        assert!(!request_card(&request(), None)
+            .to_string()
+            .contains("whole query string"));
     }
 
     #[test]

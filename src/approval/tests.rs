@@ -31,6 +31,7 @@ fn request(quorum: u32) -> NewRequest {
             tables: vec!["public.t".into()],
             fingerprint: "drop table public.t".into(),
         }],
+        string: vec![],
         parameters: None,
         rule: Arc::from("ddl"),
         reason: Arc::from("schema changes wait for a dba"),

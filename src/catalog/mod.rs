@@ -463,6 +463,7 @@ const VIEWS_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_viewdef(c.oid)
 /// are in `TYPES_QUERY`), triggers, index expressions and predicates
 /// (evaluated for every row written), expression statistics (evaluated by
 /// the ANALYZE that autovacuum runs after enough rows are written),
+/// partition key expressions (routing every row written),
 /// row-level security policies; `r` when a read sets
 /// them off too (policies for SELECT or ALL), `w` when only a change does.
 /// Found through `pg_depend`, which records every function, operator and
@@ -473,6 +474,7 @@ const ATTACHED_QUERY: &str = "SELECT rn.nspname, c.relname, pn.nspname, p.pronam
         UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid, 'w' FROM pg_trigger
         UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid, 'w' FROM pg_index
         UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxrelid, 'w' FROM pg_statistic_ext
+        UNION ALL SELECT 'pg_class'::regclass, partrelid, partrelid, 'w' FROM pg_partitioned_table
         UNION ALL SELECT 'pg_policy'::regclass, oid, polrelid,
           CASE WHEN polcmd IN ('r', '*') THEN 'r' ELSE 'w' END FROM pg_policy) o
   JOIN pg_depend d ON d.classid = o.cl AND d.objid = o.oid
@@ -697,7 +699,8 @@ const TYPES_QUERY: &str = "WITH RECURSIVE raw(ty, fn) AS (
   JOIN (SELECT 'pg_attrdef'::regclass AS cl, oid, adrelid AS rel FROM pg_attrdef
         UNION ALL SELECT 'pg_constraint'::regclass, oid, conrelid FROM pg_constraint WHERE conrelid <> 0
         UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid FROM pg_trigger
-        UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid FROM pg_index) o
+        UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid FROM pg_index
+        UNION ALL SELECT 'pg_class'::regclass, partrelid, partrelid FROM pg_partitioned_table) o
     ON o.cl = d.classid AND o.oid = d.objid
   JOIN pg_class c ON c.oid = o.rel JOIN pg_namespace rn ON rn.oid = c.relnamespace
   UNION ALL

@@ -129,6 +129,11 @@ fn print_table(list: &[serde_json::Value]) {
             0 | 1 => texts.concat(),
             n => format!("({n} statements) {}", texts.join(" | ")),
         };
+        // Held out of a longer query string: the rest runs with it.
+        let stmt = match r["string"].as_array().map(Vec::len) {
+            Some(n) if n > 0 => format!("(of {n} in its string) {stmt}"),
+            _ => stmt,
+        };
         let stmt = match stmt.char_indices().nth(60) {
             Some((at, _)) => format!(
                 "{}… (truncated: `sqlgate approvals show` has it all)",

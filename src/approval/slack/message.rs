@@ -132,6 +132,12 @@ fn details(r: &Request, v: &Value) -> Vec<Value> {
             }));
         }
     }
+    if let Some(all) = crate::approval::string_summary(v) {
+        blocks.push(json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": format!("*The whole query string, in order (what runs with it):*\n```{}```", code(&all))},
+        }));
+    }
     if let Some(params) = v["parameters"].as_array() {
         let shown: Vec<String> = params
             .iter()

@@ -214,6 +214,8 @@ const RELATIONS: &[(&str, &[Class])] = &[
     ("pg_shadow", &[ServerAccess]),
     ("pg_user_mapping", &[ServerAccess]),
     ("pg_user_mappings", &[ServerAccess]),
+    // A subscription's connection string, password and all.
+    ("pg_subscription", &[ServerAccess]),
     // Column values of any table: table rules cannot apply without knowing
     // which table a row describes, so they are held as unparsed.
     ("pg_statistic", &[Unparsed]),

@@ -487,6 +487,7 @@ impl ClientSide<'_> {
                 params,
                 text: p.text.clone(),
                 prelude,
+                classified: Some(p.classified.clone()),
             });
         }
         let renamed = match frontend::with_names(msg, 0, &[upstream.as_bytes()]) {

@@ -2,7 +2,7 @@
 //! keepalives, withdrawal on cancel or disconnect, and what follows a decision.
 
 use super::*;
-use crate::approval::{HeldStatement, NewRequest, Submitted};
+use crate::approval::{HeldStatement, NewRequest, StringStatement, Submitted};
 
 impl ClientSide<'_> {
     /// Holds one message until it is approved, refused, withdrawn or the agent
@@ -131,7 +131,7 @@ impl ClientSide<'_> {
                 },
             })
             .collect();
-        let new = self.request(
+        let mut new = self.request(
             statements,
             held.params.clone(),
             lead.rule.clone(),
@@ -139,6 +139,20 @@ impl ClientSide<'_> {
             spec,
             held.sha.clone(),
         );
+        if held.simple && held.analysis.statements.len() > blocking.len() {
+            new.string = held
+                .analysis
+                .statements
+                .iter()
+                .enumerate()
+                .map(|(i, s)| StringStatement {
+                    command: s.command.clone(),
+                    text: s.fingerprint.clone(),
+                    classes: s.classes,
+                    held: blocking.contains(&i),
+                })
+                .collect();
+        }
         self.await_decision(new, rd, wr, buf, holding).await
     }
 
@@ -158,6 +172,7 @@ impl ClientSide<'_> {
             session: self.sess.info.id.clone(),
             client: self.sess.info.client.clone(),
             statements,
+            string: Vec::new(),
             parameters,
             rule,
             reason,

@@ -214,6 +214,9 @@ struct Held {
     /// Extended: the real Parse (if the server has only the neutral text)
     /// and Bind that go before `msg` once approved, and what follows.
     prelude: Option<extended::Prelude>,
+    /// Extended: the classification before the catalog (a simple Query's
+    /// text is classified again from `msg`).
+    classified: Option<Arc<Analysis>>,
 }
 
 enum HoldEnd {
@@ -340,6 +343,17 @@ pub async fn run(
         }
     }
     (end, shared.statements.load(Ordering::Relaxed))
+}
+
+/// The answer to an approved statement that would no longer do what was
+/// approved.
+fn changed_while_held() -> Bytes {
+    Report::new(
+        Severity::Error,
+        "0A000",
+        "sqlgate: the definitions this statement uses changed while it waited for approval, so what was approved is not what would run; it was not run: send it again to ask for approval of what it does now",
+    )
+    .encode()
 }
 
 fn terminate() -> BytesMut {
@@ -485,7 +499,19 @@ impl ClientSide<'_> {
                                 if let Some(end) = self.send(wr).await? {
                                     return Ok(end);
                                 }
-                                match self.hold(&held, rd, wr, &mut buf).await? {
+                                let mut end = self.hold(&held, rd, wr, &mut buf).await?;
+                                if let HoldEnd::Approved(note) = &end {
+                                    if self.changed_while_held(&held).await {
+                                        end = HoldEnd::Refused(
+                                            changed_while_held(),
+                                            ApprovalNote {
+                                                outcome: "changed_while_held",
+                                                ..note.clone()
+                                            },
+                                        );
+                                    }
+                                }
+                                match end {
                                     HoldEnd::Approved(note) => {
                                         // The decision (or grant use) was queued before it was
                                         // announced: once this sync resolves it is on disk, and
@@ -762,6 +788,7 @@ impl ClientSide<'_> {
                     params: None,
                     text: None,
                     prelude: None,
+                    classified: None,
                 });
             }
             Some(_) => self.refuse(&d, &sha, true),
@@ -785,6 +812,46 @@ impl ClientSide<'_> {
             && a.statements
                 .iter()
                 .any(|s| matches!(s.command.as_str(), "FETCH" | "MOVE"))
+    }
+
+    /// Whether what an approved statement does is no longer what its
+    /// approvers were shown: the definitions it reaches (a function's body,
+    /// a view, a trigger) changed while it waited. The catalog is read
+    /// again first (a change made a moment before the approval is not yet
+    /// in the snapshot), then the statement decided again; a snapshot not
+    /// current in time decides it unparsed, which differs: refused.
+    async fn changed_while_held(&self, held: &Held) -> bool {
+        let Some(c) = &self.sess.catalog else {
+            return false;
+        };
+        c.changed();
+        c.wait_current(crate::catalog::WAIT).await;
+        let schema_pending = self.shared.uncommitted_ddl.load(Ordering::Acquire);
+        let d = match (&held.classified, held.simple) {
+            (Some(classified), _) => self.sess.engine.decide_classified(
+                Some(c),
+                &self.sess.identity,
+                classified.clone(),
+                schema_pending,
+            ),
+            (None, true) => match frontend::query_text(&held.msg) {
+                Ok(sql) => {
+                    self.sess
+                        .engine
+                        .decide_in(Some(c), &self.sess.identity, sql, schema_pending)
+                }
+                Err(_) => return true,
+            },
+            (None, false) => return false,
+        };
+        let now = &d.analysis.statements;
+        let then = &held.analysis.statements;
+        // Extended: the held statement is the analysis' one statement.
+        now.len() != then.len()
+            || now
+                .iter()
+                .zip(then)
+                .any(|(a, b)| a.classes != b.classes || a.tables != b.tables)
     }
 
     /// Refuses a FETCH or MOVE of a cursor that may predate a schema change.
