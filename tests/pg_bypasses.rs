@@ -1102,7 +1102,17 @@ async fn ninth_review_paths_are_placed() {
          -- A partition key expression routes every row written.
          CREATE FUNCTION route_key(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM public.purge(); RETURN i / 100; END$$;
          CREATE TABLE pe (id int, v text) PARTITION BY RANGE (route_key(id));
-         CREATE TABLE pe0 PARTITION OF pe FOR VALUES FROM (0) TO (10);",
+         CREATE TABLE pe0 PARTITION OF pe FOR VALUES FROM (0) TO (10);
+         -- Types named by XMLTABLE's COLUMNS and XMLSERIALIZE … AS.
+         CREATE FUNCTION purge_b() RETURNS bool LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN true; END$$;
+         CREATE DOMAIN int_dom AS int CHECK (purge_b());
+         CREATE DOMAIN txt_dom AS text CHECK (purge_b());
+         -- A SQL body moving a cursor by name.
+         CREATE FUNCTION skip_cur() RETURNS int LANGUAGE sql AS 'MOVE FORWARD ALL IN cur; SELECT 1';
+         -- A foreign table: what it reads is out of sqlgate's sight.
+         CREATE EXTENSION file_fdw;
+         CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;
+         CREATE FOREIGN TABLE host_file (line text) SERVER files OPTIONS (filename '/etc/hostname', format 'text');",
     );
     env.direct("INSERT INTO brin_t VALUES (1, 'x')");
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
@@ -1130,11 +1140,20 @@ async fn ninth_review_paths_are_placed() {
         "SELECT pg_stat_get_backend_activity(s) FROM pg_stat_get_backend_idset() s",
         "INSERT INTO pe VALUES (5, 'x')",
         "SELECT subname, subconninfo FROM pg_subscription",
+        "SELECT * FROM xmltable('/r' PASSING '<r><a>1</a></r>' COLUMNS a int_dom PATH 'a')",
+        "SELECT xmlserialize(content '<a/>'::xml AS txt_dom)",
+        "BEGIN; DECLARE cur CURSOR FOR SELECT 1; SELECT skip_cur(); COMMIT",
+        "SELECT * FROM host_file",
+        "WITH u AS (INSERT INTO audit_me SELECT id, 'gone' FROM audit_me ON CONFLICT (id) DO UPDATE SET v = 'gone' RETURNING 1) SELECT count(*) FROM u",
     ] {
         let r = run(&c, sql).await;
         assert!(r.is_err(), "{sql}: {r:?}");
         assert_eq!(env.rows_left(), "5", "{sql}");
     }
+    assert_eq!(
+        env.direct("SELECT count(*) FROM audit_me WHERE v = 'gone'"),
+        "0"
+    );
     // A cast from a user type no longer holds every text column.
     assert_eq!(
         run(&c, "SELECT v FROM audit_me ORDER BY id LIMIT 1").await,

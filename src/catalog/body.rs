@@ -60,6 +60,11 @@ impl Placed {
                 // guard can't see them (as for a data-modifying CTE).
                 self.classes.insert(Class::Destructive);
             }
+            if matches!(s.command.as_str(), "FETCH" | "MOVE") {
+                // A SQL body's FETCH or MOVE reads a cursor by name: one
+                // opened elsewhere, perhaps before the schema changed.
+                self.classes.insert(Class::Unparsed);
+            }
             self.tables.extend(s.tables.iter().cloned());
         }
     }

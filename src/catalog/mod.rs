@@ -452,10 +452,14 @@ const FUNCTIONS_QUERY: &str = "SELECT n.nspname, p.proname, l.lanname, p.prosrc,
   ORDER BY p.oid LIMIT 20001";
 
 /// Every view and materialized view outside the system schemas, with its
-/// definition (a SELECT, read like any query).
-const VIEWS_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_viewdef(c.oid)
+/// definition (a SELECT, read like any query); and every foreign table,
+/// with none: reading or writing one runs a statement in another session
+/// or server (or a file_fdw program), whose tables, triggers and rules
+/// sqlgate does not see.
+const VIEWS_QUERY: &str = "SELECT n.nspname, c.relname,
+    CASE WHEN c.relkind = 'f' THEN NULL ELSE pg_get_viewdef(c.oid) END
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  WHERE c.relkind IN ('v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   ORDER BY c.oid LIMIT 20001";
 
 /// Functions that run on a relation's behalf: column defaults and
@@ -471,6 +475,9 @@ const VIEWS_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_viewdef(c.oid)
 const ATTACHED_QUERY: &str = "SELECT rn.nspname, c.relname, pn.nspname, p.proname, o.kind
   FROM (SELECT 'pg_attrdef'::regclass AS cl, oid, adrelid AS rel, 'w' AS kind FROM pg_attrdef
         UNION ALL SELECT 'pg_constraint'::regclass, oid, conrelid, 'w' FROM pg_constraint WHERE conrelid <> 0
+        -- A foreign key's check runs its operators on a delete from, or a
+        -- key update of, the referenced table too (NO ACTION, RESTRICT).
+        UNION ALL SELECT 'pg_constraint'::regclass, oid, confrelid, 'w' FROM pg_constraint WHERE contype = 'f'
         UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid, 'w' FROM pg_trigger
         UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid, 'w' FROM pg_index
         UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxrelid, 'w' FROM pg_statistic_ext
@@ -627,9 +634,10 @@ const TYPES_QUERY: &str = "WITH RECURSIVE raw(ty, fn) AS (
     WHERE ca.castcontext IN ('i', 'a') AND ca.castfunc <> 0 AND ca.casttarget >= 16384
     UNION ALL
     -- A cast to json in any context: to_json, row_to_json, json_agg,
-    -- json_build_object… render a user type's values with it.
+    -- json_build_object… render a user type's values with it (a built-in
+    -- type's, never: they have their own rendering).
     SELECT ca.castsource, ca.castfunc FROM pg_cast ca
-    WHERE ca.casttarget = 'json'::regtype AND ca.castfunc <> 0
+    WHERE ca.casttarget = 'json'::regtype AND ca.castfunc <> 0 AND ca.castsource >= 16384
     UNION ALL
     -- Its default operator classes' support functions (btree comparison,
     -- hash) and operators' functions (the type's `=` for DISTINCT, GROUP
@@ -1069,6 +1077,17 @@ impl Snapshot {
     fn build_views(&mut self, classifier: &Classifier, rows: &query::Rows) {
         for r in rows {
             let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+            if r.get(2).is_some_and(Option::is_none) {
+                // A foreign table: what it reaches is out of sight.
+                self.relations.entry(col(1).to_string()).or_default().push((
+                    col(0).to_string(),
+                    Resolved {
+                        classes: ClassSet::of(&[Class::Unparsed]),
+                        ..Resolved::default()
+                    },
+                ));
+                continue;
+            }
             let placed = body::place(classifier, "sql", col(2), None);
             let mut res = Resolved {
                 classes: placed.classes,

@@ -407,6 +407,8 @@ impl Walk {
                     self.node(ty, n);
                 } else if is_range_var(m) {
                     self.range_var(v);
+                } else if is_type_name(m) {
+                    self.type_name(v);
                 } else {
                     for x in m.values() {
                         self.value(x);
@@ -420,6 +422,19 @@ impl Walk {
 
     fn children(&mut self, n: &Value) {
         self.children_except(n, "")
+    }
+
+    /// A type named anywhere (a cast, a column definition, XMLTABLE's
+    /// COLUMNS, XMLSERIALIZE … AS, a JSON output type): converting a value
+    /// to it runs a user's cast function or a domain's CHECK, which the
+    /// catalog places (as `type <name>`).
+    fn type_name(&mut self, n: &Value) {
+        let names = strings(list(n, "names"));
+        self.dotted(&names);
+        if let Some(t) = names.last() {
+            self.shadowable(format!("type {t}"));
+        }
+        self.children_except(n, "names");
     }
 
     fn children_except(&mut self, n: &Value, skip: &str) {
@@ -524,16 +539,7 @@ impl Walk {
                 }
                 self.children(n);
             }
-            "TypeCast" => {
-                // A cast runs a user's cast function or a domain's CHECK
-                // constraints: the catalog places them (as `type <name>`).
-                let names = strings(list(&n["type_name"], "names"));
-                self.dotted(&names);
-                if let Some(t) = names.last() {
-                    self.shadowable(format!("type {t}"));
-                }
-                self.children(n);
-            }
+            "TypeName" => self.type_name(n),
             _ => self.children(n),
         }
     }
@@ -661,8 +667,17 @@ impl Walk {
             };
             self.scopes.push(visible);
             if let Some((_, c)) = node_of(c) {
+                let upsert = |q: &Value| {
+                    int(&q["on_conflict_clause"], "action")
+                        == pg_query::protobuf::OnConflictAction::OnconflictUpdate as i64
+                };
                 match node_of(&c["ctequery"]) {
                     Some(("SelectStmt", q)) => self.select(q, true),
+                    Some(("InsertStmt", q)) if upsert(q) => {
+                        // `ON CONFLICT DO UPDATE` updates rows no tag counts.
+                        self.add(&[Destructive]);
+                        self.value(&c["ctequery"]);
+                    }
                     Some(("UpdateStmt" | "DeleteStmt" | "MergeStmt", _)) => {
                         // The statement's tag counts the outer query's rows,
                         // not these: the row guard cannot see them.
@@ -1211,6 +1226,12 @@ fn each_relation(v: &Value, f: &mut impl FnMut(&str, &str)) {
 
 fn is_range_var(m: &Map<String, Value>) -> bool {
     m.contains_key("relname") && m.contains_key("relpersistence")
+}
+
+/// A TypeName not wrapped as a node (a field of one): pg_query writes its
+/// `typemod` always (-1 when none).
+fn is_type_name(m: &Map<String, Value>) -> bool {
+    m.get("names").is_some_and(Value::is_array) && m.contains_key("typemod")
 }
 
 fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
