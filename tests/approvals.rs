@@ -811,6 +811,40 @@ async fn a_grant_lets_the_same_statement_run_again_for_a_while() {
         .audit()
         .iter()
         .any(|r| r["kind"] == "approval_grant_used"));
+    // Grants are listed to their groups' approvers, and revoked by any.
+    let (_, g) = env
+        .api("GET", "/v1/grants", "tok-bob", serde_json::Value::Null)
+        .await;
+    assert_eq!(g["grants"][0]["id"], id.as_str(), "{g}");
+    assert_eq!(g["grants"][0]["granted_by"], "alice", "{g}");
+    let out = env.cli(&["grants"], "tok-carol");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&id),
+        "{out:?}"
+    );
+    let out = env.cli(&["revoke", &id], "tok-carol");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("404"),
+        "{out:?}"
+    );
+    let out = env.cli(&["revoke", &id], "tok-bob");
+    assert!(out.status.success(), "{out:?}");
+    let (_, g) = env
+        .api("GET", "/v1/grants", "tok-alice", serde_json::Value::Null)
+        .await;
+    assert_eq!(g["grants"].as_array().map(Vec::len), Some(0), "{g}");
+    assert!(env
+        .audit()
+        .iter()
+        .any(|r| r["kind"] == "approval_grant_revoked" && r["revoked_by"] == "bob"));
+    // Held again.
+    let c3 = c.clone();
+    let again =
+        tokio::spawn(async move { c3.simple_query("UPDATE public.items SET name = 'c'").await });
+    env.pending(1).await;
+    assert!(!again.is_finished());
+    again.abort();
     let (s, _) = env
         .api(
             "POST",

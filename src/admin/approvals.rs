@@ -18,6 +18,8 @@ pub fn routes(approvals: Approvals) -> Router {
         .route("/v1/approvals/{id}", get(show))
         .route("/v1/approvals/{id}/{verb}", post(vote))
         .route("/v1/page/approvals/{id}/{verb}", post(page_vote))
+        .route("/v1/grants", get(grants))
+        .route("/v1/grants/{id}/revoke", post(revoke))
         .with_state(approvals)
 }
 
@@ -107,6 +109,29 @@ async fn show(
         .filter(|r| r.visible_to(&who))
         .ok_or(VoteError::NotFound(id))?;
     Ok(Json(r.to_json()))
+}
+
+/// `GET /v1/grants`: standing grants in force that the caller's groups
+/// could have given.
+async fn grants(
+    State(a): State<Approvals>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = approver(&a, peer, &headers)?;
+    Ok(Json(serde_json::json!({ "grants": a.grants(&who) })))
+}
+
+/// `POST /v1/grants/{id}/revoke`: ends a grant now (404 for one the
+/// caller's groups could not have given).
+async fn revoke(
+    State(a): State<Approvals>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = approver(&a, peer, &headers)?;
+    Ok(Json(a.revoke(&id, &who)?))
 }
 
 #[derive(Deserialize, Default)]

@@ -139,11 +139,43 @@ struct Inner {
     approvers: Vec<Approver>,
     default_timeout: Duration,
     audit: AuditLog,
-    /// (agent, statement fingerprint) → (approver, until): standing grants.
-    grants: DashMap<(String, String), (String, Instant, SystemTime)>,
+    /// (agent, statement fingerprint) → standing grant.
+    grants: DashMap<(String, String), Grant>,
     notices: broadcast::Sender<Notice>,
     /// Failed bearer tokens per client address: (count, window start).
     auth_failures: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, Instant)>>,
+}
+
+/// A standing grant: the same statements for the same agent run without a
+/// hold until `until`.
+#[derive(Debug, Clone)]
+struct Grant {
+    /// The request that gave it (its id names the grant).
+    request: String,
+    by: String,
+    until: Instant,
+    until_wall: SystemTime,
+    agent: Arc<str>,
+    database: String,
+    rule: Arc<str>,
+    groups: Vec<String>,
+    /// What approvers were shown (fingerprints unless literals were).
+    statements: Vec<String>,
+}
+
+impl Grant {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.request, "agent": &*self.agent, "database": self.database,
+            "rule": &*self.rule, "granted_by": self.by, "approver_groups": self.groups,
+            "statements": self.statements,
+            "until": humantime::format_rfc3339_seconds(self.until_wall).to_string(),
+        })
+    }
+
+    fn visible_to(&self, who: &Approver) -> bool {
+        who.groups.iter().any(|g| self.groups.contains(g))
+    }
 }
 
 /// Failed tokens a client address may send per [`AUTH_WINDOW`]; after that
@@ -276,8 +308,8 @@ impl Approvals {
         let key = new.grant_key().map(|k| (new.agent.to_string(), k));
         if let Some(key) = key {
             if let Some(g) = self.inner.grants.get(&key) {
-                if g.1 > Instant::now() {
-                    let (by, until) = (g.0.clone(), g.2);
+                if g.until > Instant::now() {
+                    let (by, until) = (g.by.clone(), g.until_wall);
                     drop(g);
                     self.inner.audit.record(Event::Json(serde_json::json!({
                         "kind": "approval_grant_used", "agent": &*new.agent, "session": new.session,
@@ -387,12 +419,58 @@ impl Approvals {
             if let (Some((d, by)), Some(key)) = (grant, &r.grant_key) {
                 self.inner.grants.insert(
                     (r.agent.to_string(), key.clone()),
-                    (by, Instant::now() + d, SystemTime::now() + d),
+                    Grant {
+                        request: r.id.clone(),
+                        by,
+                        until: Instant::now() + d,
+                        until_wall: SystemTime::now() + d,
+                        agent: r.agent.clone(),
+                        database: r.database.clone(),
+                        rule: r.rule.clone(),
+                        groups: r.approver_groups.clone(),
+                        statements: r.statements.iter().map(|s| s.text.clone()).collect(),
+                    },
                 );
             }
             self.publish(&r);
         }
         Ok(r)
+    }
+
+    /// The standing grants `who` could have given (their groups), in force.
+    pub fn grants(&self, who: &Approver) -> Vec<serde_json::Value> {
+        let now = Instant::now();
+        let mut v: Vec<(SystemTime, serde_json::Value)> = self
+            .inner
+            .grants
+            .iter()
+            .filter(|g| g.until > now && g.visible_to(who))
+            .map(|g| (g.until_wall, g.to_json()))
+            .collect();
+        v.sort_by_key(|(t, _)| *t);
+        v.into_iter().map(|(_, g)| g).collect()
+    }
+
+    /// Ends the grant `id` now. Any approver of its groups may: revoking
+    /// only ever asks for more approval. Recorded.
+    pub fn revoke(&self, id: &str, who: &Approver) -> Result<serde_json::Value, VoteError> {
+        let key = self
+            .inner
+            .grants
+            .iter()
+            .find(|g| g.request == id && g.visible_to(who))
+            .map(|g| g.key().clone())
+            .ok_or_else(|| VoteError::NotFound(id.to_owned()))?;
+        let (_, g) = self
+            .inner
+            .grants
+            .remove(&key)
+            .ok_or_else(|| VoteError::NotFound(id.to_owned()))?;
+        self.inner.audit.record(Event::Json(serde_json::json!({
+            "kind": "approval_grant_revoked", "request": g.request, "agent": &*g.agent,
+            "rule": &*g.rule, "granted_by": g.by, "revoked_by": who.name,
+        })));
+        Ok(g.to_json())
     }
 
     /// Forgets decided requests once there are many: the oldest decided ones
@@ -412,7 +490,7 @@ impl Approvals {
         for (_, id) in decided.into_iter().take(excess) {
             map.remove(&id);
         }
-        self.inner.grants.retain(|_, g| g.1 > Instant::now());
+        self.inner.grants.retain(|_, g| g.until > Instant::now());
     }
 
     /// The agent went away or cancelled: the request is withdrawn.

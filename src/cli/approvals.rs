@@ -1,4 +1,5 @@
-//! `sqlgate approvals list|show|approve|deny`: the CLI on `/v1/approvals`.
+//! `sqlgate approvals list|show|approve|deny|grants|revoke`: the CLI on
+//! `/v1/approvals` and `/v1/grants`.
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -31,6 +32,10 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// List the standing grants in force (that your groups could give).
+    Grants,
+    /// End a standing grant now (its id is the request that gave it).
+    Revoke { id: String },
 }
 
 pub fn run(admin: Option<String>, token: Option<String>, cmd: Command) -> anyhow::Result<()> {
@@ -100,6 +105,14 @@ pub fn run(admin: Option<String>, token: Option<String>, cmd: Command) -> anyhow
                 )
                 .await?;
                 println!("{id}: {}", r["state"].as_str().unwrap_or("?"));
+            }
+            Command::Grants => {
+                let body = call(http.get(format!("{base}/v1/grants"))).await?;
+                println!("{}", super::terminal_safe_json(&body["grants"])?);
+            }
+            Command::Revoke { id } => {
+                call(http.post(format!("{base}/v1/grants/{id}/revoke"))).await?;
+                println!("{id}: revoked");
             }
         }
         Ok(())
