@@ -697,6 +697,32 @@ fn an_anchored_log_verifies_with_the_first_key_after_a_rotation() {
     ));
 }
 
+#[test]
+fn an_anchor_with_lines_out_of_order_is_a_rewrite() {
+    // Review A, F10: cut the log back to a checkpoint and append a copy of
+    // that checkpoint's own anchor line, so the anchor's last line matches.
+    let (cfg, p, anchor) = anchored("anchor-rewrite");
+    let l = lines(&p);
+    let a = lines(&anchor);
+    let back: serde_json::Value = serde_json::from_str(&a[a.len() - 3]).unwrap();
+    let seq = back["seq"].as_u64().unwrap() as usize;
+    write_lines(&p, &l[..=seq]);
+    let mut appended = a.clone();
+    appended.push(a[a.len() - 3].clone());
+    write_lines(&anchor, &appended);
+    let e = AuditLog::open(&cfg).err().unwrap().to_string();
+    assert!(e.contains("rewritten"), "{e}");
+    let e = sqlgate::audit::anchor::load(&anchor).unwrap_err();
+    assert!(e.contains("anchor conflict"), "{e}");
+    // A line repeated byte for byte in order (a retried POST) is fine.
+    let mut twice = a.clone();
+    twice.push(a.last().unwrap().clone());
+    write_lines(&anchor, &twice);
+    write_lines(&p, &l);
+    verify_anchored(&p, &pubkey(&cfg), &anchor).unwrap();
+    write_log(&cfg, 1);
+}
+
 // ---------------------------------------------------------------- durability
 
 #[tokio::test]
@@ -950,4 +976,10 @@ fn a_missing_or_torn_anchor_and_a_retired_key_are_handled() {
     all.push(String::from_utf8(line).unwrap());
     write_lines(&p, &all);
     assert!(AuditLog::open(&cfg).is_err());
+    // verify agrees (review A, F5): after the rotation, the old key's
+    // checkpoint is a forgery even to a verifier that trusts only it.
+    assert!(matches!(
+        verify(std::slice::from_ref(&p), &[old.public().clone()], false),
+        Err(Problem::ForgedSignature { .. })
+    ));
 }

@@ -19,7 +19,7 @@
 //!   For syslog, extract sqlgate's lines into a file first (the JSON starts
 //!   at the first `{` of each message).
 
-use super::chain::{hash_line, Hash};
+use super::chain::{hash_line, hashes_equal, Hash};
 use crate::config::Anchor;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -155,47 +155,59 @@ impl AnchorWriter {
     }
 }
 
-/// The seq and line hash of the last complete line of a file anchor; `None`
-/// when it holds none yet. Reads only the end of the file.
+/// The seq and line hash of a file anchor's highest record; `None` when it
+/// holds none yet. Reads the whole file (one short line per checkpoint: a
+/// year of 10-second checkpoints is about a gigabyte, read in seconds):
+/// lines appended out of order — copies of older genuine lines, after a cut
+/// — are a rewrite (`load`'s conflicts), and must not hide the highest.
 pub(crate) fn last_anchored(path: &Path) -> Result<Option<(u64, Hash)>, String> {
+    use std::io::BufRead;
     let describe =
         |e: std::io::Error| format!("cannot read the audit anchor `{}`: {e}", path.display());
-    let mut f = match File::open(path) {
+    let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(describe(e)),
     };
-    let len = f.metadata().map_err(describe)?.len();
-    let start = len.saturating_sub(64 * 1024);
-    let mut buf = Vec::new();
-    f.seek(SeekFrom::Start(start)).map_err(describe)?;
-    f.read_to_end(&mut buf).map_err(describe)?;
-    // Only complete lines count: a crash may cut the anchor's last write.
-    let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
-        return Ok(None);
-    };
-    let body = &buf[..end];
-    let line = match body.iter().rposition(|&b| b == b'\n') {
-        Some(i) => &body[i + 1..],
-        None if start == 0 => body,
-        None => {
-            return Err(format!(
-                "the audit anchor `{}` ends in a line over 64 KiB",
-                path.display()
-            ))
+    let mut r = std::io::BufReader::with_capacity(256 * 1024, f);
+    let mut line = Vec::new();
+    let mut high: Option<(u64, Hash)> = None;
+    let mut no = 0u64;
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line).map_err(describe)? == 0 {
+            break;
         }
-    };
-    let line = json_part(line);
-    let seq = serde_json::from_slice::<serde_json::Value>(line)
-        .ok()
-        .and_then(|v| v["seq"].as_u64())
-        .ok_or_else(|| {
-            format!(
-                "the audit anchor `{}` ends in a line that is not an audit record",
-                path.display()
-            )
-        })?;
-    Ok(Some((seq, hash_line(line))))
+        no += 1;
+        // Only complete lines count: a crash may cut the anchor's last write.
+        if line.pop() != Some(b'\n') {
+            break;
+        }
+        let rec = json_part(&line);
+        if rec.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let seq = serde_json::from_slice::<serde_json::Value>(rec)
+            .ok()
+            .and_then(|v| v["seq"].as_u64())
+            .ok_or_else(|| {
+                format!(
+                    "the audit anchor `{}` line {no} is not an audit record",
+                    path.display()
+                )
+            })?;
+        let hash = hash_line(rec);
+        match &high {
+            Some((h, hh)) if seq < *h || (seq == *h && !hashes_equal(hh, &hash)) => {
+                return Err(format!(
+                    "the audit anchor `{}` line {no} holds record {seq} after record {h}: the log was rewritten after record {seq} (a cut, continued). Keep both as evidence",
+                    path.display()
+                ))
+            }
+            _ => high = Some((seq, hash)),
+        }
+    }
+    Ok(high)
 }
 
 /// The record in an anchor line: from its first `{` (a syslog export keeps
@@ -222,7 +234,7 @@ pub struct Anchored {
 pub fn load(path: &Path) -> Result<BTreeMap<u64, Anchored>, String> {
     let text = std::fs::read(path)
         .map_err(|e| format!("cannot read the anchor `{}`: {e}", path.display()))?;
-    let mut out = BTreeMap::new();
+    let mut out: BTreeMap<u64, Anchored> = BTreeMap::new();
     for (no, line) in text.split(|&b| b == b'\n').enumerate() {
         let line = json_part(line);
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -236,10 +248,25 @@ pub fn load(path: &Path) -> Result<BTreeMap<u64, Anchored>, String> {
         else {
             return Err(bad("not a checkpoint or key rotation record"));
         };
+        let hash = hash_line(line);
+        // Lines only ever come in seq order; a line repeated byte for byte
+        // (an HTTP retry, a syslog duplicate) is harmless. Another line for
+        // a seq already anchored, or a seq going back, is a log rewritten
+        // after that seq (a cut the writer then continued past).
+        if let Some((&last, prev)) = out.last_key_value() {
+            if seq == last && hashes_equal(&prev.hash, &hash) {
+                continue;
+            }
+            if seq <= last {
+                return Err(bad(&format!(
+                    "anchor conflict: a line for record {seq} after one for record {last}: the log was rewritten after record {seq}"
+                )));
+            }
+        }
         out.insert(
             seq,
             Anchored {
-                hash: hash_line(line),
+                hash,
                 line: line.to_vec(),
             },
         );

@@ -21,7 +21,8 @@
 //!    name a trusted key, and `sig` must verify over
 //!    `sqlgate-checkpoint-v1:{head_seq}:{head}`, else `forged signature`.
 //! 7. Trusted keys are the `--public-key`s given, plus a new key whose
-//!    rotation record carries a valid `sig_old` by a key already trusted.
+//!    rotation record carries a valid `sig_old` by a key already trusted;
+//!    a rotation retires the key it replaces for every later record.
 //!    With no `--public-key`, every key announced in a `key_rotation` is
 //!    trusted and the summary warns that no trust anchor was given: that
 //!    detects corruption and careless edits, not a forger who re-signs.
@@ -589,6 +590,12 @@ impl<'a> Verifier<'a> {
                 Some(_) => return Err(forged("has a `sig_old` that does not verify".into())),
                 None => {}
             }
+        }
+        // The key it replaces vouches for nothing after this record (as at
+        // start-up): records forged later with a retired, perhaps leaked,
+        // key are not trusted.
+        if !old_id.is_empty() && old_id != new_id {
+            self.trusted.remove(old_id);
         }
         if vouched {
             self.trusted.entry(new_id).or_insert(new);
