@@ -401,13 +401,27 @@ async fn a_statement_whose_code_changed_while_held_does_not_run() {
     );
     std::thread::sleep(Duration::from_millis(2500)); // catalog refresh
     let (c, _n) = env.client().await;
-    let agent = tokio::spawn(async move { c.simple_query("SELECT f(); DELETE FROM items").await });
+    let c = std::sync::Arc::new(c);
+    let c2 = c.clone();
+    let agent = tokio::spawn(async move {
+        c2.simple_query("SELECT public.f(); DELETE FROM public.items")
+            .await
+    });
     let r = &env.pending(1).await[0];
     env.direct(
         "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'INSERT INTO marks VALUES (1) RETURNING 1';",
     );
     let id = r["id"].as_str().unwrap();
-    assert_eq!(env.vote(id, "approve", "tok-alice").await.0, 200);
+    // Approved with a grant: the grant goes with the refusal (review A, F2).
+    let (s, v) = env
+        .api(
+            "POST",
+            &format!("/v1/approvals/{id}/approve"),
+            "tok-alice",
+            serde_json::json!({"grant": "1h"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
     let e = agent.await.unwrap().expect_err("refused");
     assert_eq!(code(&e), "0A000", "{e}");
     let m = e.as_db_error().unwrap().message().to_owned();
@@ -421,6 +435,19 @@ async fn a_statement_whose_code_changed_while_held_does_not_run() {
             && r["approval"]["request"] == id),
         "{audit:?}"
     );
+    assert!(audit
+        .iter()
+        .any(|r| r["kind"] == "approval_grant_revoked" && r["request"] == id));
+    // Sent again as told: held again, not run on the grant.
+    let c3 = c.clone();
+    let again = tokio::spawn(async move {
+        c3.simple_query("SELECT public.f(); DELETE FROM public.items")
+            .await
+    });
+    env.pending(1).await;
+    assert!(!again.is_finished());
+    again.abort();
+    assert_eq!(env.direct("SELECT count(*) FROM marks"), "0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

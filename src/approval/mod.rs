@@ -92,6 +92,8 @@ pub enum Submitted {
     Granted {
         by: String,
         until: SystemTime,
+        /// The request that gave the grant.
+        request: String,
     },
     Held(Hold),
     /// No configured approver could decide it: refused at once, not held.
@@ -309,14 +311,14 @@ impl Approvals {
         if let Some(key) = key {
             if let Some(g) = self.inner.grants.get(&key) {
                 if g.until > Instant::now() {
-                    let (by, until) = (g.by.clone(), g.until_wall);
+                    let (by, until, request) = (g.by.clone(), g.until_wall, g.request.clone());
                     drop(g);
                     self.inner.audit.record(Event::Json(serde_json::json!({
                         "kind": "approval_grant_used", "agent": &*new.agent, "session": new.session,
                         "rule": &*new.rule, "fingerprint": key.1, "granted_by": by,
                         "until": humantime::format_rfc3339_seconds(until).to_string(),
                     })));
-                    return Submitted::Granted { by, until };
+                    return Submitted::Granted { by, until, request };
                 }
                 drop(g);
                 self.inner.grants.remove(&key);
@@ -435,6 +437,24 @@ impl Approvals {
             self.publish(&r);
         }
         Ok(r)
+    }
+
+    /// Ends the grant request `id` gave, if any: its approval was not used
+    /// (what the statement reaches changed while it waited), so nothing may
+    /// run on it. Recorded.
+    pub fn drop_grant_of(&self, id: &str, why: &str) {
+        let key = self
+            .inner
+            .grants
+            .iter()
+            .find(|g| g.request == id)
+            .map(|g| g.key().clone());
+        if let Some((_, g)) = key.and_then(|k| self.inner.grants.remove(&k)) {
+            self.inner.audit.record(Event::Json(serde_json::json!({
+                "kind": "approval_grant_revoked", "request": g.request, "agent": &*g.agent,
+                "rule": &*g.rule, "granted_by": g.by, "revoked_by": "sqlgate", "why": why,
+            })));
+        }
     }
 
     /// The standing grants `who` could have given (their groups), in force.

@@ -82,10 +82,19 @@ impl NewRequest {
             return None;
         }
         let names = self.names.as_deref().unwrap_or("");
-        let fps: Vec<&str> = self
+        // And to what approvers were shown each statement reaches: a
+        // function, view or trigger that reaches more later is not covered.
+        let fps: Vec<String> = self
             .statements
             .iter()
-            .map(|s| s.fingerprint.as_str())
+            .map(|s| {
+                format!(
+                    "{}\u{1}{}\u{1}{}",
+                    s.fingerprint,
+                    serde_json::to_string(&s.classes).unwrap_or_default(),
+                    s.tables.join(",")
+                )
+            })
             .collect();
         Some(format!(
             "{}\u{0}{}\u{0}{names}\u{0}{}",

@@ -194,12 +194,13 @@ impl ClientSide<'_> {
         let approvals = &self.sess.engine.approvals;
         let (rule, reason) = (new.rule.clone(), new.reason.clone());
         let mut hold = match approvals.submit(new) {
-            Submitted::Granted { by, .. } => {
+            Submitted::Granted { by, request, .. } => {
                 return Ok(HoldEnd::Approved(ApprovalNote {
-                    request: None,
+                    // The request whose approval gave the grant.
+                    request: Some(request),
                     outcome: "granted",
                     by: vec![by],
-                }))
+                }));
             }
             Submitted::Held(h) => h,
             Submitted::Unapprovable(why) => {

@@ -500,8 +500,19 @@ impl ClientSide<'_> {
                                     return Ok(end);
                                 }
                                 let mut end = self.hold(&held, rd, wr, &mut buf).await?;
+                                // A grant decided it just now, on the current snapshot.
+                                let waited =
+                                    matches!(&end, HoldEnd::Approved(n) if n.outcome != "granted");
                                 if let HoldEnd::Approved(note) = &end {
-                                    if self.changed_while_held(&held).await {
+                                    if waited && self.changed_while_held(&held).await {
+                                        // A grant its approval gave covers
+                                        // what approvers saw, not this.
+                                        for id in note.request.iter().flat_map(|r| r.split(',')) {
+                                            self.sess
+                                                .engine
+                                                .approvals
+                                                .drop_grant_of(id, "changed_while_held");
+                                        }
                                         end = HoldEnd::Refused(
                                             changed_while_held(),
                                             ApprovalNote {
