@@ -1196,3 +1196,70 @@ async fn ninth_review_paths_are_placed() {
     assert_eq!(run(&c, join).await, Ok("500".into()));
     assert_eq!(env.rows_left(), "5");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenth_review_paths_are_placed() {
+    let env = Env::new("byp_tenth");
+    env.direct(
+        "CREATE FUNCTION purge() RETURNS void LANGUAGE plpgsql AS $$BEGIN DELETE FROM public.audit_me; END$$;
+         -- A partition checks its parent's key: expression and operators.
+         CREATE FUNCTION route_key(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM public.purge(); RETURN i / 100; END$$;
+         CREATE TABLE pe (id int, v text) PARTITION BY RANGE (route_key(id));
+         CREATE TABLE pe0 PARTITION OF pe FOR VALUES FROM (0) TO (10);
+         CREATE FUNCTION ge_x(a int, b int) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM public.purge(); RETURN a >= b; END$$;
+         CREATE OPERATOR >>=# (LEFTARG = int, RIGHTARG = int, FUNCTION = ge_x);
+         CREATE OPERATOR CLASS ge_ops FOR TYPE int USING btree AS
+           OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >>=#, OPERATOR 5 >, FUNCTION 1 btint4cmp(int, int);
+         CREATE TABLE px (id int, v text) PARTITION BY RANGE (id ge_ops);
+         CREATE TABLE px0 PARTITION OF px FOR VALUES FROM (0) TO (100);
+         -- A superuser's pg_catalog function with a built-in's name, as a
+         -- cast and as a domain CHECK.
+         CREATE TYPE tint AS ENUM ('a', 'b');
+         CREATE FUNCTION pg_catalog.text(t public.tint) RETURNS text LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN t::name::text; END$$;
+         CREATE CAST (tint AS text) WITH FUNCTION pg_catalog.text(public.tint);
+         CREATE FUNCTION pg_catalog.isfinite(i int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN true; END$$;
+         CREATE DOMAIN fin_int AS int CHECK (pg_catalog.isfinite(VALUE));
+         -- An internal alias of a built-in behind an operator.
+         CREATE FUNCTION public.slurp(text) RETURNS text LANGUAGE internal STRICT AS 'pg_read_file_all';
+         CREATE OPERATOR public.@~@ (RIGHTARG = text, FUNCTION = public.slurp);
+         -- A view in information_schema (any superuser can make one).
+         CREATE VIEW information_schema.secret_v AS SELECT * FROM public.secrets;",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    env.direct(
+        "INSERT INTO audit_me SELECT g, 'row' FROM generate_series(1, 5) g ON CONFLICT DO NOTHING",
+    );
+    let c = env.client().await;
+    for sql in [
+        "INSERT INTO pe0 VALUES (6, 'y')",
+        "INSERT INTO px0 VALUES (5, 'x')",
+        "SELECT 'a'::tint::text",
+        "SELECT 1::fin_int",
+        "SELECT @~@ '/etc/hostname'",
+        "SELECT * FROM information_schema.secret_v",
+    ] {
+        let r = run(&c, sql).await;
+        assert!(r.is_err(), "{sql}: {r:?}");
+        assert_eq!(env.rows_left(), "5", "{sql}");
+    }
+    // A WITH HOLD cursor runs its query to the end at COMMIT: after a
+    // redefinition, with the new body. The COMMIT is refused.
+    env.direct("CREATE FUNCTION tally() RETURNS int LANGUAGE sql AS 'SELECT 1'");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    for sql in [
+        "BEGIN",
+        "DECLARE cur CURSOR WITH HOLD FOR SELECT tally() FROM generate_series(1, 3)",
+        "FETCH 1 FROM cur",
+    ] {
+        run(&c, sql).await.unwrap();
+    }
+    env.direct(
+        "CREATE OR REPLACE FUNCTION tally() RETURNS int LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN 1; END$$",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    run(&c, "SELECT 1").await.unwrap();
+    let r = run(&c, "COMMIT").await;
+    assert!(r.as_ref().is_err_and(|e| e.starts_with("0A000")), "{r:?}");
+    run(&c, "ROLLBACK").await.unwrap();
+    assert_eq!(env.rows_left(), "5");
+}

@@ -459,7 +459,7 @@ const FUNCTIONS_QUERY: &str = "SELECT n.nspname, p.proname, l.lanname, p.prosrc,
 const VIEWS_QUERY: &str = "SELECT n.nspname, c.relname,
     CASE WHEN c.relkind = 'f' THEN NULL ELSE pg_get_viewdef(c.oid) END
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE c.relkind IN ('v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  WHERE c.relkind IN ('v', 'm', 'f') AND c.oid >= 16384
   ORDER BY c.oid LIMIT 20001";
 
 /// Functions that run on a relation's behalf: column defaults and
@@ -472,7 +472,13 @@ const VIEWS_QUERY: &str = "SELECT n.nspname, c.relname,
 /// them off too (policies for SELECT or ALL), `w` when only a change does.
 /// Found through `pg_depend`, which records every function, operator and
 /// cast such an expression uses.
-const ATTACHED_QUERY: &str = "SELECT rn.nspname, c.relname, pn.nspname, p.proname, o.kind
+const ATTACHED_QUERY: &str = "WITH RECURSIVE parts(root, rel) AS (
+    -- A partitioned table and every partition under it: a write to a
+    -- partition checks its partition constraint, which runs every
+    -- ancestor's key expressions and operators.
+    SELECT partrelid, partrelid FROM pg_partitioned_table
+    UNION SELECT p.root, i.inhrelid FROM parts p JOIN pg_inherits i ON i.inhparent = p.rel)
+  SELECT rn.nspname, c.relname, pn.nspname, p.proname, o.kind
   FROM (SELECT 'pg_attrdef'::regclass AS cl, oid, adrelid AS rel, 'w' AS kind FROM pg_attrdef
         UNION ALL SELECT 'pg_constraint'::regclass, oid, conrelid, 'w' FROM pg_constraint WHERE conrelid <> 0
         -- A foreign key's check runs its operators on a delete from, or a
@@ -481,7 +487,7 @@ const ATTACHED_QUERY: &str = "SELECT rn.nspname, c.relname, pn.nspname, p.pronam
         UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid, 'w' FROM pg_trigger
         UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid, 'w' FROM pg_index
         UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxrelid, 'w' FROM pg_statistic_ext
-        UNION ALL SELECT 'pg_class'::regclass, partrelid, partrelid, 'w' FROM pg_partitioned_table
+        UNION ALL SELECT 'pg_class'::regclass, root, rel, 'w' FROM parts
         UNION ALL SELECT 'pg_policy'::regclass, oid, polrelid,
           CASE WHEN polcmd IN ('r', '*') THEN 'r' ELSE 'w' END FROM pg_policy) o
   JOIN pg_depend d ON d.classid = o.cl AND d.objid = o.oid
@@ -501,7 +507,7 @@ const ATTACHED_QUERY: &str = "SELECT rn.nspname, c.relname, pn.nspname, p.pronam
 const RULES_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_ruledef(r.oid)
   FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
   JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE r.ev_type <> '1' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  WHERE r.ev_type <> '1' AND c.oid >= 16384
   LIMIT 20001";
 
 /// Every row of every catalog `TYPES_QUERY` reads, summed up: the count,
@@ -531,7 +537,7 @@ const TYPES_FINGERPRINT: &str = "SELECT concat_ws(':',
   (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_trigger),
   (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_partitioned_table))";
 
-/// Built-in types and operators with a user's (not an extension's C) code
+/// Built-in types and operators with a user's (not an extension's) code
 /// behind them, which PostgreSQL applies where no statement's text shows a
 /// user object (`json_typeof(5)` casts implicitly; `DISTINCT
 /// json_build_array(…)` compares with the type's default class; a hash
@@ -547,8 +553,9 @@ const TYPES_FINGERPRINT: &str = "SELECT concat_ws(':',
 ///   hashing and merging: a built-in family, when there is one, comes
 ///   first).
 const OPAQUE_QUERY: &str = "WITH user_fn AS (
-    SELECT p.oid FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
-    WHERE p.oid >= 16384 AND l.lanname NOT IN ('c', 'internal'))
+    SELECT p.oid FROM pg_proc p WHERE p.oid >= 16384 AND NOT EXISTS (SELECT 1 FROM pg_depend e
+      WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid
+        AND e.refclassid = 'pg_extension'::regclass AND e.deptype = 'e'))
   SELECT DISTINCT 'type ' || t.typname FROM pg_cast ca
   JOIN pg_type t ON t.oid = ca.casttarget
   WHERE ca.castcontext IN ('i', 'a') AND t.oid < 16384 AND ca.castsource < 16384
@@ -608,7 +615,10 @@ const REACH_QUERY: &str = "SELECT pn.nspname, p.relname, cn.nspname || '.' || c.
 /// table with a column of such a type, or an index whose operator class
 /// runs user functions: reading and writing it run them), `f` (a function
 /// taking, returning or with an OUT parameter of one).
-const TYPES_QUERY: &str = "WITH RECURSIVE raw(ty, fn) AS (
+const TYPES_QUERY: &str = "WITH RECURSIVE parts(root, rel) AS (
+    SELECT partrelid, partrelid FROM pg_partitioned_table
+    UNION SELECT p.root, i.inhrelid FROM parts p JOIN pg_inherits i ON i.inhparent = p.rel
+  ), raw(ty, fn) AS (
     SELECT con.contypid, d.refobjid FROM pg_constraint con
     JOIN pg_depend d ON d.classid = 'pg_constraint'::regclass AND d.objid = con.oid AND d.refclassid = 'pg_proc'::regclass
     WHERE con.contypid <> 0
@@ -708,7 +718,7 @@ const TYPES_QUERY: &str = "WITH RECURSIVE raw(ty, fn) AS (
         UNION ALL SELECT 'pg_constraint'::regclass, oid, conrelid FROM pg_constraint WHERE conrelid <> 0
         UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid FROM pg_trigger
         UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid FROM pg_index
-        UNION ALL SELECT 'pg_class'::regclass, partrelid, partrelid FROM pg_partitioned_table) o
+        UNION ALL SELECT 'pg_class'::regclass, root, rel FROM parts) o
     ON o.cl = d.classid AND o.oid = d.objid
   JOIN pg_class c ON c.oid = o.rel JOIN pg_namespace rn ON rn.oid = c.relnamespace
   UNION ALL
@@ -717,7 +727,8 @@ const TYPES_QUERY: &str = "WITH RECURSIVE raw(ty, fn) AS (
   -- functions and their operators' (BRIN's minmax compares with those).
   SELECT 'c', rn.nspname, c.relname, pn.nspname, p.proname, NULL
   FROM (SELECT indrelid AS rel, indclass::oid[] AS classes FROM pg_index
-        UNION ALL SELECT partrelid, partclass::oid[] FROM pg_partitioned_table) k
+        UNION ALL SELECT p.rel, pt.partclass::oid[] FROM parts p
+          JOIN pg_partitioned_table pt ON pt.partrelid = p.root) k
   JOIN pg_opclass opc ON opc.oid = ANY (k.classes)
   JOIN (SELECT amprocfamily AS family, amproc AS fn FROM pg_amproc
         UNION ALL SELECT am.amopfamily, op.oprcode FROM pg_amop am
@@ -735,40 +746,41 @@ const TYPES_QUERY: &str = "WITH RECURSIVE raw(ty, fn) AS (
 /// planner may swap one in, `NOT (a ~~~ b)` for `a !~~~ b`; and the
 /// support functions of every operator family they are in: `ORDER BY …
 /// USING op` sorts with its btree comparison function) and user cast
-/// functions (a domain's CHECKs are in `TYPES_QUERY`), except C functions
-/// of other schemas (an extension's own); a user operator or cast over a
+/// functions (a domain's CHECKs are in `TYPES_QUERY`), except an
+/// extension's own functions; a user operator or cast over a
 /// built-in (16384: PostgreSQL's first user object id) is what a call of
 /// that built-in is:
 /// the name the classifier records for them (`operator ===`, `type t`),
 /// the object's schema, and the function.
-const OPERATORS_QUERY: &str = "SELECT 'operator ' || o.oprname, on_.nspname, pn.nspname, p.proname
+const OPERATORS_QUERY: &str = "WITH own(oid) AS (
+    -- User functions not an extension's (whose C code is trusted like a
+    -- built-in's): a user's C or `internal` alias of a built-in counts.
+    SELECT p.oid FROM pg_proc p WHERE p.oid >= 16384 AND NOT EXISTS (SELECT 1 FROM pg_depend e
+      WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid
+        AND e.refclassid = 'pg_extension'::regclass AND e.deptype = 'e'))
+  SELECT 'operator ' || o.oprname, on_.nspname, pn.nspname, p.proname, (p.oid < 16384)::text
   FROM pg_operator o JOIN pg_namespace on_ ON on_.oid = o.oprnamespace
   JOIN LATERAL (VALUES (o.oprcode),
     ((SELECT n.oprcode FROM pg_operator n WHERE n.oid = o.oprnegate)),
     ((SELECT c.oprcode FROM pg_operator c WHERE c.oid = o.oprcom))) f(code) ON f.code IS NOT NULL
   JOIN pg_proc p ON p.oid = f.code JOIN pg_namespace pn ON pn.oid = p.pronamespace
-  JOIN pg_language l ON l.oid = p.prolang
-  WHERE (pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal'))
-    OR (pn.nspname = 'pg_catalog' AND o.oid >= 16384)
+  WHERE p.oid IN (SELECT oid FROM own) OR (p.oid < 16384 AND o.oid >= 16384)
   UNION ALL
-  SELECT 'operator ' || o.oprname, on_.nspname, pn.nspname, p.proname
+  SELECT 'operator ' || o.oprname, on_.nspname, pn.nspname, p.proname, 'false'
   FROM pg_operator o JOIN pg_namespace on_ ON on_.oid = o.oprnamespace
   JOIN pg_amop amop ON amop.amopopr = o.oid
   JOIN pg_amproc ap ON ap.amprocfamily = amop.amopfamily
   JOIN pg_proc p ON p.oid = ap.amproc JOIN pg_namespace pn ON pn.oid = p.pronamespace
-  JOIN pg_language l ON l.oid = p.prolang
-  WHERE p.oid >= 16384 AND l.lanname NOT IN ('c', 'internal')
+  WHERE p.oid IN (SELECT oid FROM own)
     -- A built-in operator's families: only its first of an access method
     -- counts (the one the planner takes; see `OPAQUE_QUERY`).
     AND (o.oid >= 16384 OR NOT EXISTS (SELECT 1 FROM pg_amop b WHERE b.amopopr = amop.amopopr
       AND b.amopmethod = amop.amopmethod AND b.amopfamily < amop.amopfamily))
   UNION ALL
-  SELECT 'type ' || t.typname, tn.nspname, pn.nspname, p.proname
+  SELECT 'type ' || t.typname, tn.nspname, pn.nspname, p.proname, (p.oid < 16384)::text
   FROM pg_cast ca JOIN pg_type t ON t.oid = ca.casttarget JOIN pg_namespace tn ON tn.oid = t.typnamespace
   JOIN pg_proc p ON p.oid = ca.castfunc JOIN pg_namespace pn ON pn.oid = p.pronamespace
-  JOIN pg_language l ON l.oid = p.prolang
-  WHERE (pn.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname NOT IN ('c', 'internal'))
-    OR (pn.nspname = 'pg_catalog' AND ca.oid >= 16384)
+  WHERE p.oid IN (SELECT oid FROM own) OR (p.oid < 16384 AND ca.oid >= 16384)
   LIMIT 20001";
 
 impl Snapshot {
@@ -988,7 +1000,9 @@ impl Snapshot {
         let mut add: Vec<(String, String, Resolved)> = Vec::new();
         for r in rows {
             let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
-            let res = if col(2) == "pg_catalog" {
+            // A built-in function (told by oid: a superuser's own may be
+            // in pg_catalog under a built-in's name) is what calling it is.
+            let res = if col(4) == "true" {
                 Resolved {
                     classes: crate::classify::builtin_classes(col(2), col(3)),
                     ..Resolved::default()

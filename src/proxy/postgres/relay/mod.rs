@@ -818,11 +818,16 @@ impl ClientSide<'_> {
             return false;
         };
         let opened = self.shared.opened_at.load(Ordering::Acquire);
+        // A COMMIT runs a WITH HOLD cursor's query to its end (into a
+        // store), on the definitions of now.
+        let held = self.shared.kept_cursor.load(Ordering::Acquire);
         opened != u64::MAX
             && opened != c.generation()
-            && a.statements
-                .iter()
-                .any(|s| matches!(s.command.as_str(), "FETCH" | "MOVE"))
+            && a.statements.iter().any(|s| {
+                matches!(s.command.as_str(), "FETCH" | "MOVE")
+                    || (held
+                        && matches!(s.command.as_str(), "COMMIT" | "END" | "PREPARE TRANSACTION"))
+            })
     }
 
     /// Whether what an approved statement does is no longer what its
