@@ -378,6 +378,9 @@ async fn approvers_see_the_whole_query_string() {
         .collect();
     assert_eq!(held, [false, true, false], "{r}");
     assert_eq!(string[0]["command"], "SET");
+    // A setting is identity: shown as written (review A, F1); the rest by
+    // fingerprint.
+    assert_eq!(string[0]["text"], "SET search_path = public", "{r}");
     assert!(!r.to_string().contains("secret"), "{r}");
     let out = env.cli(&["list"], "tok-alice");
     assert!(

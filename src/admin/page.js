@@ -123,6 +123,8 @@
       pre.className = 'statement';
       return pre;
     });
+    $('session-note').hidden = !r.session_note;
+    $('session-note').textContent = visible(r.session_note || '');
     const string = Array.isArray(r.string) ? r.string : [];
     $('string-box').hidden = string.length === 0;
     list($('string'), string, (s) => {

@@ -160,6 +160,9 @@ pub struct Request {
     pub client: String,
     pub statements: Vec<HeldStatement>,
     pub string: Vec<StringStatement>,
+    /// The session changed (or may have changed) what unqualified names
+    /// mean before this request: approvers are told.
+    pub names_moved: bool,
     pub parameters: Option<Vec<Option<String>>>,
     pub rule: Arc<str>,
     pub reason: Arc<str>,
@@ -194,6 +197,7 @@ impl Request {
                 session: n.session,
                 client: n.client,
                 statements: n.statements,
+                names_moved: n.names.is_none(),
                 string: n.string,
                 parameters: n.parameters,
                 rule: n.rule,
@@ -316,6 +320,9 @@ impl Request {
         if !self.string.is_empty() {
             v["string"] = serde_json::to_value(&self.string).unwrap_or_default();
         }
+        if self.names_moved {
+            v["session_note"] = SESSION_NOTE.into();
+        }
         match state {
             State::Pending => v["state"] = "pending".into(),
             State::Decided { outcome, at } => {
@@ -349,19 +356,43 @@ impl Request {
     }
 }
 
-/// Most statements of a query string the chat messages list (the page
-/// and the API have them all), and the characters shown of each.
-const STRING_SHOWN: usize = 20;
+/// What approvers are told when the session changed what names mean.
+pub const SESSION_NOTE: &str = "Earlier in this session, a statement changed (or may have changed) search_path, the role or other settings: unqualified names here may not mean the tables they usually do.";
+
+/// How much of a query string the chat messages list (the page and the API
+/// have it all): characters per statement, and in all (under Slack's cut
+/// of a block, so the list's own note on what it left out survives).
 const STRING_CHARS: usize = 200;
+const STRING_BUDGET: usize = 2400;
 
 /// The query string a request's statements came in, one line per statement
 /// in order, the held ones marked, for the chat channels (plain text: each
-/// channel escapes it as it does statements). `None` when the request holds
-/// the whole string.
+/// channel escapes it as it does statements). Runs of plain reads are
+/// folded into one line, so what changes things is not pushed out of
+/// view; what does not fit is counted, never dropped silently. `None` when
+/// the request holds the whole string.
 pub fn string_summary(v: &serde_json::Value) -> Option<String> {
     let all = v["string"].as_array().filter(|a| !a.is_empty())?;
-    let mut out = String::new();
-    for (i, s) in all.iter().take(STRING_SHOWN).enumerate() {
+    let plain = |s: &serde_json::Value| {
+        s["held"].as_bool() != Some(true)
+            && s["classes"]
+                .as_array()
+                .is_some_and(|c| c.len() == 1 && c[0] == "read")
+    };
+    let mut lines: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < all.len() {
+        let run = all[i..].iter().take_while(|s| plain(s)).count();
+        if run > 2 {
+            lines.push(format!(
+                "{}–{}. [runs with it] {run} plain reads",
+                i + 1,
+                i + run
+            ));
+            i += run;
+            continue;
+        }
+        let s = &all[i];
         let text = s["text"].as_str().unwrap_or("");
         let text: String = match text.char_indices().nth(STRING_CHARS) {
             Some((at, _)) => format!("{}…", &text[..at]),
@@ -372,13 +403,20 @@ pub fn string_summary(v: &serde_json::Value) -> Option<String> {
         } else {
             "runs with it"
         };
-        out.push_str(&format!("{}. [{mark}] {text}\n", i + 1));
+        lines.push(format!("{}. [{mark}] {text}", i + 1));
+        i += 1;
     }
-    if all.len() > STRING_SHOWN {
-        out.push_str(&format!(
-            "… and {} more (the request's page has them all)\n",
-            all.len() - STRING_SHOWN
-        ));
+    let mut out = String::new();
+    for (n, l) in lines.iter().enumerate() {
+        if out.len() + l.len() + 1 > STRING_BUDGET {
+            out.push_str(&format!(
+                "… {} more line(s) not shown here: the request's page has the whole string\n",
+                lines.len() - n
+            ));
+            break;
+        }
+        out.push_str(l);
+        out.push('\n');
     }
     Some(out)
 }

@@ -178,6 +178,9 @@ pub fn request_card(r: &Value, public_url: Option<&str>) -> Value {
     for st in &statements {
         body.push(verbatim("Statement", &s_of(&st["text"]), true));
     }
+    if let Some(note) = r["session_note"].as_str() {
+        body.push(verbatim("Warning", note, false));
+    }
     if let Some(all) = crate::approval::string_summary(r) {
         body.push(verbatim("The whole query string, in order", &all, true));
     }
@@ -324,6 +327,22 @@ mod tests {
         assert!(!request_card(&request(), None)
             .to_string()
             .contains("whole query string"));
+        // Plain reads are folded, so what changes things stays in view.
+        let mut many: Vec<Value> = (0..30)
+            .map(|_| json!({ "command": "SELECT", "text": "SELECT a FROM t", "classes": ["read"], "held": false }))
+            .collect();
+        many.push(json!({ "command": "SET", "text": "SET search_path = prod", "classes": ["session"], "held": false }));
+        many.push(json!({ "command": "TRUNCATE", "text": "TRUNCATE scratch", "classes": ["ddl"], "held": true }));
+        r["string"] = Value::Array(many);
+        let text = crate::approval::string_summary(&r).unwrap();
+        assert!(
+            text.contains("1–30. [runs with it] 30 plain reads"),
+            "{text}"
+        );
+        assert!(
+            text.contains("31. [runs with it] SET search_path = prod"),
+            "{text}"
+        );
     }
 
     #[test]

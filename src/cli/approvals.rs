@@ -147,6 +147,11 @@ fn print_table(list: &[serde_json::Value]) {
             Some(n) if n > 0 => format!("(of {n} in its string) {stmt}"),
             _ => stmt,
         };
+        let stmt = if r["session_note"].is_string() {
+            format!("(session changed names) {stmt}")
+        } else {
+            stmt
+        };
         let stmt = match stmt.char_indices().nth(60) {
             Some((at, _)) => format!(
                 "{}… (truncated: `sqlgate approvals show` has it all)",

@@ -132,6 +132,12 @@ fn details(r: &Request, v: &Value) -> Vec<Value> {
             }));
         }
     }
+    if let Some(note) = v["session_note"].as_str() {
+        blocks.push(json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": format!(":warning: *{}*", esc(note))},
+        }));
+    }
     if let Some(all) = crate::approval::string_summary(v) {
         blocks.push(json!({
             "type": "section",

@@ -140,16 +140,34 @@ impl ClientSide<'_> {
             held.sha.clone(),
         );
         if held.simple && held.analysis.statements.len() > blocking.len() {
+            // A statement that changes what the held ones mean (a setting,
+            // `search_path`, a role, code) is shown as written, as a held
+            // one would be: its literals are identity, not data. The rest
+            // by fingerprint.
+            let parts = text()
+                .and_then(|t| pg_query::split_with_parser(t).ok())
+                .filter(|p| p.len() == held.analysis.statements.len());
             new.string = held
                 .analysis
                 .statements
                 .iter()
                 .enumerate()
-                .map(|(i, s)| StringStatement {
-                    command: s.command.clone(),
-                    text: s.fingerprint.clone(),
-                    classes: s.classes,
-                    held: blocking.contains(&i),
+                .map(|(i, s)| {
+                    let identity = s.code
+                        || s.moves_names
+                        || s.classes.contains(Class::Session)
+                        || s.classes.contains(Class::Privilege);
+                    let written = parts
+                        .as_ref()
+                        .and_then(|p| p.get(i))
+                        .filter(|_| identity)
+                        .map(|t| t.trim().to_owned());
+                    StringStatement {
+                        command: s.command.clone(),
+                        text: written.unwrap_or_else(|| s.fingerprint.clone()),
+                        classes: s.classes,
+                        held: blocking.contains(&i),
+                    }
                 })
                 .collect();
         }
