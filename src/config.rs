@@ -465,6 +465,8 @@ impl Config {
                 groups: a.groups,
             });
         }
+        /// Shorter approver tokens are warned about (32 hex digits = 128 bits).
+        const MIN_TOKEN_CHARS: usize = 32;
         let mut approvers: Vec<Approver> = Vec::new();
         for a in raw.approvers {
             let token = secret(&a.name, "approver", a.token, a.token_env, "token")?;
@@ -480,6 +482,14 @@ impl Config {
                     "approver `{}` has the same token as another approver: tokens must be unique",
                     a.name
                 )));
+            }
+            if token.chars().count() < MIN_TOKEN_CHARS {
+                // A warning, not an error: short tokens are fine on a
+                // loopback-only admin port (demos, tests).
+                tracing::warn!(
+                    approver = %a.name,
+                    "the approver's token is shorter than {MIN_TOKEN_CHARS} characters: anyone who can reach the admin port may guess it (use `openssl rand -hex 32`)"
+                );
             }
             let mut runs = Vec::new();
             for agent in &a.agents {

@@ -180,14 +180,35 @@ impl Grant {
     }
 }
 
-/// Failed tokens a client address may send per [`AUTH_WINDOW`]; after that
-/// every token from it, right or wrong, is refused (429) until the window
-/// ends, so guessing learns nothing and costs a minute per ten tries.
+/// Failed tokens a client network (IPv4 /24, IPv6 /64) may send per
+/// [`AUTH_WINDOW`]; after that every token from it, right or wrong, is
+/// refused (429) until the window ends, so guessing learns nothing and
+/// costs a minute per ten tries.
 pub const AUTH_FAILURES: u32 = 10;
 pub const AUTH_WINDOW: Duration = Duration::from_secs(60);
-/// Addresses remembered at most (a flood from many addresses can't grow it
-/// without bound; expired windows are dropped first).
+/// Networks remembered at most (a flood from many can't grow it without
+/// bound; expired windows are dropped, live ones never: beyond this, new
+/// networks' tokens are refused until windows end).
 const AUTH_TRACKED: usize = 10_000;
+
+/// The network an address counts for: its IPv4 /24 or IPv6 /64 (an
+/// IPv4-mapped IPv6 address as the IPv4 one).
+fn network(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::from([a, b, c, 0])
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => network(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+            }
+        },
+    }
+}
 
 /// Why a bearer token was not accepted.
 #[derive(Debug, PartialEq, Eq)]
@@ -229,33 +250,46 @@ impl Approvals {
         let throttled = |start: Instant| {
             AuthError::Throttled(AUTH_WINDOW.saturating_sub(now - start).as_secs().max(1))
         };
-        {
-            let failures = self
-                .inner
+        // Counted per network (IPv4 /24, IPv6 /64): one host has many
+        // addresses of its network to spread guesses over.
+        let net = network(peer);
+        let lock = || {
+            self.inner
                 .auth_failures
                 .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some(&(n, start)) = failures.get(&peer) {
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        {
+            let failures = lock();
+            if let Some(&(n, start)) = failures.get(&net) {
                 if n >= AUTH_FAILURES && now - start < AUTH_WINDOW {
                     return Err(throttled(start));
+                }
+            }
+            // Failing from more networks than are tracked: a spread attack.
+            // Untracked ones are refused until windows end (live windows
+            // are never forgotten early: that would lift every lock-out).
+            if failures.len() >= AUTH_TRACKED && !failures.contains_key(&net) {
+                let live = failures
+                    .values()
+                    .filter(|(_, t)| now - *t < AUTH_WINDOW)
+                    .count();
+                if live >= AUTH_TRACKED {
+                    return Err(AuthError::Throttled(AUTH_WINDOW.as_secs()));
                 }
             }
         }
         if let Some(a) = self.authenticate(token) {
             return Ok(a);
         }
-        let mut failures = self
-            .inner
-            .auth_failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if failures.len() >= AUTH_TRACKED {
+        let mut failures = lock();
+        if failures.len() >= AUTH_TRACKED && !failures.contains_key(&net) {
             failures.retain(|_, (_, start)| now - *start < AUTH_WINDOW);
             if failures.len() >= AUTH_TRACKED {
-                failures.clear();
+                return Err(AuthError::Throttled(AUTH_WINDOW.as_secs()));
             }
         }
-        let entry = failures.entry(peer).or_insert((0, now));
+        let entry = failures.entry(net).or_insert((0, now));
         if now - entry.1 >= AUTH_WINDOW {
             *entry = (0, now);
         }
@@ -265,7 +299,7 @@ impl Approvals {
             tracing::warn!(%peer, failures = entry.0, "approval API: unknown bearer token");
             Err(AuthError::Unknown)
         } else {
-            tracing::warn!(%peer, failures = entry.0, "approval API: too many unknown bearer tokens; this address is refused for the rest of the minute");
+            tracing::warn!(%peer, network = %net, failures = entry.0, "approval API: too many unknown bearer tokens; this network is refused for the rest of the minute");
             Err(throttled(entry.1))
         }
     }
