@@ -739,6 +739,28 @@ async fn a_durable_ack_resolves_once_the_record_is_on_disk() {
     writer.close().unwrap();
 }
 
+#[tokio::test]
+async fn a_checkpoint_sync_signs_and_anchors_what_came_before() {
+    // Review A, F6: an approval is signed (and anchored) before the
+    // statement runs, not left in an unsigned tail a crash opens to a cut.
+    let dir = temp_dir("cpsync");
+    let mut cfg = config(&dir);
+    let anchor = dir.join("elsewhere").join("audit.anchor");
+    cfg.anchor = Some(sqlgate::config::Anchor::File(anchor.clone()));
+    let (log, writer) = AuditLog::open(&cfg).unwrap();
+    log.record(event(7));
+    log.checkpoint_sync().await.unwrap();
+    let l = lines(&cfg.path);
+    assert!(l[l.len() - 2].contains("\"r7\""), "{l:?}");
+    assert!(
+        l.last().unwrap().contains("\"kind\":\"checkpoint\""),
+        "{l:?}"
+    );
+    assert_eq!(lines(&anchor).last(), l.last());
+    drop(log);
+    writer.close().unwrap();
+}
+
 #[test]
 fn a_durable_ack_errors_when_the_writer_dies() {
     let dir = temp_dir("dies");

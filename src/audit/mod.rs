@@ -146,6 +146,18 @@ impl AuditLog {
         DurableAck { rx }
     }
 
+    /// Like [`AuditLog::sync`], after a signed checkpoint over everything
+    /// queued before (anchored, with an anchor): what a human decided is
+    /// then covered by a signature outside the log before it acts, not in
+    /// an unsigned tail a crash leaves open to a cut.
+    pub fn checkpoint_sync(&self) -> DurableAck {
+        let (ack, rx) = oneshot::channel();
+        if self.tx.send(Msg::Checkpoint(ack)).is_err() {
+            tracing::error!("audit writer is gone");
+        }
+        DurableAck { rx }
+    }
+
     /// True under `durability = "strict"`: the proxy awaits
     /// [`AuditLog::record_durable`] for every statement, not just the held,
     /// approved and denied ones.

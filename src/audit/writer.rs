@@ -48,6 +48,9 @@ pub(crate) enum Msg {
     Durable(Event, oneshot::Sender<()>),
     /// Resolve the sender once everything queued before it is fsynced.
     Barrier(oneshot::Sender<()>),
+    /// Sign a checkpoint over everything queued before it (and hand it to
+    /// the anchor), then resolve the sender.
+    Checkpoint(oneshot::Sender<()>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -299,6 +302,12 @@ impl Writer {
                         self.acks.push(ack);
                     }
                     Ok(Msg::Barrier(ack)) => self.acks.push(ack),
+                    Ok(Msg::Checkpoint(ack)) => {
+                        if self.since_checkpoint > 0 {
+                            self.checkpoint()?;
+                        }
+                        self.acks.push(ack);
+                    }
                     Err(mpsc::TryRecvError::Empty) => break false,
                     Err(mpsc::TryRecvError::Disconnected) => break true,
                 }

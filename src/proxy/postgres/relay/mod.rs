@@ -525,9 +525,10 @@ impl ClientSide<'_> {
                                 match end {
                                     HoldEnd::Approved(note) => {
                                         // The decision (or grant use) was queued before it was
-                                        // announced: once this sync resolves it is on disk, and
-                                        // only then does the statement go upstream.
-                                        if self.sess.engine.audit.sync().await.is_err() {
+                                        // announced: once this resolves it is on disk and signed
+                                        // (and anchored), and only then does the statement go
+                                        // upstream.
+                                        if self.sess.engine.audit.checkpoint_sync().await.is_err() {
                                             return Ok(End::Fatal(audit_failure()));
                                         }
                                         let barrier = held.simple
