@@ -454,6 +454,49 @@ async fn a_statement_whose_code_changed_while_held_does_not_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameter_types_code_changed_while_held_is_read_again() {
+    // Review A, F8: a Parse's parameter typed as a domain whose CHECK calls
+    // a function; the function changes while the statement waits. The
+    // re-decision reads the parameter types' code again: refused.
+    let env = Env::new("hold_param_type");
+    env.direct(
+        "CREATE TABLE marks(id int); ALTER TABLE marks OWNER TO svc;
+         CREATE FUNCTION h(v int) RETURNS bool LANGUAGE sql AS 'SELECT v >= 0';
+         CREATE DOMAIN dom_chk AS int CHECK (h(VALUE));",
+    );
+    std::thread::sleep(Duration::from_millis(2500)); // catalog refresh
+    let oid: u32 = env
+        .direct("SELECT 'dom_chk'::regtype::oid")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    let mut b = Vec::new();
+    for m in [
+        wire::parse_typed("", "DELETE FROM items RETURNING $1", &[oid]),
+        wire::bind_text("", "", &["0"]),
+        wire::execute(""),
+        wire::sync(),
+    ] {
+        b.extend_from_slice(&m);
+    }
+    w.send(&b);
+    let reader = std::thread::spawn(move || w.until_ready());
+    let r = &env.pending(1).await[0];
+    env.direct(
+        "CREATE OR REPLACE FUNCTION h(v int) RETURNS bool LANGUAGE sql AS 'INSERT INTO marks VALUES (777) RETURNING v >= 0';",
+    );
+    let id = r["id"].as_str().unwrap();
+    assert_eq!(env.vote(id, "approve", "tok-alice").await.0, 200);
+    env.vote(id, "approve", "tok-bob").await;
+    let msgs = reader.join().unwrap();
+    let e = msgs.iter().find(|m| m.tag == 'E').expect("refused");
+    assert_eq!(e.code(), "0A000", "{}", e.message());
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+    assert_eq!(env.direct("SELECT count(*) FROM marks"), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_guessing_is_throttled_per_address() {
     // Review C14b: ten unknown tokens from one address, then every token
     // from it is refused for the minute, the right one too (so a guess that

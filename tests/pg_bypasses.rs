@@ -1237,6 +1237,9 @@ async fn tenth_review_paths_are_placed() {
         "SELECT 1::fin_int",
         "SELECT @~@ '/etc/hostname'",
         "SELECT * FROM information_schema.secret_v",
+        "SHOW primary_conninfo",
+        "SELECT current_setting('primary_conninfo')",
+        "SELECT current_setting(v) FROM audit_me",
     ] {
         let r = run(&c, sql).await;
         assert!(r.is_err(), "{sql}: {r:?}");

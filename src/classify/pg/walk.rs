@@ -145,7 +145,12 @@ impl Walk {
             "ExplainStmt" => self.explain(n),
             "CopyStmt" => self.copy(n),
             "VariableSetStmt" => self.set(n),
-            "VariableShowStmt" => self.add(&[Read, Session]),
+            "VariableShowStmt" => {
+                self.add(&[Read, Session]);
+                if settings::secret(str_of(n, "name")) {
+                    self.add(&[ServerAccess]);
+                }
+            }
             "TransactionStmt" => self.transaction(n),
             "DeclareCursorStmt" => {
                 const CURSOR_OPT_HOLD: i64 = 0x0020;
@@ -731,6 +736,17 @@ impl Walk {
         self.call_named(&parts);
         if name == "set_config" && (schema.is_empty() || schema == "pg_catalog") {
             self.set_config(list(n, "args"));
+        }
+        if name == "current_setting" && (schema.is_empty() || schema == "pg_catalog") {
+            // A setting holding a password or a command (`primary_conninfo`)
+            // is the server's, as its files are; a computed name may be one.
+            if self.need_original() {
+                match list(n, "args").first().and_then(constant) {
+                    Some(name) if !settings::secret(&name) => {}
+                    Some(_) => self.add_fn(ClassSet::of(&[ServerAccess])),
+                    None => self.add_fn(ClassSet::of(&[Unparsed])),
+                }
+            }
         }
         self.children(n);
     }

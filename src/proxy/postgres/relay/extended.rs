@@ -195,32 +195,9 @@ impl ClientSide<'_> {
             return self.refuse_unreadable_yet();
         }
         let generation = self.sess.catalog.as_ref().map_or(0, |c| c.generation());
-        let mut d = self.sess.engine.decide_in(
-            self.sess.catalog.as_deref(),
-            &self.sess.identity,
-            sql,
-            self.shared.uncommitted_ddl.load(Ordering::Acquire),
-        );
-        // Parameters given a user type (a domain with a CHECK) run its
-        // code when Bind converts them: the statement does what they do.
-        let types = frontend::parse_param_types(msg).unwrap_or_default();
-        if let Some(c) = &self.sess.catalog {
-            if let Some((classes, tables)) = c.param_type_effects(&types) {
-                let mut a = (*d.classified).clone();
-                for s in &mut a.statements {
-                    s.classes = s.classes.union(classes);
-                    s.tables.extend(tables.iter().cloned());
-                    s.tables.sort();
-                    s.tables.dedup();
-                }
-                d = self.sess.engine.decide_classified(
-                    Some(c),
-                    &self.sess.identity,
-                    Arc::new(a),
-                    self.shared.uncommitted_ddl.load(Ordering::Acquire),
-                );
-            }
-        }
+        let types: Arc<[u32]> = frontend::parse_param_types(msg).unwrap_or_default().into();
+        let classified = self.sess.engine.classifier.classify(sql);
+        let d = self.decide_with_params(classified, &types);
         let sha = sha256_hex(sql);
         count(&d);
         self.note_names(&d.analysis);
@@ -258,7 +235,15 @@ impl ClientSide<'_> {
         }
         self.expect(Expect::Complete { swallow: false });
         let parse = held.then(|| Arc::from(msg));
-        let p = Arc::new(prepared(d, Some(sql), sha, upstream, generation, parse));
+        let p = Arc::new(prepared(
+            d,
+            Some(sql),
+            sha,
+            upstream,
+            generation,
+            parse,
+            types,
+        ));
         match self.prepared.get_mut(name) {
             Some(slot) => {
                 let old = std::mem::replace(slot, p);
@@ -385,6 +370,43 @@ impl ClientSide<'_> {
         }
     }
 
+    /// Decides a Parse's statement from its classification before the
+    /// catalog: parameters given a user type (a domain with a CHECK) run
+    /// its code when Bind converts them, so the statement does what they
+    /// do, read from the catalog now (at a Parse, a Bind after a schema
+    /// change, an approval). The decision's `classified` stays the one
+    /// without them, for the next time.
+    pub(super) fn decide_with_params(&self, classified: Arc<Analysis>, types: &[u32]) -> Decision {
+        let catalog = self.sess.catalog.as_deref();
+        let pending = self.shared.uncommitted_ddl.load(Ordering::Acquire);
+        let effects = catalog.and_then(|c| c.param_type_effects(types));
+        let mut d = match effects {
+            None => self.sess.engine.decide_classified(
+                catalog,
+                &self.sess.identity,
+                classified.clone(),
+                pending,
+            ),
+            Some((classes, tables)) => {
+                let mut a = (*classified).clone();
+                for s in &mut a.statements {
+                    s.classes = s.classes.union(classes);
+                    s.tables.extend(tables.iter().cloned());
+                    s.tables.sort();
+                    s.tables.dedup();
+                }
+                self.sess.engine.decide_classified(
+                    catalog,
+                    &self.sess.identity,
+                    Arc::new(a),
+                    pending,
+                )
+            }
+        };
+        d.classified = classified;
+        d
+    }
+
     /// `prepared` decided again if the schema changed since its decision
     /// (as the server plans again against the new definitions): the same
     /// `Arc` when nothing moved, `None` when it is now denied (refused).
@@ -399,12 +421,7 @@ impl ClientSide<'_> {
         {
             return Some(prepared.clone());
         }
-        let d = self.sess.engine.decide_classified(
-            Some(c),
-            &self.sess.identity,
-            prepared.classified.clone(),
-            self.shared.uncommitted_ddl.load(Ordering::Acquire),
-        );
+        let d = self.decide_with_params(prepared.classified.clone(), &prepared.param_types);
         count(&d);
         if d.blocking().is_some() && d.first_deny().is_some() {
             self.refuse(&d, &prepared.sql_sha256, false);
@@ -487,7 +504,7 @@ impl ClientSide<'_> {
                 params,
                 text: p.text.clone(),
                 prelude,
-                classified: Some(p.classified.clone()),
+                classified: Some((p.classified.clone(), p.param_types.clone())),
             });
         }
         let renamed = match frontend::with_names(msg, 0, &[upstream.as_bytes()]) {
@@ -781,6 +798,7 @@ fn prepared(
     upstream: UpName,
     generation: u64,
     parse: Option<Arc<[u8]>>,
+    param_types: Arc<[u32]>,
 ) -> Prepared {
     let blocking = d.blocking();
     let rule = blocking
@@ -804,6 +822,7 @@ fn prepared(
         classified: d.classified,
         generation,
         parse,
+        param_types,
     }
 }
 
@@ -816,6 +835,7 @@ fn prepared_again(old: &Prepared, d: Decision, generation: u64) -> Prepared {
         old.upstream,
         generation,
         old.parse.clone(),
+        old.param_types.clone(),
     );
     // The text is there only if Parse kept it (its rule showed literals).
     p.text = old.text.clone();

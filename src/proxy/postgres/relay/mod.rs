@@ -174,6 +174,9 @@ struct Prepared {
     /// (the server re-plans against the new definitions too).
     classified: Arc<Analysis>,
     generation: u64,
+    /// The Parse's parameter types: what converting the Bind's values runs
+    /// is read from the catalog at each decision (`decide_with_params`).
+    param_types: Arc<[u32]>,
 }
 
 struct Portal {
@@ -214,9 +217,10 @@ struct Held {
     /// Extended: the real Parse (if the server has only the neutral text)
     /// and Bind that go before `msg` once approved, and what follows.
     prelude: Option<extended::Prelude>,
-    /// Extended: the classification before the catalog (a simple Query's
-    /// text is classified again from `msg`).
-    classified: Option<Arc<Analysis>>,
+    /// Extended: the classification before the catalog, and the Parse's
+    /// parameter types (a simple Query's text is classified again from
+    /// `msg`).
+    classified: Option<(Arc<Analysis>, Arc<[u32]>)>,
 }
 
 enum HoldEnd {
@@ -845,12 +849,7 @@ impl ClientSide<'_> {
         c.wait_current(crate::catalog::WAIT).await;
         let schema_pending = self.shared.uncommitted_ddl.load(Ordering::Acquire);
         let d = match (&held.classified, held.simple) {
-            (Some(classified), _) => self.sess.engine.decide_classified(
-                Some(c),
-                &self.sess.identity,
-                classified.clone(),
-                schema_pending,
-            ),
+            (Some((classified, types)), _) => self.decide_with_params(classified.clone(), types),
             (None, true) => match frontend::query_text(&held.msg) {
                 Ok(sql) => {
                     self.sess
