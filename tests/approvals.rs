@@ -451,6 +451,14 @@ async fn a_statement_whose_code_changed_while_held_does_not_run() {
     assert!(!again.is_finished());
     again.abort();
     assert_eq!(env.direct("SELECT count(*) FROM marks"), "0");
+    // A later statement of a held string reaching code is planned only when
+    // the ones before it are done (review A, F3): not held, refused.
+    let r = c
+        .simple_query("SELECT 1; SELECT public.f(); DELETE FROM public.items")
+        .await;
+    let e = r.expect_err("refused");
+    assert_eq!(code(&e), "0A000", "{e}");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -349,6 +349,28 @@ pub async fn run(
     (end, shared.statements.load(Ordering::Relaxed))
 }
 
+/// Whether a statement after the first of a string reaches user code (a
+/// function, a view, a trigger: the catalog placed something for it). Each
+/// statement of a string is planned only when the one before it is done,
+/// so what such code is by then is not what was approved: an earlier
+/// statement can wait (on a lock) while a redefinition commits.
+fn later_code(d: &Decision) -> bool {
+    d.analysis.statements.len() > 1
+        && d.analysis
+            .statements
+            .iter()
+            .zip(&d.classified.statements)
+            .skip(1)
+            .any(|(now, before)| {
+                before
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| !p.functions.is_empty())
+                    || now.classes != before.classes
+                    || now.tables != before.tables
+            })
+}
+
 /// The answer to an approved statement that would no longer do what was
 /// approved.
 fn changed_while_held() -> Bytes {
@@ -795,6 +817,10 @@ impl ClientSide<'_> {
                 if self.mixed(&d, &sha, guarded) {
                     return Step::Next;
                 }
+                if later_code(&d) {
+                    self.refuse_later_code(&d, &sha);
+                    return Step::Next;
+                }
                 return Step::Hold(Held {
                     msg: msg.to_vec(),
                     analysis: d.analysis,
@@ -868,6 +894,20 @@ impl ClientSide<'_> {
                 .iter()
                 .zip(then)
                 .any(|(a, b)| a.classes != b.classes || a.tables != b.tables)
+    }
+
+    /// Refuses a string to hold whose later statements reach user code
+    /// (`later_code`): each is approved on its own, run when approved.
+    fn refuse_later_code(&mut self, d: &Decision, sha: &Arc<str>) {
+        let report = Report::new(
+            Severity::Error,
+            "0A000",
+            "sqlgate: this query string needs approval, and a statement after its first runs user code (a function, view or trigger) that could change before it runs; send the statements one at a time",
+        )
+        .encode();
+        let b = d.blocking().unwrap_or(0);
+        self.audit_denied(&d.analysis, &d.verdicts, b, sha);
+        self.stage_denial(report, true);
     }
 
     /// Refuses a FETCH or MOVE of a cursor that may predate a schema change.
