@@ -206,6 +206,21 @@ pub fn forbidden(name: &str, value: Option<&str>) -> Option<&'static str> {
     }
 }
 
+/// Settings whose values are secrets or server commands (a replication
+/// password, archive and restore programs): reading one is server access.
+pub fn secret(name: &str) -> bool {
+    const SECRET: &[&str] = &[
+        "primary_conninfo",
+        "restore_command",
+        "archive_command",
+        "archive_cleanup_command",
+        "recovery_end_command",
+        "ssl_passphrase_command",
+        "archive_library",
+    ];
+    SECRET.iter().any(|s| s.eq_ignore_ascii_case(name.trim()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,19 +257,4 @@ mod tests {
         assert!(forbidden("backslash_quote", Some("safe_encoding")).is_none());
         assert!(forbidden("search_path", None).is_none());
     }
-}
-
-/// Settings whose values are secrets or server commands (a replication
-/// password, archive and restore programs): reading one is server access.
-pub fn secret(name: &str) -> bool {
-    const SECRET: &[&str] = &[
-        "primary_conninfo",
-        "restore_command",
-        "archive_command",
-        "archive_cleanup_command",
-        "recovery_end_command",
-        "ssl_passphrase_command",
-        "archive_library",
-    ];
-    SECRET.iter().any(|s| s.eq_ignore_ascii_case(name.trim()))
 }

@@ -495,7 +495,7 @@ impl ClientSide<'_> {
                 }
             };
             let params = self.portals.get(portal).and_then(|pt| pt.params.clone());
-            return Step::Hold(Held {
+            return Step::Hold(Box::new(Held {
                 msg: renamed,
                 analysis: p.analysis.clone(),
                 verdicts: vec![v.clone()],
@@ -505,7 +505,7 @@ impl ClientSide<'_> {
                 text: p.text.clone(),
                 prelude,
                 classified: Some((p.classified.clone(), p.param_types.clone())),
-            });
+            }));
         }
         let renamed = match frontend::with_names(msg, 0, &[upstream.as_bytes()]) {
             Ok(m) => m,

@@ -198,7 +198,7 @@ struct Portal {
 enum Step {
     Next,
     End(End),
-    Hold(Held),
+    Hold(Box<Held>),
     /// A row-guard or barrier point (`guard.rs`): settled asynchronously.
     Guard(guard::Point),
 }
@@ -559,7 +559,7 @@ impl ClientSide<'_> {
                                         }
                                         let barrier = held.simple
                                             && held.analysis.statements.iter().any(guard::barrier);
-                                        if let Some(point) = self.release(held, note) {
+                                        if let Some(point) = self.release(*held, note) {
                                             // Its allowed siblings are counted.
                                             if let Some(end) =
                                                 self.run_point(point, rd, wr, &mut buf).await?
@@ -821,7 +821,7 @@ impl ClientSide<'_> {
                     self.refuse_later_code(&d, &sha);
                     return Step::Next;
                 }
-                return Step::Hold(Held {
+                return Step::Hold(Box::new(Held {
                     msg: msg.to_vec(),
                     analysis: d.analysis,
                     verdicts: d.verdicts,
@@ -831,7 +831,7 @@ impl ClientSide<'_> {
                     text: None,
                     prelude: None,
                     classified: None,
-                });
+                }));
             }
             Some(_) => self.refuse(&d, &sha, true),
         }
