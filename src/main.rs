@@ -120,6 +120,11 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
     let cfg = Config::load(&config)?;
     let policy = Policy::load(&cfg.rules).map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(rules = policy.rule_count(), digest = %policy.digest(), "rules loaded");
+    if let Some((guard, rule)) = policy.guard_quorum_below_destructive() {
+        tracing::warn!(
+            "[guard] approvals need {guard} approver(s), a rule for destructive statements {rule}: a DELETE or UPDATE whose WHERE matches every row is held by the guard, with its quorum; raise [guard] quorum to {rule} to hold such statements to the same"
+        );
+    }
     // The configuration this run starts with is signed before any statement.
     let loaded = sqlgate::audit::AuditLog::config_loaded(
         &std::fs::read(&config).unwrap_or_default(),

@@ -170,6 +170,23 @@ impl Policy {
         self.guard.as_ref()
     }
 
+    /// When the row guard's approvals ask for fewer approvers than a rule
+    /// holding `destructive` statements: the highest such quorum. A DELETE
+    /// with a WHERE that matches every row is held by the guard, not that
+    /// rule, so the stricter quorum would be one approval away.
+    pub fn guard_quorum_below_destructive(&self) -> Option<(u32, u32)> {
+        let guard = self.guard.as_ref()?.approval.quorum.max(1);
+        let strictest = self
+            .rules
+            .iter()
+            .filter(|r| {
+                r.action() == Action::RequireApproval && r.covers().contains(Class::Destructive)
+            })
+            .filter_map(|r| r.verdict.approval.as_ref().map(|a| a.quorum))
+            .max()?;
+        (strictest > guard).then_some((guard, strictest))
+    }
+
     /// Decides what to do with `stmt` sent by `who`. See the module docs for
     /// the order of precedence.
     pub fn decide(&self, who: &Identity, stmt: &StatementInfo) -> Verdict {

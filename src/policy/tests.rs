@@ -317,3 +317,16 @@ fn row_guard_problems_are_reported() {
     );
     assert!(e.contains("only to `allow` rules"), "{e}");
 }
+
+#[test]
+fn a_guard_quorum_below_the_destructive_rules_is_reported() {
+    let text = |guard: u32| {
+        format!(
+            "[guard]\nmax_rows = 10\napprovers = [\"dba\"]\nquorum = {guard}\n\n[[rule]]\nid = \"d\"\naction = \"require_approval\"\nclasses = [\"destructive\"]\napprovers = [\"dba\"]\nquorum = 2\n"
+        )
+    };
+    let p = Policy::from_str("t.toml", &text(1)).unwrap();
+    assert_eq!(p.guard_quorum_below_destructive(), Some((1, 2)));
+    let p = Policy::from_str("t.toml", &text(2)).unwrap();
+    assert_eq!(p.guard_quorum_below_destructive(), None);
+}
