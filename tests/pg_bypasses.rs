@@ -1265,4 +1265,23 @@ async fn tenth_review_paths_are_placed() {
     assert!(r.as_ref().is_err_and(|e| e.starts_with("0A000")), "{r:?}");
     run(&c, "ROLLBACK").await.unwrap();
     assert_eq!(env.rows_left(), "5");
+    // So does a deferred constraint trigger, queued by a write.
+    env.direct(
+        "CREATE TABLE dfr(id int);
+         CREATE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+         CREATE CONSTRAINT TRIGGER dfr_t AFTER INSERT ON dfr DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION dfr_fn();",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    run(&c, "BEGIN").await.unwrap();
+    run(&c, "INSERT INTO dfr VALUES (1)").await.unwrap();
+    env.direct(
+        "CREATE OR REPLACE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN NULL; END$$",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    run(&c, "SELECT 1").await.unwrap();
+    let r = run(&c, "COMMIT").await;
+    assert!(r.as_ref().is_err_and(|e| e.starts_with("0A000")), "{r:?}");
+    run(&c, "ROLLBACK").await.unwrap();
+    assert_eq!(env.rows_left(), "5");
+    assert_eq!(env.direct("SELECT count(*) FROM dfr"), "0");
 }

@@ -73,6 +73,10 @@ pub struct Snapshot {
     on_delete: HashMap<String, Vec<(String, Resolved)>>,
     on_update: HashMap<String, Vec<(String, Resolved)>>,
     on_truncate: HashMap<String, Vec<(String, Resolved)>>,
+    /// Tables with deferrable constraint triggers (a deferrable foreign
+    /// key's among them): name → schemas. A write to one queues code that
+    /// runs at COMMIT, on the definitions of then.
+    deferred: HashMap<String, Vec<String>>,
     /// Types whose values run user code (a domain's CHECK), by OID: what
     /// a parameter of that type runs when Bind converts it.
     param_types: HashMap<u32, Resolved>,
@@ -168,6 +172,22 @@ impl Catalog {
                 return;
             }
         }
+    }
+
+    /// Whether a write to one of `tables` (as the classifier writes them)
+    /// may queue a deferred constraint trigger. Unqualified names match
+    /// any schema (fail closed).
+    pub fn defers(&self, tables: &[String]) -> bool {
+        let snap = self.current();
+        tables.iter().any(|t| {
+            let (schema, name) = match t.rsplit_once('.') {
+                Some((q, n)) => (q.rsplit('.').next(), n),
+                None => (None, t.as_str()),
+            };
+            snap.deferred
+                .get(name)
+                .is_some_and(|v| schema.is_none_or(|s| v.iter().any(|x| x == s)))
+        })
     }
 
     /// What converting Bind parameters of the types `oids` (a Parse's
@@ -574,6 +594,12 @@ const OPAQUE_QUERY: &str = "WITH user_fn AS (
       AND b.amopmethod = am.amopmethod AND b.amopfamily < am.amopfamily)
   LIMIT 100";
 
+/// Tables with deferrable constraint triggers (user ones, and a deferrable
+/// foreign key's): their code can run at COMMIT.
+const DEFERRED_QUERY: &str = "SELECT DISTINCT n.nspname, c.relname FROM pg_trigger t
+  JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE t.tgdeferrable LIMIT 20001";
+
 /// Event triggers: their functions run on the DDL of any session
 /// (whatever tags they name: all DDL counts, fail closed).
 const EVENTS_QUERY: &str = "SELECT pn.nspname, p.proname, l.lanname FROM pg_event_trigger e
@@ -811,6 +837,7 @@ impl Snapshot {
             }
         };
         let events = query::simple(conn, EVENTS_QUERY).await?;
+        let deferred = query::simple(conn, DEFERRED_QUERY).await?;
         let mut s = Snapshot {
             generation,
             loaded: Some(Instant::now()),
@@ -889,6 +916,14 @@ impl Snapshot {
         }
         s.build(classifier, &rows, &typed, &aliases);
         s.build_operators(&operators);
+        for r in &deferred {
+            if let (Some(Some(schema)), Some(Some(name))) = (r.first(), r.get(1)) {
+                s.deferred
+                    .entry(name.clone())
+                    .or_default()
+                    .push(schema.clone());
+            }
+        }
         for (oid, schema, name) in type_oids {
             let f = s.function_or_unparsed(&schema, &name);
             let e = s.param_types.entry(oid).or_default();

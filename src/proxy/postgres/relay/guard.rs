@@ -361,6 +361,13 @@ impl ClientSide<'_> {
             {
                 self.shared.kept_cursor.store(true, Ordering::Release);
             }
+            if let (Some(c), Some(s)) = (&self.sess.catalog, ev.analysis.statements.get(ev.index)) {
+                let writes = s.classes.contains(crate::classify::Class::Write)
+                    || s.classes.contains(crate::classify::Class::Destructive);
+                if writes && c.defers(&s.tables) {
+                    self.shared.deferred.store(true, Ordering::Release);
+                }
+            }
             // A statement held and approved itself keeps its own approval.
             if ev.approval.is_none() {
                 ev.approval = note.clone();

@@ -145,6 +145,9 @@ struct Shared {
     /// A `DECLARE … WITH HOLD` was forwarded: its cursor outlives the
     /// transaction, so `opened_at` is not reset at idle any more.
     kept_cursor: AtomicBool,
+    /// A write to a table with deferrable constraint triggers was forwarded
+    /// since the server last said idle: COMMIT runs their code then.
+    deferred: AtomicBool,
 }
 
 /// A statement the agent prepared (named or unnamed), for the audit of its executions.
@@ -279,6 +282,7 @@ pub async fn run(
         upstream_failed: AtomicBool::new(false),
         opened_at: AtomicU64::new(u64::MAX),
         kept_cursor: AtomicBool::new(false),
+        deferred: AtomicBool::new(false),
     };
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();
@@ -850,8 +854,10 @@ impl ClientSide<'_> {
         };
         let opened = self.shared.opened_at.load(Ordering::Acquire);
         // A COMMIT runs a WITH HOLD cursor's query to its end (into a
-        // store), on the definitions of now.
-        let held = self.shared.kept_cursor.load(Ordering::Acquire);
+        // store), and deferred constraint triggers, on the definitions of
+        // now.
+        let held = self.shared.kept_cursor.load(Ordering::Acquire)
+            || self.shared.deferred.load(Ordering::Acquire);
         opened != u64::MAX
             && opened != c.generation()
             && a.statements.iter().any(|s| {
