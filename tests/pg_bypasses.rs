@@ -1284,4 +1284,59 @@ async fn tenth_review_paths_are_placed() {
     run(&c, "ROLLBACK").await.unwrap();
     assert_eq!(env.rows_left(), "5");
     assert_eq!(env.direct("SELECT count(*) FROM dfr"), "0");
+
+    // The Sync that ends an implicit transaction commits it too (round 11):
+    // a WITH HOLD cursor declared in the extended protocol.
+    env.direct("CREATE OR REPLACE FUNCTION tally() RETURNS int LANGUAGE sql AS 'SELECT 1'");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    let mut b = Vec::new();
+    for m in [
+        wire::parse(
+            "",
+            "DECLARE hc CURSOR WITH HOLD FOR SELECT tally() FROM generate_series(1, 3)",
+        ),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::parse("", "FETCH 1 FROM hc"),
+        wire::bind("", ""),
+        wire::execute(""),
+    ] {
+        b.extend_from_slice(&m);
+    }
+    b.extend_from_slice(&wire::raw(b'H', &[]));
+    w.send(&b);
+    let mut seen = String::new();
+    while !seen.contains('C') || seen.matches('C').count() < 2 {
+        seen.push(w.recv().tag);
+    }
+    env.direct(
+        "CREATE OR REPLACE FUNCTION tally() RETURNS int LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN 1; END$$",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    w.send(&wire::sync());
+    let msgs = w.until_ready();
+    assert!(
+        msgs.iter().any(|m| m.tag == 'E' && m.code() == "0A000"),
+        "{}",
+        wire::tags(&msgs)
+    );
+    assert_eq!(env.rows_left(), "5");
+
+    // A one-argument call is a cast to a type of that name when no
+    // function matches exactly: a domain named like a built-in (round 11).
+    env.direct(
+        "CREATE FUNCTION dom_purge(v text) RETURNS bool LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN true; END$$;
+         CREATE DOMAIN public.initcap AS text CHECK (dom_purge(VALUE));",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    for sql in [
+        "SELECT initcap('hello')",
+        "SELECT setting FROM pg_settings WHERE name = 'primary_conninfo'",
+        "SHOW ALL",
+    ] {
+        let r = run(&c, sql).await;
+        assert!(r.is_err(), "{sql}: {r:?}");
+        assert_eq!(env.rows_left(), "5", "{sql}");
+    }
 }

@@ -40,6 +40,8 @@ const REVIEWED: &[(&str, &[Class])] = &[
     // Other sessions' SQL text (what `pg_stat_activity` reads).
     ("pg_stat_get_activity", &[Unparsed]),
     ("pg_stat_get_backend_activity", &[Unparsed]),
+    // What `pg_settings` reads: secret settings' values too.
+    ("pg_show_all_settings", &[Unparsed]),
     // Files, programs and the server's own configuration.
     ("pg_read_file", &[ServerAccess]),
     ("pg_read_file_old", &[ServerAccess]),
@@ -216,6 +218,9 @@ const RELATIONS: &[(&str, &[Class])] = &[
     ("pg_user_mappings", &[ServerAccess]),
     // A subscription's connection string, password and all.
     ("pg_subscription", &[ServerAccess]),
+    // Every setting's value, secret ones too (`primary_conninfo`):
+    // held for a DBA rather than read.
+    ("pg_settings", &[Unparsed]),
     // Column values of any table: table rules cannot apply without knowing
     // which table a row describes, so they are held as unparsed.
     ("pg_statistic", &[Unparsed]),

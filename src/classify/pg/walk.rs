@@ -147,8 +147,12 @@ impl Walk {
             "VariableSetStmt" => self.set(n),
             "VariableShowStmt" => {
                 self.add(&[Read, Session]);
-                if settings::secret(str_of(n, "name")) {
+                let name = str_of(n, "name");
+                if settings::secret(name) {
                     self.add(&[ServerAccess]);
+                } else if name.eq_ignore_ascii_case("all") {
+                    // Every setting, secret ones too.
+                    self.add(&[Unparsed]);
                 }
             }
             "TransactionStmt" => self.transaction(n),
@@ -734,6 +738,13 @@ impl Walk {
             return self.children(n);
         }
         self.call_named(&parts);
+        if schema.is_empty() && list(n, "args").len() == 1 {
+            // `f(x)` with one argument is a cast to a type named `f` when
+            // no function matches exactly (PostgreSQL tries that before
+            // inexact matches): a domain `initcap` makes `initcap('x')` its
+            // CHECK. The catalog places such a type.
+            self.shadowable(format!("type {name}"));
+        }
         if name == "set_config" && (schema.is_empty() || schema == "pg_catalog") {
             self.set_config(list(n, "args"));
         }

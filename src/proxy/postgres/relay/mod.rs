@@ -722,6 +722,15 @@ impl ClientSide<'_> {
                 if let Some(point) = self.sync_point(msg) {
                     return Step::Guard(point);
                 }
+                // The Sync that ends an implicit transaction commits it: as
+                // a COMMIT would, it runs a WITH HOLD cursor's query and
+                // deferred triggers on the definitions of now.
+                if !self.skipping
+                    && self.shared.status.load(Ordering::Acquire) == b'I'
+                    && self.stale_commit()
+                {
+                    self.refuse_stale_cursor(false);
+                }
                 self.sync(msg);
             }
             // COPY data flows only while the server is in COPY mode; outside it
@@ -840,6 +849,19 @@ impl ClientSide<'_> {
             Some(_) => self.refuse(&d, &sha, true),
         }
         Step::Next
+    }
+
+    /// Whether committing now would run work queued before the schema last
+    /// changed: a WITH HOLD cursor's query, deferred constraint triggers.
+    fn stale_commit(&self) -> bool {
+        let Some(c) = &self.sess.catalog else {
+            return false;
+        };
+        let opened = self.shared.opened_at.load(Ordering::Acquire);
+        opened != u64::MAX
+            && opened != c.generation()
+            && (self.shared.kept_cursor.load(Ordering::Acquire)
+                || self.shared.deferred.load(Ordering::Acquire))
     }
 
     /// Whether `a` fetches from a cursor that may have been opened before
