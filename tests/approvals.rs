@@ -462,6 +462,31 @@ async fn a_statement_whose_code_changed_while_held_does_not_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_same_shaped_redefinition_while_held_is_refused_too() {
+    // Round 11: the body changes but reaches the same tables with the same
+    // classes (another WHERE): a definition moved and the statement runs
+    // code, so it is refused all the same.
+    let env = Env::new("hold_same_shape");
+    env.direct(
+        "CREATE FUNCTION g() RETURNS int LANGUAGE sql AS 'DELETE FROM public.items WHERE id = 1 RETURNING 1';",
+    );
+    std::thread::sleep(Duration::from_millis(2500)); // catalog refresh
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move { c.simple_query("SELECT public.g()").await });
+    let r = &env.pending(1).await[0];
+    env.direct(
+        "CREATE OR REPLACE FUNCTION g() RETURNS int LANGUAGE sql AS 'DELETE FROM public.items WHERE id > 0 RETURNING 1';",
+    );
+    std::thread::sleep(Duration::from_millis(2500)); // the new body in a snapshot
+    let id = r["id"].as_str().unwrap();
+    env.vote(id, "approve", "tok-alice").await;
+    env.vote(id, "approve", "tok-bob").await;
+    let e = agent.await.unwrap().expect_err("refused");
+    assert_eq!(code(&e), "0A000", "{e}");
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parameter_types_code_changed_while_held_is_read_again() {
     // Review A, F8: a Parse's parameter typed as a domain whose CHECK calls
     // a function; the function changes while the statement waits. The

@@ -82,6 +82,11 @@ pub struct Snapshot {
     param_types: HashMap<u32, Resolved>,
     /// User code behind a built-in type: nothing is placeable.
     opaque: bool,
+    /// SHA-256 over every definition read (function sources, views,
+    /// rules, attached code, operators, types, event triggers): a body
+    /// that changes but places the same (another WHERE) still moves the
+    /// generation, so held statements and portals are decided again.
+    digest: [u8; 32],
     /// What the event triggers run on DDL, if there are any.
     on_ddl: Option<Resolved>,
     /// Warnings about the upstream login's rights.
@@ -101,6 +106,7 @@ impl Snapshot {
             && self.on_truncate == other.on_truncate
             && self.on_ddl == other.on_ddl
             && self.opaque == other.opaque
+            && self.digest == other.digest
             && self.param_types == other.param_types
     }
 }
@@ -142,6 +148,12 @@ impl Catalog {
         self.ddl
             .load(Ordering::Acquire)
             .wrapping_add(self.loads.load(Ordering::Acquire))
+    }
+
+    /// Moves whenever a snapshot places anything differently (any
+    /// definition changed): what a held statement's approval was given on.
+    pub fn definitions(&self) -> u64 {
+        self.loads.load(Ordering::Acquire)
     }
 
     /// The catalog may have changed (a DDL statement completed): stop
@@ -838,9 +850,35 @@ impl Snapshot {
         };
         let events = query::simple(conn, EVENTS_QUERY).await?;
         let deferred = query::simple(conn, DEFERRED_QUERY).await?;
+        let digest = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            for rows in [
+                &rows, &views, &attached, &rules, &reach, &operators, &types, &events, &deferred,
+            ] {
+                // Sorted: most queries have no ORDER BY, and the order
+                // rows come in is not a definition.
+                let mut sorted: Vec<&Vec<Option<String>>> = rows.iter().collect();
+                sorted.sort();
+                for r in sorted {
+                    for v in r {
+                        match v {
+                            Some(t) => {
+                                h.update((t.len() as u64).to_le_bytes());
+                                h.update(t.as_bytes());
+                            }
+                            None => h.update(u64::MAX.to_le_bytes()),
+                        }
+                    }
+                }
+                h.update(b"\n");
+            }
+            h.finalize().into()
+        };
         let mut s = Snapshot {
             generation,
             loaded: Some(Instant::now()),
+            digest,
             warnings: role_warnings(&role),
             ..Snapshot::default()
         };

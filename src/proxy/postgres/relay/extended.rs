@@ -505,6 +505,7 @@ impl ClientSide<'_> {
                 text: p.text.clone(),
                 prelude,
                 classified: Some((p.classified.clone(), p.param_types.clone())),
+                definitions: self.sess.catalog.as_ref().map_or(0, |c| c.definitions()),
             }));
         }
         let renamed = match frontend::with_names(msg, 0, &[upstream.as_bytes()]) {

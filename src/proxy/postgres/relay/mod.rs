@@ -224,6 +224,8 @@ struct Held {
     /// parameter types (a simple Query's text is classified again from
     /// `msg`).
     classified: Option<(Arc<Analysis>, Arc<[u32]>)>,
+    /// The catalog's definitions when it was decided (`Catalog::definitions`).
+    definitions: u64,
 }
 
 enum HoldEnd {
@@ -359,20 +361,26 @@ pub async fn run(
 /// so what such code is by then is not what was approved: an earlier
 /// statement can wait (on a lock) while a redefinition commits.
 fn later_code(d: &Decision) -> bool {
-    d.analysis.statements.len() > 1
-        && d.analysis
-            .statements
-            .iter()
-            .zip(&d.classified.statements)
-            .skip(1)
-            .any(|(now, before)| {
-                before
-                    .pending
-                    .as_ref()
-                    .is_some_and(|p| !p.functions.is_empty())
-                    || now.classes != before.classes
-                    || now.tables != before.tables
-            })
+    d.analysis.statements.len() > 1 && reaches_code(d, 1)
+}
+
+/// Whether a statement of `d` from the `from`th on reaches user code: a
+/// user function it calls, or something the catalog placed for it (a
+/// view, a trigger, a type's or a parameter's code).
+fn reaches_code(d: &Decision, from: usize) -> bool {
+    d.analysis
+        .statements
+        .iter()
+        .zip(&d.classified.statements)
+        .skip(from)
+        .any(|(now, before)| {
+            before
+                .pending
+                .as_ref()
+                .is_some_and(|p| !p.functions.is_empty())
+                || now.classes != before.classes
+                || now.tables != before.tables
+        })
 }
 
 /// The answer to an approved statement that would no longer do what was
@@ -844,6 +852,7 @@ impl ClientSide<'_> {
                     text: None,
                     prelude: None,
                     classified: None,
+                    definitions: self.sess.catalog.as_ref().map_or(0, |c| c.definitions()),
                 }));
             }
             Some(_) => self.refuse(&d, &sha, true),
@@ -922,6 +931,10 @@ impl ClientSide<'_> {
                 .iter()
                 .zip(then)
                 .any(|(a, b)| a.classes != b.classes || a.tables != b.tables)
+            // A definition changed somewhere, and the statement runs user
+            // code: a body may now do otherwise with the same classes and
+            // tables (another WHERE), which the comparison can't see.
+            || (c.definitions() != held.definitions && reaches_code(&d, 0))
     }
 
     /// Refuses a string to hold whose later statements reach user code
