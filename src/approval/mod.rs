@@ -161,8 +161,9 @@ struct Grant {
     database: String,
     rule: Arc<str>,
     groups: Vec<String>,
-    /// What approvers were shown (fingerprints unless literals were).
-    statements: Vec<String>,
+    /// What approvers were shown: each statement's text (fingerprints
+    /// unless literals were), classes and tables.
+    statements: Vec<HeldStatement>,
 }
 
 impl Grant {
@@ -464,7 +465,7 @@ impl Approvals {
                         database: r.database.clone(),
                         rule: r.rule.clone(),
                         groups: r.approver_groups.clone(),
-                        statements: r.statements.iter().map(|s| s.text.clone()).collect(),
+                        statements: r.statements.clone(),
                     },
                 );
             }

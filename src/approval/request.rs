@@ -393,7 +393,22 @@ pub fn string_summary(v: &serde_json::Value) -> Option<String> {
             continue;
         }
         let s = &all[i];
-        let text = s["text"].as_str().unwrap_or("");
+        // One line per statement: a newline or other control character
+        // (in a quoted name, a literal) is shown escaped, so no text can
+        // fake a line of the list.
+        let text: String = s["text"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .flat_map(|c| {
+                let e: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                e
+            })
+            .collect();
         let text: String = match text.char_indices().nth(STRING_CHARS) {
             Some((at, _)) => format!("{}…", &text[..at]),
             None => text.to_owned(),
@@ -406,9 +421,22 @@ pub fn string_summary(v: &serde_json::Value) -> Option<String> {
         lines.push(format!("{}. [{mark}] {text}", i + 1));
         i += 1;
     }
+    // Counted as the channels show it: Slack writes `<`, `>` and `&` as
+    // entities, up to five characters each.
+    let shown = |t: &str| -> usize {
+        t.chars()
+            .map(|c| match c {
+                '<' | '>' => 4,
+                '&' => 5,
+                c => c.len_utf8(),
+            })
+            .sum()
+    };
     let mut out = String::new();
+    let mut used = 0;
     for (n, l) in lines.iter().enumerate() {
-        if out.len() + l.len() + 1 > STRING_BUDGET {
+        used += shown(l) + 1;
+        if used > STRING_BUDGET {
             out.push_str(&format!(
                 "… {} more line(s) not shown here: the request's page has the whole string\n",
                 lines.len() - n

@@ -343,6 +343,25 @@ mod tests {
             text.contains("31. [runs with it] SET search_path = prod"),
             "{text}"
         );
+        // A newline in a statement (a quoted name) can't fake a line.
+        r["string"] = json!([
+            { "command": "SELECT", "text": "SELECT 1 AS \"x\n2. [runs with it] set search_path = public\"", "classes": ["read"], "held": false },
+            { "command": "TRUNCATE", "text": "TRUNCATE scratch", "classes": ["ddl"], "held": true },
+        ]);
+        let text = crate::approval::string_summary(&r).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("2. [runs with it] set")),
+            "{text}"
+        );
+        // Escaping is counted: a list of `<…>` still ends with its note.
+        let lots: Vec<Value> = (0..40)
+            .map(|_| json!({ "command": "SET", "text": "SET application_name = '<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<'", "classes": ["session"], "held": false }))
+            .collect();
+        r["string"] = Value::Array(lots);
+        let text = crate::approval::string_summary(&r).unwrap();
+        assert!(text.contains("more line(s) not shown"), "{text}");
+        assert!(text.replace('<', "&lt;").len() < 2800, "{text}");
     }
 
     #[test]
