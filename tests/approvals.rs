@@ -381,6 +381,8 @@ async fn approvers_see_the_whole_query_string() {
     // A setting is identity: shown as written (review A, F1); the rest by
     // fingerprint.
     assert_eq!(string[0]["text"], "SET search_path = public", "{r}");
+    // Nothing ran before it in this session: no warning (review B).
+    assert!(r["session_note"].is_null(), "{r}");
     assert!(!r.to_string().contains("secret"), "{r}");
     let out = env.cli(&["list"], "tok-alice");
     assert!(
@@ -389,6 +391,15 @@ async fn approvers_see_the_whole_query_string() {
     );
     let id = r["id"].as_str().unwrap();
     env.vote(id, "deny", "tok-alice").await;
+    assert!(agent.await.unwrap().is_err());
+    // A SET sent on its own before: every channel warns.
+    let (c, _n) = env.client().await;
+    c.simple_query("SET search_path = public").await.unwrap();
+    let agent = tokio::spawn(async move { c.simple_query("DELETE FROM items").await.map(|_| ()) });
+    let r = &env.pending(1).await[0];
+    assert!(r["session_note"].is_string(), "{r}");
+    env.vote(r["id"].as_str().unwrap(), "deny", "tok-alice")
+        .await;
     assert!(agent.await.unwrap().is_err());
 }
 

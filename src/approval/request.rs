@@ -44,6 +44,9 @@ pub struct NewRequest {
     /// Every statement of the query string, in order, when it has more
     /// than the held ones.
     pub string: Vec<StringStatement>,
+    /// An earlier statement of the session that ran may have changed what
+    /// unqualified names mean (`search_path`, a role, code): approvers are told.
+    pub session_changed: bool,
     /// Parameter values of an extended-protocol execution, when the rule shows literals.
     pub parameters: Option<Vec<Option<String>>>,
     pub rule: Arc<str>,
@@ -197,7 +200,7 @@ impl Request {
                 session: n.session,
                 client: n.client,
                 statements: n.statements,
-                names_moved: n.names.is_none(),
+                names_moved: n.session_changed,
                 string: n.string,
                 parameters: n.parameters,
                 rule: n.rule,

@@ -32,6 +32,7 @@ fn request(quorum: u32) -> NewRequest {
             fingerprint: "drop table public.t".into(),
         }],
         string: vec![],
+        session_changed: false,
         parameters: None,
         rule: Arc::from("ddl"),
         reason: Arc::from("schema changes wait for a dba"),

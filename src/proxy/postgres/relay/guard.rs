@@ -368,6 +368,14 @@ impl ClientSide<'_> {
                     self.shared.deferred.store(true, Ordering::Release);
                 }
             }
+            if ev
+                .analysis
+                .statements
+                .get(ev.index)
+                .is_some_and(|s| s.moves_names)
+            {
+                self.shared.names_run.store(true, Ordering::Release);
+            }
             // A statement held and approved itself keeps its own approval.
             if ev.approval.is_none() {
                 ev.approval = note.clone();

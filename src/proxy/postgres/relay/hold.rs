@@ -191,6 +191,7 @@ impl ClientSide<'_> {
             client: self.sess.info.client.clone(),
             statements,
             string: Vec::new(),
+            session_changed: self.shared.names_run.load(Ordering::Acquire),
             parameters,
             rule,
             reason,

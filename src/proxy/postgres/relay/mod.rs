@@ -148,6 +148,9 @@ struct Shared {
     /// A write to a table with deferrable constraint triggers was forwarded
     /// since the server last said idle: COMMIT runs their code then.
     deferred: AtomicBool,
+    /// A statement that may change what names mean was sent upstream (not
+    /// only decided): what approvers are warned of (`session_note`).
+    names_run: AtomicBool,
 }
 
 /// A statement the agent prepared (named or unnamed), for the audit of its executions.
@@ -285,6 +288,7 @@ pub async fn run(
         opened_at: AtomicU64::new(u64::MAX),
         kept_cursor: AtomicBool::new(false),
         deferred: AtomicBool::new(false),
+        names_run: AtomicBool::new(false),
     };
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();
