@@ -89,6 +89,16 @@ impl Env {
     fn rows_left(&self) -> String {
         self.direct("SELECT count(*) FROM audit_me")
     }
+
+    /// Each of `sqls`, sent through sqlgate, is refused, and `audit_me`
+    /// still holds its 5 rows after it.
+    async fn refused_leaving_rows(&self, c: &tokio_postgres::Client, sqls: &[&str]) {
+        for sql in sqls {
+            let r = run(c, sql).await;
+            assert!(r.is_err(), "{sql}: {r:?}");
+            assert_eq!(self.rows_left(), "5", "{sql}");
+        }
+    }
 }
 
 /// Runs `sql` through sqlgate; returns the text of every row, or the error.
@@ -591,18 +601,18 @@ async fn functions_behind_operators_defaults_triggers_and_children_are_placed() 
     );
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
     let c = env.client().await;
-    for sql in [
-        "SELECT 1 === 1",
-        "SELECT 1::checked_int",
-        "SELECT greet()",
-        "INSERT INTO notes DEFAULT VALUES",
-        "INSERT INTO logged VALUES ('x')",
-        "INSERT INTO ruled VALUES ('x')",
-    ] {
-        let r = run(&c, sql).await;
-        assert!(r.is_err(), "{sql}: {r:?}");
-        assert_eq!(env.rows_left(), "5", "{sql}");
-    }
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "SELECT 1 === 1",
+            "SELECT 1::checked_int",
+            "SELECT greet()",
+            "INSERT INTO notes DEFAULT VALUES",
+            "INSERT INTO logged VALUES ('x')",
+            "INSERT INTO ruled VALUES ('x')",
+        ],
+    )
+    .await;
     let r = run(&c, "SELECT * FROM notes_all").await;
     assert!(!format!("{r:?}").contains("TOPSECRET"), "{r:?}");
     let r = run(&c, "DELETE FROM notes_all WHERE v <> ''").await;
@@ -684,21 +694,21 @@ async fn types_built_on_domains_and_changes_elsewhere_are_placed() {
     );
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
     let c = env.client().await;
-    for sql in [
-        "SELECT 1::d2",
-        "INSERT INTO t_d2 VALUES (1)",
-        "INSERT INTO t_arr VALUES ('{1}')",
-        "INSERT INTO t_comp VALUES (ROW(1))",
-        "SELECT '(1)'::comp",
-        "SELECT takes_dom(1)",
-        "DELETE FROM customers WHERE id = 1",
-        "INSERT INTO events VALUES (1, 'a')",
-        "UPDATE tv SET x = 'b' WHERE id = 1",
-    ] {
-        let r = run(&c, sql).await;
-        assert!(r.is_err(), "{sql}: {r:?}");
-        assert_eq!(env.rows_left(), "5", "{sql}");
-    }
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "SELECT 1::d2",
+            "INSERT INTO t_d2 VALUES (1)",
+            "INSERT INTO t_arr VALUES ('{1}')",
+            "INSERT INTO t_comp VALUES (ROW(1))",
+            "SELECT '(1)'::comp",
+            "SELECT takes_dom(1)",
+            "DELETE FROM customers WHERE id = 1",
+            "INSERT INTO events VALUES (1, 'a')",
+            "UPDATE tv SET x = 'b' WHERE id = 1",
+        ],
+    )
+    .await;
     // The cascade writes the denied table: denied by its rule.
     let r = run(&c, "UPDATE customers SET id = 20 WHERE id = 2").await;
     let e = r.expect_err("a cascade into secrets");
@@ -746,23 +756,23 @@ async fn operators_and_casts_behind_code_and_syntax_are_placed() {
     );
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
     let c = env.client().await;
-    for sql in [
-        "SELECT opbody()",
-        "SELECT castbody()",
-        "SELECT * FROM opv",
-        "INSERT INTO rule_t VALUES (1)",
-        "SELECT greet()",
-        "SELECT NOT (1 ~~~ 2)",
-        "SELECT 1 !~~~ ANY (SELECT 2)",
-        "SELECT count(*) FROM mj1 JOIN mj2 USING (m)",
-        "SELECT count(*) FROM mj1 NATURAL JOIN mj2",
-        "SELECT CASE 1 WHEN 'a'::text THEN 1 END",
-        "SELECT 1 BETWEEN 'a'::text AND 'b'::text",
-    ] {
-        let r = run(&c, sql).await;
-        assert!(r.is_err(), "{sql}: {r:?}");
-        assert_eq!(env.rows_left(), "5", "{sql}");
-    }
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "SELECT opbody()",
+            "SELECT castbody()",
+            "SELECT * FROM opv",
+            "INSERT INTO rule_t VALUES (1)",
+            "SELECT greet()",
+            "SELECT NOT (1 ~~~ 2)",
+            "SELECT 1 !~~~ ANY (SELECT 2)",
+            "SELECT count(*) FROM mj1 JOIN mj2 USING (m)",
+            "SELECT count(*) FROM mj1 NATURAL JOIN mj2",
+            "SELECT CASE 1 WHEN 'a'::text THEN 1 END",
+            "SELECT 1 BETWEEN 'a'::text AND 'b'::text",
+        ],
+    )
+    .await;
     let r = run(&c, "SELECT ### 'PG_VERSION'::text").await;
     assert!(r.is_err(), "{r:?}");
     // The agent's own operator over it is what a call of it is: denied.
@@ -796,14 +806,14 @@ async fn index_expressions_and_parameter_types_are_placed() {
     );
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
     let c = env.client().await;
-    for sql in [
-        "INSERT INTO idx_t VALUES ('X')",
-        "INSERT INTO pidx_t VALUES ('X')",
-    ] {
-        let r = run(&c, sql).await;
-        assert!(r.is_err(), "{sql}: {r:?}");
-        assert_eq!(env.rows_left(), "5", "{sql}");
-    }
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "INSERT INTO idx_t VALUES ('X')",
+            "INSERT INTO pidx_t VALUES ('X')",
+        ],
+    )
+    .await;
     let oid: u32 = env
         .direct("SELECT 'checked_int'::regtype::oid")
         .parse()
@@ -873,20 +883,20 @@ async fn fifth_review_paths_are_placed() {
     );
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
     let c = env.client().await;
-    for sql in [
-        "SELECT count(*) FROM t_arr WHERE a = '{1}'",
-        "INSERT INTO opc_t VALUES (3)",
-        "SELECT * FROM two_out()",
-        "DELETE FROM branches WHERE id = 1",
-        "BEGIN; DECLARE cur CURSOR FOR SELECT 1; SELECT drain('cur'); COMMIT",
-        "INSERT INTO def_op(id) VALUES (1)",
-        "INSERT INTO moods VALUES (1)",
-        "SELECT query FROM pg_stat_activity",
-    ] {
-        let r = run(&c, sql).await;
-        assert!(r.is_err(), "{sql}: {r:?}");
-        assert_eq!(env.rows_left(), "5", "{sql}");
-    }
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "SELECT count(*) FROM t_arr WHERE a = '{1}'",
+            "INSERT INTO opc_t VALUES (3)",
+            "SELECT * FROM two_out()",
+            "DELETE FROM branches WHERE id = 1",
+            "BEGIN; DECLARE cur CURSOR FOR SELECT 1; SELECT drain('cur'); COMMIT",
+            "INSERT INTO def_op(id) VALUES (1)",
+            "INSERT INTO moods VALUES (1)",
+            "SELECT query FROM pg_stat_activity",
+        ],
+    )
+    .await;
     assert_eq!(env.direct("SELECT count(*) FROM staff"), "1");
     let r = run(&c, "TRUNCATE parents CASCADE").await;
     assert!(r.as_ref().is_err_and(|e| e.contains("no-secrets")), "{r:?}");
@@ -972,20 +982,20 @@ async fn sixth_review_paths_are_placed() {
     );
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
     let c = env.client().await;
-    for sql in [
-        "INSERT INTO t_opdom VALUES (1)",
-        "SELECT 7::op_dom",
-        "INSERT INTO def_cast(id) VALUES (1)",
-        "SELECT g FROM generate_series(1, 3) g ORDER BY g USING <<<",
-        "SELECT 1 OPERATOR(pg_catalog.~~~~) 2",
-        "SELECT 1::\"int.checked\"",
-        "SELECT rec_def()",
-        "SELECT plv()",
-    ] {
-        let r = run(&c, sql).await;
-        assert!(r.is_err(), "{sql}: {r:?}");
-        assert_eq!(env.rows_left(), "5", "{sql}");
-    }
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "INSERT INTO t_opdom VALUES (1)",
+            "SELECT 7::op_dom",
+            "INSERT INTO def_cast(id) VALUES (1)",
+            "SELECT g FROM generate_series(1, 3) g ORDER BY g USING <<<",
+            "SELECT 1 OPERATOR(pg_catalog.~~~~) 2",
+            "SELECT 1::\"int.checked\"",
+            "SELECT rec_def()",
+            "SELECT plv()",
+        ],
+    )
+    .await;
 }
 
 /// Seventh review: a partition key's and a range's non-default operator
@@ -1013,16 +1023,16 @@ async fn seventh_review_paths_are_placed() {
         "INSERT INTO audit_me SELECT g, 'row' FROM generate_series(1, 5) g ON CONFLICT DO NOTHING",
     );
     let c = env.client().await;
-    for sql in [
-        "INSERT INTO pt VALUES (5, 'x')",
-        "SELECT count(*) FROM pt",
-        "SELECT '[1,5]'::prange",
-        "SELECT rc_cmt()",
-    ] {
-        let r = run(&c, sql).await;
-        assert!(r.is_err(), "{sql}: {r:?}");
-        assert_eq!(env.rows_left(), "5", "{sql}");
-    }
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "INSERT INTO pt VALUES (5, 'x')",
+            "SELECT count(*) FROM pt",
+            "SELECT '[1,5]'::prange",
+            "SELECT rc_cmt()",
+        ],
+    )
+    .await;
     env.direct(
         "CREATE FUNCTION int_to_json(i int) RETURNS json LANGUAGE plpgsql AS $$BEGIN DELETE FROM audit_me; RETURN to_json(i); END$$;
          CREATE CAST (int AS json) WITH FUNCTION int_to_json(int) AS IMPLICIT;",
@@ -1121,7 +1131,7 @@ async fn ninth_review_paths_are_placed() {
     );
     assert_eq!(env.rows_left(), "5");
     let c = env.client().await;
-    for sql in [
+    env.refused_leaving_rows(&c, &[
         "SELECT to_json(c) FROM paints",
         "SELECT row_to_json(paints) FROM paints",
         "SELECT json_agg(p) FROM paints p",
@@ -1145,11 +1155,7 @@ async fn ninth_review_paths_are_placed() {
         "BEGIN; DECLARE cur CURSOR FOR SELECT 1; SELECT skip_cur(); COMMIT",
         "SELECT * FROM host_file",
         "WITH u AS (INSERT INTO audit_me SELECT id, 'gone' FROM audit_me ON CONFLICT (id) DO UPDATE SET v = 'gone' RETURNING 1) SELECT count(*) FROM u",
-    ] {
-        let r = run(&c, sql).await;
-        assert!(r.is_err(), "{sql}: {r:?}");
-        assert_eq!(env.rows_left(), "5", "{sql}");
-    }
+    ]).await;
     assert_eq!(
         env.direct("SELECT count(*) FROM audit_me WHERE v = 'gone'"),
         "0"
@@ -1172,14 +1178,10 @@ async fn ninth_review_paths_are_placed() {
     ] {
         env.direct(objects);
         tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
-        for sql in [
+        env.refused_leaving_rows(&c, &[
             "SELECT DISTINCT json_build_array(g) FROM generate_series(1, 3) g",
             "SELECT count(*) FROM generate_series(1, 500) a JOIN generate_series(1, 500) b ON a = b",
-        ] {
-            let r = run(&c, sql).await;
-            assert!(r.is_err(), "{sql}: {r:?}");
-            assert_eq!(env.rows_left(), "5", "{sql}");
-        }
+        ]).await;
     }
     // A hash family holding the built-in int `=` with a user's hash: the
     // built-in family comes first, so the planner never takes it, and
@@ -1230,21 +1232,21 @@ async fn tenth_review_paths_are_placed() {
         "INSERT INTO audit_me SELECT g, 'row' FROM generate_series(1, 5) g ON CONFLICT DO NOTHING",
     );
     let c = env.client().await;
-    for sql in [
-        "INSERT INTO pe0 VALUES (6, 'y')",
-        "INSERT INTO px0 VALUES (5, 'x')",
-        "SELECT 'a'::tint::text",
-        "SELECT 1::fin_int",
-        "SELECT @~@ '/etc/hostname'",
-        "SELECT * FROM information_schema.secret_v",
-        "SHOW primary_conninfo",
-        "SELECT current_setting('primary_conninfo')",
-        "SELECT current_setting(v) FROM audit_me",
-    ] {
-        let r = run(&c, sql).await;
-        assert!(r.is_err(), "{sql}: {r:?}");
-        assert_eq!(env.rows_left(), "5", "{sql}");
-    }
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "INSERT INTO pe0 VALUES (6, 'y')",
+            "INSERT INTO px0 VALUES (5, 'x')",
+            "SELECT 'a'::tint::text",
+            "SELECT 1::fin_int",
+            "SELECT @~@ '/etc/hostname'",
+            "SELECT * FROM information_schema.secret_v",
+            "SHOW primary_conninfo",
+            "SELECT current_setting('primary_conninfo')",
+            "SELECT current_setting(v) FROM audit_me",
+        ],
+    )
+    .await;
     // A WITH HOLD cursor runs its query to the end at COMMIT: after a
     // redefinition, with the new body. The COMMIT is refused.
     env.direct("CREATE FUNCTION tally() RETURNS int LANGUAGE sql AS 'SELECT 1'");
@@ -1330,13 +1332,13 @@ async fn tenth_review_paths_are_placed() {
          CREATE DOMAIN public.initcap AS text CHECK (dom_purge(VALUE));",
     );
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
-    for sql in [
-        "SELECT initcap('hello')",
-        "SELECT setting FROM pg_settings WHERE name = 'primary_conninfo'",
-        "SHOW ALL",
-    ] {
-        let r = run(&c, sql).await;
-        assert!(r.is_err(), "{sql}: {r:?}");
-        assert_eq!(env.rows_left(), "5", "{sql}");
-    }
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "SELECT initcap('hello')",
+            "SELECT setting FROM pg_settings WHERE name = 'primary_conninfo'",
+            "SHOW ALL",
+        ],
+    )
+    .await;
 }

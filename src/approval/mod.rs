@@ -478,18 +478,34 @@ impl Approvals {
     /// (what the statement reaches changed while it waited), so nothing may
     /// run on it. Recorded.
     pub fn drop_grant_of(&self, id: &str, why: &str) {
+        self.remove_grant(id, |_| true, "sqlgate", Some(why));
+    }
+
+    /// Removes the grant request `id` gave, if `may` lets it, and records
+    /// who ended it.
+    fn remove_grant(
+        &self,
+        id: &str,
+        may: impl Fn(&Grant) -> bool,
+        by: &str,
+        why: Option<&str>,
+    ) -> Option<Grant> {
         let key = self
             .inner
             .grants
             .iter()
-            .find(|g| g.request == id)
-            .map(|g| g.key().clone());
-        if let Some((_, g)) = key.and_then(|k| self.inner.grants.remove(&k)) {
-            self.inner.audit.record(Event::Json(serde_json::json!({
-                "kind": "approval_grant_revoked", "request": g.request, "agent": &*g.agent,
-                "rule": &*g.rule, "granted_by": g.by, "revoked_by": "sqlgate", "why": why,
-            })));
+            .find(|g| g.request == id && may(g))
+            .map(|g| g.key().clone())?;
+        let (_, g) = self.inner.grants.remove(&key)?;
+        let mut record = serde_json::json!({
+            "kind": "approval_grant_revoked", "request": g.request, "agent": &*g.agent,
+            "rule": &*g.rule, "granted_by": g.by, "revoked_by": by,
+        });
+        if let Some(why) = why {
+            record["why"] = why.into();
         }
+        self.inner.audit.record(Event::Json(record));
+        Some(g)
     }
 
     /// The standing grants `who` could have given (their groups), in force.
@@ -509,23 +525,9 @@ impl Approvals {
     /// Ends the grant `id` now. Any approver of its groups may: revoking
     /// only ever asks for more approval. Recorded.
     pub fn revoke(&self, id: &str, who: &Approver) -> Result<serde_json::Value, VoteError> {
-        let key = self
-            .inner
-            .grants
-            .iter()
-            .find(|g| g.request == id && g.visible_to(who))
-            .map(|g| g.key().clone())
-            .ok_or_else(|| VoteError::NotFound(id.to_owned()))?;
-        let (_, g) = self
-            .inner
-            .grants
-            .remove(&key)
-            .ok_or_else(|| VoteError::NotFound(id.to_owned()))?;
-        self.inner.audit.record(Event::Json(serde_json::json!({
-            "kind": "approval_grant_revoked", "request": g.request, "agent": &*g.agent,
-            "rule": &*g.rule, "granted_by": g.by, "revoked_by": who.name,
-        })));
-        Ok(g.to_json())
+        self.remove_grant(id, |g| g.visible_to(who), &who.name, None)
+            .map(|g| g.to_json())
+            .ok_or_else(|| VoteError::NotFound(id.to_owned()))
     }
 
     /// Forgets decided requests once there are many: the oldest decided ones

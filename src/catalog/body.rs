@@ -469,10 +469,19 @@ mod tests {
             ("DECLARE old secrets := (SELECT s FROM secrets s); BEGIN RETURN 1; END", true),
             ("BEGIN DECLARE new accounts := purge_row(); BEGIN NULL; END; RETURN 1; END", true),
         ] {
-            let def = format!("CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ {src} $$");
-            let p = place(&c, "plpgsql", src, Some(&def));
-            assert_eq!(p.classes.contains(Class::Unparsed), unparsed, "{src}: {p:?}");
+            assert_unparsed(&c, "", src, unparsed);
         }
+    }
+
+    /// Places `src` as the body of `f(args)` and checks whether it is unparsed.
+    fn assert_unparsed(c: &Classifier, args: &str, src: &str, unparsed: bool) {
+        let def = format!("CREATE FUNCTION f({args}) RETURNS int LANGUAGE plpgsql AS $$ {src} $$");
+        let p = place(c, "plpgsql", src, Some(&def));
+        assert_eq!(
+            p.classes.contains(Class::Unparsed),
+            unparsed,
+            "{src}: {p:?}"
+        );
     }
 
     #[test]
@@ -493,9 +502,7 @@ mod tests {
             ("DECLARE c CURSOR FOR SELECT 1; r record; BEGIN OPEN c; RETURN 1; EXCEPTION WHEN OTHERS THEN FETCH c INTO r; RETURN 2; END", true),
             ("DECLARE c CURSOR FOR SELECT 1; r record; BEGIN FETCH c INTO r; RETURN 1; END", true),
         ] {
-            let def = format!("CREATE FUNCTION f(n text) RETURNS int LANGUAGE plpgsql AS $$ {src} $$");
-            let p = place(&c, "plpgsql", src, Some(&def));
-            assert_eq!(p.classes.contains(Class::Unparsed), unparsed, "{src}: {p:?}");
+            assert_unparsed(&c, "n text", src, unparsed);
         }
     }
 

@@ -569,6 +569,18 @@ const TYPES_FINGERPRINT: &str = "SELECT concat_ws(':',
   (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_trigger),
   (SELECT count(*) || '.' || sum(xmin::text::bigint) || '.' || sum(hashint8(xmin::text::bigint)) FROM pg_partitioned_table))";
 
+/// `own(oid)`: user functions that no extension owns (an extension's C
+/// code is trusted like a built-in's; a user's C or `internal` alias of a
+/// built-in is not). One definition for the queries that need it.
+macro_rules! own_functions {
+    () => {
+        "WITH own(oid) AS (
+    SELECT p.oid FROM pg_proc p WHERE p.oid >= 16384 AND NOT EXISTS (SELECT 1 FROM pg_depend e
+      WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid
+        AND e.refclassid = 'pg_extension'::regclass AND e.deptype = 'e'))"
+    };
+}
+
 /// Built-in types and operators with a user's (not an extension's) code
 /// behind them, which PostgreSQL applies where no statement's text shows a
 /// user object (`json_typeof(5)` casts implicitly; `DISTINCT
@@ -584,27 +596,27 @@ const TYPES_FINGERPRINT: &str = "SELECT concat_ws(':',
 ///   method (the planner takes the first it finds, in family id order, for
 ///   hashing and merging: a built-in family, when there is one, comes
 ///   first).
-const OPAQUE_QUERY: &str = "WITH user_fn AS (
-    SELECT p.oid FROM pg_proc p WHERE p.oid >= 16384 AND NOT EXISTS (SELECT 1 FROM pg_depend e
-      WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid
-        AND e.refclassid = 'pg_extension'::regclass AND e.deptype = 'e'))
+const OPAQUE_QUERY: &str = concat!(
+    own_functions!(),
+    "
   SELECT DISTINCT 'type ' || t.typname FROM pg_cast ca
   JOIN pg_type t ON t.oid = ca.casttarget
   WHERE ca.castcontext IN ('i', 'a') AND t.oid < 16384 AND ca.castsource < 16384
-    AND ca.castfunc IN (SELECT oid FROM user_fn)
+    AND ca.castfunc IN (SELECT oid FROM own)
   UNION
   SELECT 'type ' || t.typname FROM pg_opclass opc JOIN pg_type t ON t.oid = opc.opcintype
   JOIN (SELECT amprocfamily AS family, amproc AS fn FROM pg_amproc
         UNION ALL SELECT am.amopfamily, op.oprcode FROM pg_amop am
           JOIN pg_operator op ON op.oid = am.amopopr) m ON m.family = opc.opcfamily
-  WHERE opc.opcdefault AND t.oid < 16384 AND m.fn IN (SELECT oid FROM user_fn)
+  WHERE opc.opcdefault AND t.oid < 16384 AND m.fn IN (SELECT oid FROM own)
   UNION
   SELECT 'operator ' || op.oprname FROM pg_amop am JOIN pg_operator op ON op.oid = am.amopopr
   JOIN pg_amproc ap ON ap.amprocfamily = am.amopfamily
-  WHERE op.oid < 16384 AND ap.amproc IN (SELECT oid FROM user_fn)
+  WHERE op.oid < 16384 AND ap.amproc IN (SELECT oid FROM own)
     AND NOT EXISTS (SELECT 1 FROM pg_amop b WHERE b.amopopr = am.amopopr
       AND b.amopmethod = am.amopmethod AND b.amopfamily < am.amopfamily)
-  LIMIT 100";
+  LIMIT 100"
+);
 
 /// Tables with deferrable constraint triggers (user ones, and a deferrable
 /// foreign key's): their code can run at COMMIT.
@@ -790,12 +802,9 @@ const TYPES_QUERY: &str = "WITH RECURSIVE parts(root, rel) AS (
 /// that built-in is:
 /// the name the classifier records for them (`operator ===`, `type t`),
 /// the object's schema, and the function.
-const OPERATORS_QUERY: &str = "WITH own(oid) AS (
-    -- User functions not an extension's (whose C code is trusted like a
-    -- built-in's): a user's C or `internal` alias of a built-in counts.
-    SELECT p.oid FROM pg_proc p WHERE p.oid >= 16384 AND NOT EXISTS (SELECT 1 FROM pg_depend e
-      WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid
-        AND e.refclassid = 'pg_extension'::regclass AND e.deptype = 'e'))
+const OPERATORS_QUERY: &str = concat!(
+    own_functions!(),
+    "
   SELECT 'operator ' || o.oprname, on_.nspname, pn.nspname, p.proname, (p.oid < 16384)::text
   FROM pg_operator o JOIN pg_namespace on_ ON on_.oid = o.oprnamespace
   JOIN LATERAL (VALUES (o.oprcode),
@@ -819,7 +828,8 @@ const OPERATORS_QUERY: &str = "WITH own(oid) AS (
   FROM pg_cast ca JOIN pg_type t ON t.oid = ca.casttarget JOIN pg_namespace tn ON tn.oid = t.typnamespace
   JOIN pg_proc p ON p.oid = ca.castfunc JOIN pg_namespace pn ON pn.oid = p.pronamespace
   WHERE p.oid IN (SELECT oid FROM own) OR (p.oid < 16384 AND ca.oid >= 16384)
-  LIMIT 20001";
+  LIMIT 20001"
+);
 
 impl Snapshot {
     async fn load(

@@ -353,28 +353,25 @@ impl ClientSide<'_> {
 
     pub(super) fn forward(&mut self, p: Pending, note: Option<Arc<ApprovalNote>>) {
         for (mut ev, limit) in p.events {
-            if ev
-                .analysis
-                .statements
-                .get(ev.index)
-                .is_some_and(|s| s.keeps_cursor)
-            {
-                self.shared.kept_cursor.store(true, Ordering::Release);
-            }
-            if let (Some(c), Some(s)) = (&self.sess.catalog, ev.analysis.statements.get(ev.index)) {
+            // What this statement leaves behind for later ones once sent.
+            if let Some(s) = ev.analysis.statements.get(ev.index) {
+                if s.keeps_cursor {
+                    self.shared.kept_cursor.store(true, Ordering::Release);
+                }
                 let writes = s.classes.contains(crate::classify::Class::Write)
                     || s.classes.contains(crate::classify::Class::Destructive);
-                if writes && c.defers(&s.tables) {
+                if writes
+                    && self
+                        .sess
+                        .catalog
+                        .as_ref()
+                        .is_some_and(|c| c.defers(&s.tables))
+                {
                     self.shared.deferred.store(true, Ordering::Release);
                 }
-            }
-            if ev
-                .analysis
-                .statements
-                .get(ev.index)
-                .is_some_and(|s| s.moves_names)
-            {
-                self.shared.names_run.store(true, Ordering::Release);
+                if s.moves_names {
+                    self.shared.names_run.store(true, Ordering::Release);
+                }
             }
             // A statement held and approved itself keeps its own approval.
             if ev.approval.is_none() {
