@@ -761,6 +761,28 @@ async fn a_checkpoint_sync_signs_and_anchors_what_came_before() {
     writer.close().unwrap();
 }
 
+#[tokio::test]
+async fn a_checkpoint_sync_waits_for_an_http_anchor() {
+    // Review B, F6b: with an HTTP anchor, the approval's checkpoint has
+    // reached the anchor (or been given up) before the statement runs.
+    let dir = temp_dir("cpsync-http");
+    let (url, rx) = http_anchor();
+    let mut cfg = config(&dir);
+    cfg.anchor = Some(sqlgate::config::Anchor::Http(url));
+    let (log, writer) = AuditLog::open(&cfg).unwrap();
+    log.record(event(7));
+    log.checkpoint_sync().await.unwrap();
+    // The key's first rotation, then the checkpoint: both before the ack.
+    let posted: Vec<String> = rx.try_iter().collect();
+    let posted = posted
+        .last()
+        .expect("the checkpoint was POSTed before the ack");
+    assert!(posted.contains("\"kind\":\"checkpoint\""), "{posted}");
+    assert_eq!(lines(&cfg.path).last().unwrap(), posted);
+    drop(log);
+    writer.close().unwrap();
+}
+
 #[test]
 fn a_durable_ack_errors_when_the_writer_dies() {
     let dir = temp_dir("dies");
@@ -901,10 +923,10 @@ fn checkpoints_reach_a_syslog_anchor() {
     }
 }
 
-#[test]
-fn checkpoints_are_posted_to_an_http_anchor() {
+/// A local HTTP anchor: each POSTed body goes to the receiver before the
+/// 204 answers it.
+fn http_anchor() -> (String, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader, Read, Write};
-    let dir = temp_dir("http-anchor");
     let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/anchor", server.local_addr().unwrap());
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -929,6 +951,13 @@ fn checkpoints_are_posted_to_an_http_anchor() {
             );
         }
     });
+    (url, rx)
+}
+
+#[test]
+fn checkpoints_are_posted_to_an_http_anchor() {
+    let dir = temp_dir("http-anchor");
+    let (url, rx) = http_anchor();
     let mut cfg = config(&dir);
     cfg.anchor = Some(sqlgate::config::Anchor::Http(url));
     write_log(&cfg, 2);

@@ -34,8 +34,17 @@ const SYSLOG_PRI: &str = "<110>";
 pub(crate) enum AnchorWriter {
     File(File),
     Syslog(UnixDatagram, PathBuf),
-    /// Lines for the POSTing thread.
-    Http(std::sync::mpsc::Sender<Vec<u8>>),
+    /// Lines (and waiters) for the POSTing thread.
+    Http(std::sync::mpsc::Sender<HttpMsg>),
+}
+
+/// What the POSTing thread takes, in order.
+pub(crate) enum HttpMsg {
+    Line(Vec<u8>),
+    /// Resolved once every line sent before it was delivered or given up:
+    /// an approved statement runs only after the checkpoint over its
+    /// approval had its chance to reach the anchor.
+    Delivered(tokio::sync::oneshot::Sender<()>),
 }
 
 /// How often a POST of a checkpoint is tried before it is given up (and
@@ -45,8 +54,8 @@ const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The thread that POSTs checkpoint lines to `url`, in order, each retried
 /// with backoff. Its own small runtime: the writer thread is not async.
-fn http_thread(url: String) -> std::io::Result<std::sync::mpsc::Sender<Vec<u8>>> {
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+fn http_thread(url: String) -> std::io::Result<std::sync::mpsc::Sender<HttpMsg>> {
+    let (tx, rx) = std::sync::mpsc::channel::<HttpMsg>();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -58,8 +67,13 @@ fn http_thread(url: String) -> std::io::Result<std::sync::mpsc::Sender<Vec<u8>>>
     std::thread::Builder::new()
         .name("sqlgate-anchor".into())
         .spawn(move || {
-            while let Ok(line) = rx.recv() {
-                runtime.block_on(post(&client, &url, line));
+            while let Ok(msg) = rx.recv() {
+                match msg {
+                    HttpMsg::Line(line) => runtime.block_on(post(&client, &url, line)),
+                    HttpMsg::Delivered(ack) => {
+                        let _ = ack.send(());
+                    }
+                }
             }
         })?;
     Ok(tx)
@@ -149,8 +163,26 @@ impl AnchorWriter {
                 })
             }
             AnchorWriter::Http(tx) => tx
-                .send(line.to_vec())
+                .send(HttpMsg::Line(line.to_vec()))
                 .map_err(|_| std::io::Error::other("the audit anchor's thread stopped")),
+        }
+    }
+
+    /// Hands `ack` back for the anchor's own resolution when its writes are
+    /// asynchronous (HTTP: once the lines before it were POSTed, or given
+    /// up); `Some(ack)` when the anchor is already as far as the log.
+    pub(crate) fn after_delivery(
+        &self,
+        ack: tokio::sync::oneshot::Sender<()>,
+    ) -> Option<tokio::sync::oneshot::Sender<()>> {
+        match self {
+            AnchorWriter::Http(tx) => match tx.send(HttpMsg::Delivered(ack)) {
+                Ok(()) => None,
+                // The thread is gone: nothing more will be delivered.
+                Err(std::sync::mpsc::SendError(HttpMsg::Delivered(ack))) => Some(ack),
+                Err(_) => None,
+            },
+            _ => Some(ack),
         }
     }
 }

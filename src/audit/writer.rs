@@ -306,7 +306,17 @@ impl Writer {
                         if self.since_checkpoint > 0 {
                             self.checkpoint()?;
                         }
-                        self.acks.push(ack);
+                        if self.anchor.is_some() {
+                            // The log first, then the anchor's own delivery.
+                            self.sync()?;
+                            if let Some(ack) =
+                                self.anchor.as_ref().and_then(|a| a.after_delivery(ack))
+                            {
+                                let _ = ack.send(());
+                            }
+                        } else {
+                            self.acks.push(ack);
+                        }
                     }
                     Err(mpsc::TryRecvError::Empty) => break false,
                     Err(mpsc::TryRecvError::Disconnected) => break true,
