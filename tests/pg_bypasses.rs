@@ -1199,6 +1199,44 @@ async fn ninth_review_paths_are_placed() {
     assert_eq!(env.rows_left(), "5");
 }
 
+/// A statement sqlgate cannot place, once let through (here by a rule that
+/// allows every class; in practice, approved), may queue a deferred trigger
+/// on any table: a COMMIT after a redefinition is refused as after a write
+/// to a table known to defer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unplaced_write_counts_for_deferred_triggers() {
+    let env = Env::with_rules(
+        "byp_defer_unplaced",
+        "[[rule]]\nid = \"let-through\"\naction = \"allow\"\nclasses = [\"read\", \"write\", \"ddl\", \"privilege\", \"destructive\", \"server_access\", \"export\", \"transaction\", \"session\", \"unparsed\"]\n",
+    );
+    env.direct(
+        "CREATE FUNCTION purge() RETURNS void LANGUAGE plpgsql AS $$BEGIN DELETE FROM public.audit_me; END$$;
+         CREATE TABLE dfr(id int);
+         CREATE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+         CREATE CONSTRAINT TRIGGER dfr_t AFTER INSERT ON dfr DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION dfr_fn();",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    run(&c, "BEGIN").await.unwrap();
+    // Dynamic SQL: its table is not known before it runs.
+    run(
+        &c,
+        "DO $$BEGIN EXECUTE 'INSERT INTO ' || 'dfr VALUES (1)'; END$$",
+    )
+    .await
+    .unwrap();
+    env.direct(
+        "CREATE OR REPLACE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN NULL; END$$",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    run(&c, "SELECT 1").await.unwrap();
+    let r = run(&c, "COMMIT").await;
+    assert!(r.as_ref().is_err_and(|e| e.starts_with("0A000")), "{r:?}");
+    run(&c, "ROLLBACK").await.unwrap();
+    assert_eq!(env.rows_left(), "5");
+    assert_eq!(env.direct("SELECT count(*) FROM dfr"), "0");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenth_review_paths_are_placed() {
     let env = Env::new("byp_tenth");

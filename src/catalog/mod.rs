@@ -188,9 +188,14 @@ impl Catalog {
 
     /// Whether a write to one of `tables` (as the classifier writes them)
     /// may queue a deferred constraint trigger. Unqualified names match
-    /// any schema (fail closed).
+    /// any schema, and no names at all (a statement whose tables are not
+    /// known) match any deferred trigger (fail closed).
     pub fn defers(&self, tables: &[String]) -> bool {
         let snap = self.current();
+        if tables.is_empty() {
+            // Nothing named: whatever it writes may queue one.
+            return !snap.deferred.is_empty();
+        }
         tables.iter().any(|t| {
             let (schema, name) = match t.rsplit_once('.') {
                 Some((q, n)) => (q.rsplit('.').next(), n),

@@ -358,15 +358,15 @@ impl ClientSide<'_> {
                 if s.keeps_cursor {
                     self.shared.kept_cursor.store(true, Ordering::Release);
                 }
-                let writes = s.classes.contains(crate::classify::Class::Write)
-                    || s.classes.contains(crate::classify::Class::Destructive);
-                if writes
-                    && self
-                        .sess
-                        .catalog
-                        .as_ref()
-                        .is_some_and(|c| c.defers(&s.tables))
-                {
+                use crate::classify::Class;
+                let writes =
+                    s.classes.contains(Class::Write) || s.classes.contains(Class::Destructive);
+                // An unplaced statement (approved or allowed) may write any table.
+                let unknown = s.classes.contains(Class::Unparsed);
+                let defers = |c: &crate::catalog::Catalog| {
+                    (writes && c.defers(&s.tables)) || (unknown && c.defers(&[]))
+                };
+                if self.sess.catalog.as_ref().is_some_and(|c| defers(c)) {
                     self.shared.deferred.store(true, Ordering::Release);
                 }
                 if s.moves_names {
