@@ -188,58 +188,91 @@ impl AnchorWriter {
 }
 
 /// The seq and line hash of a file anchor's highest record; `None` when it
-/// holds none yet. Reads the whole file (one short line per checkpoint: a
-/// year of 10-second checkpoints is about a gigabyte, read in seconds):
-/// lines appended out of order — copies of older genuine lines, after a cut
-/// — are a rewrite (`load`'s conflicts), and must not hide the highest.
+/// holds none yet (or no file). Reads the whole file (one short line per
+/// checkpoint: a year of 10-second checkpoints is about a gigabyte, read in
+/// seconds): lines appended out of order — copies of older genuine lines,
+/// after a cut — are a rewrite, and must not hide the highest.
 pub(crate) fn last_anchored(path: &Path) -> Result<Option<(u64, Hash)>, String> {
+    let mut high = None;
+    match read_lines(path, |seq, hash, _| high = Some((seq, hash))) {
+        Err(ReadError::Missing) => Ok(None),
+        Err(ReadError::Bad(e)) => Err(e),
+        Ok(()) => Ok(high),
+    }
+}
+
+enum ReadError {
+    Missing,
+    Bad(String),
+}
+
+/// Every line of an anchor, in order, by the one rule start-up and verify
+/// share:
+/// - blank lines are skipped, and so is a last line without its `\n` (a
+///   write a crash cut short: the writer cuts it before its next line);
+/// - every other line is a checkpoint or key rotation record (from its
+///   first `{`: a syslog export keeps the message's header before it);
+/// - lines only ever come in seq order. A line repeated byte for byte (an
+///   HTTP retry, a syslog duplicate) is harmless; another line for a seq
+///   already anchored, or a seq going back, is a log rewritten after that
+///   seq (a cut the writer then continued past).
+fn read_lines(path: &Path, mut each: impl FnMut(u64, Hash, &[u8])) -> Result<(), ReadError> {
     use std::io::BufRead;
-    let describe =
-        |e: std::io::Error| format!("cannot read the audit anchor `{}`: {e}", path.display());
+    let describe = |e: std::io::Error| {
+        ReadError::Bad(format!(
+            "cannot read the audit anchor `{}`: {e}",
+            path.display()
+        ))
+    };
     let f = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Missing),
         Err(e) => return Err(describe(e)),
     };
     let mut r = std::io::BufReader::with_capacity(256 * 1024, f);
     let mut line = Vec::new();
-    let mut high: Option<(u64, Hash)> = None;
+    let mut last: Option<(u64, Hash)> = None;
     let mut no = 0u64;
     loop {
         line.clear();
         if r.read_until(b'\n', &mut line).map_err(describe)? == 0 {
-            break;
+            return Ok(());
         }
         no += 1;
-        // Only complete lines count: a crash may cut the anchor's last write.
         if line.pop() != Some(b'\n') {
-            break;
+            return Ok(());
         }
         let rec = json_part(&line);
         if rec.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let seq = serde_json::from_slice::<serde_json::Value>(rec)
-            .ok()
-            .and_then(|v| v["seq"].as_u64())
-            .ok_or_else(|| {
-                format!(
-                    "the audit anchor `{}` line {no} is not an audit record",
-                    path.display()
-                )
-            })?;
+        let bad = |why: &str| {
+            ReadError::Bad(format!(
+                "the audit anchor `{}` line {no}: {why}",
+                path.display()
+            ))
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(rec).map_err(|_| bad("not a JSON record"))?;
+        let (Some(seq), Some("checkpoint" | "key_rotation")) =
+            (v["seq"].as_u64(), v["kind"].as_str())
+        else {
+            return Err(bad("not a checkpoint or key rotation record"));
+        };
         let hash = hash_line(rec);
-        match &high {
-            Some((h, hh)) if seq < *h || (seq == *h && !hashes_equal(hh, &hash)) => {
-                return Err(format!(
-                    "the audit anchor `{}` line {no} holds record {seq} after record {h}: the log was rewritten after record {seq} (a cut, continued). Keep both as evidence",
-                    path.display()
-                ))
+        if let Some((high, high_hash)) = &last {
+            if seq == *high && hashes_equal(high_hash, &hash) {
+                continue;
             }
-            _ => high = Some((seq, hash)),
+            if seq <= *high {
+                return Err(bad(&format!(
+                    "anchor conflict: a line for record {seq} after one for record {high}: the log was rewritten after record {seq} (a cut, continued). Keep both as evidence"
+                )));
+            }
         }
+        each(seq, hash, rec);
+        last = Some((seq, hash));
     }
-    Ok(high)
 }
 
 /// The record in an anchor line: from its first `{` (a syslog export keeps
@@ -260,41 +293,13 @@ pub struct Anchored {
     pub line: Vec<u8>,
 }
 
-/// Every line of an anchor file, seq → line, for `verify --anchor`.
-/// Signatures are checked by verify, once it knows which keys the log
-/// makes trusted: one the log holds is the log's own record.
+/// Every line of an anchor file, seq → line, for `verify --anchor`
+/// ([`read_lines`]' rule). Signatures are checked by verify, once it knows
+/// which keys the log makes trusted: one the log holds is the log's own
+/// record.
 pub fn load(path: &Path) -> Result<BTreeMap<u64, Anchored>, String> {
-    let text = std::fs::read(path)
-        .map_err(|e| format!("cannot read the anchor `{}`: {e}", path.display()))?;
-    let mut out: BTreeMap<u64, Anchored> = BTreeMap::new();
-    for (no, line) in text.split(|&b| b == b'\n').enumerate() {
-        let line = json_part(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let bad = |why: &str| format!("the anchor `{}` line {}: {why}", path.display(), no + 1);
-        let v: serde_json::Value =
-            serde_json::from_slice(line).map_err(|_| bad("not a JSON record"))?;
-        let (Some(seq), Some("checkpoint" | "key_rotation")) =
-            (v["seq"].as_u64(), v["kind"].as_str())
-        else {
-            return Err(bad("not a checkpoint or key rotation record"));
-        };
-        let hash = hash_line(line);
-        // Lines only ever come in seq order; a line repeated byte for byte
-        // (an HTTP retry, a syslog duplicate) is harmless. Another line for
-        // a seq already anchored, or a seq going back, is a log rewritten
-        // after that seq (a cut the writer then continued past).
-        if let Some((&last, prev)) = out.last_key_value() {
-            if seq == last && hashes_equal(&prev.hash, &hash) {
-                continue;
-            }
-            if seq <= last {
-                return Err(bad(&format!(
-                    "anchor conflict: a line for record {seq} after one for record {last}: the log was rewritten after record {seq}"
-                )));
-            }
-        }
+    let mut out = BTreeMap::new();
+    let read = read_lines(path, |seq, hash, line| {
         out.insert(
             seq,
             Anchored {
@@ -302,6 +307,13 @@ pub fn load(path: &Path) -> Result<BTreeMap<u64, Anchored>, String> {
                 line: line.to_vec(),
             },
         );
+    });
+    match read {
+        Ok(()) => Ok(out),
+        Err(ReadError::Missing) => Err(format!(
+            "cannot read the anchor `{}`: it does not exist",
+            path.display()
+        )),
+        Err(ReadError::Bad(e)) => Err(e),
     }
-    Ok(out)
 }
