@@ -39,6 +39,15 @@ impl Env {
 
     /// With `more` rules after the fixture's.
     fn with_rules(prefix: &str, more: &str) -> Env {
+        Env::with_config(prefix, more, |c| c)
+    }
+
+    /// [`Env::with_rules`], its config changed by `f`.
+    fn with_config(
+        prefix: &str,
+        more: &str,
+        f: impl FnOnce(SqlgateConfig) -> SqlgateConfig,
+    ) -> Env {
         let pg = pg();
         let (db, rules, cfg) = support::fixtures::approval_setup(pg, prefix);
         if !more.is_empty() {
@@ -46,7 +55,7 @@ impl Env {
             let text = std::fs::read_to_string(&path).unwrap();
             std::fs::write(&path, format!("{text}\n{more}\n")).unwrap();
         }
-        let cfg = cfg.extra("[approvals]\ntimeout = \"60s\"\nkeepalive = \"500ms\"");
+        let cfg = f(cfg.extra("[approvals]\ntimeout = \"60s\"\nkeepalive = \"500ms\""));
         let gate = Sqlgate::start_with(&cfg);
         let _ = rustls::crypto::ring::default_provider().install_default();
         Env {
@@ -1240,6 +1249,46 @@ async fn every_matching_rule_must_approve() {
     assert_eq!(
         env.direct("SELECT count(*) FROM pg_tables WHERE tablename = 'items'"),
         "0"
+    );
+}
+
+/// Review B, F6b: an approval the HTTP anchor did not take (its collector
+/// down) is not run: a cut of the log back past it would go unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_the_anchor_did_not_take_is_not_run() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/anchor", closed.local_addr().unwrap());
+    drop(closed);
+    let env = Env::with_config("hold_unanchored", "", |c| {
+        c.audit(&format!("anchor = \"{url}\""))
+    });
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move { c.simple_query("UPDATE items SET name = 'x'").await });
+    let req = env.pending(1).await.remove(0);
+    let (s, v) = env
+        .vote(req["id"].as_str().unwrap(), "approve", "tok-alice")
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // Each POST is tried 4 times (about 3.5 s), queued lines first.
+    let r = tokio::time::timeout(Duration::from_secs(60), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.as_ref().map_err(code).err().as_deref(),
+        Some("58030"),
+        "{r:?}"
+    );
+    assert_eq!(
+        env.direct("SELECT count(*) FROM items WHERE name = 'x'"),
+        "0"
+    );
+    let audit = env.audit();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["kind"] == "statement" && r["approval"]["outcome"] == "not_anchored"),
+        "{audit:?}"
     );
 }
 

@@ -1374,6 +1374,7 @@ async fn tenth_review_paths_are_placed() {
         &c,
         &[
             "SELECT initcap('hello')",
+            "SELECT public.initcap('hello')",
             "SELECT setting FROM pg_settings WHERE name = 'primary_conninfo'",
             "SHOW ALL",
         ],

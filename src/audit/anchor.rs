@@ -41,10 +41,10 @@ pub(crate) enum AnchorWriter {
 /// What the POSTing thread takes, in order.
 pub(crate) enum HttpMsg {
     Line(Vec<u8>),
-    /// Resolved once every line sent before it was delivered or given up:
-    /// an approved statement runs only after the checkpoint over its
-    /// approval had its chance to reach the anchor.
-    Delivered(tokio::sync::oneshot::Sender<()>),
+    /// Resolved once every line sent before it was delivered or given up,
+    /// with whether the last of them was delivered: an approved statement
+    /// runs only once the checkpoint over its approval is anchored.
+    Delivered(tokio::sync::oneshot::Sender<bool>),
 }
 
 /// How often a POST of a checkpoint is tried before it is given up (and
@@ -67,11 +67,16 @@ fn http_thread(url: String) -> std::io::Result<std::sync::mpsc::Sender<HttpMsg>>
     std::thread::Builder::new()
         .name("sqlgate-anchor".into())
         .spawn(move || {
+            // The last line is the one a waiter needs: a checkpoint covers
+            // every record before it.
+            let mut last_delivered = true;
             while let Ok(msg) = rx.recv() {
                 match msg {
-                    HttpMsg::Line(line) => runtime.block_on(post(&client, &url, line)),
+                    HttpMsg::Line(line) => {
+                        last_delivered = runtime.block_on(post(&client, &url, line));
+                    }
                     HttpMsg::Delivered(ack) => {
-                        let _ = ack.send(());
+                        let _ = ack.send(last_delivered);
                     }
                 }
             }
@@ -79,7 +84,8 @@ fn http_thread(url: String) -> std::io::Result<std::sync::mpsc::Sender<HttpMsg>>
     Ok(tx)
 }
 
-async fn post(client: &reqwest::Client, url: &str, line: Vec<u8>) {
+/// Whether the line was delivered.
+async fn post(client: &reqwest::Client, url: &str, line: Vec<u8>) -> bool {
     let mut wait = std::time::Duration::from_millis(500);
     for attempt in 1..=HTTP_ATTEMPTS {
         let sent = client
@@ -90,7 +96,7 @@ async fn post(client: &reqwest::Client, url: &str, line: Vec<u8>) {
             .send()
             .await;
         match sent {
-            Ok(r) if r.status().is_success() => return,
+            Ok(r) if r.status().is_success() => return true,
             Ok(r) => {
                 tracing::warn!(%url, attempt, status = %r.status(), "audit anchor refused a checkpoint")
             }
@@ -102,6 +108,7 @@ async fn post(client: &reqwest::Client, url: &str, line: Vec<u8>) {
         }
     }
     tracing::error!(%url, "audit anchor: a checkpoint was not delivered; the anchor misses it");
+    false
 }
 
 impl AnchorWriter {
@@ -168,21 +175,22 @@ impl AnchorWriter {
         }
     }
 
-    /// Hands `ack` back for the anchor's own resolution when its writes are
-    /// asynchronous (HTTP: once the lines before it were POSTed, or given
-    /// up); `Some(ack)` when the anchor is already as far as the log.
-    pub(crate) fn after_delivery(
-        &self,
-        ack: tokio::sync::oneshot::Sender<()>,
-    ) -> Option<tokio::sync::oneshot::Sender<()>> {
+    /// Answers `ack` with whether the anchor holds every line written so
+    /// far: at once for a file or syslog (their writes are synchronous),
+    /// for HTTP once the lines before it were POSTed or given up.
+    pub(crate) fn after_delivery(&self, ack: tokio::sync::oneshot::Sender<bool>) {
         match self {
-            AnchorWriter::Http(tx) => match tx.send(HttpMsg::Delivered(ack)) {
-                Ok(()) => None,
-                // The thread is gone: nothing more will be delivered.
-                Err(std::sync::mpsc::SendError(HttpMsg::Delivered(ack))) => Some(ack),
-                Err(_) => None,
-            },
-            _ => Some(ack),
+            AnchorWriter::Http(tx) => {
+                if let Err(std::sync::mpsc::SendError(HttpMsg::Delivered(ack))) =
+                    tx.send(HttpMsg::Delivered(ack))
+                {
+                    // The thread is gone: nothing more is delivered.
+                    let _ = ack.send(false);
+                }
+            }
+            _ => {
+                let _ = ack.send(true);
+            }
         }
     }
 }

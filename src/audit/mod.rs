@@ -82,6 +82,36 @@ impl Future for DurableAck {
     }
 }
 
+/// How [`AuditLog::checkpoint_sync`] ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("the audit writer stopped before the checkpoint was on disk")]
+    WriterGone,
+    /// On disk and signed, but the anchor did not take it (an HTTP
+    /// collector down): a cut of the log back past it would go unseen.
+    #[error("the audit anchor did not take the checkpoint")]
+    NotAnchored,
+}
+
+/// Resolves once a checkpoint over everything queued before is on disk and
+/// (with an anchor) anchored.
+#[must_use = "the checkpoint is only known to be anchored once the ack resolves"]
+pub struct CheckpointAck {
+    rx: oneshot::Receiver<bool>,
+}
+
+impl Future for CheckpointAck {
+    type Output = Result<(), CheckpointError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| match r {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(CheckpointError::NotAnchored),
+            Err(_) => Err(CheckpointError::WriterGone),
+        })
+    }
+}
+
 impl DurableAck {
     /// Waits on the current thread (not inside an async runtime).
     pub fn wait(self) -> Result<(), WriterGone> {
@@ -150,12 +180,12 @@ impl AuditLog {
     /// queued before (anchored, with an anchor): what a human decided is
     /// then covered by a signature outside the log before it acts, not in
     /// an unsigned tail a crash leaves open to a cut.
-    pub fn checkpoint_sync(&self) -> DurableAck {
+    pub fn checkpoint_sync(&self) -> CheckpointAck {
         let (ack, rx) = oneshot::channel();
         if self.tx.send(Msg::Checkpoint(ack)).is_err() {
             tracing::error!("audit writer is gone");
         }
-        DurableAck { rx }
+        CheckpointAck { rx }
     }
 
     /// True under `durability = "strict"`: the proxy awaits

@@ -50,7 +50,7 @@ pub(crate) enum Msg {
     Barrier(oneshot::Sender<()>),
     /// Sign a checkpoint over everything queued before it (and hand it to
     /// the anchor), then resolve the sender.
-    Checkpoint(oneshot::Sender<()>),
+    Checkpoint(oneshot::Sender<bool>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -306,16 +306,13 @@ impl Writer {
                         if self.since_checkpoint > 0 {
                             self.checkpoint()?;
                         }
-                        if self.anchor.is_some() {
-                            // The log first, then the anchor's own delivery.
-                            self.sync()?;
-                            if let Some(ack) =
-                                self.anchor.as_ref().and_then(|a| a.after_delivery(ack))
-                            {
-                                let _ = ack.send(());
+                        // On disk first, then (with an anchor) in the anchor.
+                        self.sync()?;
+                        match &self.anchor {
+                            Some(a) => a.after_delivery(ack),
+                            None => {
+                                let _ = ack.send(true);
                             }
-                        } else {
-                            self.acks.push(ack);
                         }
                     }
                     Err(mpsc::TryRecvError::Empty) => break false,

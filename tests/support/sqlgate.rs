@@ -37,6 +37,8 @@ pub struct SqlgateConfig {
     /// Raw TOML appended at the end. Put whole tables here (`[approvals]`,
     /// `[[approver]]`, …): a bare `key = value` would land in the last table.
     pub extra: String,
+    /// More `key = value` lines for `[audit]`.
+    pub audit_extra: String,
 }
 
 impl SqlgateConfig {
@@ -51,6 +53,7 @@ impl SqlgateConfig {
             rules: vec![repo_rules_dir()],
             audit_path: PathBuf::from("audit/sqlgate.jsonl"),
             extra: String::new(),
+            audit_extra: String::new(),
         }
     }
 
@@ -66,6 +69,13 @@ impl SqlgateConfig {
             password.to_string(),
             groups.iter().map(|g| g.to_string()).collect(),
         ));
+        self
+    }
+
+    /// Adds `key = value` lines to `[audit]`.
+    pub fn audit(mut self, toml: &str) -> SqlgateConfig {
+        self.audit_extra.push_str(toml);
+        self.audit_extra.push('\n');
         self
     }
 
@@ -108,8 +118,9 @@ impl SqlgateConfig {
         let _ = writeln!(t, "[policy]\nrules = [{}]\n", rules.join(", "));
         let _ = writeln!(
             t,
-            "[audit]\npath = {}\n",
-            q(&self.audit_path.to_string_lossy())
+            "[audit]\npath = {}\n{}",
+            q(&self.audit_path.to_string_lossy()),
+            self.audit_extra
         );
         t.push_str(&self.extra);
         t

@@ -738,11 +738,12 @@ impl Walk {
             return self.children(n);
         }
         self.call_named(&parts);
-        if schema.is_empty() && list(n, "args").len() == 1 {
+        if list(n, "args").len() == 1 {
             // `f(x)` with one argument is a cast to a type named `f` when
             // no function matches exactly (PostgreSQL tries that before
             // inexact matches): a domain `initcap` makes `initcap('x')` its
-            // CHECK. The catalog places such a type.
+            // CHECK. A qualified `s.f(x)` too, for a type `s.f`. The
+            // catalog places such a type (of that name in any schema).
             self.shadowable(format!("type {name}"));
         }
         if name == "set_config" && (schema.is_empty() || schema == "pg_catalog") {

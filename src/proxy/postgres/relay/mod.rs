@@ -398,6 +398,15 @@ fn changed_while_held() -> Bytes {
     .encode()
 }
 
+fn not_anchored() -> Bytes {
+    Report::new(
+        Severity::Error,
+        "58030",
+        "sqlgate: the audit anchor did not take the checkpoint over this statement's approval, so it was not run: send it again once the anchor is reachable",
+    )
+    .encode()
+}
+
 fn terminate() -> BytesMut {
     let mut b = BytesMut::new();
     fe::terminate(&mut b);
@@ -564,15 +573,31 @@ impl ClientSide<'_> {
                                         );
                                     }
                                 }
+                                if let HoldEnd::Approved(note) = &end {
+                                    // The decision (or grant use) was queued before it was
+                                    // announced: once this resolves it is on disk and signed
+                                    // (and anchored), and only then does the statement go
+                                    // upstream. Not anchored, it is not run: a cut of the log
+                                    // back past the approval would go unseen.
+                                    use crate::audit::CheckpointError;
+                                    match self.sess.engine.audit.checkpoint_sync().await {
+                                        Ok(()) => {}
+                                        Err(CheckpointError::WriterGone) => {
+                                            return Ok(End::Fatal(audit_failure()))
+                                        }
+                                        Err(CheckpointError::NotAnchored) => {
+                                            end = HoldEnd::Refused(
+                                                not_anchored(),
+                                                ApprovalNote {
+                                                    outcome: "not_anchored",
+                                                    ..note.clone()
+                                                },
+                                            );
+                                        }
+                                    }
+                                }
                                 match end {
                                     HoldEnd::Approved(note) => {
-                                        // The decision (or grant use) was queued before it was
-                                        // announced: once this resolves it is on disk and signed
-                                        // (and anchored), and only then does the statement go
-                                        // upstream.
-                                        if self.sess.engine.audit.checkpoint_sync().await.is_err() {
-                                            return Ok(End::Fatal(audit_failure()));
-                                        }
                                         let barrier = held.simple
                                             && held.analysis.statements.iter().any(guard::barrier);
                                         if let Some(point) = self.release(*held, note) {
