@@ -60,7 +60,99 @@ pub fn hides(c: char) -> bool {
             | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}'
             // tag characters, variation selectors supplement
             | '\u{e0000}'..='\u{e007f}' | '\u{e0100}'..='\u{e01ef}'
+            // spaces other than the space: no-break, ogham, en to hair,
+            // narrow no-break, medium mathematical, braille blank,
+            // ideographic (a name with one looks like two words)
+            | '\u{00a0}' | '\u{1680}' | '\u{2000}'..='\u{200a}' | '\u{202f}' | '\u{205f}'
+            | '\u{2800}' | '\u{3000}'
         )
+}
+
+/// [`terminal_safe`], borrowed when nothing is escaped: for text that must
+/// stay on one line of a message (a name, an entry of a list).
+pub fn line_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(hides) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    // `\n`, `\t`, `\r` as such (a name's newline reads as one), the rest
+    // as `\u{..}`.
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| match c {
+                '\n' | '\t' | '\r' => c.escape_default().to_string(),
+                c if hides(c) => c.escape_unicode().to_string(),
+                c => c.to_string(),
+            })
+            .collect(),
+    )
+}
+
+/// Widest run of blanks a statement keeps as it is in a message; a wider
+/// one is shown as a count. Deep indentation fits; a run wide enough to
+/// push text onto what looks like a line of its own where the message
+/// wraps does not.
+const MAX_BLANKS: usize = 24;
+
+/// [`message_safe`] for a statement laid out in a message (Slack, Teams):
+/// its lines stay, but layout that hides text is shown for what it is. More
+/// than one blank line in a row becomes one line saying how many there
+/// were, and a run of blanks wider than [`MAX_BLANKS`] (a tab counts 8)
+/// becomes `⟨N blanks⟩`: a statement can't push the rest of itself below
+/// what the reader sees, nor fake lines where the message wraps.
+pub fn statement_safe(s: &str) -> String {
+    let s = message_safe(s);
+    let mut out = String::with_capacity(s.len());
+    let mut blank_lines = 0usize;
+    for (i, line) in s.split('\n').enumerate() {
+        if line.trim_matches([' ', '\t']).is_empty() {
+            blank_lines += 1;
+            continue;
+        }
+        if i > 0 {
+            out.push('\n');
+        }
+        match blank_lines {
+            0 => {}
+            1 => out.push('\n'),
+            n => {
+                out.push_str(&format!("⟨{n} blank lines⟩\n"));
+            }
+        }
+        blank_lines = 0;
+        push_blanks_counted(&mut out, line);
+    }
+    if blank_lines > 1 {
+        out.push_str(&format!("\n⟨{blank_lines} blank lines⟩"));
+    }
+    out
+}
+
+/// `line` onto `out`, each run of blanks wider than [`MAX_BLANKS`] as a count.
+fn push_blanks_counted(out: &mut String, line: &str) {
+    let mut run = String::new();
+    let mut width = 0;
+    let flush = |out: &mut String, run: &mut String, width: &mut usize| {
+        if *width > MAX_BLANKS {
+            out.push_str(&format!("⟨{} blanks⟩", run.chars().count()));
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+        *width = 0;
+    };
+    for c in line.chars() {
+        match c {
+            ' ' => width += 1,
+            '\t' => width += 8,
+            _ => {
+                flush(out, &mut run, &mut width);
+                out.push(c);
+                continue;
+            }
+        }
+        run.push(c);
+    }
+    flush(out, &mut run, &mut width);
 }
 
 /// [`terminal_safe`] for a message that may have lines (Slack, Teams, the
@@ -81,5 +173,23 @@ mod tests {
         assert_eq!(super::message_safe("plain ü"), "plain ü");
         assert_eq!(super::message_safe("a\u{ad}b"), "a\\u{ad}b");
         assert!(super::message_safe("x\u{e0041}\u{2028}").contains("\\u{e0041}\\u{2028}"));
+        assert_eq!(super::message_safe("a\u{3000}b"), "a\\u{3000}b");
+    }
+
+    #[test]
+    fn statement_safe_counts_what_would_hide_the_rest() {
+        use super::statement_safe as s;
+        assert_eq!(s("select 1\nfrom t"), "select 1\nfrom t");
+        assert_eq!(s("a\n\nb"), "a\n\nb");
+        assert_eq!(
+            s("drop \"x\n\n\n \n\", y"),
+            "drop \"x\n⟨3 blank lines⟩\n\", y"
+        );
+        assert_eq!(s("a\n\n\n"), "a\n⟨3 blank lines⟩");
+        let wide = format!("select 1 as \"ok{}2. set\"", " ".repeat(100));
+        assert_eq!(s(&wide), "select 1 as \"ok⟨100 blanks⟩2. set\"");
+        assert_eq!(s("\t\t\tx"), "\t\t\tx");
+        assert_eq!(s("\t\t\t\tx"), "⟨4 blanks⟩x");
+        assert_eq!(s("    begin"), "    begin");
     }
 }

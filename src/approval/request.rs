@@ -383,6 +383,8 @@ pub fn string_summary(v: &serde_json::Value) -> Option<String> {
                 .is_some_and(|c| c.len() == 1 && c[0] == "read")
     };
     let mut lines: Vec<String> = Vec::new();
+    // Per line: held, or changing what later statements mean.
+    let mut weighty: Vec<bool> = Vec::new();
     let mut i = 0;
     while i < all.len() {
         let run = all[i..].iter().take_while(|s| plain(s)).count();
@@ -392,6 +394,7 @@ pub fn string_summary(v: &serde_json::Value) -> Option<String> {
                 i + 1,
                 i + run
             ));
+            weighty.push(false);
             i += run;
             continue;
         }
@@ -399,22 +402,12 @@ pub fn string_summary(v: &serde_json::Value) -> Option<String> {
         // One line per statement: a newline or other control character
         // (in a quoted name, a literal) is shown escaped, so no text can
         // fake a line of the list.
-        let text: String = s["text"]
-            .as_str()
-            .unwrap_or("")
-            .chars()
-            .flat_map(|c| {
-                let e: Vec<char> = if c.is_control() {
-                    c.escape_default().collect()
-                } else {
-                    vec![c]
-                };
-                e
-            })
-            .collect();
+        // Hidden characters too, as the channels would show them: the
+        // budget below counts what is shown.
+        let text = crate::safe_text::line_safe(s["text"].as_str().unwrap_or(""));
         let text: String = match text.char_indices().nth(STRING_CHARS) {
             Some((at, _)) => format!("{}…", &text[..at]),
-            None => text.to_owned(),
+            None => text.into_owned(),
         };
         let mark = if s["held"].as_bool() == Some(true) {
             "held"
@@ -422,6 +415,7 @@ pub fn string_summary(v: &serde_json::Value) -> Option<String> {
             "runs with it"
         };
         lines.push(format!("{}. [{mark}] {text}", i + 1));
+        weighty.push(mark == "held" || changes_meaning(s));
         i += 1;
     }
     // Counted as the channels show it: Slack writes `<`, `>` and `&` as
@@ -440,8 +434,13 @@ pub fn string_summary(v: &serde_json::Value) -> Option<String> {
     for (n, l) in lines.iter().enumerate() {
         used += shown(l) + 1;
         if used > STRING_BUDGET {
+            let weighty = weighty[n..].iter().filter(|w| **w).count();
+            let of_them = match weighty {
+                0 => String::new(),
+                w => format!(", {w} of them held or changing settings, roles or definitions"),
+            };
             out.push_str(&format!(
-                "… {} more line(s) not shown here: the request's page has the whole string\n",
+                "… {} more line(s) not shown here{of_them}: the request's page has the whole string\n",
                 lines.len() - n
             ));
             break;
@@ -450,6 +449,19 @@ pub fn string_summary(v: &serde_json::Value) -> Option<String> {
         out.push('\n');
     }
     Some(out)
+}
+
+/// A statement of the string that changes how later ones read or run:
+/// anything but reads, writes and transaction control.
+fn changes_meaning(s: &serde_json::Value) -> bool {
+    s["classes"].as_array().is_none_or(|c| {
+        c.iter().any(|c| {
+            !matches!(
+                c.as_str(),
+                Some("read" | "write" | "export" | "destructive" | "transaction")
+            )
+        })
+    })
 }
 
 pub fn outcome_name(o: &Outcome) -> &'static str {

@@ -22,6 +22,7 @@
 
 use super::{Approvals, Notice};
 use crate::config::Teams;
+use crate::safe_text::{line_safe, message_safe, statement_safe};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -173,23 +174,28 @@ pub fn request_card(r: &Value, public_url: Option<&str>) -> Value {
                 fact("SHA-256", &s("sql_sha256")),
             ],
         }),
-        verbatim("Tables", &tables.join(", "), false),
+        verbatim("Tables", &line_safe(&tables.join(", ")), false),
     ];
     for st in &statements {
-        body.push(verbatim("Statement", &s_of(&st["text"]), true));
+        let text = statement_safe(&s_of(&st["text"]));
+        body.push(verbatim("Statement", &text, true));
     }
     if let Some(note) = r["session_note"].as_str() {
-        body.push(verbatim("Warning", note, false));
+        body.push(verbatim("Warning", &message_safe(note), false));
     }
     if let Some(all) = crate::approval::string_summary(r) {
-        body.push(verbatim("The whole query string, in order", &all, true));
+        body.push(verbatim(
+            "The whole query string, in order",
+            &statement_safe(&all),
+            true,
+        ));
     }
     if let Some(params) = r["parameters"].as_array() {
         let shown: Vec<String> = params
             .iter()
             .enumerate()
             .map(|(i, p)| match p.as_str() {
-                Some(v) => format!("${} = {v}", i + 1),
+                Some(v) => format!("${} = {}", i + 1, line_safe(v)),
                 None => format!("${} = NULL", i + 1),
             })
             .collect();
@@ -245,7 +251,7 @@ pub fn decision_card(r: &Value) -> Value {
         }),
     ];
     if let Some(reason) = reason.filter(|r| !r.is_empty()) {
-        body.push(verbatim("Reason", &reason, false));
+        body.push(verbatim("Reason", &message_safe(&reason), false));
     }
     message(body, Vec::new())
 }
@@ -254,10 +260,11 @@ fn fact(title: &str, value: &str) -> Value {
     json!({ "title": title, "value": value })
 }
 
-/// A labelled block whose value Teams shows verbatim (no Markdown).
+/// A labelled block whose value Teams shows verbatim (no Markdown). `value`
+/// is agent-controlled, already made safe by the caller (`safe_text`): no
+/// control or bidi character reaches the card.
 fn verbatim(label: &str, value: &str, monospace: bool) -> Value {
-    // Agent-controlled: no control or bidi character reaches the card.
-    let text = clip(&crate::safe_text::message_safe(value));
+    let text = clip(value);
     let mut run = json!({ "type": "TextRun", "text": text });
     if monospace {
         run["fontType"] = "Monospace".into();
@@ -362,6 +369,41 @@ mod tests {
         let text = crate::approval::string_summary(&r).unwrap();
         assert!(text.contains("more line(s) not shown"), "{text}");
         assert!(text.replace('<', "&lt;").len() < 2800, "{text}");
+        // Review C, F7c: hidden characters are counted as shown (escaped),
+        // and the note says what it leaves out.
+        let mut zw: Vec<Value> = (0..20)
+            .map(|_| json!({ "command": "INSERT", "text": format!("INSERT INTO pwned SELECT 1 AS \"{}\" WHERE false", "\u{200b}".repeat(150)), "classes": ["write"], "held": false }))
+            .collect();
+        zw.push(json!({ "command": "SET", "text": "SET search_path = prod", "classes": ["session"], "held": false }));
+        zw.push(json!({ "command": "TRUNCATE", "text": "TRUNCATE scratch", "classes": ["ddl"], "held": true }));
+        r["string"] = Value::Array(zw);
+        let text = crate::approval::string_summary(&r).unwrap();
+        assert!(!text.contains('\u{200b}'), "{text}");
+        assert!(
+            text.contains("2 of them held or changing settings, roles or definitions"),
+            "{text}"
+        );
+        assert!(
+            crate::safe_text::statement_safe(&text).chars().count() < 2800,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn names_and_statements_cannot_hide_the_rest_below_blank_lines() {
+        // Review C, F13: a quoted table name of newlines.
+        let name = format!("a_tmp_import_2024{}", "\n".repeat(45));
+        let mut r = request();
+        r["statements"] = json!([{
+            "command": "DROP TABLE",
+            "text": format!("drop table if exists \"{name}\", public.victim"),
+            "classes": ["ddl", "destructive"],
+            "tables": [name, "public.victim"],
+        }]);
+        let card = request_card(&r, None).to_string();
+        assert!(card.contains("a_tmp_import_2024\\\\n\\\\n"), "{card}");
+        assert!(card.contains("⟨44 blank lines⟩"), "{card}");
+        assert!(!card.contains("\\n\\n"), "{card}");
     }
 
     #[test]
@@ -425,7 +467,7 @@ mod tests {
         assert!(c.ends_with("on the request's page)"));
         assert_eq!(clip("short"), "short");
         // Agent text reaches the card with its hiding characters escaped.
-        let v = verbatim("Statement", "drop\u{202e}x", true);
+        let v = verbatim("Statement", &statement_safe("drop\u{202e}x"), true);
         assert!(v.to_string().contains("\\\\u{202e}"), "{v}");
     }
 }

@@ -148,7 +148,10 @@ fn details(r: &Request, v: &Value) -> Vec<Value> {
         let shown: Vec<String> = params
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("${} = {}", i + 1, p.as_str().unwrap_or("NULL")))
+            .map(|(i, p)| {
+                let v = p.as_str().map(crate::safe_text::line_safe);
+                format!("${} = {}", i + 1, v.as_deref().unwrap_or("NULL"))
+            })
             .collect();
         blocks.push(json!({
             "type": "section",
@@ -267,17 +270,24 @@ fn or_dash(s: &str) -> String {
 /// Slack's mrkdwn treats `&`, `<` and `>` as control characters; control
 /// and bidi characters are shown as escapes (`safe_text::message_safe`).
 pub fn esc(s: &str) -> String {
-    crate::safe_text::message_safe(s)
-        .replace('&', "&amp;")
+    entities(&crate::safe_text::message_safe(s))
+}
+
+fn entities(s: &str) -> String {
+    s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
 
-/// Agent-controlled text outside a code block (table names, reasons): in
-/// inline code, where `*bold*`, `_italic_`, `~strike~` and bare links are
-/// not formatted; a backtick inside, which would end the code, shown as `ˋ`.
+/// Agent-controlled text outside a code block (table names): on one line
+/// (a newline in a quoted name is shown escaped), in inline code, where
+/// `*bold*`, `_italic_`, `~strike~` and bare links are not formatted; a
+/// backtick inside, which would end the code, shown as `ˋ`.
 fn inline(s: &str) -> String {
-    format!("`{}`", esc(s).replace('`', "ˋ"))
+    format!(
+        "`{}`",
+        entities(&crate::safe_text::line_safe(s)).replace('`', "ˋ")
+    )
 }
 
 /// Statement text for a ``` fence: escaped, a fence inside broken up (so the
@@ -286,10 +296,11 @@ fn code(s: &str) -> String {
     truncate(&fenced(s), MAX_STATEMENT_CHARS)
 }
 
-/// The statement as it goes in the fence, before any cut: no backtick at
-/// all (`ˋ` instead), so no run of them can close the block.
+/// The statement as it goes in the fence, before any cut: laid out so that
+/// nothing is hidden below blank lines (`safe_text::statement_safe`), and
+/// no backtick at all (`ˋ` instead), so no run of them can close the block.
 fn fenced(s: &str) -> String {
-    esc(s).replace('`', "ˋ")
+    entities(&crate::safe_text::statement_safe(s)).replace('`', "ˋ")
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -321,6 +332,16 @@ mod tests {
         assert_eq!(outcome_line(&v), "⛔ *Denied* by bob: `&lt;no&gt;`");
         let v = json!({"outcome": {"outcome": "denied", "by": "bob", "reason": "*ok* `x`"}});
         assert_eq!(outcome_line(&v), "⛔ *Denied* by bob: `*ok* ˋxˋ`");
+    }
+
+    #[test]
+    fn names_stay_on_one_line_and_blank_lines_are_counted() {
+        // Review C, F13.
+        let name = format!("a_tmp{}", "\n".repeat(45));
+        assert_eq!(inline(&name).lines().count(), 1);
+        let text = code(&format!("drop table if exists \"{name}\", public.victim"));
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.contains("⟨44 blank lines⟩"), "{text}");
     }
 
     #[test]
