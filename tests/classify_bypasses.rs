@@ -285,6 +285,11 @@ fn ddl_that_installs_code_carries_what_the_code_does() {
         "CREATE RULE r AS ON INSERT TO t DO ALSO INSERT INTO log VALUES (new.a)",
         &[Write],
     );
+    // An upsert action updates rows no tag counts (round 12).
+    has(
+        "CREATE RULE r AS ON INSERT TO t DO ALSO INSERT INTO a SELECT id, new.b FROM a ON CONFLICT (id) DO UPDATE SET b = excluded.b",
+        &[Destructive],
+    );
     // A trigger's function is decided by the catalog, as a call is.
     let a = pg().classify("CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()");
     assert!(classes(&a).contains(Unparsed), "{a:?}");
@@ -480,4 +485,22 @@ fn a_nul_byte_never_crashes_the_reading() {
             "{sql:?}"
         );
     }
+}
+
+#[test]
+fn calls_planning_folds_are_found() {
+    // Round 12: the planner runs an immutable call with constant arguments
+    // when it loads an index, statistics or CHECK, a read's plan included.
+    use sqlgate::classify::foldable;
+    let f = foldable("CREATE INDEX i ON public.t USING btree (id) WHERE (id > public.live_cutoff())").unwrap();
+    assert!(f.calls.contains("live_cutoff") && !f.operators, "{f:?}");
+    let f = foldable("CREATE INDEX i ON t USING btree (lower(v), norm(v))").unwrap();
+    assert!(f.calls.is_empty() && !f.operators, "{f:?}");
+    let f = foldable("CREATE STATISTICS s ON (a + f(1)), b FROM t").unwrap();
+    assert!(f.calls.contains("f"), "{f:?}");
+    let f = foldable("ALTER TABLE t ADD CHECK ((id > ('1'::mytype)::integer))").unwrap();
+    assert!(f.operators, "{f:?}");
+    let f = foldable("ALTER TABLE t ADD CHECK ((g(id) > h(k(2))))").unwrap();
+    assert!(!f.calls.contains("g") && f.calls.contains("h") && f.calls.contains("k"), "{f:?}");
+    assert!(foldable("not sql at all (").is_none());
 }

@@ -1199,6 +1199,131 @@ async fn ninth_review_paths_are_placed() {
     assert_eq!(env.rows_left(), "5");
 }
 
+/// Twelfth adversarial review (2026-12-02), judged on the server: attribute
+/// notation (`a.f` is `f(a)`); constants planning folds in index
+/// predicates and expressions, expression statistics and inherited CHECKs;
+/// an upsert rule action; deferred triggers fired by `SET CONSTRAINTS` or
+/// after a pipelined batch's idle answer; a custom setting holding a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twelfth_review_paths_are_placed() {
+    let env = Env::new("byp_twelfth");
+    env.direct(
+        "CREATE FUNCTION purge() RETURNS void LANGUAGE plpgsql AS $$BEGIN DELETE FROM public.audit_me; END$$;
+         CREATE FUNCTION acct_label(a audit_me) RETURNS text LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN a.v; END$$;
+         CREATE FUNCTION acct_secret(a audit_me) RETURNS text LANGUAGE sql STABLE AS $$SELECT string_agg(v, ',') FROM public.secrets$$;
+         CREATE FUNCTION live_cutoff() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM public.purge(); RETURN 0; END$$;
+         CREATE TABLE ix_live(id int, v text);
+         CREATE INDEX ix_live_recent ON ix_live (id) WHERE id > live_cutoff();
+         CREATE TABLE ixe_live(id int);
+         CREATE INDEX ixe_live_i ON ixe_live ((id + live_cutoff()));
+         CREATE TABLE st_live(a int, b int);
+         CREATE STATISTICS st_live_s ON (a + live_cutoff()), b FROM st_live;
+         CREATE TABLE ck_parent(id int);
+         CREATE TABLE ck_child(CHECK (id > live_cutoff())) INHERITS (ck_parent);
+         -- An ordinary functional index on a harmless function stays a read.
+         CREATE FUNCTION norm(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$SELECT lower(t)$$;
+         CREATE TABLE plain_ix(v text);
+         CREATE INDEX plain_ix_i ON plain_ix (norm(v));
+         CREATE TABLE bal_reset(id int);
+         CREATE RULE bal_reset_apply AS ON INSERT TO bal_reset DO ALSO
+           INSERT INTO audit_me SELECT a.id, 'reset' FROM audit_me a ON CONFLICT (id) DO UPDATE SET v = excluded.v;",
+    );
+    env.direct(&format!(
+        "ALTER DATABASE {} SET app.jwt_secret = 'S3cr3tJWT'",
+        env.db
+    ));
+    // Creating the index and statistics ran live_cutoff() already.
+    env.direct(
+        "INSERT INTO audit_me SELECT g, 'row' FROM generate_series(1, 5) g ON CONFLICT DO NOTHING",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "SELECT a.acct_label FROM audit_me a WHERE id = 1",
+            "SELECT audit_me.acct_label FROM audit_me WHERE id = 1",
+            "SELECT (a).acct_label FROM audit_me a WHERE id = 1",
+            "SELECT a.acct_secret FROM audit_me a WHERE id = 1",
+            "SELECT count(*) FROM ix_live",
+            "EXPLAIN SELECT * FROM ix_live",
+            "SELECT count(*) FROM ixe_live",
+            "SELECT * FROM st_live",
+            "SELECT * FROM ck_parent WHERE id = 5",
+            "INSERT INTO bal_reset VALUES (1)",
+            "SHOW app.jwt_secret",
+            "SELECT current_setting('app.jwt_secret')",
+        ],
+    )
+    .await;
+    assert_eq!(
+        env.direct("SELECT count(*) FROM audit_me WHERE v = 'row'"),
+        "5"
+    );
+    assert_eq!(
+        run(&c, "SELECT count(*) FROM plain_ix").await,
+        Ok("0".into())
+    );
+    assert_eq!(
+        run(&c, "SELECT a.v FROM audit_me a WHERE id = 1").await,
+        Ok("row".into())
+    );
+
+    // Deferred triggers: `SET CONSTRAINTS … IMMEDIATE` fires them as a
+    // COMMIT does; and an earlier pipelined batch's idle answer, arriving
+    // after a later write was sent, must not clear what that write queues.
+    env.direct(
+        "CREATE TABLE dfr(id int);
+         CREATE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+         CREATE CONSTRAINT TRIGGER dfr_t AFTER INSERT ON dfr DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION dfr_fn();",
+    );
+    let evil = "CREATE OR REPLACE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN NULL; END$$";
+    let harmless = "CREATE OR REPLACE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$";
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    run(&c, "BEGIN").await.unwrap();
+    run(&c, "INSERT INTO dfr VALUES (1)").await.unwrap();
+    env.direct(evil);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    run(&c, "SELECT 1").await.unwrap();
+    let r = run(&c, "SET CONSTRAINTS ALL IMMEDIATE").await;
+    assert!(r.as_ref().is_err_and(|e| e.starts_with("0A000")), "{r:?}");
+    run(&c, "ROLLBACK").await.unwrap();
+    assert_eq!(env.rows_left(), "5");
+
+    env.direct(harmless);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    let mut b = Vec::new();
+    for m in [
+        wire::parse("", "SELECT pg_sleep(1)"),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::sync(),
+        wire::parse("", "BEGIN"),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::parse("", "INSERT INTO dfr VALUES (2)"),
+        wire::bind("", ""),
+        wire::execute(""),
+        wire::sync(),
+    ] {
+        b.extend_from_slice(&m);
+    }
+    w.send(&b);
+    w.until_ready();
+    w.until_ready();
+    env.direct(evil);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let msgs = w.query("COMMIT");
+    assert!(
+        msgs.iter().any(|m| m.tag == 'E' && m.code() == "0A000"),
+        "{}",
+        wire::tags(&msgs)
+    );
+    assert_eq!(env.rows_left(), "5");
+    assert_eq!(env.direct("SELECT count(*) FROM dfr"), "0");
+}
+
 /// A statement sqlgate cannot place, once let through (here by a rule that
 /// allows every class; in practice, approved), may queue a deferred trigger
 /// on any table: a COMMIT after a redefinition is refused as after a write

@@ -506,7 +506,9 @@ const VIEWS_QUERY: &str = "SELECT n.nspname, c.relname,
 /// the ANALYZE that autovacuum runs after enough rows are written),
 /// partition key expressions (routing every row written),
 /// row-level security policies; `r` when a read sets
-/// them off too (policies for SELECT or ALL), `w` when only a change does.
+/// them off too (policies for SELECT or ALL; a call planning folds, see
+/// [`folded`], for which the definition comes along), `w` when only a
+/// change does.
 /// Found through `pg_depend`, which records every function, operator and
 /// cast such an expression uses.
 const ATTACHED_QUERY: &str = "WITH RECURSIVE parts(root, rel) AS (
@@ -515,18 +517,26 @@ const ATTACHED_QUERY: &str = "WITH RECURSIVE parts(root, rel) AS (
     -- ancestor's key expressions and operators.
     SELECT partrelid, partrelid FROM pg_partitioned_table
     UNION SELECT p.root, i.inhrelid FROM parts p JOIN pg_inherits i ON i.inhparent = p.rel)
-  SELECT rn.nspname, c.relname, pn.nspname, p.proname, o.kind
-  FROM (SELECT 'pg_attrdef'::regclass AS cl, oid, adrelid AS rel, 'w' AS kind FROM pg_attrdef
-        UNION ALL SELECT 'pg_constraint'::regclass, oid, conrelid, 'w' FROM pg_constraint WHERE conrelid <> 0
+  SELECT rn.nspname, c.relname, pn.nspname, p.proname, o.kind,
+    -- Definitions planning a read folds constants of (see `folded`).
+    CASE o.def
+      WHEN 'index' THEN pg_get_indexdef(o.oid)
+      WHEN 'stats' THEN pg_get_statisticsobjdef(o.oid)
+      WHEN 'check' THEN 'ALTER TABLE t ADD ' || pg_get_constraintdef(o.oid)
+      WHEN 'key' THEN 'CREATE TABLE t () PARTITION BY ' || pg_get_partkeydef(o.oid)
+    END
+  FROM (SELECT 'pg_attrdef'::regclass AS cl, oid, adrelid AS rel, 'w' AS kind, NULL AS def FROM pg_attrdef
+        UNION ALL SELECT 'pg_constraint'::regclass, oid, conrelid, 'w',
+          CASE WHEN contype = 'c' THEN 'check' END FROM pg_constraint WHERE conrelid <> 0
         -- A foreign key's check runs its operators on a delete from, or a
         -- key update of, the referenced table too (NO ACTION, RESTRICT).
-        UNION ALL SELECT 'pg_constraint'::regclass, oid, confrelid, 'w' FROM pg_constraint WHERE contype = 'f'
-        UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid, 'w' FROM pg_trigger
-        UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid, 'w' FROM pg_index
-        UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxrelid, 'w' FROM pg_statistic_ext
-        UNION ALL SELECT 'pg_class'::regclass, root, rel, 'w' FROM parts
+        UNION ALL SELECT 'pg_constraint'::regclass, oid, confrelid, 'w', NULL FROM pg_constraint WHERE contype = 'f'
+        UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid, 'w', NULL FROM pg_trigger
+        UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid, 'w', 'index' FROM pg_index
+        UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxrelid, 'w', 'stats' FROM pg_statistic_ext
+        UNION ALL SELECT 'pg_class'::regclass, root, rel, 'w', 'key' FROM parts
         UNION ALL SELECT 'pg_policy'::regclass, oid, polrelid,
-          CASE WHEN polcmd IN ('r', '*') THEN 'r' ELSE 'w' END FROM pg_policy) o
+          CASE WHEN polcmd IN ('r', '*') THEN 'r' ELSE 'w' END, NULL FROM pg_policy) o
   JOIN pg_depend d ON d.classid = o.cl AND d.objid = o.oid
   JOIN pg_proc p ON p.oid = CASE d.refclassid
       WHEN 'pg_proc'::regclass THEN d.refobjid
@@ -833,6 +843,16 @@ const OPERATORS_QUERY: &str = concat!(
   FROM pg_cast ca JOIN pg_type t ON t.oid = ca.casttarget JOIN pg_namespace tn ON tn.oid = t.typnamespace
   JOIN pg_proc p ON p.oid = ca.castfunc JOIN pg_namespace pn ON pn.oid = p.pronamespace
   WHERE p.oid IN (SELECT oid FROM own) OR (p.oid < 16384 AND ca.oid >= 16384)
+  UNION ALL
+  -- Attribute notation: `x.f` and `(x).f` call f(x) when f is not a column
+  -- of x. Every user function a row can be the one argument of: its first
+  -- parameter a row type, a domain, a pseudo-type (record, anyelement …)
+  -- or a user type (which a user's implicit cast from a row may reach).
+  SELECT 'attr ' || p.proname, pn.nspname, pn.nspname, p.proname, 'false'
+  FROM pg_proc p JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  JOIN pg_type t ON t.oid = p.proargtypes[0]
+  WHERE p.oid >= 16384 AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1
+    AND (t.typrelid <> 0 OR t.typtype IN ('p', 'd') OR t.oid >= 16384)
   LIMIT 20001"
 );
 
@@ -1121,9 +1141,19 @@ impl Snapshot {
                 .unwrap_or("")
                 .to_string()
         };
+        let mut folds: HashMap<&str, Option<crate::classify::Foldable>> = HashMap::new();
         for r in attached {
             let res = self.function_or_unparsed(&col(r, 2), &col(r, 3));
-            let map = if col(r, 4) == "r" {
+            let read = col(r, 4) == "r"
+                || r.get(5).and_then(|d| d.as_deref()).is_some_and(|def| {
+                    folded(
+                        folds
+                            .entry(def)
+                            .or_insert_with(|| crate::classify::foldable(def)),
+                        &col(r, 3),
+                    )
+                });
+            let map = if read {
                 &mut self.relations
             } else {
                 &mut self.on_write
@@ -1261,6 +1291,18 @@ impl Snapshot {
     fn lookup(&self, f: &str) -> Option<Resolved> {
         find(&self.functions, f)
     }
+}
+
+/// Whether planning a query on the relation runs `function` of a
+/// definition (its [`crate::classify::Foldable`]; `None`: unread, so it
+/// may): the planner folds an immutable call with constant arguments in
+/// index expressions and predicates and in expression statistics when it
+/// first loads them, in CHECK constraints for constraint exclusion
+/// (inheritance children, `constraint_exclusion = on`), in partition keys.
+/// A user function claiming to be immutable may do anything.
+fn folded(def: &Option<crate::classify::Foldable>, function: &str) -> bool {
+    def.as_ref()
+        .is_none_or(|f| f.operators || f.calls.contains(function))
 }
 
 /// Most tables one change is followed to; past it, `unparsed`.

@@ -164,7 +164,10 @@ pub fn cache_key(dialect: Dialect, sql: &str) -> String {
     }
 }
 
-pub use pg::{builtin_classes, neutral_text, pg_setting_matters, search_path_shadows_builtins};
+pub use pg::{
+    builtin_classes, foldable, neutral_text, pg_setting_matters, search_path_shadows_builtins,
+    Foldable,
+};
 
 /// The PostgreSQL key computed without pg_query (`None` where the string is
 /// not simple enough), and the one computed with it (`None` where it is not

@@ -73,6 +73,11 @@ pub fn command(toks: &[Token<'_>]) -> String {
                 }
             }
         }
+        // `SET CONSTRAINTS … IMMEDIATE` fires queued deferred triggers, as
+        // a COMMIT does (the relay tells them apart by this).
+        "set" if w(1).is_some_and(|n| n.eq_ignore_ascii_case("constraints")) => {
+            parts.push(w(1).unwrap_or_default());
+        }
         "prepare" | "commit" | "rollback" | "start" | "load" | "security" => {
             if let Some(next) = w(1).filter(|n| {
                 ["transaction", "prepared", "data", "xml", "label"]
@@ -322,6 +327,8 @@ mod tests {
             "SELECT"
         );
         assert_eq!(cmd("commit prepared 'x'"), "COMMIT PREPARED");
+        assert_eq!(cmd("set constraints all immediate"), "SET CONSTRAINTS");
+        assert_eq!(cmd("set search_path = x"), "SET");
         assert_eq!(
             cmd("alter default privileges grant select on tables to x"),
             "ALTER DEFAULT PRIVILEGES"

@@ -155,6 +155,33 @@ pub fn classify_embedded(sql: &str, grammar: i32) -> Option<Analysis> {
     analyse(sql, &lexed, Mode::Original, grammar)
 }
 
+/// What planning a query on a relation evaluates of one of its definitions
+/// (an index's expressions and predicate, expression statistics, a CHECK
+/// constraint, a partition key): `eval_const_expressions` runs every
+/// immutable call whose arguments hold no column, once per session, when
+/// the relation is first planned for, a read included.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Foldable {
+    /// Names of the functions called with no column in their arguments.
+    pub calls: std::collections::BTreeSet<String>,
+    /// An operator or cast applied with no column in its operands: what
+    /// function it runs is not named in the text.
+    pub operators: bool,
+}
+
+/// [`Foldable`] of `sql`, a definition as `pg_get_indexdef`,
+/// `pg_get_statisticsobjdef` or `ALTER TABLE … ADD <pg_get_constraintdef>`
+/// give it; `None` when it does not parse.
+pub fn foldable(sql: &str) -> Option<Foldable> {
+    let parsed = pg_query::parse(sql, 0).ok()?;
+    let mut out = Foldable::default();
+    for raw in &parsed.protobuf.stmts {
+        let tree = serde_json::to_value(raw.stmt.as_ref()?).ok()?;
+        walk::foldable(&tree, &mut out);
+    }
+    Some(out)
+}
+
 /// The key-mode or original-mode analysis; `None` when the text does not
 /// parse, or (key mode) when a statement needs its literals.
 /// `grammar` is pg_query's parse mode: 0 for SQL, 2–5 for PL/pgSQL

@@ -208,6 +208,11 @@ pub fn forbidden(name: &str, value: Option<&str>) -> Option<&'static str> {
 
 /// Settings whose values are secrets or server commands (a replication
 /// password, archive and restore programs): reading one is server access.
+/// Custom settings (`app.jwt_secret`, `pgsodium.secret_key`) are where
+/// applications keep keys, but also what row-level security reads
+/// (`request.jwt.claim.sub`), so they can't all be: one is taken for a
+/// secret by its last part's name. A heuristic, and a deny-list: the
+/// README says so.
 pub fn secret(name: &str) -> bool {
     const SECRET: &[&str] = &[
         "primary_conninfo",
@@ -218,12 +223,39 @@ pub fn secret(name: &str) -> bool {
         "ssl_passphrase_command",
         "archive_library",
     ];
-    SECRET.iter().any(|s| s.eq_ignore_ascii_case(name.trim()))
+    const SECRET_WORDS: &[&str] = &[
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "key",
+        "token",
+        "credential",
+        "conninfo",
+        "private",
+    ];
+    let name = name.trim();
+    SECRET.iter().any(|s| s.eq_ignore_ascii_case(name))
+        || name.rsplit_once('.').is_some_and(|(_, last)| {
+            let last = last.to_ascii_lowercase();
+            SECRET_WORDS.iter().any(|w| last.contains(w))
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_settings() {
+        assert!(secret("primary_conninfo"));
+        assert!(secret("app.jwt_secret"));
+        assert!(secret("app.settings.JWT_SECRET"));
+        assert!(secret("pgsodium.secret_key"));
+        assert!(!secret("request.jwt.claim.sub"));
+        assert!(!secret("app.tenant_id"));
+        assert!(!secret("work_mem"));
+    }
 
     #[test]
     fn allow_list() {

@@ -549,6 +549,22 @@ impl Walk {
                 self.children(n);
             }
             "TypeName" => self.type_name(n),
+            // Attribute notation: `x.f` and `(x).f` are the call `f(x)` when
+            // `f` is not a column of `x` ("computed fields"). The catalog
+            // files each user function a row can be passed to as
+            // `attr <name>`.
+            "ColumnRef" => {
+                let fields = strings(list(n, "fields"));
+                for f in fields.iter().skip(1) {
+                    self.shadowable(format!("attr {f}"));
+                }
+            }
+            "AIndirection" => {
+                for f in strings(list(n, "indirection")) {
+                    self.shadowable(format!("attr {f}"));
+                }
+                self.children(n);
+            }
             _ => self.children(n),
         }
     }
@@ -1137,7 +1153,7 @@ impl Walk {
                 self.add(&[Destructive]);
             }
             if let Some(("InsertStmt", i)) = node_of(a) {
-                if !i["onConflictClause"].is_null() {
+                if !i["on_conflict_clause"].is_null() {
                     self.add(&[Destructive]);
                 }
             }
@@ -1277,6 +1293,32 @@ fn list<'a>(v: &'a Value, k: &str) -> &'a [Value] {
 }
 
 /// The `sval`s of a list of `String` nodes (qualified names, operators).
+/// Collects into `out` what of `v` (a parse tree) planning evaluates
+/// ([`super::Foldable`]); `true` when `v` holds a column reference.
+pub(super) fn foldable(v: &Value, out: &mut super::Foldable) -> bool {
+    match v {
+        Value::Array(a) => a.iter().fold(false, |c, x| foldable(x, out) | c),
+        Value::Object(m) => {
+            let column = m
+                .iter()
+                .fold(false, |c, (k, x)| k == "ColumnRef" || foldable(x, out) | c);
+            if !column {
+                match node_of(v) {
+                    Some(("FuncCall", n)) => {
+                        if let Some(name) = strings(list(n, "funcname")).last() {
+                            out.calls.insert((*name).to_string());
+                        }
+                    }
+                    Some(("AExpr" | "TypeCast", _)) => out.operators = true,
+                    _ => {}
+                }
+            }
+            column
+        }
+        _ => false,
+    }
+}
+
 fn strings(l: &[Value]) -> Vec<&str> {
     l.iter()
         .filter_map(|x| match node_of(x) {

@@ -914,8 +914,8 @@ impl ClientSide<'_> {
         };
         let opened = self.shared.opened_at.load(Ordering::Acquire);
         // A COMMIT runs a WITH HOLD cursor's query to its end (into a
-        // store), and deferred constraint triggers, on the definitions of
-        // now.
+        // store), and deferred constraint triggers (as `SET CONSTRAINTS …
+        // IMMEDIATE` does), on the definitions of now.
         let held = self.shared.kept_cursor.load(Ordering::Acquire)
             || self.shared.deferred.load(Ordering::Acquire);
         opened != u64::MAX
@@ -923,7 +923,10 @@ impl ClientSide<'_> {
             && a.statements.iter().any(|s| {
                 matches!(s.command.as_str(), "FETCH" | "MOVE")
                     || (held
-                        && matches!(s.command.as_str(), "COMMIT" | "END" | "PREPARE TRANSACTION"))
+                        && matches!(
+                            s.command.as_str(),
+                            "COMMIT" | "END" | "PREPARE TRANSACTION" | "SET CONSTRAINTS"
+                        ))
             })
     }
 
@@ -980,15 +983,17 @@ impl ClientSide<'_> {
         self.stage_denial(report, true);
     }
 
-    /// Refuses a FETCH or MOVE of a cursor that may predate a schema change.
+    /// Refuses a statement that would run work queued before a schema
+    /// change: a FETCH or MOVE of a cursor that may predate it, a COMMIT
+    /// (or `SET CONSTRAINTS`) with a WITH HOLD cursor or deferred trigger.
     fn refuse_stale_cursor(&mut self, simple: bool) {
         let report = Report::new(
             Severity::Error,
             "0A000",
-            "sqlgate: the schema changed since this cursor may have been opened, and its rows would come from definitions sqlgate has not decided on: close the cursor and declare it again",
+            "sqlgate: the schema changed since this transaction queued work (a cursor's query, a deferred trigger) that this statement would run on definitions sqlgate has not decided on; it was not run: close the cursor, or roll back, and run it again",
         )
         .encode();
-        self.audit_unvettable("FETCH (cursor older than a schema change)");
+        self.audit_unvettable("work queued before a schema change (a cursor, a deferred trigger)");
         self.stage_denial(report, simple);
     }
 

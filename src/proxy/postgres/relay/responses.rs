@@ -328,8 +328,12 @@ pub(super) async fn server_to_client(
                             if let Some(st) = last_status {
                                 super::guard::track_ready(&shared.guard, st);
                                 if st == b'I' {
-                                    // Committed or rolled back: nothing deferred is queued.
-                                    shared.deferred.store(false, Ordering::Release);
+                                    // Committed or rolled back: nothing deferred is queued,
+                                    // unless a write forwarded after this batch (pipelined)
+                                    // queues it still: the flag is set when a write is sent.
+                                    if q.is_empty() {
+                                        shared.deferred.store(false, Ordering::Release);
+                                    }
                                     if q.is_empty() && !shared.kept_cursor.load(Ordering::Acquire) {
                                         // No cursor outlives the transaction, and
                                         // nothing was forwarded after it.
