@@ -292,6 +292,15 @@ async fn held_in_a_transaction_survives_the_idle_timeout_and_runs_on_cli_approva
     assert_eq!(stmt["action"], "require_approval");
     assert_eq!(stmt["outcome"], "ok");
     assert_eq!(stmt["approval"]["by"][0], "alice");
+    // Review C, F14: that it was sent is on disk before it ran (its rows
+    // may reach the agent before its outcome record exists).
+    let sent = audit
+        .iter()
+        .position(|r| r["kind"] == "statement_sent")
+        .expect("statement_sent record");
+    assert_eq!(audit[sent]["sql_sha256"], stmt["sql_sha256"], "{audit:?}");
+    assert_eq!(audit[sent]["approval"]["by"][0], "alice");
+    assert!(audit.iter().position(|r| r == stmt).unwrap() > sent);
     let decision = audit
         .iter()
         .find(|r| r["kind"] == "approval_decision")
@@ -1290,6 +1299,7 @@ async fn an_approval_the_anchor_did_not_take_is_not_run() {
             .any(|r| r["kind"] == "statement" && r["approval"]["outcome"] == "not_anchored"),
         "{audit:?}"
     );
+    assert!(!audit.iter().any(|r| r["kind"] == "statement_sent"));
 }
 
 /// Approvals review finding 7: an approver of another group can't read a

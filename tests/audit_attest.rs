@@ -762,6 +762,44 @@ async fn a_checkpoint_sync_signs_and_anchors_what_came_before() {
 }
 
 #[tokio::test]
+async fn a_start_after_a_crash_says_recovery() {
+    // Review C, F14: a log that ends on a checkpoint is not necessarily
+    // closed: a crash right after an approval's checkpoint leaves one too.
+    let dir = temp_dir("closing");
+    let cfg = config(&dir);
+    write_log(&cfg, 1);
+    let last: serde_json::Value = serde_json::from_str(lines(&cfg.path).last().unwrap()).unwrap();
+    assert_eq!(
+        (last["kind"].as_str(), last["closing"].as_bool()),
+        (Some("checkpoint"), Some(true))
+    );
+    let opened = |cfg: &Audit| {
+        let (log, writer) = AuditLog::open(cfg).unwrap();
+        drop(log);
+        writer.close().unwrap();
+        records(&cfg.path)
+            .into_iter()
+            .rev()
+            .find(|r| r["kind"] == "log_opened")
+            .unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(opened(&cfg), "start");
+    // Killed right after a checkpoint: the closing one never came.
+    let (log, writer) = AuditLog::open(&cfg).unwrap();
+    log.record(event(3));
+    log.checkpoint_sync().await.unwrap();
+    drop(log);
+    writer.close().unwrap();
+    let mut l = lines(&cfg.path);
+    l.pop();
+    write_lines(&cfg.path, &l);
+    assert_eq!(opened(&cfg), "recovery");
+}
+
+#[tokio::test]
 async fn a_checkpoint_sync_waits_for_an_http_anchor() {
     // Review B, F6b: with an HTTP anchor, the approval's checkpoint has
     // reached the anchor (or been given up) before the statement runs.

@@ -492,7 +492,9 @@ fn calls_planning_folds_are_found() {
     // Round 12: the planner runs an immutable call with constant arguments
     // when it loads an index, statistics or CHECK, a read's plan included.
     use sqlgate::classify::foldable;
-    let f = foldable("CREATE INDEX i ON public.t USING btree (id) WHERE (id > public.live_cutoff())").unwrap();
+    let f =
+        foldable("CREATE INDEX i ON public.t USING btree (id) WHERE (id > public.live_cutoff())")
+            .unwrap();
     assert!(f.calls.contains("live_cutoff") && !f.operators, "{f:?}");
     let f = foldable("CREATE INDEX i ON t USING btree (lower(v), norm(v))").unwrap();
     assert!(f.calls.is_empty() && !f.operators, "{f:?}");
@@ -501,6 +503,9 @@ fn calls_planning_folds_are_found() {
     let f = foldable("ALTER TABLE t ADD CHECK ((id > ('1'::mytype)::integer))").unwrap();
     assert!(f.operators, "{f:?}");
     let f = foldable("ALTER TABLE t ADD CHECK ((g(id) > h(k(2))))").unwrap();
-    assert!(!f.calls.contains("g") && f.calls.contains("h") && f.calls.contains("k"), "{f:?}");
+    assert!(
+        !f.calls.contains("g") && f.calls.contains("h") && f.calls.contains("k"),
+        "{f:?}"
+    );
     assert!(foldable("not sql at all (").is_none());
 }

@@ -53,6 +53,9 @@ pub struct Tail {
     pub chain: Chain,
     /// `kind` of the last complete record.
     pub last_kind: String,
+    /// Whether the last record is the checkpoint a writer closing the log
+    /// writes (`closing: true`): the run before ended cleanly.
+    pub closed: bool,
     /// The key that signed last: the last checkpoint's `key_id` or a later
     /// `key_rotation`'s `new_key_id`. `None` if the log has neither.
     pub key_id: Option<String>,
@@ -139,6 +142,7 @@ pub fn recover(path: &Path, keys: &[&SigningKey]) -> Result<Option<Tail>, Recove
         return Ok((truncated_bytes > 0).then(|| Tail {
             chain: Chain::new(),
             last_kind: String::new(),
+            closed: false,
             key_id: None,
             checkpoint: None,
             truncated_bytes,
@@ -205,6 +209,7 @@ fn read_back(files: &[(PathBuf, u64)], keys: &[&SigningKey]) -> Result<Tail, Rec
             let t = tail.get_or_insert_with(|| Tail {
                 chain: Chain::resume(seq, hash),
                 last_kind: kind.to_owned(),
+                closed: kind == "checkpoint" && v["closing"] == true,
                 key_id: None,
                 checkpoint: None,
                 truncated_bytes: 0,

@@ -249,9 +249,11 @@ impl Writer {
             "file": file_name(&w.path),
             "version": env!("CARGO_PKG_VERSION"),
         });
+        // The run before did not close the log (a crash, a kill): what it
+        // wrote after its last anchored checkpoint is in no anchor.
         let recovery = tail
             .as_ref()
-            .is_some_and(|t| t.truncated_bytes > 0 || t.last_kind != "checkpoint");
+            .is_some_and(|t| t.truncated_bytes > 0 || !t.closed);
         opened["reason"] = if recovery { "recovery" } else { "start" }.into();
         if recovery {
             opened["truncated_bytes"] = tail.as_ref().map_or(0, |t| t.truncated_bytes).into();
@@ -325,13 +327,14 @@ impl Writer {
                     self.rotate()?;
                 }
             };
-            if self.since_checkpoint > 0
-                && (closed || self.last_checkpoint.elapsed() >= self.interval)
-            {
-                self.checkpoint()?;
-            }
             if closed {
+                // Always, so the next start can tell a log closed from one
+                // a crash left.
+                self.checkpoint_marked(true)?;
                 return self.sync();
+            }
+            if self.since_checkpoint > 0 && self.last_checkpoint.elapsed() >= self.interval {
+                self.checkpoint()?;
             }
             if !self.acks.is_empty() || (self.strict && self.unsynced) {
                 self.sync()?;
@@ -374,10 +377,18 @@ impl Writer {
     }
 
     fn checkpoint(&mut self) -> std::io::Result<()> {
+        self.checkpoint_marked(false)
+    }
+
+    /// A checkpoint; `closing` marks the last one a closing writer writes.
+    fn checkpoint_marked(&mut self, closing: bool) -> std::io::Result<()> {
         let Some(head_seq) = self.chain.head_seq() else {
             return Ok(());
         };
-        let body = checkpoint_body(&self.key, head_seq, &self.chain.head());
+        let mut body = checkpoint_body(&self.key, head_seq, &self.chain.head());
+        if closing {
+            body["closing"] = true.into();
+        }
         self.append(Event::Json(body))?;
         if self.anchor.is_some() {
             // The log first: the anchor must never be ahead of the disk.

@@ -596,6 +596,22 @@ impl ClientSide<'_> {
                                         }
                                     }
                                 }
+                                if let HoldEnd::Approved(note) = &end {
+                                    // Before any of its rows can flow: the log says it
+                                    // was sent, whatever happens to sqlgate before it
+                                    // completes (its outcome record comes then).
+                                    let sent = Event::Json(serde_json::json!({
+                                        "kind": "statement_sent",
+                                        "session": self.sess.info.id,
+                                        "agent": &*self.sess.info.agent,
+                                        "database": self.sess.info.database,
+                                        "sql_sha256": &*held.sha,
+                                        "approval": note,
+                                    }));
+                                    if self.sess.engine.audit.record_durable(sent).await.is_err() {
+                                        return Ok(End::Fatal(audit_failure()));
+                                    }
+                                }
                                 match end {
                                     HoldEnd::Approved(note) => {
                                         let barrier = held.simple
