@@ -1302,6 +1302,40 @@ async fn an_approval_the_anchor_did_not_take_is_not_run() {
     assert!(!audit.iter().any(|r| r["kind"] == "statement_sent"));
 }
 
+/// Review C, F12: a table named without its schema is shown with the
+/// search_path that finds it; a database default changed for later sessions
+/// (`ALTER DATABASE … SET search_path`) shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvers_see_the_search_path_unqualified_names_go_through() {
+    let env = Env::new("hold_names");
+    env.direct(&format!(
+        "CREATE SCHEMA prod; CREATE TABLE prod.items(id int, name text); ALTER DATABASE {} SET search_path = prod, public",
+        env.db
+    ));
+    tokio::time::sleep(Duration::from_millis(2500)).await; // catalog refresh
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move { c.simple_query("UPDATE items SET name = 'x'").await });
+    let req = env.pending(1).await.remove(0);
+    let note = req["names_note"].as_str().unwrap_or_default();
+    assert!(note.contains("items"), "{req}");
+    assert!(note.contains("search_path = prod, public"), "{req}");
+    let id = req["id"].as_str().unwrap();
+    let (s, _) = env.vote(id, "deny", "tok-alice").await;
+    assert_eq!(s, 200);
+    assert!(agent.await.unwrap().is_err());
+    // Qualified: nothing to resolve.
+    let (c, _n) = env.client().await;
+    let agent =
+        tokio::spawn(async move { c.simple_query("UPDATE public.items SET name = 'x'").await });
+    let req = env.pending(1).await.remove(0);
+    assert!(req["names_note"].is_null(), "{req}");
+    let (s, _) = env
+        .vote(req["id"].as_str().unwrap(), "deny", "tok-alice")
+        .await;
+    assert_eq!(s, 200);
+    assert!(agent.await.unwrap().is_err());
+}
+
 /// Approvals review finding 7: an approver of another group can't read a
 /// request (its statements and literals), in the list or by id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

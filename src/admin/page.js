@@ -123,8 +123,9 @@
       pre.className = 'statement';
       return pre;
     });
-    $('session-note').hidden = !r.session_note;
-    $('session-note').textContent = visible(r.session_note || '');
+    const note = r.session_note || r.names_note;
+    $('session-note').hidden = !note;
+    $('session-note').textContent = visible(note || '');
     const string = Array.isArray(r.string) ? r.string : [];
     $('string-box').hidden = string.length === 0;
     list($('string'), string, (s) => {

@@ -55,6 +55,11 @@ pub struct NewRequest {
     /// How the session resolves unqualified names (its login's
     /// `search_path`), `None` once a statement may have changed that.
     pub names: Option<Arc<str>>,
+    /// The `search_path` unqualified names resolve through, as far as
+    /// sqlgate knows it (the startup packet's, or the login's default),
+    /// shown to approvers when a held statement names a table without
+    /// its schema.
+    pub search_path: Option<Arc<str>>,
     /// SHA-256 of the query text that will run if approved: what the
     /// statement records name it by, and what the page shows beside it.
     pub sql_sha256: Arc<str>,
@@ -166,6 +171,7 @@ pub struct Request {
     /// The session changed (or may have changed) what unqualified names
     /// mean before this request: approvers are told.
     pub names_moved: bool,
+    pub search_path: Option<Arc<str>>,
     pub parameters: Option<Vec<Option<String>>>,
     pub rule: Arc<str>,
     pub reason: Arc<str>,
@@ -201,6 +207,7 @@ impl Request {
                 client: n.client,
                 statements: n.statements,
                 names_moved: n.session_changed,
+                search_path: n.search_path,
                 string: n.string,
                 parameters: n.parameters,
                 rule: n.rule,
@@ -325,6 +332,17 @@ impl Request {
         }
         if self.names_moved {
             v["session_note"] = SESSION_NOTE.into();
+        } else {
+            let unqualified: Vec<&str> = self
+                .statements
+                .iter()
+                .flat_map(|s| &s.tables)
+                .filter(|t| !t.contains('.'))
+                .map(String::as_str)
+                .collect();
+            if !unqualified.is_empty() {
+                v["names_note"] = names_note(&unqualified, self.search_path.as_deref()).into();
+            }
         }
         match state {
             State::Pending => v["state"] = "pending".into(),
@@ -357,6 +375,22 @@ impl Request {
         }
         v
     }
+}
+
+/// What approvers are told of tables named without their schema: which
+/// `search_path` finds them (a database's or role's default can be changed
+/// for later sessions, so `scratch` need not be `public.scratch`).
+fn names_note(tables: &[&str], search_path: Option<&str>) -> String {
+    let mut t: Vec<&str> = tables.to_vec();
+    t.dedup();
+    let path = match search_path {
+        Some(p) if !p.trim().is_empty() => format!("search_path = {p}"),
+        _ => "a search_path sqlgate could not read".to_owned(),
+    };
+    format!(
+        "Named without a schema: {}. This session finds them through {path}: the first schema in it with a table of that name.",
+        t.join(", ")
+    )
 }
 
 /// What approvers are told when the session changed what names mean.

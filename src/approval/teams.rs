@@ -183,6 +183,9 @@ pub fn request_card(r: &Value, public_url: Option<&str>) -> Value {
     if let Some(note) = r["session_note"].as_str() {
         body.push(verbatim("Warning", &message_safe(note), false));
     }
+    if let Some(note) = r["names_note"].as_str() {
+        body.push(verbatim("Names", &line_safe(note), false));
+    }
     if let Some(all) = crate::approval::string_summary(r) {
         body.push(verbatim(
             "The whole query string, in order",

@@ -43,6 +43,7 @@ fn request(quorum: u32) -> NewRequest {
             show_literals: false,
         }),
         names: Some(Arc::from("")),
+        search_path: None,
         sql_sha256: Arc::from("0".repeat(64)),
     }
 }

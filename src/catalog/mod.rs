@@ -87,6 +87,8 @@ pub struct Snapshot {
     /// that changes but places the same (another WHERE) still moves the
     /// generation, so held statements and portals are decided again.
     digest: [u8; 32],
+    /// The `search_path` a new session of the upstream login starts with.
+    search_path: Option<String>,
     /// What the event triggers run on DDL, if there are any.
     on_ddl: Option<Resolved>,
     /// Warnings about the upstream login's rights.
@@ -184,6 +186,12 @@ impl Catalog {
                 return;
             }
         }
+    }
+
+    /// The `search_path` a new session of the upstream login starts with
+    /// (from the database's and role's settings as last read).
+    pub fn search_path(&self) -> Option<String> {
+        self.current().search_path.clone()
     }
 
     /// Whether a write to one of `tables` (as the classifier writes them)
@@ -471,7 +479,15 @@ impl Catalog {
 const ROLE_QUERY: &str = "SELECT r.rolsuper::text, r.rolname,
     pg_has_role(current_user, 'pg_read_server_files', 'MEMBER')::text,
     pg_has_role(current_user, 'pg_write_server_files', 'MEMBER')::text,
-    pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER')::text
+    pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER')::text,
+    -- The search_path a new session of this login starts with, as
+    -- PostgreSQL picks it: this role in this database, this role, this
+    -- database, every role, then the server's.
+    coalesce((SELECT substr(s, 13) FROM pg_db_role_setting d, unnest(d.setconfig) s
+      WHERE s LIKE 'search_path=%' AND d.setrole IN (r.oid, 0)
+        AND d.setdatabase IN ((SELECT oid FROM pg_database WHERE datname = current_database()), 0)
+      ORDER BY (d.setrole <> 0 AND d.setdatabase <> 0) DESC, d.setrole <> 0 DESC, d.setdatabase <> 0 DESC
+      LIMIT 1), (SELECT reset_val FROM pg_settings WHERE name = 'search_path'))
   FROM pg_roles r WHERE r.rolname = current_user";
 
 /// Every user function (16384: PostgreSQL's first user object id; a
@@ -915,6 +931,7 @@ impl Snapshot {
             loaded: Some(Instant::now()),
             digest,
             warnings: role_warnings(&role),
+            search_path: role.first().and_then(|r| r.get(5).cloned().flatten()),
             ..Snapshot::default()
         };
         if [

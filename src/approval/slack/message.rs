@@ -138,6 +138,12 @@ fn details(r: &Request, v: &Value) -> Vec<Value> {
             "text": {"type": "mrkdwn", "text": format!(":warning: *{}*", esc(note))},
         }));
     }
+    if let Some(note) = v["names_note"].as_str() {
+        blocks.push(json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": format!(":information_source: {}", inline(note))},
+        }));
+    }
     if let Some(all) = crate::approval::string_summary(v) {
         blocks.push(json!({
             "type": "section",

@@ -197,6 +197,7 @@ impl ClientSide<'_> {
             reason,
             spec,
             names: self.names(),
+            search_path: self.search_path(),
             sql_sha256,
         }
     }

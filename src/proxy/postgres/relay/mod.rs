@@ -1111,6 +1111,19 @@ impl ClientSide<'_> {
         (!self.shared.names_moved.load(Ordering::Acquire)).then(|| self.sess.login_path.clone())
     }
 
+    /// The `search_path` this session resolves unqualified names through:
+    /// its startup packet's, or else the login's default.
+    pub(super) fn search_path(&self) -> Option<Arc<str>> {
+        if !self.sess.login_path.is_empty() {
+            return Some(self.sess.login_path.clone());
+        }
+        self.sess
+            .catalog
+            .as_ref()
+            .and_then(|c| c.search_path())
+            .map(Arc::from)
+    }
+
     fn audit_unvettable(&mut self, command: &str) {
         let a = Arc::new(Analysis {
             statements: vec![StatementInfo {
