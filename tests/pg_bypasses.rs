@@ -1253,6 +1253,7 @@ async fn twelfth_review_paths_are_placed() {
             "INSERT INTO bal_reset VALUES (1)",
             "SHOW app.jwt_secret",
             "SELECT current_setting('app.jwt_secret')",
+            "SELECT setconfig FROM pg_db_role_setting",
         ],
     )
     .await;

@@ -221,6 +221,9 @@ const RELATIONS: &[(&str, &[Class])] = &[
     // Every setting's value, secret ones too (`primary_conninfo`):
     // held for a DBA rather than read.
     ("pg_settings", &[Unparsed]),
+    // Database and role settings, custom ones holding keys among them
+    // (`ALTER DATABASE … SET app.jwt_secret = …`).
+    ("pg_db_role_setting", &[Unparsed]),
     // Column values of any table: table rules cannot apply without knowing
     // which table a row describes, so they are held as unparsed.
     ("pg_statistic", &[Unparsed]),
