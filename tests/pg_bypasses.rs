@@ -1325,6 +1325,52 @@ async fn twelfth_review_paths_are_placed() {
     assert_eq!(env.direct("SELECT count(*) FROM dfr"), "0");
 }
 
+/// Thirteenth adversarial review (2026-12-02): attribute notation for
+/// any argument type, built-ins included (`('/etc/passwd').pg_read_file`),
+/// user functions of a built-in type and domain casts; an inlined SQL
+/// wrapper in an index predicate; tables a called function reads, through
+/// their views.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirteenth_review_paths_are_placed() {
+    let env = Env::new("byp_thirteenth");
+    env.direct(
+        "CREATE FUNCTION purge() RETURNS void LANGUAGE plpgsql AS $$BEGIN DELETE FROM public.audit_me; END$$;
+         CREATE FUNCTION archive_old(i int) RETURNS int LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN i; END$$;
+         CREATE FUNCTION dom_purge_i(i int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN true; END$$;
+         CREATE DOMAIN acct_ok AS int CHECK (dom_purge_i(VALUE));
+         CREATE FUNCTION live_cutoff() RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM public.purge(); RETURN 0; END$$;
+         CREATE FUNCTION is_recent(i int) RETURNS bool LANGUAGE sql IMMUTABLE AS $$SELECT i > live_cutoff()$$;
+         CREATE TABLE ixw_live(id int);
+         CREATE INDEX ixw_live_i ON ixw_live (id) WHERE is_recent(id);
+         CREATE VIEW staff_v AS SELECT v FROM secrets;
+         CREATE FUNCTION staff_first() RETURNS text LANGUAGE sql STABLE AS $$SELECT v FROM staff_v LIMIT 1$$;",
+    );
+    env.direct(
+        "INSERT INTO audit_me SELECT g, 'row' FROM generate_series(1, 5) g ON CONFLICT DO NOTHING",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "SELECT ('/etc/hostname').pg_read_file",
+            "SELECT (v).pg_read_file FROM (SELECT '/etc/hostname'::text AS v) x",
+            "SELECT ('primary_conninfo').current_setting",
+            "SELECT ('SELECT v FROM secrets').ts_stat",
+            "SELECT (0).archive_old",
+            "SELECT (1).acct_ok",
+            "SELECT count(*) FROM ixw_live",
+            "SELECT staff_first()",
+        ],
+    )
+    .await;
+    // Columns named like built-ins stay plain reads.
+    assert_eq!(
+        run(&c, "SELECT a.id, a.v FROM audit_me a WHERE a.id = 1").await,
+        Ok("1|row".into())
+    );
+}
+
 /// A statement sqlgate cannot place, once let through (here by a rule that
 /// allows every class; in practice, approved), may queue a deferred trigger
 /// on any table: a COMMIT after a redefinition is refused as after a write

@@ -336,12 +336,6 @@ impl Catalog {
             // What the statement reaches through views, functions and
             // user overloads of the built-ins it calls by name.
             let mut reached = ClassSet::EMPTY;
-            for t in &s.tables {
-                if let Some(v) = snap.view(t) {
-                    reached = reached.union(v.classes);
-                    tables.extend(v.tables.iter().cloned());
-                }
-            }
             let mut base = s.classes;
             if let Some(p) = s.pending.take() {
                 let mut all = true;
@@ -369,6 +363,28 @@ impl Catalog {
                     }
                 } else {
                     s.pending = Some(p);
+                }
+            }
+            // Every table reached, the statement's own and those the
+            // functions it calls read, through what reading it sets off
+            // (a view's definition, a policy, a folded index predicate), and
+            // so on for the tables that reaches.
+            let mut expanded: BTreeSet<String> = BTreeSet::new();
+            loop {
+                let next: Vec<String> = tables.difference(&expanded).cloned().collect();
+                if next.is_empty() {
+                    break;
+                }
+                for t in next {
+                    if let Some(v) = snap.view(&t) {
+                        reached = reached.union(v.classes);
+                        tables.extend(v.tables.iter().cloned());
+                    }
+                    expanded.insert(t);
+                }
+                if tables.len() > MAX_REACHED {
+                    reached.insert(Class::Unparsed);
+                    break;
                 }
             }
             s.classes = base.union(reached);
@@ -540,7 +556,10 @@ const ATTACHED_QUERY: &str = "WITH RECURSIVE parts(root, rel) AS (
       WHEN 'stats' THEN pg_get_statisticsobjdef(o.oid)
       WHEN 'check' THEN 'ALTER TABLE t ADD ' || pg_get_constraintdef(o.oid)
       WHEN 'key' THEN 'CREATE TABLE t () PARTITION BY ' || pg_get_partkeydef(o.oid)
-    END
+    END,
+    -- A SQL function is inlined before folding: what it calls with
+    -- constants is folded whatever its own arguments.
+    (p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'sql'))::text
   FROM (SELECT 'pg_attrdef'::regclass AS cl, oid, adrelid AS rel, 'w' AS kind, NULL AS def FROM pg_attrdef
         UNION ALL SELECT 'pg_constraint'::regclass, oid, conrelid, 'w',
           CASE WHEN contype = 'c' THEN 'check' END FROM pg_constraint WHERE conrelid <> 0
@@ -861,14 +880,11 @@ const OPERATORS_QUERY: &str = concat!(
   WHERE p.oid IN (SELECT oid FROM own) OR (p.oid < 16384 AND ca.oid >= 16384)
   UNION ALL
   -- Attribute notation: `x.f` and `(x).f` call f(x) when f is not a column
-  -- of x. Every user function a row can be the one argument of: its first
-  -- parameter a row type, a domain, a pseudo-type (record, anyelement …)
-  -- or a user type (which a user's implicit cast from a row may reach).
+  -- of x, for x of any type: every user function one argument can be
+  -- passed to.
   SELECT 'attr ' || p.proname, pn.nspname, pn.nspname, p.proname, 'false'
   FROM pg_proc p JOIN pg_namespace pn ON pn.oid = p.pronamespace
-  JOIN pg_type t ON t.oid = p.proargtypes[0]
   WHERE p.oid >= 16384 AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1
-    AND (t.typrelid <> 0 OR t.typtype IN ('p', 'd') OR t.oid >= 16384)
   LIMIT 20001"
 );
 
@@ -1163,12 +1179,13 @@ impl Snapshot {
             let res = self.function_or_unparsed(&col(r, 2), &col(r, 3));
             let read = col(r, 4) == "r"
                 || r.get(5).and_then(|d| d.as_deref()).is_some_and(|def| {
-                    folded(
-                        folds
-                            .entry(def)
-                            .or_insert_with(|| crate::classify::foldable(def)),
-                        &col(r, 3),
-                    )
+                    col(r, 6) == "true"
+                        || folded(
+                            folds
+                                .entry(def)
+                                .or_insert_with(|| crate::classify::foldable(def)),
+                            &col(r, 3),
+                        )
                 });
             let map = if read {
                 &mut self.relations
@@ -1312,7 +1329,7 @@ impl Snapshot {
 
 /// Whether planning a query on the relation runs `function` of a
 /// definition (its [`crate::classify::Foldable`]; `None`: unread, so it
-/// may): the planner folds an immutable call with constant arguments in
+/// may; a SQL function counts whatever its call, being inlined first): the planner folds an immutable call with constant arguments in
 /// index expressions and predicates and in expression statistics when it
 /// first loads them, in CHECK constraints for constraint exclusion
 /// (inheritance children, `constraint_exclusion = on`), in partition keys.

@@ -550,18 +550,17 @@ impl Walk {
             }
             "TypeName" => self.type_name(n),
             // Attribute notation: `x.f` and `(x).f` are the call `f(x)` when
-            // `f` is not a column of `x` ("computed fields"). The catalog
-            // files each user function a row can be passed to as
-            // `attr <name>`.
+            // `f` is not a column of `x` ("computed fields"), for any type
+            // of `x` (`('/etc/passwd').pg_read_file`).
             "ColumnRef" => {
                 let fields = strings(list(n, "fields"));
                 for f in fields.iter().skip(1) {
-                    self.shadowable(format!("attr {f}"));
+                    self.attribute(f);
                 }
             }
             "AIndirection" => {
                 for f in strings(list(n, "indirection")) {
-                    self.shadowable(format!("attr {f}"));
+                    self.attribute(f);
                 }
                 self.children(n);
             }
@@ -777,6 +776,27 @@ impl Walk {
             }
         }
         self.children(n);
+    }
+
+    /// `name` read after a `.` (`x.name`, `(x).name`): a column or field,
+    /// or the call `name(x)`, or a cast of `x` to a type `name`; which one
+    /// depends on what `x` is, which sqlgate does not know, so all count.
+    /// A built-in of that name counts as called (with one argument, not a
+    /// literal: `current_setting` of an unknown name); a user function
+    /// one argument can be passed to (`attr <name>`) and a type of that
+    /// name (`type <name>`) are the catalog's to place. A name that is
+    /// none of these is a column.
+    fn attribute(&mut self, name: &str) {
+        if !builtins::call("", name).1 {
+            self.call_named(&[name]);
+            if matches!(name, "current_setting" | "set_config")
+                || builtins::query_argument("", name, 1).is_some()
+            {
+                self.add_fn(ClassSet::of(&[Unparsed]));
+            }
+        }
+        self.shadowable(format!("attr {name}"));
+        self.shadowable(format!("type {name}"));
     }
 
     /// A call of the function named `parts`: a reviewed built-in's classes,
