@@ -93,18 +93,27 @@ pub fn line_safe(s: &str) -> std::borrow::Cow<'_, str> {
 /// wraps does not.
 const MAX_BLANKS: usize = 24;
 
+/// Whether `c` may show as nothing, or as a blank: a space or tab, or any
+/// character outside ASCII that is not a letter or digit (invisible ones
+/// `hides` does not know among them, e.g. U+1D173). Layout counts these as
+/// blanks; ASCII punctuation and letters of any script show.
+fn blankish(c: char) -> bool {
+    c == ' ' || c == '\t' || !(c.is_ascii() || c.is_alphanumeric())
+}
+
 /// [`message_safe`] for a statement laid out in a message (Slack, Teams):
 /// its lines stay, but layout that hides text is shown for what it is. More
-/// than one blank line in a row becomes one line saying how many there
-/// were, and a run of blanks wider than [`MAX_BLANKS`] (a tab counts 8)
-/// becomes `⟨N blanks⟩`: a statement can't push the rest of itself below
-/// what the reader sees, nor fake lines where the message wraps.
+/// than one blank-looking line in a row becomes one line saying how many
+/// there were, and a run of blank-looking characters wider than
+/// [`MAX_BLANKS`] (a tab counts 8) becomes `⟨N blanks⟩`: a statement can't
+/// push the rest of itself below what the reader sees, nor fake lines
+/// where the message wraps.
 pub fn statement_safe(s: &str) -> String {
     let s = message_safe(s);
     let mut out = String::with_capacity(s.len());
     let mut blank_lines = 0usize;
     for (i, line) in s.split('\n').enumerate() {
-        if line.trim_matches([' ', '\t']).is_empty() {
+        if line.chars().all(blankish) {
             blank_lines += 1;
             continue;
         }
@@ -141,15 +150,12 @@ fn push_blanks_counted(out: &mut String, line: &str) {
         *width = 0;
     };
     for c in line.chars() {
-        match c {
-            ' ' => width += 1,
-            '\t' => width += 8,
-            _ => {
-                flush(out, &mut run, &mut width);
-                out.push(c);
-                continue;
-            }
+        if !blankish(c) {
+            flush(out, &mut run, &mut width);
+            out.push(c);
+            continue;
         }
+        width += if c == '\t' { 8 } else { 1 };
         run.push(c);
     }
     flush(out, &mut run, &mut width);
@@ -191,5 +197,12 @@ mod tests {
         assert_eq!(s("\t\t\tx"), "\t\t\tx");
         assert_eq!(s("\t\t\t\tx"), "⟨4 blanks⟩x");
         assert_eq!(s("    begin"), "    begin");
+        // Review D, F13b: an invisible character `hides` does not know.
+        let odd = "\u{1d173}";
+        let lines = format!("drop \"x{}\", y", format!("\n{odd}").repeat(45));
+        assert_eq!(s(&lines), format!("drop \"x\n⟨44 blank lines⟩\n{odd}\", y"));
+        let run = format!("a{}b", format!("{}{odd}", " ".repeat(20)).repeat(3));
+        assert_eq!(s(&run), "a⟨63 blanks⟩b");
+        assert_eq!(s("café — ok"), "café — ok");
     }
 }

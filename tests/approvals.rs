@@ -1308,11 +1308,24 @@ async fn an_approval_the_anchor_did_not_take_is_not_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvers_see_the_search_path_unqualified_names_go_through() {
     let env = Env::new("hold_names");
+    tokio::time::sleep(Duration::from_millis(2500)).await; // catalog loaded
+                                                           // A session opened before the change keeps the path it started with.
+    let (old, _o) = env.client().await;
     env.direct(&format!(
         "CREATE SCHEMA prod; CREATE TABLE prod.items(id int, name text); ALTER DATABASE {} SET search_path = prod, public",
         env.db
     ));
     tokio::time::sleep(Duration::from_millis(2500)).await; // catalog refresh
+    let agent = tokio::spawn(async move { old.simple_query("UPDATE items SET name = 'x'").await });
+    let req = env.pending(1).await.remove(0);
+    let note = req["names_note"].as_str().unwrap_or_default();
+    assert!(!note.contains("prod"), "{req}");
+    assert!(note.contains("public"), "{req}");
+    let (s, _) = env
+        .vote(req["id"].as_str().unwrap(), "deny", "tok-alice")
+        .await;
+    assert_eq!(s, 200);
+    assert!(agent.await.unwrap().is_err());
     let (c, _n) = env.client().await;
     let agent = tokio::spawn(async move { c.simple_query("UPDATE items SET name = 'x'").await });
     let req = env.pending(1).await.remove(0);
@@ -1321,6 +1334,23 @@ async fn approvers_see_the_search_path_unqualified_names_go_through() {
     assert!(note.contains("search_path = prod, public"), "{req}");
     let id = req["id"].as_str().unwrap();
     let (s, _) = env.vote(id, "deny", "tok-alice").await;
+    assert_eq!(s, 200);
+    assert!(agent.await.unwrap().is_err());
+    // Review D, F12c: a statement of the same string that runs first may
+    // move names: the session note, not a search_path, is shown.
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move {
+        c.simple_query(
+            "SELECT set_config('search_path', 'public', false); UPDATE items SET name = 'x'",
+        )
+        .await
+    });
+    let req = env.pending(1).await.remove(0);
+    assert!(req["session_note"].is_string(), "{req}");
+    assert!(req["names_note"].is_null(), "{req}");
+    let (s, _) = env
+        .vote(req["id"].as_str().unwrap(), "deny", "tok-alice")
+        .await;
     assert_eq!(s, 200);
     assert!(agent.await.unwrap().is_err());
     // Qualified: nothing to resolve.

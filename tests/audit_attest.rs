@@ -796,6 +796,19 @@ async fn a_start_after_a_crash_says_recovery() {
     let mut l = lines(&cfg.path);
     l.pop();
     write_lines(&cfg.path, &l);
+    // Review D, F14b: marking that checkpoint closing, without the key, is
+    // refused (its MAC no longer matches).
+    let mut forged = l.clone();
+    let last = forged.pop().unwrap();
+    forged.push(last.replacen(
+        "\"kind\":\"checkpoint\"",
+        "\"kind\":\"checkpoint\",\"closing\":true",
+        1,
+    ));
+    write_lines(&cfg.path, &forged);
+    let e = AuditLog::open(&cfg).err().unwrap().to_string();
+    assert!(e.contains("MAC"), "{e}");
+    write_lines(&cfg.path, &l);
     assert_eq!(opened(&cfg), "recovery");
 }
 

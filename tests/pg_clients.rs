@@ -260,6 +260,12 @@ fn startup_options_that_widen_the_session_are_refused() {
         let e = psql(&format!("{base} {extra}"), "SELECT 1").expect_err(extra);
         assert!(e.contains(needle), "{extra}: {e}");
     }
+    // Review D, F12b: a parameter twice (PostgreSQL takes the last).
+    let twice = [("search_path", "public"), ("SEARCH_PATH", "prod, public")];
+    let e = support::wire::Wire::try_login_with(&cfg.listen_addr(), AGENT, AGENT_PW, &db, &twice)
+        .err()
+        .expect("refused");
+    assert!(e.message().contains("twice"), "{}", e.message());
     let e = psql(
         &format!("host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname=postgres sslmode=disable", cfg.listen_port),
         "SELECT 1",

@@ -54,7 +54,7 @@
   // isolates and marks, zero-width ones) and control characters other than
   // newline and tab are shown as \u{..} escapes, as sqlgate's CLI and chat
   // messages show them: the text reads as what will run.
-  const HIDING = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]|\udb40[\udc00-\uddef]/g;
+  const HIDING = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\u00a0\u1680\u2000-\u200a\u202f\u205f\u2800\u3000\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]|\udb40[\udc00-\uddef]/g;
   function visible(value) {
     return String(value).replace(HIDING, (c) => '\\u{' + c.codePointAt(0).toString(16) + '}');
   }

@@ -244,6 +244,16 @@ fn read_back(files: &[(PathBuf, u64)], keys: &[&SigningKey]) -> Result<Tail, Rec
                         ),
                     ));
                 }
+                // The signature covers the head, not the line: its MAC
+                // covers the rest (`closing`, which says the run before
+                // ended cleanly, is in no signature).
+                if !key.record_mac().check(&line) {
+                    return Err(not_ours(
+                        seq,
+                        "is a checkpoint line without a valid MAC (edited after it was written)"
+                            .into(),
+                    ));
+                }
                 t.key_id.get_or_insert_with(|| key_id.to_owned());
                 t.checkpoint = Some((seq, hash));
                 // Read one more line: the link check above, then stop.

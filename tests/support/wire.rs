@@ -50,6 +50,17 @@ impl Wire {
 
     /// Connects and logs in; on an ErrorResponse returns it.
     pub fn try_login(addr: &str, user: &str, password: &str, db: &str) -> Result<Wire, Msg> {
+        Wire::try_login_with(addr, user, password, db, &[])
+    }
+
+    /// [`Wire::try_login`] with more startup parameters.
+    pub fn try_login_with(
+        addr: &str,
+        user: &str,
+        password: &str,
+        db: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Wire, Msg> {
         let s = TcpStream::connect(addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut w = Wire {
@@ -57,7 +68,8 @@ impl Wire {
             buf: BytesMut::new(),
         };
         let mut out = BytesMut::new();
-        frontend::startup_message([("user", user), ("database", db)], &mut out).unwrap();
+        let params = [("user", user), ("database", db)];
+        frontend::startup_message(params.iter().chain(extra).copied(), &mut out).unwrap();
         w.send(&out);
         let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
         loop {

@@ -63,8 +63,10 @@ pub async fn handle(
         database,
         params,
     } = *accepted;
+    // The last one, as PostgreSQL takes it when a name comes twice.
     let login_path: Arc<str> = params
         .iter()
+        .rev()
         .find(|(k, _)| k.eq_ignore_ascii_case("search_path"))
         .map_or("", |(_, v)| v.as_str())
         .into();
@@ -125,6 +127,16 @@ pub async fn handle(
         keepalive: l.keepalive,
         cancel: held,
         catalog: l.engine.catalog(&info.database).cloned(),
+        // What this session started with: a later `ALTER DATABASE … SET
+        // search_path` is for later sessions.
+        start_path: if login_path.is_empty() {
+            l.engine
+                .catalog(&info.database)
+                .and_then(|c| c.search_path())
+                .map(Arc::from)
+        } else {
+            Some(login_path.clone())
+        },
         login_path,
     };
     let (_end, statements) =

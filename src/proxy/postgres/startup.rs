@@ -226,6 +226,14 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
 
 /// Why a startup parameter set is refused, if it is.
 fn refused_param(params: &[(String, String)]) -> Option<String> {
+    // A name twice: sqlgate and PostgreSQL could each take another one
+    // (PostgreSQL the last); no client sends it.
+    let mut seen = std::collections::HashSet::new();
+    for (k, _) in params {
+        if !seen.insert(k.to_ascii_lowercase()) {
+            return Some(format!("the startup parameter `{k}` is given twice"));
+        }
+    }
     for (k, v) in params {
         // PostgreSQL matches parameter names case-insensitively; so must we.
         match k.to_ascii_lowercase().as_str() {

@@ -251,6 +251,9 @@ pub struct Session {
     /// (empty: the role's and database's default). Part of a standing
     /// grant's key while no statement has moved names.
     pub login_path: Arc<str>,
+    /// The `search_path` the session started with, as far as sqlgate
+    /// knows it: the startup packet's, or the login's default then.
+    pub start_path: Option<Arc<str>>,
 }
 
 /// Why a session ended.
@@ -1112,16 +1115,9 @@ impl ClientSide<'_> {
     }
 
     /// The `search_path` this session resolves unqualified names through:
-    /// its startup packet's, or else the login's default.
+    /// its startup packet's, or else the login's default when it started.
     pub(super) fn search_path(&self) -> Option<Arc<str>> {
-        if !self.sess.login_path.is_empty() {
-            return Some(self.sess.login_path.clone());
-        }
-        self.sess
-            .catalog
-            .as_ref()
-            .and_then(|c| c.search_path())
-            .map(Arc::from)
+        self.sess.start_path.clone()
     }
 
     fn audit_unvettable(&mut self, command: &str) {
