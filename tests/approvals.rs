@@ -399,8 +399,10 @@ async fn approvers_see_the_whole_query_string() {
     // A setting is identity: shown as written (review A, F1); the rest by
     // fingerprint.
     assert_eq!(string[0]["text"], "SET search_path = public", "{r}");
-    // Nothing ran before it in this session: no warning (review B).
-    assert!(r["session_note"].is_null(), "{r}");
+    // Nothing ran before it in this session, but the SET before it in its
+    // string will (review D, F12c): the warning, and no search_path claimed.
+    assert!(r["session_note"].is_string(), "{r}");
+    assert!(r["names_note"].is_null(), "{r}");
     assert!(!r.to_string().contains("secret"), "{r}");
     let out = env.cli(&["list"], "tok-alice");
     assert!(

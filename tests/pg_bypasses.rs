@@ -1329,7 +1329,7 @@ async fn twelfth_review_paths_are_placed() {
 /// any argument type, built-ins included (`('/etc/passwd').pg_read_file`),
 /// user functions of a built-in type and domain casts; an inlined SQL
 /// wrapper in an index predicate; tables a called function reads, through
-/// their views.
+/// their views; a foreign key's check, planned on the other table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirteenth_review_paths_are_placed() {
     let env = Env::new("byp_thirteenth");
@@ -1343,7 +1343,12 @@ async fn thirteenth_review_paths_are_placed() {
          CREATE TABLE ixw_live(id int);
          CREATE INDEX ixw_live_i ON ixw_live (id) WHERE is_recent(id);
          CREATE VIEW staff_v AS SELECT v FROM secrets;
-         CREATE FUNCTION staff_first() RETURNS text LANGUAGE sql STABLE AS $$SELECT v FROM staff_v LIMIT 1$$;",
+         CREATE FUNCTION staff_first() RETURNS text LANGUAGE sql STABLE AS $$SELECT v FROM staff_v LIMIT 1$$;
+         -- A foreign key's check plans a query on the other table.
+         CREATE TABLE fkix_p(id int PRIMARY KEY);
+         CREATE INDEX fkix_p_i ON fkix_p (id) WHERE id > live_cutoff();
+         INSERT INTO fkix_p VALUES (1);
+         CREATE TABLE fkix_ch(id int, p int REFERENCES fkix_p);",
     );
     env.direct(
         "INSERT INTO audit_me SELECT g, 'row' FROM generate_series(1, 5) g ON CONFLICT DO NOTHING",
@@ -1361,6 +1366,7 @@ async fn thirteenth_review_paths_are_placed() {
             "SELECT (1).acct_ok",
             "SELECT count(*) FROM ixw_live",
             "SELECT staff_first()",
+            "INSERT INTO fkix_ch VALUES (1, 1)",
         ],
     )
     .await;

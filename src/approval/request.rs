@@ -381,7 +381,12 @@ impl Request {
 /// `search_path` finds them (a database's or role's default can be changed
 /// for later sessions, so `scratch` need not be `public.scratch`).
 fn names_note(tables: &[&str], search_path: Option<&str>) -> String {
-    let mut t: Vec<&str> = tables.to_vec();
+    // Quoted as identifiers: a name can't write a sentence of its own
+    // into sqlgate's.
+    let mut t: Vec<String> = tables
+        .iter()
+        .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
+        .collect();
     t.dedup();
     let path = match search_path {
         Some(p) if !p.trim().is_empty() => format!("search_path = {p}"),

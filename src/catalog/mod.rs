@@ -77,6 +77,10 @@ pub struct Snapshot {
     /// key's among them): name → schemas. A write to one queues code that
     /// runs at COMMIT, on the definitions of then.
     deferred: HashMap<String, Vec<String>>,
+    /// Tables: what reading the table on the other side of a foreign key
+    /// sets off (policies, folded index predicates), which a change runs
+    /// through the key's check query.
+    fk_checked: HashMap<String, Vec<(String, Resolved)>>,
     /// Types whose values run user code (a domain's CHECK), by OID: what
     /// a parameter of that type runs when Bind converts it.
     param_types: HashMap<u32, Resolved>,
@@ -322,6 +326,7 @@ impl Catalog {
                         || snap.on_delete.contains_key(base_name(t))
                         || snap.on_update.contains_key(base_name(t))
                         || snap.on_truncate.contains_key(base_name(t))
+                        || snap.fk_checked.contains_key(base_name(t))
                 })
                 || s.pending.as_ref().is_some_and(|p| {
                     !p.functions.is_empty() || p.builtins.iter().any(|b| snap.lookup(b).is_some())
@@ -674,6 +679,15 @@ const DEFERRED_QUERY: &str = "SELECT DISTINCT n.nspname, c.relname FROM pg_trigg
   JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE t.tgdeferrable LIMIT 20001";
 
+/// Foreign keys, as (referencing schema, table, referenced schema, table):
+/// each side's check runs a query on the other (`SELECT 1 FROM ONLY …
+/// FOR KEY SHARE`), which plans it, folding its index predicates.
+const FKEYS_QUERY: &str = "SELECT DISTINCT cn.nspname, c.relname, pn.nspname, p.relname
+  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+  JOIN pg_namespace cn ON cn.oid = c.relnamespace
+  JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
+  WHERE k.contype = 'f' LIMIT 20001";
+
 /// Event triggers: their functions run on the DDL of any session
 /// (whatever tags they name: all DDL counts, fail closed).
 const EVENTS_QUERY: &str = "SELECT pn.nspname, p.proname, l.lanname FROM pg_event_trigger e
@@ -917,11 +931,13 @@ impl Snapshot {
         };
         let events = query::simple(conn, EVENTS_QUERY).await?;
         let deferred = query::simple(conn, DEFERRED_QUERY).await?;
+        let fkeys = query::simple(conn, FKEYS_QUERY).await?;
         let digest = {
             use sha2::{Digest, Sha256};
             let mut h = Sha256::new();
             for rows in [
                 &rows, &views, &attached, &rules, &reach, &operators, &types, &events, &deferred,
+                &fkeys,
             ] {
                 // Sorted: most queries have no ORDER BY, and the order
                 // rows come in is not a definition.
@@ -1037,6 +1053,20 @@ impl Snapshot {
             e.tables.extend(f.tables);
         }
         s.build_attached(classifier, &attached, &rules, &reach);
+        for r in &fkeys {
+            let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+            for ((schema, table), (other_schema, other)) in [
+                ((col(0), col(1)), (col(2), col(3))),
+                ((col(2), col(3)), (col(0), col(1))),
+            ] {
+                if let Some(read) = s.view(&format!("{other_schema}.{other}")) {
+                    s.fk_checked
+                        .entry(table.to_string())
+                        .or_default()
+                        .push((schema.to_string(), read));
+                }
+            }
+        }
         for r in &events {
             let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
             let f = if col(0) == "pg_catalog" || matches!(col(2), "c" | "internal") {
@@ -1438,7 +1468,13 @@ fn on_write_closure(
         // triggers and rules touch, and what cascades reach, may change
         // in any way.
         let same = [find(&snap.children, &t), snap.view(&t)];
-        let any = [on_delete, on_update, on_truncate, find(&snap.on_write, &t)];
+        let any = [
+            on_delete,
+            on_update,
+            on_truncate,
+            find(&snap.on_write, &t),
+            find(&snap.fk_checked, &t),
+        ];
         for (r, next) in any
             .into_iter()
             .map(|r| (r, Change::ANY))
