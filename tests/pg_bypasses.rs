@@ -1367,6 +1367,10 @@ async fn thirteenth_review_paths_are_placed() {
             "SELECT count(*) FROM ixw_live",
             "SELECT staff_first()",
             "INSERT INTO fkix_ch VALUES (1, 1)",
+            // Round 14: a type's input function given the type by OID.
+            "SELECT domain_in('5', 'public.acct_ok'::regtype, -1) IS NULL",
+            "SELECT array_in('{5}', 'public.acct_ok'::regtype, -1) IS NULL",
+            "SELECT (domain_in('5', oid, -1)) IS NULL FROM pg_type WHERE typname = 'acct_ok'",
         ],
     )
     .await;

@@ -37,6 +37,19 @@ fn volatility() -> &'static HashMap<&'static str, u8> {
 /// Reviewed built-ins (and well-known extension functions, matched in any
 /// schema) whose classes are not what their volatility says.
 const REVIEWED: &[(&str, &[Class])] = &[
+    // Input of a value of a type given by its OID (a string, a lookup):
+    // a domain's CHECK, a range's canonical function, a composite's
+    // columns' domains run, and no statement names the type.
+    ("domain_in", &[Unparsed]),
+    ("domain_recv", &[Unparsed]),
+    ("array_in", &[Unparsed]),
+    ("array_recv", &[Unparsed]),
+    ("record_in", &[Unparsed]),
+    ("record_recv", &[Unparsed]),
+    ("range_in", &[Unparsed]),
+    ("range_recv", &[Unparsed]),
+    ("multirange_in", &[Unparsed]),
+    ("multirange_recv", &[Unparsed]),
     // Other sessions' SQL text (what `pg_stat_activity` reads).
     ("pg_stat_get_activity", &[Unparsed]),
     ("pg_stat_get_backend_activity", &[Unparsed]),
