@@ -1229,7 +1229,7 @@ async fn twelfth_review_paths_are_placed() {
            INSERT INTO audit_me SELECT a.id, 'reset' FROM audit_me a ON CONFLICT (id) DO UPDATE SET v = excluded.v;",
     );
     env.direct(&format!(
-        "ALTER DATABASE {} SET app.jwt_secret = 'S3cr3tJWT'",
+        "ALTER DATABASE {0} SET app.jwt_secret = 'S3cr3tJWT'; ALTER DATABASE {0} SET app.stripe_sk = 'sk_live_1'",
         env.db
     ));
     // Creating the index and statistics ran live_cutoff() already.
@@ -1254,6 +1254,10 @@ async fn twelfth_review_paths_are_placed() {
             "SHOW app.jwt_secret",
             "SELECT current_setting('app.jwt_secret')",
             "SELECT setconfig FROM pg_db_role_setting",
+            // Round 14: configured custom settings, whatever their names.
+            "SHOW app.stripe_sk",
+            "SELECT current_setting('app.stripe_sk')",
+            "SELECT rolconfig FROM pg_roles",
         ],
     )
     .await;
@@ -1264,6 +1268,15 @@ async fn twelfth_review_paths_are_placed() {
     assert_eq!(
         run(&c, "SELECT count(*) FROM plain_ix").await,
         Ok("0".into())
+    );
+    // A custom setting nobody configured (row-level security's claims).
+    assert_eq!(
+        run(
+            &c,
+            "SELECT current_setting('request.jwt.claim.sub', true) IS NULL"
+        )
+        .await,
+        Ok("t".into())
     );
     assert_eq!(
         run(&c, "SELECT a.v FROM audit_me a WHERE id = 1").await,

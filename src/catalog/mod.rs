@@ -688,6 +688,15 @@ const FKEYS_QUERY: &str = "SELECT DISTINCT cn.nspname, c.relname, pn.nspname, p.
   JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
   WHERE k.contype = 'f' LIMIT 20001";
 
+/// Custom settings a DBA configured (for the database, a role, the server):
+/// where applications keep keys. Reading one is server access.
+const SETTINGS_QUERY: &str =
+    "SELECT DISTINCT lower(split_part(s, '=', 1)) FROM pg_db_role_setting, unnest(setconfig) s
+  WHERE split_part(s, '=', 1) LIKE '%.%'
+  UNION SELECT lower(name) FROM pg_settings
+  WHERE name LIKE '%.%' AND source NOT IN ('default', 'session', 'client', 'override')
+  LIMIT 20001";
+
 /// Event triggers: their functions run on the DDL of any session
 /// (whatever tags they name: all DDL counts, fail closed).
 const EVENTS_QUERY: &str = "SELECT pn.nspname, p.proname, l.lanname FROM pg_event_trigger e
@@ -932,12 +941,22 @@ impl Snapshot {
         let events = query::simple(conn, EVENTS_QUERY).await?;
         let deferred = query::simple(conn, DEFERRED_QUERY).await?;
         let fkeys = query::simple(conn, FKEYS_QUERY).await?;
+        let configured = query::simple(conn, SETTINGS_QUERY).await?;
         let digest = {
             use sha2::{Digest, Sha256};
             let mut h = Sha256::new();
             for rows in [
-                &rows, &views, &attached, &rules, &reach, &operators, &types, &events, &deferred,
+                &rows,
+                &views,
+                &attached,
+                &rules,
+                &reach,
+                &operators,
+                &types,
+                &events,
+                &deferred,
                 &fkeys,
+                &configured,
             ] {
                 // Sorted: most queries have no ORDER BY, and the order
                 // rows come in is not a definition.
@@ -1053,6 +1072,22 @@ impl Snapshot {
             e.tables.extend(f.tables);
         }
         s.build_attached(classifier, &attached, &rules, &reach);
+        for name in configured
+            .iter()
+            .filter_map(|r| r.first().cloned().flatten())
+        {
+            // As the classifier names it (`setting app:jwt_secret`).
+            s.functions
+                .entry(format!("setting {}", name.replace('.', ":")))
+                .or_default()
+                .push((
+                    String::new(),
+                    Resolved {
+                        classes: ClassSet::of(&[Class::ServerAccess]),
+                        ..Resolved::default()
+                    },
+                ));
+        }
         for r in &fkeys {
             let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
             for ((schema, table), (other_schema, other)) in [

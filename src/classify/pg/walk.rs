@@ -148,6 +148,7 @@ impl Walk {
             "VariableShowStmt" => {
                 self.add(&[Read, Session]);
                 let name = str_of(n, "name");
+                self.configured_setting(name);
                 if settings::secret(name) {
                     self.add(&[ServerAccess]);
                 } else if name.eq_ignore_ascii_case("all") {
@@ -554,6 +555,14 @@ impl Walk {
             // of `x` (`('/etc/passwd').pg_read_file`).
             "ColumnRef" => {
                 let fields = strings(list(n, "fields"));
+                // A role's or database's settings, custom keys among them
+                // (`pg_roles.rolconfig`, `pg_user.useconfig`).
+                if fields
+                    .last()
+                    .is_some_and(|f| matches!(*f, "rolconfig" | "useconfig" | "setconfig"))
+                {
+                    self.add_fn(ClassSet::of(&[Unparsed]));
+                }
                 for f in fields.iter().skip(1) {
                     self.attribute(f);
                 }
@@ -768,7 +777,11 @@ impl Walk {
             // A setting holding a password or a command (`primary_conninfo`)
             // is the server's, as its files are; a computed name may be one.
             if self.need_original() {
-                match list(n, "args").first().and_then(constant) {
+                let name = list(n, "args").first().and_then(constant);
+                if let Some(name) = &name {
+                    self.configured_setting(name);
+                }
+                match name {
                     Some(name) if !settings::secret(&name) => {}
                     Some(_) => self.add_fn(ClassSet::of(&[ServerAccess])),
                     None => self.add_fn(ClassSet::of(&[Unparsed])),
@@ -776,6 +789,19 @@ impl Walk {
             }
         }
         self.children(n);
+    }
+
+    /// A custom setting read (`SHOW app.key`, `current_setting('app.key')`):
+    /// one a DBA configured for the database or a role (`ALTER DATABASE …
+    /// SET`, where applications keep keys) is the catalog's to place
+    /// (`setting <name>`, dots as `:`), as server access.
+    fn configured_setting(&mut self, name: &str) {
+        if name.contains('.') {
+            self.shadowable(format!(
+                "setting {}",
+                name.trim().to_ascii_lowercase().replace('.', ":")
+            ));
+        }
     }
 
     /// `name` read after a `.` (`x.name`, `(x).name`): a column or field,
