@@ -1355,6 +1355,22 @@ async fn approvers_see_the_search_path_unqualified_names_go_through() {
         .await;
     assert_eq!(s, 200);
     assert!(agent.await.unwrap().is_err());
+    // Review E, F12e: a held statement before the other held one may move
+    // names too.
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move {
+        c.simple_query("SET search_path = prod; DELETE FROM items")
+            .await
+    });
+    let req = env.pending(1).await.remove(0);
+    assert!(req["session_note"].is_string(), "{req}");
+    assert!(req["names_note"].is_null(), "{req}");
+    for r in env.pending(1).await {
+        let _ = env
+            .vote(r["id"].as_str().unwrap(), "deny", "tok-alice")
+            .await;
+    }
+    assert!(agent.await.unwrap().is_err());
     // Qualified: nothing to resolve.
     let (c, _n) = env.client().await;
     let agent =

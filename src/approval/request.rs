@@ -89,7 +89,15 @@ impl NewRequest {
         {
             return None;
         }
-        let names = self.names.as_deref().unwrap_or("");
+        // Nor while names may have moved in the session (review E, F15): a
+        // moved search_path and the login's default must not share a key.
+        // The path the session started with is in the key as well (a
+        // database's default can change between sessions).
+        let names = format!(
+            "{}\u{2}{}",
+            self.names.as_deref()?,
+            self.search_path.as_deref().unwrap_or("")
+        );
         // And to what approvers were shown each statement reaches: a
         // function, view or trigger that reaches more later is not covered.
         let fps: Vec<String> = self

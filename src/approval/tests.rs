@@ -203,14 +203,20 @@ async fn no_grant_covers_unqualified_names_once_they_may_have_moved() {
     let mut plain = request(1);
     plain.statements[0].tables = vec!["t".into()];
     assert_eq!(plain.grant_key(), None);
-    // Schema-qualified: granted, even once names may have moved.
+    // Once names may have moved, not even schema-qualified tables: an
+    // unqualified function name may resolve elsewhere (review E, F15).
     let mut moved = request(1);
     moved.names = None;
-    assert!(moved.grant_key().is_some());
-    // Another login path is another key.
+    assert_eq!(moved.grant_key(), None);
+    // Another login path is another key, and so is another search_path the
+    // session started with (a database default changed between sessions).
     let mut other = request(1);
     other.names = Some(Arc::from("prod"));
     assert_ne!(other.grant_key(), request(1).grant_key());
+    let mut started = request(1);
+    started.search_path = Some(Arc::from("prod, public"));
+    assert!(started.grant_key().is_some());
+    assert_ne!(started.grant_key(), request(1).grant_key());
     drop(a);
 }
 

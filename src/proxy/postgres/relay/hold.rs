@@ -170,18 +170,22 @@ impl ClientSide<'_> {
                     }
                 })
                 .collect();
-            // One that runs before a held one may move names for it: the
-            // session note says so (and no search_path is shown as sure).
+        }
+        if held.simple {
+            // One that runs before a held one (held itself or not) may move
+            // names for it: the session note says so (and no search_path is
+            // shown as sure).
             let last_held = blocking.iter().max().copied().unwrap_or(0);
             if held
                 .analysis
                 .statements
                 .iter()
-                .enumerate()
                 .take(last_held)
-                .any(|(i, s)| s.moves_names && !blocking.contains(&i))
+                .any(|s| s.moves_names)
             {
                 new.session_changed = true;
+                // And no grant: what its names meant is not the session's.
+                new.names = None;
             }
         }
         self.await_decision(new, rd, wr, buf, holding).await
