@@ -431,14 +431,17 @@ async fn a_statement_whose_code_changed_while_held_does_not_run() {
     let env = Env::new("hold_changed");
     env.direct(
         "CREATE TABLE marks(id int); ALTER TABLE marks OWNER TO svc;
-         CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';",
+         CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+         CREATE VIEW fv AS SELECT public.f() AS x;",
     );
     std::thread::sleep(Duration::from_millis(2500)); // catalog refresh
     let (c, _n) = env.client().await;
     let c = std::sync::Arc::new(c);
     let c2 = c.clone();
+    // Through a view: a call in the string itself may move names, and then
+    // no grant is given at all (review E, F15).
     let agent = tokio::spawn(async move {
-        c2.simple_query("SELECT public.f(); DELETE FROM public.items")
+        c2.simple_query("SELECT * FROM public.fv; DELETE FROM public.items")
             .await
     });
     let r = &env.pending(1).await[0];
@@ -475,7 +478,7 @@ async fn a_statement_whose_code_changed_while_held_does_not_run() {
     // Sent again as told: held again, not run on the grant.
     let c3 = c.clone();
     let again = tokio::spawn(async move {
-        c3.simple_query("SELECT public.f(); DELETE FROM public.items")
+        c3.simple_query("SELECT * FROM public.fv; DELETE FROM public.items")
             .await
     });
     env.pending(1).await;
@@ -1044,11 +1047,23 @@ async fn a_grant_does_not_follow_a_name_into_another_schema() {
     .await;
     assert!(agent.await.unwrap().is_err());
     assert_eq!(env.direct("SELECT name FROM prod.items"), "keep");
-    // Schema-qualified: the grant covers it wherever the session's path is.
+    // Schema-qualified: the grant covers it in a session whose names did
+    // not move; not once they may have (an unqualified function name in
+    // it would resolve elsewhere: review E, F15).
     approve_with_grant("UPDATE public.items SET name = 'a'").await;
+    let c4 = c.clone();
+    let moved =
+        tokio::spawn(async move { c4.simple_query("UPDATE public.items SET name = 'b'").await });
+    let req = env.pending(1).await[0].clone();
+    let (s, _) = env
+        .vote(req["id"].as_str().unwrap(), "deny", "tok-alice")
+        .await;
+    assert_eq!(s, 200);
+    assert!(moved.await.unwrap().is_err());
+    let (fresh, _f) = env.client().await;
     tokio::time::timeout(
         Duration::from_secs(5),
-        c.simple_query("UPDATE public.items SET name = 'b'"),
+        fresh.simple_query("UPDATE public.items SET name = 'b'"),
     )
     .await
     .expect("granted: no hold")
