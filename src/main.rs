@@ -77,10 +77,33 @@ enum DialectArg {
     Mysql,
 }
 
+/// A command's output piped into a reader that stops early (`sqlgate
+/// audit verify … | head`): `println!` panics on the closed pipe; end
+/// quietly instead, as a shell tool does (the status a SIGPIPE gives).
+/// Written here because std offers no safe way to restore SIGPIPE.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
+}
+
 fn main() -> ExitCode {
     // One crypto provider for every TLS user in the process (rustls, reqwest).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        quiet_broken_pipe();
+    }
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Explain {
