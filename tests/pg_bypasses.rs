@@ -1258,6 +1258,11 @@ async fn twelfth_review_paths_are_placed() {
             "SHOW app.stripe_sk",
             "SELECT current_setting('app.stripe_sk')",
             "SELECT rolconfig FROM pg_roles",
+            // Round 15: the same through a whole row, and a function's SET.
+            "SELECT * FROM pg_roles",
+            "SELECT to_jsonb(u) FROM pg_user u",
+            "SELECT proconfig FROM pg_proc",
+            "SELECT pg_get_functiondef('purge'::regproc)",
         ],
     )
     .await;

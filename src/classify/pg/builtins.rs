@@ -55,6 +55,8 @@ const REVIEWED: &[(&str, &[Class])] = &[
     ("pg_stat_get_backend_activity", &[Unparsed]),
     // What `pg_settings` reads: secret settings' values too.
     ("pg_show_all_settings", &[Unparsed]),
+    // A function's definition, its `SET` clauses (keys a DBA set on it) too.
+    ("pg_get_functiondef", &[Unparsed]),
     // Files, programs and the server's own configuration.
     ("pg_read_file", &[ServerAccess]),
     ("pg_read_file_old", &[ServerAccess]),
@@ -237,6 +239,10 @@ const RELATIONS: &[(&str, &[Class])] = &[
     // Database and role settings, custom ones holding keys among them
     // (`ALTER DATABASE … SET app.jwt_secret = …`).
     ("pg_db_role_setting", &[Unparsed]),
+    // The same settings, per role (`rolconfig`, `useconfig`), which a
+    // `SELECT *` or a whole-row reference reads too.
+    ("pg_roles", &[Unparsed]),
+    ("pg_user", &[Unparsed]),
     // Column values of any table: table rules cannot apply without knowing
     // which table a row describes, so they are held as unparsed.
     ("pg_statistic", &[Unparsed]),

@@ -557,10 +557,9 @@ impl Walk {
                 let fields = strings(list(n, "fields"));
                 // A role's or database's settings, custom keys among them
                 // (`pg_roles.rolconfig`, `pg_user.useconfig`).
-                if fields
-                    .last()
-                    .is_some_and(|f| matches!(*f, "rolconfig" | "useconfig" | "setconfig"))
-                {
+                if fields.last().is_some_and(|f| {
+                    matches!(*f, "rolconfig" | "useconfig" | "setconfig" | "proconfig")
+                }) {
                     self.add_fn(ClassSet::of(&[Unparsed]));
                 }
                 for f in fields.iter().skip(1) {
