@@ -1325,8 +1325,9 @@ async fn an_approval_the_anchor_did_not_take_is_not_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvers_see_the_search_path_unqualified_names_go_through() {
     let env = Env::new("hold_names");
-    tokio::time::sleep(Duration::from_millis(2500)).await; // catalog loaded
-                                                           // A session opened before the change keeps the path it started with.
+    // Catalog loaded; a session opened before the change keeps the path
+    // it started with.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let (old, _o) = env.client().await;
     env.direct(&format!(
         "CREATE SCHEMA prod; CREATE TABLE prod.items(id int, name text); ALTER DATABASE {} SET search_path = prod, public",
@@ -1371,20 +1372,20 @@ async fn approvers_see_the_search_path_unqualified_names_go_through() {
     assert_eq!(s, 200);
     assert!(agent.await.unwrap().is_err());
     // Review E, F12e: a held statement before the other held one may move
-    // names too.
+    // names too, also when the whole string is one request.
     let (c, _n) = env.client().await;
     let agent = tokio::spawn(async move {
-        c.simple_query("SET search_path = prod; DELETE FROM items")
+        c.simple_query("SET search_path = prod, pg_catalog; GRANT SELECT ON items TO PUBLIC")
             .await
     });
     let req = env.pending(1).await.remove(0);
+    assert_eq!(req["statements"].as_array().map(Vec::len), Some(2), "{req}");
     assert!(req["session_note"].is_string(), "{req}");
     assert!(req["names_note"].is_null(), "{req}");
-    for r in env.pending(1).await {
-        let _ = env
-            .vote(r["id"].as_str().unwrap(), "deny", "tok-alice")
-            .await;
-    }
+    let (s, _) = env
+        .vote(req["id"].as_str().unwrap(), "deny", "tok-alice")
+        .await;
+    assert_eq!(s, 200);
     assert!(agent.await.unwrap().is_err());
     // Qualified: nothing to resolve.
     let (c, _n) = env.client().await;
