@@ -101,6 +101,23 @@ impl Env {
         format!("http://{}", self.cfg.admin_addr())
     }
 
+    /// Sends `sql` from `c` and returns the request it is held for, once
+    /// alice denied it and the agent got its error.
+    async fn held_and_denied(
+        &self,
+        c: tokio_postgres::Client,
+        sql: &'static str,
+    ) -> serde_json::Value {
+        let agent = tokio::spawn(async move { c.simple_query(sql).await });
+        let req = self.pending(1).await.remove(0);
+        let (s, _) = self
+            .vote(req["id"].as_str().unwrap(), "deny", "tok-alice")
+            .await;
+        assert_eq!(s, 200);
+        assert!(agent.await.unwrap().is_err());
+        req
+    }
+
     /// `verb` (approve or deny) on request `id` as the approver of `token`.
     async fn vote(&self, id: &str, verb: &str, token: &str) -> (u16, serde_json::Value) {
         self.api(
@@ -1334,70 +1351,46 @@ async fn approvers_see_the_search_path_unqualified_names_go_through() {
         env.db
     ));
     tokio::time::sleep(Duration::from_millis(2500)).await; // catalog refresh
-    let agent = tokio::spawn(async move { old.simple_query("UPDATE items SET name = 'x'").await });
-    let req = env.pending(1).await.remove(0);
+    let req = env
+        .held_and_denied(old, "UPDATE items SET name = 'x'")
+        .await;
     let note = req["names_note"].as_str().unwrap_or_default();
     assert!(!note.contains("prod"), "{req}");
     assert!(note.contains("public"), "{req}");
-    let (s, _) = env
-        .vote(req["id"].as_str().unwrap(), "deny", "tok-alice")
-        .await;
-    assert_eq!(s, 200);
-    assert!(agent.await.unwrap().is_err());
     let (c, _n) = env.client().await;
-    let agent = tokio::spawn(async move { c.simple_query("UPDATE items SET name = 'x'").await });
-    let req = env.pending(1).await.remove(0);
+    let req = env.held_and_denied(c, "UPDATE items SET name = 'x'").await;
     let note = req["names_note"].as_str().unwrap_or_default();
     assert!(note.contains("items"), "{req}");
     assert!(note.contains("search_path = prod, public"), "{req}");
-    let id = req["id"].as_str().unwrap();
-    let (s, _) = env.vote(id, "deny", "tok-alice").await;
-    assert_eq!(s, 200);
-    assert!(agent.await.unwrap().is_err());
     // Review D, F12c: a statement of the same string that runs first may
     // move names: the session note, not a search_path, is shown.
     let (c, _n) = env.client().await;
-    let agent = tokio::spawn(async move {
-        c.simple_query(
+    let req = env
+        .held_and_denied(
+            c,
             "SELECT set_config('search_path', 'public', false); UPDATE items SET name = 'x'",
         )
-        .await
-    });
-    let req = env.pending(1).await.remove(0);
+        .await;
     assert!(req["session_note"].is_string(), "{req}");
     assert!(req["names_note"].is_null(), "{req}");
-    let (s, _) = env
-        .vote(req["id"].as_str().unwrap(), "deny", "tok-alice")
-        .await;
-    assert_eq!(s, 200);
-    assert!(agent.await.unwrap().is_err());
     // Review E, F12e: a held statement before the other held one may move
     // names too, also when the whole string is one request.
     let (c, _n) = env.client().await;
-    let agent = tokio::spawn(async move {
-        c.simple_query("SET search_path = prod, pg_catalog; GRANT SELECT ON items TO PUBLIC")
-            .await
-    });
-    let req = env.pending(1).await.remove(0);
+    let req = env
+        .held_and_denied(
+            c,
+            "SET search_path = prod, pg_catalog; GRANT SELECT ON items TO PUBLIC",
+        )
+        .await;
     assert_eq!(req["statements"].as_array().map(Vec::len), Some(2), "{req}");
     assert!(req["session_note"].is_string(), "{req}");
     assert!(req["names_note"].is_null(), "{req}");
-    let (s, _) = env
-        .vote(req["id"].as_str().unwrap(), "deny", "tok-alice")
-        .await;
-    assert_eq!(s, 200);
-    assert!(agent.await.unwrap().is_err());
     // Qualified: nothing to resolve.
     let (c, _n) = env.client().await;
-    let agent =
-        tokio::spawn(async move { c.simple_query("UPDATE public.items SET name = 'x'").await });
-    let req = env.pending(1).await.remove(0);
-    assert!(req["names_note"].is_null(), "{req}");
-    let (s, _) = env
-        .vote(req["id"].as_str().unwrap(), "deny", "tok-alice")
+    let req = env
+        .held_and_denied(c, "UPDATE public.items SET name = 'x'")
         .await;
-    assert_eq!(s, 200);
-    assert!(agent.await.unwrap().is_err());
+    assert!(req["names_note"].is_null(), "{req}");
 }
 
 /// Approvals review finding 7: an approver of another group can't read a

@@ -16,6 +16,15 @@ use tokio_postgres::{NoTls, SimpleQueryMessage};
 const AGENT: &str = "bot";
 const AGENT_PW: &str = "bot-secret";
 
+/// A table whose inserts queue a deferrable constraint trigger, its
+/// function harmless ([`DFR_HARMLESS`]) until the DBA makes it purge
+/// `audit_me` ([`DFR_PURGES`]).
+const DEFERRED_TRIGGER: &str = "CREATE TABLE dfr(id int);
+     CREATE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+     CREATE CONSTRAINT TRIGGER dfr_t AFTER INSERT ON dfr DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION dfr_fn();";
+const DFR_HARMLESS: &str = "CREATE OR REPLACE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$";
+const DFR_PURGES: &str = "CREATE OR REPLACE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN NULL; END$$";
+
 struct Env {
     pg: &'static PgServer,
     db: String,
@@ -84,6 +93,27 @@ impl Env {
 
     fn direct(&self, sql: &str) -> String {
         self.pg.psql(&self.db, sql)
+    }
+
+    /// In a block on `c`: `write` queues the deferred trigger of
+    /// [`DEFERRED_TRIGGER`]; the DBA then makes its function purge
+    /// `audit_me` (`purge()` must exist). `end`, which would fire it on
+    /// the new definition, is refused with `0A000`, and after the ROLLBACK
+    /// nothing was purged or written.
+    async fn deferred_then_redefined(&self, c: &tokio_postgres::Client, write: &str, end: &str) {
+        run(c, "BEGIN").await.unwrap();
+        run(c, write).await.unwrap();
+        self.direct(DFR_PURGES);
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+        run(c, "SELECT 1").await.unwrap();
+        let r = run(c, end).await;
+        assert!(
+            r.as_ref().is_err_and(|e| e.starts_with("0A000")),
+            "{end}: {r:?}"
+        );
+        run(c, "ROLLBACK").await.unwrap();
+        assert_eq!(self.rows_left(), "5");
+        assert_eq!(self.direct("SELECT count(*) FROM dfr"), "0");
     }
 
     fn rows_left(&self) -> String {
@@ -1291,25 +1321,16 @@ async fn twelfth_review_paths_are_placed() {
     // Deferred triggers: `SET CONSTRAINTS … IMMEDIATE` fires them as a
     // COMMIT does; and an earlier pipelined batch's idle answer, arriving
     // after a later write was sent, must not clear what that write queues.
-    env.direct(
-        "CREATE TABLE dfr(id int);
-         CREATE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
-         CREATE CONSTRAINT TRIGGER dfr_t AFTER INSERT ON dfr DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION dfr_fn();",
-    );
-    let evil = "CREATE OR REPLACE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN NULL; END$$";
-    let harmless = "CREATE OR REPLACE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$";
+    env.direct(DEFERRED_TRIGGER);
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
-    run(&c, "BEGIN").await.unwrap();
-    run(&c, "INSERT INTO dfr VALUES (1)").await.unwrap();
-    env.direct(evil);
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
-    run(&c, "SELECT 1").await.unwrap();
-    let r = run(&c, "SET CONSTRAINTS ALL IMMEDIATE").await;
-    assert!(r.as_ref().is_err_and(|e| e.starts_with("0A000")), "{r:?}");
-    run(&c, "ROLLBACK").await.unwrap();
-    assert_eq!(env.rows_left(), "5");
+    env.deferred_then_redefined(
+        &c,
+        "INSERT INTO dfr VALUES (1)",
+        "SET CONSTRAINTS ALL IMMEDIATE",
+    )
+    .await;
 
-    env.direct(harmless);
+    env.direct(DFR_HARMLESS);
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
     let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
     let mut b = Vec::new();
@@ -1331,7 +1352,7 @@ async fn twelfth_review_paths_are_placed() {
     w.send(&b);
     w.until_ready();
     w.until_ready();
-    env.direct(evil);
+    env.direct(DFR_PURGES);
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
     let msgs = w.query("COMMIT");
     assert!(
@@ -1410,31 +1431,18 @@ async fn an_unplaced_write_counts_for_deferred_triggers() {
         "[[rule]]\nid = \"let-through\"\naction = \"allow\"\nclasses = [\"read\", \"write\", \"ddl\", \"privilege\", \"destructive\", \"server_access\", \"export\", \"transaction\", \"session\", \"unparsed\"]\n",
     );
     env.direct(
-        "CREATE FUNCTION purge() RETURNS void LANGUAGE plpgsql AS $$BEGIN DELETE FROM public.audit_me; END$$;
-         CREATE TABLE dfr(id int);
-         CREATE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
-         CREATE CONSTRAINT TRIGGER dfr_t AFTER INSERT ON dfr DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION dfr_fn();",
+        "CREATE FUNCTION purge() RETURNS void LANGUAGE plpgsql AS $$BEGIN DELETE FROM public.audit_me; END$$",
     );
+    env.direct(DEFERRED_TRIGGER);
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
     let c = env.client().await;
-    run(&c, "BEGIN").await.unwrap();
     // Dynamic SQL: its table is not known before it runs.
-    run(
+    env.deferred_then_redefined(
         &c,
         "DO $$BEGIN EXECUTE 'INSERT INTO ' || 'dfr VALUES (1)'; END$$",
+        "COMMIT",
     )
-    .await
-    .unwrap();
-    env.direct(
-        "CREATE OR REPLACE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN NULL; END$$",
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
-    run(&c, "SELECT 1").await.unwrap();
-    let r = run(&c, "COMMIT").await;
-    assert!(r.as_ref().is_err_and(|e| e.starts_with("0A000")), "{r:?}");
-    run(&c, "ROLLBACK").await.unwrap();
-    assert_eq!(env.rows_left(), "5");
-    assert_eq!(env.direct("SELECT count(*) FROM dfr"), "0");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1506,24 +1514,10 @@ async fn tenth_review_paths_are_placed() {
     run(&c, "ROLLBACK").await.unwrap();
     assert_eq!(env.rows_left(), "5");
     // So does a deferred constraint trigger, queued by a write.
-    env.direct(
-        "CREATE TABLE dfr(id int);
-         CREATE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
-         CREATE CONSTRAINT TRIGGER dfr_t AFTER INSERT ON dfr DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION dfr_fn();",
-    );
+    env.direct(DEFERRED_TRIGGER);
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
-    run(&c, "BEGIN").await.unwrap();
-    run(&c, "INSERT INTO dfr VALUES (1)").await.unwrap();
-    env.direct(
-        "CREATE OR REPLACE FUNCTION dfr_fn() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM public.purge(); RETURN NULL; END$$",
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
-    run(&c, "SELECT 1").await.unwrap();
-    let r = run(&c, "COMMIT").await;
-    assert!(r.as_ref().is_err_and(|e| e.starts_with("0A000")), "{r:?}");
-    run(&c, "ROLLBACK").await.unwrap();
-    assert_eq!(env.rows_left(), "5");
-    assert_eq!(env.direct("SELECT count(*) FROM dfr"), "0");
+    env.deferred_then_redefined(&c, "INSERT INTO dfr VALUES (1)", "COMMIT")
+        .await;
 
     // The Sync that ends an implicit transaction commits it too (round 11):
     // a WITH HOLD cursor declared in the extended protocol.
