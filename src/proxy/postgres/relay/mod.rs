@@ -553,68 +553,11 @@ impl ClientSide<'_> {
                                 if let Some(end) = self.send(wr).await? {
                                     return Ok(end);
                                 }
-                                let mut end = self.hold(&held, rd, wr, &mut buf).await?;
-                                // A grant decided it just now, on the current snapshot.
-                                let waited =
-                                    matches!(&end, HoldEnd::Approved(n) if n.outcome != "granted");
-                                if let HoldEnd::Approved(note) = &end {
-                                    if waited && self.changed_while_held(&held).await {
-                                        // A grant its approval gave covers
-                                        // what approvers saw, not this.
-                                        for id in note.request.iter().flat_map(|r| r.split(',')) {
-                                            self.sess
-                                                .engine
-                                                .approvals
-                                                .drop_grant_of(id, "changed_while_held");
-                                        }
-                                        end = HoldEnd::Refused(
-                                            changed_while_held(),
-                                            ApprovalNote {
-                                                outcome: "changed_while_held",
-                                                ..note.clone()
-                                            },
-                                        );
-                                    }
-                                }
-                                if let HoldEnd::Approved(note) = &end {
-                                    // The decision (or grant use) was queued before it was
-                                    // announced: once this resolves it is on disk and signed
-                                    // (and anchored), and only then does the statement go
-                                    // upstream. Not anchored, it is not run: a cut of the log
-                                    // back past the approval would go unseen.
-                                    use crate::audit::CheckpointError;
-                                    match self.sess.engine.audit.checkpoint_sync().await {
-                                        Ok(()) => {}
-                                        Err(CheckpointError::WriterGone) => {
-                                            return Ok(End::Fatal(audit_failure()))
-                                        }
-                                        Err(CheckpointError::NotAnchored) => {
-                                            end = HoldEnd::Refused(
-                                                not_anchored(),
-                                                ApprovalNote {
-                                                    outcome: "not_anchored",
-                                                    ..note.clone()
-                                                },
-                                            );
-                                        }
-                                    }
-                                }
-                                if let HoldEnd::Approved(note) = &end {
-                                    // Before any of its rows can flow: the log says it
-                                    // was sent, whatever happens to sqlgate before it
-                                    // completes (its outcome record comes then).
-                                    let sent = Event::Json(serde_json::json!({
-                                        "kind": "statement_sent",
-                                        "session": self.sess.info.id,
-                                        "agent": &*self.sess.info.agent,
-                                        "database": self.sess.info.database,
-                                        "sql_sha256": &*held.sha,
-                                        "approval": note,
-                                    }));
-                                    if self.sess.engine.audit.record_durable(sent).await.is_err() {
-                                        return Ok(End::Fatal(audit_failure()));
-                                    }
-                                }
+                                let end = self.hold(&held, rd, wr, &mut buf).await?;
+                                let end = match self.before_release(&held, end).await {
+                                    Ok(end) => end,
+                                    Err(fatal) => return Ok(fatal),
+                                };
                                 match end {
                                     HoldEnd::Approved(note) => {
                                         let barrier = held.simple
@@ -947,6 +890,60 @@ impl ClientSide<'_> {
                             "COMMIT" | "END" | "PREPARE TRANSACTION" | "SET CONSTRAINTS"
                         ))
             })
+    }
+
+    /// What an approved statement passes before it goes upstream, in
+    /// order. Its definitions did not change while it waited (unless a
+    /// grant decided it just now, on the current snapshot). The decision
+    /// (or grant use), queued before it was announced, is on disk, signed
+    /// and anchored: not anchored, it is not run, since a cut of the log
+    /// back past the approval would go unseen. And a `statement_sent`
+    /// record is on disk before any of its rows can flow, whatever happens
+    /// to sqlgate before it completes (its outcome record comes then).
+    /// `Err`: the audit log is gone.
+    async fn before_release(&mut self, held: &Held, end: HoldEnd) -> Result<HoldEnd, End> {
+        let HoldEnd::Approved(note) = end else {
+            return Ok(end);
+        };
+        let refused = |report: Bytes, outcome: &'static str| {
+            HoldEnd::Refused(
+                report,
+                ApprovalNote {
+                    outcome,
+                    ..note.clone()
+                },
+            )
+        };
+        if note.outcome != "granted" && self.changed_while_held(held).await {
+            // A grant its approval gave covers what approvers saw, not this.
+            for id in note.request.iter().flat_map(|r| r.split(',')) {
+                self.sess
+                    .engine
+                    .approvals
+                    .drop_grant_of(id, "changed_while_held");
+            }
+            return Ok(refused(changed_while_held(), "changed_while_held"));
+        }
+        use crate::audit::CheckpointError;
+        match self.sess.engine.audit.checkpoint_sync().await {
+            Ok(()) => {}
+            Err(CheckpointError::WriterGone) => return Err(End::Fatal(audit_failure())),
+            Err(CheckpointError::NotAnchored) => {
+                return Ok(refused(not_anchored(), "not_anchored"))
+            }
+        }
+        let sent = Event::Json(serde_json::json!({
+            "kind": "statement_sent",
+            "session": self.sess.info.id,
+            "agent": &*self.sess.info.agent,
+            "database": self.sess.info.database,
+            "sql_sha256": &*held.sha,
+            "approval": note,
+        }));
+        if self.sess.engine.audit.record_durable(sent).await.is_err() {
+            return Err(End::Fatal(audit_failure()));
+        }
+        Ok(HoldEnd::Approved(note))
     }
 
     /// Whether what an approved statement does is no longer what its
