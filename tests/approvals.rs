@@ -1887,3 +1887,55 @@ async fn event_triggers_and_tables_made_in_a_block_are_placed() {
     assert!(ins.is_err(), "the INSERT ran as a plain write");
     assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
 }
+
+/// Review E: a grant asked for on a statement that calls a writing SQL
+/// function, nothing changed while it waited: it runs (no false
+/// `changed_while_held`), and the grant covers the same text again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writing_function_approved_with_a_grant_runs() {
+    let env = Env::new("hold_bump");
+    env.direct(
+        "CREATE TABLE counter(n int); INSERT INTO counter VALUES (0);
+         CREATE FUNCTION bump() RETURNS int LANGUAGE sql
+           AS 'UPDATE public.counter SET n = n + 1 WHERE n >= 0 RETURNING n';
+         ALTER TABLE counter OWNER TO svc;",
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move {
+        let r = c.simple_query("SELECT bump()").await.map(|_| ());
+        (c, r)
+    });
+    // The body's UPDATE makes the call destructive.
+    let req = env.pending_for("destructive-held").await;
+    let id = req["id"].as_str().unwrap().to_owned();
+    let (s, v) = env
+        .api(
+            "POST",
+            &format!("/v1/approvals/{id}/approve"),
+            "tok-alice",
+            serde_json::json!({"grant": "15m"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (c, r) = agent.await.unwrap();
+    r.unwrap_or_else(|e| panic!("{e:?}\n{}", env.gate.log()));
+    assert_eq!(env.direct("SELECT n FROM counter"), "1");
+    let (s, v) = env
+        .api("GET", "/v1/grants", "tok-alice", serde_json::Value::Null)
+        .await;
+    assert_eq!(
+        (s, v["grants"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{v}"
+    );
+    // In this session the call may have moved names (a function can set
+    // search_path): another session gets the grant.
+    drop(c);
+    let (c, _n) = env.client().await;
+    tokio::time::timeout(Duration::from_secs(5), c.simple_query("SELECT bump()"))
+        .await
+        .expect("granted: no hold")
+        .unwrap();
+    assert_eq!(env.direct("SELECT n FROM counter"), "2");
+}

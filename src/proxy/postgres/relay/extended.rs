@@ -200,12 +200,16 @@ impl ClientSide<'_> {
         let d = self.decide_with_params(classified, &types);
         let sha = sha256_hex(sql);
         count(&d);
-        self.note_names(&d.analysis);
         if d.blocking().is_some() && d.first_deny().is_some() {
             self.forget_statement(name);
             return self.refuse(&d, &sha, false);
         }
         let held = d.blocking().is_some();
+        // The server reads (and may run code of) this text now, unless it is
+        // held: a held one moves names once approved (`release`).
+        if !held {
+            self.note_names(&d.analysis);
+        }
         // A held statement's own text must not reach the server before it
         // is approved (parse analysis can run code, see the module docs):
         // the server gets its neutral text, to describe it.
@@ -319,6 +323,7 @@ impl ClientSide<'_> {
             if let Some(parse) = prepared.parse.clone() {
                 // Held at Parse, allowed now (decided again): the server
                 // gets the real statement before its first Bind.
+                self.note_names(&prepared.analysis);
                 let real = self.fresh_name(b's');
                 if let Err(e) =
                     frontend::write_with_names(&parse, 0, &[real.as_bytes()], &mut self.out)

@@ -356,6 +356,7 @@ impl ClientSide<'_> {
     /// guard: their allowed siblings in the query string are counted, so
     /// the string then runs as the row guard runs any (`guard.rs`).
     pub(super) fn release(&mut self, held: Held, n: ApprovalNote) -> Option<guard::Point> {
+        self.note_names(&held.analysis);
         let n = Arc::new(n);
         if held.simple {
             let events: Vec<_> = held

@@ -795,7 +795,11 @@ impl ClientSide<'_> {
         );
         let sha = sha256_hex(sql);
         count(&d);
-        self.note_names(&d.analysis);
+        // A held string moves names once it runs (`release`): until then
+        // its own request is keyed on the names as they are.
+        if d.blocking().is_none() {
+            self.note_names(&d.analysis);
+        }
         if self.stale_cursor(&d.analysis) {
             self.refuse_stale_cursor(true);
             return Step::Next;
