@@ -509,3 +509,86 @@ fn calls_planning_folds_are_found() {
     );
     assert!(foldable("not sql at all (").is_none());
 }
+
+#[test]
+fn sixteenth_review_settings_columns_casts_and_mapping_views() {
+    let exact = |sql: &str, want: &[Class]| {
+        let a = pg().classify(sql);
+        assert_eq!(classes(&a), ClassSet::of(want), "{sql}: {a:?}");
+    };
+    // D'': a catalog's settings column, read without naming it.
+    for sql in [
+        "SELECT * FROM pg_proc WHERE proname = 'charge_card'",
+        "SELECT p FROM pg_proc p WHERE proname = 'charge_card'",
+        "SELECT (p).proconfig FROM pg_proc p",
+        "SELECT to_jsonb(p)->>'proconfig' FROM pg_proc p",
+        "SELECT x.* FROM pg_proc x",
+        "SELECT (p).* FROM pg_proc p",
+        "TABLE pg_proc",
+        "SELECT pg_catalog.pg_proc FROM pg_catalog.pg_proc",
+        "SELECT c30 FROM pg_proc AS p(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c20, c21, c22, c23, c24, c25, c26, c27, c28, c29, c30)",
+        "SELECT j.b FROM (pg_am CROSS JOIN pg_proc) AS j(a, b)",
+        "SELECT * FROM (SELECT * FROM pg_proc) s",
+        "SELECT * FROM pg_roles WHERE rolname = 'postgres'",
+        "SELECT r FROM pg_roles r",
+        "SELECT row_to_json(r) FROM pg_roles r",
+        "SELECT (r).rolconfig FROM pg_roles r",
+        "SELECT * FROM pg_user",
+        "SELECT to_jsonb(u) FROM pg_user u",
+        "SELECT proconfig FROM pg_proc",
+        "SELECT pg_options_to_table(proconfig) FROM pg_proc",
+        "COPY (SELECT * FROM pg_proc) TO STDOUT",
+        "WITH s AS (SELECT * FROM pg_roles) SELECT rolname FROM s",
+    ] {
+        has(sql, &[Unparsed]);
+    }
+    exact("COPY pg_proc TO STDOUT", &[Export, Unparsed]);
+    exact(
+        "COPY pg_roles (rolname, rolconfig) TO STDOUT",
+        &[Export, Unparsed],
+    );
+    // Named columns are plain reads: psql's \du and \df.
+    for sql in [
+        "SELECT r.rolname, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.rolcanlogin, r.rolconnlimit, r.rolvaliduntil, ARRAY(SELECT b.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles b ON (m.roleid = b.oid) WHERE m.member = r.oid) as memberof, r.rolreplication, r.rolbypassrls FROM pg_catalog.pg_roles r WHERE r.rolname !~ '^pg_' ORDER BY 1",
+        "SELECT n.nspname as \"Schema\", p.proname as \"Name\", pg_catalog.pg_get_function_result(p.oid) as \"Result data type\", pg_catalog.pg_get_function_arguments(p.oid) as \"Argument data types\" FROM pg_catalog.pg_proc p LEFT JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE pg_catalog.pg_function_is_visible(p.oid) ORDER BY 1, 2",
+        "SELECT count(*) FROM pg_proc",
+        "SELECT rolname FROM pg_user u WHERE u.usesuper",
+    ] {
+        exact(sql, &[Read]);
+    }
+    exact("COPY pg_roles (rolname) TO STDOUT", &[Export]);
+    // N1: user mappings' options through information_schema.
+    for sql in [
+        "SELECT * FROM information_schema.user_mapping_options",
+        "SELECT option_name, option_value FROM information_schema.user_mapping_options",
+        "SELECT umoptions FROM information_schema._pg_user_mappings",
+        "SELECT * FROM user_mapping_options",
+    ] {
+        has(sql, &[ServerAccess]);
+    }
+    // N2: a cast that changes the value is not the literal.
+    for sql in [
+        "SELECT current_setting('app.stripe_skXX'::varchar(13))",
+        "SELECT current_setting('app.stripe_sk_'::char(13))",
+        "SELECT current_setting('primary_conninfo?'::varchar(16))",
+        "SELECT current_setting('app.stripe_sk'::name)",
+        "SELECT current_setting('app.stripe_sk'::bpchar)",
+        "SELECT current_setting('app.stripe_sk'::mytext)",
+        "SELECT query_to_xml('SELECT * FROM secretsZ'::varchar(21), true, false, '')",
+        "SELECT word FROM ts_stat('SELECT to_tsvector(v) FROM secretsZ'::varchar(34))",
+        "SELECT ts_rewrite('a'::tsquery, 'SELECT a, b FROM secretsZ'::char(24))",
+    ] {
+        has(sql, &[Unparsed]);
+    }
+    forbidden("SELECT set_config('search_pathX'::varchar(11), 'evil, public', false)");
+    // Casts that keep the value as written still read it.
+    exact("SELECT current_setting('work_mem'::text)", &[Read]);
+    exact(
+        "SELECT current_setting('work_mem'::pg_catalog.varchar)",
+        &[Read],
+    );
+    has(
+        "SELECT current_setting('primary_conninfo'::text)",
+        &[ServerAccess],
+    );
+}

@@ -1575,3 +1575,73 @@ async fn tenth_review_paths_are_placed() {
     )
     .await;
 }
+
+/// Review round 16: a function's settings through a whole `pg_proc` row;
+/// user mappings' passwords through `information_schema`; a cast that
+/// cuts a literal, so the server uses another name or query than the one
+/// decided on. And every built-in view whose definition reads a secret
+/// column is not a plain read, whichever this server has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteenth_review_paths_are_placed() {
+    let env = Env::new("byp_sixteenth");
+    env.direct(&format!(
+        "CREATE FUNCTION charge_card(i int) RETURNS int LANGUAGE sql AS 'SELECT i';
+         ALTER FUNCTION charge_card(int) SET app.fn_key = 'sk_live_fn_999';
+         ALTER DATABASE {} SET app.stripe_sk = 'sk_live_123';
+         CREATE FOREIGN DATA WRAPPER byp16_fdw;
+         CREATE SERVER byp16_srv FOREIGN DATA WRAPPER byp16_fdw;
+         CREATE USER MAPPING FOR CURRENT_USER SERVER byp16_srv OPTIONS (user 'postgres', password 'hunter2');",
+        env.db
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "SELECT * FROM pg_proc WHERE proname = 'charge_card'",
+            "SELECT p FROM pg_proc p WHERE proname = 'charge_card'",
+            "SELECT (p).proconfig FROM pg_proc p WHERE proname = 'charge_card'",
+            "SELECT to_jsonb(p)->>'proconfig' FROM pg_proc p WHERE proname = 'charge_card'",
+            "SELECT x.* FROM pg_proc x WHERE proname = 'charge_card'",
+            "SELECT * FROM information_schema.user_mapping_options",
+            "SELECT umoptions FROM information_schema._pg_user_mappings",
+            "SELECT current_setting('app.stripe_skXX'::varchar(13))",
+            "SELECT current_setting('app.stripe_sk_'::char(13))",
+            "SELECT query_to_xml('SELECT * FROM secretsZ'::varchar(21), true, false, '')",
+            "SELECT word FROM ts_stat('SELECT to_tsvector(v) FROM secretsZ'::varchar(34))",
+        ],
+    )
+    .await;
+    // Every built-in view reading a secret column (passwords, settings,
+    // option lists, statistics' values, other sessions' SQL).
+    let views = env.direct(
+        r"SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind = 'v' AND c.oid < 16384 AND pg_get_viewdef(c.oid) ~
+            '(rolpassword|umoptions|subconninfo|setconfig|rolconfig|useconfig|proconfig|passwd|pg_statistic|pg_show_all_settings|s\.query\M)'
+          ORDER BY 1",
+    );
+    let views: Vec<&str> = views.lines().collect();
+    assert!(views.len() >= 10, "{views:?}");
+    for v in views {
+        let sql = format!("SELECT * FROM {v} LIMIT 1");
+        let r = run(&c, &sql).await;
+        assert!(r.is_err(), "{sql}: {r:?}");
+    }
+    // Named columns stay plain reads (psql's \du and \df).
+    assert_eq!(
+        run(
+            &c,
+            "SELECT r.rolname, r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = 'intern'"
+        )
+        .await,
+        Ok("intern|f".into())
+    );
+    assert_eq!(
+        run(
+            &c,
+            "SELECT p.proname, pg_catalog.pg_get_function_arguments(p.oid) FROM pg_catalog.pg_proc p WHERE p.proname = 'charge_card'"
+        )
+        .await,
+        Ok("charge_card|i integer".into())
+    );
+}

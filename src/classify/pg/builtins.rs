@@ -239,10 +239,6 @@ const RELATIONS: &[(&str, &[Class])] = &[
     // Database and role settings, custom ones holding keys among them
     // (`ALTER DATABASE … SET app.jwt_secret = …`).
     ("pg_db_role_setting", &[Unparsed]),
-    // The same settings, per role (`rolconfig`, `useconfig`), which a
-    // `SELECT *` or a whole-row reference reads too.
-    ("pg_roles", &[Unparsed]),
-    ("pg_user", &[Unparsed]),
     // Column values of any table: table rules cannot apply without knowing
     // which table a row describes, so they are held as unparsed.
     ("pg_statistic", &[Unparsed]),
@@ -255,6 +251,38 @@ const RELATIONS: &[(&str, &[Class])] = &[
     ("pg_stat_activity", &[Unparsed]),
     ("pg_stat_statements", &[Unparsed]),
 ];
+
+/// `information_schema` views over the catalogs above: user mappings'
+/// options, passwords among them. (Its other views show names and
+/// privileges, not these columns: `tests/pg_bypasses.rs` checks every
+/// built-in view whose definition reads a secret column against what
+/// sqlgate makes of it.)
+const INFORMATION_SCHEMA: &[(&str, &[Class])] = &[
+    ("_pg_user_mappings", &[ServerAccess]),
+    ("user_mapping_options", &[ServerAccess]),
+];
+
+/// Catalogs where one column holds settings that may be keys (`ALTER ROLE
+/// … SET app.key = …`, `ALTER FUNCTION … SET …`) and the others are
+/// ordinary reads (psql's `\du` and `\df`): a statement reading that
+/// column in any form (named, `*`, a whole row, columns renamed by an
+/// alias) is unparsed; see `Walk::finish`.
+const GUARDED: &[(&str, &str)] = &[
+    ("pg_roles", "rolconfig"),
+    ("pg_user", "useconfig"),
+    ("pg_proc", "proconfig"),
+];
+
+/// Whether `schema.name` is one of the [`GUARDED`] catalogs.
+pub fn guarded(schema: &str, name: &str) -> bool {
+    is_builtin_schema(schema) && GUARDED.iter().any(|(n, _)| *n == name)
+}
+
+/// A column holding settings (a guarded catalog's, or
+/// `pg_db_role_setting.setconfig`) by its name, in any relation.
+pub fn settings_column(name: &str) -> bool {
+    name == "setconfig" || GUARDED.iter().any(|(_, c)| *c == name)
+}
 
 /// Names matched in any schema, by prefix (dblink's whole family).
 const PREFIXES: &[(&str, &[Class])] = &[("dblink", &[ServerAccess])];
@@ -303,6 +331,12 @@ pub fn relation(schema: &str, name: &str) -> ClassSet {
     // A table's out-of-line values, readable without the table's rules.
     if schema == "pg_toast" || name.starts_with("pg_toast_") {
         return ClassSet::of(&[ServerAccess]);
+    }
+    // Unqualified too: `information_schema` may be on the search_path.
+    if matches!(schema, "" | "information_schema") {
+        if let Some((_, c)) = INFORMATION_SCHEMA.iter().find(|(n, _)| *n == name) {
+            return ClassSet::of(c);
+        }
     }
     if !is_builtin_schema(schema) {
         return ClassSet::EMPTY;

@@ -212,10 +212,12 @@ fn analyse(sql: &str, lexed: &Lexed, mode: Mode, grammar: i32) -> Option<Analysi
         };
         let tree = raw.stmt.as_ref().and_then(|s| serde_json::to_value(s).ok());
         let mut w = Walk::new(mode);
-        match tree.as_ref().and_then(walk::node_of) {
+        let tree = tree?;
+        match walk::node_of(&tree) {
             Some((ty, n)) => w.statement(ty, n),
             None => return None,
         }
+        w.finish(&tree);
         if w.needs_original {
             return None;
         }

@@ -72,6 +72,10 @@ pub struct Walk {
     /// the caller of the walk (it needs the statement's text): the
     /// statement carries what its body will do.
     pub body: Option<(String, String)>,
+    /// Names a [`builtins::guarded`] catalog goes by in this statement (its
+    /// own and its alias): whether its settings column is read is decided
+    /// on the whole tree (`finish`).
+    guarded: Vec<String>,
     /// Depth of statements that are not run (EXPLAIN without ANALYZE,
     /// view and rule bodies): their own classes don't count, the function
     /// calls and relations in them still do.
@@ -95,6 +99,7 @@ impl Walk {
             functions: Vec::new(),
             builtins: Vec::new(),
             scopes: Vec::new(),
+            guarded: Vec::new(),
             not_run: 0,
         }
     }
@@ -129,6 +134,22 @@ impl Walk {
 
     fn forbid(&mut self, why: Option<&'static str>) {
         self.forbidden = self.forbidden.or(why);
+    }
+
+    /// After the walk of the statement `tree`: a [`builtins::guarded`]
+    /// catalog it reads exposes its settings column unless every column of
+    /// it is named (and the name is not that column's, checked on the way).
+    /// Decided on the whole tree, once, as names and the relations they
+    /// refer to are in different branches (and scopes sqlgate does not
+    /// track: any match counts).
+    pub fn finish(&mut self, tree: &Value) {
+        if !self.guarded.is_empty() && exposes_whole_rows(tree, &self.guarded) {
+            self.add_fn(ClassSet::of(&[Unparsed]));
+            self.note(|| {
+                "a catalog with a settings column (pg_roles, pg_user, pg_proc) read through `*`, a whole row or renamed columns; name its columns"
+                    .into()
+            });
+        }
     }
 
     /// A top-level statement: `ty` is its node type, `n` its fields.
@@ -557,9 +578,7 @@ impl Walk {
                 let fields = strings(list(n, "fields"));
                 // A role's or database's settings, custom keys among them
                 // (`pg_roles.rolconfig`, `pg_user.useconfig`).
-                if fields.last().is_some_and(|f| {
-                    matches!(*f, "rolconfig" | "useconfig" | "setconfig" | "proconfig")
-                }) {
+                if fields.last().is_some_and(|f| builtins::settings_column(f)) {
                     self.add_fn(ClassSet::of(&[Unparsed]));
                 }
                 for f in fields.iter().skip(1) {
@@ -670,6 +689,13 @@ impl Walk {
             return;
         }
         self.tables.insert(table_name(rv));
+        if builtins::guarded(schema, name) {
+            self.guarded.push(name.to_owned());
+            let alias = &rv["alias"];
+            if !alias.is_null() {
+                self.guarded.push(str_of(alias, "aliasname").to_owned());
+            }
+        }
         let c = builtins::relation(schema, name);
         if !c.is_empty() {
             self.add_fn(c);
@@ -1426,7 +1452,11 @@ fn is_pg_settings(rv: &Value) -> bool {
     str_of(rv, "relname") == "pg_settings" && matches!(str_of(rv, "schemaname"), "" | "pg_catalog")
 }
 
-/// A constant's value as text (through casts: `'off'::text`), or `None`.
+/// A constant's value as text, or `None`. Through a cast only to `text` or
+/// `varchar` without a length, which keeps the value as written: others
+/// change it (`'app.keyXX'::varchar(7)` is `app.key`; `::char`, `::name`,
+/// `::bpchar` cut or pad it) or run a user's code (a domain), so the
+/// server would use another value than the one decided on (review 16).
 fn constant(v: &Value) -> Option<String> {
     match node_of(v)? {
         ("AConst", c) => {
@@ -1440,8 +1470,66 @@ fn constant(v: &Value) -> Option<String> {
                 _ => None,
             }
         }
-        ("TypeCast", t) => constant(&t["arg"]),
+        ("TypeCast", t) => {
+            let ty = &t["type_name"];
+            let names = strings(list(ty, "names"));
+            let keeps = matches!(
+                names.as_slice(),
+                ["text" | "varchar"] | ["pg_catalog", "text" | "varchar"]
+            ) && list(ty, "typmods").is_empty()
+                && list(ty, "array_bounds").is_empty()
+                && !ty["setof"].as_bool().unwrap_or(false);
+            if keeps {
+                constant(&t["arg"])
+            } else {
+                None
+            }
+        }
         _ => None,
+    }
+}
+
+/// Whether `v` reads columns without naming them, where a relation named
+/// in `names` may be what it reads: `*` and `x.*` anywhere, a reference to
+/// a whole row by one of `names` (`p`, `to_jsonb(p)`, `(p).proconfig`), an
+/// alias renaming columns (`pg_proc AS p(a, b, …)`, a join's), and a COPY
+/// of a table without a column list (or with a settings column in it).
+fn exposes_whole_rows(v: &Value, names: &[String]) -> bool {
+    match v {
+        Value::Object(m) => {
+            match node_of(v) {
+                Some(("ColumnRef", c)) => {
+                    let fields = list(c, "fields");
+                    if fields
+                        .iter()
+                        .any(|f| matches!(node_of(f), Some(("AStar", _))))
+                    {
+                        return true;
+                    }
+                    let whole = fields.last().and_then(node_of).is_some_and(|(ty, s)| {
+                        ty == "String" && names.iter().any(|n| n == str_of(s, "sval"))
+                    });
+                    if whole {
+                        return true;
+                    }
+                }
+                Some(("CopyStmt", c)) if !c["relation"].is_null() => {
+                    let cols = strings(list(c, "attlist"));
+                    if cols.is_empty() || cols.iter().any(|n| builtins::settings_column(n)) {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+            if m.get("alias")
+                .is_some_and(|a| a.is_object() && !list(a, "colnames").is_empty())
+            {
+                return true;
+            }
+            m.values().any(|x| exposes_whole_rows(x, names))
+        }
+        Value::Array(a) => a.iter().any(|x| exposes_whole_rows(x, names)),
+        _ => false,
     }
 }
 
