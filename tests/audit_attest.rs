@@ -123,7 +123,7 @@ fn known_answer_vector() {
         "6f8877a06ddcef7f5a325928e353e8fc8f37af7bf2fe2945c4419c622d5bc4b1"
     );
 
-    let msg = checkpoint_message(1, &hash_line(&l1));
+    let msg = checkpoint_message(1, &hash_line(&l1), false);
     assert_eq!(msg, format!("sqlgate-checkpoint-v1:1:{h1}"));
     let sig = key.sign_b64(msg.as_bytes());
     assert_eq!(
@@ -131,7 +131,7 @@ fn known_answer_vector() {
         "V1xWYTzReVAYFlr1peoALznQ/0wbDxOiHPhtHtLAm23G1Z1z9ejxJyNzUCtKgH2VwxpOQiCPBvWuItNjpl5tAA=="
     );
     assert_eq!(
-        checkpoint_body(&key, 1, &hash_line(&l1))["sig"],
+        checkpoint_body(&key, 1, &hash_line(&l1), false)["sig"],
         sig.as_str()
     );
 
@@ -280,7 +280,7 @@ fn a_checkpoint_signed_by_another_key_is_forged() {
         let mut cp: serde_json::Value = serde_json::from_str(&l[13]).unwrap();
         let head = sqlgate::audit::chain::parse_hash(cp["head"].as_str().unwrap()).unwrap();
         cp["sig"] = other
-            .sign_b64(checkpoint_message(12, &head).as_bytes())
+            .sign_b64(checkpoint_message(12, &head, false).as_bytes())
             .into();
         l[13] = serde_json::to_string(&cp).unwrap();
     });
@@ -293,7 +293,7 @@ fn a_checkpoint_signed_by_another_key_is_forged() {
     let (cfg, p) = tampered("forge-id", |l| {
         let mut cp: serde_json::Value = serde_json::from_str(&l[13]).unwrap();
         let head = sqlgate::audit::chain::parse_hash(cp["head"].as_str().unwrap()).unwrap();
-        cp = checkpoint_body(&other, 12, &head);
+        cp = checkpoint_body(&other, 12, &head, false);
         cp["v"] = 1.into();
         cp["seq"] = 13.into();
         cp["prev"] = hex(&head).into();
@@ -530,7 +530,7 @@ fn forged_approvals_appended_to_the_log_are_never_signed() {
     let l = lines(&p);
     let head = hash_line(l.last().unwrap().as_bytes());
     let other = SigningKey::from_seed(&[9; 32]);
-    let mut fake = checkpoint_body(&other, 14, &head);
+    let mut fake = checkpoint_body(&other, 14, &head, false);
     fake["key_id"] = pubkey(&cfg).key_id().into();
     forged_record(&p, fake);
     let e = AuditLog::open(&cfg).err().unwrap().to_string();
@@ -797,7 +797,7 @@ async fn a_start_after_a_crash_says_recovery() {
     l.pop();
     write_lines(&cfg.path, &l);
     // Review D, F14b: marking that checkpoint closing, without the key, is
-    // refused (its MAC no longer matches).
+    // refused: `closing` is in its signature (and its line has a MAC).
     let mut forged = l.clone();
     let last = forged.pop().unwrap();
     forged.push(last.replacen(
@@ -807,7 +807,10 @@ async fn a_start_after_a_crash_says_recovery() {
     ));
     write_lines(&cfg.path, &forged);
     let e = AuditLog::open(&cfg).err().unwrap().to_string();
-    assert!(e.contains("MAC"), "{e}");
+    assert!(e.contains("signature does not verify"), "{e}");
+    // And so is it offline, where the MAC can't be checked (review E).
+    let p = verify(std::slice::from_ref(&cfg.path), &[pubkey(&cfg)], false).unwrap_err();
+    assert!(matches!(p, Problem::ForgedSignature { .. }), "{p:?}");
     write_lines(&cfg.path, &l);
     assert_eq!(opened(&cfg), "recovery");
 }
@@ -883,6 +886,11 @@ fn the_cli_verifies_and_names_the_first_bad_seq() {
         "{out}"
     );
     assert!(out.contains("checkpoints: 2"), "{out}");
+    // How many times the log was opened, and how (review E).
+    assert!(
+        out.contains("runs: 1 (1 start(s), 0 recovery(ies) after a crash)"),
+        "{out}"
+    );
 
     let mut l = lines(&p);
     l.remove(6);
@@ -1070,7 +1078,7 @@ fn a_missing_or_torn_anchor_and_a_retired_key_are_handled() {
         old.record_mac(),
     );
     all.push(String::from_utf8(line.clone()).unwrap());
-    let cp = checkpoint_body(&old, chain.head_seq().unwrap(), &chain.head());
+    let cp = checkpoint_body(&old, chain.head_seq().unwrap(), &chain.head(), false);
     chain.seal_mac(
         std::time::SystemTime::now(),
         &serde_json::to_vec(&cp).unwrap(),
@@ -1086,4 +1094,35 @@ fn a_missing_or_torn_anchor_and_a_retired_key_are_handled() {
         verify(std::slice::from_ref(&p), &[old.public().clone()], false),
         Err(Problem::ForgedSignature { .. })
     ));
+}
+
+#[test]
+fn the_cli_says_which_records_no_anchor_line_vouches_for() {
+    // Review E, F14c: past the anchor's latest line, nothing outside the
+    // log shows it did not go on (a cut back to a clean close looks so).
+    let (cfg, p, anchor) = anchored("anchor-tail");
+    let key = pubkey(&cfg).to_text();
+    let args = |a: &Path| {
+        sqlgate(&[
+            "audit",
+            "verify",
+            p.to_str().unwrap(),
+            "--public-key",
+            &key,
+            "--anchor",
+            a.to_str().unwrap(),
+        ])
+    };
+    let (ok, out, err) = args(&anchor);
+    assert!(ok && !out.contains("warning"), "{out}{err}");
+    let mut a = lines(&anchor);
+    a.pop();
+    write_lines(&anchor, &a);
+    let (ok, out, err) = args(&anchor);
+    let last = lines(&p).len() - 1;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("..{last} are past the anchor's latest line")),
+        "{out}"
+    );
 }

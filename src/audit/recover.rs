@@ -231,7 +231,8 @@ fn read_back(files: &[(PathBuf, u64)], keys: &[&SigningKey]) -> Result<Tail, Rec
                         .as_str()
                         .and_then(parse_hash)
                         .is_some_and(|h| hashes_equal(&h, &prev));
-                let msg = checkpoint_message(seq.saturating_sub(1), &prev);
+                let closing = v["closing"] == true;
+                let msg = checkpoint_message(seq.saturating_sub(1), &prev, closing);
                 if !head_ok
                     || !key
                         .public()
@@ -244,9 +245,8 @@ fn read_back(files: &[(PathBuf, u64)], keys: &[&SigningKey]) -> Result<Tail, Rec
                         ),
                     ));
                 }
-                // The signature covers the head, not the line: its MAC
-                // covers the rest (`closing`, which says the run before
-                // ended cleanly, is in no signature).
+                // The signature covers the head (and `closing`), not the
+                // line: its MAC covers the rest.
                 if !key.record_mac().check(&line) {
                     return Err(not_ours(
                         seq,

@@ -11,7 +11,9 @@
 //! - Checkpoint: `sig` = base64 (standard, padded) of the signature over the
 //!   ASCII message `sqlgate-checkpoint-v1:{head_seq}:{head}`, where
 //!   `head_seq` is the seq of the last record covered (this record's seq − 1)
-//!   and `head` its hash in lowercase hex (this record's `prev`).
+//!   and `head` its hash in lowercase hex (this record's `prev`). A closing
+//!   writer's last checkpoint has `"closing": true` and signs
+//!   `sqlgate-closing-checkpoint-v1:{head_seq}:{head}` instead.
 //! - Record MAC: HMAC-SHA256 keyed with HMAC-SHA256(seed,
 //!   "sqlgate-record-mac-v1"), see [`super::chain`].
 //! - Key rotation: `sig_new` by the new key (and `sig_old` by the old one when
@@ -219,9 +221,16 @@ fn check_mode(path: &Path) -> Result<(), KeyError> {
     Ok(())
 }
 
-/// The message a checkpoint signs.
-pub fn checkpoint_message(head_seq: u64, head: &Hash) -> String {
-    format!("sqlgate-checkpoint-v1:{head_seq}:{}", hex(head))
+/// The message a checkpoint signs; a closing writer's last checkpoint
+/// (`closing: true`) signs another one, so the mark can't be added to (or
+/// taken from) a checkpoint without the key.
+pub fn checkpoint_message(head_seq: u64, head: &Hash, closing: bool) -> String {
+    let kind = if closing {
+        "closing-checkpoint"
+    } else {
+        "checkpoint"
+    };
+    format!("sqlgate-{kind}-v1:{head_seq}:{}", hex(head))
 }
 
 /// The message a key rotation signs (`old_key_id` empty when announcing the
@@ -233,15 +242,25 @@ pub fn rotation_message(old_key_id: &str, new_key_id: &str, head_seq: u64, head:
     )
 }
 
-/// The body of a checkpoint covering records up to `head_seq` (hash `head`).
-pub fn checkpoint_body(key: &SigningKey, head_seq: u64, head: &Hash) -> serde_json::Value {
-    serde_json::json!({
+/// The body of a checkpoint covering records up to `head_seq` (hash
+/// `head`), marked `closing` when it is a closing writer's last.
+pub fn checkpoint_body(
+    key: &SigningKey,
+    head_seq: u64,
+    head: &Hash,
+    closing: bool,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
         "kind": "checkpoint",
         "key_id": key.public().key_id(),
         "head_seq": head_seq,
         "head": hex(head),
-        "sig": key.sign_b64(checkpoint_message(head_seq, head).as_bytes()),
-    })
+        "sig": key.sign_b64(checkpoint_message(head_seq, head, closing).as_bytes()),
+    });
+    if closing {
+        v["closing"] = true.into();
+    }
+    v
 }
 
 /// The body of a `key_rotation` record; `old_key_id` is `None` when no earlier

@@ -19,7 +19,9 @@
 //!    a present `sig_old` must verify under the (trusted) old key.
 //! 6. `checkpoint`: `head_seq` = seq − 1 and `head` = `prev`; `key_id` must
 //!    name a trusted key, and `sig` must verify over
-//!    `sqlgate-checkpoint-v1:{head_seq}:{head}`, else `forged signature`.
+//!    `sqlgate-checkpoint-v1:{head_seq}:{head}` (with `"closing": true`,
+//!    the only value it may have: `sqlgate-closing-checkpoint-v1:…`), else
+//!    `forged signature`.
 //! 7. Trusted keys are the `--public-key`s given, plus a new key whose
 //!    rotation record carries a valid `sig_old` by a key already trusted;
 //!    a rotation retires the key it replaces for every later record.
@@ -161,6 +163,9 @@ pub struct Summary {
     pub checkpoints: u64,
     /// key_id → how many checkpoints it signed.
     pub signers: BTreeMap<String, u64>,
+    /// Starts after a clean close, or of a new log (`log_opened` with
+    /// reason `start`).
+    pub starts: u64,
     /// Restarts after a crash (`log_opened` with reason `recovery`).
     pub recoveries: u64,
     /// Bytes of partial lines cut off by those recoveries.
@@ -477,6 +482,7 @@ impl<'a> Verifier<'a> {
         match rec.kind.as_str() {
             "checkpoint" => self.checkpoint(&rec)?,
             "key_rotation" => self.key_rotation(&rec)?,
+            "log_opened" if rec.value["reason"] == "start" => self.summary.starts += 1,
             "log_opened" if rec.value["reason"] == "recovery" => {
                 self.summary.recoveries += 1;
                 self.summary.truncated_bytes += rec.value["truncated_bytes"].as_u64().unwrap_or(0);
@@ -547,7 +553,17 @@ impl<'a> Verifier<'a> {
                 "is signed by key `{key_id}`, which is not a trusted key"
             )));
         };
-        let msg = checkpoint_message(head_seq.unwrap_or(0), &rec.prev);
+        let closing = match v.get("closing") {
+            None => false,
+            Some(serde_json::Value::Bool(true)) => true,
+            Some(_) => {
+                return Err(Problem::Malformed {
+                    seq: rec.seq,
+                    why: "the checkpoint's `closing` is not `true`".into(),
+                })
+            }
+        };
+        let msg = checkpoint_message(head_seq.unwrap_or(0), &rec.prev, closing);
         if !key.verify_b64(msg.as_bytes(), v["sig"].as_str().unwrap_or_default()) {
             return Err(forged(format!(
                 "has a signature that does not verify with key `{key_id}`"

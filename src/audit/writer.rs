@@ -385,10 +385,7 @@ impl Writer {
         let Some(head_seq) = self.chain.head_seq() else {
             return Ok(());
         };
-        let mut body = checkpoint_body(&self.key, head_seq, &self.chain.head());
-        if closing {
-            body["closing"] = true.into();
-        }
+        let body = checkpoint_body(&self.key, head_seq, &self.chain.head(), closing);
         self.append(Event::Json(body))?;
         if self.anchor.is_some() {
             // The log first: the anchor must never be ahead of the disk.

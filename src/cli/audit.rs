@@ -92,6 +92,12 @@ fn verify(
     for (key, n) in &s.signers {
         println!("signed by key {key}: {n} checkpoint(s)");
     }
+    println!(
+        "runs: {} ({} start(s), {} recovery(ies) after a crash)",
+        s.starts + s.recoveries,
+        s.starts,
+        s.recoveries
+    );
     if s.recoveries > 0 {
         println!(
             "recoveries after a crash: {} ({} partial bytes cut)",
@@ -102,6 +108,16 @@ fn verify(
         println!("open: records {from}..{to} are not yet covered by a checkpoint");
     }
     match anchored {
+        Some(seq) if seq < s.last_seq => {
+            println!("anchor: the log reaches the anchor's latest checkpoint (record {seq})");
+            // Nothing outside the log vouches for what follows: a cut back
+            // to a clean close among these records would look like this.
+            println!(
+                "warning: records {}..{} are past the anchor's latest line: no anchor shows the log did not go on after them",
+                seq + 1,
+                s.last_seq
+            );
+        }
         Some(seq) => {
             println!("anchor: the log reaches the anchor's latest checkpoint (record {seq})")
         }
