@@ -539,6 +539,24 @@ fn sixteenth_review_settings_columns_casts_and_mapping_views() {
         "SELECT pg_options_to_table(proconfig) FROM pg_proc",
         "COPY (SELECT * FROM pg_proc) TO STDOUT",
         "WITH s AS (SELECT * FROM pg_roles) SELECT rolname FROM s",
+        // Round 17: attribute notation (`p.f` is `f(p)`), join aliases.
+        "SELECT p.to_jsonb->>'proconfig' FROM pg_proc p",
+        "SELECT pg_proc.row_to_json FROM pg_proc",
+        "SELECT p.to_json FROM pg_proc p",
+        "SELECT pg_catalog.pg_proc.to_jsonb->'proconfig' FROM pg_catalog.pg_proc",
+        "WITH c AS (SELECT p.to_jsonb AS x FROM pg_proc p) SELECT x->'proconfig' FROM c",
+        "SELECT r.to_jsonb->'rolconfig' FROM pg_roles r",
+        "SELECT u.to_json->'useconfig' FROM pg_user u",
+        "SELECT p.leak FROM pg_proc p",
+        "SELECT j FROM (pg_proc JOIN pg_namespace n ON n.oid = pronamespace) AS j",
+        "SELECT to_jsonb(j)->'proconfig' FROM (pg_proc JOIN pg_namespace n ON n.oid = pronamespace) AS j",
+        "SELECT (j).proconfig FROM (pg_proc JOIN pg_namespace n ON n.oid = pronamespace) AS j",
+        "SELECT j.to_jsonb->'proconfig' FROM (pg_proc JOIN pg_namespace n ON n.oid = pronamespace) AS j",
+        "SELECT j.proname FROM (pg_proc JOIN pg_namespace n ON n.oid = pronamespace) AS j",
+        "SELECT r.to_jsonb->'rolconfig' FROM (pg_roles JOIN pg_database d ON d.datname = 'app') r",
+        "SELECT row_to_json(u)->'useconfig' FROM (pg_user CROSS JOIN pg_database) u",
+        "SELECT (x).proconfig FROM (SELECT p AS x FROM pg_proc p) s",
+        "SELECT (s.x).useconfig FROM (SELECT 1) s, pg_user",
     ] {
         has(sql, &[Unparsed]);
     }
@@ -553,6 +571,9 @@ fn sixteenth_review_settings_columns_casts_and_mapping_views() {
         "SELECT n.nspname as \"Schema\", p.proname as \"Name\", pg_catalog.pg_get_function_result(p.oid) as \"Result data type\", pg_catalog.pg_get_function_arguments(p.oid) as \"Argument data types\" FROM pg_catalog.pg_proc p LEFT JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE pg_catalog.pg_function_is_visible(p.oid) ORDER BY 1, 2",
         "SELECT count(*) FROM pg_proc",
         "SELECT rolname FROM pg_user u WHERE u.usesuper",
+        "SELECT p.oid, p.proname, n.nspname, t.typname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_type t ON t.oid = p.prorettype",
+        "SELECT s.k FROM (SELECT p.proname AS k FROM pg_proc p) s",
+        "SELECT p.proargnames[1] FROM pg_proc p",
     ] {
         exact(sql, &[Read]);
     }

@@ -1576,7 +1576,8 @@ async fn tenth_review_paths_are_placed() {
     .await;
 }
 
-/// Review round 16: a function's settings through a whole `pg_proc` row;
+/// Review rounds 16 and 17: a function's settings through a whole
+/// `pg_proc` row, attribute notation or a join's alias;
 /// user mappings' passwords through `information_schema`; a cast that
 /// cuts a literal, so the server uses another name or query than the one
 /// decided on. And every built-in view whose definition reads a secret
@@ -1603,6 +1604,11 @@ async fn sixteenth_review_paths_are_placed() {
             "SELECT (p).proconfig FROM pg_proc p WHERE proname = 'charge_card'",
             "SELECT to_jsonb(p)->>'proconfig' FROM pg_proc p WHERE proname = 'charge_card'",
             "SELECT x.* FROM pg_proc x WHERE proname = 'charge_card'",
+            // Round 17: attribute notation and a join's alias.
+            "SELECT p.to_jsonb->>'proconfig' FROM pg_proc p WHERE proname = 'charge_card'",
+            "SELECT pg_catalog.pg_proc.to_jsonb->'proconfig' FROM pg_catalog.pg_proc WHERE proname = 'charge_card'",
+            "SELECT to_jsonb(j)->'proconfig' FROM (pg_proc JOIN pg_namespace n ON n.oid = pronamespace) AS j WHERE proname = 'charge_card'",
+            "SELECT (j).proconfig FROM (pg_proc JOIN pg_namespace n ON n.oid = pronamespace) AS j WHERE proname = 'charge_card'",
             "SELECT * FROM information_schema.user_mapping_options",
             "SELECT umoptions FROM information_schema._pg_user_mappings",
             "SELECT current_setting('app.stripe_skXX'::varchar(13))",

@@ -264,24 +264,107 @@ const INFORMATION_SCHEMA: &[(&str, &[Class])] = &[
 
 /// Catalogs where one column holds settings that may be keys (`ALTER ROLE
 /// … SET app.key = …`, `ALTER FUNCTION … SET …`) and the others are
-/// ordinary reads (psql's `\du` and `\df`): a statement reading that
-/// column in any form (named, `*`, a whole row, columns renamed by an
-/// alias) is unparsed; see `Walk::finish`.
-const GUARDED: &[(&str, &str)] = &[
-    ("pg_roles", "rolconfig"),
-    ("pg_user", "useconfig"),
-    ("pg_proc", "proconfig"),
+/// ordinary reads (psql's `\du` and `\df`): (name, settings column, every
+/// column, as of PostgreSQL 15). A statement reading one is unparsed unless
+/// it names each column it reads; see `Walk::finish`.
+const GUARDED: &[(&str, &str, &[&str])] = &[
+    (
+        "pg_proc",
+        "proconfig",
+        &[
+            "oid",
+            "proname",
+            "pronamespace",
+            "proowner",
+            "prolang",
+            "procost",
+            "prorows",
+            "provariadic",
+            "prosupport",
+            "prokind",
+            "prosecdef",
+            "proleakproof",
+            "proisstrict",
+            "proretset",
+            "provolatile",
+            "proparallel",
+            "pronargs",
+            "pronargdefaults",
+            "prorettype",
+            "proargtypes",
+            "proallargtypes",
+            "proargmodes",
+            "proargnames",
+            "proargdefaults",
+            "protrftypes",
+            "prosrc",
+            "probin",
+            "prosqlbody",
+            "proconfig",
+            "proacl",
+            "tableoid",
+            "ctid",
+            "xmin",
+            "xmax",
+            "cmin",
+            "cmax",
+        ],
+    ),
+    (
+        "pg_roles",
+        "rolconfig",
+        &[
+            "rolname",
+            "rolsuper",
+            "rolinherit",
+            "rolcreaterole",
+            "rolcreatedb",
+            "rolcanlogin",
+            "rolreplication",
+            "rolconnlimit",
+            "rolpassword",
+            "rolvaliduntil",
+            "rolbypassrls",
+            "rolconfig",
+            "oid",
+        ],
+    ),
+    (
+        "pg_user",
+        "useconfig",
+        &[
+            "usename",
+            "usesysid",
+            "usecreatedb",
+            "usesuper",
+            "userepl",
+            "usebypassrls",
+            "passwd",
+            "valuntil",
+            "useconfig",
+        ],
+    ),
 ];
 
 /// Whether `schema.name` is one of the [`GUARDED`] catalogs.
 pub fn guarded(schema: &str, name: &str) -> bool {
-    is_builtin_schema(schema) && GUARDED.iter().any(|(n, _)| *n == name)
+    is_builtin_schema(schema) && GUARDED.iter().any(|(n, ..)| *n == name)
+}
+
+/// Whether `column` is a column of the guarded catalog `catalog` other
+/// than its settings column (what `p.x` may name without `x(p)` being a
+/// call on the whole row).
+pub fn guarded_plain_column(catalog: &str, column: &str) -> bool {
+    GUARDED
+        .iter()
+        .find(|(n, ..)| *n == catalog)
+        .is_some_and(|(_, settings, cols)| column != *settings && cols.contains(&column))
 }
 
 /// A column holding settings (a guarded catalog's, or
 /// `pg_db_role_setting.setconfig`) by its name, in any relation.
 pub fn settings_column(name: &str) -> bool {
-    name == "setconfig" || GUARDED.iter().any(|(_, c)| *c == name)
+    name == "setconfig" || GUARDED.iter().any(|(_, c, _)| *c == name)
 }
 
 /// Names matched in any schema, by prefix (dblink's whole family).

@@ -21,7 +21,7 @@ use pg_query::protobuf::{
     TransactionStmtKind, VariableSetKind,
 };
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use Class::*;
 
@@ -72,10 +72,9 @@ pub struct Walk {
     /// the caller of the walk (it needs the statement's text): the
     /// statement carries what its body will do.
     pub body: Option<(String, String)>,
-    /// Names a [`builtins::guarded`] catalog goes by in this statement (its
-    /// own and its alias): whether its settings column is read is decided
-    /// on the whole tree (`finish`).
-    guarded: Vec<String>,
+    /// The statement reads a [`builtins::guarded`] catalog: whether it
+    /// reads its settings column is decided on the whole tree (`finish`).
+    guarded: bool,
     /// Depth of statements that are not run (EXPLAIN without ANALYZE,
     /// view and rule bodies): their own classes don't count, the function
     /// calls and relations in them still do.
@@ -99,7 +98,7 @@ impl Walk {
             functions: Vec::new(),
             builtins: Vec::new(),
             scopes: Vec::new(),
-            guarded: Vec::new(),
+            guarded: false,
             not_run: 0,
         }
     }
@@ -138,15 +137,21 @@ impl Walk {
 
     /// After the walk of the statement `tree`: a [`builtins::guarded`]
     /// catalog it reads exposes its settings column unless every column of
-    /// it is named (and the name is not that column's, checked on the way).
-    /// Decided on the whole tree, once, as names and the relations they
-    /// refer to are in different branches (and scopes sqlgate does not
-    /// track: any match counts).
+    /// it the statement reads is named (an allow-list: review rounds 16 and
+    /// 17 found `*`, whole rows, attribute notation and join aliases one
+    /// after another). Decided on the whole tree, once: names and the
+    /// relations they refer to are in different branches, and in scopes
+    /// sqlgate does not track (a name counts wherever it is bound).
     pub fn finish(&mut self, tree: &Value) {
-        if !self.guarded.is_empty() && exposes_whole_rows(tree, &self.guarded) {
+        if !self.guarded {
+            return;
+        }
+        let mut ranges = HashMap::new();
+        range_names(tree, &mut ranges);
+        if exposes_whole_rows(tree, &ranges) {
             self.add_fn(ClassSet::of(&[Unparsed]));
             self.note(|| {
-                "a catalog with a settings column (pg_roles, pg_user, pg_proc) read through `*`, a whole row or renamed columns; name its columns"
+                "a catalog with a settings column (pg_roles, pg_user, pg_proc) read otherwise than by naming its columns (`*`, a whole row, attribute notation, a join alias, renamed columns)"
                     .into()
             });
         }
@@ -689,13 +694,7 @@ impl Walk {
             return;
         }
         self.tables.insert(table_name(rv));
-        if builtins::guarded(schema, name) {
-            self.guarded.push(name.to_owned());
-            let alias = &rv["alias"];
-            if !alias.is_null() {
-                self.guarded.push(str_of(alias, "aliasname").to_owned());
-            }
-        }
+        self.guarded |= builtins::guarded(schema, name);
         let c = builtins::relation(schema, name);
         if !c.is_empty() {
             self.add_fn(c);
@@ -1489,48 +1488,133 @@ fn constant(v: &Value) -> Option<String> {
     }
 }
 
-/// Whether `v` reads columns without naming them, where a relation named
-/// in `names` may be what it reads: `*` and `x.*` anywhere, a reference to
-/// a whole row by one of `names` (`p`, `to_jsonb(p)`, `(p).proconfig`), an
-/// alias renaming columns (`pg_proc AS p(a, b, …)`, a join's), and a COPY
-/// of a table without a column list (or with a settings column in it).
-fn exposes_whole_rows(v: &Value, names: &[String]) -> bool {
+/// What a name in a statement's range table stands for, for
+/// [`exposes_whole_rows`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Range<'a> {
+    /// A guarded catalog (by its own name or alias): the catalog's name.
+    Guarded(&'a str),
+    /// A join's alias: a row of every column of both sides.
+    Join,
+    /// Anything else (a table, a subquery, a function, a CTE).
+    Other,
+}
+
+/// Every name a relation, join, subquery, function or CTE goes by in `v`;
+/// a name bound twice keeps the stricter meaning.
+fn range_names<'a>(v: &'a Value, out: &mut HashMap<&'a str, Range<'a>>) {
+    fn bind<'a>(out: &mut HashMap<&'a str, Range<'a>>, name: &'a str, r: Range<'a>) {
+        if name.is_empty() {
+            return;
+        }
+        let e = out.entry(name).or_insert(r);
+        if *e == Range::Other {
+            *e = r;
+        }
+    }
     match v {
         Value::Object(m) => {
+            let alias = m.get("alias").map(|a| str_of(a, "aliasname")).unwrap_or("");
             match node_of(v) {
-                Some(("ColumnRef", c)) => {
-                    let fields = list(c, "fields");
-                    if fields
-                        .iter()
-                        .any(|f| matches!(node_of(f), Some(("AStar", _))))
-                    {
-                        return true;
-                    }
-                    let whole = fields.last().and_then(node_of).is_some_and(|(ty, s)| {
-                        ty == "String" && names.iter().any(|n| n == str_of(s, "sval"))
-                    });
-                    if whole {
-                        return true;
-                    }
+                Some(("RangeVar", rv)) => range_names_of_var(rv, out),
+                Some(("JoinExpr", j)) => {
+                    bind(out, str_of(&j["alias"], "aliasname"), Range::Join);
                 }
-                Some(("CopyStmt", c)) if !c["relation"].is_null() => {
-                    let cols = strings(list(c, "attlist"));
-                    if cols.is_empty() || cols.iter().any(|n| builtins::settings_column(n)) {
-                        return true;
-                    }
-                }
-                _ => {}
+                Some(("CommonTableExpr", c)) => bind(out, str_of(c, "ctename"), Range::Other),
+                Some((_, n)) => bind(out, str_of(&n["alias"], "aliasname"), Range::Other),
+                None if is_range_var(m) => range_names_of_var(v, out),
+                None => bind(out, alias, Range::Other),
             }
-            if m.get("alias")
-                .is_some_and(|a| a.is_object() && !list(a, "colnames").is_empty())
+            for x in m.values() {
+                range_names(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| range_names(x, out)),
+        _ => {}
+    }
+}
+
+fn range_names_of_var<'a>(rv: &'a Value, out: &mut HashMap<&'a str, Range<'a>>) {
+    let (schema, name) = (str_of(rv, "schemaname"), str_of(rv, "relname"));
+    let r = if builtins::guarded(schema, name) {
+        Range::Guarded(name)
+    } else {
+        Range::Other
+    };
+    for n in [name, str_of(&rv["alias"], "aliasname")] {
+        if !n.is_empty() {
+            let e = out.entry(n).or_insert(r);
+            if *e == Range::Other {
+                *e = r;
+            }
+        }
+    }
+}
+
+/// Whether `v` may read a guarded catalog's columns without naming each:
+/// `*` and `x.*` anywhere; a whole row of a guarded catalog or a join by its
+/// name (`p`, `to_jsonb(p)`, `(p).proconfig`, `j`); `p.x` where `x` is not
+/// one of the catalog's columns (attribute notation: `p.to_jsonb` is
+/// `to_jsonb(p)`), `j.x` for a join alias; a settings column after `(…).`;
+/// an alias renaming columns (`pg_proc AS p(a, b, …)`); a COPY of a table
+/// without a column list (or with a settings column in it).
+fn exposes_whole_rows(v: &Value, ranges: &HashMap<&str, Range>) -> bool {
+    let Value::Object(m) = v else {
+        return match v {
+            Value::Array(a) => a.iter().any(|x| exposes_whole_rows(x, ranges)),
+            _ => false,
+        };
+    };
+    match node_of(v) {
+        Some(("ColumnRef", c)) => {
+            let fields = list(c, "fields");
+            if fields
+                .iter()
+                .any(|f| matches!(node_of(f), Some(("AStar", _))))
             {
                 return true;
             }
-            m.values().any(|x| exposes_whole_rows(x, names))
+            let names = strings(fields);
+            let whole = |n: &str| matches!(ranges.get(n), Some(Range::Guarded(_) | Range::Join));
+            let exposes = match names.as_slice() {
+                // `p`, and `pg_catalog.pg_proc` (a whole row by its
+                // qualified name).
+                [.., last] if whole(last) => true,
+                [.., q, col] => match ranges.get(q) {
+                    Some(Range::Guarded(catalog)) => !builtins::guarded_plain_column(catalog, col),
+                    Some(Range::Join) => true,
+                    _ => false,
+                },
+                [_] | [] => false,
+            };
+            if exposes {
+                return true;
+            }
         }
-        Value::Array(a) => a.iter().any(|x| exposes_whole_rows(x, names)),
-        _ => false,
+        Some(("AIndirection", i)) => {
+            let fields = list(i, "indirection");
+            if fields
+                .iter()
+                .any(|f| matches!(node_of(f), Some(("AStar", _))))
+                || strings(fields).iter().any(|f| builtins::settings_column(f))
+            {
+                return true;
+            }
+        }
+        Some(("CopyStmt", c)) if !c["relation"].is_null() => {
+            let cols = strings(list(c, "attlist"));
+            if cols.is_empty() || cols.iter().any(|n| builtins::settings_column(n)) {
+                return true;
+            }
+        }
+        _ => {}
     }
+    if m.get("alias")
+        .is_some_and(|a| a.is_object() && !list(a, "colnames").is_empty())
+    {
+        return true;
+    }
+    m.values().any(|x| exposes_whole_rows(x, ranges))
 }
 
 /// Whether an expression names a column outside subqueries.
