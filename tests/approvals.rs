@@ -1939,3 +1939,37 @@ async fn a_writing_function_approved_with_a_grant_runs() {
         .unwrap();
     assert_eq!(env.direct("SELECT n FROM counter"), "2");
 }
+
+/// Review F, F19: an approval given after the catalog refreshed (nothing
+/// changed) is not "changed while held": the snapshot of one function
+/// name in several schemas listed them in a varying order, which counted
+/// as a change at every refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_given_after_catalog_refreshes_runs() {
+    let env = Env::new("hold_refresh");
+    env.direct(
+        "CREATE TABLE counter(n int); INSERT INTO counter VALUES (0);
+         ALTER TABLE counter OWNER TO svc;
+         CREATE SCHEMA s1; CREATE SCHEMA s2; CREATE SCHEMA s3;
+         CREATE FUNCTION bump() RETURNS int LANGUAGE sql
+           AS 'UPDATE public.counter SET n = n + 1 WHERE n >= 0 RETURNING n';
+         CREATE FUNCTION s1.bump() RETURNS int LANGUAGE sql AS 'SELECT 1';
+         CREATE FUNCTION s2.bump() RETURNS int LANGUAGE sql AS 'SELECT 2';
+         CREATE FUNCTION s3.bump() RETURNS int LANGUAGE sql AS 'SELECT 3';",
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let (c, _n) = env.client().await;
+    let agent = tokio::spawn(async move { c.simple_query("SELECT public.bump()").await });
+    let req = env.pending_for("destructive-held").await;
+    // Three refreshes of the catalog while it waits.
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    let (s, v) = env
+        .vote(req["id"].as_str().unwrap(), "approve", "tok-alice")
+        .await;
+    assert_eq!(s, 200, "{v}");
+    agent
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", env.gate.log()));
+    assert_eq!(env.direct("SELECT n FROM counter"), "1");
+}

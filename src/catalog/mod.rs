@@ -100,20 +100,18 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Whether `other` places every function and relation as this one does.
+    /// Whether `other` places every function and relation as this one does:
+    /// it was read from the same definitions (everything it places is
+    /// built from the rows the digest covers, and `opaque`). Not by
+    /// comparing the maps built: their lists come in an order that varies
+    /// from one load to the next, which moved the generation on every
+    /// refresh and refused every approval of a statement reaching user
+    /// code held over one (review F, F19).
     fn same_definitions(&self, other: &Snapshot) -> bool {
         self.loaded.is_some()
-            && self.functions == other.functions
-            && self.relations == other.relations
-            && self.on_write == other.on_write
-            && self.children == other.children
-            && self.on_delete == other.on_delete
-            && self.on_update == other.on_update
-            && self.on_truncate == other.on_truncate
-            && self.on_ddl == other.on_ddl
+            && other.loaded.is_some()
             && self.opaque == other.opaque
             && self.digest == other.digest
-            && self.param_types == other.param_types
     }
 }
 
