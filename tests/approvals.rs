@@ -1973,3 +1973,48 @@ async fn an_approval_given_after_catalog_refreshes_runs() {
         .unwrap_or_else(|e| panic!("{e:?}\n{}", env.gate.log()));
     assert_eq!(env.direct("SELECT n FROM counter"), "1");
 }
+
+/// Review F, F16: code a statement reaches (a view here; a trigger or a
+/// default likewise) that sets search_path moves names as a call does: a
+/// grant keyed on the session's names no longer applies after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_stops_once_reached_code_may_have_moved_names() {
+    let env = Env::new("hold_grant_view_path");
+    env.direct(
+        "CREATE SCHEMA prod;
+         CREATE VIEW v_cfg AS SELECT set_config('search_path', 'prod, public', false) AS p;
+         ALTER VIEW v_cfg OWNER TO svc;",
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let (c, _n) = env.client().await;
+    let agent =
+        tokio::spawn(async move { c.simple_query("UPDATE public.items SET name = 'a'").await });
+    let id = env.pending(1).await[0]["id"].as_str().unwrap().to_owned();
+    let (s, v) = env
+        .api(
+            "POST",
+            &format!("/v1/approvals/{id}/approve"),
+            "tok-alice",
+            serde_json::json!({"grant": "15m"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    agent.await.unwrap().unwrap();
+    let (c, _n) = env.client().await;
+    let c = std::sync::Arc::new(c);
+    c.simple_query("SELECT p FROM v_cfg").await.unwrap();
+    let c2 = c.clone();
+    let moved =
+        tokio::spawn(async move { c2.simple_query("UPDATE public.items SET name = 'b'").await });
+    let req = env.pending(1).await[0].clone();
+    assert!(req["session_note"].is_string(), "{req}");
+    let (s, _) = env
+        .vote(req["id"].as_str().unwrap(), "deny", "tok-alice")
+        .await;
+    assert_eq!(s, 200);
+    assert!(moved.await.unwrap().is_err());
+    assert_eq!(
+        env.direct("SELECT count(*) FROM items WHERE name = 'b'"),
+        "0"
+    );
+}

@@ -613,3 +613,20 @@ fn sixteenth_review_settings_columns_casts_and_mapping_views() {
         &[ServerAccess],
     );
 }
+
+#[test]
+fn role_changes_move_names() {
+    // Review F, F17: `"$user"` in search_path is the current role.
+    for sql in [
+        "SET ROLE prod",
+        "SET LOCAL ROLE prod",
+        "SET SESSION AUTHORIZATION prod",
+        "SELECT set_config('role', 'prod', false)",
+        "SELECT set_config('ROLE', 'prod', true)",
+        "SET search_path = prod, public",
+    ] {
+        let a = pg().classify(sql);
+        assert!(a.statements[0].moves_names, "{sql}: {a:?}");
+    }
+    assert!(!pg().classify("SET work_mem = '64MB'").statements[0].moves_names);
+}

@@ -283,6 +283,7 @@ impl Catalog {
                 .filter(|s| reaches(s))
             {
                 s.classes.insert(Class::Unparsed);
+                s.moves_names = true;
                 s.note.get_or_insert_with(|| {
                     if fresh {
                         "follows a schema change in the same query string: the catalog can't place what it reads until that has run".into()
@@ -309,6 +310,7 @@ impl Catalog {
             let mut out = (*a).clone();
             for s in out.statements.iter_mut().take(until) {
                 s.classes.insert(Class::Unparsed);
+                s.moves_names = true;
                 s.note.get_or_insert_with(|| {
                     "user code runs behind a built-in type on this database (see the log): nothing can be placed".into()
                 });
@@ -391,6 +393,8 @@ impl Catalog {
                 }
             }
             s.classes = base.union(reached);
+            // What code the statement sets off does (not its own syntax).
+            let mut via_code = reached;
             if let Some(d) = snap
                 .on_ddl
                 .as_ref()
@@ -398,6 +402,7 @@ impl Catalog {
             {
                 // Event triggers run on this DDL.
                 s.classes = s.classes.union(d.classes);
+                via_code = via_code.union(d.classes);
                 tables.extend(d.tables.iter().cloned());
             }
             if changes(s.classes) {
@@ -405,7 +410,18 @@ impl Catalog {
                 // (`on_write_closure`).
                 let (c, t) = on_write_closure(snap, &s.tables, &tables, Change::of(s));
                 s.classes = s.classes.union(c);
+                via_code = via_code.union(c);
                 tables.extend(t);
+            }
+            // Code it reaches (a view's, a trigger's, a default's) may set
+            // `search_path` or the role for the rest of the session, as a
+            // call does (review F, F16): what it added says so.
+            if via_code.intersects(ClassSet::of(&[
+                Class::Session,
+                Class::Privilege,
+                Class::Unparsed,
+            ])) {
+                s.moves_names = true;
             }
             if s.classes.is_empty() {
                 s.classes.insert(Class::Read);

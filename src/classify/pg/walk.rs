@@ -997,8 +997,8 @@ impl Walk {
             return self.forbid(Some(settings::COMPUTED));
         };
         self.add_fn(settings::change(&name));
+        self.moves_names |= moves_names(&name);
         if name.eq_ignore_ascii_case("search_path") {
-            self.moves_names = true;
             let v = args.get(1).and_then(constant);
             let parts: Vec<String> = v
                 .as_deref()
@@ -1027,9 +1027,7 @@ impl Walk {
         }
         let c = settings::change(name);
         self.classes = self.classes.union(c);
-        if name.eq_ignore_ascii_case("search_path") {
-            self.moves_names = true;
-        }
+        self.moves_names |= moves_names(name);
         if c.contains(Privilege) || c.contains(ServerAccess) {
             // `SET ROLE`, `SET SESSION AUTHORIZATION`, library loading: the
             // value is who or what runs next, so the approver sees it.
@@ -1449,6 +1447,14 @@ pub fn identifier(s: &str) -> &str {
 fn is_pg_settings(rv: &Value) -> bool {
     let rv = node_of(rv).map_or(rv, |(_, x)| x);
     str_of(rv, "relname") == "pg_settings" && matches!(str_of(rv, "schemaname"), "" | "pg_catalog")
+}
+
+/// Whether setting `name` changes what unqualified names mean: the path,
+/// and the role (`"$user"` in the path is the current role, review F17).
+fn moves_names(name: &str) -> bool {
+    ["search_path", "role", "session_authorization"]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n))
 }
 
 /// A constant's value as text, or `None`. Through a cast only to `text` or
