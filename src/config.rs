@@ -465,8 +465,6 @@ impl Config {
                 groups: a.groups,
             });
         }
-        /// Shorter approver tokens are warned about (32 hex digits = 128 bits).
-        const MIN_TOKEN_CHARS: usize = 32;
         let mut approvers: Vec<Approver> = Vec::new();
         for a in raw.approvers {
             let token = secret(&a.name, "approver", a.token, a.token_env, "token")?;
@@ -483,12 +481,13 @@ impl Config {
                     a.name
                 )));
             }
-            if token.chars().count() < MIN_TOKEN_CHARS {
+            if token.chars().count() < crate::approval::MIN_TOKEN_CHARS {
                 // A warning, not an error: short tokens are fine on a
                 // loopback-only admin port (demos, tests).
                 tracing::warn!(
                     approver = %a.name,
-                    "the approver's token is shorter than {MIN_TOKEN_CHARS} characters: anyone who can reach the admin port may guess it (use `openssl rand -hex 32`)"
+                    "the approver's token is shorter than {} characters: anyone who can reach the admin port may guess it, and guesses from its network lock it out too (use `openssl rand -hex 32`)",
+                    crate::approval::MIN_TOKEN_CHARS
                 );
             }
             let mut runs = Vec::new();

@@ -195,6 +195,30 @@ impl AnchorWriter {
     }
 }
 
+impl AnchorWriter {
+    /// Waits, at most `max`, until every line written so far was delivered
+    /// (or given up): a closing writer's last checkpoint must reach an HTTP
+    /// anchor before the process exits, or no anchor holds where the log
+    /// ended (review F). Returns whether it was delivered. For the writer
+    /// thread, which is not async.
+    pub(crate) fn wait_delivered(&self, max: std::time::Duration) -> bool {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        self.after_delivery(tx);
+        let deadline = std::time::Instant::now() + max;
+        loop {
+            match rx.try_recv() {
+                Ok(delivered) => return delivered,
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return false,
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
 /// The seq and line hash of a file anchor's highest record; `None` when it
 /// holds none yet (or no file). Reads the whole file (one short line per
 /// checkpoint: a year of 10-second checkpoints is about a gigabyte, read in

@@ -39,6 +39,10 @@ use tokio::sync::oneshot;
 /// at ~15% of the proxy's CPU under pgbench), whereas a sleeping one costs
 /// the senders nothing. Records reach the file within this window.
 pub(crate) const GROUP_COMMIT: Duration = Duration::from_millis(2);
+/// How long a closing writer waits for an HTTP anchor to take its last
+/// checkpoint (the POSTing thread's own retries take longer: bounded here
+/// so a collector that is down delays a stop by this much at most).
+const CLOSING_ANCHOR_WAIT: Duration = Duration::from_secs(10);
 
 const BUFFER: usize = 256 * 1024;
 
@@ -331,7 +335,15 @@ impl Writer {
                 // Always, so the next start can tell a log closed from one
                 // a crash left.
                 self.checkpoint_marked(true)?;
-                return self.sync();
+                self.sync()?;
+                if let Some(a) = &self.anchor {
+                    if !a.wait_delivered(CLOSING_ANCHOR_WAIT) {
+                        tracing::error!(
+                            "audit anchor: the closing checkpoint was not delivered; the anchor does not show where this log ended"
+                        );
+                    }
+                }
+                return Ok(());
             }
             if self.since_checkpoint > 0 && self.last_checkpoint.elapsed() >= self.interval {
                 self.checkpoint()?;

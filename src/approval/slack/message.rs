@@ -16,6 +16,13 @@ pub const DENY_ACTION: &str = "sqlgate_deny";
 const MAX_STATEMENT_CHARS: usize = 2800;
 /// Slack's limit on a header's text.
 const MAX_HEADER_CHARS: usize = 150;
+/// Slack refuses a whole message whose section field passes 2000
+/// characters, or whose section text passes 3000 (`invalid_blocks`): what
+/// agent-controlled lists make long (tables, notes) is cut below that,
+/// saying so (review F, F18b).
+const MAX_FIELD_CHARS: usize = 1900;
+const MAX_SECTION_CHARS: usize = 2900;
+const CUT_NOTE: &str = " _(cut: the whole request is on its page)_";
 
 /// `(text, blocks)` for the pending request, with Approve/Deny buttons.
 pub fn requested(r: &Request, public_url: Option<&str>) -> (String, Value) {
@@ -114,7 +121,7 @@ fn details(r: &Request, v: &Value) -> Vec<Value> {
     }
     let mut blocks = vec![
         json!({"type": "section", "fields": fields}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Reason:* {}", esc(&r.reason))}}),
+        section(format!("*Reason:* {}", esc(&r.reason))),
     ];
     for s in &stmts {
         let text = s["text"].as_str().unwrap_or("");
@@ -133,16 +140,10 @@ fn details(r: &Request, v: &Value) -> Vec<Value> {
         }
     }
     if let Some(note) = v["session_note"].as_str() {
-        blocks.push(json!({
-            "type": "section",
-            "text": {"type": "mrkdwn", "text": format!(":warning: *{}*", esc(note))},
-        }));
+        blocks.push(section(format!(":warning: *{}*", esc(note))));
     }
     if let Some(note) = v["names_note"].as_str() {
-        blocks.push(json!({
-            "type": "section",
-            "text": {"type": "mrkdwn", "text": format!(":information_source: {}", inline(note))},
-        }));
+        blocks.push(section(format!(":information_source: {}", inline(note))));
     }
     if let Some(all) = crate::approval::string_summary(v) {
         blocks.push(json!({
@@ -209,7 +210,23 @@ fn header(text: &str) -> Value {
 }
 
 fn field(name: &str, value: &str) -> Value {
-    json!({"type": "mrkdwn", "text": format!("*{name}:*\n{value}")})
+    json!({"type": "mrkdwn", "text": cut(format!("*{name}:*\n{value}"), MAX_FIELD_CHARS)})
+}
+
+/// A section of mrkdwn `text`, cut to what Slack takes.
+fn section(text: String) -> Value {
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(text, MAX_SECTION_CHARS)}})
+}
+
+/// `s`, or its first characters and [`CUT_NOTE`] within `max`.
+fn cut(s: String, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s;
+    }
+    let keep = max - CUT_NOTE.chars().count();
+    let mut t: String = s.chars().take(keep).collect();
+    t.push_str(CUT_NOTE);
+    t
 }
 
 fn button(label: &str, action: &str, style: &str, id: &str) -> Value {
@@ -348,6 +365,26 @@ mod tests {
         let text = code(&format!("drop table if exists \"{name}\", public.victim"));
         assert_eq!(text.lines().count(), 3, "{text}");
         assert!(text.contains("⟨44 blank lines⟩"), "{text}");
+    }
+
+    #[test]
+    fn long_lists_are_cut_below_slacks_limits() {
+        // Review F, F18b: 45 tables gave a 3068-character field.
+        let tables: Vec<String> = (0..45)
+            .map(|i| format!("public.a_rather_long_table_name_number_{i:02}"))
+            .collect();
+        let f = field("Tables", &tables.join(", "));
+        let text = f["text"].as_str().unwrap();
+        assert!(
+            text.chars().count() <= 2000 && text.ends_with(CUT_NOTE),
+            "{text}"
+        );
+        let s = section("x".repeat(5000));
+        assert_eq!(
+            s["text"]["text"].as_str().unwrap().chars().count(),
+            MAX_SECTION_CHARS
+        );
+        assert_eq!(field("Rule", "`r`")["text"], "*Rule:*\n`r`");
     }
 
     #[test]
