@@ -486,7 +486,7 @@ impl Config {
                 // loopback-only admin port (demos, tests).
                 tracing::warn!(
                     approver = %a.name,
-                    "the approver's token is shorter than {} characters: anyone who can reach the admin port may guess it, and guesses from its network lock it out too (use `openssl rand -hex 32`)",
+                    "the approver's token is shorter than {} characters: anyone who can reach the admin port may guess it (use `openssl rand -hex 32`)",
                     crate::approval::MIN_TOKEN_CHARS
                 );
             }

@@ -582,11 +582,10 @@ async fn a_parameter_types_code_changed_while_held_is_read_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_guessing_is_throttled_per_address() {
-    // Review C14b: ten unknown tokens from one address, then every short
-    // token from it is refused for the minute, the right one too (so a
-    // guess that hits learns nothing), and nothing is decided. A strong
-    // token (32+ characters, not guessable) is taken all the same, so the
-    // guesses do not lock its approver out (review F, F18a).
+    // Review C14b: ten unknown tokens from one address, then every token
+    // from it is refused for the minute, the right one too (so a guess
+    // that hits learns nothing), and nothing is decided; a long one too
+    // (review G, G2: length is not randomness).
     let env = Env::with_config("hold_guess", "", |c| {
         c.extra(&format!(
             "[[approver]]\nname = \"dora\"\ntoken = \"{DORA}\"\ngroups = [\"dba\"]"
@@ -618,9 +617,10 @@ async fn token_guessing_is_throttled_per_address() {
     assert!(!agent.is_finished());
     assert_eq!(env.direct("SELECT count(*) > 0 FROM items"), "t");
     let (s, v) = env.api("POST", &approve, DORA, none.clone()).await;
-    assert_eq!(s, 200, "{v}");
-    agent.await.unwrap().unwrap();
-    assert_eq!(env.direct("SELECT count(*) FROM items"), "0");
+    assert_eq!(s, 429, "{v}");
+    assert!(!agent.is_finished());
+    assert_eq!(env.direct("SELECT count(*) > 0 FROM items"), "t");
+    agent.abort();
 }
 
 /// A token of the strength the config asks for.
@@ -2029,4 +2029,37 @@ async fn a_grant_stops_once_reached_code_may_have_moved_names() {
         env.direct("SELECT count(*) FROM items WHERE name = 'b'"),
         "0"
     );
+}
+
+/// Review G, G1: rights, ownership, `SECURITY DEFINER`, row-level security
+/// or a trigger's enabled state changed while a statement waited: what
+/// was approved is not what would run, so it is refused, for a statement
+/// reading tables too (not only one calling user code).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rights_or_policies_changed_while_held_are_refused() {
+    let env = Env::new("hold_rights");
+    for change in [
+        "GRANT SELECT ON items TO PUBLIC",
+        "ALTER TABLE items ENABLE ROW LEVEL SECURITY",
+        // Review 18, F2b: a default of built-ins only (no dependency).
+        "ALTER TABLE items ALTER name SET DEFAULT pg_read_file('/etc/hostname')",
+    ] {
+        let (c, _n) = env.client().await;
+        let agent =
+            tokio::spawn(async move { c.simple_query("UPDATE items SET name = 'x'").await });
+        let req = env.pending_for("destructive-held").await;
+        env.direct(change);
+        tokio::time::sleep(Duration::from_millis(2500)).await; // catalog refresh
+        let (s, v) = env
+            .vote(req["id"].as_str().unwrap(), "approve", "tok-alice")
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let e = agent.await.unwrap().unwrap_err();
+        assert_eq!(code(&e), "0A000", "{change}: {e:?}");
+        assert_eq!(
+            env.direct("SELECT count(*) FROM items WHERE name = 'x'"),
+            "0",
+            "{change}"
+        );
+    }
 }

@@ -557,6 +557,12 @@ fn sixteenth_review_settings_columns_casts_and_mapping_views() {
         "SELECT row_to_json(u)->'useconfig' FROM (pg_user CROSS JOIN pg_database) u",
         "SELECT (x).proconfig FROM (SELECT p AS x FROM pg_proc p) s",
         "SELECT (s.x).useconfig FROM (SELECT 1) s, pg_user",
+        // Round 18: a `JOIN … USING … AS` alias, a qualifier bound nowhere.
+        "SELECT u FROM pg_proc LEFT JOIN (SELECT NULL::text[] AS proconfig) t USING (proconfig) AS u",
+        "SELECT to_jsonb(u) FROM pg_roles JOIN (SELECT NULL::text[] AS rolconfig) t USING (rolconfig) AS u",
+        "SELECT u.to_jsonb FROM pg_user JOIN (SELECT NULL::text[] AS useconfig) t USING (useconfig) AS u",
+        "SELECT array_agg(u) FROM pg_user JOIN (SELECT NULL::text[] AS useconfig) t USING (useconfig) AS u",
+        "SELECT zz.to_jsonb FROM pg_proc",
     ] {
         has(sql, &[Unparsed]);
     }

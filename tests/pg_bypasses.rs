@@ -1651,3 +1651,53 @@ async fn sixteenth_review_paths_are_placed() {
         Ok("charge_card|i integer".into())
     );
 }
+
+/// Review round 18: built-in functions in what a write evaluates (a
+/// column default, a CHECK, a trigger's WHEN) are placed as a call of them
+/// is: PostgreSQL records no dependency on a built-in, so only the
+/// expressions' text shows them. And a `JOIN … USING … AS` alias over a
+/// catalog with a settings column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eighteenth_review_paths_are_placed() {
+    let env = Env::new("byp_eighteenth");
+    env.direct(&format!(
+        "ALTER DATABASE {} SET app.stripe_sk = 'sk_live_123';
+         CREATE TABLE d_file(id int, body text DEFAULT pg_read_file('/etc/hostname'));
+         CREATE TABLE d_key(id int, k text DEFAULT current_setting('app.stripe_sk'));
+         CREATE TABLE d_lo(id int, o oid DEFAULT lo_import('/etc/hostname'));
+         CREATE TABLE d_chk(id int CHECK (pg_read_file('/etc/hostname') IS NOT NULL));
+         CREATE TABLE d_tw(id int);
+         CREATE FUNCTION d_noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+         CREATE TRIGGER d_tw_t BEFORE INSERT ON d_tw FOR EACH ROW
+           WHEN (pg_read_file('/etc/hostname') IS NOT NULL) EXECUTE FUNCTION d_noop();
+         CREATE TABLE d_plain(id int, at timestamptz DEFAULT now(), n serial);",
+        env.db
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    let los = env.direct("SELECT count(*) FROM pg_largeobject_metadata");
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "INSERT INTO d_file(id) VALUES (1) RETURNING body",
+            "INSERT INTO d_key(id) VALUES (1) RETURNING k",
+            "INSERT INTO d_lo(id) VALUES (1)",
+            "INSERT INTO d_chk VALUES (1)",
+            "INSERT INTO d_tw VALUES (1)",
+            "SELECT u FROM pg_proc LEFT JOIN (SELECT NULL::text[] AS proconfig) t USING (proconfig) AS u",
+        ],
+    )
+    .await;
+    for t in ["d_file", "d_key", "d_lo", "d_chk", "d_tw"] {
+        assert_eq!(env.direct(&format!("SELECT count(*) FROM {t}")), "0", "{t}");
+    }
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_largeobject_metadata"),
+        los
+    );
+    // Defaults of built-ins that only count or stamp stay plain writes.
+    assert_eq!(
+        run(&c, "INSERT INTO d_plain(id) VALUES (1) RETURNING n").await,
+        Ok("1".into())
+    );
+}

@@ -603,6 +603,46 @@ const ATTACHED_QUERY: &str = "WITH RECURSIVE parts(root, rel) AS (
   WHERE p.oid >= 16384
   LIMIT 20001";
 
+/// The expressions a table's reads or writes evaluate, as SQL text the
+/// classifier reads (`ATTACHED_QUERY` finds the user functions they
+/// depend on; PostgreSQL records no dependency on a built-in, so
+/// `pg_read_file(…)` in a default was found by nothing: review 18, F2):
+/// column defaults, CHECK constraints, trigger WHEN clauses (in the
+/// trigger's definition), row-level security policies. `w`: a write runs
+/// it; `r`: a read does (a policy for SELECT or ALL).
+const EXPRS_QUERY: &str = "SELECT n.nspname, c.relname, 'w', 'SELECT ' || pg_get_expr(d.adbin, d.adrelid)
+  FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.oid >= 16384 AND c.relpersistence <> 't'
+  UNION ALL
+  SELECT n.nspname, c.relname, 'w', 'SELECT ' || pg_get_expr(k.conbin, k.conrelid)
+  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE k.contype = 'c' AND c.oid >= 16384 AND c.relpersistence <> 't'
+  UNION ALL
+  SELECT n.nspname, c.relname, 'w', pg_get_triggerdef(t.oid)
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE t.tgqual IS NOT NULL AND c.oid >= 16384 AND c.relpersistence <> 't'
+  UNION ALL
+  SELECT n.nspname, c.relname, CASE WHEN p.polcmd IN ('r', '*') THEN 'r' ELSE 'w' END,
+    'SELECT ' || coalesce(pg_get_expr(p.polqual, p.polrelid), 'true') || ', '
+      || coalesce(pg_get_expr(p.polwithcheck, p.polrelid), 'true')
+  FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  LIMIT 20001";
+
+/// What else a held statement's approval was given on, as one digest: who
+/// owns and may use user functions and tables, which functions run as
+/// their owner, which tables have row-level security (forced or not),
+/// which triggers are enabled (review G, G1: a `SECURITY DEFINER` or an
+/// `ALTER TABLE … FORCE ROW LEVEL SECURITY` while it waited). Computed on
+/// the server: one row, whatever the catalog's size.
+const SECURITY_QUERY: &str = "SELECT md5(coalesce(string_agg(x, ',' ORDER BY x), '')) FROM (
+  SELECT concat_ws(':', 'f', oid::text, prosecdef::text, proowner::text, proacl::text)
+    FROM pg_proc WHERE oid >= 16384
+  UNION ALL SELECT concat_ws(':', 'r', oid::text, relrowsecurity::text,
+      relforcerowsecurity::text, relowner::text, relacl::text)
+    FROM pg_class WHERE oid >= 16384 AND relkind IN ('r', 'v', 'm', 'p', 'f') AND relpersistence <> 't'
+  UNION ALL SELECT concat_ws(':', 't', oid::text, tgenabled::text)
+    FROM pg_trigger WHERE oid >= 16384) s(x)";
+
 /// Rewrite rules other than a view's own `ON SELECT`: their actions run on
 /// others' statements, read from their definitions.
 const RULES_QUERY: &str = "SELECT n.nspname, c.relname, pg_get_ruledef(r.oid)
@@ -937,6 +977,8 @@ impl Snapshot {
         let views = query::simple(conn, VIEWS_QUERY).await?;
         let attached = query::simple(conn, ATTACHED_QUERY).await?;
         let rules = query::simple(conn, RULES_QUERY).await?;
+        let exprs = query::simple(conn, EXPRS_QUERY).await?;
+        let security = query::simple(conn, SECURITY_QUERY).await?;
         let reach = query::simple(conn, REACH_QUERY).await?;
         let mut operators = query::simple(conn, OPERATORS_QUERY).await?;
         let fingerprint = query::simple(conn, TYPES_FINGERPRINT)
@@ -964,6 +1006,7 @@ impl Snapshot {
                 &views,
                 &attached,
                 &rules,
+                &exprs,
                 &reach,
                 &operators,
                 &types,
@@ -971,6 +1014,7 @@ impl Snapshot {
                 &deferred,
                 &fkeys,
                 &configured,
+                &security,
             ] {
                 // Sorted: most queries have no ORDER BY, and the order
                 // rows come in is not a definition.
@@ -1000,7 +1044,7 @@ impl Snapshot {
             ..Snapshot::default()
         };
         if [
-            &rows, &views, &attached, &rules, &reach, &operators, &types, &events,
+            &rows, &views, &attached, &rules, &exprs, &reach, &operators, &types, &events,
         ]
         .iter()
         .any(|r| r.len() > MAX_FUNCTIONS)
@@ -1102,6 +1146,8 @@ impl Snapshot {
                     },
                 ));
         }
+        // After the configured settings: an expression may read one.
+        s.build_exprs(classifier, &exprs);
         for r in &fkeys {
             let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
             for ((schema, table), (other_schema, other)) in [
@@ -1240,6 +1286,42 @@ impl Snapshot {
     /// Relations' attached functions, rules and children (see the queries).
     /// What a read sets off joins `relations` (as a view's definition does);
     /// what only a change sets off goes to `on_write`.
+    /// `EXPRS_QUERY`'s rows: what each expression does, read as the
+    /// classifier reads any statement (the `CREATE TRIGGER` around a WHEN
+    /// clause is not what runs).
+    fn build_exprs(&mut self, classifier: &Classifier, exprs: &query::Rows) {
+        for r in exprs {
+            let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+            let placed = body::place(classifier, "sql", col(3), None);
+            let mut res = Resolved {
+                classes: placed.classes,
+                tables: placed.tables,
+            };
+            res.classes.remove(Class::Ddl);
+            // The SELECT around an expression reads nothing of its own.
+            if res.tables.is_empty() {
+                res.classes.remove(Class::Read);
+            }
+            for call in &placed.calls {
+                let f = self.lookup(call).unwrap_or_else(|| Resolved {
+                    classes: ClassSet::of(&[Class::Unparsed]),
+                    ..Resolved::default()
+                });
+                res.classes = res.classes.union(f.classes);
+                res.tables.extend(f.tables);
+            }
+            self.absorb_optional(&placed.optional, &mut res);
+            let map = if col(2) == "r" {
+                &mut self.relations
+            } else {
+                &mut self.on_write
+            };
+            map.entry(col(1).to_string())
+                .or_default()
+                .push((col(0).to_string(), res));
+        }
+    }
+
     fn build_attached(
         &mut self,
         classifier: &Classifier,

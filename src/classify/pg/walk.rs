@@ -1525,6 +1525,12 @@ fn range_names<'a>(v: &'a Value, out: &mut HashMap<&'a str, Range<'a>>) {
                 Some(("RangeVar", rv)) => range_names_of_var(rv, out),
                 Some(("JoinExpr", j)) => {
                     bind(out, str_of(&j["alias"], "aliasname"), Range::Join);
+                    // `JOIN … USING (a) AS u` names a row of the join too.
+                    bind(
+                        out,
+                        str_of(&j["join_using_alias"], "aliasname"),
+                        Range::Join,
+                    );
                 }
                 Some(("CommonTableExpr", c)) => bind(out, str_of(c, "ctename"), Range::Other),
                 Some((_, n)) => bind(out, str_of(&n["alias"], "aliasname"), Range::Other),
@@ -1589,7 +1595,10 @@ fn exposes_whole_rows(v: &Value, ranges: &HashMap<&str, Range>) -> bool {
                 [.., q, col] => match ranges.get(q) {
                     Some(Range::Guarded(catalog)) => !builtins::guarded_plain_column(catalog, col),
                     Some(Range::Join) => true,
-                    _ => false,
+                    Some(Range::Other) => false,
+                    // A qualifier bound nowhere sqlgate saw (review 18):
+                    // it may name a row some spelling binds unseen.
+                    None => true,
                 },
                 [_] | [] => false,
             };

@@ -985,8 +985,12 @@ impl ClientSide<'_> {
                 .any(|(a, b)| a.classes != b.classes || a.tables != b.tables)
             // A definition changed somewhere, and the statement runs user
             // code: a body may now do otherwise with the same classes and
-            // tables (another WHERE), which the comparison can't see.
-            || (c.definitions() != held.definitions && reaches_code(&d, 0))
+            // tables (another WHERE), which the comparison can't see; or it
+            // reads a table, whose policies, rights or owner may have
+            // changed (review G, G1). The generation moves only on a real
+            // change of definitions, so this refuses only then.
+            || (c.definitions() != held.definitions
+                && (reaches_code(&d, 0) || now.iter().any(|s| !s.tables.is_empty())))
     }
 
     /// Refuses a string to hold whose later statements reach user code
