@@ -1701,3 +1701,37 @@ async fn eighteenth_review_paths_are_placed() {
         Ok("1".into())
     );
 }
+
+/// Review round 18 (read in the source): a domain's DEFAULT or CHECK
+/// calling a built-in runs it wherever a value becomes the domain: a cast,
+/// a column of it given no value, a parameter of its type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_expressions_calling_built_ins_are_placed() {
+    let env = Env::new("byp_domain_builtin");
+    env.direct(
+        "CREATE DOMAIN d_read AS text CHECK (pg_read_file('/etc/hostname') IS NOT NULL);
+         CREATE DOMAIN d_dflt AS text DEFAULT pg_read_file('/etc/hostname');
+         CREATE DOMAIN d_fine AS text CHECK (VALUE <> '') DEFAULT 'x';
+         CREATE TABLE dom_t(id int, a d_dflt);
+         CREATE TABLE dom_c(id int, a d_read);
+         CREATE TABLE dom_f(id int, a d_fine);",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "SELECT 'x'::d_read",
+            "INSERT INTO dom_t(id) VALUES (1) RETURNING a",
+            "INSERT INTO dom_c VALUES (1, 'y')",
+        ],
+    )
+    .await;
+    assert_eq!(env.direct("SELECT count(*) FROM dom_t"), "0");
+    assert_eq!(env.direct("SELECT count(*) FROM dom_c"), "0");
+    // A domain whose expressions call nothing stays a plain write.
+    assert_eq!(
+        run(&c, "INSERT INTO dom_f(id) VALUES (1) RETURNING a").await,
+        Ok("x".into())
+    );
+}

@@ -628,6 +628,15 @@ const EXPRS_QUERY: &str = "SELECT n.nspname, c.relname, 'w', 'SELECT ' || pg_get
   FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
   LIMIT 20001";
 
+/// Each user domain's DEFAULT and CHECK expressions, as SQL text: what
+/// `domain <oid>` (see `TYPES_QUERY`) runs.
+const DOMAIN_EXPRS_QUERY: &str = "SELECT t.oid::text, 'SELECT ' || t.typdefault FROM pg_type t
+  WHERE t.typtype = 'd' AND t.oid >= 16384 AND t.typdefault IS NOT NULL
+  UNION ALL
+  SELECT c.contypid::text, 'SELECT ' || pg_get_expr(c.conbin, 0) FROM pg_constraint c
+  WHERE c.contypid >= 16384 AND c.contype = 'c'
+  LIMIT 20001";
+
 /// What else a held statement's approval was given on, as one digest: who
 /// owns and may use user functions and tables, which functions run as
 /// their owner, which tables have row-level security (forced or not),
@@ -855,6 +864,13 @@ const TYPES_QUERY: &str = "WITH RECURSIVE parts(root, rel) AS (
     -- User functions only, before following types: built-ins run nothing
     -- of a user's, and following them would reach every column.
     SELECT raw.ty, raw.fn FROM raw WHERE raw.fn >= 16384
+    UNION ALL
+    -- A domain's own CHECK and DEFAULT expressions, which may call
+    -- built-ins (no dependency is recorded on those): the domain stands
+    -- for them (`domain <oid>`, placed from `DOMAIN_EXPRS_QUERY`).
+    SELECT t.oid, t.oid FROM pg_type t WHERE t.typtype = 'd' AND t.oid >= 16384
+      AND (t.typdefault IS NOT NULL
+        OR EXISTS (SELECT 1 FROM pg_constraint c WHERE c.contypid = t.oid AND c.contype = 'c'))
   ), edges(inner_t, outer_t) AS (
     SELECT typbasetype, oid FROM pg_type WHERE typtype = 'd'
     UNION ALL SELECT typelem, oid FROM pg_type WHERE typelem <> 0 AND typsubscript = 'array_subscript_handler'::regproc
@@ -875,6 +891,9 @@ const TYPES_QUERY: &str = "WITH RECURSIVE parts(root, rel) AS (
   ), user_fns AS (
     SELECT up.ty, pn.nspname AS fns, p.proname AS fnn FROM up
     JOIN pg_proc p ON p.oid = up.fn JOIN pg_namespace pn ON pn.oid = p.pronamespace
+    UNION ALL
+    SELECT up.ty, '', 'domain ' || up.fn FROM up
+    JOIN pg_type d ON d.oid = up.fn AND d.typtype = 'd'
   ), fn_types(f, ty) AS (
     SELECT p.oid, unnest(coalesce(p.proallargtypes, p.proargtypes::oid[]) || p.prorettype) FROM pg_proc p
     WHERE p.oid >= 16384
@@ -979,6 +998,7 @@ impl Snapshot {
         let rules = query::simple(conn, RULES_QUERY).await?;
         let exprs = query::simple(conn, EXPRS_QUERY).await?;
         let security = query::simple(conn, SECURITY_QUERY).await?;
+        let domains = query::simple(conn, DOMAIN_EXPRS_QUERY).await?;
         let reach = query::simple(conn, REACH_QUERY).await?;
         let mut operators = query::simple(conn, OPERATORS_QUERY).await?;
         let fingerprint = query::simple(conn, TYPES_FINGERPRINT)
@@ -1015,6 +1035,7 @@ impl Snapshot {
                 &fkeys,
                 &configured,
                 &security,
+                &domains,
             ] {
                 // Sorted: most queries have no ORDER BY, and the order
                 // rows come in is not a definition.
@@ -1044,7 +1065,7 @@ impl Snapshot {
             ..Snapshot::default()
         };
         if [
-            &rows, &views, &attached, &rules, &exprs, &reach, &operators, &types, &events,
+            &rows, &views, &attached, &rules, &exprs, &reach, &operators, &types, &events, &domains,
         ]
         .iter()
         .any(|r| r.len() > MAX_FUNCTIONS)
@@ -1114,22 +1135,6 @@ impl Snapshot {
             aliases.entry(col(0)).or_default().push((col(2), col(3)));
         }
         s.build(classifier, &rows, &typed, &aliases);
-        s.build_operators(&operators);
-        for r in &deferred {
-            if let (Some(Some(schema)), Some(Some(name))) = (r.first(), r.get(1)) {
-                s.deferred
-                    .entry(name.clone())
-                    .or_default()
-                    .push(schema.clone());
-            }
-        }
-        for (oid, schema, name) in type_oids {
-            let f = s.function_or_unparsed(&schema, &name);
-            let e = s.param_types.entry(oid).or_default();
-            e.classes = e.classes.union(f.classes);
-            e.tables.extend(f.tables);
-        }
-        s.build_attached(classifier, &attached, &rules, &reach);
         for name in configured
             .iter()
             .filter_map(|r| r.first().cloned().flatten())
@@ -1146,6 +1151,23 @@ impl Snapshot {
                     },
                 ));
         }
+        s.build_domains(classifier, &domains);
+        s.build_operators(&operators);
+        for r in &deferred {
+            if let (Some(Some(schema)), Some(Some(name))) = (r.first(), r.get(1)) {
+                s.deferred
+                    .entry(name.clone())
+                    .or_default()
+                    .push(schema.clone());
+            }
+        }
+        for (oid, schema, name) in type_oids {
+            let f = s.function_or_unparsed(&schema, &name);
+            let e = s.param_types.entry(oid).or_default();
+            e.classes = e.classes.union(f.classes);
+            e.tables.extend(f.tables);
+        }
+        s.build_attached(classifier, &attached, &rules, &reach);
         // After the configured settings: an expression may read one.
         s.build_exprs(classifier, &exprs);
         for r in &fkeys {
@@ -1286,31 +1308,58 @@ impl Snapshot {
     /// Relations' attached functions, rules and children (see the queries).
     /// What a read sets off joins `relations` (as a view's definition does);
     /// what only a change sets off goes to `on_write`.
+    /// `DOMAIN_EXPRS_QUERY`'s rows: `domain <oid>`, what a domain's
+    /// DEFAULT and CHECK do (for each domain with either: the ones
+    /// `TYPES_QUERY` names).
+    fn build_domains(&mut self, classifier: &Classifier, domains: &query::Rows) {
+        let mut placed_by: HashMap<String, Resolved> = HashMap::new();
+        for r in domains {
+            let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+            let res = self.expression(classifier, col(1));
+            let e = placed_by.entry(col(0).to_string()).or_default();
+            e.classes = e.classes.union(res.classes);
+            e.tables.extend(res.tables);
+        }
+        for (oid, res) in placed_by {
+            self.functions
+                .entry(format!("domain {oid}"))
+                .or_default()
+                .push((String::new(), res));
+        }
+    }
+
+    /// What an expression (`SELECT <expr>`, or a definition around one)
+    /// does when evaluated, the functions it calls placed.
+    fn expression(&self, classifier: &Classifier, sql: &str) -> Resolved {
+        let placed = body::place(classifier, "sql", sql, None);
+        let mut res = Resolved {
+            classes: placed.classes,
+            tables: placed.tables,
+        };
+        res.classes.remove(Class::Ddl);
+        // The SELECT around an expression reads nothing of its own.
+        if res.tables.is_empty() {
+            res.classes.remove(Class::Read);
+        }
+        for call in &placed.calls {
+            let f = self.lookup(call).unwrap_or_else(|| Resolved {
+                classes: ClassSet::of(&[Class::Unparsed]),
+                ..Resolved::default()
+            });
+            res.classes = res.classes.union(f.classes);
+            res.tables.extend(f.tables);
+        }
+        self.absorb_optional(&placed.optional, &mut res);
+        res
+    }
+
     /// `EXPRS_QUERY`'s rows: what each expression does, read as the
     /// classifier reads any statement (the `CREATE TRIGGER` around a WHEN
     /// clause is not what runs).
     fn build_exprs(&mut self, classifier: &Classifier, exprs: &query::Rows) {
         for r in exprs {
             let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
-            let placed = body::place(classifier, "sql", col(3), None);
-            let mut res = Resolved {
-                classes: placed.classes,
-                tables: placed.tables,
-            };
-            res.classes.remove(Class::Ddl);
-            // The SELECT around an expression reads nothing of its own.
-            if res.tables.is_empty() {
-                res.classes.remove(Class::Read);
-            }
-            for call in &placed.calls {
-                let f = self.lookup(call).unwrap_or_else(|| Resolved {
-                    classes: ClassSet::of(&[Class::Unparsed]),
-                    ..Resolved::default()
-                });
-                res.classes = res.classes.union(f.classes);
-                res.tables.extend(f.tables);
-            }
-            self.absorb_optional(&placed.optional, &mut res);
+            let res = self.expression(classifier, col(3));
             let map = if col(2) == "r" {
                 &mut self.relations
             } else {
