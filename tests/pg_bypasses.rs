@@ -1735,3 +1735,28 @@ async fn domain_expressions_calling_built_ins_are_placed() {
         Ok("x".into())
     );
 }
+
+/// Review round 19: a cast a DBA made between built-in types, applied by
+/// PostgreSQL without a `::` in sight (assignment into a column, implicit
+/// for a call), runs its function, a built-in one too: nothing is
+/// placeable on that database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nineteenth_review_user_casts_between_built_ins_are_opaque() {
+    let env = Env::new("byp_nineteenth");
+    env.direct(
+        "CREATE TABLE blobs(id int, b bytea);
+         CREATE CAST (text AS bytea) WITH FUNCTION pg_catalog.pg_read_binary_file(text) AS ASSIGNMENT;",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    env.refused_leaving_rows(
+        &c,
+        &[
+            "INSERT INTO blobs VALUES (1, '/etc/hostname'::text)",
+            "UPDATE blobs SET b = '/etc/hostname'::text",
+            "SELECT 1",
+        ],
+    )
+    .await;
+    assert_eq!(env.direct("SELECT count(*) FROM blobs"), "0");
+}
