@@ -628,6 +628,32 @@ const EXPRS_QUERY: &str = "SELECT n.nspname, c.relname, 'w', 'SELECT ' || pg_get
   FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
   LIMIT 20001";
 
+/// The built-in functions those expressions (and domains') call, read
+/// from the trees the server stores and runs (`adbin`, `conbin`, `tgqual`,
+/// `polqual`, `typdefaultbin`), not from their text: an implicit cast's
+/// function is there, and `pg_get_expr` prints none (review 19). Rows: the
+/// table's schema and name (or `''` and `domain <oid>`), `w`/`r`/`d`, the
+/// function's schema and name.
+const EXPR_CALLS_QUERY: &str = "SELECT DISTINCT coalesce(n.nspname, ''),
+    coalesce(c.relname, 'domain ' || o.rel), o.kind, pn.nspname, p.proname
+  FROM (SELECT adrelid AS rel, 'w' AS kind, adbin::text AS tree FROM pg_attrdef
+        UNION ALL SELECT conrelid, 'w', conbin::text FROM pg_constraint
+          WHERE contype = 'c' AND conrelid <> 0
+        UNION ALL SELECT tgrelid, 'w', tgqual::text FROM pg_trigger WHERE tgqual IS NOT NULL
+        UNION ALL SELECT polrelid, CASE WHEN polcmd IN ('r', '*') THEN 'r' ELSE 'w' END,
+          coalesce(polqual::text, '') || coalesce(polwithcheck::text, '') FROM pg_policy
+        UNION ALL SELECT oid, 'd', typdefaultbin::text FROM pg_type
+          WHERE typtype = 'd' AND typdefaultbin IS NOT NULL
+        UNION ALL SELECT contypid, 'd', conbin::text FROM pg_constraint
+          WHERE contypid <> 0 AND contype = 'c') o
+  CROSS JOIN LATERAL regexp_matches(o.tree, ':(?:funcid|opfuncid) ([0-9]+)', 'g') m(f)
+  JOIN pg_proc p ON p.oid = m.f[1]::oid AND p.oid < 16384
+  JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  LEFT JOIN pg_class c ON o.kind <> 'd' AND c.oid = o.rel
+  LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE o.rel >= 16384 AND (o.kind = 'd' OR c.relpersistence <> 't')
+  LIMIT 20001";
+
 /// Each user domain's DEFAULT and CHECK expressions, as SQL text: what
 /// `domain <oid>` (see `TYPES_QUERY`) runs.
 const DOMAIN_EXPRS_QUERY: &str = "SELECT t.oid::text, 'SELECT ' || t.typdefault FROM pg_type t
@@ -1002,6 +1028,7 @@ impl Snapshot {
         let exprs = query::simple(conn, EXPRS_QUERY).await?;
         let security = query::simple(conn, SECURITY_QUERY).await?;
         let domains = query::simple(conn, DOMAIN_EXPRS_QUERY).await?;
+        let expr_calls = query::simple(conn, EXPR_CALLS_QUERY).await?;
         let reach = query::simple(conn, REACH_QUERY).await?;
         let mut operators = query::simple(conn, OPERATORS_QUERY).await?;
         let fingerprint = query::simple(conn, TYPES_FINGERPRINT)
@@ -1039,6 +1066,7 @@ impl Snapshot {
                 &configured,
                 &security,
                 &domains,
+                &expr_calls,
             ] {
                 // Sorted: most queries have no ORDER BY, and the order
                 // rows come in is not a definition.
@@ -1068,7 +1096,17 @@ impl Snapshot {
             ..Snapshot::default()
         };
         if [
-            &rows, &views, &attached, &rules, &exprs, &reach, &operators, &types, &events, &domains,
+            &rows,
+            &views,
+            &attached,
+            &rules,
+            &exprs,
+            &reach,
+            &operators,
+            &types,
+            &events,
+            &domains,
+            &expr_calls,
         ]
         .iter()
         .any(|r| r.len() > MAX_FUNCTIONS)
@@ -1154,7 +1192,7 @@ impl Snapshot {
                     },
                 ));
         }
-        s.build_domains(classifier, &domains);
+        s.build_domains(classifier, &domains, &expr_calls);
         s.build_operators(&operators);
         for r in &deferred {
             if let (Some(Some(schema)), Some(Some(name))) = (r.first(), r.get(1)) {
@@ -1173,6 +1211,24 @@ impl Snapshot {
         s.build_attached(classifier, &attached, &rules, &reach);
         // After the configured settings: an expression may read one.
         s.build_exprs(classifier, &exprs);
+        for r in expr_calls
+            .iter()
+            .filter(|r| r.get(2).and_then(|v| v.as_deref()) != Some("d"))
+        {
+            let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+            let res = Resolved {
+                classes: crate::classify::builtin_classes(col(3), col(4)),
+                ..Resolved::default()
+            };
+            let map = if col(2) == "r" {
+                &mut s.relations
+            } else {
+                &mut s.on_write
+            };
+            map.entry(col(1).to_string())
+                .or_default()
+                .push((col(0).to_string(), res));
+        }
         for r in &fkeys {
             let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
             for ((schema, table), (other_schema, other)) in [
@@ -1314,18 +1370,33 @@ impl Snapshot {
     /// `DOMAIN_EXPRS_QUERY`'s rows: `domain <oid>`, what a domain's
     /// DEFAULT and CHECK do (for each domain with either: the ones
     /// `TYPES_QUERY` names).
-    fn build_domains(&mut self, classifier: &Classifier, domains: &query::Rows) {
+    fn build_domains(
+        &mut self,
+        classifier: &Classifier,
+        domains: &query::Rows,
+        expr_calls: &query::Rows,
+    ) {
         let mut placed_by: HashMap<String, Resolved> = HashMap::new();
         for r in domains {
             let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
             let res = self.expression(classifier, col(1));
-            let e = placed_by.entry(col(0).to_string()).or_default();
+            let e = placed_by.entry(format!("domain {}", col(0))).or_default();
             e.classes = e.classes.union(res.classes);
             e.tables.extend(res.tables);
         }
-        for (oid, res) in placed_by {
+        // The built-ins their stored trees call (`EXPR_CALLS_QUERY`).
+        for r in expr_calls {
+            let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+            if col(2) == "d" {
+                let e = placed_by.entry(col(1).to_string()).or_default();
+                e.classes = e
+                    .classes
+                    .union(crate::classify::builtin_classes(col(3), col(4)));
+            }
+        }
+        for (name, res) in placed_by {
             self.functions
-                .entry(format!("domain {oid}"))
+                .entry(name)
                 .or_default()
                 .push((String::new(), res));
         }
