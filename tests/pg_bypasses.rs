@@ -1760,3 +1760,23 @@ async fn nineteenth_review_user_casts_between_built_ins_are_opaque() {
     .await;
     assert_eq!(env.direct("SELECT count(*) FROM blobs"), "0");
 }
+
+/// Review round 20: a default operator class a DBA made for a built-in
+/// type runs its support functions wherever values of the type are hashed
+/// or compared, built-in ones too (`pg_import_system_collations` as a hash
+/// function): nothing is placeable on that database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twentieth_review_user_operator_classes_are_opaque() {
+    let env = Env::new("byp_twentieth");
+    env.direct(
+        "CREATE SCHEMA victim_ns;
+         CREATE OPERATOR CLASS ns_hash DEFAULT FOR TYPE regnamespace USING hash AS
+           OPERATOR 1 = (oid, oid), FUNCTION 1 pg_import_system_collations(regnamespace);",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    let before = env.direct("SELECT count(*) FROM pg_collation");
+    env.refused_leaving_rows(&c, &["SELECT hash_array(ARRAY['victim_ns'::regnamespace])"])
+        .await;
+    assert_eq!(env.direct("SELECT count(*) FROM pg_collation"), before);
+}

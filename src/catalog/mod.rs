@@ -492,10 +492,15 @@ impl Catalog {
                     }
                     Ok(Err(e)) => {
                         tracing::warn!(database = %self.database, "catalog query failed: {e}");
+                        // The last snapshot is not what the database is
+                        // now: not current until a load succeeds (review
+                        // 20, F2: it kept deciding for up to `MAX_AGE`).
+                        self.ddl.fetch_add(1, Ordering::AcqRel);
                         break;
                     }
                     Err(_) => {
                         tracing::warn!(database = %self.database, "catalog query timed out");
+                        self.ddl.fetch_add(1, Ordering::AcqRel);
                         break;
                     }
                 }
@@ -731,10 +736,11 @@ macro_rules! own_functions {
 /// json_build_array(…)` compares with the type's default class; a hash
 /// join or merge join on `int = int` takes the support functions of any
 /// operator family holding that `=`):
-/// - an implicit or assignment cast between two built-in types that a user
-///   made (whatever its function: a built-in's too);
+/// - a cast between two built-in types that a user made, in any context
+///   (whatever its function: a built-in's too);
 /// - a default operator class of a built-in type with a user support
-///   function or a user operator;
+///   function or a user operator, or made by a user (or in a family a user
+///   made or added a support function to) whatever its functions;
 /// - an operator family holding a built-in operator, with a user support
 ///   function, when it is that operator's first family of its access
 ///   method (the planner takes the first it finds, in family id order, for
@@ -743,23 +749,43 @@ macro_rules! own_functions {
 const OPAQUE_QUERY: &str = concat!(
     own_functions!(),
     "
+, made(cl, oid) AS (
+    -- Objects a user (not an extension) made.
+    SELECT 'pg_cast'::regclass, oid FROM pg_cast WHERE oid >= 16384
+    UNION ALL SELECT 'pg_opclass'::regclass, oid FROM pg_opclass WHERE oid >= 16384
+    UNION ALL SELECT 'pg_opfamily'::regclass, oid FROM pg_opfamily WHERE oid >= 16384
+    UNION ALL SELECT 'pg_amproc'::regclass, oid FROM pg_amproc WHERE oid >= 16384
+    EXCEPT SELECT e.classid, e.objid FROM pg_depend e
+      WHERE e.refclassid = 'pg_extension'::regclass AND e.deptype = 'e')
   SELECT DISTINCT 'type ' || t.typname FROM pg_cast ca
   JOIN pg_type t ON t.oid = ca.casttarget
-  WHERE ca.castcontext IN ('i', 'a') AND t.oid < 16384 AND ca.castsource < 16384
-    -- A user's function, or a cast a user made at all (review 19: `CREATE
-    -- CAST (text AS bytea) WITH FUNCTION pg_read_binary_file(text) AS
-    -- ASSIGNMENT` runs on a plain INSERT, and no text shows it).
-    AND (ca.castfunc IN (SELECT oid FROM own) OR ca.oid >= 16384)
+  WHERE t.oid < 16384 AND ca.castsource < 16384
+    -- A user's function, or a cast a user made at all, in any context
+    -- (review 19: `CREATE CAST (text AS bytea) WITH FUNCTION
+    -- pg_read_binary_file(text) AS ASSIGNMENT` runs on a plain INSERT, and
+    -- no text shows it; an explicit one takes over every `::` between
+    -- those types, sqlgate's own catalog queries' too).
+    AND (ca.castfunc IN (SELECT oid FROM own)
+      OR (ca.oid IN (SELECT oid FROM made WHERE cl = 'pg_cast'::regclass)))
   UNION
   SELECT 'type ' || t.typname FROM pg_opclass opc JOIN pg_type t ON t.oid = opc.opcintype
-  JOIN (SELECT amprocfamily AS family, amproc AS fn FROM pg_amproc
-        UNION ALL SELECT am.amopfamily, op.oprcode FROM pg_amop am
+  JOIN (SELECT amprocfamily AS family, amproc AS fn, oid AS entry FROM pg_amproc
+        UNION ALL SELECT am.amopfamily, op.oprcode, NULL FROM pg_amop am
           JOIN pg_operator op ON op.oid = am.amopopr) m ON m.family = opc.opcfamily
-  WHERE opc.opcdefault AND t.oid < 16384 AND m.fn IN (SELECT oid FROM own)
+  WHERE opc.opcdefault AND t.oid < 16384
+    -- Or made by a user whatever its functions (review 20: a default hash
+    -- class for regnamespace with `FUNCTION 1 pg_import_system_collations`).
+    AND (m.fn IN (SELECT oid FROM own)
+      OR opc.oid IN (SELECT oid FROM made WHERE cl = 'pg_opclass'::regclass)
+      OR opc.opcfamily IN (SELECT oid FROM made WHERE cl = 'pg_opfamily'::regclass)
+      OR m.entry IN (SELECT oid FROM made WHERE cl = 'pg_amproc'::regclass))
   UNION
   SELECT 'operator ' || op.oprname FROM pg_amop am JOIN pg_operator op ON op.oid = am.amopopr
   JOIN pg_amproc ap ON ap.amprocfamily = am.amopfamily
-  WHERE op.oid < 16384 AND ap.amproc IN (SELECT oid FROM own)
+  WHERE op.oid < 16384
+    AND (ap.amproc IN (SELECT oid FROM own)
+      OR am.amopfamily IN (SELECT oid FROM made WHERE cl = 'pg_opfamily'::regclass)
+      OR ap.oid IN (SELECT oid FROM made WHERE cl = 'pg_amproc'::regclass))
     AND NOT EXISTS (SELECT 1 FROM pg_amop b WHERE b.amopopr = am.amopopr
       AND b.amopmethod = am.amopmethod AND b.amopfamily < am.amopfamily)
   LIMIT 100"
@@ -1021,6 +1047,33 @@ impl Snapshot {
         types_cache: &mut Option<(String, query::Rows)>,
     ) -> Result<Snapshot, String> {
         let role = query::simple(conn, ROLE_QUERY).await?;
+        // A built-in type with user code behind it (a user's default
+        // operator class or a cast for `json`) runs it wherever a value of
+        // that type is compared, sorted or converted, which no statement's
+        // text shows: nothing can be placed. First, and nothing else then:
+        // the other queries' own casts and comparisons would run it too.
+        let builtin_code: Vec<String> = query::simple(conn, OPAQUE_QUERY)
+            .await?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+            .collect();
+        if !builtin_code.is_empty() {
+            use sha2::{Digest, Sha256};
+            let mut warnings = role_warnings(&role);
+            warnings.push(format!(
+                "user code runs behind built-in types or operators ({}: an operator class or family, or a cast a user made): no statement can be placed, every one is unparsed",
+                builtin_code.join(", ")
+            ));
+            return Ok(Snapshot {
+                generation,
+                loaded: Some(Instant::now()),
+                opaque: true,
+                digest: Sha256::digest(builtin_code.join("\n").as_bytes()).into(),
+                warnings,
+                search_path: role.first().and_then(|r| r.get(5).cloned().flatten()),
+                ..Snapshot::default()
+            });
+        }
         let rows = query::simple(conn, FUNCTIONS_QUERY).await?;
         let views = query::simple(conn, VIEWS_QUERY).await?;
         let attached = query::simple(conn, ATTACHED_QUERY).await?;
@@ -1122,22 +1175,6 @@ impl Snapshot {
         let mut attached = attached;
         let mut typed = Vec::new();
         let mut type_oids: Vec<(u32, String, String)> = Vec::new();
-        // A built-in type with user code behind it (a user's default
-        // operator class or implicit cast for `json`) runs it wherever a
-        // value of that type is compared, sorted or converted, which no
-        // statement's text shows: nothing can be placed.
-        let builtin_code: Vec<String> = query::simple(conn, OPAQUE_QUERY)
-            .await?
-            .into_iter()
-            .filter_map(|r| r.into_iter().next().flatten())
-            .collect();
-        if !builtin_code.is_empty() {
-            s.warnings.push(format!(
-                "user code runs behind built-in types or operators ({}: an operator class or family, or an implicit cast): no statement can be placed, every one is unparsed",
-                builtin_code.join(", ")
-            ));
-            s.opaque = true;
-        }
         for mut r in types {
             let kind = r.remove(0);
             let oid = r
