@@ -1670,7 +1670,10 @@ async fn eighteenth_review_paths_are_placed() {
          CREATE FUNCTION d_noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
          CREATE TRIGGER d_tw_t BEFORE INSERT ON d_tw FOR EACH ROW
            WHEN (pg_read_file('/etc/hostname') IS NOT NULL) EXECUTE FUNCTION d_noop();
-         CREATE TABLE d_plain(id int, at timestamptz DEFAULT now(), n serial);",
+         CREATE TABLE d_plain(id int, at timestamptz DEFAULT now(), n serial);
+         -- Review 21: ANALYZE (autovacuum's, after writes) evaluates these.
+         CREATE TABLE d_stx(id int, p text);
+         CREATE STATISTICS d_stx_s ON (lo_import(p)), id FROM d_stx;",
         env.db
     ));
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
@@ -1684,11 +1687,12 @@ async fn eighteenth_review_paths_are_placed() {
             "INSERT INTO d_lo(id) VALUES (1)",
             "INSERT INTO d_chk VALUES (1)",
             "INSERT INTO d_tw VALUES (1)",
+            "INSERT INTO d_stx VALUES (1, '/etc/hostname')",
             "SELECT u FROM pg_proc LEFT JOIN (SELECT NULL::text[] AS proconfig) t USING (proconfig) AS u",
         ],
     )
     .await;
-    for t in ["d_file", "d_key", "d_lo", "d_chk", "d_tw"] {
+    for t in ["d_file", "d_key", "d_lo", "d_chk", "d_tw", "d_stx"] {
         assert_eq!(env.direct(&format!("SELECT count(*) FROM {t}")), "0", "{t}");
     }
     assert_eq!(

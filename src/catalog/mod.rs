@@ -635,7 +635,7 @@ const EXPRS_QUERY: &str = "SELECT n.nspname, c.relname, 'w', 'SELECT ' || pg_get
 
 /// The built-in functions those expressions (and domains') call, read
 /// from the trees the server stores and runs (`adbin`, `conbin`, `tgqual`,
-/// `polqual`, `typdefaultbin`), not from their text: an implicit cast's
+/// `polqual`, `stxexprs`, `typdefaultbin`), not from their text: an implicit cast's
 /// function is there, and `pg_get_expr` prints none (review 19). Rows: the
 /// table's schema and name (or `''` and `domain <oid>`), `w`/`r`/`d`, the
 /// function's schema and name.
@@ -647,6 +647,10 @@ const EXPR_CALLS_QUERY: &str = "SELECT DISTINCT coalesce(n.nspname, ''),
         UNION ALL SELECT tgrelid, 'w', tgqual::text FROM pg_trigger WHERE tgqual IS NOT NULL
         UNION ALL SELECT polrelid, CASE WHEN polcmd IN ('r', '*') THEN 'r' ELSE 'w' END,
           coalesce(polqual::text, '') || coalesce(polwithcheck::text, '') FROM pg_policy
+        -- Extended statistics' expressions: ANALYZE evaluates them, and
+        -- autovacuum analyzes a table after writes to it (review 21, F2).
+        UNION ALL SELECT stxrelid, 'w', stxexprs::text FROM pg_statistic_ext
+          WHERE stxexprs IS NOT NULL
         UNION ALL SELECT oid, 'd', typdefaultbin::text FROM pg_type
           WHERE typtype = 'd' AND typdefaultbin IS NOT NULL
         UNION ALL SELECT contypid, 'd', conbin::text FROM pg_constraint
