@@ -1784,3 +1784,22 @@ async fn twentieth_review_user_operator_classes_are_opaque() {
         .await;
     assert_eq!(env.direct("SELECT count(*) FROM pg_collation"), before);
 }
+
+/// Review round 21: a built-in a superuser renamed (to a harmless
+/// built-in's name) is not what its name says: the database is opaque.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_first_review_renamed_built_ins_are_opaque() {
+    let env = Env::new("byp_twenty_first");
+    let lo = env.direct("SELECT lo_create(0)");
+    env.direct("ALTER FUNCTION pg_catalog.lo_unlink(oid) RENAME TO abs");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+    let c = env.client().await;
+    env.refused_leaving_rows(&c, &[&format!("SELECT abs({lo}::oid)")])
+        .await;
+    assert_eq!(
+        env.direct(&format!(
+            "SELECT count(*) FROM pg_largeobject_metadata WHERE oid = {lo}"
+        )),
+        "1"
+    );
+}

@@ -795,6 +795,12 @@ const OPAQUE_QUERY: &str = concat!(
   LIMIT 100"
 );
 
+/// The hand-assigned built-in functions as the database has them now, to
+/// compare with the names they were built with (`builtin_name`).
+const BUILTIN_NAMES_QUERY: &str = "SELECT p.oid::text, p.proname, n.nspname,
+    current_setting('server_version_num') FROM pg_proc p
+  JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid < 10000";
+
 /// Tables with deferrable constraint triggers (user ones, and a deferrable
 /// foreign key's): their code can run at COMMIT.
 const DEFERRED_QUERY: &str = "SELECT DISTINCT n.nspname, c.relname FROM pg_trigger t
@@ -1056,11 +1062,25 @@ impl Snapshot {
         // that type is compared, sorted or converted, which no statement's
         // text shows: nothing can be placed. First, and nothing else then:
         // the other queries' own casts and comparisons would run it too.
-        let builtin_code: Vec<String> = query::simple(conn, OPAQUE_QUERY)
+        let mut builtin_code: Vec<String> = query::simple(conn, OPAQUE_QUERY)
             .await?
             .into_iter()
             .filter_map(|r| r.into_iter().next().flatten())
             .collect();
+        // A built-in renamed or moved by a superuser (`ALTER FUNCTION
+        // pg_catalog.lo_unlink(oid) RENAME TO abs`): built-ins are placed
+        // by name, so every call is then misread (review 21, F1).
+        for r in query::simple(conn, BUILTIN_NAMES_QUERY).await? {
+            let col = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+            // The OIDs are those of the major version the names were read
+            // from (another may have reassigned a freed one).
+            let same_major = col(3).parse::<u32>().ok().map(|v| v / 10000)
+                == Some(crate::classify::BUILTIN_OIDS_MAJOR);
+            let known = col(0).parse().ok().and_then(crate::classify::builtin_name);
+            if (same_major && known.is_some_and(|n| n != col(1))) || col(2) != "pg_catalog" {
+                builtin_code.push(format!("function {} (renamed or moved)", col(1)));
+            }
+        }
         if !builtin_code.is_empty() {
             use sha2::{Digest, Sha256};
             let mut warnings = role_warnings(&role);

@@ -34,6 +34,26 @@ fn volatility() -> &'static HashMap<&'static str, u8> {
     })
 }
 
+/// The PostgreSQL major version `builtin_oids.txt` was read from.
+pub const BUILTIN_OIDS_MAJOR: u32 = 15;
+
+/// The name PostgreSQL gives the built-in function of a hand-assigned OID
+/// (below 10000: the same in every installation of a version), from
+/// `builtin_oids.txt`; `None` for an OID not in it (another version's).
+pub fn builtin_name(oid: u32) -> Option<&'static str> {
+    static MAP: OnceLock<HashMap<u32, &'static str>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        include_str!("builtin_oids.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(' '))
+            .filter_map(|(oid, name)| Some((oid.parse().ok()?, name)))
+            .collect()
+    })
+    .get(&oid)
+    .copied()
+}
+
 /// Reviewed built-ins (and well-known extension functions, matched in any
 /// schema) whose classes are not what their volatility says.
 const REVIEWED: &[(&str, &[Class])] = &[
@@ -444,6 +464,17 @@ pub fn is_system_catalog(schema: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_oid_table_is_of_its_major_version() {
+        let header = include_str!("builtin_oids.txt").lines().next().unwrap();
+        assert!(
+            header.contains(&format!("PostgreSQL {BUILTIN_OIDS_MAJOR}.")),
+            "{header}"
+        );
+        assert_eq!(builtin_name(2624), Some("pg_read_file"));
+        assert_eq!(builtin_name(16384), None);
+    }
 
     #[test]
     fn the_snapshot_is_loaded() {

@@ -69,6 +69,12 @@ pub(super) fn fast_key(sql: &str) -> Option<String> {
 
 /// What a call of the built-in `schema.name` does (`unparsed` for one
 /// nobody reviewed), for the catalog's operators and casts over built-ins.
+pub use builtins::BUILTIN_OIDS_MAJOR;
+
+pub fn builtin_name(oid: u32) -> Option<&'static str> {
+    builtins::builtin_name(oid)
+}
+
 pub fn builtin_classes(schema: &str, name: &str) -> ClassSet {
     builtins::call(schema, name).0
 }
