@@ -1466,14 +1466,21 @@ impl Snapshot {
     /// What an expression (`SELECT <expr>`, or a definition around one)
     /// does when evaluated, the functions it calls placed.
     fn expression(&self, classifier: &Classifier, sql: &str) -> Resolved {
-        let placed = body::place(classifier, "sql", sql, None);
+        // The SELECT around an expression reads nothing of its own.
+        self.placed_code(body::place(classifier, "sql", sql, None), true)
+    }
+
+    /// What placed code (a rule's action, an expression) does, the
+    /// functions it calls looked up; without the DDL around it (the
+    /// CREATE RULE, CREATE TRIGGER, ALTER TABLE is not what runs) and, with
+    /// `strip_read`, without a read when it names no table.
+    fn placed_code(&self, placed: body::Placed, strip_read: bool) -> Resolved {
         let mut res = Resolved {
             classes: placed.classes,
             tables: placed.tables,
         };
         res.classes.remove(Class::Ddl);
-        // The SELECT around an expression reads nothing of its own.
-        if res.tables.is_empty() {
+        if strip_read && res.tables.is_empty() {
             res.classes.remove(Class::Read);
         }
         for call in &placed.calls {
@@ -1540,22 +1547,7 @@ impl Snapshot {
             map.entry(col(r, 1)).or_default().push((col(r, 0), res));
         }
         for r in rules {
-            let placed = body::place(classifier, "sql", &col(r, 2), None);
-            let mut res = Resolved {
-                classes: placed.classes,
-                tables: placed.tables,
-            };
-            // The CREATE RULE around the action is not what runs.
-            res.classes.remove(Class::Ddl);
-            for call in &placed.calls {
-                let f = self.lookup(call).unwrap_or_else(|| Resolved {
-                    classes: ClassSet::of(&[Class::Unparsed]),
-                    ..Resolved::default()
-                });
-                res.classes = res.classes.union(f.classes);
-                res.tables.extend(f.tables);
-            }
-            self.absorb_optional(&placed.optional, &mut res);
+            let res = self.placed_code(body::place(classifier, "sql", &col(r, 2), None), false);
             self.on_write
                 .entry(col(r, 1))
                 .or_default()
