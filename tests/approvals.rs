@@ -118,6 +118,19 @@ impl Env {
         req
     }
 
+    /// alice approves request `id` with a standing grant of 15 minutes.
+    async fn approve_with_grant(&self, id: &str) {
+        let (s, v) = self
+            .api(
+                "POST",
+                &format!("/v1/approvals/{id}/approve"),
+                "tok-alice",
+                serde_json::json!({"grant": "15m"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+
     /// `verb` (approve or deny) on request `id` as the approver of `token`.
     async fn vote(&self, id: &str, verb: &str, token: &str) -> (u16, serde_json::Value) {
         self.api(
@@ -958,15 +971,7 @@ async fn a_grant_lets_the_same_statement_run_again_for_a_while() {
     let agent =
         tokio::spawn(async move { c2.simple_query("UPDATE public.items SET name = 'a'").await });
     let id = env.pending(1).await[0]["id"].as_str().unwrap().to_owned();
-    let (s, v) = env
-        .api(
-            "POST",
-            &format!("/v1/approvals/{id}/approve"),
-            "tok-alice",
-            serde_json::json!({"grant": "15m"}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    env.approve_with_grant(&id).await;
     agent.await.unwrap().unwrap();
     // Same statement shape (other literal), same agent: runs without a hold.
     tokio::time::timeout(
@@ -1575,15 +1580,7 @@ async fn identity_parameters_are_shown_and_granted_by_value() {
     let req = env.pending(1).await.remove(0);
     assert_eq!(req["parameters"][0], "first", "{req}");
     let id = req["id"].as_str().unwrap().to_owned();
-    let (s, v) = env
-        .api(
-            "POST",
-            &format!("/v1/approvals/{id}/approve"),
-            "tok-alice",
-            serde_json::json!({"grant": "15m"}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    env.approve_with_grant(&id).await;
     agent.await.unwrap().unwrap();
     // Another value: held again.
     let c3 = c.clone();
@@ -1921,15 +1918,7 @@ async fn a_writing_function_approved_with_a_grant_runs() {
     // The body's UPDATE makes the call destructive.
     let req = env.pending_for("destructive-held").await;
     let id = req["id"].as_str().unwrap().to_owned();
-    let (s, v) = env
-        .api(
-            "POST",
-            &format!("/v1/approvals/{id}/approve"),
-            "tok-alice",
-            serde_json::json!({"grant": "15m"}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    env.approve_with_grant(&id).await;
     let (c, r) = agent.await.unwrap();
     r.unwrap_or_else(|e| panic!("{e:?}\n{}", env.gate.log()));
     assert_eq!(env.direct("SELECT n FROM counter"), "1");
@@ -2002,15 +1991,7 @@ async fn a_grant_stops_once_reached_code_may_have_moved_names() {
     let agent =
         tokio::spawn(async move { c.simple_query("UPDATE public.items SET name = 'a'").await });
     let id = env.pending(1).await[0]["id"].as_str().unwrap().to_owned();
-    let (s, v) = env
-        .api(
-            "POST",
-            &format!("/v1/approvals/{id}/approve"),
-            "tok-alice",
-            serde_json::json!({"grant": "15m"}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    env.approve_with_grant(&id).await;
     agent.await.unwrap().unwrap();
     let (c, _n) = env.client().await;
     let c = std::sync::Arc::new(c);
