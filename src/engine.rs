@@ -89,7 +89,13 @@ impl Engine {
             .collect();
         Engine {
             catalogs,
-            classifier: Classifier::new(Dialect::Postgres, ClassifierOptions::default()),
+            classifier: Classifier::new(
+                Dialect::Postgres,
+                ClassifierOptions {
+                    max_parse_bytes: cfg.max_parse_bytes,
+                    ..ClassifierOptions::default()
+                },
+            ),
             policy,
             approvals: Approvals::new(approvers, cfg.approval_timeout, audit.clone()),
             audit,

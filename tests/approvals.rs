@@ -382,7 +382,8 @@ async fn an_approved_statement_that_ends_the_session_has_its_record() {
     // record is in the log.
     let env = Env::with_rules(
         "hold_scs",
-        "[[rule]]\nid = \"unparsed-held\"\naction = \"require_approval\"\nclasses = [\"unparsed\"]\napprovers = [\"dba\"]",
+        // Unread, it carries every class: a rule for all of them.
+        "[[rule]]\nid = \"unparsed-held\"\naction = \"require_approval\"\napprovers = [\"dba\"]",
     );
     let (c, _n) = env.client().await;
     let sql = format!(

@@ -344,7 +344,8 @@ fn reset_returns_to_the_login_baseline() {
         );
     }
     let long = format!("RESET /*{}*/ ROLE", "x".repeat(70_000));
-    assert!(!classes(&pg().classify(&long)).contains(Read));
+    // Unread: every class, so no allow for one of them lets it through.
+    assert_eq!(classes(&pg().classify(&long)), ClassSet::of(&Class::ALL));
 }
 
 #[test]
@@ -635,4 +636,49 @@ fn role_changes_move_names() {
         assert!(a.statements[0].moves_names, "{sql}: {a:?}");
     }
     assert!(!pg().classify("SET work_mem = '64MB'").statements[0].moves_names);
+}
+
+/// Review 22, F1 and F2: DDL that changes a built-in in place (keeping its
+/// OID and name, so every later call is still trusted by name) is server
+/// access; the same DDL on one's own objects is only DDL.
+#[test]
+fn ddl_changing_a_builtin_is_server_access() {
+    for sql in [
+        "CREATE OR REPLACE FUNCTION pg_catalog.quote_ident(text) RETURNS text LANGUAGE sql AS 'SELECT $1'",
+        "CREATE OR REPLACE FUNCTION quote_ident(text) RETURNS text LANGUAGE sql AS 'SELECT $1'",
+        "CREATE FUNCTION lower(integer) RETURNS text LANGUAGE sql AS 'SELECT 1::text'",
+        "CREATE OR REPLACE FUNCTION information_schema._pg_char_max_length(oid, int4) RETURNS int4 LANGUAGE sql AS 'SELECT 1'",
+        "CREATE OR REPLACE FUNCTION _pg_char_max_length(oid, int4) RETURNS int4 LANGUAGE sql AS 'SELECT 1'",
+        "CREATE OR REPLACE VIEW pg_catalog.pg_available_extensions AS SELECT 1 AS name",
+        "CREATE OR REPLACE VIEW pg_available_extensions AS SELECT 1 AS name",
+        "CREATE OR REPLACE AGGREGATE pg_catalog.max(text) (sfunc = text_larger, stype = text, finalfunc = pg_read_file)",
+        "CREATE OR REPLACE AGGREGATE max(text) (sfunc = text_larger, stype = text)",
+        "ALTER TYPE pg_catalog.text SET (SEND = pg_catalog.pg_read_binary_file)",
+        "ALTER TYPE text SET (RECEIVE = textrecv)",
+        "ALTER FUNCTION pg_catalog.quote_ident(text) SECURITY DEFINER",
+        "ALTER FUNCTION lo_unlink(oid) RENAME TO abs",
+        "ALTER FUNCTION pg_catalog.lo_unlink(oid) OWNER TO intern",
+        "ALTER FUNCTION lower(text) SET SCHEMA public",
+        "ALTER AGGREGATE max(text) RENAME TO mx",
+        "ALTER OPERATOR = (int4, int4) SET (RESTRICT = eqsel)",
+        "ALTER VIEW pg_catalog.pg_roles RENAME TO r",
+        "CREATE RULE r AS ON SELECT TO pg_catalog.pg_roles DO INSTEAD SELECT 1",
+        "CREATE OPERATOR pg_catalog.=== (leftarg = int4, rightarg = int4, function = int4eq)",
+    ] {
+        has(sql, &[ServerAccess, Ddl]);
+    }
+    // One's own objects: plain DDL.
+    for sql in [
+        "CREATE OR REPLACE FUNCTION public.quote_ident(text) RETURNS text LANGUAGE sql AS 'SELECT $1'",
+        "CREATE OR REPLACE FUNCTION my_fn(text) RETURNS text LANGUAGE sql AS 'SELECT $1'",
+        "CREATE OR REPLACE VIEW my_view AS SELECT 1 AS a",
+        "CREATE AGGREGATE my_max(text) (sfunc = text_larger, stype = text)",
+        "ALTER FUNCTION my_fn(text) RENAME TO other_fn",
+        "ALTER OPERATOR public.=== (int4, int4) SET (RESTRICT = eqsel)",
+        "ALTER VIEW my_view RENAME TO v2",
+    ] {
+        let a = pg().classify(sql);
+        let got = classes(&a);
+        assert!(got.contains(Ddl) && !got.contains(ServerAccess), "{sql}: {a:?}");
+    }
 }

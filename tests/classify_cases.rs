@@ -438,23 +438,23 @@ const CASES: &[(Dialect, &str, &str, &str)] = &[
         "",
     ),
     (PG, "CALL proc(1)", "write,unparsed", ""),
-    // --- unparsed and fallback
-    (PG, "SELEKT * FROM t", "unparsed", ""),
-    (PG, "SELECT 'abc", "unparsed", ""),
+    // --- not read: every class (PostgreSQL has no keyword fallback)
+    (PG, "SELEKT * FROM t", "all", ""),
+    (PG, "SELECT 'abc", "all", ""),
     (
         PG,
         "SELECT * FROM t WHERE a = /* unterminated",
-        "unparsed",
+        "all",
         "",
     ),
-    (PG, "SELECT (((", "unparsed", ""),
+    (PG, "SELECT (((", "all", ""),
     (
         PG,
         "FROBNICATE pg_read_file('x')",
-        "unparsed",
+        "all",
         "",
     ),
-    (PG, "GRANT weird syntax here", "unparsed", ""),
+    (PG, "GRANT weird syntax here", "all", ""),
     (
         PG,
         "CREATE USER MAPPING FOR bob SERVER s OPTIONS (user 'x')",
@@ -802,6 +802,9 @@ const CASES: &[(Dialect, &str, &str, &str)] = &[
 ];
 
 fn classes(spec: &str) -> ClassSet {
+    if spec == "all" {
+        return ClassSet::of(&Class::ALL);
+    }
     ClassSet::of(
         &spec
             .split(',')
@@ -1055,12 +1058,38 @@ fn long_statements_are_not_parsed() {
     let c = Classifier::new(PG, opts);
     let long = format!("SELECT {} FROM t", "a, ".repeat(40) + "b");
     let s = &c.classify(&long).statements[0];
-    assert_eq!(s.classes, ClassSet::of(&[Class::Unparsed]));
+    // Unread, it could be anything: every class, so that every rule for
+    // what it might be applies (the shipped rules deny `server_access`).
+    assert_eq!(s.classes, ClassSet::of(&Class::ALL));
     assert!(s.note.as_deref().unwrap_or("").contains("max_parse_bytes"));
     // Not parsed means not placed: PostgreSQL has no keyword fallback.
     let drop = format!("DROP TABLE {}", "t, ".repeat(40) + "u");
     let s = &c.classify(&drop).statements[0];
-    assert_eq!(s.classes, ClassSet::of(&[Class::Unparsed]));
+    assert_eq!(s.classes, ClassSet::of(&Class::ALL));
+    // MySQL too: its leading keywords are not what it does.
+    let my = Classifier::new(
+        MY,
+        ClassifierOptions {
+            cache_capacity: 10,
+            max_parse_bytes: 64,
+            ..Default::default()
+        },
+    );
+    let outfile = format!("SELECT 1 /* {} */ INTO OUTFILE '/tmp/x'", "x".repeat(80));
+    assert_eq!(
+        my.classify(&outfile).statements[0].classes,
+        ClassSet::of(&Class::ALL)
+    );
+    // So is what the lexer or the grammar rejects.
+    for bad in [
+        "SELECT 'x",
+        "SELEKT 1",
+        "SELECT 1; TRUNCATE t; DELET FROM t",
+    ] {
+        for s in &c.classify(bad).statements {
+            assert_eq!(s.classes, ClassSet::of(&Class::ALL), "{bad}");
+        }
+    }
 }
 
 #[test]

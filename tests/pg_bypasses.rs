@@ -41,6 +41,12 @@ impl Env {
     /// With `extra` as one more rule file (instead of the shipped rules
     /// when it is not empty).
     fn with_rules(prefix: &str, extra: &str) -> Env {
+        Env::with_config(prefix, extra, "", true)
+    }
+
+    /// With `extra` rules, `toml` appended to sqlgate's configuration, and
+    /// the rule denying `secrets` if `secrets_rule`.
+    fn with_config(prefix: &str, extra: &str, toml: &str, secrets_rule: bool) -> Env {
         let pg = PgServer::shared();
         let db = pg.unique_database(prefix);
         // Roles are cluster-wide and tests run in parallel: two sessions
@@ -55,13 +61,20 @@ impl Env {
                 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;",
         );
         let rules = TestDir::new("bypass-rules");
+        let secrets = if secrets_rule {
+            "secrets.toml"
+        } else {
+            "secrets.off"
+        };
         std::fs::write(
-            rules.join("secrets.toml"),
+            rules.join(secrets),
             "[[rule]]\nid = \"no-secrets\"\naction = \"deny\"\nclasses = [\"read\", \"write\", \"export\"]\ntables = [\"*.secrets\", \"secrets\"]\n",
         )
         .unwrap();
         std::fs::write(rules.join("extra.toml"), extra).unwrap();
-        let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &["agents"]);
+        let mut cfg = SqlgateConfig::for_pg(pg, &db)
+            .agent(AGENT, AGENT_PW, &["agents"])
+            .extra(toml);
         if !extra.is_empty() {
             cfg.rules.clear();
         }
@@ -395,7 +408,9 @@ async fn user_functions_are_decided_by_their_bodies() {
                 break;
             }
             Err(e) => {
-                assert!(e.contains("unparsed"), "{e}");
+                // Unplaced, a call may touch any table: the rule denying
+                // `secrets` matches it.
+                assert!(e.contains("no-secrets"), "{e}");
                 assert!(
                     std::time::Instant::now() < deadline,
                     "catalog never loaded: {e}"
@@ -411,7 +426,9 @@ async fn user_functions_are_decided_by_their_bodies() {
         ("SELECT wipe()", "destructive-needs-approval"),
         ("SELECT wrapper()", "destructive-needs-approval"),
         ("SELECT peek()", "no-secrets"),
-        ("SELECT dynamic()", "unparsed-needs-approval"),
+        // Its dynamic SQL may read any table: no approval can let it
+        // past the rule denying `secrets`.
+        ("SELECT dynamic()", "no-secrets"),
         (
             "SELECT * FROM audit_me WHERE id = harmless(wipe())",
             "destructive-needs-approval",
@@ -1426,9 +1443,13 @@ async fn thirteenth_review_paths_are_placed() {
 /// to a table known to defer one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unplaced_write_counts_for_deferred_triggers() {
-    let env = Env::with_rules(
+    // Without the rule denying `secrets`: it matches a DO block, whose
+    // tables are not known.
+    let env = Env::with_config(
         "byp_defer_unplaced",
         "[[rule]]\nid = \"let-through\"\naction = \"allow\"\nclasses = [\"read\", \"write\", \"ddl\", \"privilege\", \"destructive\", \"server_access\", \"export\", \"transaction\", \"session\", \"unparsed\"]\n",
+        "",
+        false,
     );
     env.direct(
         "CREATE FUNCTION purge() RETURNS void LANGUAGE plpgsql AS $$BEGIN DELETE FROM public.audit_me; END$$",
@@ -1802,4 +1823,102 @@ async fn twenty_first_review_renamed_built_ins_are_opaque() {
         )),
         "1"
     );
+}
+
+/// Round 23, H1: a statement padded past `max_parse_bytes` (a trailing
+/// comment) is not read, so it must meet the rules for anything it might
+/// be: the shipped `server_access` deny, not only the one-approval rule for
+/// `unparsed`. So must what the grammar rejects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_statements_meet_every_rule() {
+    let env = Env::new("byp_unread");
+    let c = env.client().await;
+    let dir = TestDir::new("byp-unread");
+    let file = dir.join("written");
+    let pad = format!(" -- {}", "x".repeat(70_000));
+    for sql in [
+        format!("TRUNCATE audit_me{pad}"),
+        format!("COPY (SELECT 1) TO PROGRAM 'touch {}'{pad}", file.display()),
+        format!("DELETE FROM audit_me{pad}"),
+        "DELET FROM audit_me".to_string(),
+        "SELECT 'unterminated".to_string(),
+    ] {
+        let r = run(&c, &sql).await;
+        let head = &sql[..sql.len().min(40)];
+        assert!(
+            r.as_ref()
+                .is_err_and(|e| e.contains("server-access-denied")),
+            "{head}: {r:?}"
+        );
+    }
+    // The agent is told why sqlgate did not read it.
+    let e = c.simple_query(&format!("SELECT 1{pad}")).await.unwrap_err();
+    let detail = e.as_db_error().and_then(|d| d.detail()).unwrap_or("");
+    assert!(detail.contains("max_parse_bytes"), "{detail}");
+    assert_eq!(env.rows_left(), "5");
+    assert!(!file.exists(), "the program ran");
+    // With a longer limit it is read, and decided by what it is.
+    let env = Env::with_config(
+        "byp_unread2",
+        "",
+        "[limits]\nmax_parse_bytes = 262144\n",
+        true,
+    );
+    let c = env.client().await;
+    assert_eq!(run(&c, &format!("SELECT 7{pad}")).await.unwrap(), "7");
+    let r = run(&c, &format!("TRUNCATE audit_me{pad}")).await;
+    assert!(
+        r.as_ref().is_err_and(|e| e.contains("requires approval")),
+        "{r:?}"
+    );
+    assert_eq!(env.rows_left(), "5");
+}
+
+/// Review 22, F1 and F2, made directly on the database by a superuser:
+/// a built-in changed in place keeps its OID and name, and sqlgate trusts
+/// built-ins by name. The catalog compares what each built-in runs with a
+/// fresh initdb's; after such a change nothing is placed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtins_changed_in_place_on_the_database_place_nothing() {
+    for (prefix, change, probe) in [
+        (
+            "byp_inplace_fn",
+            "CREATE OR REPLACE FUNCTION pg_catalog.quote_ident(text) RETURNS text LANGUAGE plpgsql
+               AS $$BEGIN DELETE FROM audit_me; RETURN $1; END$$",
+            "SELECT quote_ident('a')",
+        ),
+        (
+            "byp_inplace_rename",
+            "ALTER AGGREGATE pg_catalog.string_agg(text, text) RENAME TO sa",
+            "SELECT 1",
+        ),
+        (
+            "byp_inplace_type",
+            "ALTER TYPE pg_catalog.text SET (SEND = pg_catalog.pg_read_binary_file)",
+            "SELECT 'a'::text",
+        ),
+        (
+            "byp_inplace_view",
+            "CREATE OR REPLACE VIEW pg_catalog.pg_available_extensions AS
+               SELECT e.name, e.default_version, x.extversion AS installed_version,
+                      (SELECT v FROM public.secrets LIMIT 1) AS comment
+               FROM pg_available_extensions() e(name, default_version, comment)
+               LEFT JOIN pg_extension x ON e.name = x.extname",
+            "SELECT name FROM pg_available_extensions",
+        ),
+    ] {
+        let env = Env::new(prefix);
+        let c = env.client().await;
+        run(&c, probe)
+            .await
+            .unwrap_or_else(|e| panic!("{probe}: {e}"));
+        env.direct(change);
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await; // catalog refresh
+        let r = run(&c, probe).await;
+        assert!(
+            r.as_ref().is_err_and(|e| e.contains("no-secrets")),
+            "{change}: {r:?}"
+        );
+        assert_eq!(env.rows_left(), "5");
+    }
 }

@@ -537,3 +537,27 @@ fn the_documented_quorum_2_advice_protects_drop_table() {
         .also
         .is_empty());
 }
+
+#[test]
+fn rules_naming_tables_hold_what_sqlgate_could_not_read() {
+    // An `unparsed` statement (a body, a procedure, a text sqlgate did not
+    // see into) may touch any table: deny and approval rules that name
+    // tables match it; an allow that names tables never vouches for it.
+    let p = Policy::from_str(
+        "t.toml",
+        "[[rule]]\nid = \"secrets\"\naction = \"deny\"\ntables = [\"*.secrets\"]\n\
+         [[rule]]\nid = \"hr\"\naction = \"require_approval\"\ntables = [\"hr.*\"]\napprovers = [\"dba\"]\nquorum = 2\n\
+         [[rule]]\nid = \"unread\"\naction = \"require_approval\"\nclasses = [\"unparsed\"]\napprovers = [\"dba\"]\n\
+         [[rule]]\nid = \"reports\"\naction = \"allow\"\nclasses = [\"read\", \"unparsed\"]\ntables = [\"public.reports\"]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let unread = stmt(&[Class::Unparsed, Class::Read], &["public.reports"]);
+    let v = p.decide(&agent(), &unread);
+    assert_eq!((v.action, &*v.rule), (Action::Deny, "secrets"));
+    // What was read is judged by the tables it names.
+    let read = stmt(&[Class::Read], &["public.reports"]);
+    assert_eq!(p.decide(&agent(), &read).action, Action::Allow);
+    let hr = stmt(&[Class::Read], &["hr.salaries"]);
+    let v = p.decide(&agent(), &hr);
+    assert_eq!((v.action, &*v.rule), (Action::RequireApproval, "hr"));
+}

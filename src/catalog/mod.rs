@@ -461,12 +461,12 @@ impl Catalog {
             };
             // The types query's answer, kept while the catalogs it reads
             // are unchanged (`TYPES_FINGERPRINT`): it is the costly one.
-            let mut types_cache: Option<(String, query::Rows)> = None;
+            let mut cache = LoadCache::default();
             loop {
                 let generation = self.ddl.load(Ordering::Acquire);
                 let load = tokio::time::timeout(
                     Duration::from_secs(30),
-                    Snapshot::load(&mut conn, &self.classifier, generation, &mut types_cache),
+                    Snapshot::load(&mut conn, &self.classifier, generation, &mut cache),
                 );
                 match load.await {
                     Ok(Ok(s)) => {
@@ -801,6 +801,56 @@ const BUILTIN_NAMES_QUERY: &str = "SELECT p.oid::text, p.proname, n.nspname,
     current_setting('server_version_num') FROM pg_proc p
   JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid < 10000";
 
+/// What PostgreSQL's own objects run, one row each, compared with a fresh
+/// initdb's (`builtin_definition`). Costs ~0.3 s of the server's CPU
+/// (system views' rules are printed): read only when
+/// [`BUILTIN_GATE_QUERY`] changed.
+const BUILTIN_DEFS_QUERY: &str = include_str!("builtin_defs.sql");
+
+/// Moves whenever a row [`BUILTIN_DEFS_QUERY`] reads is written (every
+/// change is a new row version: a new `xmin`), in ~4 ms; and the server's
+/// version.
+const BUILTIN_GATE_QUERY: &str = "SELECT concat_ws(' ',
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_proc WHERE oid < 16384),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_aggregate WHERE aggfnoid < 16384),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_type WHERE oid < 16384),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_operator WHERE oid < 16384),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_cast WHERE oid < 16384),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_rewrite WHERE ev_class < 16384),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_language),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_namespace WHERE oid < 16384)),
+  current_setting('server_version_num')";
+
+/// The built-in objects of `rows` ([`BUILTIN_DEFS_QUERY`]) that run
+/// something else than a fresh initdb's, rules added to built-in
+/// relations, and a fresh initdb's objects that are missing (renamed or
+/// moved: `ALTER AGGREGATE max(text) RENAME`, an `UPDATE pg_operator SET
+/// oprname`; built-ins are placed by name). Other objects a fresh initdb
+/// lacks (a vendor's) are not judged.
+fn changed_builtins(rows: &query::Rows) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut changed: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let (key, hash) = (r.first()?.as_deref()?, r.get(1)?.as_deref()?);
+            seen.insert(key);
+            match crate::classify::builtin_definition(key) {
+                Some(h) if h != hash => Some(format!("{key} (changed)")),
+                None if key.starts_with("r ") => Some(format!("{key} (added)")),
+                _ => None,
+            }
+        })
+        .collect();
+    let mut missing: Vec<&str> = crate::classify::builtin_definitions()
+        .keys()
+        .filter(|k| !seen.contains(**k))
+        .copied()
+        .collect();
+    missing.sort_unstable();
+    changed.extend(missing.into_iter().map(|k| format!("{k} (missing)")));
+    changed
+}
+
 /// Tables with deferrable constraint triggers (user ones, and a deferrable
 /// foreign key's): their code can run at COMMIT.
 const DEFERRED_QUERY: &str = "SELECT DISTINCT n.nspname, c.relname FROM pg_trigger t
@@ -1049,12 +1099,22 @@ const OPERATORS_QUERY: &str = concat!(
   LIMIT 20001"
 );
 
+/// What one catalog connection's loads keep from one to the next: answers
+/// of costly queries, by a cheap fingerprint of what they read.
+#[derive(Default)]
+struct LoadCache {
+    /// `TYPES_QUERY`'s rows, by `TYPES_FINGERPRINT`.
+    types: Option<(String, query::Rows)>,
+    /// [`changed_builtins`], by [`BUILTIN_GATE_QUERY`].
+    builtins: Option<(String, Vec<String>)>,
+}
+
 impl Snapshot {
     async fn load(
         conn: &mut crate::proxy::stream::Stream,
         classifier: &Classifier,
         generation: u64,
-        types_cache: &mut Option<(String, query::Rows)>,
+        cache: &mut LoadCache,
     ) -> Result<Snapshot, String> {
         let role = query::simple(conn, ROLE_QUERY).await?;
         // A built-in type with user code behind it (a user's default
@@ -1081,9 +1141,48 @@ impl Snapshot {
                 builtin_code.push(format!("function {} (renamed or moved)", col(1)));
             }
         }
+        // A built-in changed in place, keeping its OID and name (review
+        // 22, F1, F2): `CREATE OR REPLACE FUNCTION pg_catalog.quote_ident`
+        // by a superuser, `ALTER TYPE text SET (SEND = …)`.
+        let gate = query::simple(conn, BUILTIN_GATE_QUERY).await?;
+        let gate = gate.first().cloned().unwrap_or_default();
+        let version = gate.get(1).cloned().flatten().unwrap_or_default();
+        let gate = gate.first().cloned().flatten().unwrap_or_default();
+        let mut defs_warning = None;
+        if version.parse::<u32>().ok().map(|v| v / 10000)
+            != Some(crate::classify::BUILTIN_OIDS_MAJOR)
+        {
+            defs_warning = Some(format!(
+                "PostgreSQL {version} is not {}: changes made in place to built-in functions, types, operators, casts and system views can't be detected",
+                crate::classify::BUILTIN_OIDS_MAJOR
+            ));
+        } else {
+            let changed = match &cache.builtins {
+                Some((g, changed)) if !gate.is_empty() && *g == gate => changed.clone(),
+                _ => {
+                    let changed = changed_builtins(&query::simple(conn, BUILTIN_DEFS_QUERY).await?);
+                    cache.builtins = Some((gate, changed.clone()));
+                    changed
+                }
+            };
+            if !changed.is_empty() {
+                let more = changed.len().saturating_sub(5);
+                let mut list = changed
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if more > 0 {
+                    list.push_str(&format!(" and {more} more"));
+                }
+                builtin_code.push(format!("built-ins changed in place: {list}"));
+            }
+        }
         if !builtin_code.is_empty() {
             use sha2::{Digest, Sha256};
             let mut warnings = role_warnings(&role);
+            warnings.extend(defs_warning);
             warnings.push(format!(
                 "user code runs behind built-in types or operators ({}: an operator class or family, or a cast a user made): no statement can be placed, every one is unparsed",
                 builtin_code.join(", ")
@@ -1113,11 +1212,11 @@ impl Snapshot {
             .first()
             .and_then(|r| r.first().cloned().flatten())
             .unwrap_or_default();
-        let types = match types_cache {
+        let types = match &cache.types {
             Some((f, rows)) if !fingerprint.is_empty() && *f == fingerprint => rows.clone(),
             _ => {
                 let rows = query::simple(conn, TYPES_QUERY).await?;
-                *types_cache = Some((fingerprint, rows.clone()));
+                cache.types = Some((fingerprint, rows.clone()));
                 rows
             }
         };
@@ -1172,6 +1271,7 @@ impl Snapshot {
             search_path: role.first().and_then(|r| r.get(5).cloned().flatten()),
             ..Snapshot::default()
         };
+        s.warnings.extend(defs_warning);
         if [
             &rows,
             &views,

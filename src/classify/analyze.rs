@@ -41,11 +41,13 @@ pub fn statement(
         fall_back(dialect, &toks, &mut info, "MySQL executable comment".into());
         info.classes.insert(Class::Unparsed);
     } else if text.len() > max_parse_bytes {
-        let why = format!(
-            "statement of {} bytes is longer than max_parse_bytes",
+        // Unread, it could be anything (a padded `SELECT … INTO OUTFILE`
+        // its leading keywords don't show): every class, as on PostgreSQL.
+        info.classes = ClassSet::of(&Class::ALL);
+        info.note = Some(format!(
+            "not parsed: statement of {} bytes is longer than max_parse_bytes",
             text.len()
-        );
-        fall_back(dialect, &toks, &mut info, why);
+        ));
     } else if toks.first().is_some_and(|t| t.is_word("do")) {
         // Procedural code we cannot see into: never trust a parse of it.
         fall_back(dialect, &toks, &mut info, "DO block".into());

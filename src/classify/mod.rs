@@ -165,8 +165,8 @@ pub fn cache_key(dialect: Dialect, sql: &str) -> String {
 }
 
 pub use pg::{
-    builtin_classes, builtin_name, foldable, neutral_text, pg_setting_matters,
-    search_path_shadows_builtins, Foldable, BUILTIN_OIDS_MAJOR,
+    builtin_classes, builtin_definition, builtin_definitions, builtin_name, foldable, neutral_text,
+    pg_setting_matters, search_path_shadows_builtins, Foldable, BUILTIN_OIDS_MAJOR,
 };
 
 /// The PostgreSQL key computed without pg_query (`None` where the string is

@@ -17,7 +17,7 @@
 //!   an allow rule: the name must have as many dotted parts as the pattern).
 
 use super::verdict::{Action, Identity, Verdict};
-use crate::classify::{ClassSet, StatementInfo};
+use crate::classify::{Class, ClassSet, StatementInfo};
 use globset::GlobSet;
 
 /// The globs of one rule's `tables`, compiled for the rule's action.
@@ -114,6 +114,9 @@ impl Rule {
                         globs.exact.iter().any(|(m, d)| *d == dots && m.is_match(t))
                     })
             }
+            // A statement sqlgate could not fully read (`unparsed`: a body,
+            // a procedure or a text it did not see into) may touch any table.
+            Some(_) if classes.contains(Class::Unparsed) => true,
             Some(globs) => stmt.tables.iter().any(|t| globs.matches_restrictive(t)),
         }
     }

@@ -54,6 +54,25 @@ pub fn builtin_name(oid: u32) -> Option<&'static str> {
     .copied()
 }
 
+/// What the built-in object `key` runs, hashed, as a fresh initdb of
+/// [`BUILTIN_OIDS_MAJOR`] has it (`builtin_defs.txt`, rows of
+/// `src/catalog/builtin_defs.sql`); `None` for an object not in it.
+pub fn builtin_definition(key: &str) -> Option<&'static str> {
+    builtin_definitions().get(key).copied()
+}
+
+/// Every row of `builtin_defs.txt`, by key.
+pub fn builtin_definitions() -> &'static HashMap<&'static str, &'static str> {
+    static MAP: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        include_str!("builtin_defs.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('\t'))
+            .collect()
+    })
+}
+
 /// Reviewed built-ins (and well-known extension functions, matched in any
 /// schema) whose classes are not what their volatility says.
 const REVIEWED: &[(&str, &[Class])] = &[
@@ -450,6 +469,19 @@ pub fn relation(schema: &str, name: &str) -> ClassSet {
         .map_or(ClassSet::EMPTY, |(_, c)| ClassSet::of(c))
 }
 
+/// Whether DDL naming the function, procedure or aggregate `schema.name`
+/// may make or change a built-in: one in a system schema, or an unqualified
+/// name a built-in has (an unqualified name is looked up in pg_catalog
+/// first, and an unqualified CREATE goes there when the search_path lists
+/// it first; `_pg_*` are information_schema's).
+pub fn is_builtin_function_name(schema: &str, name: &str) -> bool {
+    match schema {
+        "pg_catalog" | "information_schema" | "pg_toast" => true,
+        "" => volatility().contains_key(name) || name.starts_with("_pg_"),
+        _ => false,
+    }
+}
+
 /// A relation whose rows are the server's own state: writing it is a
 /// privilege change (`UPDATE pg_authid SET rolsuper …`), never a plain write.
 pub fn is_system_catalog(schema: &str, name: &str) -> bool {
@@ -474,6 +506,15 @@ mod tests {
         );
         assert_eq!(builtin_name(2624), Some("pg_read_file"));
         assert_eq!(builtin_name(16384), None);
+        let header = include_str!("builtin_defs.txt").lines().next().unwrap();
+        assert!(
+            header.contains(&format!("PostgreSQL {BUILTIN_OIDS_MAJOR}.")),
+            "{header}"
+        );
+        assert!(builtin_definition("f quote_ident(text)").is_some());
+        assert!(builtin_definition("t text").is_some());
+        assert!(builtin_definition("r pg_roles _RETURN").is_some());
+        assert_eq!(builtin_definition("f no_such_function()"), None);
     }
 
     #[test]

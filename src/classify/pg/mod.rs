@@ -69,7 +69,7 @@ pub(super) fn fast_key(sql: &str) -> Option<String> {
 
 /// What a call of the built-in `schema.name` does (`unparsed` for one
 /// nobody reviewed), for the catalog's operators and casts over built-ins.
-pub use builtins::BUILTIN_OIDS_MAJOR;
+pub use builtins::{builtin_definition, builtin_definitions, BUILTIN_OIDS_MAJOR};
 
 pub fn builtin_name(oid: u32) -> Option<&'static str> {
     builtins::builtin_name(oid)
@@ -334,7 +334,11 @@ fn command(lexed: &Lexed, toks: &[Tok]) -> String {
 const MAX_STATEMENTS: usize = 1000;
 
 /// A string the server would reject (or sqlgate will not parse): every
-/// `;`-separated part is `unparsed`, with `why`.
+/// `;`-separated part is `unparsed`, with `why`, and carries every other
+/// class too. Unread, it could be anything: a `TRUNCATE` or a
+/// `COPY … TO PROGRAM` padded past `max_parse_bytes` must meet the rules
+/// for what it is (the shipped `server_access` deny, the strictest quorum),
+/// never only the one for `unparsed`.
 fn rejected(sql: &str, lexed: Option<&Lexed>, why: &str) -> Analysis {
     let too_many = lexed.is_some_and(|l| {
         l.toks.iter().filter(|t| t.kind == Kind::Semicolon).count() >= MAX_STATEMENTS
@@ -347,7 +351,7 @@ fn rejected(sql: &str, lexed: Option<&Lexed>, why: &str) -> Analysis {
         );
     }
     let unparsed = |fingerprint: String, command: String| StatementInfo {
-        classes: ClassSet::of(&[Class::Unparsed]),
+        classes: ClassSet::of(&Class::ALL),
         tables: vec![],
         fingerprint,
         command,

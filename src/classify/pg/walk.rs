@@ -213,11 +213,13 @@ impl Walk {
             "CreateFunctionStmt" => self.create_function(n),
             "CreateTrigStmt" => {
                 self.add(&[Ddl]);
+                self.builtin_relation(&n["relation"]);
                 self.trigger_function(n);
                 self.code_body(n);
             }
             "RuleStmt" => {
                 self.add(&[Ddl]);
+                self.builtin_relation(&n["relation"]);
                 self.rule(n);
             }
             "CreatePolicyStmt" | "AlterPolicyStmt" => {
@@ -263,12 +265,14 @@ impl Walk {
             }
             "ViewStmt" => {
                 self.add(&[Ddl]);
+                self.builtin_relation(&n["view"]);
                 self.not_run += 1;
                 self.children(n);
                 self.not_run -= 1;
             }
             "RenameStmt" => {
                 self.add(&[Ddl]);
+                self.builtin_object(n);
                 if int(n, "rename_type") == ObjectType::ObjectRole as i64 {
                     self.add(&[Privilege]);
                 }
@@ -304,10 +308,14 @@ impl Walk {
             | "AlterUserMappingStmt"
             | "DropUserMappingStmt" => {
                 self.add(&[Privilege, Ddl]);
+                if ty == "AlterOwnerStmt" {
+                    self.builtin_object(n);
+                }
                 self.children(n);
             }
             "AlterFunctionStmt" => {
                 self.add(&[Privilege, Ddl]);
+                self.builtin_function(list(&n["func"], "objname"));
                 self.function_settings(list(n, "actions"));
                 self.children(n);
             }
@@ -385,6 +393,34 @@ impl Walk {
             | "ReplicaIdentityStmt" => {
                 self.add(&[Ddl]);
                 self.named_functions(n);
+                match ty {
+                    // `ALTER TYPE … SET (SEND = …)`: a type's I/O functions
+                    // run on every value sent or received, the built-ins'
+                    // too (only C types of one's own have a use for it).
+                    "AlterTypeStmt" => self.changes_builtin("type I/O (ALTER TYPE … SET)"),
+                    // A built-in operator's selectivity functions run at
+                    // planning; an unqualified operator is pg_catalog's.
+                    "AlterOperatorStmt" => {
+                        let parts = strings(list(&n["opername"], "objname"));
+                        if parts.len() < 2 || is_system_schema(parts[0]) {
+                            self.changes_builtin("operator (ALTER OPERATOR)");
+                        }
+                    }
+                    "DefineStmt" => {
+                        let parts = strings(list(n, "defnames"));
+                        let (schema, name) = schema_and_name(&parts);
+                        if int(n, "kind") == ObjectType::ObjectAggregate as i64 {
+                            self.builtin_function(list(n, "defnames"));
+                        } else if is_system_schema(schema) {
+                            self.changes_builtin(&format!(
+                                "object `{}`",
+                                qualified(&[schema, name])
+                            ));
+                        }
+                    }
+                    "AlterObjectSchemaStmt" => self.builtin_object(n),
+                    _ => {}
+                }
                 if ty == "CreateConversionStmt" {
                     let parts: Vec<&str> = strings(list(n, "func_name"))
                         .into_iter()
@@ -1122,6 +1158,7 @@ impl Walk {
 
     fn create_function(&mut self, n: &Value) {
         self.add(&[Ddl]);
+        self.builtin_function(list(n, "funcname"));
         self.code = true;
         if !self.need_original() {
             return;
@@ -1162,6 +1199,54 @@ impl Walk {
         if !TRUSTED_LANGUAGES.contains(&language.as_str()) {
             self.add(&[ServerAccess]);
             self.note(|| format!("language `{language}` runs outside the server's sandbox"));
+        }
+    }
+
+    /// DDL that makes or changes a built-in object (a function's body or
+    /// settings, an aggregate's functions, a type's I/O, a system view's
+    /// query) changes what every later statement using it does, which no
+    /// statement's text shows, and sqlgate trusts built-ins by name:
+    /// server access, never approvable by the shipped rules (review 22,
+    /// F1, F2: `CREATE OR REPLACE FUNCTION pg_catalog.quote_ident(text)`
+    /// approved as a DDL statement ran its new body on every later call).
+    fn changes_builtin(&mut self, what: &str) {
+        self.add(&[Ddl, Privilege, ServerAccess]);
+        self.note(|| format!("changes built-in {what}"));
+    }
+
+    /// [`changes_builtin`] for DDL naming the function `names`.
+    fn builtin_function(&mut self, names: &[Value]) {
+        let parts = strings(names);
+        let (schema, name) = schema_and_name(&parts);
+        if builtins::is_builtin_function_name(schema, identifier(name)) {
+            self.changes_builtin(&format!("function `{}`", qualified(&parts)));
+        }
+    }
+
+    /// [`changes_builtin`] for DDL on the relation `rv`.
+    fn builtin_relation(&mut self, rv: &Value) {
+        if builtins::is_system_catalog(str_of(rv, "schemaname"), str_of(rv, "relname")) {
+            self.changes_builtin(&format!("relation `{}`", table_name(rv)));
+        }
+    }
+
+    /// [`changes_builtin`] for `ALTER … RENAME`, `OWNER TO` and `SET
+    /// SCHEMA` of a built-in object.
+    fn builtin_object(&mut self, n: &Value) {
+        if n["relation"].is_object() {
+            self.builtin_relation(&n["relation"]);
+        }
+        match node_of(&n["object"]) {
+            Some(("ObjectWithArgs", o)) => self.builtin_function(list(o, "objname")),
+            Some(("List", l)) => {
+                let parts = strings(list(l, "items"));
+                if let [schema, _, ..] = parts.as_slice() {
+                    if is_system_schema(schema) {
+                        self.changes_builtin(&format!("object `{}`", parts.join(".")));
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -1385,6 +1470,10 @@ pub(super) fn foldable(v: &Value, out: &mut super::Foldable) -> bool {
         }
         _ => false,
     }
+}
+
+fn is_system_schema(schema: &str) -> bool {
+    matches!(schema, "pg_catalog" | "information_schema" | "pg_toast")
 }
 
 fn strings(l: &[Value]) -> Vec<&str> {

@@ -1189,6 +1189,15 @@ fn denial_report(v: &Verdict, info: &StatementInfo) -> Bytes {
     if !info.tables.is_empty() {
         detail.push_str(&format!("; tables: {}", info.tables.join(", ")));
     }
+    // Why sqlgate could not read it (a syntax error, a length): never a
+    // literal's value (see `StatementInfo::note`).
+    if let Some(note) = info
+        .note
+        .as_deref()
+        .filter(|_| info.classes.contains(Class::Unparsed))
+    {
+        detail.push_str(&format!("; not read: {note}"));
+    }
     let (message, hint) = match v.action {
         Action::RequireApproval => (
             format!("sqlgate: statement requires approval (rule `{}`): {}", v.rule, v.reason),

@@ -1,0 +1,50 @@
+-- The definitions of PostgreSQL's own objects (OIDs below 16384, made by
+-- initdb), one row per object: a key that names it and a hash of what it
+-- runs. sqlgate trusts built-ins by name; a superuser can change one in
+-- place, keeping its OID and name (`CREATE OR REPLACE FUNCTION
+-- pg_catalog.quote_ident`, `ALTER TYPE text SET (SEND = …)`, `CREATE OR
+-- REPLACE VIEW pg_catalog.pg_roles`), so the catalog compares these rows
+-- with the ones scripts/gen-pg-builtins.sh read from a fresh initdb
+-- (src/classify/pg/builtin_defs.txt). Names, not OIDs: initdb's OIDs from
+-- 10000 up depend on the machine's locales. Read with search_path =
+-- pg_catalog, so names print the same whatever the login's setting.
+-- Shared by the catalog (src/catalog/mod.rs) and the script: one text.
+BEGIN READ ONLY;
+SET LOCAL search_path = pg_catalog;
+WITH ext AS (
+  SELECT objid FROM pg_depend
+  WHERE deptype = 'e' AND refclassid = 'pg_extension'::regclass AND classid = 'pg_proc'::regclass)
+SELECT k, left(md5(v), 12) FROM (
+  SELECT 'f ' || p.oid::regprocedure::text AS k,
+    concat_ws('|', l.lanname, p.prosrc, p.probin, p.prosecdef, p.proconfig::text,
+      p.prosupport::regprocedure::text, p.provolatile, p.proisstrict, p.prokind,
+      p.proleakproof, p.proretset, p.prorettype::regtype::text, pg_get_function_sqlbody(p.oid),
+      a.aggtransfn::regprocedure::text, a.aggfinalfn::regprocedure::text,
+      a.aggcombinefn::regprocedure::text, a.aggserialfn::regprocedure::text,
+      a.aggdeserialfn::regprocedure::text, a.aggmtransfn::regprocedure::text,
+      a.aggminvtransfn::regprocedure::text, a.aggmfinalfn::regprocedure::text,
+      a.aggsortop::regoperator::text, a.aggfinalmodify, a.aggmfinalmodify) AS v
+  FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+  LEFT JOIN pg_aggregate a ON a.aggfnoid = p.oid
+  WHERE p.oid < 16384 AND p.oid NOT IN (SELECT objid FROM ext)
+  UNION ALL
+  SELECT 't ' || t.oid::regtype::text,
+    concat_ws('|', t.typinput::regprocedure::text, t.typoutput::regprocedure::text,
+      t.typreceive::regprocedure::text, t.typsend::regprocedure::text,
+      t.typmodin::regprocedure::text, t.typmodout::regprocedure::text,
+      t.typanalyze::regprocedure::text, t.typsubscript::regprocedure::text)
+  FROM pg_type t WHERE t.oid < 16384
+  UNION ALL
+  SELECT 'o ' || o.oid::regoperator::text,
+    concat_ws('|', o.oprcode::regprocedure::text, o.oprrest::regprocedure::text,
+      o.oprjoin::regprocedure::text, o.oprnegate::regoperator::text, o.oprcom::regoperator::text)
+  FROM pg_operator o WHERE o.oid < 16384
+  UNION ALL
+  SELECT 'c ' || c.castsource::regtype::text || ' > ' || c.casttarget::regtype::text,
+    concat_ws('|', c.castfunc::regprocedure::text, c.castcontext, c.castmethod)
+  FROM pg_cast c WHERE c.oid < 16384
+  UNION ALL
+  SELECT 'r ' || r.ev_class::regclass::text || ' ' || r.rulename, pg_get_ruledef(r.oid)
+  FROM pg_rewrite r WHERE r.ev_class < 16384
+) d ORDER BY k COLLATE "C";
+COMMIT;
