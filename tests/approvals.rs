@@ -2045,3 +2045,55 @@ async fn rights_or_policies_changed_while_held_are_refused() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_network_can_still_revoke_a_grant() {
+    // Review H, H2: an agent on the approvers' network sends ten bad
+    // tokens; the network is throttled for the minute. Approving stays
+    // refused (429), but a revocation is carried out if the token is an
+    // approver's, answered 202 whatever the token, so it tells a guesser
+    // nothing, and the standing grant ends.
+    let env = Env::new("hold_revoke_throttled");
+    let (c, _n) = env.client().await;
+    let c = std::sync::Arc::new(c);
+    let c2 = c.clone();
+    let agent =
+        tokio::spawn(async move { c2.simple_query("UPDATE public.items SET name = 'a'").await });
+    let id = env.pending(1).await[0]["id"].as_str().unwrap().to_owned();
+    env.approve_with_grant(&id).await;
+    agent.await.unwrap().unwrap();
+    let none = serde_json::Value::Null;
+    for i in 0..10 {
+        env.api("GET", "/v1/grants", &format!("tok-guess-{i}"), none.clone())
+            .await;
+    }
+    let revoke = format!("/v1/grants/{id}/revoke");
+    let (s, wrong) = env.api("POST", &revoke, "tok-guess-x", none.clone()).await;
+    assert_eq!(s, 202, "{wrong}");
+    let (s, right) = env.api("POST", &revoke, "tok-bob", none.clone()).await;
+    assert_eq!(s, 202, "{right}");
+    assert_eq!(
+        wrong, right,
+        "the answer must not tell a right token from a wrong one"
+    );
+    let (s, _) = env.api("GET", "/v1/grants", "tok-bob", none.clone()).await;
+    assert_eq!(s, 429);
+    // By effect: the grant is gone, the statement is held again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !env
+        .audit()
+        .iter()
+        .any(|r| r["kind"] == "approval_grant_revoked" && r["revoked_by"] == "bob")
+    {
+        assert!(std::time::Instant::now() < deadline, "never revoked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c3 = c.clone();
+    let again =
+        tokio::spawn(async move { c3.simple_query("UPDATE public.items SET name = 'c'").await });
+    // (The approvers' list is throttled too: held means not done.)
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!again.is_finished(), "ran on the revoked grant");
+    again.abort();
+    assert_ne!(env.direct("SELECT min(name) FROM items"), "c");
+}
