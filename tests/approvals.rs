@@ -926,6 +926,7 @@ async fn fifty_concurrent_holds_each_get_their_own_outcome() {
         order.swap(i, j);
     }
     let mut want = std::collections::HashMap::new();
+    let mut decided = 0;
     for k in order {
         let r = &pending[k];
         let session = r["session"].as_str().unwrap().to_owned();
@@ -942,6 +943,17 @@ async fn fifty_concurrent_holds_each_get_their_own_outcome() {
             .await;
         assert_eq!(s, 200);
         want.insert(session, approve);
+        decided += 1;
+        if approve {
+            // Each approved UPDATE changes every row: two running at once
+            // may deadlock on the server (40P01). One at a time: wait for
+            // every session decided so far to end.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while agents.iter().filter(|a| a.is_finished()).count() < decided {
+                assert!(Instant::now() < deadline, "approved, never ran");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     }
     let mut ok = 0;
     for a in agents {
