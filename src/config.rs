@@ -232,6 +232,9 @@ struct RawWebhook {
     /// webhook only notifies.
     #[serde(default)]
     decisions_for: Vec<String>,
+    /// Only requests these approver groups may decide (none: every request).
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,12 +248,16 @@ struct RawSlack {
     api_base: Option<String>,
     #[serde(default)]
     users: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTeams {
     webhook_url: String,
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 /// A webhook that receives every approval request (and decision), signed.
@@ -260,6 +267,8 @@ pub struct Webhook {
     pub secret: String,
     /// Approvers (normalised names) it may vote for; empty: notify-only.
     pub decisions_for: Vec<String>,
+    /// Only requests for these approver groups reach it (empty: all).
+    pub groups: Vec<String>,
 }
 
 /// Slack: requests go to a channel with Approve/Deny buttons.
@@ -272,12 +281,23 @@ pub struct Slack {
     pub api_base: String,
     /// Slack user id → approver name.
     pub users: std::collections::BTreeMap<String, String>,
+    /// Only requests for these approver groups reach it (empty: all).
+    pub groups: Vec<String>,
 }
 
 /// Microsoft Teams: an Adaptive Card to an incoming-webhook (Workflows) URL.
 #[derive(Debug, Clone)]
 pub struct Teams {
     pub webhook_url: String,
+    /// Only requests for these approver groups reach it (empty: all).
+    pub groups: Vec<String>,
+}
+
+/// Whether a channel for `groups` (empty: every group) receives a request
+/// whose approvers are `request_groups`: people who can't decide it don't
+/// see it (review H, H3).
+pub fn channel_receives(groups: &[String], request_groups: &[String]) -> bool {
+    groups.is_empty() || groups.iter().any(|g| request_groups.contains(g))
 }
 
 /// The approval channels.
@@ -544,6 +564,7 @@ impl Config {
                                 .iter()
                                 .map(|n| person_name("approver", n).map_err(invalid))
                                 .collect::<Result<_, _>>()?,
+                            groups: w.groups.clone(),
                         })
                     })
                     .collect::<Result<_, ConfigError>>()?,
@@ -570,10 +591,12 @@ impl Config {
                             .clone()
                             .unwrap_or_else(|| "https://slack.com/api".into()),
                         users: s.users.clone(),
+                        groups: s.groups.clone(),
                     }),
                 },
                 teams: a.teams.as_ref().map(|t| Teams {
                     webhook_url: t.webhook_url.clone(),
+                    groups: t.groups.clone(),
                 }),
             },
         };

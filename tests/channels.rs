@@ -214,6 +214,8 @@ struct Env {
 
 enum Channel {
     Webhook,
+    /// A webhook for these approver groups only (TOML list items).
+    WebhookFor(&'static str),
     Slack,
 }
 
@@ -228,6 +230,10 @@ impl Env {
             Channel::Webhook => format!(
                 "[[approvals.webhook]]\nurl = \"http://127.0.0.1:{local}/hook\"\nsecret = \"{HOOK_SECRET}\"\n\
                  decisions_for = [\"alice\", \"bob\", \"bot\", \"carol\"]"
+            ),
+            Channel::WebhookFor(groups) => format!(
+                "[[approvals.webhook]]\nurl = \"http://127.0.0.1:{local}/hook\"\nsecret = \"{HOOK_SECRET}\"\n\
+                 groups = [{groups}]"
             ),
             Channel::Slack => format!(
                 "[approvals.slack]\nbot_token = \"{SLACK_TOKEN}\"\nsigning_secret = \"{SLACK_SECRET}\"\n\
@@ -415,6 +421,39 @@ async fn webhook_delivers_signed_events_and_a_signed_callback_decides() {
     let (s, v) = env.callback(&decision, HOOK_SECRET, ts).await;
     assert_eq!(s, 409, "{v}");
     assert!(v["error"].as_str().unwrap().contains("replay"), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_for_other_groups_never_sees_the_request() {
+    // Review H, H3: the request is for `dba`; the webhook is `sales`'s.
+    let env = Env::new("chan_groups", Channel::WebhookFor("\"sales\"")).await;
+    let agent = env.agent("DELETE FROM items").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let v: Value = env
+            .http
+            .get(env.url("/v1/approvals"))
+            .bearer_auth("tok-alice")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(id) = v["approvals"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(Instant::now() < deadline, "never held");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        env.rec.all("/hook").is_empty(),
+        "{:#?}",
+        env.rec.all("/hook")
+    );
+    assert_eq!(env.state(&id).await, "pending");
+    agent.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

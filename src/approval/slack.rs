@@ -181,6 +181,8 @@ pub async fn run(s: Slack, public_url: Option<String>, approvals: Approvals) {
     let mut posts: HashMap<String, (JoinHandle<Option<Posted>>, SystemTime)> = HashMap::new();
     loop {
         match notices.recv().await {
+            Ok(Notice::Created(r) | Notice::Decided(r))
+                if !crate::config::channel_receives(&s.groups, &r.approver_groups) => {}
             Ok(Notice::Created(r)) => {
                 let now = SystemTime::now();
                 posts.retain(|_, (_, expires)| *expires + FORGET_AFTER > now);

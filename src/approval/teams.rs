@@ -58,6 +58,11 @@ pub async fn run(t: Teams, public_url: Option<String>, approvals: Approvals) {
     let mut notices = approvals.subscribe();
     loop {
         let card = match notices.recv().await {
+            Ok(Notice::Created(r) | Notice::Decided(r))
+                if !crate::config::channel_receives(&t.groups, &r.approver_groups) =>
+            {
+                continue
+            }
             Ok(Notice::Created(r)) => request_card(&r.to_json(), public_url.as_deref()),
             Ok(Notice::Decided(r)) => decision_card(&r.to_json()),
             Err(RecvError::Lagged(n)) => {

@@ -110,6 +110,9 @@ pub async fn run(w: Webhook, public_url: Option<String>, approvals: Approvals) {
             }
             Err(RecvError::Closed) => return,
         };
+        if !crate::config::channel_receives(&w.groups, &r.approver_groups) {
+            continue;
+        }
         let body = payload(&r, event, public_url.as_deref());
         // Only the request's own notice is bounded by its expiry: once it has
         // expired nobody can act on it, but the decision is still news.
