@@ -500,7 +500,11 @@ fn logins(b: &mut String, ev: &Evidence) {
     b.push_str("</table>\n");
 }
 
-/// HTML-escapes text for element content and quoted attributes.
+/// HTML-escapes text for element content and quoted attributes; the
+/// characters that reorder or hide text (bidi overrides, zero-width ones,
+/// controls: `safe_text::hides`) show as their `\u{..}` escapes, so an
+/// agent's statement displays as what it is (review H, H4: a U+202E in a
+/// statement made it read backwards).
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -510,6 +514,8 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            '\n' | '\t' => out.push(c),
+            c if crate::safe_text::hides(c) => out.push_str(&c.escape_unicode().to_string()),
             _ => out.push(c),
         }
     }
@@ -525,6 +531,10 @@ mod tests {
         assert_eq!(
             esc("<script>alert('x')&\"</script>"),
             "&lt;script&gt;alert(&#39;x&#39;)&amp;&quot;&lt;/script&gt;"
+        );
+        assert_eq!(
+            esc("SELECT 1 -- \u{202e}DELETE\u{200b}\n"),
+            "SELECT 1 -- \\u{202e}DELETE\\u{200b}\n"
         );
         let out = fill(
             "a {{x}} b {{y}} {{nope}}",
