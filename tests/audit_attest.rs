@@ -242,6 +242,34 @@ fn a_modified_field_is_named_by_seq() {
 }
 
 #[test]
+fn nothing_can_be_added_to_the_unsigned_last_checkpoint_line() {
+    // Review H, H5: the closing checkpoint's line is signed by nothing after
+    // it; a field added to it (or a `time` that is not one) is malformed.
+    for (name, from, to) in [
+        (
+            "h5_field",
+            "\"kind\":\"checkpoint\"",
+            "\"kind\":\"checkpoint\",\"approved_by\":\"alice\"",
+        ),
+        (
+            "h5_time",
+            "\"time\":\"",
+            "\"time\":\"see approval 7 \u{202e} ",
+        ),
+    ] {
+        let (cfg, p) = tampered(name, |l| {
+            let last = l.len() - 1;
+            l[last] = l[last].replacen(from, to, 1);
+        });
+        let r = verify(&[p], &[pubkey(&cfg)], false);
+        assert!(
+            matches!(r, Err(Problem::Malformed { seq: 13, .. })),
+            "{name}: {r:?}"
+        );
+    }
+}
+
+#[test]
 fn a_deleted_line_is_missing() {
     let (cfg, p) = tampered("delete", |l| {
         l.remove(6);

@@ -44,7 +44,10 @@
 //!     only ones a forger could add undetected by the signatures.
 //!
 //! Known limit: a checkpoint's own line (its `time`) is covered only by the
-//! next checkpoint, so the final checkpoint's `time` is not signed.
+//! next checkpoint, so the final checkpoint's `time` is not signed; it must
+//! be an RFC 3339 time, and a checkpoint may hold no field but `v`, `seq`,
+//! `prev`, `time`, `kind`, `key_id`, `head_seq`, `head`, `sig`, `closing`
+//! and `mac` (else `malformed`).
 
 use super::chain::{hash_line, hashes_equal, parse_hash, Hash, GENESIS};
 use super::sign::{checkpoint_message, rotation_message, PublicKey};
@@ -533,6 +536,27 @@ impl<'a> Verifier<'a> {
             why,
         };
         let v = &rec.value;
+        // The last checkpoint's own line is signed by nothing after it:
+        // what it may hold besides what its signature covers is fixed, so
+        // nothing can be added to it unnoticed (review H, H5).
+        const FIELDS: &[&str] = &[
+            "v", "seq", "prev", "time", "kind", "key_id", "head_seq", "head", "sig", "closing",
+            "mac",
+        ];
+        let malformed = |why: String| Problem::Malformed { seq: rec.seq, why };
+        if let Some(extra) = v
+            .as_object()
+            .and_then(|o| o.keys().find(|k| !FIELDS.contains(&k.as_str())))
+        {
+            return Err(malformed(format!(
+                "the checkpoint has a field no writer writes: `{extra}`"
+            )));
+        }
+        if humantime::parse_rfc3339(&rec.time).is_err() {
+            return Err(malformed(
+                "the checkpoint's `time` is not an RFC 3339 time".into(),
+            ));
+        }
         let head_seq = rec.seq.checked_sub(1);
         if v["head_seq"].as_u64() != head_seq {
             return Err(Problem::Malformed {
