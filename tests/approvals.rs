@@ -131,6 +131,29 @@ impl Env {
         assert_eq!(s, 200, "{v}");
     }
 
+    /// An agent session whose `UPDATE public.items SET name = 'a'` was
+    /// held and approved with a 15-minute grant (the grant's id); keep the
+    /// notices receiver for as long as the session.
+    async fn granted_update(
+        &self,
+    ) -> (
+        std::sync::Arc<tokio_postgres::Client>,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+        String,
+    ) {
+        let (c, n) = self.client().await;
+        let c = std::sync::Arc::new(c);
+        let c2 = c.clone();
+        let agent =
+            tokio::spawn(
+                async move { c2.simple_query("UPDATE public.items SET name = 'a'").await },
+            );
+        let id = self.pending(1).await[0]["id"].as_str().unwrap().to_owned();
+        self.approve_with_grant(&id).await;
+        agent.await.unwrap().unwrap();
+        (c, n, id)
+    }
+
     /// `verb` (approve or deny) on request `id` as the approver of `token`.
     async fn vote(&self, id: &str, verb: &str, token: &str) -> (u16, serde_json::Value) {
         self.api(
@@ -978,14 +1001,7 @@ async fn fifty_concurrent_holds_each_get_their_own_outcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_lets_the_same_statement_run_again_for_a_while() {
     let env = Env::new("hold_grant");
-    let (c, _n) = env.client().await;
-    let c = std::sync::Arc::new(c);
-    let c2 = c.clone();
-    let agent =
-        tokio::spawn(async move { c2.simple_query("UPDATE public.items SET name = 'a'").await });
-    let id = env.pending(1).await[0]["id"].as_str().unwrap().to_owned();
-    env.approve_with_grant(&id).await;
-    agent.await.unwrap().unwrap();
+    let (c, _n, id) = env.granted_update().await;
     // Same statement shape (other literal), same agent: runs without a hold.
     tokio::time::timeout(
         Duration::from_secs(5),
@@ -2066,14 +2082,7 @@ async fn a_throttled_network_can_still_revoke_a_grant() {
     // approver's, answered 202 whatever the token, so it tells a guesser
     // nothing, and the standing grant ends.
     let env = Env::new("hold_revoke_throttled");
-    let (c, _n) = env.client().await;
-    let c = std::sync::Arc::new(c);
-    let c2 = c.clone();
-    let agent =
-        tokio::spawn(async move { c2.simple_query("UPDATE public.items SET name = 'a'").await });
-    let id = env.pending(1).await[0]["id"].as_str().unwrap().to_owned();
-    env.approve_with_grant(&id).await;
-    agent.await.unwrap().unwrap();
+    let (c, _n, id) = env.granted_update().await;
     let none = serde_json::Value::Null;
     for i in 0..10 {
         env.api("GET", "/v1/grants", &format!("tok-guess-{i}"), none.clone())

@@ -276,18 +276,22 @@ impl Env {
         format!("http://{}{path}", self.cfg.admin_addr())
     }
 
-    /// State of a request through the HTTP API.
-    async fn state(&self, id: &str) -> String {
-        let v: Value = self
-            .http
-            .get(self.url(&format!("/v1/approvals/{id}")))
+    /// `GET path` of the HTTP API as alice.
+    async fn api_get(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
             .bearer_auth("tok-alice")
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// State of a request through the HTTP API.
+    async fn state(&self, id: &str) -> String {
+        let v = self.api_get(&format!("/v1/approvals/{id}")).await;
         v["state"].as_str().unwrap_or("?").to_owned()
     }
 
@@ -430,16 +434,7 @@ async fn a_channel_for_other_groups_never_sees_the_request() {
     let agent = env.agent("DELETE FROM items").await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let id = loop {
-        let v: Value = env
-            .http
-            .get(env.url("/v1/approvals"))
-            .bearer_auth("tok-alice")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = env.api_get("/v1/approvals").await;
         if let Some(id) = v["approvals"][0]["id"].as_str() {
             break id.to_owned();
         }

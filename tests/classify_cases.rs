@@ -1048,14 +1048,22 @@ fn commands_and_statement_count() {
     assert!(c.classify(" -- nothing\n ; ").statements.is_empty());
 }
 
+/// A classifier caching `cache_capacity` shapes that reads strings of up
+/// to `max_parse_bytes`.
+fn limited(dialect: Dialect, cache_capacity: usize, max_parse_bytes: usize) -> Classifier {
+    Classifier::new(
+        dialect,
+        ClassifierOptions {
+            cache_capacity,
+            max_parse_bytes,
+            ..Default::default()
+        },
+    )
+}
+
 #[test]
 fn long_statements_are_not_parsed() {
-    let opts = ClassifierOptions {
-        cache_capacity: 10,
-        max_parse_bytes: 64,
-        ..Default::default()
-    };
-    let c = Classifier::new(PG, opts);
+    let c = limited(PG, 10, 64);
     let long = format!("SELECT {} FROM t", "a, ".repeat(40) + "b");
     let s = &c.classify(&long).statements[0];
     // Unread, it could be anything: every class, so that every rule for
@@ -1067,14 +1075,7 @@ fn long_statements_are_not_parsed() {
     let s = &c.classify(&drop).statements[0];
     assert_eq!(s.classes, ClassSet::of(&Class::ALL));
     // MySQL too: its leading keywords are not what it does.
-    let my = Classifier::new(
-        MY,
-        ClassifierOptions {
-            cache_capacity: 10,
-            max_parse_bytes: 64,
-            ..Default::default()
-        },
-    );
+    let my = limited(MY, 10, 64);
     let outfile = format!("SELECT 1 /* {} */ INTO OUTFILE '/tmp/x'", "x".repeat(80));
     assert_eq!(
         my.classify(&outfile).statements[0].classes,
@@ -1121,22 +1122,8 @@ impl Rng {
 
 #[test]
 fn random_input_never_panics() {
-    let pg = Classifier::new(
-        PG,
-        ClassifierOptions {
-            cache_capacity: 64,
-            max_parse_bytes: 4096,
-            ..Default::default()
-        },
-    );
-    let my = Classifier::new(
-        MY,
-        ClassifierOptions {
-            cache_capacity: 64,
-            max_parse_bytes: 4096,
-            ..Default::default()
-        },
-    );
+    let pg = limited(PG, 64, 4096);
+    let my = limited(MY, 64, 4096);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     const ALPHABET: &[u8] = b"$'\"`;-/*#\\eEuUxXbB&!(),.=? \n0123456789abcSELECTDROPset_config";
     let check = |sql: &str| {
