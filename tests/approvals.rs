@@ -2118,3 +2118,41 @@ async fn a_throttled_network_can_still_revoke_a_grant() {
     again.abort();
     assert_ne!(env.direct("SELECT min(name) FROM items"), "c");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_for_one_object_does_not_cover_another() {
+    // Review 22, F4: `setval` is held (it rewinds a sequence); which
+    // sequence is in its argument, so its grant covers that text only.
+    let env = Env::new("hold_grant_object");
+    env.direct(
+        "CREATE SEQUENCE a_seq; CREATE SEQUENCE b_seq;
+         ALTER SEQUENCE a_seq OWNER TO svc; ALTER SEQUENCE b_seq OWNER TO svc;
+         SELECT setval('b_seq', 7)",
+    );
+    let (c, _n) = env.client().await;
+    let c = std::sync::Arc::new(c);
+    let c2 = c.clone();
+    let agent = tokio::spawn(async move { c2.simple_query("SELECT setval('a_seq', 100)").await });
+    let r = &env.pending(1).await[0];
+    assert!(
+        r["statements"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("a_seq"),
+        "approvers see which sequence: {r}"
+    );
+    env.approve_with_grant(r["id"].as_str().unwrap()).await;
+    agent.await.unwrap().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        c.simple_query("SELECT setval('a_seq', 100)"),
+    )
+    .await
+    .expect("granted: no hold")
+    .unwrap();
+    let c3 = c.clone();
+    let other = tokio::spawn(async move { c3.simple_query("SELECT setval('b_seq', 1)").await });
+    env.pending(1).await;
+    other.abort();
+    assert_eq!(env.direct("SELECT last_value FROM b_seq"), "7");
+}

@@ -258,11 +258,19 @@ fn code_literals_are_flagged_for_approvers() {
         "SELECT set_config('role', 'intern', false)",
         "ALTER DATABASE app SET session_preload_libraries = 'evil'",
         "ALTER ROLE bot SET role = 'postgres'",
+        // Review 22, F4: which object a held built-in destroys or rewrites
+        // is in its arguments: a grant for `setval('a_seq', 1)` must not
+        // cover `setval('b_seq', 1)`.
+        "SELECT setval('a_seq', 1)",
+        "SELECT lo_unlink(424242)",
+        "SELECT lo_put(424242, 0, 'x')",
+        "SELECT brin_summarize_range('i', 0)",
     ] {
         let a = pg().classify(sql);
         assert!(a.statements[0].code, "{sql}: {a:?}");
     }
     assert!(!pg().classify("SELECT 'x'").statements[0].code);
+    assert!(!pg().classify("SELECT nextval('a_seq')").statements[0].code);
     assert!(!pg().classify("SET work_mem = '64MB'").statements[0].code);
 }
 

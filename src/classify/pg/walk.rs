@@ -891,8 +891,11 @@ impl Walk {
         self.dotted(parts);
         let (schema, name) = schema_and_name(parts);
         let (c, unknown) = builtins::call(schema, name);
-        if !unknown && c.contains(Unparsed) {
-            // SQL or a table named by a string: approved as written only.
+        if !unknown && (c.contains(Unparsed) || c.contains(Destructive) || c.contains(Ddl)) {
+            // SQL or a table named by a string, or the object a held
+            // built-in rewrites or destroys (`setval('a_seq', 1)`,
+            // `lo_unlink(4242)`): approved as written only, so a grant for
+            // one object never covers another (review 22, F4).
             self.code = true;
             self.need_original();
         }
