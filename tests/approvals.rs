@@ -2080,8 +2080,14 @@ async fn a_throttled_network_can_still_revoke_a_grant() {
     // tokens; the network is throttled for the minute. Approving stays
     // refused (429), but a revocation is carried out if the token is an
     // approver's, answered 202 whatever the token, so it tells a guesser
-    // nothing, and the standing grant ends.
-    let env = Env::new("hold_revoke_throttled");
+    // nothing, and the standing grant ends. Round 23, F2: the agent sees
+    // its grant end, so these are guesses too: ten a minute, and only
+    // tokens of the strength the config asks for count.
+    let env = Env::with_config("hold_revoke_throttled", "", |c| {
+        c.extra(&format!(
+            "[[approver]]\nname = \"dora\"\ntoken = \"{DORA}\"\ngroups = [\"dba\"]"
+        ))
+    });
     let (c, _n, id) = env.granted_update().await;
     let none = serde_json::Value::Null;
     for i in 0..10 {
@@ -2091,24 +2097,41 @@ async fn a_throttled_network_can_still_revoke_a_grant() {
     let revoke = format!("/v1/grants/{id}/revoke");
     let (s, wrong) = env.api("POST", &revoke, "tok-guess-x", none.clone()).await;
     assert_eq!(s, 202, "{wrong}");
-    let (s, right) = env.api("POST", &revoke, "tok-bob", none.clone()).await;
+    // A short token, even an approver's, is not taken blindly.
+    let (s, short) = env.api("POST", &revoke, "tok-bob", none.clone()).await;
+    assert_eq!(s, 202, "{short}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!env
+        .audit()
+        .iter()
+        .any(|r| r["kind"] == "approval_grant_revoked"));
+    let (s, right) = env.api("POST", &revoke, DORA, none.clone()).await;
     assert_eq!(s, 202, "{right}");
     assert_eq!(
         wrong, right,
         "the answer must not tell a right token from a wrong one"
     );
-    let (s, _) = env.api("GET", "/v1/grants", "tok-bob", none.clone()).await;
+    let (s, _) = env.api("GET", "/v1/grants", DORA, none.clone()).await;
     assert_eq!(s, 429);
     // By effect: the grant is gone, the statement is held again.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !env
         .audit()
         .iter()
-        .any(|r| r["kind"] == "approval_grant_revoked" && r["revoked_by"] == "bob")
+        .any(|r| r["kind"] == "approval_grant_revoked" && r["revoked_by"] == "dora")
     {
         assert!(std::time::Instant::now() < deadline, "never revoked");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Ten blind calls a minute, then 429 again.
+    for i in 3..10 {
+        let (s, _) = env
+            .api("POST", &revoke, &format!("tok-guess-b{i}"), none.clone())
+            .await;
+        assert_eq!(s, 202);
+    }
+    let (s, _) = env.api("POST", &revoke, DORA, none.clone()).await;
+    assert_eq!(s, 429);
     let c3 = c.clone();
     let again =
         tokio::spawn(async move { c3.simple_query("UPDATE public.items SET name = 'c'").await });

@@ -71,8 +71,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// the token is an approver's, after the answer, and answered the same way
 /// either way (202), so it tells a guesser nothing while a neighbour's
 /// failed guesses can't keep an approver from cutting a standing grant
-/// short (review H, H2). Anything that gives rights stays refused (429)
-/// for the minute.
+/// short (review H, H2). At most [`crate::approval::AUTH_FAILURES`] such
+/// calls per network and minute, with tokens of at least
+/// [`crate::approval::MIN_TOKEN_CHARS`] characters (round 23, F2: an agent
+/// holding a grant sees whether a batch of guesses revoked it). Anything
+/// that gives rights stays refused (429) for the minute.
 fn approver_or_blindly(
     a: &Approvals,
     peer: SocketAddr,
@@ -81,9 +84,18 @@ fn approver_or_blindly(
 ) -> Result<Option<Approver>, ApiError> {
     match approver(a, peer, headers) {
         Ok(who) => Ok(Some(who)),
-        Err(ApiError(StatusCode::TOO_MANY_REQUESTS, _)) => {
+        Err(e @ ApiError(StatusCode::TOO_MANY_REQUESTS, _)) => {
+            // Blind calls are guesses too (their effect shows on the
+            // agent's grant): as few per minute as failed tokens, and only
+            // with a token of the strength the config asks for.
+            if !a.blind_call(peer.ip()) {
+                return Err(e);
+            }
             let (a, token) = (a.clone(), bearer(headers).unwrap_or("").to_owned());
             tokio::task::spawn_blocking(move || {
+                if token.chars().count() < crate::approval::MIN_TOKEN_CHARS {
+                    return;
+                }
                 if let Some(who) = a.authenticate(&token).cloned() {
                     act(&a, &who);
                 }

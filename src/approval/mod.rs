@@ -146,6 +146,8 @@ struct Inner {
     notices: broadcast::Sender<Notice>,
     /// Failed bearer tokens per client address: (count, window start).
     auth_failures: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, Instant)>>,
+    /// Blind calls from throttled networks (see `blind_call`), counted so.
+    blind_calls: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, Instant)>>,
 }
 
 /// A standing grant: the same statements for the same agent run without a
@@ -237,6 +239,7 @@ impl Approvals {
                 grants: DashMap::new(),
                 notices,
                 auth_failures: Default::default(),
+                blind_calls: Default::default(),
             }),
         }
     }
@@ -309,6 +312,32 @@ impl Approvals {
             tracing::warn!(%peer, network = %net, failures = entry.0, "approval API: too many unknown bearer tokens; this network is refused for the rest of the minute");
             Err(throttled(entry.1))
         }
+    }
+
+    /// Whether a throttled network may make one more blind call (a
+    /// revocation carried out if its token is an approver's, answered the
+    /// same either way): [`AUTH_FAILURES`] per [`AUTH_WINDOW`], as for
+    /// failed tokens. Its effect is visible to an agent holding the grant
+    /// it revokes, so it is a guess too (round 23, F2).
+    pub fn blind_call(&self, peer: std::net::IpAddr) -> bool {
+        let now = Instant::now();
+        let mut calls = self
+            .inner
+            .blind_calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if calls.len() >= AUTH_TRACKED {
+            calls.retain(|_, (_, start)| now - *start < AUTH_WINDOW);
+            if calls.len() >= AUTH_TRACKED {
+                return false;
+            }
+        }
+        let entry = calls.entry(network(peer)).or_insert((0, now));
+        if now - entry.1 >= AUTH_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        entry.0 <= AUTH_FAILURES
     }
 
     /// The approver holding this bearer token (compared in constant time).
