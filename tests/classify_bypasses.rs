@@ -144,6 +144,12 @@ fn setting_names_are_matched_as_postgres_matches_them() {
         "SET search_path TO 'evil', \"pg_catalog\"",
         "SELECT set_config('search_path', 'public, pg_catalog', false)",
         "SELECT set_config('search_path', current_setting('x'), false)",
+        // Round 23, F1: unqualified names would reach information_schema's
+        // built-ins (`CREATE OR REPLACE VIEW tables …` replaces one).
+        "SET search_path = information_schema, public",
+        "SET search_path = public, \"information_schema\"",
+        "SELECT set_config('search_path', 'pg_toast', false)",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = information_schema AS 'SELECT 1'",
     ] {
         has(sql, &[Privilege]);
     }
@@ -672,6 +678,10 @@ fn ddl_changing_a_builtin_is_server_access() {
         "ALTER VIEW pg_catalog.pg_roles RENAME TO r",
         "CREATE RULE r AS ON SELECT TO pg_catalog.pg_roles DO INSTEAD SELECT 1",
         "CREATE OPERATOR pg_catalog.=== (leftarg = int4, rightarg = int4, function = int4eq)",
+        // Round 23: a built-in domain or table changed.
+        "ALTER DOMAIN information_schema.cardinal_number ADD CONSTRAINT c CHECK (my_check(VALUE))",
+        "ALTER TABLE information_schema.sql_features ADD CONSTRAINT c CHECK (my_check(feature_id))",
+        "ALTER VIEW pg_catalog.pg_roles ALTER COLUMN rolname SET DEFAULT 'x'",
     ] {
         has(sql, &[ServerAccess, Ddl]);
     }
@@ -684,6 +694,8 @@ fn ddl_changing_a_builtin_is_server_access() {
         "ALTER FUNCTION my_fn(text) RENAME TO other_fn",
         "ALTER OPERATOR public.=== (int4, int4) SET (RESTRICT = eqsel)",
         "ALTER VIEW my_view RENAME TO v2",
+        "ALTER DOMAIN public.my_domain ADD CONSTRAINT c CHECK (VALUE > 0)",
+        "ALTER TABLE my_table ADD COLUMN c int",
     ] {
         let a = pg().classify(sql);
         let got = classes(&a);

@@ -46,5 +46,20 @@ SELECT k, left(md5(v), 12) FROM (
   UNION ALL
   SELECT 'r ' || r.ev_class::regclass::text || ' ' || r.rulename, pg_get_ruledef(r.oid)
   FROM pg_rewrite r WHERE r.ev_class < 16384
+  UNION ALL
+  -- Constraints, triggers and policies on built-in types and relations: a
+  -- user's CHECK on information_schema.cardinal_number runs in its views.
+  SELECT 'k ' || c.conname || ' on ' || coalesce(nullif(c.contypid, 0)::regtype::text,
+    c.conrelid::regclass::text), pg_get_constraintdef(c.oid)
+  FROM pg_constraint c
+  WHERE c.contypid BETWEEN 1 AND 16383 OR c.conrelid BETWEEN 1 AND 16383
+  UNION ALL
+  SELECT 'g ' || t.tgname || ' on ' || t.tgrelid::regclass::text, pg_get_triggerdef(t.oid)
+  FROM pg_trigger t WHERE t.tgrelid < 16384
+  UNION ALL
+  SELECT 'p ' || p.polname || ' on ' || p.polrelid::regclass::text,
+    concat_ws('|', p.polcmd, p.polpermissive, p.polroles::text,
+      pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))
+  FROM pg_policy p WHERE p.polrelid < 16384
 ) d ORDER BY k COLLATE "C";
 COMMIT;

@@ -818,15 +818,19 @@ const BUILTIN_GATE_QUERY: &str = "SELECT concat_ws(' ',
   (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_cast WHERE oid < 16384),
   (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_rewrite WHERE ev_class < 16384),
   (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_language),
-  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_namespace WHERE oid < 16384)),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_namespace WHERE oid < 16384),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_constraint
+    WHERE contypid BETWEEN 1 AND 16383 OR conrelid BETWEEN 1 AND 16383),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_trigger WHERE tgrelid < 16384),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_policy WHERE polrelid < 16384)),
   current_setting('server_version_num')";
 
 /// The built-in objects of `rows` ([`BUILTIN_DEFS_QUERY`]) that run
-/// something else than a fresh initdb's, rules added to built-in
-/// relations, and a fresh initdb's objects that are missing (renamed or
-/// moved: `ALTER AGGREGATE max(text) RENAME`, an `UPDATE pg_operator SET
-/// oprname`; built-ins are placed by name). Other objects a fresh initdb
-/// lacks (a vendor's) are not judged.
+/// something else than a fresh initdb's, rules, constraints, triggers and
+/// policies added to built-in types and relations, and a fresh initdb's
+/// objects that are missing (renamed or moved: `ALTER AGGREGATE max(text)
+/// RENAME`, an `UPDATE pg_operator SET oprname`; built-ins are placed by
+/// name). Other objects a fresh initdb lacks (a vendor's) are not judged.
 fn changed_builtins(rows: &query::Rows) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     let mut changed: Vec<String> = rows
@@ -836,7 +840,11 @@ fn changed_builtins(rows: &query::Rows) -> Vec<String> {
             seen.insert(key);
             match crate::classify::builtin_definition(key) {
                 Some(h) if h != hash => Some(format!("{key} (changed)")),
-                None if key.starts_with("r ") => Some(format!("{key} (added)")),
+                // A rule, constraint, trigger or policy a user added to a
+                // built-in type or relation.
+                None if ["r ", "k ", "g ", "p "].iter().any(|p| key.starts_with(p)) => {
+                    Some(format!("{key} (added)"))
+                }
                 _ => None,
             }
         })

@@ -161,13 +161,19 @@ pub fn change(name: &str) -> ClassSet {
 /// another schema: functions there then shadow the built-ins sqlgate
 /// decides by name (`public.lower` instead of `pg_catalog.lower`), so
 /// setting it is `privilege`. Without `pg_catalog` in the list PostgreSQL
-/// searches it first.
+/// searches it first. So is one naming another system schema
+/// (`information_schema`, `pg_toast`): unqualified names then reach its
+/// built-ins, and an unqualified `CREATE OR REPLACE VIEW tables …` would
+/// replace one (round 23, F1).
 pub fn shadows_builtins(schemas: &[String]) -> bool {
     let unquote = |s: &str| s.trim().trim_matches('"').to_ascii_lowercase();
     schemas
         .iter()
-        .position(|s| unquote(s) == "pg_catalog")
-        .is_some_and(|i| i > 0)
+        .any(|s| matches!(unquote(s).as_str(), "information_schema" | "pg_toast"))
+        || schemas
+            .iter()
+            .position(|s| unquote(s) == "pg_catalog")
+            .is_some_and(|i| i > 0)
 }
 
 /// Whether changing `name` needs its new value checked by [`forbidden`].

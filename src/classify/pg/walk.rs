@@ -419,6 +419,14 @@ impl Walk {
                         }
                     }
                     "AlterObjectSchemaStmt" => self.builtin_object(n),
+                    // A CHECK added to `information_schema.cardinal_number`
+                    // runs in information_schema's views.
+                    "AlterDomainStmt" => {
+                        let parts = strings(list(n, "type_name"));
+                        if parts.len() >= 2 && is_system_schema(parts[parts.len() - 2]) {
+                            self.changes_builtin(&format!("domain `{}`", parts.join(".")));
+                        }
+                    }
                     _ => {}
                 }
                 if ty == "CreateConversionStmt" {
@@ -1267,6 +1275,14 @@ impl Walk {
                 if settings::value_matters(name) {
                     self.forbid(Some(settings::FUNCTION_SET));
                 }
+                // The body runs with it: its unqualified names may reach
+                // built-ins (see `settings::shadows_builtins`).
+                if name.eq_ignore_ascii_case("search_path") {
+                    let parts: Vec<String> = list(v, "args").iter().filter_map(constant).collect();
+                    if settings::shadows_builtins(&parts) {
+                        self.add(&[Privilege]);
+                    }
+                }
             }
         }
     }
@@ -1319,6 +1335,11 @@ impl Walk {
 
     fn alter_table(&mut self, n: &Value) {
         self.add(&[Ddl]);
+        // `ALTER TABLE|VIEW information_schema.sql_features …`, `ALTER
+        // VIEW pg_roles ALTER COLUMN … SET DEFAULT …`: a built-in changed.
+        if n["relation"].is_object() {
+            self.builtin_relation(&n["relation"]);
+        }
         use AlterTableType as A;
         let privilege = [
             A::AtChangeOwner,
