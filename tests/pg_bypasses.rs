@@ -1898,6 +1898,17 @@ async fn builtins_changed_in_place_on_the_database_place_nothing() {
             "SELECT 1",
         ),
         (
+            "byp_inplace_index",
+            "CREATE INDEX feat_ix ON information_schema.sql_features (feature_id)
+               WHERE feature_name <> ''",
+            "SELECT 1",
+        ),
+        (
+            "byp_inplace_default",
+            "ALTER TABLE information_schema.sql_features ALTER COLUMN comments SET DEFAULT 'x'",
+            "SELECT 1",
+        ),
+        (
             "byp_inplace_type",
             "ALTER TYPE pg_catalog.text SET (SEND = pg_catalog.pg_read_binary_file)",
             "SELECT 'a'::text",

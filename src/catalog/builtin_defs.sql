@@ -61,5 +61,26 @@ SELECT k, left(md5(v), 12) FROM (
     concat_ws('|', p.polcmd, p.polpermissive, p.polroles::text,
       pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))
   FROM pg_policy p WHERE p.polrelid < 16384
+  UNION ALL
+  -- Column defaults, domain defaults, indexes (their expressions and
+  -- predicates, which the planner folds) and extended statistics (which
+  -- ANALYZE computes) on built-in types and relations. Not the indexes of
+  -- TOAST tables: their names hold OIDs that differ between machines.
+  SELECT 'd ' || a.adrelid::regclass::text || '.' || quote_ident(att.attname),
+    pg_get_expr(a.adbin, a.adrelid)
+  FROM pg_attrdef a
+  JOIN pg_attribute att ON att.attrelid = a.adrelid AND att.attnum = a.adnum
+  WHERE a.adrelid < 16384
+  UNION ALL
+  SELECT 'y ' || t.oid::regtype::text, t.typdefault
+  FROM pg_type t WHERE t.oid < 16384 AND t.typdefault IS NOT NULL
+  UNION ALL
+  SELECT 'i ' || i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+  WHERE i.indrelid < 16384 AND c.relkind <> 't'
+  UNION ALL
+  SELECT 'x ' || s.stxname || ' on ' || s.stxrelid::regclass::text,
+    pg_get_statisticsobjdef(s.oid)
+  FROM pg_statistic_ext s WHERE s.stxrelid < 16384
 ) d ORDER BY k COLLATE "C";
 COMMIT;

@@ -822,12 +822,17 @@ const BUILTIN_GATE_QUERY: &str = "SELECT concat_ws(' ',
   (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_constraint
     WHERE contypid BETWEEN 1 AND 16383 OR conrelid BETWEEN 1 AND 16383),
   (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_trigger WHERE tgrelid < 16384),
-  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_policy WHERE polrelid < 16384)),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_policy WHERE polrelid < 16384),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_attrdef WHERE adrelid < 16384),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_index WHERE indrelid < 16384),
+  (SELECT count(*) || ':' || sum(xmin::text::bigint) FROM pg_statistic_ext
+    WHERE stxrelid < 16384)),
   current_setting('server_version_num')";
 
 /// The built-in objects of `rows` ([`BUILTIN_DEFS_QUERY`]) that run
-/// something else than a fresh initdb's, rules, constraints, triggers and
-/// policies added to built-in types and relations, and a fresh initdb's
+/// something else than a fresh initdb's, rules, constraints, triggers,
+/// policies, defaults, indexes and extended statistics added to built-in
+/// types and relations, and a fresh initdb's
 /// objects that are missing (renamed or moved: `ALTER AGGREGATE max(text)
 /// RENAME`, an `UPDATE pg_operator SET oprname`; built-ins are placed by
 /// name). Other objects a fresh initdb lacks (a vendor's) are not judged.
@@ -840,9 +845,13 @@ fn changed_builtins(rows: &query::Rows) -> Vec<String> {
             seen.insert(key);
             match crate::classify::builtin_definition(key) {
                 Some(h) if h != hash => Some(format!("{key} (changed)")),
-                // A rule, constraint, trigger or policy a user added to a
-                // built-in type or relation.
-                None if ["r ", "k ", "g ", "p "].iter().any(|p| key.starts_with(p)) => {
+                // A rule, constraint, trigger, policy, default, index or
+                // extended statistics a user added to a built-in type or
+                // relation.
+                None if ["r ", "k ", "g ", "p ", "d ", "y ", "i ", "x "]
+                    .iter()
+                    .any(|p| key.starts_with(p)) =>
+                {
                     Some(format!("{key} (added)"))
                 }
                 _ => None,
