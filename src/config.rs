@@ -121,6 +121,7 @@ struct RawAudit {
     max_file_bytes: Option<u64>,
     previous_key: Option<PathBuf>,
     anchor: Option<String>,
+    anchor_required: Option<bool>,
 }
 
 /// When statement records reach the disk (see the README's audit section).
@@ -154,6 +155,10 @@ pub struct Audit {
     pub previous_key: Option<PathBuf>,
     /// Where every checkpoint also goes, outside the log's own files.
     pub anchor: Option<Anchor>,
+    /// Serve only once the anchor took a checkpoint over this run's start:
+    /// a run the anchor never saw (its collector down throughout) can't
+    /// then be cut from the log unseen.
+    pub anchor_required: bool,
 }
 
 impl Audit {
@@ -168,6 +173,7 @@ impl Audit {
             max_file_bytes: 0,
             previous_key: None,
             anchor: None,
+            anchor_required: false,
         }
     }
 }
@@ -670,6 +676,14 @@ impl Config {
                 anchor: match &raw.audit.anchor {
                     Some(a) => Some(Anchor::parse(a, abs).map_err(invalid)?),
                     None => None,
+                },
+                anchor_required: match raw.audit.anchor_required {
+                    Some(true) if raw.audit.anchor.is_none() => {
+                        return Err(invalid(
+                            "`audit.anchor_required = true` needs `audit.anchor`".to_owned(),
+                        ))
+                    }
+                    r => r.unwrap_or(false),
                 },
             },
             approval_timeout: dur(

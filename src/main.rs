@@ -171,6 +171,19 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
     let result = rt.block_on(async {
         // Signal handlers first: once a port accepts, SIGTERM must drain, not kill.
         let signals = Signals::install()?;
+        if cfg.audit.anchor_required {
+            // The checkpoint covers this run's opening records: once the
+            // anchor holds it, a cut of the log back past this start shows
+            // (`audit verify --anchor`), whatever the anchor sees later.
+            use sqlgate::audit::CheckpointError;
+            match engine.audit.checkpoint_sync().await {
+                Ok(()) => tracing::info!("the audit anchor took this run's opening checkpoint"),
+                Err(CheckpointError::NotAnchored) => anyhow::bail!(
+                    "the audit anchor did not take this run's opening checkpoint, and `[audit] anchor_required` is set: not serving (is the anchor reachable?)"
+                ),
+                Err(CheckpointError::WriterGone) => anyhow::bail!("the audit log's writer stopped"),
+            }
+        }
         let sockets = sqlgate::proxy::bind(&cfg).await?;
         let (tx, rx) = tokio::sync::watch::channel(false);
         if let Some(addr) = cfg.admin_listen {

@@ -106,3 +106,68 @@ fn serve_rejects_unknown_config_keys_by_name() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listen_backlog"), "{err}");
 }
+
+/// `[audit] anchor_required` (review F14c): a run whose opening checkpoint
+/// the anchor did not take does not serve, since the log could later be
+/// cut back past it unseen; it needs an anchor; once the anchor answers,
+/// sqlgate serves.
+#[test]
+fn serve_needs_the_anchor_to_take_the_opening_checkpoint_when_required() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = TestDir::new("anchor-required");
+    let cfg = dir.join("sqlgate.toml");
+    let port = support::free_port();
+    let base = format!(
+        "[[listener]]\nprotocol = \"postgres\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"postgres://u:p@127.0.0.1:1/d\"\n[policy]\nrules = []\n[audit]\npath = \"a.jsonl\"\nanchor_required = true\n"
+    );
+    let serve = |extra: &str| {
+        std::fs::write(&cfg, format!("{base}{extra}")).unwrap();
+        let out = sqlgate(&["serve", "--config", cfg.to_str().unwrap()]);
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = serve("");
+    assert!(err.contains("needs `audit.anchor`"), "{err}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/anchor", closed.local_addr().unwrap());
+    drop(closed);
+    let err = serve(&format!("anchor = \"{url}\"\n"));
+    assert!(
+        err.contains("did not take this run's opening checkpoint"),
+        "{err}"
+    );
+
+    // A collector that answers 204: sqlgate listens.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/anchor", server.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in server.incoming().flatten() {
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let (mut len, mut line) = (0, String::new());
+            while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let _ = r.read_exact(&mut vec![0; len]);
+            let _ = (&conn).write_all(
+                b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    std::fs::write(&cfg, format!("{base}anchor = \"{url}\"\n")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sqlgate"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "sqlgate exited");
+        assert!(std::time::Instant::now() < deadline, "never listened");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
