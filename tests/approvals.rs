@@ -1313,32 +1313,49 @@ async fn a_grant_for_code_covers_only_that_exact_text() {
 
 /// Approvals review finding 5: DROP TABLE is both `destructive` and `ddl`;
 /// every matching rule's approvers must agree, not just the first rule's.
+/// Round I, F1: so is a column type change, which rewrites every row
+/// (`USING 'x'` sets them all).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_matching_rule_must_approve() {
-    let env = Env::new("hold_every_rule");
-    let (c, _n) = env.client().await;
-    let agent = tokio::spawn(async move { c.simple_query("DROP TABLE items").await });
-    let approve = |id: String, token: &'static str| {
-        let env = &env;
-        async move {
-            let (s, v) = env.vote(&id, "approve", token).await;
-            assert_eq!(s, 200, "{v}");
-        }
-    };
-    let first = env.pending(1).await.remove(0);
-    assert_eq!(first["rule"], "destructive-held", "{first}");
-    approve(first["id"].as_str().unwrap().into(), "tok-alice").await;
-    let second = env.pending_for("ddl-two-approvers").await;
-    approve(second["id"].as_str().unwrap().into(), "tok-alice").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!agent.is_finished(), "quorum 2 of the ddl rule is not met");
-    assert_eq!(env.direct("SELECT count(*) FROM items"), "3");
-    approve(second["id"].as_str().unwrap().into(), "tok-bob").await;
-    agent.await.unwrap().unwrap();
-    assert_eq!(
-        env.direct("SELECT count(*) FROM pg_tables WHERE tablename = 'items'"),
-        "0"
-    );
+    for (prefix, sql, unchanged, done) in [
+        (
+            "hold_every_rule",
+            "DROP TABLE items",
+            "SELECT count(*) FROM items",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'items'",
+        ),
+        (
+            "hold_every_rule_type",
+            "ALTER TABLE items ALTER COLUMN name TYPE varchar(1) USING 'x'",
+            "SELECT count(*) FROM items WHERE name IS DISTINCT FROM 'x'",
+            "SELECT count(*) FROM items WHERE name IS DISTINCT FROM 'x'",
+        ),
+    ] {
+        let env = Env::new(prefix);
+        let (c, _n) = env.client().await;
+        let agent = tokio::spawn(async move { c.simple_query(sql).await });
+        let approve = |id: String, token: &'static str| {
+            let env = &env;
+            async move {
+                let (s, v) = env.vote(&id, "approve", token).await;
+                assert_eq!(s, 200, "{v}");
+            }
+        };
+        let first = env.pending(1).await.remove(0);
+        assert_eq!(first["rule"], "destructive-held", "{sql}: {first}");
+        approve(first["id"].as_str().unwrap().into(), "tok-alice").await;
+        let second = env.pending_for("ddl-two-approvers").await;
+        approve(second["id"].as_str().unwrap().into(), "tok-alice").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !agent.is_finished(),
+            "{sql}: quorum 2 of the ddl rule is not met"
+        );
+        assert_eq!(env.direct(unchanged), "3", "{sql}");
+        approve(second["id"].as_str().unwrap().into(), "tok-bob").await;
+        agent.await.unwrap().unwrap();
+        assert_eq!(env.direct(done), "0", "{sql}");
+    }
 }
 
 /// Review B, F6b: an approval the HTTP anchor did not take (its collector
@@ -2178,4 +2195,41 @@ async fn a_grant_for_one_object_does_not_cover_another() {
     env.pending(1).await;
     other.abort();
     assert_eq!(env.direct("SELECT last_value FROM b_seq"), "7");
+}
+
+/// Review I, F2: half-sent requests can't hold the admin port. One address
+/// gets 64 open connections; one more is closed at once; an idle one is
+/// closed after 15 s; once they go, approvers are answered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_requests_cannot_hold_the_admin_port() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::new("admin_slowloris");
+    let addr = env.cfg.admin_addr();
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /v1/approvals HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf))
+        .await
+        .expect("the connection over the cap is closed at once");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    // The first of them, silent since: closed by the idle limit.
+    let t = std::time::Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(30), held[0].read(&mut buf))
+        .await
+        .expect("an idle connection is closed");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert!(t.elapsed() >= Duration::from_secs(5), "{:?}", t.elapsed());
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s, v) = env
+        .api("GET", "/v1/approvals", "tok-alice", serde_json::Value::Null)
+        .await;
+    assert_eq!(s, 200, "{v}");
 }

@@ -479,6 +479,10 @@ fn dropping_data_is_destructive_whatever_else_it_is() {
         "TRUNCATE customers",
         "ALTER TABLE customers DROP COLUMN email",
         "DROP SCHEMA app CASCADE",
+        // Round I, F1: every row rewritten, to whatever USING says (or
+        // cut by a narrower type).
+        "ALTER TABLE payments ALTER COLUMN amt TYPE int USING 0",
+        "ALTER TABLE customers ALTER name SET DATA TYPE varchar(1)",
     ] {
         has(sql, &[Destructive]);
     }

@@ -1,6 +1,7 @@
 //! The HTTP admin API: approvals (`/v1/approvals`), `/metrics`, `/healthz`.
 
 pub mod approvals;
+mod listener;
 pub mod page;
 
 use axum::routing::get;
@@ -57,7 +58,9 @@ pub async fn serve(
         .merge(approvals::routes(approvals));
     // The client's address: failed bearer tokens are throttled per address.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(socket, app)
+    use axum::serve::ListenerExt;
+    // tap_io: the client address reaches handlers as ConnectInfo<SocketAddr>.
+    axum::serve(listener::Capped::new(socket).tap_io(|_| ()), app)
         .with_graceful_shutdown(async move { crate::proxy::stopped(&mut shutdown).await })
         .await
 }

@@ -1357,7 +1357,10 @@ impl Walk {
         for c in list(n, "cmds") {
             let Some((_, c)) = node_of(c) else { continue };
             let sub = int(c, "subtype");
-            if sub == A::AtDropColumn as i64 {
+            // A type change rewrites every row: to what `USING` says, or
+            // cut by the narrower type (`numeric(10,0)` rounds, `date`
+            // drops the time), as a mass UPDATE would.
+            if sub == A::AtDropColumn as i64 || sub == A::AtAlterColumnType as i64 {
                 self.add(&[Destructive]);
             }
             if privilege.iter().any(|p| *p as i64 == sub) {
