@@ -46,7 +46,13 @@ sweep() {
         done
         [[ -e "$dir/KEEP" ]] || rm -rf "$dir"
     done
+    # The audit and approval unit tests' scratch logs (no servers in them),
+    # made since this run began.
+    find "$tmp" -maxdepth 1 -type d \( -name 'sqlgate-attest-*' -o -name 'sqlgate-approvals-*' \) \
+        -newer "$started" -exec rm -rf {} + 2>/dev/null || true
+    rm -f "$started"
 }
+started=$(mktemp "${TMPDIR:-/tmp}/sqlgate-test-run.XXXXXX")
 trap sweep EXIT
 
 # Default: every target of every package. Selecting targets or packages
