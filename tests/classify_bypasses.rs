@@ -483,6 +483,13 @@ fn dropping_data_is_destructive_whatever_else_it_is() {
         // cut by a narrower type).
         "ALTER TABLE payments ALTER COLUMN amt TYPE int USING 0",
         "ALTER TABLE customers ALTER name SET DATA TYPE varchar(1)",
+        // Round J: every row's label changed; rows leave the table, or
+        // are lost at a crash.
+        "ALTER TYPE mood RENAME VALUE 'paid' TO 'void'",
+        "ALTER TABLE ledger DETACH PARTITION ledger_a",
+        "ALTER TABLE ledger DETACH PARTITION ledger_a CONCURRENTLY",
+        "ALTER TABLE child NO INHERIT parent",
+        "ALTER TABLE customers SET UNLOGGED",
     ] {
         has(sql, &[Destructive]);
     }

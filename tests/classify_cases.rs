@@ -173,6 +173,8 @@ const CASES: &[(Dialect, &str, &str, &str)] = &[
         "a,b",
     ),
     (PG, "ALTER TABLE t DROP COLUMN c", "ddl,destructive", "t"),
+    (PG, "ALTER TYPE mood ADD VALUE 'x'", "ddl", ""),
+    (PG, "ALTER TABLE t ATTACH PARTITION t1 FOR VALUES IN (1)", "ddl", "t,t1"),
     (
         PG,
         "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",

@@ -1,5 +1,5 @@
 //! The admin port's accept side: a cap on open connections, overall and per
-//! client address, and an idle limit on each. `axum::serve` has neither,
+//! client network, and an idle limit on each. `axum::serve` has neither,
 //! and review I (F2) held 20,000 half-sent requests open without a token:
 //! every file descriptor sqlgate had, so approvers got no answer and the
 //! agents' port stopped accepting. axum offers no such limit, and tower's
@@ -20,9 +20,11 @@ use tokio::net::{TcpListener, TcpStream};
 /// Open admin connections at most, all clients together: far below any
 /// file limit, far above what approvers, the CLI and chat callbacks use.
 pub const MAX_OPEN: usize = 512;
-/// Open admin connections at most from one address. Behind a reverse proxy
-/// (or on the sqlgate host) everyone shares one address; see the README.
-pub const MAX_OPEN_PER_ADDRESS: usize = 64;
+/// Open admin connections at most from one network (IPv4 /24, IPv6 /64,
+/// all of loopback: [`crate::approval::network`]), so that filling
+/// [`MAX_OPEN`] takes 16 networks. Behind a reverse proxy (or on the
+/// sqlgate host) everyone shares one; see the README.
+pub const MAX_OPEN_PER_NETWORK: usize = 32;
 /// A connection that sends nothing for this long is closed: a half-sent
 /// request does not hold its slot for ever.
 pub const IDLE: Duration = Duration::from_secs(15);
@@ -30,11 +32,11 @@ pub const IDLE: Duration = Duration::from_secs(15);
 #[derive(Default)]
 struct Open {
     total: usize,
-    by_address: HashMap<IpAddr, usize>,
+    by_network: HashMap<IpAddr, usize>,
 }
 
 /// A [`TcpListener`] whose connections count against [`MAX_OPEN`] and
-/// [`MAX_OPEN_PER_ADDRESS`]; one over either is closed at once.
+/// [`MAX_OPEN_PER_NETWORK`]; one over either is closed at once.
 pub struct Capped {
     inner: TcpListener,
     open: Arc<Mutex<Open>>,
@@ -49,13 +51,14 @@ impl Capped {
     }
 
     fn admit(&self, ip: IpAddr) -> bool {
+        let ip = crate::approval::network(ip);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let mine = open.by_address.get(&ip).copied().unwrap_or(0);
-        if open.total >= MAX_OPEN || mine >= MAX_OPEN_PER_ADDRESS {
+        let mine = open.by_network.get(&ip).copied().unwrap_or(0);
+        if open.total >= MAX_OPEN || mine >= MAX_OPEN_PER_NETWORK {
             return false;
         }
         open.total += 1;
-        open.by_address.insert(ip, mine + 1);
+        open.by_network.insert(ip, mine + 1);
         true
     }
 }
@@ -81,7 +84,7 @@ impl axum::serve::Listener for Capped {
             }
             let conn = Conn {
                 stream,
-                ip: addr.ip(),
+                ip: crate::approval::network(addr.ip()),
                 open: self.open.clone(),
                 idle: Box::pin(tokio::time::sleep(IDLE)),
             };
@@ -107,10 +110,10 @@ impl Drop for Conn {
     fn drop(&mut self) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.total = open.total.saturating_sub(1);
-        if let Some(n) = open.by_address.get_mut(&self.ip) {
+        if let Some(n) = open.by_network.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                open.by_address.remove(&self.ip);
+                open.by_network.remove(&self.ip);
             }
         }
     }

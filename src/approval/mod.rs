@@ -201,9 +201,13 @@ const AUTH_WINDOW: Duration = Duration::from_secs(60);
 const AUTH_TRACKED: usize = 10_000;
 
 /// The network an address counts for: its IPv4 /24 or IPv6 /64 (an
-/// IPv4-mapped IPv6 address as the IPv4 one).
-fn network(ip: std::net::IpAddr) -> std::net::IpAddr {
+/// IPv4-mapped IPv6 address as the IPv4 one). Loopback is one network
+/// whatever the address: one host has all of 127.0.0.0/8 (round J).
+pub(crate) fn network(ip: std::net::IpAddr) -> std::net::IpAddr {
     use std::net::IpAddr;
+    if ip.is_loopback() {
+        return IpAddr::from([127, 0, 0, 0]);
+    }
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();

@@ -398,6 +398,12 @@ impl Walk {
                     // run on every value sent or received, the built-ins'
                     // too (only C types of one's own have a use for it).
                     "AlterTypeStmt" => self.changes_builtin("type I/O (ALTER TYPE … SET)"),
+                    // `RENAME VALUE 'paid' TO 'void'`: every row holding the
+                    // label now reads as another, as a mass UPDATE would
+                    // (round J, J1).
+                    "AlterEnumStmt" if n["old_val"].as_str().is_some_and(|v| !v.is_empty()) => {
+                        self.add(&[Destructive])
+                    }
                     // A built-in operator's selectivity functions run at
                     // planning; an unqualified operator is pg_catalog's.
                     "AlterOperatorStmt" => {
@@ -1360,7 +1366,18 @@ impl Walk {
             // A type change rewrites every row: to what `USING` says, or
             // cut by the narrower type (`numeric(10,0)` rounds, `date`
             // drops the time), as a mass UPDATE would.
-            if sub == A::AtDropColumn as i64 || sub == A::AtAlterColumnType as i64 {
+            // Rows leave the table (DETACH PARTITION, NO INHERIT: round J,
+            // J2) or are lost at the next crash and never reach a standby
+            // (SET UNLOGGED, J4).
+            let loses_rows = [
+                A::AtDropColumn,
+                A::AtAlterColumnType,
+                A::AtDetachPartition,
+                A::AtDetachPartitionFinalize,
+                A::AtDropInherit,
+                A::AtSetUnLogged,
+            ];
+            if loses_rows.iter().any(|a| *a as i64 == sub) {
                 self.add(&[Destructive]);
             }
             if privilege.iter().any(|p| *p as i64 == sub) {
