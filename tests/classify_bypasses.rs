@@ -490,9 +490,13 @@ fn dropping_data_is_destructive_whatever_else_it_is() {
         "ALTER TABLE ledger DETACH PARTITION ledger_a CONCURRENTLY",
         "ALTER TABLE child NO INHERIT parent",
         "ALTER TABLE customers SET UNLOGGED",
+        "CREATE RULE r AS ON INSERT TO orders DO INSTEAD NOTHING",
+        "CREATE RULE r AS ON UPDATE TO orders DO INSTEAD SELECT 1",
     ] {
         has(sql, &[Destructive]);
     }
+    let a = pg().classify("CREATE RULE r AS ON INSERT TO orders DO ALSO NOTIFY orders");
+    assert!(!classes(&a).contains(Destructive), "{a:?}");
 }
 
 #[test]

@@ -1326,6 +1326,12 @@ impl Walk {
     fn rule(&mut self, n: &Value) {
         self.code = true;
         self.need_original();
+        // `ON INSERT … DO INSTEAD NOTHING` (or instead of anything): every
+        // later write of the event, anyone's, no longer reaches the table
+        // (round J, J5).
+        if n["instead"].as_bool() == Some(true) && int(n, "event") != CmdType::CmdSelect as i64 {
+            self.add(&[Destructive]);
+        }
         for a in list(n, "actions") {
             if let Some(("UpdateStmt" | "DeleteStmt" | "MergeStmt", _)) = node_of(a) {
                 self.add(&[Destructive]);
