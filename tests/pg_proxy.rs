@@ -474,12 +474,19 @@ async fn cancel_reaches_the_database() {
     let token = c.cancel_token();
     let started = std::time::Instant::now();
     let sleeper = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(30)").await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A cancel that arrives before the query runs cancels nothing: wait
+    // for the server to run it (a loaded machine is slow to get there).
+    let running = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'";
+    while env.direct(running) != "1" {
+        assert!(started.elapsed() < Duration::from_secs(20), "never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cancelled = std::time::Instant::now();
     token.cancel_query(NoTls).await.unwrap();
     let r = sleeper.await.unwrap();
     let e = r.expect_err("cancelled");
     assert_eq!(sqlstate(&e), "57014", "{e}");
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(cancelled.elapsed() < Duration::from_secs(10));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
