@@ -40,6 +40,9 @@ enum Command {
         /// Groups of that agent (repeatable).
         #[arg(long = "group")]
         groups: Vec<String>,
+        /// The SQL, or `-` to read it from standard input. It may start
+        /// with `-` (a `--` comment), as statements often do.
+        #[arg(allow_hyphen_values = true)]
         sql: String,
     },
     /// Decide held statements through a running sqlgate's admin API.
@@ -112,7 +115,7 @@ fn main() -> ExitCode {
             agent,
             groups,
             sql,
-        } => explain(rules, dialect, agent, groups, &sql),
+        } => read_sql(sql).and_then(|sql| explain(rules, dialect, agent, groups, &sql)),
         Command::Approvals {
             admin,
             token,
@@ -237,6 +240,17 @@ impl Signals {
             _ = self.int.recv() => {}
         }
     }
+}
+
+/// The statement text `explain` decides: the argument, or standard input for `-`.
+fn read_sql(arg: String) -> anyhow::Result<String> {
+    if arg != "-" {
+        return Ok(arg);
+    }
+    let mut sql = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut sql)
+        .map_err(|e| anyhow::anyhow!("reading SQL from standard input: {e}"))?;
+    Ok(sql)
 }
 
 fn explain(

@@ -69,6 +69,34 @@ fn explain_shows_action_rule_classes_tables_reason() {
 }
 
 #[test]
+fn explain_takes_sql_starting_with_a_comment_and_from_standard_input() {
+    // A leading `--` comment is SQL, not an option.
+    let v = explain("-- nightly cleanup\nDELETE FROM public.accounts", &[]);
+    assert_eq!(v["rule"], "destructive-needs-approval");
+    assert_eq!(v["statements"].as_array().unwrap().len(), 1);
+
+    // `-` reads the statement from standard input.
+    use std::io::Write;
+    let rules = rules_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sqlgate"))
+        .args(["explain", "--rules", &rules, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sqlgate runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"-- from a file\nSELECT pg_read_file('/etc/passwd');\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rule"], "server-access-denied");
+}
+
+#[test]
 fn rules_check_passes_the_shipped_rules_and_names_file_and_line() {
     let out = sqlgate(&["rules", "check", &rules_dir()]);
     assert!(
