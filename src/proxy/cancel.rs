@@ -1,5 +1,6 @@
-//! CancelRequest routing. Each agent session gets its own (pid, key) from
-//! sqlgate; a cancel naming them is forwarded to the matching upstream session.
+//! CancelRequest routing. Each agent session gets the upstream session's
+//! pid and a key of sqlgate's own; a cancel naming both is forwarded to the
+//! matching upstream session, with the upstream key.
 
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -75,48 +76,70 @@ impl Drop for HoldGuard<'_> {
     }
 }
 
+/// The sessions, by the pid their agent was given: the upstream session's
+/// own pid, so that `pg_backend_pid()` and the pid of a NotificationResponse
+/// agree with what the client holds (LISTEN/NOTIFY users tell their own
+/// notifications from others' by it). The key is sqlgate's own, random:
+/// the agent never learns the upstream key. Two upstream servers can hand
+/// out the same pid, so one pid may name several sessions; the key tells
+/// them apart.
 #[derive(Default, Clone)]
 pub struct Registry {
-    map: Arc<DashMap<i32, Target>>,
+    map: Arc<DashMap<i32, Vec<Target>>>,
 }
 
 /// Removes the session's entry when the session ends.
 pub struct Registration {
     registry: Registry,
     pid: i32,
+    key: i32,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry.map.remove(&self.pid);
+        if let dashmap::Entry::Occupied(mut e) = self.registry.map.entry(self.pid) {
+            e.get_mut().retain(|t| t.key != self.key);
+            if e.get().is_empty() {
+                e.remove();
+            }
+        }
     }
 }
 
 impl Registry {
-    /// Picks an unused pid and a random key for a new session.
+    /// Registers a session under its upstream pid with a new random key.
     pub fn register(&self, target_without_key: impl Fn(i32) -> Target) -> (i32, i32, Registration) {
         loop {
-            let pid = (rand::random::<u32>() >> 1) as i32;
             let key = rand::random::<i32>();
-            if pid == 0 {
+            let t = target_without_key(key);
+            let pid = t.upstream_pid;
+            let mut entry = self.map.entry(pid).or_default();
+            if entry.iter().any(|o| o.key == key) {
                 continue;
             }
-            if let dashmap::Entry::Vacant(v) = self.map.entry(pid) {
-                v.insert(target_without_key(key));
-                return (
+            entry.push(t);
+            return (
+                pid,
+                key,
+                Registration {
+                    registry: self.clone(),
                     pid,
                     key,
-                    Registration {
-                        registry: self.clone(),
-                        pid,
-                    },
-                );
-            }
+                },
+            );
         }
     }
 
     pub fn lookup(&self, pid: i32, key: i32) -> Option<Target> {
-        let t = self.map.get(&pid)?;
-        bool::from(t.key.to_be_bytes().ct_eq(&key.to_be_bytes())).then(|| t.clone())
+        let ts = self.map.get(&pid)?;
+        // Every entry is compared, in constant time: how long a lookup takes
+        // says nothing about how much of a key was right.
+        let mut found = None;
+        for t in ts.iter() {
+            if bool::from(t.key.to_be_bytes().ct_eq(&key.to_be_bytes())) {
+                found = Some(t.clone());
+            }
+        }
+        found
     }
 }
