@@ -34,6 +34,8 @@ have psql || missing+=(postgresql-client)
 [[ -x /usr/sbin/pgbouncer ]] || have pgbouncer || missing+=(pgbouncer)
 # Debian's own python (PATH may hold a pyenv/venv python without it).
 /usr/bin/python3 -c 'import psycopg' >/dev/null 2>&1 || missing+=(python3-psycopg)
+# psycopg2 (libpq underneath): its large-object API uses fast-path FunctionCall.
+/usr/bin/python3 -c 'import psycopg2' >/dev/null 2>&1 || missing+=(python3-psycopg2)
 [[ -x /usr/sbin/mariadbd ]] || have mariadbd || missing+=(mariadb-server)
 have mariadb || missing+=(mariadb-client)
 have openssl || missing+=(openssl)

@@ -70,6 +70,113 @@ fn psycopg_simple_extended_binary_and_pipeline() {
 }
 
 #[test]
+fn psycopg2_large_objects_through_the_fast_path() {
+    let pg = PgServer::shared();
+    let db = pg.unique_database("lobject");
+    let dir = TestDir::new("lobject-rules");
+    let rules = dir.join("allow-lo.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nid = \"allow-lo\"\naction = \"allow\"\nclasses = [\"read\", \"write\", \"destructive\", \"transaction\", \"session\"]\n",
+    )
+    .unwrap();
+    let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
+    cfg.rules = vec![rules];
+    let gate = Sqlgate::start_with(&cfg);
+    let dsn = format!(
+        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
+        cfg.listen_port
+    );
+    let out = Command::new("/usr/bin/python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/psycopg2_lobject.py"
+        ))
+        .env("SQLGATE_DSN", &dsn)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "psycopg2 script failed:\n{}\n{}\nsqlgate log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        gate.log()
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let (kept, gone) = printed.trim().split_once(' ').expect("two OIDs");
+    // Judged on the server: the object holds what was written, truncated;
+    // the unlinked one is gone.
+    assert_eq!(
+        pg.psql(&db, &format!("SELECT convert_from(lo_get({kept}), 'UTF8')")),
+        "hello"
+    );
+    assert_eq!(
+        pg.psql(
+            &db,
+            &format!("SELECT count(*) FROM pg_largeobject_metadata WHERE oid = {gone}")
+        ),
+        "0"
+    );
+}
+
+/// Runs Python code (Debian's python3, with psycopg2) with SQLGATE_DSN set.
+fn python(dsn: &str, code: &str) -> Result<String, String> {
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", code])
+        .env("SQLGATE_DSN", dsn)
+        .output()
+        .expect("python3 runs");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn backend_pid_agrees_with_notifications_and_pg_backend_pid() {
+    let pg = PgServer::shared();
+    let db = pg.unique_database("pid");
+    let cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &["agents"]);
+    let gate = Sqlgate::start_with(&cfg);
+    let dsn = format!(
+        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
+        cfg.listen_port
+    );
+    let code = r#"
+import os, select, psycopg2
+dsn = os.environ["SQLGATE_DSN"]
+me, other = psycopg2.connect(dsn), psycopg2.connect(dsn)
+for c in (me, other):
+    c.autocommit = True
+pid = me.get_backend_pid()
+cur = me.cursor()
+cur.execute("SELECT pg_backend_pid()")
+assert cur.fetchone()[0] == pid, "pg_backend_pid() differs from the BackendKeyData pid"
+cur.execute("LISTEN ch")
+cur.execute("NOTIFY ch, 'mine'")
+other.cursor().execute("NOTIFY ch, 'theirs'")
+seen = {}
+while len(seen) < 2:
+    select.select([me], [], [], 5)
+    me.poll()
+    for n in me.notifies:
+        seen[n.payload] = n.pid
+    me.notifies.clear()
+assert seen["mine"] == pid, seen
+assert seen["theirs"] == other.get_backend_pid() != pid, seen
+print("ok")
+"#;
+    let r = python(&dsn, code);
+    assert_eq!(
+        r.as_deref(),
+        Ok("ok"),
+        "{r:?}\nsqlgate log:\n{}",
+        gate.log()
+    );
+}
+
+#[test]
 fn tls_offered_and_required() {
     let pg = PgServer::shared();
     let db = pg.unique_database("tls");

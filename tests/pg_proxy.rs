@@ -405,6 +405,113 @@ async fn unvettable_messages_get_errors_not_drops() {
     );
 }
 
+/// A FunctionCall of `oid` with binary arguments and a binary result.
+fn function_call(oid: i32, args: &[&[u8]]) -> Vec<u8> {
+    let mut body = oid.to_be_bytes().to_vec();
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(&(args.len() as i16).to_be_bytes());
+    for a in args {
+        body.extend_from_slice(&(a.len() as i32).to_be_bytes());
+        body.extend_from_slice(a);
+    }
+    body.extend_from_slice(&1i16.to_be_bytes());
+    wire::raw(b'F', &body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_path_large_object_calls_are_decided_as_sql() {
+    const LO_CREATE: i32 = 715;
+    const LO_IMPORT: i32 = 764;
+    const LO_OPEN: i32 = 952;
+    const LOREAD: i32 = 954;
+    const LOWRITE: i32 = 955;
+    const LO_UNLINK: i32 = 964;
+    let env = Env::new("fastpath");
+    let mut w = env.wire();
+    // lo_create: a write, allowed by the shipped rules; answered by the server.
+    w.send(&function_call(LO_CREATE, &[&4243i32.to_be_bytes()]));
+    let msgs = w.until_ready();
+    assert_eq!(wire::tags(&msgs), "V Z", "{msgs:?}");
+    assert_eq!(
+        msgs[0].body,
+        [&4i32.to_be_bytes()[..], &4243u32.to_be_bytes()].concat()
+    );
+    env.direct("SELECT lo_put(4243, 0, 'hello')");
+    // Opening and reading: reads.
+    w.query("BEGIN");
+    w.send(&function_call(
+        LO_OPEN,
+        &[&4243i32.to_be_bytes(), &0x40000i32.to_be_bytes()],
+    ));
+    let msgs = w.until_ready();
+    assert_eq!(wire::tags(&msgs), "V Z", "{msgs:?}");
+    let fd = msgs[0].body[4..8].to_vec();
+    w.send(&function_call(LOREAD, &[&fd, &5i32.to_be_bytes()]));
+    let msgs = w.until_ready();
+    assert_eq!(wire::tags(&msgs), "V Z", "{msgs:?}");
+    assert_eq!(&msgs[0].body[4..], b"hello");
+    // lowrite overwrites what is there: destructive, held by the shipped
+    // rules, and a fast-path call cannot be held: refused, saying how to ask.
+    w.send(&function_call(LOWRITE, &[&fd, b"HELLO"]));
+    let msgs = w.until_ready();
+    assert_eq!(wire::tags(&msgs), "E Z", "{msgs:?}");
+    assert_eq!(msgs[0].code(), "42501");
+    assert!(
+        msgs[0]
+            .message()
+            .contains("SELECT pg_catalog.lowrite($1, $2)"),
+        "{}",
+        msgs[0].message()
+    );
+    w.query("ROLLBACK");
+    // lo_unlink in autocommit: destructive too; the object stays.
+    w.send(&function_call(LO_UNLINK, &[&4243i32.to_be_bytes()]));
+    assert_eq!(w.until_ready()[0].code(), "42501");
+    // The server's lo_import reads a server file: server_access, denied.
+    w.send(&function_call(LO_IMPORT, &[b"/etc/hostname"]));
+    let msgs = w.until_ready();
+    assert_eq!(msgs[0].code(), "42501", "{msgs:?}");
+    assert!(
+        msgs[0].message().contains("denied"),
+        "{}",
+        msgs[0].message()
+    );
+    // Judged on the server: one object, still "hello".
+    assert_eq!(
+        env.direct("SELECT count(*), string_agg(convert_from(lo_get(oid), 'UTF8'), ',') FROM pg_largeobject_metadata"),
+        "1|hello"
+    );
+    // Every call is recorded like a statement.
+    let fingerprints: Vec<String> = env
+        .audit()
+        .iter()
+        .filter(|r| r["kind"] == "statement")
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["fingerprint"].as_str().unwrap_or(""),
+                r["outcome"]
+            )
+        })
+        .collect();
+    for f in [
+        "lo_create",
+        "lo_open",
+        "loread",
+        "lowrite",
+        "lo_unlink",
+        "lo_import",
+    ] {
+        assert!(
+            fingerprints
+                .iter()
+                .any(|x| x.contains(&format!("pg_catalog.{f}("))),
+            "{f} in {fingerprints:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_in_and_out() {
     let dir = support::TestDir::new("rules");

@@ -1,5 +1,5 @@
 //! Every frontend message decoder on one frame: Query, Parse, Bind (names
-//! and parameters), Execute, Describe/Close, SASLInitialResponse, and the
+//! and parameters), FunctionCall, Execute, Describe/Close, SASLInitialResponse, and the
 //! renaming the relay does to Parse, Bind, Describe and Close. Each decoder
 //! runs on every input (whatever its tag) because the relay trusts only the
 //! tag it dispatched on, not the body: all of them must be total.
@@ -14,6 +14,10 @@ fuzz_target!(|frame: &[u8]| {
     let _ = frontend::bind_names(frame);
     if let Ok(params) = frontend::bind_parameters(frame) {
         let bytes: usize = params.iter().filter_map(|(_, v)| v.map(<[u8]>::len)).sum();
+        assert!(bytes <= frame.len());
+    }
+    if let Ok((_, args)) = frontend::function_call(frame) {
+        let bytes: usize = args.iter().filter_map(|(_, v)| v.map(<[u8]>::len)).sum();
         assert!(bytes <= frame.len());
     }
     let _ = frontend::execute_message(frame);

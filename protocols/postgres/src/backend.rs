@@ -27,6 +27,7 @@ pub const BIND_COMPLETE: u8 = b'2';
 pub const PARAMETER_DESCRIPTION: u8 = b't';
 pub const ROW_DESCRIPTION: u8 = b'T';
 pub const NO_DATA: u8 = b'n';
+pub const FUNCTION_CALL_RESPONSE: u8 = b'V';
 
 /// The fields of an ErrorResponse or NoticeResponse that sqlgate looks at.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -172,6 +172,45 @@ pub fn bind_result_formats(frame: &[u8]) -> Result<Vec<i16>, DecodeError> {
     (0..n).map(|_| r.i16()).collect()
 }
 
+/// `FunctionCall` (the fast path): the function's OID and its arguments,
+/// each with its format (0 text, 1 binary; `None` is NULL). Exactly the
+/// message's bytes are read; anything after the result format, or format
+/// codes that fit neither one-for-all nor one-per-argument, is refused, as
+/// the server refuses it.
+pub fn function_call(frame: &[u8]) -> Result<(u32, Vec<Parameter<'_>>), DecodeError> {
+    let mut r = Reader::new(body(frame)?);
+    let oid = r.i32()? as u32;
+    let nformats = r.i16()?.max(0) as usize;
+    let mut formats = Vec::with_capacity(nformats.min(64));
+    for _ in 0..nformats {
+        formats.push(r.i16()?);
+    }
+    let nargs = r.i16()?.max(0) as usize;
+    if !(formats.len() <= 1 || formats.len() == nargs) {
+        return Err(DecodeError::Truncated);
+    }
+    let mut args = Vec::with_capacity(nargs.min(64));
+    for i in 0..nargs {
+        let format = match formats.len() {
+            0 => 0,
+            1 => formats[0],
+            _ => formats[i],
+        };
+        let len = r.i32()?;
+        let value = if len < 0 {
+            None
+        } else {
+            Some(r.take(len as usize)?)
+        };
+        args.push((format, value));
+    }
+    r.i16()?;
+    if !r.rest().is_empty() {
+        return Err(DecodeError::Truncated);
+    }
+    Ok((oid, args))
+}
+
 /// `Execute`: portal name and row limit (0 = all).
 pub fn execute_message(frame: &[u8]) -> Result<(&[u8], i32), DecodeError> {
     let mut r = Reader::new(body(frame)?);
@@ -354,6 +393,34 @@ mod tests {
         v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
         v.extend_from_slice(body);
         v
+    }
+
+    #[test]
+    fn function_call_reads_exactly_its_arguments() {
+        // lo_open(4242, INV_READ): oid 952, one format for all (binary).
+        let mut body = 952i32.to_be_bytes().to_vec();
+        body.extend_from_slice(&1i16.to_be_bytes());
+        body.extend_from_slice(&1i16.to_be_bytes());
+        body.extend_from_slice(&2i16.to_be_bytes());
+        body.extend_from_slice(&4i32.to_be_bytes());
+        body.extend_from_slice(&4242i32.to_be_bytes());
+        body.extend_from_slice(&(-1i32).to_be_bytes());
+        body.extend_from_slice(&1i16.to_be_bytes());
+        let call = frame(b'F', &body);
+        let (oid, args) = function_call(&call).unwrap();
+        assert_eq!(oid, 952);
+        assert_eq!(args, vec![(1, Some(&4242i32.to_be_bytes()[..])), (1, None)]);
+        // Short, or with bytes after the result format: refused.
+        assert!(function_call(&call[..call.len() - 1]).is_err());
+        let mut long = body.clone();
+        long.push(0);
+        assert!(function_call(&frame(b'F', &long)).is_err());
+        // Two format codes for three arguments: refused.
+        let mut bad = 952i32.to_be_bytes().to_vec();
+        bad.extend_from_slice(&2i16.to_be_bytes());
+        bad.extend_from_slice(&[0, 0, 0, 0]);
+        bad.extend_from_slice(&3i16.to_be_bytes());
+        assert!(function_call(&frame(b'F', &bad)).is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! agent and the database agree on the transaction state.
 
 mod extended;
+mod fastpath;
 mod guard;
 mod hold;
 mod responses;
@@ -527,7 +528,7 @@ impl ClientSide<'_> {
                                 return Ok(end);
                             }
                         }
-                        if matches!(tag, b'Q' | b'P' | b'B' | b'E') {
+                        if matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F') {
                             // Decided only on a current catalog (after a DDL
                             // statement completed, its reload), or failing
                             // closed once `WAIT` is over (`catalog::resolve`).
@@ -743,17 +744,7 @@ impl ClientSide<'_> {
                 self.out.extend_from_slice(msg);
                 return Step::End(End::ClientGone);
             }
-            b'F' => {
-                let report = Report::new(
-                    Severity::Error,
-                    "0A000",
-                    "sqlgate: fast-path function calls (FunctionCall) are not allowed: the called function cannot be vetted",
-                )
-                .hint("call the function from SQL instead, e.g. SELECT f(...)")
-                .encode();
-                self.audit_unvettable("FUNCTION CALL");
-                self.stage_denial(report, !self.in_extended);
-            }
+            b'F' => return self.function_call(msg),
             other => {
                 let msg = format!(
                     "sqlgate: unsupported frontend message type `{}`",

@@ -198,6 +198,12 @@ pub(super) async fn server_to_client(
                             }
                             rows = 0;
                         }
+                        backend::FUNCTION_CALL_RESPONSE => {
+                            // A fast-path call's answer (`fastpath.rs`).
+                            if let Some((ev, _)) = complete(&mut q, Outcome::Ok, None) {
+                                done.push(ev);
+                            }
+                        }
                         backend::PARSE_COMPLETE | backend::BIND_COMPLETE => {
                             // Answered in order; sqlgate's own are not passed on.
                             let i = q
