@@ -405,6 +405,56 @@ async fn unvettable_messages_get_errors_not_drops() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_end_counts_every_record_and_the_deny_metric_every_refusal() {
+    let env = Env::new("counts");
+    let metric = || async {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(env.cfg.admin_addr()).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: sqlgate\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text.lines()
+            .find(|l| l.starts_with("sqlgate_statements_total{action=\"deny\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = metric().await;
+    let mut w = env.wire();
+    // Two protocol-level refusals and one policy denial.
+    w.send(&wire::raw(b'y', b"junk"));
+    w.until_ready();
+    w.send(&wire::raw(b'Q', b"SELECT '\xff'\0"));
+    w.until_ready();
+    assert_eq!(
+        w.query("SELECT pg_read_file('/etc/passwd')")[0].code(),
+        "42501"
+    );
+    // A statement still running when the agent goes.
+    w.send(&wire::raw(b'Q', b"SELECT pg_sleep(30)\0"));
+    std::thread::sleep(Duration::from_millis(300));
+    drop(w);
+    assert_eq!(metric().await - before, 3, "{}", env.gate.log());
+    let mut audit = Vec::new();
+    for _ in 0..50 {
+        audit = env.audit();
+        if audit.iter().any(|r| r["kind"] == "session_end") {
+            break;
+        }
+    }
+    let end = audit
+        .iter()
+        .find(|r| r["kind"] == "session_end")
+        .expect("session_end");
+    let records = audit
+        .iter()
+        .filter(|r| r["kind"] == "statement" && r["session"] == end["session"])
+        .count();
+    assert_eq!(records, 4, "{audit:?}");
+    assert_eq!(end["statements"], 4, "{end}");
+}
+
 /// A FunctionCall of `oid` with binary arguments and a binary result.
 fn function_call(oid: i32, args: &[&[u8]]) -> Vec<u8> {
     let mut body = oid.to_be_bytes().to_vec();

@@ -357,6 +357,9 @@ pub async fn run(
         if let Expect::Statement(mut ev, started, _) = e {
             ev.outcome = Outcome::Error("08006".into());
             ev.duration_us = Some(started.elapsed().as_micros() as u64);
+            // Counted like every other record: `session_end.statements` is
+            // the number of statement records the session left.
+            shared.statements.fetch_add(1, Ordering::Relaxed);
             sess.engine.audit.record(Event::Statement(ev));
         }
     }
@@ -751,6 +754,7 @@ impl ClientSide<'_> {
                     other as char
                 );
                 let report = Report::new(Severity::Error, "08P01", &msg).encode();
+                self.audit_unvettable("UNKNOWN MESSAGE");
                 self.stage_denial(report, !self.in_extended);
             }
         }
@@ -1141,6 +1145,9 @@ impl ClientSide<'_> {
             Outcome::Denied,
         );
         self.shared.statements.fetch_add(1, Ordering::Relaxed);
+        // A protocol-level refusal is a denial too (`count`).
+        metrics::counter!("sqlgate_statements_total", "action" => Action::Deny.as_str())
+            .increment(1);
         let ack = self.sess.engine.audit.record_durable(Event::Statement(ev));
         self.acks.push(ack);
     }
