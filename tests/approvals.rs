@@ -48,6 +48,21 @@ impl Env {
         more: &str,
         f: impl FnOnce(SqlgateConfig) -> SqlgateConfig,
     ) -> Env {
+        Env::build(
+            prefix,
+            more,
+            "[approvals]\ntimeout = \"60s\"\nkeepalive = \"500ms\"",
+            f,
+        )
+    }
+
+    /// With `approvals` as the config's `[approvals]` section.
+    fn build(
+        prefix: &str,
+        more: &str,
+        approvals: &str,
+        f: impl FnOnce(SqlgateConfig) -> SqlgateConfig,
+    ) -> Env {
         let pg = pg();
         let (db, rules, cfg) = support::fixtures::approval_setup(pg, prefix);
         if !more.is_empty() {
@@ -55,7 +70,7 @@ impl Env {
             let text = std::fs::read_to_string(&path).unwrap();
             std::fs::write(&path, format!("{text}\n{more}\n")).unwrap();
         }
-        let cfg = f(cfg.extra("[approvals]\ntimeout = \"60s\"\nkeepalive = \"500ms\""));
+        let cfg = f(cfg.extra(approvals));
         let gate = Sqlgate::start_with(&cfg);
         let _ = rustls::crypto::ring::default_provider().install_default();
         Env {
@@ -270,6 +285,31 @@ fn code(e: &tokio_postgres::Error) -> String {
     e.code()
         .map(|c| c.code().to_owned())
         .unwrap_or_else(|| format!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_outlasts_an_idle_timeout_shorter_than_the_configured_keepalive() {
+    // The default keepalive (10 s) against the server's 2 s: sqlgate asks
+    // the session for its timeouts and keeps it alive under them.
+    let env = Env::build("hold_idle", "", "[approvals]\ntimeout = \"60s\"", |c| c);
+    let (c, _notices) = env.client().await;
+    c.simple_query("BEGIN").await.unwrap();
+    c.simple_query("INSERT INTO items VALUES (10, 'ten')")
+        .await
+        .unwrap();
+    let agent = tokio::spawn(async move {
+        let r = c.simple_query("DELETE FROM items").await;
+        (r, c)
+    });
+    let id = env.pending(1).await[0]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (s, v) = env.vote(&id, "approve", "tok-alice").await;
+    assert_eq!(s, 200, "{v}");
+    let (r, c) = agent.await.unwrap();
+    r.unwrap_or_else(|e| panic!("approved DELETE must run: {e}\n{}", env.gate.log()));
+    c.simple_query("COMMIT").await.unwrap();
+    // Judged on the server: the transaction (its INSERT and the DELETE) committed.
+    assert_eq!(env.direct("SELECT count(*) FROM items"), "0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

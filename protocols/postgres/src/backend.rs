@@ -81,6 +81,32 @@ pub fn rows_from_tag(tag: &[u8]) -> Option<u64> {
     std::str::from_utf8(last).ok()?.parse().ok()
 }
 
+/// `DataRow`: the first column's value (`None` for NULL).
+pub fn first_column(frame: &[u8]) -> Result<Option<&[u8]>, DecodeError> {
+    let body = frame.get(5..).ok_or(DecodeError::Truncated)?;
+    let n = i16::from_be_bytes(
+        body.get(..2)
+            .ok_or(DecodeError::Truncated)?
+            .try_into()
+            .unwrap_or_default(),
+    );
+    if n < 1 {
+        return Err(DecodeError::Truncated);
+    }
+    let len = i32::from_be_bytes(
+        body.get(2..6)
+            .ok_or(DecodeError::Truncated)?
+            .try_into()
+            .unwrap_or_default(),
+    );
+    if len < 0 {
+        return Ok(None);
+    }
+    body.get(6..6 + len as usize)
+        .map(Some)
+        .ok_or(DecodeError::Truncated)
+}
+
 /// The transaction status byte of a ReadyForQuery frame (`I`, `T` or `E`).
 pub fn ready_status(frame: &[u8]) -> Result<u8, DecodeError> {
     Reader::new(frame.get(5..).ok_or(DecodeError::Truncated)?).u8()

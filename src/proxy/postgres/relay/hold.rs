@@ -272,8 +272,16 @@ impl ClientSide<'_> {
         let _ = self
             .notices
             .send(Report::new(Severity::Notice, "00000", &msg).encode());
-        let mut keepalive = tokio::time::interval(self.sess.keepalive);
-        keepalive.tick().await;
+        // The server's idle timeouts, which the agent or an administrator
+        // may have set below `keepalive`, are asked for as soon as nothing
+        // else is in flight; until the answer, keepalives come at least
+        // every second.
+        let mut probed = false;
+        if self.probe_now() {
+            self.probe(wr).await?;
+            probed = true;
+        }
+        let mut next = tokio::time::Instant::now() + self.keepalive_period();
         let cap = self.sess.max_message.max(1 << 20);
         let outcome = loop {
             if holding.cancelled() {
@@ -299,17 +307,21 @@ impl ClientSide<'_> {
                         return Ok(HoldEnd::ClientGone);
                     }
                 }
-                _ = keepalive.tick() => {
+                _ = tokio::time::sleep_until(next) => {
                     // A Sync between batches makes the server reset its idle
                     // timers (idle_in_transaction_session_timeout); mid-batch
                     // no idle timer runs, and a Sync would end the batch.
-                    if !self.in_extended {
+                    if !probed && self.probe_now() {
+                        self.probe(wr).await?;
+                        probed = true;
+                    } else if !self.in_extended {
                         self.expect(Expect::SwallowReady);
                         let mut b = BytesMut::new();
                         fe::sync(&mut b);
                         wr.write_all(&b).await?;
                         wr.flush().await?;
                     }
+                    next = tokio::time::Instant::now() + self.keepalive_period();
                 }
             }
         };
@@ -348,6 +360,43 @@ impl ClientSide<'_> {
                 )
             }
         })
+    }
+
+    /// Whether the idle timeouts can be asked for now: between batches,
+    /// with every earlier message answered (the probe's answers are then
+    /// the next the server sends).
+    fn probe_now(&self) -> bool {
+        !self.in_extended && self.shared.expects.lock().expect("not poisoned").is_empty()
+    }
+
+    /// Asks the server for the session's idle timeouts (`Expect::Probe`).
+    /// `SHOW` takes no snapshot, so a REPEATABLE READ transaction's
+    /// snapshot is still taken by the agent's own first statement; its
+    /// ReadyForQuery resets the server's idle timers as a Sync does. On a
+    /// failed transaction it fails, and the timeouts stay unknown.
+    async fn probe(&mut self, wr: &mut WriteHalf<Stream>) -> std::io::Result<()> {
+        self.expect(Expect::Probe);
+        let mut b = BytesMut::new();
+        // INVARIANT: ASCII without NUL.
+        let _ = fe::query(
+            "SHOW idle_in_transaction_session_timeout; SHOW idle_session_timeout",
+            &mut b,
+        );
+        wr.write_all(&b).await?;
+        wr.flush().await
+    }
+
+    /// How often a hold keeps the session alive: `[approvals] keepalive`,
+    /// or more often under a shorter idle timeout of the server's (a third
+    /// of it), or at least every second while it is not known.
+    fn keepalive_period(&self) -> std::time::Duration {
+        use std::time::Duration;
+        let configured = self.sess.keepalive;
+        match self.shared.idle_timeout_ms.load(Ordering::Acquire) {
+            0 => configured,
+            u64::MAX => configured.min(Duration::from_secs(1)),
+            ms => configured.min(Duration::from_millis((ms / 3).max(10))),
+        }
     }
 
     /// Forwards an approved message exactly as the agent sent it.
@@ -471,4 +520,36 @@ pub(super) fn shown_params(bind: &[u8]) -> Vec<Option<String>> {
             })
         })
         .collect()
+}
+
+/// A time setting as `SHOW` prints it (`0`, `250ms`, `2s`, `5min`, `1h`,
+/// `1d`), in milliseconds.
+pub(super) fn timeout_ms(v: &[u8]) -> Option<u64> {
+    let v = std::str::from_utf8(v).ok()?.trim();
+    let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+    let n: u64 = v[..digits].parse().ok()?;
+    let unit = match &v[digits..] {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timeouts_read_as_show_prints_them() {
+        use super::timeout_ms;
+        assert_eq!(timeout_ms(b"0"), Some(0));
+        assert_eq!(timeout_ms(b"250ms"), Some(250));
+        assert_eq!(timeout_ms(b"2s"), Some(2_000));
+        assert_eq!(timeout_ms(b"5min"), Some(300_000));
+        assert_eq!(timeout_ms(b"1d"), Some(86_400_000));
+        assert_eq!(timeout_ms(b"2 weeks"), None);
+        assert_eq!(timeout_ms(b""), None);
+    }
 }

@@ -83,6 +83,9 @@ enum Expect {
     Complete { swallow: bool },
     /// A Describe was sent upstream.
     Describe(Described),
+    /// sqlgate's own `SHOW` of the session's idle timeouts during a hold
+    /// (`hold.rs`): its answers, up to its ReadyForQuery, are not passed on.
+    Probe,
 }
 
 /// What becomes of a Describe's answer.
@@ -108,6 +111,7 @@ impl Expect {
                 | Expect::CopySync
                 | Expect::HeldReady
                 | Expect::InjectedReady { .. }
+                | Expect::Probe
         )
     }
 }
@@ -152,6 +156,9 @@ struct Shared {
     /// A statement that may change what names mean was sent upstream (not
     /// only decided): what approvers are warned of (`session_note`).
     names_run: AtomicBool,
+    /// The session's shortest idle timeout in milliseconds, as the server
+    /// last reported it to a probe (`hold.rs`): `0` none, `u64::MAX` not known.
+    idle_timeout_ms: AtomicU64,
 }
 
 /// A statement the agent prepared (named or unnamed), for the audit of its executions.
@@ -293,6 +300,7 @@ pub async fn run(
         kept_cursor: AtomicBool::new(false),
         deferred: AtomicBool::new(false),
         names_run: AtomicBool::new(false),
+        idle_timeout_ms: AtomicU64::new(u64::MAX),
     };
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();

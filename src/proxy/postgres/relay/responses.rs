@@ -20,6 +20,8 @@ pub(super) async fn server_to_client(
     let mut done: Vec<Box<StatementEvent>> = Vec::new();
     // The server is in copy-in mode (CopyInResponse seen; until ReadyForQuery).
     let mut copy_in = false;
+    // What a probe of the idle timeouts learnt so far (`Expect::Probe`).
+    let mut probed: Option<u64> = None;
     loop {
         tokio::select! {
             r = rd.read_buf(&mut buf) => {
@@ -70,6 +72,41 @@ pub(super) async fn server_to_client(
                     let msg = &buf[pos..pos + len];
                     pos += len;
                     let mut q = shared.expects.lock().expect("not poisoned");
+                    if matches!(q.front(), Some(Expect::Probe))
+                        && matches!(
+                            tag,
+                            backend::ROW_DESCRIPTION
+                                | backend::DATA_ROW
+                                | backend::COMMAND_COMPLETE
+                                | backend::ERROR_RESPONSE
+                                | backend::READY_FOR_QUERY
+                        )
+                    {
+                        // sqlgate's own probe (`hold.rs`): learnt, not passed on.
+                        match tag {
+                            backend::DATA_ROW => {
+                                if let Some(ms) = backend::first_column(msg)
+                                    .ok()
+                                    .flatten()
+                                    .and_then(super::hold::timeout_ms)
+                                {
+                                    probed = Some(match (probed, ms) {
+                                        (Some(a), 0) => a,
+                                        (Some(0) | None, b) => b,
+                                        (Some(a), b) => a.min(b),
+                                    });
+                                }
+                            }
+                            backend::READY_FOR_QUERY => {
+                                q.pop_front();
+                                if let Some(ms) = probed.take() {
+                                    shared.idle_timeout_ms.store(ms, Ordering::Release);
+                                }
+                            }
+                            _ => {}
+                        }
+                        continue;
+                    }
                     match tag {
                         backend::DATA_ROW => rows += 1,
                         backend::PARAMETER_STATUS => {
@@ -319,6 +356,7 @@ pub(super) async fn server_to_client(
                                         done.push(ev);
                                     }
                                     Expect::Denial(..)
+                                    | Expect::Probe
                                     | Expect::InjectedComplete
                                     | Expect::Complete { .. }
                                     | Expect::Describe(_)
