@@ -841,6 +841,54 @@ async fn timeout_denies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_behind_an_open_copy_from_stdin_ends_as_the_server_ends_it() {
+    let env = Env::new("hold_copy");
+    let mut w = Wire::login(&env.cfg.listen_addr(), AGENT, AGENT_PW, &env.db);
+    // A COPY FROM STDIN the agent leaves open (tokio-postgres's shape:
+    // Parse, Bind, Execute, Sync; the server ignores that Sync).
+    let mut b = wire::parse("", "COPY items FROM STDIN");
+    b.extend_from_slice(&wire::bind("", ""));
+    b.extend_from_slice(&wire::execute(""));
+    b.extend_from_slice(&wire::sync());
+    w.send(&b);
+    assert_eq!(wire::tags(&[w.recv(), w.recv(), w.recv()]), "1 2 G");
+    // Then a statement that is held while keepalives would be due (500 ms).
+    let mut q = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::query("DELETE FROM items", &mut q).unwrap();
+    w.send(&q);
+    let id = env.pending(1).await[0]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (s, v) = env.vote(&id, "approve", "tok-alice").await;
+    assert_eq!(s, 200, "{v}");
+    // The server refuses a Query inside COPY and ends the session, as it
+    // does without sqlgate: its errors reach the agent in order, none
+    // answered in their place by a keepalive's (ignored) Sync.
+    let mut msgs = Vec::new();
+    while let Some(m) = w.try_recv() {
+        msgs.push(m);
+    }
+    let errors: Vec<(String, String)> = msgs
+        .iter()
+        .filter(|m| m.tag == 'E')
+        .map(|m| (m.code(), m.message()))
+        .collect();
+    assert_eq!(errors.len(), 2, "{msgs:?}\n{}", env.gate.log());
+    assert!(
+        errors[0]
+            .1
+            .contains("unexpected message type 0x51 during COPY"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].1.contains("protocol synchronization was lost"),
+        "{errors:?}"
+    );
+    assert!(!msgs.iter().any(|m| m.tag == 'Z'), "{msgs:?}");
+    // Judged on the server: nothing was deleted.
+    assert_eq!(env.direct("SELECT count(*) > 0 FROM items"), "t");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_and_disconnect_withdraw_the_request() {
     let env = Env::new("hold_cancel");
     let (c, _n) = env.client().await;

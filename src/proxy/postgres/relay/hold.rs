@@ -314,7 +314,7 @@ impl ClientSide<'_> {
                     if !probed && self.probe_now() {
                         self.probe(wr).await?;
                         probed = true;
-                    } else if !self.in_extended {
+                    } else if !self.in_extended && !self.copy_may_be_open() {
                         self.expect(Expect::SwallowReady);
                         let mut b = BytesMut::new();
                         fe::sync(&mut b);
@@ -367,6 +367,30 @@ impl ClientSide<'_> {
     /// the next the server sends).
     fn probe_now(&self) -> bool {
         !self.in_extended && self.shared.expects.lock().expect("not poisoned").is_empty()
+    }
+
+    /// Whether the server may be in COPY FROM STDIN: it then ignores Sync
+    /// (no ReadyForQuery would answer a keepalive, and the next one would be
+    /// swallowed in its place), and runs no idle timer either.
+    fn copy_may_be_open(&self) -> bool {
+        // The server's word, not the agent's: a COPY that failed to start
+        // left `after_copy` set, and its session still needs keepalives.
+        self.shared.copy_in.load(Ordering::Acquire)
+            || self
+                .shared
+                .expects
+                .lock()
+                .expect("not poisoned")
+                .iter()
+                .any(|e| match e {
+                    Expect::Statement(ev, ..) => ev
+                        .analysis
+                        .statements
+                        .get(ev.index)
+                        .is_some_and(|s| s.command == "COPY"),
+                    Expect::CopySync => true,
+                    _ => false,
+                })
     }
 
     /// Asks the server for the session's idle timeouts (`Expect::Probe`).

@@ -159,6 +159,9 @@ struct Shared {
     /// The session's shortest idle timeout in milliseconds, as the server
     /// last reported it to a probe (`hold.rs`): `0` none, `u64::MAX` not known.
     idle_timeout_ms: AtomicU64,
+    /// The server said CopyInResponse and has not said ReadyForQuery since:
+    /// it ignores Sync until the COPY ends.
+    copy_in: AtomicBool,
 }
 
 /// A statement the agent prepared (named or unnamed), for the audit of its executions.
@@ -301,6 +304,7 @@ pub async fn run(
         deferred: AtomicBool::new(false),
         names_run: AtomicBool::new(false),
         idle_timeout_ms: AtomicU64::new(u64::MAX),
+        copy_in: AtomicBool::new(false),
     };
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();

@@ -297,7 +297,10 @@ pub(super) async fn server_to_client(
                                 }
                             }
                         }
-                        backend::COPY_IN_RESPONSE => copy_in = true,
+                        backend::COPY_IN_RESPONSE => {
+                            copy_in = true;
+                            shared.copy_in.store(true, Ordering::Release);
+                        }
                         backend::CLOSE_COMPLETE => {
                             // Closes are answered in order; sqlgate's own are not passed on.
                             let i = q
@@ -368,6 +371,7 @@ pub(super) async fn server_to_client(
                                 }
                             }
                             copy_in = false;
+                            shared.copy_in.store(false, Ordering::Release);
                             last_status = backend::ready_status(msg).ok();
                             if let Some(st) = last_status {
                                 super::guard::track_ready(&shared.guard, st);
