@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod encoding;
 pub mod engine;
 pub mod policy;
 pub mod proxy;

@@ -177,6 +177,79 @@ print("ok")
 }
 
 #[test]
+fn client_encodings_are_read_as_the_server_reads_them() {
+    let pg = PgServer::shared();
+    let db = pg.unique_database("encodings");
+    items(pg, &db);
+    pg.psql(
+        &db,
+        "CREATE TABLE \"données\"(secret text); INSERT INTO \"données\" VALUES ('s3cr3t');
+         ALTER TABLE \"données\" OWNER TO svc;",
+    );
+    let dir = TestDir::new("encoding-rules");
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nid = \"no-donnees\"\naction = \"deny\"\ntables = [\"*.données\"]\n\n\
+         [[rule]]\nid = \"everyday\"\naction = \"allow\"\nclasses = [\"read\", \"write\", \"session\", \"transaction\"]\n",
+    )
+    .unwrap();
+    let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
+    cfg.rules = vec![rules];
+    let gate = Sqlgate::start_with(&cfg);
+    let dsn = format!(
+        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
+        cfg.listen_port
+    );
+    let code = r#"
+import os, psycopg2
+dsn = os.environ["SQLGATE_DSN"]
+conn = psycopg2.connect(dsn, client_encoding="LATIN1")
+conn.autocommit = True
+cur = conn.cursor()
+assert conn.encoding == "LATIN1", conn.encoding
+cur.execute("INSERT INTO items VALUES (2, 'café crème')")
+cur.execute("SELECT name FROM items WHERE name LIKE 'caf%'")
+assert cur.fetchone()[0] == "café crème"
+# The denied table, named in LATIN1 bytes, is still the denied table.
+try:
+    cur.execute('SELECT * FROM "données"')
+    raise SystemExit("the denied table was read")
+except psycopg2.errors.InsufficientPrivilege as e:
+    assert "no-donnees" in str(e), str(e)
+# Changing encodings mid-session, to another the server can be read in.
+conn.set_client_encoding("KOI8R")
+cur.execute("INSERT INTO items VALUES (3, 'привет')")
+cur.execute("SELECT name FROM items WHERE id = 3")
+assert cur.fetchone()[0] == "привет"
+# A client-only encoding: refused, saying why.
+try:
+    cur.execute("SET client_encoding = 'SJIS'")
+    raise SystemExit("SET client_encoding = SJIS was allowed")
+except psycopg2.errors.InsufficientPrivilege as e:
+    assert "SJIS" in str(e), str(e)
+try:
+    psycopg2.connect(dsn, client_encoding="SJIS")
+    raise SystemExit("an SJIS session was allowed")
+except psycopg2.OperationalError as e:
+    assert "second bytes" in str(e), str(e)
+print("ok")
+"#;
+    let r = python(&dsn, code);
+    assert_eq!(
+        r.as_deref(),
+        Ok("ok"),
+        "{r:?}\nsqlgate log:\n{}",
+        gate.log()
+    );
+    // Judged on the server: the text arrived as written.
+    assert_eq!(
+        pg.psql(&db, "SELECT string_agg(name, ',' ORDER BY id) FROM items"),
+        "one,café crème,привет"
+    );
+}
+
+#[test]
 fn tls_offered_and_required() {
     let pg = PgServer::shared();
     let db = pg.unique_database("tls");

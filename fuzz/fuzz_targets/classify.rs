@@ -4,7 +4,9 @@
 //! - every statement has at least one class (`unparsed` when in doubt);
 //! - no fingerprint holds 9 or more bytes copied from a literal;
 //! - the cache key read without pg_query (`pg::lex::fast_key`) is the
-//!   scanner's key wherever it answers.
+//!   scanner's key wherever it answers;
+//! - decoding a client encoding (`sqlgate::encoding`) keeps every ASCII
+//!   byte as it is, in order, and what it encodes reads back as itself.
 //!
 //! The last is checked against PostgreSQL's own lexer (pg_query), not
 //! sqlgate's reading of it: for every literal token, each 9-byte window with
@@ -52,6 +54,16 @@ fn is_space(b: u8) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
+    for name in ["LATIN1", "LATIN5", "WIN1251", "EUC_JP", "EUC_KR", "EUC_CN"] {
+        let enc = sqlgate::encoding::lookup(name).unwrap();
+        if let Some(text) = enc.decode(data) {
+            let ascii = |b: &[u8]| b.iter().copied().filter(u8::is_ascii).collect::<Vec<u8>>();
+            assert_eq!(ascii(text.as_bytes()), ascii(data), "{name}: {data:?}");
+            if let Some(back) = enc.encode(&text) {
+                assert_eq!(enc.decode(&back).as_deref(), Some(&*text), "{name}");
+            }
+        }
+    }
     let Ok(sql) = std::str::from_utf8(data) else {
         return;
     };

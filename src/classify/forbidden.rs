@@ -16,6 +16,8 @@ const SCS: &str =
     "changing standard_conforming_strings would let string literals hide SQL from sqlgate";
 const ENCODING: &str =
     "changing the client encoding away from UTF-8 would let multi-byte characters hide SQL from sqlgate";
+const PG_ENCODING: &str =
+    "changing the client encoding to one sqlgate cannot read as the server does (a client-only encoding such as SJIS or BIG5, or one it has no decoder for) would let multi-byte characters hide SQL from sqlgate";
 const BACKSLASH_QUOTE: &str = "backslash_quote = on changes how sqlgate must read quotes";
 const SQL_MODE: &str =
     "sql_mode with ANSI_QUOTES or NO_BACKSLASH_ESCAPES changes how sqlgate must read quotes";
@@ -51,8 +53,13 @@ fn single_value(d: Dialect, toks: &[Token<'_>]) -> Option<String> {
     }
 }
 
-fn utf8_pg(v: Option<&str>) -> bool {
-    matches!(v, Some("utf8" | "utf-8" | "unicode" | "default"))
+/// An encoding sqlgate reads as the server does (`crate::encoding`).
+fn readable_pg(v: Option<&str>) -> bool {
+    match v {
+        Some("default") => true,
+        Some(name) => crate::encoding::refusal(name).is_none(),
+        None => false,
+    }
 }
 
 fn utf8_mysql(v: Option<&str>) -> bool {
@@ -68,7 +75,7 @@ fn pg_setting(name: &str, v: Option<String>) -> Option<&'static str> {
     let v = v.as_deref();
     match name {
         "standard_conforming_strings" if !(truthy(v) || v == Some("default")) => Some(SCS),
-        "client_encoding" | "names" if !utf8_pg(v) => Some(ENCODING),
+        "client_encoding" | "names" if !readable_pg(v) => Some(PG_ENCODING),
         "backslash_quote" if truthy(v) || v.is_none() => Some(BACKSLASH_QUOTE),
         _ => None,
     }

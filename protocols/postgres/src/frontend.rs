@@ -96,6 +96,19 @@ pub fn query_text(frame: &[u8]) -> Result<&str, DecodeError> {
     sql(r.cstr()?)
 }
 
+/// `Query`: the SQL text's bytes, in the session's client encoding.
+pub fn query_bytes(frame: &[u8]) -> Result<&[u8], DecodeError> {
+    Reader::new(body(frame)?).cstr()
+}
+
+/// `Parse`: statement name and the SQL text's bytes, in the session's
+/// client encoding.
+pub fn parse_message_bytes(frame: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
+    let mut r = Reader::new(body(frame)?);
+    let name = r.cstr()?;
+    Ok((name, r.cstr()?))
+}
+
 /// `Parse`: statement name and SQL text (parameter types are not needed).
 pub fn parse_message(frame: &[u8]) -> Result<(&[u8], &str), DecodeError> {
     let mut r = Reader::new(body(frame)?);

@@ -187,7 +187,7 @@ pub fn value_matters(name: &str) -> bool {
 const SCS: &str =
     "changing standard_conforming_strings would let string literals hide SQL from sqlgate";
 const ENCODING: &str =
-    "changing the client encoding away from UTF-8 would let multi-byte characters hide SQL from sqlgate";
+    "a client encoding sqlgate cannot read as the server does (BIG5, GB18030, GBK, JOHAB, SJIS, SHIFT_JIS_2004 and UHC, whose second bytes can be a backslash or a quote; EUC_TW, EUC_JIS_2004, MULE_INTERNAL; or a name it does not know) would let multi-byte characters hide SQL from sqlgate";
 const BACKSLASH_QUOTE: &str = "backslash_quote = on changes how sqlgate must read quotes";
 pub const FUNCTION_SET: &str = "a function that sets standard_conforming_strings, client_encoding or backslash_quote would run a body sqlgate read differently";
 pub const COMPUTED: &str = "set_config with a computed setting name cannot be checked";
@@ -203,7 +203,8 @@ pub fn forbidden(name: &str, value: Option<&str>) -> Option<&'static str> {
     match name.to_ascii_lowercase().as_str() {
         "standard_conforming_strings" if !(truthy || v == Some("default")) => Some(SCS),
         "client_encoding" | "names"
-            if !matches!(v, Some("utf8" | "utf-8" | "unicode" | "default")) =>
+            if !(v == Some("default")
+                || v.is_some_and(|v| crate::encoding::refusal(v).is_none())) =>
         {
             Some(ENCODING)
         }

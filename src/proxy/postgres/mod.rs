@@ -138,6 +138,7 @@ pub async fn handle(
             Some(login_path.clone())
         },
         login_path,
+        encoding: connected.encoding,
     };
     let (_end, statements) =
         relay::run(&sess, stream, connected.stream, connected.status, shutdown).await;
@@ -163,11 +164,19 @@ pub(crate) fn unsafe_setting(name: &[u8], value: &[u8]) -> Option<String> {
         b"standard_conforming_strings" if !v.eq_ignore_ascii_case("on") => Some(format!(
             "the database reports standard_conforming_strings = {v}; sqlgate reads SQL only with it on"
         )),
-        b"client_encoding" if !matches!(v.to_ascii_uppercase().as_str(), "UTF8" | "UNICODE") => Some(format!(
-            "the database reports client_encoding = {v}; sqlgate reads SQL only as UTF-8"
-        )),
+        b"client_encoding" => crate::encoding::refusal(&v)
+            .map(|why| format!("the database reports client_encoding = {v}: {why}")),
         _ => None,
     }
+}
+
+/// The encoding a ParameterStatus `client_encoding` names (one
+/// `unsafe_setting` let through: known and readable).
+pub(crate) fn reported_encoding(value: &[u8]) -> &'static crate::encoding::Encoding {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(crate::encoding::lookup)
+        .unwrap_or(crate::encoding::utf8())
 }
 
 fn session_id() -> String {

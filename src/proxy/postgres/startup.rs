@@ -246,12 +246,10 @@ fn refused_param(params: &[(String, String)]) -> Option<String> {
             "search_path" if crate::classify::search_path_shadows_builtins(v) => {
                 return Some("a startup search_path that puts pg_catalog after another schema is not allowed: functions there would shadow the built-ins sqlgate decides by name".into())
             }
-            "client_encoding"
-                if !matches!(v.to_ascii_uppercase().replace(['-', '_'], "").as_str(), "UTF8" | "UNICODE") =>
-            {
-                return Some(format!(
-                    "client_encoding `{v}` is not allowed: sqlgate reads SQL as UTF-8 and needs the client to send UTF-8"
-                ))
+            "client_encoding" => {
+                if let Some(why) = crate::encoding::refusal(v) {
+                    return Some(why);
+                }
             }
             _ => {}
         }

@@ -44,6 +44,8 @@ pub struct Connected {
     pub pid: i32,
     pub key: i32,
     pub status: u8,
+    /// The client encoding the server reported.
+    pub encoding: &'static crate::encoding::Encoding,
 }
 
 pub async fn connect(
@@ -90,16 +92,23 @@ pub async fn connect(
         }
     }
 
+    // The agent's client_encoding when it gave one (checked at its
+    // startup, and again in the server's report below), else UTF-8.
+    let encoding = params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("client_encoding"))
+        .map_or("UTF8", |(_, v)| v.as_str());
     let mut startup: Vec<(&str, &str)> = vec![
         ("user", up.user.as_str()),
         ("database", up.database.as_str()),
-        ("client_encoding", "UTF8"),
+        ("client_encoding", encoding),
     ];
     for (k, v) in params {
-        if k != "client_encoding" {
+        if !k.eq_ignore_ascii_case("client_encoding") {
             startup.push((k.as_str(), v.as_str()));
         }
     }
+    let mut encoding = crate::encoding::utf8();
     let mut out = BytesMut::new();
     frontend::startup_message(startup.iter().copied(), &mut out)?;
     stream.write_all(&out).await?;
@@ -195,6 +204,9 @@ pub async fn connect(
                 if let Some(why) = super::unsafe_setting(name, value) {
                     return Err(UpstreamError::UnsafeSetting(why));
                 }
+                if name == b"client_encoding" {
+                    encoding = super::reported_encoding(value);
+                }
                 greeting.extend_from_slice(&msg);
             }
             backend::NOTICE_RESPONSE => greeting.extend_from_slice(&msg),
@@ -211,6 +223,7 @@ pub async fn connect(
                     pid,
                     key,
                     status,
+                    encoding,
                 });
             }
             b'v' => {} // NegotiateProtocolVersion: we asked for 3.0, nothing to do.

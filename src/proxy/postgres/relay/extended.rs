@@ -178,10 +178,14 @@ impl ClientSide<'_> {
     }
 
     pub(super) fn parse(&mut self, msg: &[u8]) {
-        let (name, sql) = match frontend::parse_message(msg) {
-            Ok(x) => x,
+        let (name, sql) = match frontend::parse_message_bytes(msg) {
+            Ok((name, b)) => match self.encoding().decode(b) {
+                Some(sql) => (name, sql),
+                None => return self.reject_undecodable(frontend::DecodeError::NotUtf8, false),
+            },
             Err(e) => return self.reject_undecodable(e, false),
         };
+        let sql = &*sql;
         if name.starts_with(RESERVED) {
             return self.refuse_reserved("PARSE", name);
         }
@@ -218,7 +222,15 @@ impl ClientSide<'_> {
                 self.forget_statement(name);
                 return self.refuse_unpreparable(why);
             }
-            Some(Ok(t)) => Some(t),
+            // In the session's encoding, as the agent's own text was.
+            Some(Ok(t)) => match self.encoding().encode(&t) {
+                Some(b) => Some(b.into_owned()),
+                None => {
+                    self.forget_statement(name);
+                    return self
+                        .refuse_unpreparable("its neutral text does not fit the client encoding");
+                }
+            },
             None => None,
         };
         let upstream = self.fresh_name(b's');
@@ -226,12 +238,7 @@ impl ClientSide<'_> {
         // this Parse, that name reaches this statement (or its neutral
         // text) or nothing.
         let written = match &text {
-            Some(t) => frontend::write_with_names(
-                msg,
-                0,
-                &[upstream.as_bytes(), t.as_bytes()],
-                &mut self.out,
-            ),
+            Some(t) => frontend::write_with_names(msg, 0, &[upstream.as_bytes(), t], &mut self.out),
             None => frontend::write_with_names(msg, 0, &[upstream.as_bytes()], &mut self.out),
         };
         if let Err(e) = written {

@@ -93,10 +93,12 @@ impl ClientSide<'_> {
             .collect();
         let code = held_infos.iter().any(|s| s.code);
         let text = || match held.simple {
-            true => frontend::query_text(&held.msg).ok(),
-            false => held.text.as_deref(),
+            true => frontend::query_bytes(&held.msg)
+                .ok()
+                .and_then(|b| self.encoding().decode(b)),
+            false => held.text.as_deref().map(std::borrow::Cow::Borrowed),
         };
-        let sql: Option<&str> = match (spec.show_literals, held.simple) {
+        let sql: Option<std::borrow::Cow<'_, str>> = match (spec.show_literals, held.simple) {
             _ if code => text(),
             (false, _) => None,
             (true, true) if held.analysis.statements.len() == 1 => text(),
@@ -108,6 +110,7 @@ impl ClientSide<'_> {
             .map(|info| HeldStatement {
                 command: info.command.clone(),
                 text: sql
+                    .as_deref()
                     .map(str::to_owned)
                     .unwrap_or_else(|| info.fingerprint.clone()),
                 classes: info.classes,
@@ -144,7 +147,9 @@ impl ClientSide<'_> {
             // `search_path`, a role, code) is shown as written, as a held
             // one would be: its literals are identity, not data. The rest
             // by fingerprint.
-            let parts = text()
+            let whole = text();
+            let parts = whole
+                .as_deref()
                 .and_then(|t| pg_query::split_with_parser(t).ok())
                 .filter(|p| p.len() == held.analysis.statements.len());
             new.string = held

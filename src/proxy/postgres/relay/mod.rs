@@ -162,6 +162,9 @@ struct Shared {
     /// The server said CopyInResponse and has not said ReadyForQuery since:
     /// it ignores Sync until the COPY ends.
     copy_in: AtomicBool,
+    /// The session's client encoding as the server last reported it
+    /// (`encoding::Encoding::id`): what the agent's text is read in.
+    encoding: AtomicU8,
 }
 
 /// A statement the agent prepared (named or unnamed), for the audit of its executions.
@@ -265,6 +268,8 @@ pub struct Session {
     /// The `search_path` the session started with, as far as sqlgate
     /// knows it: the startup packet's, or the login's default then.
     pub start_path: Option<Arc<str>>,
+    /// The client encoding the server reported at login.
+    pub encoding: &'static crate::encoding::Encoding,
 }
 
 /// Why a session ended.
@@ -305,6 +310,7 @@ pub async fn run(
         names_run: AtomicBool::new(false),
         idle_timeout_ms: AtomicU64::new(u64::MAX),
         copy_in: AtomicBool::new(false),
+        encoding: AtomicU8::new(sess.encoding.id()),
     };
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();
@@ -787,8 +793,12 @@ impl ClientSide<'_> {
     }
 
     fn query(&mut self, msg: &[u8]) -> Step {
-        let sql = match frontend::query_text(msg) {
-            Ok(s) => s,
+        let sql = match frontend::query_bytes(msg).map(|b| self.encoding().decode(b)) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                self.reject_undecodable(frontend::DecodeError::NotUtf8, true);
+                return Step::Next;
+            }
             Err(e) => {
                 self.reject_undecodable(e, true);
                 return Step::Next;
@@ -797,10 +807,10 @@ impl ClientSide<'_> {
         let d = self.sess.engine.decide_in(
             self.sess.catalog.as_deref(),
             &self.sess.identity,
-            sql,
+            &sql,
             self.shared.uncommitted_ddl.load(Ordering::Acquire),
         );
-        let sha = sha256_hex(sql);
+        let sha = sha256_hex(&sql);
         count(&d);
         // A held string moves names once it runs (`release`): until then
         // its own request is keyed on the names as they are.
@@ -972,13 +982,16 @@ impl ClientSide<'_> {
         let schema_pending = self.shared.uncommitted_ddl.load(Ordering::Acquire);
         let d = match (&held.classified, held.simple) {
             (Some((classified, types)), _) => self.decide_with_params(classified.clone(), types),
-            (None, true) => match frontend::query_text(&held.msg) {
-                Ok(sql) => {
+            (None, true) => match frontend::query_bytes(&held.msg)
+                .ok()
+                .and_then(|b| self.encoding().decode(b))
+            {
+                Some(sql) => {
                     self.sess
                         .engine
-                        .decide_in(Some(c), &self.sess.identity, sql, schema_pending)
+                        .decide_in(Some(c), &self.sess.identity, &sql, schema_pending)
                 }
-                Err(_) => return true,
+                None => return true,
             },
             (None, false) => return false,
         };
@@ -1036,13 +1049,23 @@ impl ClientSide<'_> {
         self.stage_denial(report, simple);
     }
 
+    /// The session's client encoding, as the server last reported it.
+    pub(super) fn encoding(&self) -> &'static crate::encoding::Encoding {
+        crate::encoding::Encoding::from_id(self.shared.encoding.load(Ordering::Acquire))
+    }
+
     fn reject_undecodable(&mut self, e: frontend::DecodeError, simple: bool) {
-        let code = if e == frontend::DecodeError::NotUtf8 {
-            "22021"
+        let (code, msg) = if e == frontend::DecodeError::NotUtf8 {
+            (
+                "22021",
+                format!(
+                    "sqlgate: cannot read the message: its text is not valid {} (the session's client_encoding)",
+                    self.encoding().name
+                ),
+            )
         } else {
-            "08P01"
+            ("08P01", format!("sqlgate: cannot read the message: {e}"))
         };
-        let msg = format!("sqlgate: cannot read the message: {e}");
         let report = Report::new(Severity::Error, code, &msg).encode();
         self.audit_unvettable("UNREADABLE");
         self.stage_denial(report, simple);

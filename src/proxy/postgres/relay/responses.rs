@@ -3,6 +3,7 @@
 //! swallow keepalive replies, and end sessions whose settings turn unsafe.
 
 use super::*;
+use crate::encoding::Encoding;
 
 pub(super) async fn server_to_client(
     sess: &Session,
@@ -31,7 +32,8 @@ pub(super) async fn server_to_client(
             }
             // Notices go between whole messages, never inside one.
             Some(n) = notices.recv(), if passthrough == 0 => {
-                wr.write_all(&n).await?;
+                let to = Encoding::from_id(shared.encoding.load(Ordering::Acquire));
+                wr.write_all(&crate::encoding::transcode_report(&n, to)).await?;
                 wr.flush().await?;
                 continue;
             }
@@ -122,6 +124,14 @@ pub(super) async fn server_to_client(
                                 ));
                                 break;
                             }
+                            if name == b"client_encoding" {
+                                // What the agent's text is read in from now:
+                                // a Query sent before this answer waited for
+                                // it, a Parse after the statement is refused
+                                // until Sync (`guard.rs`, barriers).
+                                let e = super::super::reported_encoding(value);
+                                shared.encoding.store(e.id(), Ordering::Release);
+                            }
                         }
                         backend::COMMAND_COMPLETE
                         | backend::EMPTY_QUERY
@@ -201,7 +211,12 @@ pub(super) async fn server_to_client(
                                 // sides disagree, and the session ends (fail closed).
                                 match q.pop_front() {
                                     Some(Expect::Denial(m, report)) if m == n => {
-                                        out.extend_from_slice(&report);
+                                        out.extend_from_slice(&crate::encoding::transcode_report(
+                                            &report,
+                                            Encoding::from_id(
+                                                shared.encoding.load(Ordering::Acquire),
+                                            ),
+                                        ));
                                         continue;
                                     }
                                     _ => {
