@@ -25,8 +25,10 @@ use std::borrow::Cow;
 /// How the bytes of one encoding read.
 #[derive(Debug)]
 enum Kind {
-    /// UTF-8 (also SQL_ASCII, whose bytes the server checks against its own
-    /// encoding: a UTF-8 database's, which is what sqlgate serves).
+    /// UTF-8; also SQL_ASCII, whose bytes the server takes as they are (on
+    /// a UTF8 database after checking them as UTF-8; on a SQL_ASCII one
+    /// unchecked, and sqlgate's reading, which insists on UTF-8, is then
+    /// the same bytes), served only on such databases (`SQL_ASCII_WHY`).
     Utf8,
     /// ISO-8859-1: each byte is the code point of its value.
     Latin1,
@@ -298,6 +300,11 @@ pub fn refusal(name: &str) -> Option<String> {
         Some(_) => None,
     }
 }
+
+/// Why a SQL_ASCII client is refused on a database of another encoding:
+/// the server then takes its bytes as the database's characters, unchecked
+/// against anything sqlgate could decode.
+pub const SQL_ASCII_WHY: &str = "client_encoding SQL_ASCII is allowed through sqlgate only on a UTF8 or SQL_ASCII database: on another, the server reads its bytes in the database's encoding, which sqlgate does not follow; use UTF8";
 
 /// The encoding a new session speaks until told otherwise.
 pub fn utf8() -> &'static Encoding {

@@ -46,6 +46,9 @@ pub struct Connected {
     pub status: u8,
     /// The client encoding the server reported.
     pub encoding: &'static crate::encoding::Encoding,
+    /// The database's encoding is UTF8 or SQL_ASCII: a SQL_ASCII client's
+    /// bytes are then the database's as they are (`encoding::SQL_ASCII_WHY`).
+    pub sql_ascii_ok: bool,
 }
 
 pub async fn connect(
@@ -109,6 +112,7 @@ pub async fn connect(
         }
     }
     let mut encoding = crate::encoding::utf8();
+    let mut sql_ascii_ok = false;
     let mut out = BytesMut::new();
     frontend::startup_message(startup.iter().copied(), &mut out)?;
     stream.write_all(&out).await?;
@@ -207,6 +211,9 @@ pub async fn connect(
                 if name == b"client_encoding" {
                     encoding = super::reported_encoding(value);
                 }
+                if name == b"server_encoding" {
+                    sql_ascii_ok = matches!(value, b"UTF8" | b"SQL_ASCII");
+                }
                 greeting.extend_from_slice(&msg);
             }
             backend::NOTICE_RESPONSE => greeting.extend_from_slice(&msg),
@@ -217,6 +224,11 @@ pub async fn connect(
             backend::READY_FOR_QUERY => {
                 let status = backend::ready_status(&msg)
                     .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                if encoding.name == "SQL_ASCII" && !sql_ascii_ok {
+                    return Err(UpstreamError::UnsafeSetting(
+                        crate::encoding::SQL_ASCII_WHY.into(),
+                    ));
+                }
                 return Ok(Connected {
                     stream,
                     greeting,
@@ -224,6 +236,7 @@ pub async fn connect(
                     key,
                     status,
                     encoding,
+                    sql_ascii_ok,
                 });
             }
             b'v' => {} // NegotiateProtocolVersion: we asked for 3.0, nothing to do.

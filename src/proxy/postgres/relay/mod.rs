@@ -270,6 +270,9 @@ pub struct Session {
     pub start_path: Option<Arc<str>>,
     /// The client encoding the server reported at login.
     pub encoding: &'static crate::encoding::Encoding,
+    /// Whether a SQL_ASCII client encoding reads as UTF-8 here (the
+    /// database's encoding is UTF8 or SQL_ASCII).
+    pub sql_ascii_ok: bool,
 }
 
 /// Why a session ended.

@@ -113,7 +113,14 @@ pub(super) async fn server_to_client(
                         backend::DATA_ROW => rows += 1,
                         backend::PARAMETER_STATUS => {
                             let (name, value) = backend::parameter_status(msg).unwrap_or_default();
-                            if let Some(why) = super::super::unsafe_setting(name, value) {
+                            let sql_ascii = name == b"client_encoding"
+                                && value == b"SQL_ASCII"
+                                && !sess.sql_ascii_ok;
+                            if let Some(why) =
+                                super::super::unsafe_setting(name, value).or_else(|| {
+                                    sql_ascii.then(|| crate::encoding::SQL_ASCII_WHY.to_owned())
+                                })
+                            {
                                 drop(q);
                                 tracing::error!(session = %sess.info.id, "{why}; ending the session");
                                 let msg = format!("sqlgate: {why}; the session is closed to keep the policy sound");
