@@ -250,6 +250,35 @@ print("ok")
 }
 
 #[test]
+fn extensions_with_many_cross_calls_load_quickly() {
+    // hstore's functions and operators reach each other many ways: the
+    // catalog once followed every path, minutes per load, and accepted no
+    // login meanwhile.
+    let pg = PgServer::shared();
+    let db = pg.unique_database("extensions");
+    pg.psql(
+        &db,
+        "CREATE EXTENSION hstore; CREATE EXTENSION citext; CREATE EXTENSION ltree;",
+    );
+    let cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &["agents"]);
+    let gate = Sqlgate::start_with(&cfg);
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
+        cfg.listen_port
+    );
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let r = psql(&conninfo, "SELECT 1");
+        assert_eq!(r.as_deref(), Ok("1"), "{r:?}\n{}", gate.log());
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn tls_offered_and_required() {
     let pg = PgServer::shared();
     let db = pg.unique_database("tls");

@@ -1499,13 +1499,7 @@ impl Snapshot {
                 e.calls.insert(format!("{}.{}", col(2), col(3)));
             }
         }
-        let mut done: HashMap<(String, String), Resolved> = HashMap::new();
-        let keys: Vec<(String, String)> = own.keys().cloned().collect();
-        for k in keys {
-            let r = close(&own, aliases, &k, &mut Vec::new());
-            done.insert(k, r);
-        }
-        for ((schema, name), r) in done {
+        for ((schema, name), r) in close_all(&own, aliases) {
             self.functions.entry(name).or_default().push((schema, r));
         }
     }
@@ -1979,73 +1973,176 @@ fn keeps_reading_with(s: &crate::classify::StatementInfo, snap: Option<&Snapshot
     c.starts_with("DROP ") || KINDS.iter().any(|k| is(k))
 }
 
-/// A function's classes with those of every user function it calls,
+/// Each function's classes with those of every user function it calls,
 /// transitively; a cycle, a chain deeper than `MAX_DEPTH` or a call of a
 /// function not in the catalog is `unparsed`.
-fn close(
+///
+/// Linear in functions and calls: the call graph's strongly connected
+/// components (Tarjan's algorithm, iterative, so a long chain cannot
+/// overflow the stack) are closed once each, callees first. Following
+/// every path instead is exponential in the depth: an extension such as
+/// hstore, whose functions and operators reach each other many ways, took
+/// minutes of CPU per load. Written here: a graph crate for one algorithm
+/// over a graph this small would be a needless dependency.
+fn close_all(
     own: &HashMap<(String, String), body::Placed>,
     aliases: &Aliases,
-    k: &(String, String),
-    path: &mut Vec<(String, String)>,
-) -> Resolved {
-    let Some(p) = own.get(k) else {
-        return Resolved {
-            classes: ClassSet::of(&[Class::Unparsed]),
-            ..Default::default()
-        };
-    };
-    let mut r = Resolved {
-        classes: p.classes,
-        tables: p.tables.clone(),
-    };
-    if path.contains(k) || path.len() >= MAX_DEPTH {
-        r.classes.insert(Class::Unparsed);
-        return r;
+) -> Vec<((String, String), Resolved)> {
+    let keys: Vec<&(String, String)> = own.keys().collect();
+    let at: HashMap<&(String, String), usize> =
+        keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (_, n)) in keys.iter().enumerate() {
+        by_name.entry(n.as_str()).or_default().push(i);
     }
-    path.push(k.clone());
-    for call in &p.calls {
-        let parts: Vec<&str> = call.split('.').collect();
-        let name = parts.last().copied().unwrap_or("");
-        let schema = (parts.len() >= 2).then(|| parts[parts.len() - 2]);
-        let targets: Vec<&(String, String)> = own
-            .keys()
-            .filter(|(s, n)| n == name && schema.is_none_or(|want| want == s))
-            .collect();
-        if targets.is_empty() {
+    // Each function's own effects, and the functions it may run.
+    let mut base: Vec<Resolved> = Vec::with_capacity(keys.len());
+    let mut adj: Vec<Vec<usize>> = Vec::with_capacity(keys.len());
+    for k in &keys {
+        let p = &own[*k];
+        let mut r = Resolved {
+            classes: p.classes,
+            tables: p.tables.clone(),
+        };
+        let mut next = Vec::new();
+        for call in &p.calls {
+            let parts: Vec<&str> = call.split('.').collect();
+            let name = parts.last().copied().unwrap_or("");
+            let schema = (parts.len() >= 2).then(|| parts[parts.len() - 2]);
+            let targets: Vec<usize> = by_name
+                .get(name)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|&t| schema.is_none_or(|want| want == keys[t].0))
+                .collect();
+            if targets.is_empty() {
+                r.classes.insert(Class::Unparsed);
+            }
+            next.extend(targets);
+        }
+        // Operators, casts and built-in names a user object may stand
+        // behind: what they run if there is one, nothing otherwise.
+        for o in &p.optional {
+            match aliases.get(o) {
+                Some(fns) => {
+                    for (schema, name) in fns {
+                        if schema == "pg_catalog" {
+                            r.classes = r
+                                .classes
+                                .union(crate::classify::builtin_classes(schema, name));
+                        } else {
+                            match at.get(&(schema.clone(), name.clone())) {
+                                Some(&t) => next.push(t),
+                                None => r.classes.insert(Class::Unparsed),
+                            }
+                        }
+                    }
+                }
+                None => next.extend(
+                    by_name
+                        .get(o.as_str())
+                        .into_iter()
+                        .flatten()
+                        .copied()
+                        .filter(|&t| keys[t].0 != "pg_catalog"),
+                ),
+            }
+        }
+        next.sort_unstable();
+        next.dedup();
+        base.push(r);
+        adj.push(next);
+    }
+    // Components come out callees first: each is closed from its members
+    // and the components it calls, all closed already.
+    let comps = strongly_connected(&adj);
+    let mut comp_of = vec![0usize; keys.len()];
+    for (c, members) in comps.iter().enumerate() {
+        for &m in members {
+            comp_of[m] = c;
+        }
+    }
+    let mut closed: Vec<(Resolved, usize)> = Vec::with_capacity(comps.len());
+    for (c, members) in comps.iter().enumerate() {
+        let mut r = Resolved::default();
+        let mut height = 0;
+        let cyclic = members.len() > 1 || adj[members[0]].contains(&members[0]);
+        for &m in members {
+            r.classes = r.classes.union(base[m].classes);
+            r.tables.extend(base[m].tables.iter().cloned());
+            for &t in &adj[m] {
+                let d = comp_of[t];
+                if d != c {
+                    let (sub, h) = &closed[d];
+                    r.classes = r.classes.union(sub.classes);
+                    r.tables.extend(sub.tables.iter().cloned());
+                    height = height.max(*h);
+                }
+            }
+        }
+        height += 1;
+        if cyclic || height > MAX_DEPTH {
             r.classes.insert(Class::Unparsed);
         }
-        for t in targets {
-            let sub = close(own, aliases, t, path);
-            r.classes = r.classes.union(sub.classes);
-            r.tables.extend(sub.tables);
-        }
+        closed.push((r, height));
     }
-    // Operators, casts and built-in names a user object may stand behind:
-    // what they run if there is one, nothing otherwise.
-    for o in &p.optional {
-        let targets: Vec<(String, String)> = match aliases.get(o) {
-            Some(fns) => fns.clone(),
-            None => own
-                .keys()
-                .filter(|(s, n)| n == o && s != "pg_catalog")
-                .cloned()
-                .collect(),
-        };
-        for (schema, name) in targets {
-            let sub = if schema == "pg_catalog" {
-                Resolved {
-                    classes: crate::classify::builtin_classes(&schema, &name),
-                    ..Resolved::default()
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| ((*k).clone(), closed[comp_of[i]].0.clone()))
+        .collect()
+}
+
+/// The strongly connected components of a graph, each after every
+/// component it reaches (Tarjan's algorithm, without recursion).
+fn strongly_connected(adj: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    const UNSEEN: usize = usize::MAX;
+    let n = adj.len();
+    let (mut index, mut low, mut on) = (vec![UNSEEN; n], vec![0; n], vec![false; n]);
+    let (mut stack, mut comps, mut next) = (Vec::new(), Vec::new(), 0);
+    let mut calls: Vec<(usize, usize)> = Vec::new();
+    for s in 0..n {
+        if index[s] != UNSEEN {
+            continue;
+        }
+        index[s] = next;
+        low[s] = next;
+        next += 1;
+        stack.push(s);
+        on[s] = true;
+        calls.push((s, 0));
+        while let Some((v, i)) = calls.pop() {
+            if let Some(&w) = adj[v].get(i) {
+                calls.push((v, i + 1));
+                if index[w] == UNSEEN {
+                    index[w] = next;
+                    low[w] = next;
+                    next += 1;
+                    stack.push(w);
+                    on[w] = true;
+                    calls.push((w, 0));
+                } else if on[w] {
+                    low[v] = low[v].min(index[w]);
                 }
-            } else {
-                close(own, aliases, &(schema, name), path)
-            };
-            r.classes = r.classes.union(sub.classes);
-            r.tables.extend(sub.tables);
+                continue;
+            }
+            if low[v] == index[v] {
+                let mut comp = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on[w] = false;
+                    comp.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                comps.push(comp);
+            }
+            if let Some(&(u, _)) = calls.last() {
+                low[u] = low[u].min(low[v]);
+            }
         }
     }
-    path.pop();
-    r
+    comps
 }
 
 /// Operator and cast names as the classifier records them (`operator
@@ -2081,6 +2178,62 @@ fn role_warnings(rows: &query::Rows) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn placed(classes: &[Class], calls: &[&str]) -> body::Placed {
+        body::Placed {
+            classes: ClassSet::of(classes),
+            calls: calls.iter().map(|c| c.to_string()).collect(),
+            ..body::Placed::default()
+        }
+    }
+
+    #[test]
+    fn closing_follows_chains_cycles_and_many_paths_in_linear_time() {
+        let key = |n: &str| ("public".to_string(), n.to_string());
+        let mut own = HashMap::new();
+        // a -> b -> c (c writes); d <-> e (a cycle); f calls a missing one.
+        own.insert(key("a"), placed(&[Class::Read], &["b"]));
+        own.insert(key("b"), placed(&[Class::Read], &["public.c"]));
+        own.insert(key("c"), placed(&[Class::Write], &[]));
+        own.insert(key("d"), placed(&[Class::Read], &["e"]));
+        own.insert(key("e"), placed(&[Class::Read], &["d"]));
+        own.insert(key("f"), placed(&[Class::Read], &["nowhere"]));
+        // A chain of MAX_DEPTH + 1: too deep.
+        for i in 0..=MAX_DEPTH {
+            let calls: Vec<String> = (i < MAX_DEPTH)
+                .then(|| format!("deep{}", i + 1))
+                .into_iter()
+                .collect();
+            let calls: Vec<&str> = calls.iter().map(String::as_str).collect();
+            own.insert(key(&format!("deep{i}")), placed(&[Class::Read], &calls));
+        }
+        // 40 layers of 4 functions, each calling all of the next layer:
+        // 4^40 paths, as an extension's operators can be.
+        for l in 0..40 {
+            for j in 0..4 {
+                let calls: Vec<String> = if l < 39 {
+                    (0..4).map(|k| format!("m{}_{k}", l + 1)).collect()
+                } else {
+                    vec![]
+                };
+                let calls: Vec<&str> = calls.iter().map(String::as_str).collect();
+                own.insert(key(&format!("m{l}_{j}")), placed(&[Class::Read], &calls));
+            }
+        }
+        let started = std::time::Instant::now();
+        let all: HashMap<String, Resolved> = close_all(&own, &Aliases::new())
+            .into_iter()
+            .map(|((_, n), r)| (n, r))
+            .collect();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let has = |n: &str, c: Class| all[n].classes.contains(c);
+        assert!(has("a", Class::Write) && !has("a", Class::Unparsed));
+        assert!(has("d", Class::Unparsed) && has("e", Class::Unparsed));
+        assert!(has("f", Class::Unparsed));
+        assert!(has("deep0", Class::Unparsed) && !has("deep1", Class::Unparsed));
+        // Deeper than MAX_DEPTH from the top layers, not from the last ones.
+        assert!(has("m0_0", Class::Unparsed) && !has("m39_0", Class::Unparsed));
+    }
 
     fn row(v: &[&str]) -> Vec<Option<String>> {
         v.iter()
