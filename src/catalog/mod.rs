@@ -1353,7 +1353,7 @@ impl Snapshot {
             };
             aliases.entry(col(0)).or_default().push((col(2), col(3)));
         }
-        s.build(classifier, &rows, &typed, &aliases);
+        cpu_bound(|| s.build(classifier, &rows, &typed, &aliases));
         for name in configured
             .iter()
             .filter_map(|r| r.first().cloned().flatten())
@@ -1435,7 +1435,7 @@ impl Snapshot {
             d.classes = d.classes.union(f.classes);
             d.tables.extend(f.tables);
         }
-        s.build_views(classifier, &views);
+        cpu_bound(|| s.build_views(classifier, &views));
         Ok(s)
     }
 
@@ -1971,6 +1971,17 @@ fn keeps_reading_with(s: &crate::classify::StatementInfo, snap: Option<&Snapshot
         return only_ddl && !code && s.tables.len() <= 1;
     }
     c.starts_with("DROP ") || KINDS.iter().any(|k| is(k))
+}
+
+/// Runs the CPU-bound part of a load (classifying every body and view) off
+/// the runtime's scheduling: the listener and sessions on this worker move
+/// to another meanwhile, instead of waiting behind it.
+fn cpu_bound<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// Each function's classes with those of every user function it calls,
