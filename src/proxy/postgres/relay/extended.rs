@@ -298,7 +298,7 @@ impl ClientSide<'_> {
         // Parameters are shown where the text is (the rule shows literals,
         // or the statement is code or identity: `set_config('role', $1)`).
         let shows = prepared.hold.is_some() && prepared.text.is_some();
-        let params = shows.then(|| hold::shown_params(msg));
+        let params = shows.then(|| hold::shown_params(msg, self.encoding()));
         let upstream = self.fresh_name(b'p');
         let portal_state = if prepared.hold.is_some() {
             // Held: Bind plans the statement (folding IMMUTABLE functions)

@@ -535,16 +535,19 @@ fn note(r: &approval::Request, outcome: &'static str, by: Vec<String>) -> Approv
     }
 }
 
-/// Bind parameters as approvers see them: printable text as it is (drivers
-/// often send text in binary format, which is the same UTF-8), anything else
-/// in hex.
-pub(super) fn shown_params(bind: &[u8]) -> Vec<Option<String>> {
+/// Bind parameters as approvers see them: printable text as it is, read in
+/// the session's encoding (drivers often send text in binary format, which
+/// is the same bytes), anything else in hex.
+pub(super) fn shown_params(
+    bind: &[u8],
+    encoding: &crate::encoding::Encoding,
+) -> Vec<Option<String>> {
     frontend::bind_parameters(bind)
         .unwrap_or_default()
         .into_iter()
         .map(|(_, v)| {
-            v.map(|b| match std::str::from_utf8(b) {
-                Ok(t) if !t.chars().any(char::is_control) => t.to_owned(),
+            v.map(|b| match encoding.decode(b) {
+                Some(t) if !t.chars().any(char::is_control) => t.into_owned(),
                 _ => format!("\\x{}", hex::encode(b)),
             })
         })
