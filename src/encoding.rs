@@ -25,18 +25,18 @@ use std::borrow::Cow;
 /// How the bytes of one encoding read.
 #[derive(Debug)]
 enum Kind {
-    /// UTF-8; also SQL_ASCII, whose bytes the server takes as they are (on
-    /// a UTF8 database after checking them as UTF-8; on a SQL_ASCII one
-    /// unchecked, and sqlgate's reading, which insists on UTF-8, is then
-    /// the same bytes), served only on such databases (`SQL_ASCII_WHY`).
+    /// UTF-8; also SQL_ASCII, whose bytes a UTF8 database (the only kind
+    /// sqlgate serves, `DATABASE_WHY`) checks as UTF-8 and takes as they are.
     Utf8,
     /// ISO-8859-1: each byte is the code point of its value.
     Latin1,
     /// A single-byte table; `c1`: bytes 0x80–0x9F are the C1 controls (an
-    /// ISO-8859 part read with the Windows table that WHATWG maps it to).
-    Single(&'static Whatwg, bool),
-    /// A multi-byte EUC encoding.
-    Multi(&'static Whatwg),
+    /// ISO-8859 part read with the Windows table that WHATWG maps it to);
+    /// then bytes PostgreSQL's table maps otherwise than WHATWG's.
+    Single(&'static Whatwg, bool, &'static [(u8, char)]),
+    /// A multi-byte EUC encoding, and the characters PostgreSQL's table
+    /// maps otherwise than WHATWG's.
+    Multi(&'static Whatwg, &'static [(&'static [u8], char)]),
     /// Not readable; why.
     Refused(&'static str),
 }
@@ -51,6 +51,15 @@ pub struct Encoding {
 const CLIENT_ONLY: &str = "it is a client-only encoding whose second bytes can be `\\` or `'`, so a string's end depends on how every character before it is read; use UTF8 (or the database's own encoding)";
 const NO_DECODER: &str =
     "sqlgate has no decoder for it to read SQL exactly as the server does; use UTF8";
+
+// Where PostgreSQL's conversion tables (src/backend/utils/mb/Unicode) and
+// WHATWG's disagree on a character both read, PostgreSQL's reading, found by
+// comparing every byte sequence with the server's `convert_from`
+// (tests/encodings.rs keeps them compared). KOI8U: PostgreSQL has the
+// original KOI8-U, WHATWG KOI8-RU's box-drawing replacements.
+const KOI8U_PG: &[(u8, char)] = &[(0xae, '\u{255d}'), (0xbe, '\u{256c}')];
+const EUC_JP_PG: &[(&[u8], char)] = &[(&[0x8f, 0xa2, 0xc3], '\u{ffe4}')];
+const EUC_CN_PG: &[(&[u8], char)] = &[(&[0xa1, 0xa4], '\u{30fb}'), (&[0xa1, 0xaa], '\u{2015}')];
 
 /// Every encoding PostgreSQL knows, by the name the server reports.
 static ENCODINGS: &[Encoding] = &[
@@ -68,121 +77,121 @@ static ENCODINGS: &[Encoding] = &[
     },
     Encoding {
         name: "LATIN2",
-        kind: Kind::Single(encoding_rs::ISO_8859_2, false),
+        kind: Kind::Single(encoding_rs::ISO_8859_2, false, &[]),
     },
     Encoding {
         name: "LATIN3",
-        kind: Kind::Single(encoding_rs::ISO_8859_3, false),
+        kind: Kind::Single(encoding_rs::ISO_8859_3, false, &[]),
     },
     Encoding {
         name: "LATIN4",
-        kind: Kind::Single(encoding_rs::ISO_8859_4, false),
+        kind: Kind::Single(encoding_rs::ISO_8859_4, false, &[]),
     },
     Encoding {
         name: "LATIN5",
-        kind: Kind::Single(encoding_rs::WINDOWS_1254, true),
+        kind: Kind::Single(encoding_rs::WINDOWS_1254, true, &[]),
     },
     Encoding {
         name: "LATIN6",
-        kind: Kind::Single(encoding_rs::ISO_8859_10, false),
+        kind: Kind::Single(encoding_rs::ISO_8859_10, false, &[]),
     },
     Encoding {
         name: "LATIN7",
-        kind: Kind::Single(encoding_rs::ISO_8859_13, false),
+        kind: Kind::Single(encoding_rs::ISO_8859_13, false, &[]),
     },
     Encoding {
         name: "LATIN8",
-        kind: Kind::Single(encoding_rs::ISO_8859_14, false),
+        kind: Kind::Single(encoding_rs::ISO_8859_14, false, &[]),
     },
     Encoding {
         name: "LATIN9",
-        kind: Kind::Single(encoding_rs::ISO_8859_15, false),
+        kind: Kind::Single(encoding_rs::ISO_8859_15, false, &[]),
     },
     Encoding {
         name: "LATIN10",
-        kind: Kind::Single(encoding_rs::ISO_8859_16, false),
+        kind: Kind::Single(encoding_rs::ISO_8859_16, false, &[]),
     },
     Encoding {
         name: "ISO_8859_5",
-        kind: Kind::Single(encoding_rs::ISO_8859_5, false),
+        kind: Kind::Single(encoding_rs::ISO_8859_5, false, &[]),
     },
     Encoding {
         name: "ISO_8859_6",
-        kind: Kind::Single(encoding_rs::ISO_8859_6, false),
+        kind: Kind::Single(encoding_rs::ISO_8859_6, false, &[]),
     },
     Encoding {
         name: "ISO_8859_7",
-        kind: Kind::Single(encoding_rs::ISO_8859_7, false),
+        kind: Kind::Single(encoding_rs::ISO_8859_7, false, &[]),
     },
     Encoding {
         name: "ISO_8859_8",
-        kind: Kind::Single(encoding_rs::ISO_8859_8, false),
+        kind: Kind::Single(encoding_rs::ISO_8859_8, false, &[]),
     },
     Encoding {
         name: "WIN866",
-        kind: Kind::Single(encoding_rs::IBM866, false),
+        kind: Kind::Single(encoding_rs::IBM866, false, &[]),
     },
     Encoding {
         name: "WIN874",
-        kind: Kind::Single(encoding_rs::WINDOWS_874, false),
+        kind: Kind::Single(encoding_rs::WINDOWS_874, false, &[]),
     },
     Encoding {
         name: "WIN1250",
-        kind: Kind::Single(encoding_rs::WINDOWS_1250, false),
+        kind: Kind::Single(encoding_rs::WINDOWS_1250, false, &[]),
     },
     Encoding {
         name: "WIN1251",
-        kind: Kind::Single(encoding_rs::WINDOWS_1251, false),
+        kind: Kind::Single(encoding_rs::WINDOWS_1251, false, &[]),
     },
     Encoding {
         name: "WIN1252",
-        kind: Kind::Single(encoding_rs::WINDOWS_1252, false),
+        kind: Kind::Single(encoding_rs::WINDOWS_1252, false, &[]),
     },
     Encoding {
         name: "WIN1253",
-        kind: Kind::Single(encoding_rs::WINDOWS_1253, false),
+        kind: Kind::Single(encoding_rs::WINDOWS_1253, false, &[]),
     },
     Encoding {
         name: "WIN1254",
-        kind: Kind::Single(encoding_rs::WINDOWS_1254, false),
+        kind: Kind::Single(encoding_rs::WINDOWS_1254, false, &[]),
     },
     Encoding {
         name: "WIN1255",
-        kind: Kind::Single(encoding_rs::WINDOWS_1255, false),
+        kind: Kind::Single(encoding_rs::WINDOWS_1255, false, &[]),
     },
     Encoding {
         name: "WIN1256",
-        kind: Kind::Single(encoding_rs::WINDOWS_1256, false),
+        kind: Kind::Single(encoding_rs::WINDOWS_1256, false, &[]),
     },
     Encoding {
         name: "WIN1257",
-        kind: Kind::Single(encoding_rs::WINDOWS_1257, false),
+        kind: Kind::Single(encoding_rs::WINDOWS_1257, false, &[]),
     },
     Encoding {
         name: "WIN1258",
-        kind: Kind::Single(encoding_rs::WINDOWS_1258, false),
+        kind: Kind::Single(encoding_rs::WINDOWS_1258, false, &[]),
     },
     Encoding {
         name: "KOI8R",
-        kind: Kind::Single(encoding_rs::KOI8_R, false),
+        kind: Kind::Single(encoding_rs::KOI8_R, false, &[]),
     },
     Encoding {
         name: "KOI8U",
-        kind: Kind::Single(encoding_rs::KOI8_U, false),
+        kind: Kind::Single(encoding_rs::KOI8_U, false, KOI8U_PG),
     },
     Encoding {
         name: "EUC_JP",
-        kind: Kind::Multi(encoding_rs::EUC_JP),
+        kind: Kind::Multi(encoding_rs::EUC_JP, EUC_JP_PG),
     },
     Encoding {
         name: "EUC_KR",
-        kind: Kind::Multi(encoding_rs::EUC_KR),
+        kind: Kind::Multi(encoding_rs::EUC_KR, &[]),
     },
     // GB2312 in EUC form: the GBK decoder reads it (GBK extends it; what
     // only GBK has, the server refuses as invalid EUC_CN before lexing).
     Encoding {
         name: "EUC_CN",
-        kind: Kind::Multi(encoding_rs::GBK),
+        kind: Kind::Multi(encoding_rs::GBK, EUC_CN_PG),
     },
     Encoding {
         name: "EUC_TW",
@@ -301,10 +310,12 @@ pub fn refusal(name: &str) -> Option<String> {
     }
 }
 
-/// Why a SQL_ASCII client is refused on a database of another encoding:
-/// the server then takes its bytes as the database's characters, unchecked
-/// against anything sqlgate could decode.
-pub const SQL_ASCII_WHY: &str = "client_encoding SQL_ASCII is allowed through sqlgate only on a UTF8 or SQL_ASCII database: on another, the server reads its bytes in the database's encoding, which sqlgate does not follow; use UTF8";
+/// Why sqlgate serves only UTF8 databases: the server cuts identifiers at
+/// 63 bytes of the database's encoding and, in a single-byte one, folds
+/// their case by its locale (`downcase_identifier`), and a SQL_ASCII one
+/// takes any client's bytes as they are; sqlgate reads SQL as a UTF8
+/// database does (pg_query), so names would differ.
+pub const DATABASE_WHY: &str = "sqlgate serves only UTF8 databases: in another encoding the server truncates and case-folds identifiers by that encoding's bytes (and SQL_ASCII takes a client's bytes unconverted), which sqlgate's reading does not follow";
 
 /// The encoding a new session speaks until told otherwise.
 pub fn utf8() -> &'static Encoding {
@@ -350,10 +361,12 @@ impl Encoding {
             rest = after;
             match self.kind {
                 Kind::Latin1 => out.extend(run.iter().map(|&b| char::from(b))),
-                Kind::Single(enc, c1) => {
+                Kind::Single(enc, c1, pg) => {
                     for b in run {
                         if c1 && (0x80..=0x9f).contains(b) {
                             out.push(char::from(*b));
+                        } else if let Some(&(_, c)) = pg.iter().find(|(x, _)| x == b) {
+                            out.push(c);
                         } else {
                             out.push_str(
                                 &enc.decode_without_bom_handling_and_without_replacement(
@@ -363,8 +376,26 @@ impl Encoding {
                         }
                     }
                 }
-                Kind::Multi(enc) => {
-                    out.push_str(&enc.decode_without_bom_handling_and_without_replacement(run)?)
+                Kind::Multi(enc, pg) => {
+                    // One character at a time (EUC: two bytes, three after
+                    // EUC_JP's 0x8F), so that PostgreSQL's readings apply
+                    // at character boundaries only.
+                    let mut at = 0;
+                    while at < run.len() {
+                        let n = if std::ptr::eq(enc, encoding_rs::EUC_JP) && run[at] == 0x8f {
+                            3
+                        } else {
+                            2
+                        };
+                        let ch = run.get(at..at + n)?;
+                        match pg.iter().find(|(x, _)| *x == ch) {
+                            Some(&(_, c)) => out.push(c),
+                            None => out.push_str(
+                                &enc.decode_without_bom_handling_and_without_replacement(ch)?,
+                            ),
+                        }
+                        at += n;
+                    }
                 }
                 Kind::Utf8 | Kind::Refused(_) => return None,
             }
@@ -386,8 +417,16 @@ impl Encoding {
             }
             match self.kind {
                 Kind::Latin1 => out.push(u8::try_from(u32::from(c)).ok()?),
-                Kind::Single(_, true) if ('\u{80}'..='\u{9f}').contains(&c) => out.push(c as u8),
-                Kind::Single(enc, _) | Kind::Multi(enc) => {
+                Kind::Single(_, true, _) if ('\u{80}'..='\u{9f}').contains(&c) => out.push(c as u8),
+                Kind::Single(_, _, pg) if pg.iter().any(|&(_, x)| x == c) => {
+                    out.extend(pg.iter().filter(|&&(_, x)| x == c).map(|&(b, _)| b).take(1))
+                }
+                Kind::Multi(_, pg) if pg.iter().any(|&(_, x)| x == c) => out.extend_from_slice(
+                    pg.iter()
+                        .find(|&&(_, x)| x == c)
+                        .map_or(&[][..], |&(b, _)| b),
+                ),
+                Kind::Single(enc, _, _) | Kind::Multi(enc, _) => {
                     let mut b = [0u8; 4];
                     let (bytes, _, unmappable) = enc.encode(c.encode_utf8(&mut b));
                     if unmappable {
@@ -538,5 +577,16 @@ mod tests {
         assert_eq!(eucjp.encode("'あ'").unwrap().as_ref(), b"'\xa4\xa2'");
         let latin5 = lookup("LATIN5").unwrap();
         assert_eq!(latin5.encode("\u{80}ı").unwrap().as_ref(), b"\x80\xfd");
+        // PostgreSQL's readings where WHATWG's differ, both ways.
+        let euccn = lookup("EUC_CN").unwrap();
+        assert_eq!(
+            euccn.decode(b"\xa1\xa4\xa1\xaa").unwrap(),
+            "\u{30fb}\u{2015}"
+        );
+        assert_eq!(euccn.encode("\u{30fb}").unwrap().as_ref(), b"\xa1\xa4");
+        assert_eq!(euccn.encode("\u{b7}"), None);
+        let koi8u = lookup("KOI8U").unwrap();
+        assert_eq!(koi8u.decode(b"\xae").unwrap(), "\u{255d}");
+        assert_eq!(koi8u.encode("\u{255d}").unwrap().as_ref(), b"\xae");
     }
 }

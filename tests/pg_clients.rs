@@ -250,6 +250,82 @@ print("ok")
 }
 
 #[test]
+fn a_transaction_end_that_puts_back_the_encoding_is_a_barrier() {
+    // Review 25, F1: ROLLBACK TO puts the client encoding back at once, but
+    // the server reports it only at ReadyForQuery: a Parse after it in the
+    // same batch would be read in the old encoding by sqlgate.
+    let pg = PgServer::shared();
+    let db = pg.unique_database("enc_barrier");
+    pg.psql(
+        &db,
+        "CREATE TABLE \"données\"(id int); INSERT INTO \"données\" VALUES (1);
+         ALTER TABLE \"données\" OWNER TO svc;",
+    );
+    let dir = TestDir::new("enc-barrier-rules");
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nid = \"no-donnees\"\naction = \"deny\"\ntables = [\"*.données\"]\n\n\
+         [[rule]]\nid = \"everyday\"\naction = \"allow\"\nclasses = [\"read\", \"write\", \"session\", \"transaction\", \"destructive\"]\n",
+    )
+    .unwrap();
+    let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
+    cfg.rules = vec![rules];
+    let gate = Sqlgate::start_with(&cfg);
+    use support::wire;
+    let mut w = wire::Wire::login(&cfg.listen_addr(), AGENT, AGENT_PW, &db);
+    w.query("BEGIN");
+    w.query("SAVEPOINT s");
+    w.query("SET client_encoding TO 'LATIN1'");
+    let mut b = wire::parse("", "ROLLBACK TO SAVEPOINT s");
+    b.extend_from_slice(&wire::bind("", ""));
+    b.extend_from_slice(&wire::execute(""));
+    // UTF-8 bytes: the server reads them as UTF-8 once the savepoint's
+    // rollback has put UTF8 back; sqlgate, until told, as LATIN1.
+    b.extend_from_slice(&wire::parse("", "DELETE FROM \"données\""));
+    b.extend_from_slice(&wire::bind("", ""));
+    b.extend_from_slice(&wire::execute(""));
+    b.extend_from_slice(&wire::sync());
+    w.send(&b);
+    let msgs = w.until_ready();
+    assert!(
+        msgs.iter().any(|m| m.tag == 'E' && m.code() == "42501"),
+        "{msgs:?}\n{}",
+        gate.log()
+    );
+    w.query("COMMIT");
+    // Judged on the server: the row is still there.
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM \"données\""), "1");
+}
+
+#[test]
+fn only_utf8_databases_are_served() {
+    // Review 25, F3-F5: in another encoding the server cuts and folds
+    // identifiers by that encoding's bytes.
+    let pg = PgServer::shared();
+    let db = "latin1_db";
+    pg.psql(
+        "postgres",
+        &format!(
+            "CREATE DATABASE {db} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        ),
+    );
+    let cfg = SqlgateConfig::for_pg(pg, db).agent(AGENT, AGENT_PW, &[]);
+    let gate = Sqlgate::start_with(&cfg);
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
+        cfg.listen_port
+    );
+    let e = psql(&conninfo, "SELECT 1").expect_err("a LATIN1 database");
+    assert!(e.contains("could not connect"), "{e}");
+    assert!(
+        gate.log().contains("sqlgate serves only UTF8 databases"),
+        "{}",
+        gate.log()
+    );
+}
+
+#[test]
 fn extensions_with_many_cross_calls_load_quickly() {
     // hstore's functions and operators reach each other many ways: the
     // catalog once followed every path, minutes per load, and accepted no

@@ -139,7 +139,6 @@ pub async fn handle(
         },
         login_path,
         encoding: connected.encoding,
-        sql_ascii_ok: connected.sql_ascii_ok,
     };
     let (_end, statements) =
         relay::run(&sess, stream, connected.stream, connected.status, shutdown).await;

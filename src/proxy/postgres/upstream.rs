@@ -46,9 +46,6 @@ pub struct Connected {
     pub status: u8,
     /// The client encoding the server reported.
     pub encoding: &'static crate::encoding::Encoding,
-    /// The database's encoding is UTF8 or SQL_ASCII: a SQL_ASCII client's
-    /// bytes are then the database's as they are (`encoding::SQL_ASCII_WHY`).
-    pub sql_ascii_ok: bool,
 }
 
 pub async fn connect(
@@ -112,7 +109,7 @@ pub async fn connect(
         }
     }
     let mut encoding = crate::encoding::utf8();
-    let mut sql_ascii_ok = false;
+    let mut server_encoding = Vec::new();
     let mut out = BytesMut::new();
     frontend::startup_message(startup.iter().copied(), &mut out)?;
     stream.write_all(&out).await?;
@@ -212,7 +209,7 @@ pub async fn connect(
                     encoding = super::reported_encoding(value);
                 }
                 if name == b"server_encoding" {
-                    sql_ascii_ok = matches!(value, b"UTF8" | b"SQL_ASCII");
+                    server_encoding = value.to_vec();
                 }
                 greeting.extend_from_slice(&msg);
             }
@@ -224,10 +221,12 @@ pub async fn connect(
             backend::READY_FOR_QUERY => {
                 let status = backend::ready_status(&msg)
                     .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-                if encoding.name == "SQL_ASCII" && !sql_ascii_ok {
-                    return Err(UpstreamError::UnsafeSetting(
-                        crate::encoding::SQL_ASCII_WHY.into(),
-                    ));
+                if server_encoding != b"UTF8" {
+                    return Err(UpstreamError::UnsafeSetting(format!(
+                        "the database's encoding is {}: {}",
+                        String::from_utf8_lossy(&server_encoding),
+                        crate::encoding::DATABASE_WHY
+                    )));
                 }
                 return Ok(Connected {
                     stream,
@@ -236,7 +235,6 @@ pub async fn connect(
                     key,
                     status,
                     encoding,
-                    sql_ascii_ok,
                 });
             }
             b'v' => {} // NegotiateProtocolVersion: we asked for 3.0, nothing to do.

@@ -481,7 +481,10 @@ impl ClientSide<'_> {
             .is_some_and(|s| s.command == "COPY");
         let info = p.analysis.statements.first();
         self.batch.executed = true;
-        if info.is_some_and(guard::barrier) {
+        let moved = self.shared.encoding_moved.load(Ordering::Acquire);
+        if info
+            .is_some_and(|i| guard::barrier(i) || (moved && i.classes.contains(Class::Transaction)))
+        {
             self.batch.barrier = true;
             self.batch.unsettled = true;
         }

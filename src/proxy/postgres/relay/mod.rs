@@ -165,6 +165,11 @@ struct Shared {
     /// The session's client encoding as the server last reported it
     /// (`encoding::Encoding::id`): what the agent's text is read in.
     encoding: AtomicU8,
+    /// The server reported a client_encoding change in this session: a
+    /// transaction's end (COMMIT, ROLLBACK, ROLLBACK TO) may put back
+    /// another at once, reported only at its ReadyForQuery, so it is a
+    /// barrier from then on (`guard::barrier`).
+    encoding_moved: AtomicBool,
 }
 
 /// A statement the agent prepared (named or unnamed), for the audit of its executions.
@@ -270,9 +275,6 @@ pub struct Session {
     pub start_path: Option<Arc<str>>,
     /// The client encoding the server reported at login.
     pub encoding: &'static crate::encoding::Encoding,
-    /// Whether a SQL_ASCII client encoding reads as UTF-8 here (the
-    /// database's encoding is UTF8 or SQL_ASCII).
-    pub sql_ascii_ok: bool,
 }
 
 /// Why a session ended.
@@ -314,6 +316,7 @@ pub async fn run(
         idle_timeout_ms: AtomicU64::new(u64::MAX),
         copy_in: AtomicBool::new(false),
         encoding: AtomicU8::new(sess.encoding.id()),
+        encoding_moved: AtomicBool::new(false),
     };
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();

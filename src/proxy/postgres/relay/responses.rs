@@ -113,14 +113,7 @@ pub(super) async fn server_to_client(
                         backend::DATA_ROW => rows += 1,
                         backend::PARAMETER_STATUS => {
                             let (name, value) = backend::parameter_status(msg).unwrap_or_default();
-                            let sql_ascii = name == b"client_encoding"
-                                && value == b"SQL_ASCII"
-                                && !sess.sql_ascii_ok;
-                            if let Some(why) =
-                                super::super::unsafe_setting(name, value).or_else(|| {
-                                    sql_ascii.then(|| crate::encoding::SQL_ASCII_WHY.to_owned())
-                                })
-                            {
+                            if let Some(why) = super::super::unsafe_setting(name, value) {
                                 drop(q);
                                 tracing::error!(session = %sess.info.id, "{why}; ending the session");
                                 let msg = format!("sqlgate: {why}; the session is closed to keep the policy sound");
@@ -138,6 +131,7 @@ pub(super) async fn server_to_client(
                                 // until Sync (`guard.rs`, barriers).
                                 let e = super::super::reported_encoding(value);
                                 shared.encoding.store(e.id(), Ordering::Release);
+                                shared.encoding_moved.store(true, Ordering::Release);
                             }
                         }
                         backend::COMMAND_COMPLETE
