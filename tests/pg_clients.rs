@@ -296,6 +296,31 @@ fn a_transaction_end_that_puts_back_the_encoding_is_a_barrier() {
     w.query("COMMIT");
     // Judged on the server: the row is still there.
     assert_eq!(pg.psql(&db, "SELECT count(*) FROM \"données\""), "1");
+
+    // The same behind a Query: a Parse pipelined behind a `ROLLBACK TO`
+    // Query is read once that Query is answered, in the encoding the
+    // server then reads it in.
+    w.query("BEGIN");
+    w.query("SAVEPOINT s");
+    w.query("SET client_encoding TO 'LATIN1'");
+    let mut q = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::query("ROLLBACK TO SAVEPOINT s", &mut q).unwrap();
+    q.extend_from_slice(&wire::parse("", "DELETE FROM \"données\""));
+    q.extend_from_slice(&wire::bind("", ""));
+    q.extend_from_slice(&wire::execute(""));
+    q.extend_from_slice(&wire::sync());
+    w.send(&q);
+    let mut msgs = w.until_ready();
+    msgs.extend(w.until_ready());
+    w.query("COMMIT");
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM \"données\""), "1");
+    assert!(!msgs.iter().any(|m| m.tag == 'D'), "{msgs:?}");
+    assert!(
+        msgs.iter()
+            .any(|m| m.tag == 'E' && m.code() == "42501" && m.message().contains("no-donnees")),
+        "{msgs:?}\n{}",
+        gate.log()
+    );
 }
 
 #[test]

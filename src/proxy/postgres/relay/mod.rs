@@ -528,9 +528,12 @@ impl ClientSide<'_> {
                             wr.write_all(&self.out).await?;
                             return Ok(End::Fatal(audit_failure()));
                         }
-                        if tag == b'Q'
+                        if (tag == b'Q'
                             && self.shared.readies_sent.load(Ordering::Acquire)
-                                != self.shared.readies_seen.load(Ordering::Acquire)
+                                != self.shared.readies_seen.load(Ordering::Acquire))
+                            || (matches!(tag, b'P' | b'B')
+                                && !self.skipping
+                                && self.setting_in_flight())
                         {
                             // A Query sent before the previous one's answer:
                             // read only once the server has answered, so a
@@ -686,6 +689,29 @@ impl ClientSide<'_> {
             .lock()
             .expect("not poisoned")
             .push_back(e);
+    }
+
+    /// Whether an earlier batch or Query, still unanswered, holds a
+    /// statement that may change a setting sqlgate's reading depends on
+    /// (`guard::barrier`; a transaction's end once the encoding moved): a
+    /// Parse's text or a Bind's values are read only after its answer, as a
+    /// pipelined Query's are. The current batch's own are refused instead
+    /// (`Batch::barrier`): its answers wait for its Sync.
+    fn setting_in_flight(&self) -> bool {
+        let moved = self.shared.encoding_moved.load(Ordering::Acquire);
+        let mut pending = false;
+        for e in self.shared.expects.lock().expect("not poisoned").iter() {
+            match e {
+                Expect::Statement(ev, ..) => {
+                    pending |= ev.analysis.statements.get(ev.index).is_some_and(|s| {
+                        guard::barrier(s) || (moved && s.classes.contains(Class::Transaction))
+                    })
+                }
+                e if e.is_ready() && pending => return true,
+                _ => {}
+            }
+        }
+        false
     }
 
     /// Handles one whole message.
