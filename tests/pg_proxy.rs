@@ -492,7 +492,7 @@ async fn fast_path_large_object_calls_are_decided_as_sql() {
     w.query("BEGIN");
     w.send(&function_call(
         LO_OPEN,
-        &[&4243i32.to_be_bytes(), &0x40000i32.to_be_bytes()],
+        &[&4243i32.to_be_bytes(), &0x60000i32.to_be_bytes()],
     ));
     let msgs = w.until_ready();
     assert_eq!(wire::tags(&msgs), "V Z", "{msgs:?}");
@@ -501,23 +501,18 @@ async fn fast_path_large_object_calls_are_decided_as_sql() {
     let msgs = w.until_ready();
     assert_eq!(wire::tags(&msgs), "V Z", "{msgs:?}");
     assert_eq!(&msgs[0].body[4..], b"hello");
-    // lowrite overwrites what is there: destructive, held by the shipped
-    // rules, and a fast-path call cannot be held: refused, saying how to ask.
+    // lowrite overwrites the one object its descriptor names: as SQL it is
+    // destructive (one SELECT can overwrite them all), one fast-path call
+    // is a write, as `UPDATE … WHERE id = 1` is.
     w.send(&function_call(LOWRITE, &[&fd, b"HELLO"]));
     let msgs = w.until_ready();
-    assert_eq!(wire::tags(&msgs), "E Z", "{msgs:?}");
-    assert_eq!(msgs[0].code(), "42501");
-    assert!(
-        msgs[0]
-            .message()
-            .contains("SELECT pg_catalog.lowrite($1, $2)"),
-        "{}",
-        msgs[0].message()
-    );
-    w.query("ROLLBACK");
-    // lo_unlink in autocommit: destructive too; the object stays.
-    w.send(&function_call(LO_UNLINK, &[&4243i32.to_be_bytes()]));
-    assert_eq!(w.until_ready()[0].code(), "42501");
+    assert_eq!(wire::tags(&msgs), "V Z", "{msgs:?}");
+    w.query("COMMIT");
+    // lo_unlink of one object: a write too; a second object goes.
+    w.send(&function_call(LO_CREATE, &[&4244i32.to_be_bytes()]));
+    assert_eq!(wire::tags(&w.until_ready()), "V Z");
+    w.send(&function_call(LO_UNLINK, &[&4244i32.to_be_bytes()]));
+    assert_eq!(wire::tags(&w.until_ready()), "V Z");
     // The server's lo_import reads a server file: server_access, denied.
     w.send(&function_call(LO_IMPORT, &[b"/etc/hostname"]));
     let msgs = w.until_ready();
@@ -527,10 +522,10 @@ async fn fast_path_large_object_calls_are_decided_as_sql() {
         "{}",
         msgs[0].message()
     );
-    // Judged on the server: one object, still "hello".
+    // Judged on the server: one object, written after what was read.
     assert_eq!(
         env.direct("SELECT count(*), string_agg(convert_from(lo_get(oid), 'UTF8'), ',') FROM pg_largeobject_metadata"),
-        "1|hello"
+        "1|helloHELLO"
     );
     // Every call is recorded like a statement.
     let fingerprints: Vec<String> = env
@@ -560,6 +555,39 @@ async fn fast_path_large_object_calls_are_decided_as_sql() {
             "{f} in {fingerprints:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_path_calls_the_rules_would_hold_are_refused_saying_how_to_ask() {
+    let dir = support::TestDir::new("fastpath-rules");
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nid = \"reads\"\naction = \"allow\"\nclasses = [\"read\", \"transaction\", \"session\"]\n\n\
+         [[rule]]\nid = \"writes-held\"\naction = \"require_approval\"\nclasses = [\"write\"]\napprovers = [\"dba\"]\n",
+    )
+    .unwrap();
+    let env = Env::with("fastpath_held", |mut c| {
+        c.rules = vec![rules.clone()];
+        c
+    });
+    let mut w = env.wire();
+    w.send(&function_call(715, &[&4245i32.to_be_bytes()]));
+    let msgs = w.until_ready();
+    assert_eq!(wire::tags(&msgs), "E Z", "{msgs:?}");
+    assert_eq!(msgs[0].code(), "42501");
+    assert!(
+        msgs[0]
+            .message()
+            .contains("SELECT pg_catalog.lo_create($1)")
+            && msgs[0].message().contains("writes-held"),
+        "{}",
+        msgs[0].message()
+    );
+    assert_eq!(
+        env.direct("SELECT count(*) FROM pg_largeobject_metadata"),
+        "0"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

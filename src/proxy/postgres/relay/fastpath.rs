@@ -38,6 +38,18 @@ const LARGE_OBJECT_FUNCTIONS: &[(u32, &str, usize)] = &[
     (3460, "lo_put", 3),
 ];
 
+/// Functions that overwrite or remove the one large object a call names.
+/// In SQL they are `destructive` (`SELECT lo_unlink(oid) FROM
+/// pg_largeobject_metadata` removes them all); a fast-path call is one call
+/// on one object, as `DELETE … WHERE id = 1` is one row: a `write`.
+const ONE_OBJECT: &[&str] = &[
+    "lowrite",
+    "lo_truncate",
+    "lo_truncate64",
+    "lo_unlink",
+    "lo_put",
+];
+
 /// The SQL a fast-path call of `oid` with `nargs` arguments amounts to.
 pub(super) fn as_sql(oid: u32, nargs: usize) -> Option<String> {
     let &(_, name, arity) = LARGE_OBJECT_FUNCTIONS.iter().find(|f| f.0 == oid)?;
@@ -68,12 +80,29 @@ impl ClientSide<'_> {
             self.stage_denial(report, !self.in_extended);
             return Step::Next;
         };
-        let d = self.sess.engine.decide_in(
+        let mut d = self.sess.engine.decide_in(
             self.sess.catalog.as_deref(),
             &self.sess.identity,
             &sql,
             self.shared.uncommitted_ddl.load(Ordering::Acquire),
         );
+        let one_object = ONE_OBJECT.iter().any(|f| sql.contains(&format!(".{f}(")));
+        if one_object
+            && d.analysis.statements[0]
+                .classes
+                .contains(Class::Destructive)
+        {
+            // Decided again without `destructive`, on what the catalog
+            // placed (anything it added, `unparsed` included, stays).
+            let mut a = (*d.analysis).clone();
+            a.statements[0].classes.remove(Class::Destructive);
+            let classified = d.classified.clone();
+            d = self
+                .sess
+                .engine
+                .decide_classified(None, &self.sess.identity, Arc::new(a), false);
+            d.classified = classified;
+        }
         count(&d);
         let sha = sha256_hex(&sql);
         match (d.blocking(), d.first_deny()) {
