@@ -40,6 +40,35 @@ fn psql(conninfo: &str, sql: &str) -> Result<String, String> {
     }
 }
 
+/// The agent's connection string through `cfg`'s listener to `db`.
+fn dsn(cfg: &SqlgateConfig, db: &str) -> String {
+    format!(
+        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
+        cfg.listen_port
+    )
+}
+
+/// Runs `tests/python/<file>` (Debian's python3, with psycopg and psycopg2
+/// from scripts/install-deps.sh) with SQLGATE_DSN set; its standard output.
+fn python_script(file: &str, dsn: &str, gate: &Sqlgate) -> String {
+    let out = Command::new("/usr/bin/python3")
+        .arg(format!(
+            "{}/tests/python/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .env("SQLGATE_DSN", dsn)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{file} failed:\n{}\n{}\nsqlgate log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        gate.log()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn psycopg_simple_extended_binary_and_pipeline() {
     let pg = PgServer::shared();
@@ -47,26 +76,7 @@ fn psycopg_simple_extended_binary_and_pipeline() {
     items(pg, &db);
     let cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &["agents"]);
     let gate = Sqlgate::start_with(&cfg);
-    let dsn = format!(
-        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
-        cfg.listen_port
-    );
-    // Debian's python3 carries python3-psycopg (installed by scripts/install-deps.sh).
-    let out = Command::new("/usr/bin/python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/python/psycopg_client.py"
-        ))
-        .env("SQLGATE_DSN", &dsn)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "psycopg script failed:\n{}\n{}\nsqlgate log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        gate.log()
-    );
+    python_script("psycopg_client.py", &dsn(&cfg, &db), &gate);
 }
 
 #[test]
@@ -83,26 +93,7 @@ fn psycopg2_large_objects_through_the_fast_path() {
     let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
     cfg.rules = vec![rules];
     let gate = Sqlgate::start_with(&cfg);
-    let dsn = format!(
-        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
-        cfg.listen_port
-    );
-    let out = Command::new("/usr/bin/python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/python/psycopg2_lobject.py"
-        ))
-        .env("SQLGATE_DSN", &dsn)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "psycopg2 script failed:\n{}\n{}\nsqlgate log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        gate.log()
-    );
-    let printed = String::from_utf8_lossy(&out.stdout);
+    let printed = python_script("psycopg2_lobject.py", &dsn(&cfg, &db), &gate);
     let (kept, gone) = printed.trim().split_once(' ').expect("two OIDs");
     // Judged on the server: the object holds what was written, truncated;
     // the unlinked one is gone.
@@ -139,10 +130,7 @@ fn backend_pid_agrees_with_notifications_and_pg_backend_pid() {
     let db = pg.unique_database("pid");
     let cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &["agents"]);
     let gate = Sqlgate::start_with(&cfg);
-    let dsn = format!(
-        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
-        cfg.listen_port
-    );
+    let dsn = dsn(&cfg, &db);
     let code = r#"
 import os, select, psycopg2
 dsn = os.environ["SQLGATE_DSN"]
@@ -197,10 +185,7 @@ fn client_encodings_are_read_as_the_server_reads_them() {
     let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
     cfg.rules = vec![rules];
     let gate = Sqlgate::start_with(&cfg);
-    let dsn = format!(
-        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
-        cfg.listen_port
-    );
+    let dsn = dsn(&cfg, &db);
     let code = r#"
 import os, psycopg2
 dsn = os.environ["SQLGATE_DSN"]
@@ -337,10 +322,7 @@ fn only_utf8_databases_are_served() {
     );
     let cfg = SqlgateConfig::for_pg(pg, db).agent(AGENT, AGENT_PW, &[]);
     let gate = Sqlgate::start_with(&cfg);
-    let conninfo = format!(
-        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
-        cfg.listen_port
-    );
+    let conninfo = dsn(&cfg, &db);
     let e = psql(&conninfo, "SELECT 1").expect_err("a LATIN1 database");
     assert!(e.contains("could not connect"), "{e}");
     assert!(
@@ -363,10 +345,7 @@ fn extensions_with_many_cross_calls_load_quickly() {
     );
     let cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &["agents"]);
     let gate = Sqlgate::start_with(&cfg);
-    let conninfo = format!(
-        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
-        cfg.listen_port
-    );
+    let conninfo = dsn(&cfg, &db);
     let started = std::time::Instant::now();
     for _ in 0..3 {
         let r = psql(&conninfo, "SELECT 1");
@@ -458,10 +437,7 @@ fn upstream_over_a_unix_socket() {
     let dir = pg.socket_dir.to_string_lossy().replace('/', "%2F");
     cfg.upstream_url = format!("postgres://svc:svc-secret@{dir}:{}/{db}", pg.port);
     let gate = Sqlgate::start_with(&cfg);
-    let conninfo = format!(
-        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
-        cfg.listen_port
-    );
+    let conninfo = dsn(&cfg, &db);
     // A Unix-socket session has no server address: the link is the socket.
     assert_eq!(
         psql(
@@ -601,10 +577,7 @@ fn sessions_whose_settings_defeat_the_lexer_are_refused_or_ended() {
     let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
     cfg.rules = vec![rules];
     let _gate = Sqlgate::start_with(&cfg);
-    let conninfo = format!(
-        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
-        cfg.listen_port
-    );
+    let conninfo = dsn(&cfg, &db);
     // Changed by a function sqlgate cannot look into: the session ends.
     pg.psql(
         &db,
@@ -678,10 +651,7 @@ fn upstream_tls_prefer_and_require() {
         .render()
         .replace("\n[[agent]]", "upstream_tls = \"require\"\n\n[[agent]]");
     let gate = Sqlgate::start(&text);
-    let conninfo = format!(
-        "host=127.0.0.1 port={} user={AGENT} password={AGENT_PW} dbname={db} sslmode=disable",
-        cfg.listen_port
-    );
+    let conninfo = dsn(&cfg, &db);
     assert!(psql(&conninfo, "SELECT 1").is_err());
     assert!(gate.log().contains("does not offer TLS"), "{}", gate.log());
 }
