@@ -244,20 +244,82 @@ fn a_transaction_end_that_puts_back_the_encoding_is_a_barrier() {
     pg.psql(
         &db,
         "CREATE TABLE \"données\"(id int); INSERT INTO \"données\" VALUES (1);
-         ALTER TABLE \"données\" OWNER TO svc;",
+         ALTER TABLE \"données\" OWNER TO svc;
+         CREATE TABLE \"donnÃ©es\"(id int); ALTER TABLE \"donnÃ©es\" OWNER TO svc;",
     );
     let dir = TestDir::new("enc-barrier-rules");
     let rules = dir.join("rules.toml");
     std::fs::write(
         &rules,
         "[[rule]]\nid = \"no-donnees\"\naction = \"deny\"\ntables = [\"*.données\"]\n\n\
-         [[rule]]\nid = \"everyday\"\naction = \"allow\"\nclasses = [\"read\", \"write\", \"session\", \"transaction\", \"destructive\"]\n",
+         [[rule]]\nid = \"everyday\"\naction = \"allow\"\nclasses = [\"read\", \"write\", \"session\", \"transaction\", \"destructive\"]\n\n\
+         [[rule]]\nid = \"deletes-held\"\naction = \"require_approval\"\nclasses = [\"destructive\"]\napprovers = [\"dba\"]\n",
     )
     .unwrap();
     let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
     cfg.rules = vec![rules];
     let gate = Sqlgate::start_with(&cfg);
     use support::wire;
+    let latin1 = || {
+        wire::Wire::try_login_with(
+            &cfg.listen_addr(),
+            AGENT,
+            AGENT_PW,
+            &db,
+            &[("client_encoding", "LATIN1")],
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"))
+    };
+    let batch = |msgs: &[&[u8]]| {
+        let mut b = Vec::new();
+        for m in msgs {
+            b.extend_from_slice(m);
+        }
+        b
+    };
+    // Review 26, N1: a cursor's query that changes the encoding, run again
+    // by FETCH (or at COMMIT, WITH HOLD): a barrier once such a DECLARE ran.
+    let mut w = latin1();
+    w.query("BEGIN");
+    w.query("DECLARE c CURSOR FOR SELECT set_config('client_encoding', 'UTF8', false)");
+    w.send(&batch(&[
+        &wire::parse("", "FETCH c"),
+        &wire::bind("", ""),
+        &wire::execute(""),
+        &wire::parse("", "DELETE FROM \"données\" WHERE id = 1"),
+        &wire::bind("", ""),
+        &wire::execute(""),
+        &wire::sync(),
+    ]));
+    let msgs = w.until_ready();
+    assert!(
+        msgs.iter().any(|m| m.tag == 'E' && m.code() == "42501"),
+        "{msgs:?}"
+    );
+    w.query("COMMIT");
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM \"données\""), "1");
+    // Review 26, N2: a statement held at Parse, read in LATIN1 (as
+    // `donnÃ©es`, which exists too), must not be sent once the session
+    // reads UTF-8.
+    let mut w = latin1();
+    w.send(&batch(&[
+        &wire::parse("h", "DELETE FROM \"données\""),
+        &wire::sync(),
+    ]));
+    w.until_ready();
+    w.query("SET client_encoding TO 'UTF8'");
+    w.send(&batch(&[
+        &wire::bind("", "h"),
+        &wire::execute(""),
+        &wire::sync(),
+    ]));
+    let msgs = w.until_ready();
+    assert!(
+        msgs.iter().any(|m| m.tag == 'E' && m.code() == "0A000"),
+        "{msgs:?}\n{}",
+        gate.log()
+    );
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM \"données\""), "1");
     let mut w = wire::Wire::login(&cfg.listen_addr(), AGENT, AGENT_PW, &db);
     w.query("BEGIN");
     w.query("SAVEPOINT s");

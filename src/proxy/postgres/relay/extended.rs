@@ -246,15 +246,9 @@ impl ClientSide<'_> {
         }
         self.expect(Expect::Complete { swallow: false });
         let parse = held.then(|| Arc::from(msg));
-        let p = Arc::new(prepared(
-            d,
-            Some(sql),
-            sha,
-            upstream,
-            generation,
-            parse,
-            types,
-        ));
+        let mut p = prepared(d, Some(sql), sha, upstream, generation, parse, types);
+        p.encoding = self.shared.encoding.load(Ordering::Acquire);
+        let p = Arc::new(p);
         match self.prepared.get_mut(name) {
             Some(slot) => {
                 let old = std::mem::replace(slot, p);
@@ -330,6 +324,9 @@ impl ClientSide<'_> {
             if let Some(parse) = prepared.parse.clone() {
                 // Held at Parse, allowed now (decided again): the server
                 // gets the real statement before its first Bind.
+                if self.replay_misread(&prepared) {
+                    return;
+                }
                 self.note_names(&prepared.analysis);
                 let real = self.fresh_name(b's');
                 if let Err(e) =
@@ -481,14 +478,14 @@ impl ClientSide<'_> {
             .is_some_and(|s| s.command == "COPY");
         let info = p.analysis.statements.first();
         self.batch.executed = true;
-        let moved = self.shared.encoding_moved.load(Ordering::Acquire);
-        if info
-            .is_some_and(|i| guard::barrier(i) || (moved && i.classes.contains(Class::Transaction)))
-        {
+        if info.is_some_and(|i| self.may_change_settings(i)) {
             self.batch.barrier = true;
             self.batch.unsettled = true;
         }
         if let Some((v, _)) = &p.hold {
+            if self.replay_misread(&p) {
+                return Step::Next;
+            }
             // A placeholder portal (held at Bind) needs its real Parse and
             // Bind first; a real one (held since, decided again) does not.
             let prelude = match bind {
@@ -839,6 +836,29 @@ fn prepared(
         generation,
         parse,
         param_types,
+        encoding: 0,
+    }
+}
+
+impl ClientSide<'_> {
+    /// Refuses to send a held statement's own Parse (and its Bind) upstream
+    /// when the server would read them otherwise than sqlgate did: the
+    /// client encoding changed since its Parse was read, or a statement
+    /// before it in this batch may have changed it (reported only at Sync).
+    /// What was decided, and shown to approvers, is what the text read then.
+    fn replay_misread(&mut self, p: &Prepared) -> bool {
+        if p.encoding == self.shared.encoding.load(Ordering::Acquire) && !self.batch.barrier {
+            return false;
+        }
+        let report = Report::new(
+            Severity::Error,
+            "0A000",
+            "sqlgate: the client encoding may have changed since this statement was prepared, so the server would read its text otherwise than it was decided on; it was not run: prepare it again (after Sync)",
+        )
+        .encode();
+        self.audit_unvettable("EXECUTE (prepared under another client encoding)");
+        self.stage_denial(report, false);
+        true
     }
 }
 
@@ -855,5 +875,6 @@ fn prepared_again(old: &Prepared, d: Decision, generation: u64) -> Prepared {
     );
     // The text is there only if Parse kept it (its rule showed literals).
     p.text = old.text.clone();
+    p.encoding = old.encoding;
     p
 }

@@ -170,6 +170,11 @@ struct Shared {
     /// another at once, reported only at its ReadyForQuery, so it is a
     /// barrier from then on (`guard::barrier`).
     encoding_moved: AtomicBool,
+    /// A statement that may run code changing settings, other than a plain
+    /// SET (a DECLARE of such a query, a function), was sent upstream: a
+    /// FETCH, MOVE or COMMIT may run it again later (a cursor's query, a
+    /// WITH HOLD cursor's at COMMIT), so they are barriers from then on.
+    code_cursor: AtomicBool,
 }
 
 /// A statement the agent prepared (named or unnamed), for the audit of its executions.
@@ -202,6 +207,9 @@ struct Prepared {
     /// The Parse's parameter types: what converting the Bind's values runs
     /// is read from the catalog at each decision (`decide_with_params`).
     param_types: Arc<[u32]>,
+    /// The client encoding its text was read in (`encoding::Encoding::id`):
+    /// a held statement's Parse and Bind go upstream only under it.
+    encoding: u8,
 }
 
 struct Portal {
@@ -317,6 +325,7 @@ pub async fn run(
         copy_in: AtomicBool::new(false),
         encoding: AtomicU8::new(sess.encoding.id()),
         encoding_moved: AtomicBool::new(false),
+        code_cursor: AtomicBool::new(false),
     };
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();
@@ -698,14 +707,15 @@ impl ClientSide<'_> {
     /// pipelined Query's are. The current batch's own are refused instead
     /// (`Batch::barrier`): its answers wait for its Sync.
     fn setting_in_flight(&self) -> bool {
-        let moved = self.shared.encoding_moved.load(Ordering::Acquire);
         let mut pending = false;
         for e in self.shared.expects.lock().expect("not poisoned").iter() {
             match e {
                 Expect::Statement(ev, ..) => {
-                    pending |= ev.analysis.statements.get(ev.index).is_some_and(|s| {
-                        guard::barrier(s) || (moved && s.classes.contains(Class::Transaction))
-                    })
+                    pending |= ev
+                        .analysis
+                        .statements
+                        .get(ev.index)
+                        .is_some_and(|s| self.may_change_settings(s))
                 }
                 e if e.is_ready() && pending => return true,
                 _ => {}
@@ -749,7 +759,7 @@ impl ClientSide<'_> {
             let report = Report::new(
                 Severity::Error,
                 "42501",
-                "sqlgate: a statement that may change settings or the schema (class unparsed, session or ddl) must be followed by Sync before another Parse or Query: sqlgate reads SQL only under settings and a catalog the server has confirmed",
+                "sqlgate: a statement that may change settings or the schema (class unparsed, session or ddl; a transaction's end once the client encoding changed; a FETCH, MOVE or COMMIT that runs a cursor's code) must be followed by Sync before another Parse or Query: sqlgate reads SQL only under settings and a catalog the server has confirmed",
             )
             .hint("send Sync after such a statement")
             .encode();
@@ -1173,6 +1183,27 @@ impl ClientSide<'_> {
         if a.statements.iter().any(|s| s.moves_names) {
             self.shared.names_moved.store(true, Ordering::Release);
         }
+        if a.statements
+            .iter()
+            .any(|s| guard::barrier(s) && !matches!(s.command.as_str(), "SET" | "RESET" | "SHOW"))
+        {
+            self.shared.code_cursor.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether a setting sqlgate reads SQL by may have changed once `s` has
+    /// run, which the server reports only at its ReadyForQuery: what follows
+    /// it is read after that (`guard::barrier`, and what `encoding_moved`
+    /// and `code_cursor` add).
+    pub(super) fn may_change_settings(&self, s: &StatementInfo) -> bool {
+        guard::barrier(s)
+            || (self.shared.encoding_moved.load(Ordering::Acquire)
+                && s.classes.contains(Class::Transaction))
+            || (self.shared.code_cursor.load(Ordering::Acquire)
+                && matches!(
+                    s.command.as_str(),
+                    "FETCH" | "MOVE" | "COMMIT" | "END" | "PREPARE TRANSACTION"
+                ))
     }
 
     /// The name resolution a standing grant may be keyed on: `None` once
