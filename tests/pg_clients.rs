@@ -384,7 +384,7 @@ fn only_utf8_databases_are_served() {
     );
     let cfg = SqlgateConfig::for_pg(pg, db).agent(AGENT, AGENT_PW, &[]);
     let gate = Sqlgate::start_with(&cfg);
-    let conninfo = dsn(&cfg, &db);
+    let conninfo = dsn(&cfg, db);
     let e = psql(&conninfo, "SELECT 1").expect_err("a LATIN1 database");
     assert!(e.contains("could not connect"), "{e}");
     assert!(
