@@ -324,7 +324,7 @@ impl ClientSide<'_> {
             if let Some(parse) = prepared.parse.clone() {
                 // Held at Parse, allowed now (decided again): the server
                 // gets the real statement before its first Bind.
-                if self.replay_misread(&prepared) {
+                if self.replay_misread(&prepared, self.batch.barrier) {
                     return;
                 }
                 self.note_names(&prepared.analysis);
@@ -440,6 +440,9 @@ impl ClientSide<'_> {
     }
 
     pub(super) fn execute(&mut self, msg: &[u8]) -> Step {
+        // Before this Execute's own statement counts (a held DDL statement
+        // is a barrier itself, for what follows it).
+        let barrier_before = self.batch.barrier;
         let portal = match frontend::execute_message(msg) {
             Ok((portal, _)) => portal,
             Err(e) => {
@@ -483,7 +486,7 @@ impl ClientSide<'_> {
             self.batch.unsettled = true;
         }
         if let Some((v, _)) = &p.hold {
-            if self.replay_misread(&p) {
+            if self.replay_misread(&p, barrier_before) {
                 return Step::Next;
             }
             // A placeholder portal (held at Bind) needs its real Parse and
@@ -846,8 +849,8 @@ impl ClientSide<'_> {
     /// client encoding changed since its Parse was read, or a statement
     /// before it in this batch may have changed it (reported only at Sync).
     /// What was decided, and shown to approvers, is what the text read then.
-    fn replay_misread(&mut self, p: &Prepared) -> bool {
-        if p.encoding == self.shared.encoding.load(Ordering::Acquire) && !self.batch.barrier {
+    fn replay_misread(&mut self, p: &Prepared, barrier_before: bool) -> bool {
+        if p.encoding == self.shared.encoding.load(Ordering::Acquire) && !barrier_before {
             return false;
         }
         let report = Report::new(
