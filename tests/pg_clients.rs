@@ -245,7 +245,14 @@ fn a_transaction_end_that_puts_back_the_encoding_is_a_barrier() {
         &db,
         "CREATE TABLE \"données\"(id int); INSERT INTO \"données\" VALUES (1);
          ALTER TABLE \"données\" OWNER TO svc;
-         CREATE TABLE \"donnÃ©es\"(id int); ALTER TABLE \"donnÃ©es\" OWNER TO svc;",
+         CREATE TABLE \"donnÃ©es\"(id int); ALTER TABLE \"donnÃ©es\" OWNER TO svc;
+         CREATE FUNCTION enc_utf8() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN PERFORM set_config('client_encoding', 'UTF8', false); RETURN NULL; END $$;
+         CREATE TABLE queue_d(id int); ALTER TABLE queue_d OWNER TO svc;
+         CREATE CONSTRAINT TRIGGER t_enc AFTER INSERT ON queue_d DEFERRABLE INITIALLY DEFERRED
+           FOR EACH ROW EXECUTE FUNCTION enc_utf8();
+         CREATE FUNCTION enc_imm() RETURNS text IMMUTABLE LANGUAGE plpgsql AS $$
+           BEGIN PERFORM set_config('client_encoding', 'UTF8', false); RETURN 'x'; END $$;",
     );
     let dir = TestDir::new("enc-barrier-rules");
     let rules = dir.join("rules.toml");
@@ -297,6 +304,41 @@ fn a_transaction_end_that_puts_back_the_encoding_is_a_barrier() {
         "{msgs:?}"
     );
     w.query("COMMIT");
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM \"données\""), "1");
+    // Review 27: code that a statement runs other than at its Execute (a
+    // deferred trigger at SET CONSTRAINTS; an IMMUTABLE function folded at
+    // Bind) changes the encoding: in a session not in UTF-8, non-ASCII text
+    // after any Bind or Execute of its batch waits for Sync.
+    let delete = wire::parse("", "DELETE FROM \"données\" WHERE id = 1");
+    let mut w = latin1();
+    w.query("BEGIN");
+    w.query("INSERT INTO queue_d VALUES (1)");
+    w.send(&batch(&[
+        &wire::parse("", "SET CONSTRAINTS ALL IMMEDIATE"),
+        &wire::bind("", ""),
+        &wire::execute(""),
+        &delete,
+        &wire::bind("", ""),
+        &wire::execute(""),
+        &wire::sync(),
+    ]));
+    let msgs = w.until_ready();
+    assert!(msgs.iter().any(|m| m.tag == 'E'), "{msgs:?}");
+    w.query("ROLLBACK");
+    let mut w = latin1();
+    w.send(&batch(&[
+        &wire::parse("", "SELECT enc_imm()"),
+        &wire::bind("", ""),
+        &delete,
+        &wire::bind("", ""),
+        &wire::execute(""),
+        &wire::sync(),
+    ]));
+    let msgs = w.until_ready();
+    assert!(
+        msgs.iter().any(|m| m.tag == 'E' && m.code() == "0A000"),
+        "{msgs:?}"
+    );
     assert_eq!(pg.psql(&db, "SELECT count(*) FROM \"données\""), "1");
     // Review 26, N2: a statement held at Parse, read in LATIN1 (as
     // `donnÃ©es`, which exists too), must not be sent once the session

@@ -189,14 +189,30 @@ impl ClientSide<'_> {
         if name.starts_with(RESERVED) {
             return self.refuse_reserved("PARSE", name);
         }
-        if self.batch.executed && sql.contains('\\') {
-            // Code an Execute before it in this batch ran may have turned
-            // `standard_conforming_strings` off (or changed the client
-            // encoding, which can swallow a backslash), and the server
+        let ran = self.batch.executed || self.batch.bound;
+        if ran && sql.contains('\\') {
+            // Code a Bind or Execute before it in this batch ran may have
+            // turned `standard_conforming_strings` off, and the server
             // reports that only at its ReadyForQuery: a backslash is then
             // read otherwise than sqlgate reads it.
             self.forget_statement(name);
-            return self.refuse_unreadable_yet();
+            return self.refuse_unreadable_yet(
+                "a backslash",
+                "how the server reads backslashes (standard_conforming_strings)",
+            );
+        }
+        if ran && !sql.is_ascii() && !self.encoding().is_utf8() {
+            // The same for the client encoding (a trigger, an IMMUTABLE
+            // function, a domain's CHECK or a cursor's query calling
+            // set_config): ASCII reads alike in every encoding sqlgate
+            // serves, the rest may not. In a UTF-8 session only a switch
+            // to another encoding could do it, and it would read UTF-8
+            // names as mojibake, not as other real names.
+            self.forget_statement(name);
+            return self.refuse_unreadable_yet(
+                "non-ASCII text in a session whose client encoding is not UTF8",
+                "the client encoding",
+            );
         }
         let generation = self.sess.catalog.as_ref().map_or(0, |c| c.generation());
         let types: Arc<[u32]> = frontend::parse_param_types(msg).unwrap_or_default().into();
@@ -274,6 +290,8 @@ impl ClientSide<'_> {
             Ok(x) => x,
             Err(e) => return self.reject_undecodable(e, false),
         };
+        // Conservative: counted whatever becomes of this Bind.
+        self.batch.bound = true;
         if let Some(n) = [portal, stmt].into_iter().find(|n| n.starts_with(RESERVED)) {
             return self.refuse_reserved("BIND", n);
         }
@@ -737,15 +755,14 @@ impl ClientSide<'_> {
         }
     }
 
-    fn refuse_unreadable_yet(&mut self) {
-        let report = Report::new(
-            Severity::Error,
-            "0A000",
-            "sqlgate: a statement with a backslash cannot be prepared after an Execute in the same batch: what that Execute ran may have changed how the server reads backslashes (standard_conforming_strings), which the server reports only at Sync",
-        )
-        .hint("send Sync before this Parse")
-        .encode();
-        self.audit_unvettable("PARSE (backslash after an Execute)");
+    fn refuse_unreadable_yet(&mut self, what: &str, setting: &str) {
+        let msg = format!(
+            "sqlgate: a statement with {what} cannot be prepared after a Bind or Execute in the same batch: what ran may have changed {setting}, which the server reports only at Sync"
+        );
+        let report = Report::new(Severity::Error, "0A000", &msg)
+            .hint("send Sync before this Parse")
+            .encode();
+        self.audit_unvettable("PARSE (unreadable until Sync)");
         self.stage_denial(report, false);
     }
 

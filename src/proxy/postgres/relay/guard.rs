@@ -90,6 +90,9 @@ pub(super) struct Batch {
     pub unsettled: bool,
     /// An Execute of this batch went upstream (or is held).
     pub executed: bool,
+    /// A Bind of this batch went upstream: binding plans the statement,
+    /// which runs IMMUTABLE functions and parameter types' CHECKs.
+    pub bound: bool,
 }
 
 /// A message with its audit events, not yet forwarded.

@@ -543,6 +543,12 @@ impl ClientSide<'_> {
                             || (matches!(tag, b'P' | b'B')
                                 && !self.skipping
                                 && self.setting_in_flight())
+                            || (tag == b'P'
+                                && !self.skipping
+                                && !self.encoding().is_utf8()
+                                && !buf[pos..pos + len].is_ascii()
+                                && self.shared.readies_sent.load(Ordering::Acquire)
+                                    != self.shared.readies_seen.load(Ordering::Acquire))
                         {
                             // A Query sent before the previous one's answer:
                             // read only once the server has answered, so a
@@ -550,7 +556,11 @@ impl ClientSide<'_> {
                             // not see turning `standard_conforming_strings`
                             // off) ends the session before this text is read
                             // the old way. A client that waits for answers
-                            // never waits here.
+                            // never waits here. The same for a Parse behind
+                            // a statement that may change a setting, and for
+                            // a non-ASCII Parse in a session whose encoding
+                            // is not UTF8 behind anything (code run by any
+                            // statement may change it).
                             if let Some(end) = self
                                 .run_point(guard::Point::Barrier, rd, wr, &mut buf)
                                 .await?
@@ -1202,7 +1212,7 @@ impl ClientSide<'_> {
             || (self.shared.code_cursor.load(Ordering::Acquire)
                 && matches!(
                     s.command.as_str(),
-                    "FETCH" | "MOVE" | "COMMIT" | "END" | "PREPARE TRANSACTION"
+                    "FETCH" | "MOVE" | "COMMIT" | "END" | "PREPARE TRANSACTION" | "SET CONSTRAINTS"
                 ))
     }
 
