@@ -251,6 +251,10 @@ fn a_transaction_end_that_puts_back_the_encoding_is_a_barrier() {
          CREATE TABLE queue_d(id int); ALTER TABLE queue_d OWNER TO svc;
          CREATE CONSTRAINT TRIGGER t_enc AFTER INSERT ON queue_d DEFERRABLE INITIALLY DEFERRED
            FOR EACH ROW EXECUTE FUNCTION enc_utf8();
+         CREATE FUNCTION enc_trg() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN PERFORM set_config('client_encoding', 'UTF8', false); RETURN NEW; END $$;
+         CREATE TABLE cq(id int); ALTER TABLE cq OWNER TO svc;
+         CREATE TRIGGER cq_t BEFORE INSERT ON cq FOR EACH ROW EXECUTE FUNCTION enc_trg();
          CREATE FUNCTION enc_imm() RETURNS text IMMUTABLE LANGUAGE plpgsql AS $$
            BEGIN PERFORM set_config('client_encoding', 'UTF8', false); RETURN 'x'; END $$;",
     );
@@ -340,6 +344,47 @@ fn a_transaction_end_that_puts_back_the_encoding_is_a_barrier() {
         "{msgs:?}"
     );
     assert_eq!(pg.psql(&db, "SELECT count(*) FROM \"données\""), "1");
+    // Review 28: the Sync after a COPY's Execute is ignored by the server
+    // in copy-in mode, so the batch goes on through the COPY (whose
+    // trigger changes the encoding) to the next Parse.
+    let mut w = latin1();
+    w.send(&batch(&[
+        &wire::parse("", "COPY cq FROM STDIN"),
+        &wire::bind("", ""),
+        &wire::execute(""),
+        &wire::sync(),
+    ]));
+    assert_eq!(wire::tags(&[w.recv(), w.recv(), w.recv()]), "1 2 G");
+    w.send(&batch(&[
+        &wire::raw(b'd', b"5\n"),
+        &wire::raw(b'c', b""),
+        &delete,
+        &wire::bind("", ""),
+        &wire::execute(""),
+        &wire::sync(),
+    ]));
+    let msgs = w.until_ready();
+    assert!(
+        msgs.iter()
+            .any(|m| m.tag == 'E' && matches!(m.code().as_str(), "0A000" | "42501")),
+        "{msgs:?}"
+    );
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM \"données\""), "1");
+    // A COPY that fails before taking data: the server answers that Sync,
+    // and the session goes on as usual.
+    let mut w = latin1();
+    w.send(&batch(&[
+        &wire::parse("", "COPY no_such_table FROM STDIN"),
+        &wire::bind("", ""),
+        &wire::execute(""),
+        &wire::sync(),
+    ]));
+    let msgs = w.until_ready();
+    assert!(
+        msgs.iter().any(|m| m.tag == 'E' && m.code() == "42P01"),
+        "{msgs:?}"
+    );
+    assert_eq!(wire::tags(&w.query("SELECT 1")), "T D C Z");
     // Review 26, N2: a statement held at Parse, read in LATIN1 (as
     // `donnÃ©es`, which exists too), must not be sent once the session
     // reads UTF-8.

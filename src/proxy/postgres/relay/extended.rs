@@ -497,6 +497,9 @@ impl ClientSide<'_> {
             .statements
             .first()
             .is_some_and(|s| s.command == "COPY");
+        if self.after_copy {
+            self.copy += 1;
+        }
         let info = p.analysis.statements.first();
         self.batch.executed = true;
         if info.is_some_and(|i| self.may_change_settings(i)) {

@@ -393,7 +393,7 @@ impl ClientSide<'_> {
                         .statements
                         .get(ev.index)
                         .is_some_and(|s| s.command == "COPY"),
-                    Expect::CopySync => true,
+                    Expect::CopySync(_) => true,
                     _ => false,
                 })
     }

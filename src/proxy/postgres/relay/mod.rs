@@ -69,7 +69,8 @@ enum Expect {
     /// if the COPY entered copy-in mode (CopyInResponse) the server ignores
     /// it, as PostgreSQL ignores Sync and Flush in copy-in mode; otherwise it
     /// is answered like any Sync. (tokio-postgres sends one there.)
-    CopySync,
+    /// The number: which COPY (`ClientSide::copy`) it follows.
+    CopySync(u64),
     /// A Close was sent upstream: `swallow` when it is sqlgate's own (its
     /// CloseComplete is not passed on). `orphan`: the upstream name it
     /// closes, to close again later if the server skips it (`extended.rs`).
@@ -108,7 +109,7 @@ impl Expect {
             self,
             Expect::Ready
                 | Expect::SwallowReady
-                | Expect::CopySync
+                | Expect::CopySync(_)
                 | Expect::HeldReady
                 | Expect::InjectedReady { .. }
                 | Expect::Probe
@@ -162,6 +163,9 @@ struct Shared {
     /// The server said CopyInResponse and has not said ReadyForQuery since:
     /// it ignores Sync until the COPY ends.
     copy_in: AtomicBool,
+    /// The last COPY (`ClientSide::copy`) whose CopySync the server
+    /// answered as a Sync: it failed before taking data.
+    copy_answered: AtomicU64,
     /// The session's client encoding as the server last reported it
     /// (`encoding::Encoding::id`): what the agent's text is read in.
     encoding: AtomicU8,
@@ -323,6 +327,7 @@ pub async fn run(
         names_run: AtomicBool::new(false),
         idle_timeout_ms: AtomicU64::new(u64::MAX),
         copy_in: AtomicBool::new(false),
+        copy_answered: AtomicU64::new(0),
         encoding: AtomicU8::new(sess.encoding.id()),
         encoding_moved: AtomicBool::new(false),
         code_cursor: AtomicBool::new(false),
@@ -341,6 +346,8 @@ pub async fn run(
         skipping: false,
         in_extended: false,
         after_copy: false,
+        copy: 0,
+        since_copy_sync: true,
         batch: guard::Batch::default(),
         out: BytesMut::with_capacity(READ_CHUNK),
         acks: Vec::new(),
@@ -472,6 +479,10 @@ struct ClientSide<'a> {
     /// The last Execute was of a COPY and no CopyDone/CopyFail followed yet:
     /// a Sync now may be ignored by the server (`Expect::CopySync`).
     after_copy: bool,
+    /// COPY Executes so far: the current one's number.
+    copy: u64,
+    /// Nothing was read since the last CopySync.
+    since_copy_sync: bool,
     /// What the current extended-protocol batch holds that matters at its
     /// Sync: row-guarded or barrier Executes (`guard.rs`).
     batch: guard::Batch,
@@ -736,6 +747,7 @@ impl ClientSide<'_> {
 
     /// Handles one whole message.
     fn message(&mut self, tag: u8, msg: &[u8]) -> Step {
+        self.copy_ended();
         if self.skipping && tag != b'S' {
             return Step::Next;
         }
@@ -834,14 +846,38 @@ impl ClientSide<'_> {
     /// Forwards a Sync: the batch ends.
     fn sync(&mut self, msg: &[u8]) {
         self.skipping = false;
+        if self.after_copy {
+            // In copy-in mode the server ignores this Sync: the batch goes
+            // on (what ran in it still counts for what follows) until the
+            // Sync after CopyDone, unless the COPY failed before taking
+            // data and the server answers this one (`copy_answered`).
+            self.expect(Expect::CopySync(self.copy));
+            self.since_copy_sync = false;
+            self.out.extend_from_slice(msg);
+            return;
+        }
         self.in_extended = false;
         self.batch = guard::Batch::default();
-        self.expect(if self.after_copy {
-            Expect::CopySync
-        } else {
-            Expect::Ready
-        });
+        self.expect(Expect::Ready);
         self.out.extend_from_slice(msg);
+    }
+
+    /// The COPY whose CopySync was sent failed before taking data (the
+    /// server answered that Sync): its batch ended there. Exactly so only
+    /// if nothing was read since; else what was read since stays in the
+    /// batch, the stricter reading, until the next Sync.
+    fn copy_ended(&mut self) {
+        if !self.after_copy {
+            return;
+        }
+        if self.shared.copy_answered.load(Ordering::Acquire) == self.copy {
+            self.after_copy = false;
+            if !self.since_copy_sync {
+                self.in_extended = false;
+                self.batch = guard::Batch::default();
+            }
+        }
+        self.since_copy_sync = true;
     }
 
     fn query(&mut self, msg: &[u8]) -> Step {

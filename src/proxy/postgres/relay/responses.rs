@@ -203,7 +203,7 @@ pub(super) async fn server_to_client(
                         backend::ERROR_RESPONSE => {
                             shared.upstream_failed.store(true, Ordering::Release);
                             let f = backend::error_fields(msg).unwrap_or_default();
-                            while copy_in && matches!(q.front(), Some(Expect::CopySync)) {
+                            while copy_in && matches!(q.front(), Some(Expect::CopySync(_))) {
                                 q.pop_front();
                             }
                             if let Some(n) = marker_number(&f, marker) {
@@ -341,8 +341,11 @@ pub(super) async fn server_to_client(
                                 match e {
                                     Expect::Ready => break,
                                     // Ignored by the server in copy-in mode.
-                                    Expect::CopySync if copy_in => {}
-                                    Expect::CopySync => {
+                                    Expect::CopySync(_) if copy_in => {}
+                                    Expect::CopySync(copy) => {
+                                        // The COPY never took data: its
+                                        // batch ended at this Sync (`sync`).
+                                        shared.copy_answered.store(copy, Ordering::Release);
                                         shared.readies_sent.fetch_add(1, Ordering::AcqRel);
                                         break;
                                     }
