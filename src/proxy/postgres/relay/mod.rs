@@ -556,8 +556,9 @@ impl ClientSide<'_> {
                                 && self.setting_in_flight())
                             || (tag == b'P'
                                 && !self.skipping
-                                && !self.encoding().is_utf8()
-                                && !buf[pos..pos + len].is_ascii()
+                                && ((!self.encoding().is_utf8()
+                                    && !buf[pos..pos + len].is_ascii())
+                                    || buf[pos..pos + len].contains(&b'\\'))
                                 && self.shared.readies_sent.load(Ordering::Acquire)
                                     != self.shared.readies_seen.load(Ordering::Acquire))
                         {
@@ -569,9 +570,11 @@ impl ClientSide<'_> {
                             // the old way. A client that waits for answers
                             // never waits here. The same for a Parse behind
                             // a statement that may change a setting, and for
-                            // a non-ASCII Parse in a session whose encoding
-                            // is not UTF8 behind anything (code run by any
-                            // statement may change it).
+                            // a Parse with a backslash, or with non-ASCII
+                            // text in a session whose encoding is not UTF8,
+                            // behind anything (code run by any statement may
+                            // change standard_conforming_strings or the
+                            // encoding, should the catalog miss it).
                             if let Some(end) = self
                                 .run_point(guard::Point::Barrier, rd, wr, &mut buf)
                                 .await?
