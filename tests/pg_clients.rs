@@ -48,6 +48,18 @@ fn dsn(cfg: &SqlgateConfig, db: &str) -> String {
     )
 }
 
+/// A sqlgate in front of `db` with `rules` (TOML) as its only rules; the
+/// directory holding them lives as long as the returned value.
+fn gate_with_rules(pg: &PgServer, db: &str, rules: &str) -> (TestDir, SqlgateConfig, Sqlgate) {
+    let dir = TestDir::new("rules");
+    let path = dir.join("rules.toml");
+    std::fs::write(&path, rules).unwrap();
+    let mut cfg = SqlgateConfig::for_pg(pg, db).agent(AGENT, AGENT_PW, &[]);
+    cfg.rules = vec![path];
+    let gate = Sqlgate::start_with(&cfg);
+    (dir, cfg, gate)
+}
+
 /// Runs `tests/python/<file>` (Debian's python3, with psycopg and psycopg2
 /// from scripts/install-deps.sh) with SQLGATE_DSN set; its standard output.
 fn python_script(file: &str, dsn: &str, gate: &Sqlgate) -> String {
@@ -83,16 +95,11 @@ fn psycopg_simple_extended_binary_and_pipeline() {
 fn psycopg2_large_objects_through_the_fast_path() {
     let pg = PgServer::shared();
     let db = pg.unique_database("lobject");
-    let dir = TestDir::new("lobject-rules");
-    let rules = dir.join("allow-lo.toml");
-    std::fs::write(
-        &rules,
+    let (_rules, cfg, gate) = gate_with_rules(
+        pg,
+        &db,
         "[[rule]]\nid = \"allow-lo\"\naction = \"allow\"\nclasses = [\"read\", \"write\", \"destructive\", \"transaction\", \"session\"]\n",
-    )
-    .unwrap();
-    let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
-    cfg.rules = vec![rules];
-    let gate = Sqlgate::start_with(&cfg);
+    );
     let printed = python_script("psycopg2_lobject.py", &dsn(&cfg, &db), &gate);
     let (kept, gone) = printed.trim().split_once(' ').expect("two OIDs");
     // Judged on the server: the object holds what was written, truncated;
@@ -174,17 +181,12 @@ fn client_encodings_are_read_as_the_server_reads_them() {
         "CREATE TABLE \"données\"(secret text); INSERT INTO \"données\" VALUES ('s3cr3t');
          ALTER TABLE \"données\" OWNER TO svc;",
     );
-    let dir = TestDir::new("encoding-rules");
-    let rules = dir.join("rules.toml");
-    std::fs::write(
-        &rules,
+    let (_rules, cfg, gate) = gate_with_rules(
+        pg,
+        &db,
         "[[rule]]\nid = \"no-donnees\"\naction = \"deny\"\ntables = [\"*.données\"]\n\n\
          [[rule]]\nid = \"everyday\"\naction = \"allow\"\nclasses = [\"read\", \"write\", \"session\", \"transaction\"]\n",
-    )
-    .unwrap();
-    let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
-    cfg.rules = vec![rules];
-    let gate = Sqlgate::start_with(&cfg);
+    );
     let dsn = dsn(&cfg, &db);
     let code = r#"
 import os, psycopg2
@@ -258,18 +260,13 @@ fn a_transaction_end_that_puts_back_the_encoding_is_a_barrier() {
          CREATE FUNCTION enc_imm() RETURNS text IMMUTABLE LANGUAGE plpgsql AS $$
            BEGIN PERFORM set_config('client_encoding', 'UTF8', false); RETURN 'x'; END $$;",
     );
-    let dir = TestDir::new("enc-barrier-rules");
-    let rules = dir.join("rules.toml");
-    std::fs::write(
-        &rules,
+    let (_rules, cfg, gate) = gate_with_rules(
+        pg,
+        &db,
         "[[rule]]\nid = \"no-donnees\"\naction = \"deny\"\ntables = [\"*.données\"]\n\n\
          [[rule]]\nid = \"everyday\"\naction = \"allow\"\nclasses = [\"read\", \"write\", \"session\", \"transaction\", \"destructive\"]\n\n\
          [[rule]]\nid = \"deletes-held\"\naction = \"require_approval\"\nclasses = [\"destructive\"]\napprovers = [\"dba\"]\n",
-    )
-    .unwrap();
-    let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
-    cfg.rules = vec![rules];
-    let gate = Sqlgate::start_with(&cfg);
+    );
     use support::wire;
     let latin1 = || {
         wire::Wire::try_login_with(
@@ -716,16 +713,11 @@ fn sessions_whose_settings_defeat_the_lexer_are_refused_or_ended() {
     // This is the backstop behind the classifier: a user-defined function
     // is `unparsed` (held by the shipped rules), so this policy lets it
     // through to show that the server's report still ends the session.
-    let dir = TestDir::new("lexer-rules");
-    let rules = dir.join("allow-unparsed.toml");
-    std::fs::write(
-        &rules,
+    let (_rules, cfg, _gate) = gate_with_rules(
+        pg,
+        &db,
         "[[rule]]\nid = \"allow-all\"\naction = \"allow\"\nclasses = [\"read\", \"unparsed\", \"session\"]\n",
-    )
-    .unwrap();
-    let mut cfg = SqlgateConfig::for_pg(pg, &db).agent(AGENT, AGENT_PW, &[]);
-    cfg.rules = vec![rules];
-    let _gate = Sqlgate::start_with(&cfg);
+    );
     let conninfo = dsn(&cfg, &db);
     // Changed by a function sqlgate cannot look into: the session ends.
     pg.psql(
