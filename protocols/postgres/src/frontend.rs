@@ -92,8 +92,7 @@ pub fn decode_startup(packet: &[u8]) -> Result<StartupPacket, DecodeError> {
 
 /// `Query`: the SQL text.
 pub fn query_text(frame: &[u8]) -> Result<&str, DecodeError> {
-    let mut r = Reader::new(body(frame)?);
-    sql(r.cstr()?)
+    sql(query_bytes(frame)?)
 }
 
 /// `Query`: the SQL text's bytes, in the session's client encoding.
@@ -111,10 +110,8 @@ pub fn parse_message_bytes(frame: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> 
 
 /// `Parse`: statement name and SQL text (parameter types are not needed).
 pub fn parse_message(frame: &[u8]) -> Result<(&[u8], &str), DecodeError> {
-    let mut r = Reader::new(body(frame)?);
-    let name = r.cstr()?;
-    let text = sql(r.cstr()?)?;
-    Ok((name, text))
+    let (name, text) = parse_message_bytes(frame)?;
+    Ok((name, sql(text)?))
 }
 
 /// `Parse`: the parameter type OIDs it gives (0: unspecified).
@@ -142,15 +139,21 @@ pub fn bind_parameters(frame: &[u8]) -> Result<Vec<Parameter<'_>>, DecodeError> 
     let mut r = Reader::new(body(frame)?);
     r.cstr()?;
     r.cstr()?;
-    let nformats = r.i16()?;
-    let mut formats = Vec::new();
-    for _ in 0..nformats.max(0) {
+    Ok(formatted_values(&mut r)?.1)
+}
+
+/// Format codes, then values, each with its format: the shape Bind and
+/// FunctionCall share. One format code applies to all; none means text.
+/// Also how many format codes there were.
+fn formatted_values<'a>(r: &mut Reader<'a>) -> Result<(usize, Vec<Parameter<'a>>), DecodeError> {
+    let nformats = r.i16()?.max(0) as usize;
+    let mut formats = Vec::with_capacity(nformats.min(64));
+    for _ in 0..nformats {
         formats.push(r.i16()?);
     }
-    let nparams = r.i16()?.max(0) as usize;
-    let mut out = Vec::with_capacity(nparams);
-    for i in 0..nparams {
-        // One format code applies to all; none means text.
+    let n = r.i16()?.max(0) as usize;
+    let mut out = Vec::with_capacity(n.min(64));
+    for i in 0..n {
         let format = match formats.len() {
             0 => 0,
             1 => formats[0],
@@ -164,7 +167,7 @@ pub fn bind_parameters(frame: &[u8]) -> Result<Vec<Parameter<'_>>, DecodeError> 
         };
         out.push((format, value));
     }
-    Ok(out)
+    Ok((formats.len(), out))
 }
 
 /// `Bind`: the result-column format codes.
@@ -193,29 +196,9 @@ pub fn bind_result_formats(frame: &[u8]) -> Result<Vec<i16>, DecodeError> {
 pub fn function_call(frame: &[u8]) -> Result<(u32, Vec<Parameter<'_>>), DecodeError> {
     let mut r = Reader::new(body(frame)?);
     let oid = r.i32()? as u32;
-    let nformats = r.i16()?.max(0) as usize;
-    let mut formats = Vec::with_capacity(nformats.min(64));
-    for _ in 0..nformats {
-        formats.push(r.i16()?);
-    }
-    let nargs = r.i16()?.max(0) as usize;
-    if !(formats.len() <= 1 || formats.len() == nargs) {
+    let (nformats, args) = formatted_values(&mut r)?;
+    if !(nformats <= 1 || nformats == args.len()) {
         return Err(DecodeError::Truncated);
-    }
-    let mut args = Vec::with_capacity(nargs.min(64));
-    for i in 0..nargs {
-        let format = match formats.len() {
-            0 => 0,
-            1 => formats[0],
-            _ => formats[i],
-        };
-        let len = r.i32()?;
-        let value = if len < 0 {
-            None
-        } else {
-            Some(r.take(len as usize)?)
-        };
-        args.push((format, value));
     }
     r.i16()?;
     if !r.rest().is_empty() {

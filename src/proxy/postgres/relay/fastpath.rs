@@ -50,15 +50,19 @@ const ONE_OBJECT: &[&str] = &[
     "lo_put",
 ];
 
-/// The SQL a fast-path call of `oid` with `nargs` arguments amounts to.
-pub(super) fn as_sql(oid: u32, nargs: usize) -> Option<String> {
+/// The function a fast-path call of `oid` with `nargs` arguments runs,
+/// and the SQL it amounts to.
+pub(super) fn as_sql(oid: u32, nargs: usize) -> Option<(&'static str, String)> {
     let &(_, name, arity) = LARGE_OBJECT_FUNCTIONS.iter().find(|f| f.0 == oid)?;
     // The server refuses a call with another argument count.
     if nargs != arity {
         return None;
     }
     let args: Vec<String> = (1..=nargs).map(|i| format!("${i}")).collect();
-    Some(format!("SELECT pg_catalog.{name}({})", args.join(", ")))
+    Some((
+        name,
+        format!("SELECT pg_catalog.{name}({})", args.join(", ")),
+    ))
 }
 
 impl ClientSide<'_> {
@@ -67,7 +71,7 @@ impl ClientSide<'_> {
             Ok((oid, args)) if !self.in_extended => as_sql(oid, args.len()),
             _ => None,
         };
-        let Some(sql) = sql else {
+        let Some((name, sql)) = sql else {
             // Inside an extended-protocol batch, or a function sqlgate cannot name.
             let report = Report::new(
                 Severity::Error,
@@ -86,8 +90,7 @@ impl ClientSide<'_> {
             &sql,
             self.shared.uncommitted_ddl.load(Ordering::Acquire),
         );
-        let one_object = ONE_OBJECT.iter().any(|f| sql.contains(&format!(".{f}(")));
-        if one_object
+        if ONE_OBJECT.contains(&name)
             && d.analysis.statements[0]
                 .classes
                 .contains(Class::Destructive)
@@ -136,11 +139,11 @@ mod tests {
     #[test]
     fn large_object_calls_read_as_sql() {
         assert_eq!(
-            super::as_sql(952, 2).as_deref(),
+            super::as_sql(952, 2).map(|(_, s)| s).as_deref(),
             Some("SELECT pg_catalog.lo_open($1, $2)")
         );
         assert_eq!(
-            super::as_sql(3170, 3).as_deref(),
+            super::as_sql(3170, 3).map(|(_, s)| s).as_deref(),
             Some("SELECT pg_catalog.lo_lseek64($1, $2, $3)")
         );
         // Another argument count, or any other function: not named.
