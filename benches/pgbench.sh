@@ -14,6 +14,8 @@
 #                   socket, as when colocated with the database) or tcp
 #                   (loopback). pgbench itself always connects over TCP.
 #   SQLGATE_BIN=…   use this binary instead of `cargo build --release`
+#   BASE_BIN=…      also measure this sqlgate binary (target `base`, e.g. an
+#                   earlier commit's build) in the same interleaved rounds
 #   BENCH_USER=postgres   user for PostgreSQL/PgBouncer when run as root
 #   KEEP=1          keep the work directory (logs) afterwards
 set -euo pipefail
@@ -57,6 +59,12 @@ if wants sqlgate; then
     [[ -x "$sqlgate_bin" ]] || die "sqlgate binary $sqlgate_bin not found"
     sqlgate_bin=$(realpath "$sqlgate_bin") # sqlgate runs from the work dir
 fi
+base_bin=${BASE_BIN:-}
+if [[ -n "$base_bin" ]]; then
+    [[ -x "$base_bin" ]] || die "base binary $base_bin not found"
+    base_bin=$(realpath "$base_bin")
+    TARGETS="$TARGETS base"
+fi
 
 # PostgreSQL and PgBouncer refuse to run as root.
 as_server=()
@@ -68,18 +76,19 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sqlgate-bench.XXXXXX")
 chmod 755 "$work"
-mkdir -p "$work/pg" "$work/pgbouncer" "$work/sqlgate" "$work/runs"
+mkdir -p "$work/pg" "$work/pgbouncer" "$work/runs"
 ((EUID == 0)) && chown "$BENCH_USER:" "$work/pg" "$work/pgbouncer"
 
-sqlgate_pid=""
+sqlgate_pids=()
 # shellcheck disable=SC2317 # invoked by the trap
 cleanup() {
     set +e
-    if [[ -n "$sqlgate_pid" ]]; then
-        kill -TERM "$sqlgate_pid" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$sqlgate_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$sqlgate_pid" 2>/dev/null
-    fi
+    local p
+    for p in "${sqlgate_pids[@]}"; do
+        kill -TERM "$p" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null
+    done
     if [[ -f "$work/pgbouncer/pgbouncer.pid" ]]; then
         kill -TERM "$(cat "$work/pgbouncer/pgbouncer.pid")" 2>/dev/null
     fi
@@ -187,21 +196,23 @@ EOF
 fi
 
 # --- sqlgate ----------------------------------------------------------------
-sg_port="" sg_ok=0
-if wants sqlgate; then
-    sg_port=$(free_port)
-    sg_admin=$(free_port)
-    sg_host=127.0.0.1
-    [[ "$UPSTREAM" == unix ]] && sg_host=$(printf '%s' "$work/pg" | sed 's|/|%2F|g')
-    say "sqlgate on 127.0.0.1:$sg_port"
-    cat >"$work/sqlgate/sqlgate.toml" <<EOF
+# start_sqlgate NAME BINARY: sets port_NAME and pid_NAME, or leaves them empty.
+start_sqlgate() {
+    local name=$1 bin=$2 port admin host dir="$work/$1"
+    mkdir -p "$dir"
+    port=$(free_port)
+    admin=$(free_port)
+    host=127.0.0.1
+    [[ "$UPSTREAM" == unix ]] && host=$(printf '%s' "$work/pg" | sed 's|/|%2F|g')
+    say "$name ($bin) on 127.0.0.1:$port"
+    cat >"$dir/sqlgate.toml" <<EOF
 [admin]
-listen = "127.0.0.1:$sg_admin"
+listen = "127.0.0.1:$admin"
 
 [[listener]]
 protocol = "postgres"
-listen = "127.0.0.1:$sg_port"
-upstream = "postgres://$SVC_USER:$SVC_PASSWORD@$sg_host:$pg_port/$DB"
+listen = "127.0.0.1:$port"
+upstream = "postgres://$SVC_USER:$SVC_PASSWORD@$host:$pg_port/$DB"
 
 [[agent]]
 name = "$AGENT_USER"
@@ -212,21 +223,26 @@ groups = ["agents"]
 rules = ["$root/rules"]
 
 [audit]
-path = "$work/sqlgate/audit.jsonl"
+path = "$dir/audit.jsonl"
 EOF
     # In its own session, as a service runs and as PostgreSQL (pg_ctl) and
     # PgBouncer (-d) do here: with the kernel's autogroup scheduling a process
     # left in pgbench's session would share pgbench's CPU share.
-    (cd "$work/sqlgate" && exec setsid "$sqlgate_bin" serve --config "$work/sqlgate/sqlgate.toml") \
-        </dev/null >"$work/sqlgate/sqlgate.log" 2>&1 &
-    sqlgate_pid=$!
-    if wait_port "$sg_port" 20 "$sqlgate_pid"; then
-        sg_ok=1
+    (cd "$dir" && exec setsid "$bin" serve --config "$dir/sqlgate.toml") \
+        </dev/null >"$dir/sqlgate.log" 2>&1 &
+    local pid=$!
+    sqlgate_pids+=("$pid")
+    if wait_port "$port" 20 "$pid"; then
+        printf -v "port_$name" '%s' "$port"
+        printf -v "pid_$name" '%s' "$pid"
     else
-        echo "sqlgate did not start; its log:" >&2
-        tail -n 40 "$work/sqlgate/sqlgate.log" >&2 || true
+        echo "$name did not start; its log:" >&2
+        tail -n 40 "$dir/sqlgate.log" >&2 || true
     fi
-fi
+}
+port_sqlgate="" pid_sqlgate="" port_base="" pid_base=""
+wants sqlgate && start_sqlgate sqlgate "$sqlgate_bin"
+wants base && start_sqlgate base "$base_bin"
 
 # --- measure ------------------------------------------------------------------
 # Runs are interleaved (round 1: every target and mode, round 2: again, …) and
@@ -288,11 +304,13 @@ measure() { # target port user password pid
 
 pgb_pid=""
 [[ -f "$work/pgbouncer/pgbouncer.pid" ]] && pgb_pid=$(cat "$work/pgbouncer/pgbouncer.pid")
-wants sqlgate && ((!sg_ok)) && failed=1
+wants sqlgate && [[ -z "$port_sqlgate" ]] && failed=1
+wants base && [[ -z "$port_base" ]] && failed=1
 for ((round = 1; round <= ROUNDS; round++)); do
     wants direct && measure direct "$pg_port" "$SVC_USER" "$SVC_PASSWORD" ""
     wants pgbouncer && measure pgbouncer "$pgb_port" "$SVC_USER" "$SVC_PASSWORD" "$pgb_pid"
-    wants sqlgate && ((sg_ok)) && measure sqlgate "$sg_port" "$AGENT_USER" "$AGENT_PASSWORD" "$sqlgate_pid"
+    wants sqlgate && [[ -n "$port_sqlgate" ]] && measure sqlgate "$port_sqlgate" "$AGENT_USER" "$AGENT_PASSWORD" "$pid_sqlgate"
+    wants base && [[ -n "$port_base" ]] && measure base "$port_base" "$AGENT_USER" "$AGENT_PASSWORD" "$pid_base"
 done
 
 median() { # numbers... -> their median, or nothing
@@ -323,13 +341,13 @@ added_us() { if num "$1" && num "$2"; then awk -v a="$1" -v b="$2" 'BEGIN { prin
 
 echo
 echo "pgbench -S, scale $SCALE, ${DURATION}s per run, median of $ROUNDS interleaved rounds, $CLIENTS clients / $THREADS threads; upstream over $UPSTREAM; $(nproc) CPUs; $("$pg_bindir/postgres" --version)"
-printf '%-10s %12s %12s %12s %12s %14s\n' target "tps simple" "tps prepared" "tps 1 client" "lat 1c (ms)" "proxy us/tx¹"
-for t in direct pgbouncer sqlgate; do
+printf '%-10s %12s %12s %12s %12s %14s %14s\n' target "tps simple" "tps prepared" "tps 1 client" "lat 1c (ms)" "proxy us/tx¹" "prepared¹"
+for t in direct pgbouncer sqlgate base; do
     wants "$t" || continue
-    printf '%-10s %12s %12s %12s %12s %14s\n' "$t" "$(get "$t/simple")" "$(get "$t/prepared")" \
-        "$(get "$t/single")" "$(getl "$t/single")" "$(getc "$t/simple")"
+    printf '%-10s %12s %12s %12s %12s %14s %14s\n' "$t" "$(get "$t/simple")" "$(get "$t/prepared")" \
+        "$(get "$t/single")" "$(getl "$t/single")" "$(getc "$t/simple")" "$(getc "$t/prepared")"
 done
-echo "¹ CPU time (user + system) of the proxy process per transaction, simple protocol, $CLIENTS clients"
+echo "¹ CPU time (user + system) of the proxy process per transaction, $CLIENTS clients"
 if wants sqlgate; then
     echo
     for m in simple prepared; do
