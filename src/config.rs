@@ -52,6 +52,16 @@ pub enum Protocol {
     Mysql,
 }
 
+impl Protocol {
+    /// As the config and the audit records name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Postgres => "postgres",
+            Protocol::Mysql => "mysql",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamTls {

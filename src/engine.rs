@@ -1,11 +1,13 @@
 //! The engine: what the protocol side asks about each statement, and who may log in.
 //!
-//! The proxy hands over SQL text and an identity and gets back a `Decision`
-//! (the analysis plus one `Verdict` per statement); it never decides itself.
+//! The proxy hands over SQL text, the dialect of the listener it came
+//! through and an identity, and gets back a `Decision` (the analysis plus
+//! one `Verdict` per statement); it never decides itself. The engine never
+//! touches bytes.
 
 use crate::approval::{Approvals, Approver};
 use crate::audit::AuditLog;
-use crate::auth::scram::Verifier;
+use crate::auth::Agents;
 use crate::catalog::Catalog;
 use crate::classify::{Analysis, Classifier, ClassifierOptions, Dialect};
 use crate::config::Config;
@@ -14,19 +16,15 @@ use crate::policy::{Action, Identity, Policy, Verdict};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub struct AgentEntry {
-    pub name: Arc<str>,
-    pub identity: Identity,
-    pub verifier: Verifier,
-}
-
 pub struct Engine {
-    pub classifier: Classifier,
+    /// One classifier per dialect, each with its own cache.
+    postgres: Classifier,
+    mysql: Classifier,
     pub policy: Policy,
     pub audit: AuditLog,
     pub approvals: Approvals,
-    agents: HashMap<String, AgentEntry>,
-    decoy_secret: [u8; 32],
+    /// Who may log in, with each wire's secrets (`auth`).
+    pub agents: Agents,
     /// One per upstream database served (PostgreSQL listeners).
     catalogs: HashMap<String, Arc<Catalog>>,
 }
@@ -54,25 +52,6 @@ impl Decision {
 
 impl Engine {
     pub fn new(cfg: &Config, policy: Policy, audit: AuditLog) -> Engine {
-        let agents = cfg
-            .agents
-            .iter()
-            .map(|a| {
-                (
-                    a.name.clone(),
-                    AgentEntry {
-                        name: Arc::from(a.name.as_str()),
-                        identity: Identity {
-                            agent: a.name.clone(),
-                            groups: a.groups.clone(),
-                        },
-                        verifier: Verifier::from_password(&a.password),
-                    },
-                )
-            })
-            .collect();
-        let mut decoy_secret = [0u8; 32];
-        rand::fill(&mut decoy_secret);
         let approvers = cfg
             .approvers
             .iter()
@@ -87,33 +66,27 @@ impl Engine {
                 (db.clone(), Arc::new(Catalog::new(&db)))
             })
             .collect();
+        let opts = ClassifierOptions {
+            max_parse_bytes: cfg.max_parse_bytes,
+            ..ClassifierOptions::default()
+        };
         Engine {
             catalogs,
-            classifier: Classifier::new(
-                Dialect::Postgres,
-                ClassifierOptions {
-                    max_parse_bytes: cfg.max_parse_bytes,
-                    ..ClassifierOptions::default()
-                },
-            ),
+            postgres: Classifier::new(Dialect::Postgres, opts),
+            mysql: Classifier::new(Dialect::Mysql, opts),
             policy,
             approvals: Approvals::new(approvers, cfg.approval_timeout, audit.clone()),
             audit,
-            agents,
-            decoy_secret,
+            agents: Agents::new(&cfg.agents),
         }
     }
 
-    /// The agent a login name means (compared as configured names are:
-    /// `config::person_name`).
-    pub fn agent(&self, name: &str) -> Option<&AgentEntry> {
-        self.agents.get(&crate::config::login_name(name))
-    }
-
-    /// A verifier for a login name that is not an agent: the exchange runs
-    /// to the end and fails like a wrong password would.
-    pub fn decoy(&self, name: &str) -> Verifier {
-        Verifier::decoy(name, &self.decoy_secret)
+    /// The classifier that reads `dialect`'s SQL.
+    pub fn classifier(&self, dialect: Dialect) -> &Classifier {
+        match dialect {
+            Dialect::Postgres => &self.postgres,
+            Dialect::Mysql => &self.mysql,
+        }
     }
 
     /// The catalog of upstream database `db`, if a listener serves it.
@@ -132,12 +105,14 @@ impl Engine {
     /// can't see that yet).
     pub fn decide_in(
         &self,
+        dialect: Dialect,
         catalog: Option<&Catalog>,
         who: &Identity,
         sql: &str,
         schema_pending: bool,
     ) -> Decision {
-        self.decide_classified(catalog, who, self.classifier.classify(sql), schema_pending)
+        let classified = self.classifier(dialect).classify(sql);
+        self.decide_classified(catalog, who, classified, schema_pending)
     }
 
     /// [`Engine::decide_in`] from a classification already made
@@ -158,8 +133,8 @@ impl Engine {
     }
 
     /// Decides without a catalog: user-defined functions stay `unparsed`.
-    pub fn decide(&self, who: &Identity, sql: &str) -> Decision {
-        let a = self.classifier.classify(sql);
+    pub fn decide(&self, dialect: Dialect, who: &Identity, sql: &str) -> Decision {
+        let a = self.classifier(dialect).classify(sql);
         self.verdicts(a.clone(), a, who)
     }
 

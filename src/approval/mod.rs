@@ -21,7 +21,8 @@ pub mod teams;
 pub mod webhook;
 
 pub use request::{
-    string_summary, HeldStatement, NewRequest, Outcome, Request, State, StringStatement, Vote,
+    string_summary, HeldStatement, NewRequest, Request, Resolution, State, Status, StringStatement,
+    Vote,
 };
 
 use crate::audit::{AuditLog, Event};
@@ -103,18 +104,18 @@ pub enum Submitted {
 /// A session's handle on its pending request.
 pub struct Hold {
     pub request: Arc<Request>,
-    rx: watch::Receiver<Option<Outcome>>,
+    rx: watch::Receiver<Option<Resolution>>,
 }
 
 impl Hold {
     /// Waits for the decision (approval, denial, timeout or withdrawal).
-    pub async fn decided(&mut self) -> Outcome {
+    pub async fn decided(&mut self) -> Resolution {
         loop {
             if let Some(o) = self.rx.borrow().clone() {
                 return o;
             }
             if self.rx.changed().await.is_err() {
-                return Outcome::Withdrawn {
+                return Resolution::Withdrawn {
                     reason: "the approval service stopped".into(),
                 };
             }
@@ -366,13 +367,21 @@ impl Approvals {
 
     /// Requests in the given state (`None`: pending), oldest first.
     pub fn list(&self, state: Option<&str>) -> Vec<Arc<Request>> {
-        let want = state.unwrap_or("pending");
+        // `all`, or a state's name; a name that is none lists nothing.
+        let want = match state {
+            None => Some(Some(Status::Pending)),
+            Some("all") => Some(None),
+            Some(s) => Status::parse(s).map(Some),
+        };
+        let Some(want) = want else {
+            return Vec::new();
+        };
         let mut v: Vec<_> = self
             .inner
             .requests
             .iter()
             .map(|r| r.clone())
-            .filter(|r| want == "all" || r.state_name() == want)
+            .filter(|r| want.is_none_or(|w| r.status() == w))
             .collect();
         v.sort_by_key(|r| r.created);
         v
@@ -408,7 +417,7 @@ impl Approvals {
             .inner
             .requests
             .iter()
-            .filter(|r| *r.agent == *new.agent && r.state_name() == "pending")
+            .filter(|r| *r.agent == *new.agent && r.status() == Status::Pending)
             .count();
         if pending >= MAX_PENDING_PER_AGENT {
             return Submitted::Unapprovable(format!(
@@ -446,7 +455,7 @@ impl Approvals {
         let r = request.clone();
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
-            this.finish(&r, Outcome::TimedOut);
+            this.finish(&r, Resolution::TimedOut);
         });
         Submitted::Held(Hold { request, rx })
     }
@@ -488,7 +497,7 @@ impl Approvals {
         })));
         if let Some(o) = outcome {
             let grant = match &o {
-                Outcome::Approved { grant: Some(d), by } => Some((*d, by.join(","))),
+                Resolution::Approved { grant: Some(d), by } => Some((*d, by.join(","))),
                 _ => None,
             };
             // `add_vote` made it final: stored once the decision is.
@@ -578,7 +587,7 @@ impl Approvals {
         }
         let mut decided: Vec<(SystemTime, String)> = map
             .iter()
-            .filter(|r| r.state_name() != "pending")
+            .filter(|r| r.status() != Status::Pending)
             .map(|r| (r.created, r.id.clone()))
             .collect();
         decided.sort();
@@ -593,14 +602,14 @@ impl Approvals {
     pub fn withdraw(&self, r: &Arc<Request>, why: &str) {
         self.finish(
             r,
-            Outcome::Withdrawn {
+            Resolution::Withdrawn {
                 reason: why.to_owned(),
             },
         );
     }
 
     /// Makes `o` the request's decision; false if it was decided already.
-    fn finish(&self, r: &Arc<Request>, o: Outcome) -> bool {
+    fn finish(&self, r: &Arc<Request>, o: Resolution) -> bool {
         let decided = r.decide(o);
         if decided {
             self.publish(r);

@@ -133,7 +133,7 @@ pub struct Vote {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
+pub enum Resolution {
     Approved {
         by: Vec<String>,
         grant: Option<Duration>,
@@ -164,7 +164,7 @@ pub struct CastVote {
 #[derive(Debug, Clone)]
 pub enum State {
     Pending,
-    Decided { outcome: Outcome, at: SystemTime },
+    Decided { outcome: Resolution, at: SystemTime },
 }
 
 #[derive(Debug)]
@@ -190,14 +190,14 @@ pub struct Request {
     pub(super) grant_key: Option<String>,
     pub sql_sha256: Arc<str>,
     inner: Mutex<(State, Vec<CastVote>)>,
-    done: watch::Sender<Option<Outcome>>,
+    done: watch::Sender<Option<Resolution>>,
 }
 
 impl Request {
     pub(super) fn new(
         n: NewRequest,
         timeout: Duration,
-    ) -> (Request, watch::Receiver<Option<Outcome>>) {
+    ) -> (Request, watch::Receiver<Option<Resolution>>) {
         let (done, rx) = watch::channel(None);
         let mut id = [0u8; 12];
         rand::fill(&mut id);
@@ -237,11 +237,15 @@ impl Request {
         self.inner.lock().expect("not poisoned").0.clone()
     }
 
-    pub fn state_name(&self) -> &'static str {
+    pub fn status(&self) -> Status {
         match self.state() {
-            State::Pending => "pending",
-            State::Decided { outcome, .. } => outcome_name(&outcome),
+            State::Pending => Status::Pending,
+            State::Decided { outcome, .. } => outcome.status(),
         }
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        self.status().as_str()
     }
 
     /// Whether `a` may see this request: a member of one of the groups
@@ -256,7 +260,11 @@ impl Request {
 
     /// Adds a vote; returns the outcome if this vote decides the request.
     /// Counts a vote; `Some` when it decided the request (made final here).
-    pub(super) fn add_vote(&self, approver: &str, v: &Vote) -> Result<Option<Outcome>, VoteError> {
+    pub(super) fn add_vote(
+        &self,
+        approver: &str,
+        v: &Vote,
+    ) -> Result<Option<Resolution>, VoteError> {
         let mut g = self.inner.lock().expect("not poisoned");
         if let State::Decided { outcome, .. } = &g.0 {
             return Err(VoteError::AlreadyDecided(outcome_name(outcome)));
@@ -274,7 +282,7 @@ impl Request {
         });
         let approving = || g.1.iter().filter(|c| c.approve);
         let outcome = if !v.approve {
-            Outcome::Denied {
+            Resolution::Denied {
                 by: approver.to_owned(),
                 reason: v.reason.clone(),
             }
@@ -284,7 +292,7 @@ impl Request {
             let grant = approving()
                 .map(|c| c.grant)
                 .try_fold(Duration::MAX, |a, g| g.map(|g| a.min(g)));
-            Outcome::Approved {
+            Resolution::Approved {
                 by: approving().map(|c| c.approver.clone()).collect(),
                 grant,
             }
@@ -303,7 +311,7 @@ impl Request {
     /// Makes `o` final unless the request is already decided; true if it was.
     /// The waiting session is told only by [`Request::announce`], so that the
     /// decision's audit record can be queued first.
-    pub(super) fn decide(&self, o: Outcome) -> bool {
+    pub(super) fn decide(&self, o: Resolution) -> bool {
         let mut g = self.inner.lock().expect("not poisoned");
         if matches!(g.0, State::Decided { .. }) {
             return false;
@@ -511,12 +519,53 @@ fn changes_meaning(s: &serde_json::Value) -> bool {
     })
 }
 
-pub fn outcome_name(o: &Outcome) -> &'static str {
-    match o {
-        Outcome::Approved { .. } => "approved",
-        Outcome::Denied { .. } => "denied",
-        Outcome::TimedOut => "timed_out",
-        Outcome::Withdrawn { .. } => "withdrawn",
+pub fn outcome_name(o: &Resolution) -> &'static str {
+    o.status().as_str()
+}
+
+/// Where a request stands: waiting, or how it was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Approved,
+    Denied,
+    TimedOut,
+    Withdrawn,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
+        Status::Approved,
+        Status::Denied,
+        Status::TimedOut,
+        Status::Withdrawn,
+    ];
+
+    /// As the API and the records name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Denied => "denied",
+            Status::TimedOut => "timed_out",
+            Status::Withdrawn => "withdrawn",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl Resolution {
+    pub fn status(&self) -> Status {
+        match self {
+            Resolution::Approved { .. } => Status::Approved,
+            Resolution::Denied { .. } => Status::Denied,
+            Resolution::TimedOut => Status::TimedOut,
+            Resolution::Withdrawn { .. } => Status::Withdrawn,
+        }
     }
 }
 

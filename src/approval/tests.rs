@@ -78,7 +78,7 @@ async fn quorum_of_distinct_approvers_then_final() {
     );
     assert_eq!(h.request.state_name(), "pending");
     a.vote(&id, &bob, vote(true)).unwrap();
-    assert!(matches!(h.decided().await, Outcome::Approved { ref by, .. } if by.len() == 2));
+    assert!(matches!(h.decided().await, Resolution::Approved { ref by, .. } if by.len() == 2));
     let dave_free = a.authenticate("tok-carol").unwrap().clone();
     assert!(matches!(
         a.vote(&id, &dave_free, vote(false)),
@@ -103,7 +103,7 @@ async fn one_deny_denies_and_later_votes_conflict() {
         vote(false),
     )
     .unwrap();
-    assert!(matches!(h.decided().await, Outcome::Denied { ref by, .. } if by == "alice"));
+    assert!(matches!(h.decided().await, Resolution::Denied { ref by, .. } if by == "alice"));
     let e = a
         .vote(&id, &a.authenticate("tok-bob").unwrap().clone(), vote(true))
         .unwrap_err();
@@ -136,7 +136,7 @@ async fn undecided_requests_time_out() {
     let (a, _) = service(Duration::from_secs(300));
     let mut h = held(a.submit(request(1)));
     tokio::time::sleep(Duration::from_secs(301)).await;
-    assert_eq!(h.decided().await, Outcome::TimedOut);
+    assert_eq!(h.decided().await, Resolution::TimedOut);
 }
 
 #[tokio::test]
@@ -163,7 +163,7 @@ async fn withdrawal_is_final() {
     let (a, _) = service(Duration::from_secs(60));
     let mut h = held(a.submit(request(1)));
     a.withdraw(&h.request, "client disconnected");
-    assert!(matches!(h.decided().await, Outcome::Withdrawn { .. }));
+    assert!(matches!(h.decided().await, Resolution::Withdrawn { .. }));
     let alice = a.authenticate("tok-alice").unwrap().clone();
     assert_eq!(
         a.vote(&h.request.id, &alice, vote(true)).unwrap_err(),
@@ -255,7 +255,7 @@ async fn a_grant_needs_the_quorum_and_lasts_the_shortest_asked() {
     a.vote(&h.request.id, &bob, with(86_400)).unwrap();
     assert!(matches!(
         h.decided().await,
-        Outcome::Approved { grant: None, .. }
+        Resolution::Approved { grant: None, .. }
     ));
     let mut again = held(a.submit(request(2)));
     // Both ask: the shorter grant, given by both.
@@ -263,7 +263,7 @@ async fn a_grant_needs_the_quorum_and_lasts_the_shortest_asked() {
     a.vote(&again.request.id, &bob, with(86_400)).unwrap();
     assert!(matches!(
         again.decided().await,
-        Outcome::Approved { grant: Some(d), .. } if d == Duration::from_secs(600)
+        Resolution::Approved { grant: Some(d), .. } if d == Duration::from_secs(600)
     ));
     assert!(matches!(a.submit(request(2)), Submitted::Granted { ref by, .. } if by == "alice,bob"));
 }
@@ -286,6 +286,6 @@ async fn a_deny_is_never_overtaken_by_an_approve_counted_after_it() {
         let (denied, approved) = (deny.join().unwrap(), approve.join().unwrap());
         assert!(denied != approved, "exactly one vote counts");
         let o = h.decided().await;
-        assert_eq!(matches!(o, Outcome::Denied { .. }), denied, "{o:?}");
+        assert_eq!(matches!(o, Resolution::Denied { .. }), denied, "{o:?}");
     }
 }

@@ -5,6 +5,7 @@
 //! fingerprint, classes and tables, plus the SHA-256 of the query text.
 
 use crate::classify::Analysis;
+use crate::config::Protocol;
 use crate::policy::Action;
 use serde::Serialize;
 use std::sync::Arc;
@@ -17,6 +18,10 @@ pub struct SessionInfo {
     pub agent: Arc<str>,
     pub client: String,
     pub database: String,
+    /// The wire the agent speaks, and the listener it came through (its
+    /// address as configured).
+    pub protocol: Protocol,
+    pub listener: Arc<str>,
 }
 
 /// How a statement ended.
@@ -25,10 +30,37 @@ pub enum Outcome {
     Ok,
     /// Stopped by sqlgate; never reached the database.
     Denied,
-    /// The database answered with this SQLSTATE.
-    Error(String),
+    /// The database answered with an error.
+    Failed(ServerError),
     /// Not run because an earlier statement in the same batch failed or was denied.
     NotExecuted,
+    /// Sent to the database, and the session ended before its answer: it
+    /// may or may not have run.
+    CutOff,
+}
+
+/// The error a database answered a statement with, in its own protocol's
+/// terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerError {
+    /// PostgreSQL: the SQLSTATE.
+    SqlState([u8; 5]),
+    /// MySQL and MariaDB: the error number and its SQL state.
+    Mysql { code: u16, sqlstate: [u8; 5] },
+}
+
+impl ServerError {
+    /// A PostgreSQL error's SQLSTATE field; one that is not five bytes is
+    /// kept as `?????` (the server always sends five).
+    pub fn sqlstate(code: &[u8]) -> ServerError {
+        ServerError::SqlState(code.try_into().unwrap_or(*b"?????"))
+    }
+
+    /// The SQL state, as text (both protocols have one).
+    pub fn state(&self) -> &str {
+        let (ServerError::SqlState(s) | ServerError::Mysql { sqlstate: s, .. }) = self;
+        std::str::from_utf8(s).unwrap_or("?????")
+    }
 }
 
 /// How approval went for a held statement.
@@ -98,13 +130,16 @@ impl Event {
                 &serde_json::json!({
                     "kind": "session_start", "session": s.id, "agent": &*s.agent,
                     "client": s.client, "database": s.database,
+                    "protocol": s.protocol.as_str(), "listener": &*s.listener,
                 }),
             ),
             Event::SessionEnd(s, _, statements) => serde_json::to_writer(
                 out,
                 &serde_json::json!({
                     "kind": "session_end", "session": s.id, "agent": &*s.agent,
-                    "client": s.client, "database": s.database, "statements": statements,
+                    "client": s.client, "database": s.database,
+                    "protocol": s.protocol.as_str(), "listener": &*s.listener,
+                    "statements": statements,
                 }),
             ),
             Event::LoginFailure {
@@ -144,6 +179,7 @@ pub(crate) struct StatementLine<'a> {
     agent: &'a str,
     client: &'a str,
     database: &'a str,
+    protocol: &'static str,
     command: &'a str,
     fingerprint: std::borrow::Cow<'a, str>,
     sql_sha256: &'a str,
@@ -154,6 +190,9 @@ pub(crate) struct StatementLine<'a> {
     outcome: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     sqlstate: Option<&'a str>,
+    /// MySQL's error number (its SQL state is `sqlstate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rows: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,8 +207,13 @@ impl<'a> StatementLine<'a> {
         let (outcome, sqlstate) = match &s.outcome {
             Outcome::Ok => ("ok", None),
             Outcome::Denied => ("denied", None),
-            Outcome::Error(code) => ("error", Some(code.as_str())),
+            Outcome::Failed(e) => ("error", Some(e.state())),
             Outcome::NotExecuted => ("not_executed", None),
+            Outcome::CutOff => ("cut_off", None),
+        };
+        let error_code = match s.outcome {
+            Outcome::Failed(ServerError::Mysql { code, .. }) => Some(code),
+            _ => None,
         };
         StatementLine {
             kind: "statement",
@@ -177,6 +221,7 @@ impl<'a> StatementLine<'a> {
             agent: &s.session.agent,
             client: &s.session.client,
             database: &s.session.database,
+            protocol: s.session.protocol.as_str(),
             command: info.map_or("", |i| i.command.as_str()),
             fingerprint: clip(info.map_or("", |i| i.fingerprint.as_str()), MAX_FINGERPRINT),
             sql_sha256: &s.sql_sha256,
@@ -186,6 +231,7 @@ impl<'a> StatementLine<'a> {
             action: s.action,
             outcome,
             sqlstate,
+            error_code,
             rows: s.rows,
             duration_us: s.duration_us,
             approval: s.approval.as_deref(),

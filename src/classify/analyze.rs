@@ -98,7 +98,7 @@ fn fall_back(dialect: Dialect, toks: &[Token<'_>], info: &mut StatementInfo, why
 
 /// Parse with sqlparser. The error text is cut before sqlparser quotes the
 /// offending token, which could be a literal: notes must stay loggable.
-fn parse(dialect: Dialect, text: &str) -> Result<tree::Outcome, String> {
+fn parse(dialect: Dialect, text: &str) -> Result<tree::Reading, String> {
     let parsed = match dialect {
         Dialect::Postgres => Parser::parse_sql(&PostgreSqlDialect {}, text),
         Dialect::Mysql => Parser::parse_sql(&MySqlDialect {}, text),

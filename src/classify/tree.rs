@@ -22,16 +22,16 @@ use std::ops::ControlFlow;
 use Class::*;
 
 /// What the AST said about one statement.
-pub struct Outcome {
+pub struct Reading {
     pub classes: ClassSet,
     pub tables: Vec<String>,
     pub note: Option<String>,
 }
 
-pub fn classify(stmt: &Statement) -> Outcome {
+pub fn classify(stmt: &Statement) -> Reading {
     let mut w = Walker::default();
     let _ = stmt.visit(&mut w);
-    Outcome {
+    Reading {
         classes: w.classes,
         tables: w.tables.into_iter().collect(),
         note: w.note,

@@ -5,6 +5,7 @@
 //! after `shutdown_timeout` whatever is left is cut off.
 
 pub mod cancel;
+pub mod frames;
 pub mod postgres;
 pub mod prelogin;
 pub mod stream;
@@ -13,6 +14,7 @@ pub mod workers;
 
 use crate::config::{Config, Protocol};
 use crate::engine::Engine;
+use sqlgate_postgres::sqlstate;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -55,6 +57,7 @@ pub async fn serve(
                 let listener = Arc::new(postgres::Listener {
                     engine: engine.clone(),
                     config: l.clone(),
+                    listen_name: l.listen.to_string().into(),
                     tls_required: l.tls.as_ref().is_some_and(|t| t.required),
                     tls: server_tls,
                     upstream_tls: upstream_tls.clone(),
@@ -166,7 +169,7 @@ async fn accept_loop(
 fn too_many_logins() -> bytes::Bytes {
     sqlgate_postgres::backend::Report::new(
         sqlgate_postgres::backend::Severity::Fatal,
-        "53300",
+        sqlstate::TOO_MANY_CONNECTIONS,
         "too many connections from this address are logging in at once \
          ([limits] max_prelogin_per_address); try again in a moment",
     )

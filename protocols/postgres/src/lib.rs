@@ -8,6 +8,7 @@
 //! - [`backend`] reads the fields sqlgate needs from server messages
 //!   (ErrorResponse fields, CommandComplete tags, ReadyForQuery status) and
 //!   encodes the messages sqlgate itself sends to clients, using pgwire's codec.
+//! - [`sqlstate`] names the SQLSTATE codes sqlgate answers with.
 //!
 //! Why reading is hand-written: pgwire's decoders panic on truncated bodies
 //! (`Buf::get_u8` on an empty buffer) and decode C strings lossily; a firewall
@@ -18,3 +19,4 @@
 pub mod backend;
 pub mod frame;
 pub mod frontend;
+pub mod sqlstate;

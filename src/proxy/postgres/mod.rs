@@ -9,6 +9,7 @@ use crate::config;
 use crate::engine::Engine;
 use crate::proxy::cancel;
 use sqlgate_postgres::backend;
+use sqlgate_postgres::sqlstate;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -25,6 +26,8 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Listener {
     pub engine: Arc<Engine>,
     pub config: config::Listener,
+    /// Its address as configured, for the audit records.
+    pub listen_name: Arc<str>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub tls_required: bool,
     pub upstream_tls: Arc<rustls::ClientConfig>,
@@ -45,8 +48,8 @@ pub async fn handle(
     // Logged in (or not, and done): the address's place is free again.
     drop(prelogin);
     let accepted = match login {
-        Ok(Ok(startup::Outcome::Session(a))) => a,
-        Ok(Ok(startup::Outcome::Done)) => return,
+        Ok(Ok(startup::Handshake::Session(a))) => a,
+        Ok(Ok(startup::Handshake::Done)) => return,
         Ok(Err(e)) => {
             tracing::debug!(%peer, "connection ended during start-up: {e}");
             return;
@@ -86,7 +89,7 @@ pub async fn handle(
             tracing::error!(upstream = ?up, "upstream login failed: {e}");
             startup::fatal(
                 &mut stream,
-                "08006",
+                sqlstate::CONNECTION_FAILURE,
                 "sqlgate could not connect to the database; see sqlgate's log",
             )
             .await;
@@ -114,6 +117,8 @@ pub async fn handle(
         agent,
         client: peer.to_string(),
         database,
+        protocol: crate::config::Protocol::Postgres,
+        listener: l.listen_name.clone(),
     });
     l.engine
         .audit

@@ -9,6 +9,7 @@ use bytes::BytesMut;
 use sqlgate_postgres::backend::{self, Report, Severity};
 use sqlgate_postgres::frame;
 use sqlgate_postgres::frontend::{self, StartupPacket};
+use sqlgate_postgres::sqlstate;
 use std::io;
 use std::net::SocketAddr;
 use std::time::SystemTime;
@@ -42,13 +43,14 @@ pub struct Accepted {
     pub params: Vec<(String, String)>,
 }
 
-pub enum Outcome {
+/// How a connection's handshake ended.
+pub enum Handshake {
     Session(Box<Accepted>),
     /// The connection was a cancel request, or was refused (the agent was told why).
     Done,
 }
 
-pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Result<Outcome> {
+pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Result<Handshake> {
     let mut stream = Stream::Plain(tcp);
     let (minor, params) = loop {
         let packet = read_startup(&mut stream).await?;
@@ -57,11 +59,11 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
             Err(e) => {
                 fatal(
                     &mut stream,
-                    "08P01",
+                    sqlstate::PROTOCOL_VIOLATION,
                     &format!("invalid startup packet: {e}"),
                 )
                 .await;
-                return Ok(Outcome::Done);
+                return Ok(Handshake::Done);
             }
         };
         match decoded {
@@ -95,7 +97,7 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
                         }
                     }
                 }
-                return Ok(Outcome::Done);
+                return Ok(Handshake::Done);
             }
             StartupPacket::Startup { minor, params } => break (minor, params),
         }
@@ -124,25 +126,25 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
             .record(refuse("plaintext connection refused: TLS is required"));
         fatal(
             &mut stream,
-            "28000",
+            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
             "sqlgate requires TLS on this listener (use sslmode=require)",
         )
         .await;
-        return Ok(Outcome::Done);
+        return Ok(Handshake::Done);
     }
     if user.is_empty() {
         fatal(
             &mut stream,
-            "28000",
+            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
             "no user name specified in startup packet",
         )
         .await;
-        return Ok(Outcome::Done);
+        return Ok(Handshake::Done);
     }
     if let Some(why) = refused_param(&params) {
         l.engine.audit.record(refuse(&why));
-        fatal(&mut stream, "42501", &why).await;
-        return Ok(Outcome::Done);
+        fatal(&mut stream, sqlstate::INSUFFICIENT_PRIVILEGE, &why).await;
+        return Ok(Handshake::Done);
     }
     if minor > 0 {
         let unsupported = params
@@ -157,10 +159,10 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
 
     // SCRAM-SHA-256 against the configured agents; unknown names run a decoy
     // exchange so that they fail exactly like a wrong password.
-    let agent = l.engine.agent(&user);
+    let agent = l.engine.agents.get(&user);
     let verifier = agent
-        .map(|a| a.verifier.clone())
-        .unwrap_or_else(|| l.engine.decoy(&user));
+        .map(|a| a.secrets.scram.clone())
+        .unwrap_or_else(|| l.engine.agents.scram_decoy(&user));
     stream
         .write_all(&backend::auth_sasl(&[scram::MECHANISM]))
         .await?;
@@ -193,8 +195,8 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
         };
         l.engine.audit.record(refuse(&why));
         let msg = format!("password authentication failed for user \"{user}\"");
-        fatal(&mut stream, "28P01", &msg).await;
-        return Ok(Outcome::Done);
+        fatal(&mut stream, sqlstate::INVALID_PASSWORD, &msg).await;
+        return Ok(Handshake::Done);
     };
     stream
         .write_all(&backend::auth_sasl_final(server_final.as_bytes()))
@@ -207,15 +209,15 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
             l.config.upstream.database
         );
         l.engine.audit.record(refuse(&msg));
-        fatal(&mut stream, "3D000", &msg).await;
-        return Ok(Outcome::Done);
+        fatal(&mut stream, sqlstate::INVALID_CATALOG_NAME, &msg).await;
+        return Ok(Handshake::Done);
     }
 
     let forwarded = params
         .into_iter()
         .filter(|(k, _)| FORWARDED_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(k)))
         .collect();
-    Ok(Outcome::Session(Box::new(Accepted {
+    Ok(Handshake::Session(Box::new(Accepted {
         stream,
         agent: agent.name.clone(),
         identity: agent.identity.clone(),
@@ -285,7 +287,12 @@ async fn read_password_message(
         match frame::next(buf, 8192, usize::MAX, |_| false) {
             Ok(frame::Next::Whole { tag: b'p', len }) => return Ok(buf.split_to(len).freeze()),
             Ok(frame::Next::Whole { .. }) | Err(_) => {
-                fatal(stream, "08P01", "expected a SASL response message").await;
+                fatal(
+                    stream,
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "expected a SASL response message",
+                )
+                .await;
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "bad auth message",

@@ -75,6 +75,7 @@
 //! approved after a Close and Bind of sqlgate's portal names inside BEGIN.)
 
 use super::*;
+use sqlgate_postgres::sqlstate;
 use std::io::Write as _;
 
 /// Names beginning with this are sqlgate's own upstream (statements, portals,
@@ -97,6 +98,17 @@ pub(super) struct UpName {
 impl UpName {
     pub(super) fn as_bytes(&self) -> &[u8] {
         &self.buf[..usize::from(self.len)]
+    }
+
+    /// A name for the expected-response queue's tests (at most 48 bytes).
+    #[cfg(test)]
+    pub(super) fn for_test(name: &[u8]) -> UpName {
+        let mut buf = [0u8; 48];
+        buf[..name.len()].copy_from_slice(name);
+        UpName {
+            len: name.len() as u8,
+            buf,
+        }
     }
 }
 
@@ -150,7 +162,7 @@ impl ClientSide<'_> {
     /// At the start of an extended-protocol batch: closes the upstream names
     /// sqlgate forgot whose Close has not happened yet (see the module docs).
     pub(super) fn close_orphans(&mut self) {
-        let orphans = std::mem::take(&mut *self.shared.orphans.lock().expect("not poisoned"));
+        let orphans = self.shared.queue().take_orphans();
         for (kind, name) in orphans {
             self.close_upstream(kind, name);
         }
@@ -159,11 +171,7 @@ impl ClientSide<'_> {
     /// Forgets an upstream name without a Close in the current batch: it is
     /// closed at the start of the next one.
     fn orphan(&self, kind: u8, name: UpName) {
-        self.shared
-            .orphans
-            .lock()
-            .expect("not poisoned")
-            .push((kind, name));
+        self.shared.queue().orphan(kind, name);
     }
 
     /// A simple Query drops the unnamed statement and replaces the unnamed
@@ -216,7 +224,7 @@ impl ClientSide<'_> {
         }
         let generation = self.sess.catalog.as_ref().map_or(0, |c| c.generation());
         let types: Arc<[u32]> = frontend::parse_param_types(msg).unwrap_or_default().into();
-        let classified = self.sess.engine.classifier.classify(sql);
+        let classified = self.sess.engine.classifier(Dialect::Postgres).classify(sql);
         let d = self.decide_with_params(classified, &types);
         let sha = sha256_hex(sql);
         count(&d);
@@ -273,11 +281,7 @@ impl ClientSide<'_> {
             None => {
                 if self.prepared.len() >= MAX_TRACKED {
                     for (_, old) in self.prepared.drain() {
-                        self.shared
-                            .orphans
-                            .lock()
-                            .expect("not poisoned")
-                            .push((b'S', old.upstream));
+                        self.shared.queue().orphan(b'S', old.upstream);
                     }
                 }
                 self.prepared.insert(name.to_vec(), p);
@@ -385,11 +389,7 @@ impl ClientSide<'_> {
             None => {
                 if self.portals.len() >= MAX_TRACKED {
                     for (_, old) in self.portals.drain() {
-                        self.shared
-                            .orphans
-                            .lock()
-                            .expect("not poisoned")
-                            .push((b'P', old.upstream));
+                        self.shared.queue().orphan(b'P', old.upstream);
                     }
                 }
                 self.portals.insert(portal.to_vec(), portal_state);
@@ -741,7 +741,7 @@ impl ClientSide<'_> {
     fn refuse_describe(&mut self) {
         let report = Report::new(
             Severity::Error,
-            "0A000",
+            sqlstate::FEATURE_NOT_SUPPORTED,
             "sqlgate: this prepared statement needs approval since it was prepared (the schema changed), and the server cannot describe it without reading it again: prepare it again",
         )
         .encode();
@@ -762,7 +762,7 @@ impl ClientSide<'_> {
         let msg = format!(
             "sqlgate: a statement with {what} cannot be prepared after a Bind or Execute in the same batch: what ran may have changed {setting}, which the server reports only at Sync"
         );
-        let report = Report::new(Severity::Error, "0A000", &msg)
+        let report = Report::new(Severity::Error, sqlstate::FEATURE_NOT_SUPPORTED, &msg)
             .hint("send Sync before this Parse")
             .encode();
         self.audit_unvettable("PARSE (unreadable until Sync)");
@@ -775,7 +775,7 @@ impl ClientSide<'_> {
         let msg = format!(
             "sqlgate: this statement needs approval, and it cannot be prepared before approval without the server reading its literals ({why})"
         );
-        let report = Report::new(Severity::Error, "0A000", &msg)
+        let report = Report::new(Severity::Error, sqlstate::FEATURE_NOT_SUPPORTED, &msg)
             .hint(
                 "pass the values as parameters ($1, $2, …) or send the statement as a simple Query",
             )
@@ -791,7 +791,7 @@ impl ClientSide<'_> {
             "sqlgate: statement and portal names beginning with `sqlgate.` are reserved for sqlgate; `{}` cannot be used",
             String::from_utf8_lossy(name)
         );
-        let report = Report::new(Severity::Error, "42501", &msg)
+        let report = Report::new(Severity::Error, sqlstate::INSUFFICIENT_PRIVILEGE, &msg)
             .hint("choose another statement or portal name")
             .encode();
         self.audit_unvettable(&format!("{message} (reserved name)"));
@@ -802,9 +802,12 @@ impl ClientSide<'_> {
     /// the SQLSTATE PostgreSQL uses for a name that does not exist.
     fn refuse_unknown(&mut self, what: &str, name: &[u8]) {
         let (code, audit) = if what == "portal" {
-            ("34000", "EXECUTE (unknown portal)")
+            (sqlstate::INVALID_CURSOR_NAME, "EXECUTE (unknown portal)")
         } else {
-            ("26000", "BIND (unknown statement)")
+            (
+                sqlstate::INVALID_SQL_STATEMENT_NAME,
+                "BIND (unknown statement)",
+            )
         };
         let msg = format!(
             "sqlgate: {what} `{}` does not exist or is unknown to sqlgate: only statements prepared with Parse in this session can be bound and executed (run SQL-prepared statements with EXECUTE)",
@@ -875,7 +878,7 @@ impl ClientSide<'_> {
         }
         let report = Report::new(
             Severity::Error,
-            "0A000",
+            sqlstate::FEATURE_NOT_SUPPORTED,
             "sqlgate: the client encoding may have changed since this statement was prepared, so the server would read its text otherwise than it was decided on; it was not run: prepare it again (after Sync)",
         )
         .encode();

@@ -13,6 +13,7 @@
 //! cannot name cannot be decided.
 
 use super::*;
+use sqlgate_postgres::sqlstate;
 
 /// The large-object functions by OID (`pg_proc.dat`), and their argument count.
 const LARGE_OBJECT_FUNCTIONS: &[(u32, &str, usize)] = &[
@@ -75,7 +76,7 @@ impl ClientSide<'_> {
             // Inside an extended-protocol batch, or a function sqlgate cannot name.
             let report = Report::new(
                 Severity::Error,
-                "0A000",
+                sqlstate::FEATURE_NOT_SUPPORTED,
                 "sqlgate: this fast-path function call (FunctionCall) is not allowed: only the large-object functions can be called this way through sqlgate, outside an extended-protocol batch",
             )
             .hint("call the function from SQL instead, e.g. SELECT f(...)")
@@ -85,6 +86,7 @@ impl ClientSide<'_> {
             return Step::Next;
         };
         let mut d = self.sess.engine.decide_in(
+            Dialect::Postgres,
             self.sess.catalog.as_deref(),
             &self.sess.identity,
             &sql,
@@ -125,7 +127,8 @@ impl ClientSide<'_> {
                     "sqlgate: this fast-path call needs approval (rule `{}`: {}), and fast-path calls cannot be held: run it as SQL ({}) to ask for approval",
                     v.rule, v.reason, sql
                 );
-                let report = Report::new(Severity::Error, "42501", &msg).encode();
+                let report =
+                    Report::new(Severity::Error, sqlstate::INSUFFICIENT_PRIVILEGE, &msg).encode();
                 self.audit_denied(&d.analysis, &d.verdicts, b, &sha);
                 self.stage_denial(report, true);
             }

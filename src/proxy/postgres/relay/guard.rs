@@ -41,6 +41,7 @@
 
 use super::*;
 use crate::approval::HeldStatement;
+use sqlgate_postgres::sqlstate;
 use std::sync::atomic::AtomicBool;
 
 /// The rule id of the row guard's holds and refusals.
@@ -59,8 +60,6 @@ pub(super) struct GuardState {
     pub in_block: AtomicBool,
     /// Counted statements forwarded and not yet answered.
     pub inflight: AtomicU64,
-    /// The ReadyForQuery of a statement in sqlgate's own transaction arrived.
-    pub held_ready: AtomicBool,
     /// Notified whenever any of the above (or a ReadyForQuery) changes.
     pub answered: Notify,
 }
@@ -330,7 +329,7 @@ impl ClientSide<'_> {
         };
         let (i, message, hint) = refusal;
         self.audit_denied(&d.analysis, &d.verdicts, i, sha);
-        let report = Report::new(Severity::Error, "42501", message)
+        let report = Report::new(Severity::Error, sqlstate::INSUFFICIENT_PRIVILEGE, message)
             .hint(hint)
             .encode();
         self.stage_denial(report, true);
@@ -425,10 +424,7 @@ impl ClientSide<'_> {
     }
 
     pub(super) async fn wait_idle(&self) {
-        self.wait_until(|s| {
-            s.readies_sent.load(Ordering::Acquire) == s.readies_seen.load(Ordering::Acquire)
-        })
-        .await
+        self.wait_until(|s| s.queue().answered()).await
     }
 
     /// Mid-batch, waits until the server has answered every statement
@@ -446,14 +442,8 @@ impl ClientSide<'_> {
             return Ok(Some(end));
         }
         self.wait_until(|s| {
-            s.readies_sent.load(Ordering::Acquire) == s.readies_seen.load(Ordering::Acquire)
-                && (s.upstream_failed.load(Ordering::Acquire)
-                    || !s
-                        .expects
-                        .lock()
-                        .expect("not poisoned")
-                        .iter()
-                        .any(|e| matches!(e, Expect::Statement(..))))
+            let q = s.queue();
+            q.answered() && (q.failed() || !q.iter().any(|e| matches!(e, Expect::Statement(..))))
         })
         .await;
         Ok(None)
@@ -479,7 +469,7 @@ impl ClientSide<'_> {
         point: Point,
         rd: &mut ReadHalf<Stream>,
         wr: &mut WriteHalf<Stream>,
-        buf: &mut BytesMut,
+        frames: &mut ClientFrames,
     ) -> std::io::Result<Option<End>> {
         match point {
             Point::Barrier => self.wait_idle().await,
@@ -496,7 +486,7 @@ impl ClientSide<'_> {
                     self.forward(p, None);
                     return Ok(None);
                 }
-                match self.guard_hold(&entries, rd, wr, buf).await? {
+                match self.guard_hold(&entries, rd, wr, frames).await? {
                     HoldEnd::Approved(note) => {
                         if let Some(end) = self.guard_approved(&entries, note.clone()).await {
                             return Ok(Some(end));
@@ -532,7 +522,7 @@ impl ClientSide<'_> {
                     return Ok(None);
                 }
                 self.inject("BEGIN", false, None);
-                self.shared.guard.held_ready.store(false, Ordering::Release);
+                self.shared.queue().expect_held_ready();
                 for (ev, limit) in p.events {
                     self.expect(Expect::Statement(ev, Instant::now(), limit));
                 }
@@ -541,14 +531,13 @@ impl ClientSide<'_> {
                 if let Some(end) = self.send(wr).await? {
                     return Ok(Some(end));
                 }
-                self.wait_until(|s| s.guard.held_ready.load(Ordering::Acquire))
-                    .await;
+                self.wait_until(|s| s.queue().held_ready()).await;
                 let entries = above(&self.shared.guard.over.lock().expect("not poisoned"));
                 if entries.is_empty() {
                     self.inject("COMMIT", true, None);
                     return Ok(None);
                 }
-                match self.guard_hold(&entries, rd, wr, buf).await? {
+                match self.guard_hold(&entries, rd, wr, frames).await? {
                     HoldEnd::Approved(note) => {
                         if let Some(end) = self.guard_approved(&entries, note).await {
                             return Ok(Some(end));
@@ -578,7 +567,7 @@ impl ClientSide<'_> {
                     }
                 };
                 if !entries.is_empty() {
-                    match self.guard_hold(&entries, rd, wr, buf).await? {
+                    match self.guard_hold(&entries, rd, wr, frames).await? {
                         HoldEnd::Approved(note) => {
                             if let Some(end) = self.guard_approved(&entries, note).await {
                                 return Ok(Some(end));
@@ -610,7 +599,7 @@ impl ClientSide<'_> {
         entries: &[Over],
         rd: &mut ReadHalf<Stream>,
         wr: &mut WriteHalf<Stream>,
-        buf: &mut BytesMut,
+        frames: &mut ClientFrames,
     ) -> std::io::Result<HoldEnd> {
         let Some(spec) = self.sess.engine.policy.guard().map(|g| g.approval.clone()) else {
             // Limits come only from a [guard], so this cannot happen; fail closed.
@@ -653,7 +642,7 @@ impl ClientSide<'_> {
         );
         let sess = self.sess;
         let holding = sess.cancel.hold();
-        self.await_decision(new, rd, wr, buf, &holding).await
+        self.await_decision(new, rd, wr, frames, &holding).await
     }
 
     fn guard_record(&self, entries: &[Over], note: &ApprovalNote, then: &str) -> Event {
@@ -715,7 +704,7 @@ impl ClientSide<'_> {
             "sqlgate: {what}: {}, above the row guard's limit, and {why}{request}",
             summary(entries)
         );
-        Report::new(Severity::Error, "42501", &m)
+        Report::new(Severity::Error, sqlstate::INSUFFICIENT_PRIVILEGE, &m)
             .hint(if rolled_back {
                 "no change of that transaction was kept; delete or update fewer rows per transaction, or ask an approver"
             } else {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::approval::{HeldStatement, NewRequest, StringStatement, Submitted};
+use sqlgate_postgres::sqlstate;
 
 impl ClientSide<'_> {
     /// Holds one message until it is approved, refused, withdrawn or the agent
@@ -15,7 +16,7 @@ impl ClientSide<'_> {
         held: &Held,
         rd: &mut ReadHalf<Stream>,
         wr: &mut WriteHalf<Stream>,
-        buf: &mut BytesMut,
+        frames: &mut ClientFrames,
     ) -> std::io::Result<HoldEnd> {
         let mut groups: Vec<(&Verdict, Vec<usize>)> = Vec::new();
         for i in
@@ -35,7 +36,10 @@ impl ClientSide<'_> {
         let sess = self.sess;
         let holding = sess.cancel.hold();
         for (rule, g) in &groups {
-            match self.hold_rule(held, rule, g, rd, wr, buf, &holding).await? {
+            match self
+                .hold_rule(held, rule, g, rd, wr, frames, &holding)
+                .await?
+            {
                 HoldEnd::Approved(n) => {
                     approved = Some(match approved {
                         None => n,
@@ -68,7 +72,7 @@ impl ClientSide<'_> {
         blocking: &[usize],
         rd: &mut ReadHalf<Stream>,
         wr: &mut WriteHalf<Stream>,
-        buf: &mut BytesMut,
+        frames: &mut ClientFrames,
         holding: &crate::proxy::cancel::HoldGuard<'_>,
     ) -> std::io::Result<HoldEnd> {
         // Extended: the verdict was computed for the statement at `hold.1`.
@@ -193,7 +197,7 @@ impl ClientSide<'_> {
                 new.names = None;
             }
         }
-        self.await_decision(new, rd, wr, buf, holding).await
+        self.await_decision(new, rd, wr, frames, holding).await
     }
 
     /// An approval request from this session (agent, database, client).
@@ -230,7 +234,7 @@ impl ClientSide<'_> {
         new: NewRequest,
         rd: &mut ReadHalf<Stream>,
         wr: &mut WriteHalf<Stream>,
-        buf: &mut BytesMut,
+        frames: &mut ClientFrames,
         holding: &crate::proxy::cancel::HoldGuard<'_>,
     ) -> std::io::Result<HoldEnd> {
         let approvals = &self.sess.engine.approvals;
@@ -247,7 +251,7 @@ impl ClientSide<'_> {
             Submitted::Held(h) => h,
             Submitted::Unapprovable(why) => {
                 let m = format!("sqlgate: statement requires approval (rule `{rule}`): {reason}");
-                let report = Report::new(Severity::Error, "42501", &m)
+                let report = Report::new(Severity::Error, sqlstate::INSUFFICIENT_PRIVILEGE, &m)
                     .detail(&why)
                     .hint("add an [[approver]] in one of the rule's groups to sqlgate's config")
                     .encode();
@@ -276,7 +280,7 @@ impl ClientSide<'_> {
         );
         let _ = self
             .notices
-            .send(Report::new(Severity::Notice, "00000", &msg).encode());
+            .send(Report::new(Severity::Notice, sqlstate::SUCCESSFUL_COMPLETION, &msg).encode());
         // The server's idle timeouts, which the agent or an administrator
         // may have set below `keepalive`, are asked for as soon as nothing
         // else is in flight; until the answer, keepalives come at least
@@ -293,7 +297,7 @@ impl ClientSide<'_> {
                 approvals.withdraw(&r, "cancelled by the agent");
                 let report = Report::new(
                     Severity::Error,
-                    "57014",
+                    sqlstate::QUERY_CANCELED,
                     "canceling statement due to user request",
                 )
                 .detail(&format!("approval request {} was withdrawn", r.id))
@@ -306,7 +310,7 @@ impl ClientSide<'_> {
                 // Reading on keeps a disconnect visible; what arrives waits its turn.
                 // A reset counts as a disconnect too (a client that closes with
                 // unread data, such as our notice, resets the connection).
-                n = rd.read_buf(buf), if buf.len() < cap => {
+                n = frames.read_more(rd), if frames.held() < cap => {
                     if !matches!(n, Ok(k) if k > 0) {
                         approvals.withdraw(&r, "the agent disconnected");
                         return Ok(HoldEnd::ClientGone);
@@ -331,8 +335,10 @@ impl ClientSide<'_> {
             }
         };
         Ok(match outcome {
-            approval::Outcome::Approved { by, .. } => HoldEnd::Approved(note(&r, "approved", by)),
-            approval::Outcome::Denied { by, reason } => {
+            approval::Resolution::Approved { by, .. } => {
+                HoldEnd::Approved(note(&r, "approved", by))
+            }
+            approval::Resolution::Denied { by, reason } => {
                 let m = format!(
                     "sqlgate: statement denied by approver `{by}`{} (request {}, rule `{}`)",
                     reason
@@ -342,10 +348,11 @@ impl ClientSide<'_> {
                     r.id,
                     r.rule
                 );
-                let report = Report::new(Severity::Error, "42501", &m).encode();
+                let report =
+                    Report::new(Severity::Error, sqlstate::INSUFFICIENT_PRIVILEGE, &m).encode();
                 HoldEnd::Refused(report, note(&r, "denied", vec![by]))
             }
-            approval::Outcome::TimedOut => {
+            approval::Resolution::TimedOut => {
                 let m = format!(
                     "sqlgate: approval request {} timed out after {}; the statement did not run (rule `{}`)",
                     r.id,
@@ -353,14 +360,14 @@ impl ClientSide<'_> {
                     r.rule
                 );
                 HoldEnd::Refused(
-                    Report::new(Severity::Error, "42501", &m).encode(),
+                    Report::new(Severity::Error, sqlstate::INSUFFICIENT_PRIVILEGE, &m).encode(),
                     note(&r, "timed_out", vec![]),
                 )
             }
-            approval::Outcome::Withdrawn { reason } => {
+            approval::Resolution::Withdrawn { reason } => {
                 let m = format!("sqlgate: approval request {} was withdrawn: {reason}", r.id);
                 HoldEnd::Refused(
-                    Report::new(Severity::Error, "42501", &m).encode(),
+                    Report::new(Severity::Error, sqlstate::INSUFFICIENT_PRIVILEGE, &m).encode(),
                     note(&r, "withdrawn", vec![]),
                 )
             }
@@ -371,7 +378,7 @@ impl ClientSide<'_> {
     /// with every earlier message answered (the probe's answers are then
     /// the next the server sends).
     fn probe_now(&self) -> bool {
-        !self.in_extended && self.shared.expects.lock().expect("not poisoned").is_empty()
+        !self.in_extended && self.shared.queue().is_empty()
     }
 
     /// Whether the server may be in COPY FROM STDIN: it then ignores Sync
@@ -380,22 +387,17 @@ impl ClientSide<'_> {
     fn copy_may_be_open(&self) -> bool {
         // The server's word, not the agent's: a COPY that failed to start
         // left `after_copy` set, and its session still needs keepalives.
-        self.shared.copy_in.load(Ordering::Acquire)
-            || self
-                .shared
-                .expects
-                .lock()
-                .expect("not poisoned")
-                .iter()
-                .any(|e| match e {
-                    Expect::Statement(ev, ..) => ev
-                        .analysis
-                        .statements
-                        .get(ev.index)
-                        .is_some_and(|s| s.command == "COPY"),
-                    Expect::CopySync(_) => true,
-                    _ => false,
-                })
+        let q = self.shared.queue();
+        q.copy_in()
+            || q.iter().any(|e| match e {
+                Expect::Statement(ev, ..) => ev
+                    .analysis
+                    .statements
+                    .get(ev.index)
+                    .is_some_and(|s| s.command == "COPY"),
+                Expect::CopySync(_) => true,
+                _ => false,
+            })
     }
 
     /// Asks the server for the session's idle timeouts (`Expect::Probe`).
@@ -421,7 +423,8 @@ impl ClientSide<'_> {
     fn keepalive_period(&self) -> std::time::Duration {
         use std::time::Duration;
         let configured = self.sess.keepalive;
-        match self.shared.idle_timeout_ms.load(Ordering::Acquire) {
+        let known = self.shared.queue().idle_timeout_ms();
+        match known {
             0 => configured,
             u64::MAX => configured.min(Duration::from_secs(1)),
             ms => configured.min(Duration::from_millis((ms / 3).max(10))),
@@ -552,36 +555,4 @@ pub(super) fn shown_params(
             })
         })
         .collect()
-}
-
-/// A time setting as `SHOW` prints it (`0`, `250ms`, `2s`, `5min`, `1h`,
-/// `1d`), in milliseconds.
-pub(super) fn timeout_ms(v: &[u8]) -> Option<u64> {
-    let v = std::str::from_utf8(v).ok()?.trim();
-    let digits = v.bytes().take_while(u8::is_ascii_digit).count();
-    let n: u64 = v[..digits].parse().ok()?;
-    let unit = match &v[digits..] {
-        "" | "ms" => 1,
-        "s" => 1_000,
-        "min" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    n.checked_mul(unit)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn timeouts_read_as_show_prints_them() {
-        use super::timeout_ms;
-        assert_eq!(timeout_ms(b"0"), Some(0));
-        assert_eq!(timeout_ms(b"250ms"), Some(250));
-        assert_eq!(timeout_ms(b"2s"), Some(2_000));
-        assert_eq!(timeout_ms(b"5min"), Some(300_000));
-        assert_eq!(timeout_ms(b"1d"), Some(86_400_000));
-        assert_eq!(timeout_ms(b"2 weeks"), None);
-        assert_eq!(timeout_ms(b""), None);
-    }
 }

@@ -16,6 +16,7 @@
 //! reason). A denied statement therefore never reaches the database, and the
 //! agent and the database agree on the transaction state.
 
+mod expect;
 mod extended;
 mod fastpath;
 mod guard;
@@ -24,110 +25,68 @@ mod responses;
 
 use crate::approval;
 use crate::audit::{ApprovalNote, Event, Outcome, SessionInfo, StatementEvent};
-use crate::classify::{Analysis, Class, ClassSet, StatementInfo};
+use crate::classify::{Analysis, Class, ClassSet, Dialect, StatementInfo};
 use crate::engine::{Decision, Engine};
 use crate::policy::{Action, Identity, Verdict};
+use crate::proxy::frames::{Frame, FrameReader, Framed, Framing};
 use crate::proxy::stream::Stream;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use expect::{Described, Expect, ExpectQueue};
 use postgres_protocol::message::frontend as fe;
 use sha2::{Digest, Sha256};
 use sqlgate_postgres::backend::{self, Report, Severity};
 use sqlgate_postgres::frame::{self, Next};
 use sqlgate_postgres::frontend;
-use std::collections::{HashMap, VecDeque};
+use sqlgate_postgres::sqlstate;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch, Notify};
 
 /// Bulk frames larger than this stream through instead of being buffered whole.
 const STREAM_ABOVE: usize = 256 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 
-/// What the server-to-client side should expect, in order.
-enum Expect {
-    /// A statement was forwarded; its completion finishes the audit record.
-    /// The limit: the row guard counts it (`guard.rs`).
-    Statement(Box<StatementEvent>, Instant, Option<u64>),
-    /// The CommandComplete of a statement sqlgate sent itself (`guard.rs`):
-    /// not passed on.
-    InjectedComplete,
-    /// The ReadyForQuery of a Query sqlgate sent itself: passed on when
-    /// `pass` (it then answers the agent's Query, after `answer`), else swallowed.
-    InjectedReady { pass: bool, answer: Option<Bytes> },
-    /// The ReadyForQuery of a statement sqlgate runs in a transaction of its
-    /// own: swallowed, and the client side told (`Shared::held_ready`).
-    HeldReady,
-    /// A staged denial: the server's error for marker `n` becomes this error.
-    Denial(u64, Bytes),
-    /// A ReadyForQuery will arrive (after Query, Sync, or a staged denial).
-    Ready,
-    /// The ReadyForQuery answering a keepalive Sync: not passed on.
-    SwallowReady,
-    /// A Sync sent after the Execute of a COPY, before CopyDone or CopyFail:
-    /// if the COPY entered copy-in mode (CopyInResponse) the server ignores
-    /// it, as PostgreSQL ignores Sync and Flush in copy-in mode; otherwise it
-    /// is answered like any Sync. (tokio-postgres sends one there.)
-    /// The number: which COPY (`ClientSide::copy`) it follows.
-    CopySync(u64),
-    /// A Close was sent upstream: `swallow` when it is sqlgate's own (its
-    /// CloseComplete is not passed on). `orphan`: the upstream name it
-    /// closes, to close again later if the server skips it (`extended.rs`).
-    Close {
-        swallow: bool,
-        orphan: Option<(u8, extended::UpName)>,
-    },
-    /// A Parse or Bind was sent upstream: its ParseComplete or BindComplete
-    /// is passed on, or swallowed when sqlgate sent it for itself (the real
-    /// Parse and Bind of an approved statement, `extended.rs`).
-    Complete { swallow: bool },
-    /// A Describe was sent upstream.
-    Describe(Described),
-    /// sqlgate's own `SHOW` of the session's idle timeouts during a hold
-    /// (`hold.rs`): its answers, up to its ReadyForQuery, are not passed on.
-    Probe,
+/// PostgreSQL's framing for the frame reader: every message must fit in
+/// `max_message` bytes, except those `streamable` says may pass in pieces
+/// once over `STREAM_ABOVE`.
+struct PgFraming {
+    max_message: usize,
+    streamable: fn(u8) -> bool,
 }
 
-/// What becomes of a Describe's answer.
-enum Described {
-    /// The client's: passed on.
-    Pass,
-    /// A held portal described through its statement (`extended.rs`): its
-    /// ParameterDescription is dropped and its RowDescription carries the
-    /// Bind's result formats, as a Describe of the portal would.
-    Portal(Box<[i16]>),
-    /// sqlgate's own check that a placeholder portal still exists: not
-    /// passed on (its error is).
-    Swallow,
-}
-
-impl Expect {
-    /// Whether this ends a batch's answers (a ReadyForQuery is due).
-    fn is_ready(&self) -> bool {
-        matches!(
-            self,
-            Expect::Ready
-                | Expect::SwallowReady
-                | Expect::CopySync(_)
-                | Expect::HeldReady
-                | Expect::InjectedReady { .. }
-                | Expect::Probe
+impl Framing for PgFraming {
+    type Error = frame::FrameError;
+    fn next(&self, buf: &[u8]) -> Result<Framed, frame::FrameError> {
+        Ok(
+            match frame::next(buf, self.max_message, STREAM_ABOVE, self.streamable)? {
+                Next::NeedMore => Framed::NeedMore,
+                Next::Whole { tag, len } => Framed::Whole { tag, len },
+                Next::Partial {
+                    tag,
+                    avail,
+                    remaining,
+                } => Framed::Partial {
+                    tag,
+                    avail,
+                    remaining,
+                },
+            },
         )
     }
 }
 
+type ClientFrames = FrameReader<PgFraming>;
+
 /// State both directions see. Both run in one task, so the lock is never contended.
 struct Shared {
-    expects: Mutex<VecDeque<Expect>>,
+    /// What the server owes, and what its answers taught (`expect.rs`).
+    expects: Mutex<ExpectQueue>,
     status: AtomicU8,
-    readies_sent: AtomicU64,
-    readies_seen: AtomicU64,
     ready: Notify,
     statements: AtomicU64,
-    /// Upstream names sqlgate forgot whose Close has not happened: closed at
-    /// the start of the next extended-protocol batch (`extended.rs`).
-    orphans: Mutex<Vec<(u8, extended::UpName)>>,
     /// The row guard's memory and signals (`guard.rs`).
     guard: guard::GuardState,
     /// A DDL statement (not `catalog::keeps_reading`) ran in the open
@@ -141,9 +100,6 @@ struct Shared {
     names_moved: AtomicBool,
     /// A DDL statement completed since the server last said idle.
     ddl_since_idle: AtomicBool,
-    /// The server answered an error and skips the rest of the batch (until
-    /// its ReadyForQuery): nothing more of it will be answered.
-    upstream_failed: AtomicBool,
     /// The catalog generation when the first statement since the server
     /// last said idle was forwarded (`u64::MAX`: none since): cursors
     /// opened since run the definitions of then (`stale_cursor`).
@@ -157,15 +113,6 @@ struct Shared {
     /// A statement that may change what names mean was sent upstream (not
     /// only decided): what approvers are warned of (`session_note`).
     names_run: AtomicBool,
-    /// The session's shortest idle timeout in milliseconds, as the server
-    /// last reported it to a probe (`hold.rs`): `0` none, `u64::MAX` not known.
-    idle_timeout_ms: AtomicU64,
-    /// The server said CopyInResponse and has not said ReadyForQuery since:
-    /// it ignores Sync until the COPY ends.
-    copy_in: AtomicBool,
-    /// The last COPY (`ClientSide::copy`) whose CopySync the server
-    /// answered as a Sync: it failed before taking data.
-    copy_answered: AtomicU64,
     /// The session's client encoding as the server last reported it
     /// (`encoding::Encoding::id`): what the agent's text is read in.
     encoding: AtomicU8,
@@ -179,6 +126,14 @@ struct Shared {
     /// FETCH, MOVE or COMMIT may run it again later (a cursor's query, a
     /// WITH HOLD cursor's at COMMIT), so they are barriers from then on.
     code_cursor: AtomicBool,
+}
+
+impl Shared {
+    /// The expected-response queue. Both directions run in one task, so the
+    /// lock is never contended; it is never held across an await.
+    fn queue(&self) -> std::sync::MutexGuard<'_, ExpectQueue> {
+        self.expects.lock().expect("not poisoned")
+    }
 }
 
 /// A statement the agent prepared (named or unnamed), for the audit of its executions.
@@ -308,31 +263,24 @@ pub async fn run(
     let (mut server_rd, mut server_wr) = tokio::io::split(server);
     let mut nonce = [0u8; 8];
     rand::fill(&mut nonce);
+    let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let shared = Shared {
-        expects: Mutex::new(VecDeque::new()),
+        expects: Mutex::new(ExpectQueue::new(marker.clone().into())),
         status: AtomicU8::new(status),
-        readies_sent: AtomicU64::new(0),
-        readies_seen: AtomicU64::new(0),
         ready: Notify::new(),
         statements: AtomicU64::new(0),
-        orphans: Mutex::new(Vec::new()),
         guard: guard::GuardState::default(),
         uncommitted_ddl: AtomicBool::new(false),
         names_moved: AtomicBool::new(false),
         ddl_since_idle: AtomicBool::new(false),
-        upstream_failed: AtomicBool::new(false),
         opened_at: AtomicU64::new(u64::MAX),
         kept_cursor: AtomicBool::new(false),
         deferred: AtomicBool::new(false),
         names_run: AtomicBool::new(false),
-        idle_timeout_ms: AtomicU64::new(u64::MAX),
-        copy_in: AtomicBool::new(false),
-        copy_answered: AtomicU64::new(0),
         encoding: AtomicU8::new(sess.encoding.id()),
         encoding_moved: AtomicBool::new(false),
         code_cursor: AtomicBool::new(false),
     };
-    let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let (notices, mut notices_rx) = mpsc::unbounded_channel();
     let mut c2s = ClientSide {
         notices,
@@ -354,7 +302,7 @@ pub async fn run(
     };
     let end = tokio::select! {
         e = c2s.run(&mut client_rd, &mut server_wr, shutdown) => e,
-        e = responses::server_to_client(sess, &shared, &marker, &mut server_rd, &mut client_wr, &mut notices_rx) => e,
+        e = responses::server_to_client(sess, &shared, &mut server_rd, &mut client_wr, &mut notices_rx) => e,
     };
     let end = match end {
         Ok(e) => e,
@@ -367,7 +315,7 @@ pub async fn run(
         End::Shutdown => {
             let b = Report::new(
                 Severity::Fatal,
-                "57P01",
+                sqlstate::ADMIN_SHUTDOWN,
                 "terminating connection because sqlgate is shutting down",
             )
             .encode();
@@ -387,21 +335,12 @@ pub async fn run(
     let _ = client_wr.shutdown().await;
     let _ = server_wr.shutdown().await;
     // Statements still in flight when the session ends were sent but never answered.
-    let left: Vec<Expect> = shared
-        .expects
-        .lock()
-        .expect("not poisoned")
-        .drain(..)
-        .collect();
-    for e in left {
-        if let Expect::Statement(mut ev, started, _) = e {
-            ev.outcome = Outcome::Error("08006".into());
-            ev.duration_us = Some(started.elapsed().as_micros() as u64);
-            // Counted like every other record: `session_end.statements` is
-            // the number of statement records the session left.
-            shared.statements.fetch_add(1, Ordering::Relaxed);
-            sess.engine.audit.record(Event::Statement(ev));
-        }
+    let left = shared.queue().cut_off();
+    for f in left {
+        // Counted like every other record: `session_end.statements` is
+        // the number of statement records the session left.
+        shared.statements.fetch_add(1, Ordering::Relaxed);
+        sess.engine.audit.record(Event::Statement(f.ev));
     }
     (end, shared.statements.load(Ordering::Relaxed))
 }
@@ -439,7 +378,7 @@ fn reaches_code(d: &Decision, from: usize) -> bool {
 fn changed_while_held() -> Bytes {
     Report::new(
         Severity::Error,
-        "0A000",
+        sqlstate::FEATURE_NOT_SUPPORTED,
         "sqlgate: the definitions this statement uses changed while it waited for approval, so what was approved is not what would run; it was not run: send it again to ask for approval of what it does now",
     )
     .encode()
@@ -448,7 +387,7 @@ fn changed_while_held() -> Bytes {
 fn not_anchored() -> Bytes {
     Report::new(
         Severity::Error,
-        "58030",
+        sqlstate::IO_ERROR,
         "sqlgate: the audit anchor did not take the checkpoint over this statement's approval, so it was not run: send it again once the anchor is reachable",
     )
     .encode()
@@ -499,15 +438,17 @@ impl ClientSide<'_> {
         wr: &mut WriteHalf<Stream>,
         mut shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<End> {
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        let mut passthrough = 0usize;
+        let mut frames = FrameReader::new(PgFraming {
+            max_message: self.sess.max_message,
+            streamable: |t| t == b'd',
+        });
         let mut draining = *shutdown.borrow();
         loop {
             if draining && self.idle() {
                 return Ok(End::Shutdown);
             }
             tokio::select! {
-                r = rd.read_buf(&mut buf) => {
+                r = frames.fill(rd) => {
                     if r? == 0 {
                         return Ok(End::ClientGone);
                     }
@@ -515,155 +456,28 @@ impl ClientSide<'_> {
                 _ = shutdown.changed(), if !draining => { draining = true; continue; }
                 _ = self.shared.ready.notified(), if draining => continue,
             }
-            let mut pos = 0;
             loop {
-                if passthrough > 0 {
-                    let n = passthrough.min(buf.len() - pos);
-                    self.out.extend_from_slice(&buf[pos..pos + n]);
-                    pos += n;
-                    passthrough -= n;
-                    if pos == buf.len() {
-                        break;
+                let (tag, len) = match frames.next_frame() {
+                    Ok(None) => break,
+                    Ok(Some(Frame::Piece { len, .. })) => {
+                        // CopyData too large to buffer: data, not SQL.
+                        self.out.extend_from_slice(frames.front(len));
+                        frames.consume(len);
+                        continue;
                     }
-                }
-                match frame::next(&buf[pos..], self.sess.max_message, STREAM_ABOVE, |t| {
-                    t == b'd'
-                }) {
-                    Ok(Next::NeedMore) => break,
-                    Ok(Next::Partial {
-                        avail, remaining, ..
-                    }) => {
-                        self.out.extend_from_slice(&buf[pos..pos + avail]);
-                        pos += avail;
-                        passthrough = remaining;
-                        break;
-                    }
-                    Ok(Next::Whole { tag, len }) => {
-                        if !self.sess.engine.audit.alive() {
-                            // Nothing can be recorded any more: nothing more
-                            // runs (what is queued already was recorded).
-                            if let Err(end) = self.settle().await {
-                                return Ok(end);
-                            }
-                            wr.write_all(&self.out).await?;
-                            return Ok(End::Fatal(audit_failure()));
-                        }
-                        if (tag == b'Q'
-                            && self.shared.readies_sent.load(Ordering::Acquire)
-                                != self.shared.readies_seen.load(Ordering::Acquire))
-                            || (matches!(tag, b'P' | b'B')
-                                && !self.skipping
-                                && self.setting_in_flight())
-                            || (tag == b'P'
-                                && !self.skipping
-                                && ((!self.encoding().is_utf8()
-                                    && !buf[pos..pos + len].is_ascii())
-                                    || buf[pos..pos + len].contains(&b'\\'))
-                                && self.shared.readies_sent.load(Ordering::Acquire)
-                                    != self.shared.readies_seen.load(Ordering::Acquire))
-                        {
-                            // A Query sent before the previous one's answer:
-                            // read only once the server has answered, so a
-                            // setting that answer reports (code sqlgate could
-                            // not see turning `standard_conforming_strings`
-                            // off) ends the session before this text is read
-                            // the old way. A client that waits for answers
-                            // never waits here. The same for a Parse behind
-                            // a statement that may change a setting, and for
-                            // a Parse with a backslash, or with non-ASCII
-                            // text in a session whose encoding is not UTF8,
-                            // behind anything (code run by any statement may
-                            // change standard_conforming_strings or the
-                            // encoding, should the catalog miss it).
-                            if let Some(end) = self
-                                .run_point(guard::Point::Barrier, rd, wr, &mut buf)
-                                .await?
-                            {
-                                return Ok(end);
-                            }
-                        }
-                        if matches!(tag, b'B' | b'E') && self.batch.unsettled && !self.skipping {
-                            // After a barrier statement's Execute in this
-                            // batch: the statements bound or run next are
-                            // decided once the server has answered it (a
-                            // DDL statement's completion moves the catalog).
-                            if let Some(end) = self.wait_settled(wr).await? {
-                                return Ok(end);
-                            }
-                        }
-                        if matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F') {
-                            // Decided only on a current catalog (after a DDL
-                            // statement completed, its reload), or failing
-                            // closed once `WAIT` is over (`catalog::resolve`).
-                            if let Some(c) = &self.sess.catalog {
-                                if !c.is_current() {
-                                    c.wait_current(crate::catalog::WAIT).await;
-                                }
-                            }
-                        }
-                        let step = self.message(tag, &buf[pos..pos + len]);
-                        pos += len;
-                        match step {
-                            Step::Next => {}
-                            Step::End(end) => {
-                                if let Err(end) = self.settle().await {
-                                    return Ok(end);
-                                }
-                                wr.write_all(&self.out).await?;
-                                return Ok(end);
-                            }
-                            Step::Hold(held) => {
-                                // What came before the held message goes first.
-                                if let Some(end) = self.send(wr).await? {
-                                    return Ok(end);
-                                }
-                                let end = self.hold(&held, rd, wr, &mut buf).await?;
-                                let end = match self.before_release(&held, end).await {
-                                    Ok(end) => end,
-                                    Err(fatal) => return Ok(fatal),
-                                };
-                                match end {
-                                    HoldEnd::Approved(note) => {
-                                        let barrier = held.simple
-                                            && held.analysis.statements.iter().any(guard::barrier);
-                                        if let Some(point) = self.release(*held, note) {
-                                            // Its allowed siblings are counted.
-                                            if let Some(end) =
-                                                self.run_point(point, rd, wr, &mut buf).await?
-                                            {
-                                                return Ok(end);
-                                            }
-                                        } else if barrier {
-                                            wr.write_all(&self.out).await?;
-                                            wr.flush().await?;
-                                            self.out.clear();
-                                            self.wait_idle().await;
-                                        }
-                                    }
-                                    HoldEnd::Refused(report, note) => {
-                                        self.audit_held(&held, Outcome::Denied, note);
-                                        self.stage_denial(report, held.simple);
-                                    }
-                                    HoldEnd::ClientGone => return Ok(End::ClientGone),
-                                }
-                            }
-                            Step::Guard(point) => {
-                                if let Some(end) = self.run_point(point, rd, wr, &mut buf).await? {
-                                    return Ok(end);
-                                }
-                            }
-                        }
-                    }
+                    Ok(Some(Frame::Whole { tag, len })) => (tag, len),
                     Err(e) => {
                         let msg = format!("sqlgate: {e}");
-                        let b = Report::new(Severity::Fatal, "54000", &msg)
+                        let b = Report::new(Severity::Fatal, sqlstate::PROGRAM_LIMIT_EXCEEDED, &msg)
                             .hint("raise [limits] max_message_bytes in sqlgate's config if this is legitimate")
                             .encode();
                         return Ok(End::Fatal(b));
                     }
+                };
+                if let Some(end) = self.whole(tag, len, rd, wr, &mut frames).await? {
+                    return Ok(end);
                 }
             }
-            buf.advance(pos);
             if let Err(end) = self.settle().await {
                 return Ok(end);
             }
@@ -675,18 +489,148 @@ impl ClientSide<'_> {
         }
     }
 
+    /// One whole message of the agent's, `len` bytes at the front of
+    /// `frames`: read once the server's answers say it can be read as the
+    /// server will, decided, and forwarded, refused or held.
+    async fn whole(
+        &mut self,
+        tag: u8,
+        len: usize,
+        rd: &mut ReadHalf<Stream>,
+        wr: &mut WriteHalf<Stream>,
+        frames: &mut ClientFrames,
+    ) -> std::io::Result<Option<End>> {
+        if !self.sess.engine.audit.alive() {
+            // Nothing can be recorded any more: nothing more runs (what is
+            // queued already was recorded).
+            if let Err(end) = self.settle().await {
+                return Ok(Some(end));
+            }
+            wr.write_all(&self.out).await?;
+            return Ok(Some(End::Fatal(audit_failure())));
+        }
+        if self.must_wait(tag, frames.front(len)) {
+            // A Query sent before the previous one's answer: read only once
+            // the server has answered, so a setting that answer reports
+            // (code sqlgate could not see turning
+            // `standard_conforming_strings` off) ends the session before
+            // this text is read the old way. A client that waits for
+            // answers never waits here. The same for a Parse behind a
+            // statement that may change a setting, and for a Parse with a
+            // backslash, or with non-ASCII text in a session whose encoding
+            // is not UTF8, behind anything (code run by any statement may
+            // change standard_conforming_strings or the encoding, should
+            // the catalog miss it).
+            if let Some(end) = self
+                .run_point(guard::Point::Barrier, rd, wr, frames)
+                .await?
+            {
+                return Ok(Some(end));
+            }
+        }
+        if matches!(tag, b'B' | b'E') && self.batch.unsettled && !self.skipping {
+            // After a barrier statement's Execute in this batch: the
+            // statements bound or run next are decided once the server has
+            // answered it (a DDL statement's completion moves the catalog).
+            if let Some(end) = self.wait_settled(wr).await? {
+                return Ok(Some(end));
+            }
+        }
+        if matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F') {
+            // Decided only on a current catalog (after a DDL statement
+            // completed, its reload), or failing closed once `WAIT` is over
+            // (`catalog::resolve`).
+            if let Some(c) = &self.sess.catalog {
+                if !c.is_current() {
+                    c.wait_current(crate::catalog::WAIT).await;
+                }
+            }
+        }
+        let step = self.message(tag, frames.front(len));
+        frames.consume(len);
+        match step {
+            Step::Next => Ok(None),
+            Step::End(end) => {
+                if let Err(end) = self.settle().await {
+                    return Ok(Some(end));
+                }
+                wr.write_all(&self.out).await?;
+                Ok(Some(end))
+            }
+            Step::Hold(held) => self.held(*held, rd, wr, frames).await,
+            Step::Guard(point) => self.run_point(point, rd, wr, frames).await,
+        }
+    }
+
+    /// Whether the agent's message must wait for the server's answers to
+    /// what was sent before it (see `whole`).
+    fn must_wait(&self, tag: u8, msg: &[u8]) -> bool {
+        let unanswered = || !self.shared.queue().answered();
+        match tag {
+            b'Q' => unanswered(),
+            b'P' | b'B' if !self.skipping => {
+                self.setting_in_flight()
+                    || (tag == b'P'
+                        && ((!self.encoding().is_utf8() && !msg.is_ascii())
+                            || msg.contains(&b'\\'))
+                        && unanswered())
+            }
+            _ => false,
+        }
+    }
+
+    /// A message waiting for approval: what came before it goes first, then
+    /// it is held until decided, then released or refused.
+    async fn held(
+        &mut self,
+        held: Held,
+        rd: &mut ReadHalf<Stream>,
+        wr: &mut WriteHalf<Stream>,
+        frames: &mut ClientFrames,
+    ) -> std::io::Result<Option<End>> {
+        if let Some(end) = self.send(wr).await? {
+            return Ok(Some(end));
+        }
+        let end = self.hold(&held, rd, wr, frames).await?;
+        let end = match self.before_release(&held, end).await {
+            Ok(end) => end,
+            Err(fatal) => return Ok(Some(fatal)),
+        };
+        match end {
+            HoldEnd::Approved(note) => {
+                let barrier = held.simple && held.analysis.statements.iter().any(guard::barrier);
+                if let Some(point) = self.release(held, note) {
+                    // Its allowed siblings are counted.
+                    return self.run_point(point, rd, wr, frames).await;
+                }
+                if barrier {
+                    wr.write_all(&self.out).await?;
+                    wr.flush().await?;
+                    self.out.clear();
+                    self.wait_idle().await;
+                }
+            }
+            HoldEnd::Refused(report, note) => {
+                self.audit_held(&held, Outcome::Denied, note);
+                self.stage_denial(report, held.simple);
+            }
+            HoldEnd::ClientGone => return Ok(Some(End::ClientGone)),
+        }
+        Ok(None)
+    }
+
     /// Settles a row-guard or barrier point: what came before goes first.
     async fn run_point(
         &mut self,
         point: guard::Point,
         rd: &mut ReadHalf<Stream>,
         wr: &mut WriteHalf<Stream>,
-        buf: &mut BytesMut,
+        frames: &mut ClientFrames,
     ) -> std::io::Result<Option<End>> {
         if let Some(end) = self.send(wr).await? {
             return Ok(Some(end));
         }
-        if let Some(end) = self.guard_point(point, rd, wr, buf).await? {
+        if let Some(end) = self.guard_point(point, rd, wr, frames).await? {
             return Ok(Some(end));
         }
         self.send(wr).await
@@ -705,23 +649,15 @@ impl ClientSide<'_> {
     }
 
     fn idle(&self) -> bool {
-        self.shared.readies_sent.load(Ordering::Acquire)
-            == self.shared.readies_seen.load(Ordering::Acquire)
-            && self.shared.status.load(Ordering::Acquire) == b'I'
+        let answered = self.shared.queue().answered();
+        answered && self.shared.status.load(Ordering::Acquire) == b'I'
     }
 
     fn expect(&self, e: Expect) {
-        if matches!(e, Expect::Ready | Expect::InjectedReady { pass: true, .. }) {
-            self.shared.readies_sent.fetch_add(1, Ordering::AcqRel);
-        }
         if let Expect::Statement(_, _, Some(_)) = e {
             self.shared.guard.inflight.fetch_add(1, Ordering::AcqRel);
         }
-        self.shared
-            .expects
-            .lock()
-            .expect("not poisoned")
-            .push_back(e);
+        self.shared.queue().push(e);
     }
 
     /// Whether an earlier batch or Query, still unanswered, holds a
@@ -732,7 +668,7 @@ impl ClientSide<'_> {
     /// (`Batch::barrier`): its answers wait for its Sync.
     fn setting_in_flight(&self) -> bool {
         let mut pending = false;
-        for e in self.shared.expects.lock().expect("not poisoned").iter() {
+        for e in self.shared.queue().iter() {
             match e {
                 Expect::Statement(ev, ..) => {
                     pending |= ev
@@ -765,7 +701,7 @@ impl ClientSide<'_> {
             // and its Sync ends the server's error state: the batch is over.
             let report = Report::new(
                 Severity::Error,
-                "08P01",
+                sqlstate::PROTOCOL_VIOLATION,
                 "sqlgate: a simple Query cannot follow Parse, Bind, Execute, Describe, Close or Flush before their Sync: send Sync first",
             )
             .hint("send Sync to end the extended-protocol batch before a simple Query")
@@ -783,7 +719,7 @@ impl ClientSide<'_> {
             // statement only at its ReadyForQuery (`guard.rs`).
             let report = Report::new(
                 Severity::Error,
-                "42501",
+                sqlstate::INSUFFICIENT_PRIVILEGE,
                 "sqlgate: a statement that may change settings or the schema (class unparsed, session or ddl; a transaction's end once the client encoding changed; a FETCH, MOVE or COMMIT that runs a cursor's code) must be followed by Sync before another Parse or Query: sqlgate reads SQL only under settings and a catalog the server has confirmed",
             )
             .hint("send Sync after such a statement")
@@ -838,7 +774,8 @@ impl ClientSide<'_> {
                     "sqlgate: unsupported frontend message type `{}`",
                     other as char
                 );
-                let report = Report::new(Severity::Error, "08P01", &msg).encode();
+                let report =
+                    Report::new(Severity::Error, sqlstate::PROTOCOL_VIOLATION, &msg).encode();
                 self.audit_unvettable("UNKNOWN MESSAGE");
                 self.stage_denial(report, !self.in_extended);
             }
@@ -873,7 +810,7 @@ impl ClientSide<'_> {
         if !self.after_copy {
             return;
         }
-        if self.shared.copy_answered.load(Ordering::Acquire) == self.copy {
+        if self.shared.queue().copy_answered() == self.copy {
             self.after_copy = false;
             if !self.since_copy_sync {
                 self.in_extended = false;
@@ -896,6 +833,7 @@ impl ClientSide<'_> {
             }
         };
         let d = self.sess.engine.decide_in(
+            Dialect::Postgres,
             self.sess.catalog.as_deref(),
             &self.sess.identity,
             &sql,
@@ -1077,11 +1015,13 @@ impl ClientSide<'_> {
                 .ok()
                 .and_then(|b| self.encoding().decode(b))
             {
-                Some(sql) => {
-                    self.sess
-                        .engine
-                        .decide_in(Some(c), &self.sess.identity, &sql, schema_pending)
-                }
+                Some(sql) => self.sess.engine.decide_in(
+                    Dialect::Postgres,
+                    Some(c),
+                    &self.sess.identity,
+                    &sql,
+                    schema_pending,
+                ),
                 None => return true,
             },
             (None, false) => return false,
@@ -1109,7 +1049,7 @@ impl ClientSide<'_> {
     fn refuse_later_code(&mut self, d: &Decision, sha: &Arc<str>) {
         let report = Report::new(
             Severity::Error,
-            "0A000",
+            sqlstate::FEATURE_NOT_SUPPORTED,
             "sqlgate: this query string needs approval, and a statement after its first runs user code (a function, view or trigger) that could change before it runs; send the statements one at a time",
         )
         .encode();
@@ -1124,7 +1064,7 @@ impl ClientSide<'_> {
     fn refuse_stale_cursor(&mut self, simple: bool) {
         let report = Report::new(
             Severity::Error,
-            "0A000",
+            sqlstate::FEATURE_NOT_SUPPORTED,
             "sqlgate: the schema changed since this transaction queued work (a cursor's query, a deferred trigger) that this statement would run on definitions sqlgate has not decided on; it was not run: close the cursor, or roll back, and run it again",
         )
         .encode();
@@ -1148,14 +1088,17 @@ impl ClientSide<'_> {
     fn reject_undecodable(&mut self, e: frontend::DecodeError, simple: bool) {
         let (code, msg) = if e == frontend::DecodeError::NotUtf8 {
             (
-                "22021",
+                sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
                 format!(
                     "sqlgate: cannot read the message: its text is not valid {} (the session's client_encoding)",
                     self.encoding().name
                 ),
             )
         } else {
-            ("08P01", format!("sqlgate: cannot read the message: {e}"))
+            (
+                sqlstate::PROTOCOL_VIOLATION,
+                format!("sqlgate: cannot read the message: {e}"),
+            )
         };
         let report = Report::new(Severity::Error, code, &msg).encode();
         self.audit_unvettable("UNREADABLE");
@@ -1322,7 +1265,7 @@ fn count(d: &crate::engine::Decision) {
 fn audit_failure() -> Bytes {
     Report::new(
         Severity::Fatal,
-        "58030",
+        sqlstate::IO_ERROR,
         "sqlgate cannot write its audit log; the statement was not forwarded or answered",
     )
     .encode()
@@ -1353,7 +1296,7 @@ fn denial_report(v: &Verdict, info: &StatementInfo) -> Bytes {
             "the statement never reached the database; change the statement or ask for the rules to change",
         ),
     };
-    Report::new(Severity::Error, "42501", &message)
+    Report::new(Severity::Error, sqlstate::INSUFFICIENT_PRIVILEGE, &message)
         .detail(&detail)
         .hint(hint)
         .encode()
