@@ -144,6 +144,7 @@ pub async fn handle(
         },
         login_path,
         encoding: connected.encoding,
+        ledger: crate::session::Ledger::new(l.engine.audit.clone(), info.clone()),
     };
     let (_end, statements) =
         relay::run(&sess, stream, connected.stream, connected.status, shutdown).await;

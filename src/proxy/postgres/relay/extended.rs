@@ -227,7 +227,7 @@ impl ClientSide<'_> {
         let classified = self.sess.engine.classifier(Dialect::Postgres).classify(sql);
         let d = self.decide_with_params(classified, &types);
         let sha = sha256_hex(sql);
-        count(&d);
+        count_verdicts(&d.verdicts);
         if d.blocking().is_some() && d.first_deny().is_some() {
             self.forget_statement(name);
             return self.refuse(&d, &sha, false);
@@ -449,7 +449,7 @@ impl ClientSide<'_> {
             return Some(prepared.clone());
         }
         let d = self.decide_with_params(prepared.classified.clone(), &prepared.param_types);
-        count(&d);
+        count_verdicts(&d.verdicts);
         if d.blocking().is_some() && d.first_deny().is_some() {
             self.refuse(&d, &prepared.sql_sha256, false);
             return None;

@@ -108,7 +108,7 @@ impl ClientSide<'_> {
                 .decide_classified(None, &self.sess.identity, Arc::new(a), false);
             d.classified = classified;
         }
-        count(&d);
+        count_verdicts(&d.verdicts);
         let sha = sha256_hex(&sql);
         match (d.blocking(), d.first_deny()) {
             (None, _) => {

@@ -501,8 +501,7 @@ impl ClientSide<'_> {
                             ev.outcome = Outcome::Denied;
                             ev.rule = Arc::from(GUARD_RULE);
                             ev.approval = Some(Arc::new(note.clone()));
-                            self.shared.statements.fetch_add(1, Ordering::Relaxed);
-                            let ack = self.sess.engine.audit.record_durable(Event::Statement(ev));
+                            let ack = self.sess.ledger.record_durable(ev);
                             self.acks.push(ack);
                         }
                         if p.simple {

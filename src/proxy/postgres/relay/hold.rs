@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::approval::{HeldStatement, NewRequest, StringStatement, Submitted};
+use crate::session::hold::{merge_notes, note, rule_groups, Withdraw};
+use crate::session::refusal::held_notice;
 use sqlgate_postgres::sqlstate;
 
 impl ClientSide<'_> {
@@ -18,18 +20,7 @@ impl ClientSide<'_> {
         wr: &mut WriteHalf<Stream>,
         frames: &mut ClientFrames,
     ) -> std::io::Result<HoldEnd> {
-        let mut groups: Vec<(&Verdict, Vec<usize>)> = Vec::new();
-        for i in
-            (0..held.verdicts.len()).filter(|&i| held.verdicts[i].action == Action::RequireApproval)
-        {
-            let v = &held.verdicts[i];
-            for rule in std::iter::once(v).chain(v.also.iter()) {
-                match groups.iter_mut().find(|g| g.0.rule == rule.rule) {
-                    Some(g) => g.1.push(i),
-                    None => groups.push((rule, vec![i])),
-                }
-            }
-        }
+        let groups = rule_groups(&held.verdicts);
         let mut approved: Option<ApprovalNote> = None;
         // Holding from before any request exists: a cancel sent as soon as a
         // request is visible must withdraw it, not go upstream.
@@ -40,19 +31,7 @@ impl ClientSide<'_> {
                 .hold_rule(held, rule, g, rd, wr, frames, &holding)
                 .await?
             {
-                HoldEnd::Approved(n) => {
-                    approved = Some(match approved {
-                        None => n,
-                        Some(mut all) => {
-                            all.by.extend(n.by);
-                            all.request = match (all.request, n.request) {
-                                (Some(a), Some(b)) => Some(format!("{a},{b}")),
-                                (a, b) => a.or(b),
-                            };
-                            all
-                        }
-                    })
-                }
+                HoldEnd::Approved(n) => approved = Some(merge_notes(approved, n)),
                 other => return Ok(other),
             }
         }
@@ -109,35 +88,7 @@ impl ClientSide<'_> {
             (true, true) => None,
             (true, false) => text(),
         };
-        let statements = held_infos
-            .iter()
-            .map(|info| HeldStatement {
-                command: info.command.clone(),
-                text: sql
-                    .as_deref()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| info.fingerprint.clone()),
-                classes: info.classes,
-                tables: info.tables.clone(),
-                // Code is granted by its exact text and parameter values:
-                // `set_config('role', $1)` granted for one role is not
-                // granted for another.
-                fingerprint: if code {
-                    match &held.params {
-                        Some(p) => format!(
-                            "sha256:{}:{}",
-                            held.sha,
-                            crate::proxy::postgres::relay::sha256_hex(
-                                &serde_json::to_string(p).unwrap_or_default()
-                            )
-                        ),
-                        None => format!("sha256:{}", held.sha),
-                    }
-                } else {
-                    info.fingerprint.clone()
-                },
-            })
-            .collect();
+        let statements = held_statements(held, &held_infos, sql.as_deref(), code);
         let mut new = self.request(
             statements,
             held.params.clone(),
@@ -147,38 +98,7 @@ impl ClientSide<'_> {
             held.sha.clone(),
         );
         if held.simple && held.analysis.statements.len() > blocking.len() {
-            // A statement that changes what the held ones mean (a setting,
-            // `search_path`, a role, code) is shown as written, as a held
-            // one would be: its literals are identity, not data. The rest
-            // by fingerprint.
-            let whole = text();
-            let parts = whole
-                .as_deref()
-                .and_then(|t| pg_query::split_with_parser(t).ok())
-                .filter(|p| p.len() == held.analysis.statements.len());
-            new.string = held
-                .analysis
-                .statements
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    let identity = s.code
-                        || s.moves_names
-                        || s.classes.contains(Class::Session)
-                        || s.classes.contains(Class::Privilege);
-                    let written = parts
-                        .as_ref()
-                        .and_then(|p| p.get(i))
-                        .filter(|_| identity)
-                        .map(|t| t.trim().to_owned());
-                    StringStatement {
-                        command: s.command.clone(),
-                        text: written.unwrap_or_else(|| s.fingerprint.clone()),
-                        classes: s.classes,
-                        held: blocking.contains(&i),
-                    }
-                })
-                .collect();
+            new.string = string_statements(held, blocking, text().as_deref());
         }
         if held.simple {
             // One that runs before a held one (held itself or not) may move
@@ -250,13 +170,9 @@ impl ClientSide<'_> {
             }
             Submitted::Held(h) => h,
             Submitted::Unapprovable(why) => {
-                let m = format!("sqlgate: statement requires approval (rule `{rule}`): {reason}");
-                let report = Report::new(Severity::Error, sqlstate::INSUFFICIENT_PRIVILEGE, &m)
-                    .detail(&why)
-                    .hint("add an [[approver]] in one of the rule's groups to sqlgate's config")
-                    .encode();
+                let r = Refusal::unapprovable(&rule, &reason, &why);
                 return Ok(HoldEnd::Refused(
-                    report,
+                    report(&r, Severity::Error),
                     ApprovalNote {
                         request: None,
                         outcome: "unapprovable",
@@ -269,15 +185,7 @@ impl ClientSide<'_> {
         // However this function is left (decision, error, disconnect), a
         // request still pending is withdrawn; after a decision it's a no-op.
         let _withdraw = Withdraw(approvals, &r);
-        let expires = r.expires.duration_since(r.created).unwrap_or_default();
-        let msg = format!(
-            "sqlgate: statement held for approval (request {}, rule `{}`); asked: {} (quorum {}); expires in {}",
-            r.id,
-            r.rule,
-            if r.approver_groups.is_empty() { "nobody (no approver group configured)".to_owned() } else { format!("group {}", r.approver_groups.join(", ")) },
-            r.quorum,
-            humantime::format_duration(expires),
-        );
+        let msg = held_notice(&r);
         let _ = self
             .notices
             .send(Report::new(Severity::Notice, sqlstate::SUCCESSFUL_COMPLETION, &msg).encode());
@@ -295,13 +203,7 @@ impl ClientSide<'_> {
         let outcome = loop {
             if holding.cancelled() {
                 approvals.withdraw(&r, "cancelled by the agent");
-                let report = Report::new(
-                    Severity::Error,
-                    sqlstate::QUERY_CANCELED,
-                    "canceling statement due to user request",
-                )
-                .detail(&format!("approval request {} was withdrawn", r.id))
-                .encode();
+                let report = report(&Refusal::canceled(&r), Severity::Error);
                 return Ok(HoldEnd::Refused(report, note(&r, "withdrawn", vec![])));
             }
             tokio::select! {
@@ -334,44 +236,22 @@ impl ClientSide<'_> {
                 }
             }
         };
-        Ok(match outcome {
-            approval::Resolution::Approved { by, .. } => {
-                HoldEnd::Approved(note(&r, "approved", by))
-            }
-            approval::Resolution::Denied { by, reason } => {
-                let m = format!(
-                    "sqlgate: statement denied by approver `{by}`{} (request {}, rule `{}`)",
-                    reason
-                        .as_deref()
-                        .map(|x| format!(": {x}"))
-                        .unwrap_or_default(),
-                    r.id,
-                    r.rule
-                );
-                let report =
-                    Report::new(Severity::Error, sqlstate::INSUFFICIENT_PRIVILEGE, &m).encode();
-                HoldEnd::Refused(report, note(&r, "denied", vec![by]))
-            }
-            approval::Resolution::TimedOut => {
-                let m = format!(
-                    "sqlgate: approval request {} timed out after {}; the statement did not run (rule `{}`)",
-                    r.id,
-                    humantime::format_duration(expires),
-                    r.rule
-                );
-                HoldEnd::Refused(
-                    Report::new(Severity::Error, sqlstate::INSUFFICIENT_PRIVILEGE, &m).encode(),
-                    note(&r, "timed_out", vec![]),
-                )
-            }
-            approval::Resolution::Withdrawn { reason } => {
-                let m = format!("sqlgate: approval request {} was withdrawn: {reason}", r.id);
-                HoldEnd::Refused(
-                    Report::new(Severity::Error, sqlstate::INSUFFICIENT_PRIVILEGE, &m).encode(),
-                    note(&r, "withdrawn", vec![]),
-                )
-            }
-        })
+        let Some(refusal) = Refusal::unresolved(&r, &outcome) else {
+            let by = match outcome {
+                approval::Resolution::Approved { by, .. } => by,
+                _ => vec![],
+            };
+            return Ok(HoldEnd::Approved(note(&r, "approved", by)));
+        };
+        let (outcome, by) = match outcome {
+            approval::Resolution::Denied { by, .. } => ("denied", vec![by]),
+            approval::Resolution::TimedOut => ("timed_out", vec![]),
+            _ => ("withdrawn", vec![]),
+        };
+        Ok(HoldEnd::Refused(
+            report(&refusal, Severity::Error),
+            note(&r, outcome, by),
+        ))
     }
 
     /// Whether the idle timeouts can be asked for now: between batches,
@@ -514,27 +394,9 @@ impl ClientSide<'_> {
                 o,
             );
             ev.approval = Some(n.clone());
-            self.shared.statements.fetch_add(1, Ordering::Relaxed);
-            let ack = self.sess.engine.audit.record_durable(Event::Statement(ev));
+            let ack = self.sess.ledger.record_durable(ev);
             self.acks.push(ack);
         }
-    }
-}
-
-/// Withdraws a request when dropped (a no-op once the request is decided).
-struct Withdraw<'a>(&'a approval::Approvals, &'a Arc<approval::Request>);
-
-impl Drop for Withdraw<'_> {
-    fn drop(&mut self) {
-        self.0.withdraw(self.1, "the session ended");
-    }
-}
-
-fn note(r: &approval::Request, outcome: &'static str, by: Vec<String>) -> ApprovalNote {
-    ApprovalNote {
-        request: Some(r.id.clone()),
-        outcome,
-        by,
     }
 }
 
@@ -553,6 +415,76 @@ pub(super) fn shown_params(
                 Some(t) if !t.chars().any(char::is_control) => t.into_owned(),
                 _ => format!("\\x{}", hex::encode(b)),
             })
+        })
+        .collect()
+}
+
+/// What approvers are shown of the held statements `infos`: `sql`, the
+/// text as written when it may be shown, else each one's fingerprint.
+fn held_statements(
+    held: &Held,
+    infos: &[&StatementInfo],
+    sql: Option<&str>,
+    code: bool,
+) -> Vec<HeldStatement> {
+    infos
+        .iter()
+        .map(|info| HeldStatement {
+            command: info.command.clone(),
+            text: sql
+                .map(str::to_owned)
+                .unwrap_or_else(|| info.fingerprint.clone()),
+            classes: info.classes,
+            tables: info.tables.clone(),
+            // Code is granted by its exact text and parameter values:
+            // `set_config('role', $1)` granted for one role is not granted
+            // for another.
+            fingerprint: if code {
+                match &held.params {
+                    Some(p) => format!(
+                        "sha256:{}:{}",
+                        held.sha,
+                        crate::session::ledger::sha256_hex(
+                            &serde_json::to_string(p).unwrap_or_default()
+                        )
+                    ),
+                    None => format!("sha256:{}", held.sha),
+                }
+            } else {
+                info.fingerprint.clone()
+            },
+        })
+        .collect()
+}
+
+/// Every statement of a held query string, for the request: a statement
+/// that changes what the held ones mean (a setting, `search_path`, a role,
+/// code) is shown as written (`whole` split), as a held one would be: its
+/// literals are identity, not data. The rest by fingerprint.
+fn string_statements(held: &Held, blocking: &[usize], whole: Option<&str>) -> Vec<StringStatement> {
+    let parts = whole
+        .and_then(|t| pg_query::split_with_parser(t).ok())
+        .filter(|p| p.len() == held.analysis.statements.len());
+    held.analysis
+        .statements
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let identity = s.code
+                || s.moves_names
+                || s.classes.contains(Class::Session)
+                || s.classes.contains(Class::Privilege);
+            let written = parts
+                .as_ref()
+                .and_then(|p| p.get(i))
+                .filter(|_| identity)
+                .map(|t| t.trim().to_owned());
+            StringStatement {
+                command: s.command.clone(),
+                text: written.unwrap_or_else(|| s.fingerprint.clone()),
+                classes: s.classes,
+                held: blocking.contains(&i),
+            }
         })
         .collect()
 }

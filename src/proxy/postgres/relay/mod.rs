@@ -30,10 +30,11 @@ use crate::engine::{Decision, Engine};
 use crate::policy::{Action, Identity, Verdict};
 use crate::proxy::frames::{Frame, FrameReader, Framed, Framing};
 use crate::proxy::stream::Stream;
+use crate::session::ledger::{count_verdicts, sha256_hex};
+use crate::session::{Refusal, Why};
 use bytes::{Bytes, BytesMut};
 use expect::{Described, Expect, ExpectQueue};
 use postgres_protocol::message::frontend as fe;
-use sha2::{Digest, Sha256};
 use sqlgate_postgres::backend::{self, Report, Severity};
 use sqlgate_postgres::frame::{self, Next};
 use sqlgate_postgres::frontend;
@@ -41,7 +42,7 @@ use sqlgate_postgres::sqlstate;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -86,7 +87,6 @@ struct Shared {
     expects: Mutex<ExpectQueue>,
     status: AtomicU8,
     ready: Notify,
-    statements: AtomicU64,
     /// The row guard's memory and signals (`guard.rs`).
     guard: guard::GuardState,
     /// A DDL statement (not `catalog::keeps_reading`) ran in the open
@@ -242,6 +242,8 @@ pub struct Session {
     pub start_path: Option<Arc<str>>,
     /// The client encoding the server reported at login.
     pub encoding: &'static crate::encoding::Encoding,
+    /// Every statement record of the session goes through it.
+    pub ledger: crate::session::Ledger,
 }
 
 /// Why a session ended.
@@ -268,7 +270,6 @@ pub async fn run(
         expects: Mutex::new(ExpectQueue::new(marker.clone().into())),
         status: AtomicU8::new(status),
         ready: Notify::new(),
-        statements: AtomicU64::new(0),
         guard: guard::GuardState::default(),
         uncommitted_ddl: AtomicBool::new(false),
         names_moved: AtomicBool::new(false),
@@ -337,12 +338,9 @@ pub async fn run(
     // Statements still in flight when the session ends were sent but never answered.
     let left = shared.queue().cut_off();
     for f in left {
-        // Counted like every other record: `session_end.statements` is
-        // the number of statement records the session left.
-        shared.statements.fetch_add(1, Ordering::Relaxed);
-        sess.engine.audit.record(Event::Statement(f.ev));
+        sess.ledger.record(f.ev);
     }
-    (end, shared.statements.load(Ordering::Relaxed))
+    (end, sess.ledger.count())
 }
 
 /// Whether a statement after the first of a string reaches user code (a
@@ -371,26 +369,6 @@ fn reaches_code(d: &Decision, from: usize) -> bool {
                 || now.classes != before.classes
                 || now.tables != before.tables
         })
-}
-
-/// The answer to an approved statement that would no longer do what was
-/// approved.
-fn changed_while_held() -> Bytes {
-    Report::new(
-        Severity::Error,
-        sqlstate::FEATURE_NOT_SUPPORTED,
-        "sqlgate: the definitions this statement uses changed while it waited for approval, so what was approved is not what would run; it was not run: send it again to ask for approval of what it does now",
-    )
-    .encode()
-}
-
-fn not_anchored() -> Bytes {
-    Report::new(
-        Severity::Error,
-        sqlstate::IO_ERROR,
-        "sqlgate: the audit anchor did not take the checkpoint over this statement's approval, so it was not run: send it again once the anchor is reachable",
-    )
-    .encode()
 }
 
 fn terminate() -> BytesMut {
@@ -840,7 +818,7 @@ impl ClientSide<'_> {
             self.shared.uncommitted_ddl.load(Ordering::Acquire),
         );
         let sha = sha256_hex(&sql);
-        count(&d);
+        count_verdicts(&d.verdicts);
         // A held string moves names once it runs (`release`): until then
         // its own request is keyed on the names as they are.
         if d.blocking().is_none() {
@@ -972,14 +950,20 @@ impl ClientSide<'_> {
                     .approvals
                     .drop_grant_of(id, "changed_while_held");
             }
-            return Ok(refused(changed_while_held(), "changed_while_held"));
+            return Ok(refused(
+                report(&Refusal::changed_while_held(), Severity::Error),
+                "changed_while_held",
+            ));
         }
         use crate::audit::CheckpointError;
         match self.sess.engine.audit.checkpoint_sync().await {
             Ok(()) => {}
             Err(CheckpointError::WriterGone) => return Err(End::Fatal(audit_failure())),
             Err(CheckpointError::NotAnchored) => {
-                return Ok(refused(not_anchored(), "not_anchored"))
+                return Ok(refused(
+                    report(&Refusal::not_anchored(), Severity::Error),
+                    "not_anchored",
+                ))
             }
         }
         let sent = Event::Json(serde_json::json!({
@@ -1076,7 +1060,10 @@ impl ClientSide<'_> {
     fn refuse(&mut self, d: &Decision, sha: &Arc<str>, simple: bool) {
         let b = d.first_deny().unwrap_or(0);
         self.audit_denied(&d.analysis, &d.verdicts, b, sha);
-        let report = denial_report(&d.verdicts[b], &d.analysis.statements[b]);
+        let report = report(
+            &Refusal::denied(&d.verdicts[b], &d.analysis.statements[b]),
+            Severity::Error,
+        );
         self.stage_denial(report, simple);
     }
 
@@ -1132,19 +1119,7 @@ impl ClientSide<'_> {
         action: Action,
         outcome: Outcome,
     ) -> Box<StatementEvent> {
-        Box::new(StatementEvent {
-            time: SystemTime::now(),
-            session: self.sess.info.clone(),
-            analysis: a.clone(),
-            index,
-            sql_sha256: sha.clone(),
-            rule: rule.clone(),
-            action,
-            outcome,
-            rows: None,
-            duration_us: None,
-            approval: None,
-        })
+        self.sess.ledger.event(a, index, sha, rule, action, outcome)
     }
 
     /// Records a blocked query string: the blocking statement as denied, the
@@ -1156,17 +1131,8 @@ impl ClientSide<'_> {
         blocking: usize,
         sha: &Arc<str>,
     ) {
-        for (i, v) in verdicts.iter().enumerate() {
-            let outcome = if i == blocking {
-                Outcome::Denied
-            } else {
-                Outcome::NotExecuted
-            };
-            let ev = self.event(a, i, sha, &v.rule, v.action, outcome);
-            self.shared.statements.fetch_add(1, Ordering::Relaxed);
-            let ack = self.sess.engine.audit.record_durable(Event::Statement(ev));
-            self.acks.push(ack);
-        }
+        let acks = self.sess.ledger.refused(a, verdicts, blocking, sha);
+        self.acks.extend(acks);
     }
 
     /// Remembers that names may have moved (seen, not waiting for the
@@ -1211,113 +1177,30 @@ impl ClientSide<'_> {
     }
 
     fn audit_unvettable(&mut self, command: &str) {
-        let a = Arc::new(Analysis {
-            statements: vec![StatementInfo {
-                classes: ClassSet::of(&[Class::Unparsed]),
-                tables: vec![],
-                fingerprint: String::new(),
-                command: command.to_owned(),
-                forbidden: None,
-                note: None,
-                code: false,
-                changes_rows: false,
-                moves_names: true,
-                keeps_cursor: false,
-                pending: None,
-            }],
-        });
-        let ev = self.event(
-            &a,
-            0,
-            &Arc::from(""),
-            &Arc::from("builtin:protocol"),
-            Action::Deny,
-            Outcome::Denied,
-        );
-        self.shared.statements.fetch_add(1, Ordering::Relaxed);
-        // A protocol-level refusal is a denial too (`count`).
-        metrics::counter!("sqlgate_statements_total", "action" => Action::Deny.as_str())
-            .increment(1);
-        let ack = self.sess.engine.audit.record_durable(Event::Statement(ev));
+        let ack = self.sess.ledger.unvettable(command);
         self.acks.push(ack);
     }
 }
 
-fn count(d: &crate::engine::Decision) {
-    // Handles are looked up once: `counter!` with a label hashes its key on
-    // every call, and this runs for every statement.
-    static COUNTERS: std::sync::OnceLock<[metrics::Counter; 3]> = std::sync::OnceLock::new();
-    let c = COUNTERS.get_or_init(|| {
-        [Action::Allow, Action::Deny, Action::RequireApproval]
-            .map(|a| metrics::counter!("sqlgate_statements_total", "action" => a.as_str()))
-    });
-    for v in &d.verdicts {
-        let i = match v.action {
-            Action::Allow => 0,
-            Action::Deny => 1,
-            Action::RequireApproval => 2,
-        };
-        c[i].increment(1);
+/// A refusal as PostgreSQL's ErrorResponse, under the SQLSTATE for its kind.
+fn report(r: &Refusal, severity: Severity) -> Bytes {
+    let code = match r.why {
+        Why::Policy => sqlstate::INSUFFICIENT_PRIVILEGE,
+        Why::Canceled => sqlstate::QUERY_CANCELED,
+        Why::Changed => sqlstate::FEATURE_NOT_SUPPORTED,
+        Why::Unrecorded => sqlstate::IO_ERROR,
+    };
+    let mut rep = Report::new(severity, code, &r.message);
+    if let Some(d) = &r.detail {
+        rep = rep.detail(d);
     }
+    if let Some(h) = r.hint {
+        rep = rep.hint(h);
+    }
+    rep.encode()
 }
 
 /// The FATAL error for a session whose decisions cannot be recorded.
 fn audit_failure() -> Bytes {
-    Report::new(
-        Severity::Fatal,
-        sqlstate::IO_ERROR,
-        "sqlgate cannot write its audit log; the statement was not forwarded or answered",
-    )
-    .encode()
-}
-
-fn denial_report(v: &Verdict, info: &StatementInfo) -> Bytes {
-    let classes: Vec<&str> = info.classes.iter().map(Class::as_str).collect();
-    let mut detail = format!("classes: {}", classes.join(", "));
-    if !info.tables.is_empty() {
-        detail.push_str(&format!("; tables: {}", info.tables.join(", ")));
-    }
-    // Why sqlgate could not read it (a syntax error, a length): never a
-    // literal's value (see `StatementInfo::note`).
-    if let Some(note) = info
-        .note
-        .as_deref()
-        .filter(|_| info.classes.contains(Class::Unparsed))
-    {
-        detail.push_str(&format!("; not read: {note}"));
-    }
-    let (message, hint) = match v.action {
-        Action::RequireApproval => (
-            format!("sqlgate: statement requires approval (rule `{}`): {}", v.rule, v.reason),
-            "approval is required by the rules and was not given; the statement did not run",
-        ),
-        _ => (
-            format!("sqlgate: statement denied by rule `{}`: {}", v.rule, v.reason),
-            "the statement never reached the database; change the statement or ask for the rules to change",
-        ),
-    };
-    Report::new(Severity::Error, sqlstate::INSUFFICIENT_PRIVILEGE, &message)
-        .detail(&detail)
-        .hint(hint)
-        .encode()
-}
-
-/// The SHA-256 of a statement's text in lowercase hex, encoded on the stack
-/// (this runs for every statement).
-fn sha256_hex(s: &str) -> Arc<str> {
-    let mut out = [0u8; 64];
-    // INVARIANT: 32 bytes encode to exactly 64 hex digits, all ASCII.
-    let _ = hex::encode_to_slice(Sha256::digest(s.as_bytes()), &mut out);
-    Arc::from(std::str::from_utf8(&out).unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn statement_sha256_is_lowercase_hex() {
-        assert_eq!(
-            &*super::sha256_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
+    report(&Refusal::audit_failure(), Severity::Fatal)
 }

@@ -70,7 +70,7 @@ pub(super) async fn server_to_client(
                 }
             }
         }
-        if let Some(end) = written(sess, shared, wr, &mut out, &mut done).await? {
+        if let Some(end) = written(sess, wr, &mut out, &mut done).await? {
             return Ok(end);
         }
         if let Some(end) = end {
@@ -246,7 +246,6 @@ fn idle_again(sess: &Session, shared: &Shared, status: u8, empty: bool) {
 /// is recorded.
 async fn written(
     sess: &Session,
-    shared: &Shared,
     wr: &mut WriteHalf<Stream>,
     out: &mut BytesMut,
     done: &mut Vec<Finished>,
@@ -254,8 +253,7 @@ async fn written(
     let audit = &sess.engine.audit;
     if !done.is_empty() && (audit.strict() || done.iter().any(|f| f.ev.approval.is_some())) {
         for f in done.drain(..) {
-            shared.statements.fetch_add(1, Ordering::Relaxed);
-            audit.record(Event::Statement(f.ev));
+            sess.ledger.record(f.ev);
         }
         if audit.sync().await.is_err() {
             return Ok(Some(End::Fatal(super::audit_failure())));
@@ -267,8 +265,7 @@ async fn written(
         out.clear();
     }
     for f in done.drain(..) {
-        shared.statements.fetch_add(1, Ordering::Relaxed);
-        audit.record(Event::Statement(f.ev));
+        sess.ledger.record(f.ev);
     }
     Ok(None)
 }

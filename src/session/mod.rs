@@ -1,0 +1,13 @@
+//! What a session does that does not depend on its wire: the statement
+//! ledger (every statement record, written and counted in one place), the
+//! shared parts of holding for approval, and the refusals an agent is told.
+//! The PostgreSQL relay uses it today, the MySQL relay next; each keeps
+//! only its wire's work (framing, the expected-response queue, errors in
+//! its own codes).
+
+pub mod hold;
+pub mod ledger;
+pub mod refusal;
+
+pub use ledger::Ledger;
+pub use refusal::{Refusal, Why};
