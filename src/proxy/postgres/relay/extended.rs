@@ -507,42 +507,8 @@ impl ClientSide<'_> {
             self.batch.unsettled = true;
         }
         if let Some((v, _)) = &p.hold {
-            if self.replay_misread(&p, barrier_before) {
-                return Step::Next;
-            }
-            // A placeholder portal (held at Bind) needs its real Parse and
-            // Bind first; a real one (held since, decided again) does not.
-            let prelude = match bind {
-                Some(bind) => match self.prelude(portal, &p, &bind, upstream) {
-                    Some(pre) => Some(pre),
-                    None => {
-                        self.reject_undecodable(frontend::DecodeError::Truncated, false);
-                        return Step::Next;
-                    }
-                },
-                None => None,
-            };
-            let real = prelude.as_ref().map_or(upstream, |pre| pre.real);
-            let renamed = match frontend::with_names(msg, 0, &[real.as_bytes()]) {
-                Ok(m) => m,
-                Err(e) => {
-                    self.reject_undecodable(e, false);
-                    return Step::Next;
-                }
-            };
-            let params = self.portals.get(portal).and_then(|pt| pt.params.clone());
-            return Step::Hold(Box::new(Held {
-                msg: renamed,
-                analysis: p.analysis.clone(),
-                verdicts: vec![v.clone()],
-                sha: p.sql_sha256.clone(),
-                simple: false,
-                params,
-                text: p.text.clone(),
-                prelude,
-                classified: Some((p.classified.clone(), p.param_types.clone())),
-                definitions: self.sess.catalog.as_ref().map_or(0, |c| c.definitions()),
-            }));
+            let v = v.clone();
+            return self.execute_held(msg, portal, &p, v, bind, upstream, barrier_before);
         }
         let renamed = match frontend::with_names(msg, 0, &[upstream.as_bytes()]) {
             Ok(m) => m,
@@ -556,30 +522,7 @@ impl ClientSide<'_> {
             return Step::Next;
         }
         if let Some(note) = approved {
-            // The rest of an approved portal's rows: the same execution,
-            // unless the schema changed since (it would run new
-            // definitions nobody approved): then refused, as for a cursor.
-            let moved = self
-                .sess
-                .catalog
-                .as_ref()
-                .is_some_and(|c| c.generation() != p.generation);
-            if moved {
-                self.refuse_stale_cursor(false);
-                return Step::Next;
-            }
-            let v = p.hold.as_ref().map(|(v, _)| v);
-            let (rule, action) = v.map_or((p.rule.clone(), Action::Allow), |v| {
-                (v.rule.clone(), v.action)
-            });
-            let mut ev = self.event(&p.analysis, 0, &p.sql_sha256, &rule, action, Outcome::Ok);
-            ev.approval = Some(note);
-            let pending = guard::Pending {
-                msg: renamed,
-                events: vec![(ev, None)],
-                simple: false,
-            };
-            self.forward(pending, None);
+            self.execute_more(renamed, &p, note);
             return Step::Next;
         }
         let ev = self.event(
@@ -602,6 +545,84 @@ impl ClientSide<'_> {
         self.batch.guarded |= limit.is_some();
         self.forward(pending, None);
         Step::Next
+    }
+
+    /// An Execute of a held statement: refused if it would be misread,
+    /// else held with what must go before it once approved.
+    #[allow(clippy::too_many_arguments)]
+    fn execute_held(
+        &mut self,
+        msg: &[u8],
+        portal: &[u8],
+        p: &Arc<Prepared>,
+        v: Verdict,
+        bind: Option<Arc<[u8]>>,
+        upstream: UpName,
+        barrier_before: bool,
+    ) -> Step {
+        if self.replay_misread(p, barrier_before) {
+            return Step::Next;
+        }
+        // A placeholder portal (held at Bind) needs its real Parse and
+        // Bind first; a real one (held since, decided again) does not.
+        let prelude = match bind {
+            Some(bind) => match self.prelude(portal, p, &bind, upstream) {
+                Some(pre) => Some(pre),
+                None => {
+                    self.reject_undecodable(frontend::DecodeError::Truncated, false);
+                    return Step::Next;
+                }
+            },
+            None => None,
+        };
+        let real = prelude.as_ref().map_or(upstream, |pre| pre.real);
+        let renamed = match frontend::with_names(msg, 0, &[real.as_bytes()]) {
+            Ok(m) => m,
+            Err(e) => {
+                self.reject_undecodable(e, false);
+                return Step::Next;
+            }
+        };
+        let params = self.portals.get(portal).and_then(|pt| pt.params.clone());
+        Step::Hold(Box::new(Held {
+            msg: renamed,
+            analysis: p.analysis.clone(),
+            verdicts: vec![v],
+            sha: p.sql_sha256.clone(),
+            simple: false,
+            params,
+            text: p.text.clone(),
+            prelude,
+            classified: Some((p.classified.clone(), p.param_types.clone())),
+            definitions: self.sess.catalog.as_ref().map_or(0, |c| c.definitions()),
+        }))
+    }
+
+    /// The rest of an approved portal's rows: the same execution, unless
+    /// the schema changed since (it would run new definitions nobody
+    /// approved): then refused, as for a cursor.
+    fn execute_more(&mut self, renamed: Vec<u8>, p: &Prepared, note: Arc<ApprovalNote>) {
+        let moved = self
+            .sess
+            .catalog
+            .as_ref()
+            .is_some_and(|c| c.generation() != p.generation);
+        if moved {
+            self.refuse_stale_cursor(false);
+            return;
+        }
+        let v = p.hold.as_ref().map(|(v, _)| v);
+        let (rule, action) = v.map_or((p.rule.clone(), Action::Allow), |v| {
+            (v.rule.clone(), v.action)
+        });
+        let mut ev = self.event(&p.analysis, 0, &p.sql_sha256, &rule, action, Outcome::Ok);
+        ev.approval = Some(note);
+        let pending = guard::Pending {
+            msg: renamed,
+            events: vec![(ev, None)],
+            simple: false,
+        };
+        self.forward(pending, None);
     }
 
     /// Describe (`D`) and Close (`C`): harmless, but they must name what the

@@ -472,123 +472,159 @@ impl ClientSide<'_> {
         frames: &mut ClientFrames,
     ) -> std::io::Result<Option<End>> {
         match point {
-            Point::Barrier => self.wait_idle().await,
-            Point::Commit(p) => {
-                self.wait_counted(wr).await?;
-                let entries = above(&self.shared.guard.over.lock().expect("not poisoned"));
-                // A failed block only rolls back (simple protocol: nothing
-                // in between can revive it).
-                let failed = !entries.is_empty() && p.simple && {
-                    self.wait_idle().await;
-                    self.shared.status.load(Ordering::Acquire) == b'E'
-                };
-                if entries.is_empty() || failed {
-                    self.forward(p, None);
-                    return Ok(None);
-                }
-                match self.guard_hold(&entries, rd, wr, frames).await? {
-                    HoldEnd::Approved(note) => {
-                        if let Some(end) = self.guard_approved(&entries, note.clone()).await {
-                            return Ok(Some(end));
-                        }
-                        self.shared.guard.over.lock().expect("not poisoned").clear();
-                        self.forward(p, Some(Arc::new(note)));
-                    }
-                    HoldEnd::Refused(_, note) => {
-                        let report = self.guard_refused(&entries, &note, p.simple);
-                        for (ev, _) in p.events {
-                            let mut ev = ev;
-                            ev.outcome = Outcome::Denied;
-                            ev.rule = Arc::from(GUARD_RULE);
-                            ev.approval = Some(Arc::new(note.clone()));
-                            let ack = self.sess.ledger.record_durable(ev);
-                            self.acks.push(ack);
-                        }
-                        if p.simple {
-                            self.inject("ROLLBACK", true, Some(report));
-                        } else {
-                            self.stage_denial(report, false);
-                        }
-                    }
-                    HoldEnd::ClientGone => return Ok(Some(End::ClientGone)),
-                }
-            }
-            Point::Wrap(p) => {
+            Point::Barrier => {
                 self.wait_idle().await;
-                if self.shared.status.load(Ordering::Acquire) != b'I' {
-                    // In a block already: counted, and its COMMIT is held.
-                    self.forward(p, None);
-                    return Ok(None);
-                }
-                self.inject("BEGIN", false, None);
-                self.shared.queue().expect_held_ready();
-                for (ev, limit) in p.events {
-                    self.expect(Expect::Statement(ev, Instant::now(), limit));
-                }
-                self.expect(Expect::HeldReady);
-                self.out.extend_from_slice(&p.msg);
-                if let Some(end) = self.send(wr).await? {
+                Ok(None)
+            }
+            Point::Commit(p) => self.commit_point(p, rd, wr, frames).await,
+            Point::Wrap(p) => self.wrap_point(p, rd, wr, frames).await,
+            Point::Sync(msg) => self.sync_hold(msg, rd, wr, frames).await,
+        }
+    }
+
+    /// A statement that commits what the row guard counted: held first if
+    /// the counts passed a limit.
+    async fn commit_point(
+        &mut self,
+        p: Pending,
+        rd: &mut ReadHalf<Stream>,
+        wr: &mut WriteHalf<Stream>,
+        frames: &mut ClientFrames,
+    ) -> std::io::Result<Option<End>> {
+        self.wait_counted(wr).await?;
+        let entries = above(&self.shared.guard.over.lock().expect("not poisoned"));
+        // A failed block only rolls back (simple protocol: nothing
+        // in between can revive it).
+        let failed = !entries.is_empty() && p.simple && {
+            self.wait_idle().await;
+            self.shared.status.load(Ordering::Acquire) == b'E'
+        };
+        if entries.is_empty() || failed {
+            self.forward(p, None);
+            return Ok(None);
+        }
+        match self.guard_hold(&entries, rd, wr, frames).await? {
+            HoldEnd::Approved(note) => {
+                if let Some(end) = self.guard_approved(&entries, note.clone()).await {
                     return Ok(Some(end));
                 }
-                self.wait_until(|s| s.queue().held_ready()).await;
-                let entries = above(&self.shared.guard.over.lock().expect("not poisoned"));
-                if entries.is_empty() {
-                    self.inject("COMMIT", true, None);
-                    return Ok(None);
+                self.shared.guard.over.lock().expect("not poisoned").clear();
+                self.forward(p, Some(Arc::new(note)));
+            }
+            HoldEnd::Refused(_, note) => {
+                let report = self.guard_refused(&entries, &note, p.simple);
+                for (ev, _) in p.events {
+                    let mut ev = ev;
+                    ev.outcome = Outcome::Denied;
+                    ev.rule = Arc::from(GUARD_RULE);
+                    ev.approval = Some(Arc::new(note.clone()));
+                    let ack = self.sess.ledger.record_durable(ev);
+                    self.acks.push(ack);
                 }
-                match self.guard_hold(&entries, rd, wr, frames).await? {
-                    HoldEnd::Approved(note) => {
-                        if let Some(end) = self.guard_approved(&entries, note).await {
-                            return Ok(Some(end));
-                        }
-                        self.inject("COMMIT", true, None);
-                    }
-                    HoldEnd::Refused(_, note) => {
-                        let report = self.guard_refused(&entries, &note, true);
-                        self.inject("ROLLBACK", true, Some(report));
-                    }
-                    HoldEnd::ClientGone => return Ok(Some(End::ClientGone)),
+                if p.simple {
+                    self.inject("ROLLBACK", true, Some(report));
+                } else {
+                    self.stage_denial(report, false);
                 }
             }
-            Point::Sync(msg) => {
-                let barrier = self.batch.barrier;
-                self.wait_counted(wr).await?;
-                // Only a batch with counts outside a block commits at this
-                // Sync; then all the transaction's counts are summed (a block
-                // begun later in the batch carries them). The memory is
-                // cleared by the ReadyForQuery `I`, or by an approval.
-                let entries: Vec<Over> = {
-                    let over = self.shared.guard.over.lock().expect("not poisoned");
-                    if over.iter().any(|o| !o.in_block) {
-                        above(&over)
-                    } else {
-                        vec![]
-                    }
-                };
-                if !entries.is_empty() {
-                    match self.guard_hold(&entries, rd, wr, frames).await? {
-                        HoldEnd::Approved(note) => {
-                            if let Some(end) = self.guard_approved(&entries, note).await {
-                                return Ok(Some(end));
-                            }
-                            self.shared.guard.over.lock().expect("not poisoned").clear();
-                        }
-                        HoldEnd::Refused(_, note) => {
-                            // The failing marker aborts the implicit transaction.
-                            let report = self.guard_refused(&entries, &note, true);
-                            self.stage_denial(report, false);
-                        }
-                        HoldEnd::ClientGone => return Ok(Some(End::ClientGone)),
-                    }
+            HoldEnd::ClientGone => return Ok(Some(End::ClientGone)),
+        }
+        Ok(None)
+    }
+
+    /// A counted simple Query outside a block: run in sqlgate's own
+    /// transaction, committed only if its counts stay under the limits (or
+    /// an approver allows them).
+    async fn wrap_point(
+        &mut self,
+        p: Pending,
+        rd: &mut ReadHalf<Stream>,
+        wr: &mut WriteHalf<Stream>,
+        frames: &mut ClientFrames,
+    ) -> std::io::Result<Option<End>> {
+        self.wait_idle().await;
+        if self.shared.status.load(Ordering::Acquire) != b'I' {
+            // In a block already: counted, and its COMMIT is held.
+            self.forward(p, None);
+            return Ok(None);
+        }
+        self.inject("BEGIN", false, None);
+        self.shared.queue().expect_held_ready();
+        for (ev, limit) in p.events {
+            self.expect(Expect::Statement(ev, Instant::now(), limit));
+        }
+        self.expect(Expect::HeldReady);
+        self.out.extend_from_slice(&p.msg);
+        if let Some(end) = self.send(wr).await? {
+            return Ok(Some(end));
+        }
+        self.wait_until(|s| s.queue().held_ready()).await;
+        let entries = above(&self.shared.guard.over.lock().expect("not poisoned"));
+        if entries.is_empty() {
+            self.inject("COMMIT", true, None);
+            return Ok(None);
+        }
+        match self.guard_hold(&entries, rd, wr, frames).await? {
+            HoldEnd::Approved(note) => {
+                if let Some(end) = self.guard_approved(&entries, note).await {
+                    return Ok(Some(end));
                 }
-                self.sync(&msg);
-                if barrier {
-                    if let Some(end) = self.send(wr).await? {
+                self.inject("COMMIT", true, None);
+            }
+            HoldEnd::Refused(_, note) => {
+                let report = self.guard_refused(&entries, &note, true);
+                self.inject("ROLLBACK", true, Some(report));
+            }
+            HoldEnd::ClientGone => return Ok(Some(End::ClientGone)),
+        }
+        Ok(None)
+    }
+
+    /// The Sync that commits a batch's implicit transaction: held first if
+    /// its counts passed a limit.
+    async fn sync_hold(
+        &mut self,
+        msg: Vec<u8>,
+        rd: &mut ReadHalf<Stream>,
+        wr: &mut WriteHalf<Stream>,
+        frames: &mut ClientFrames,
+    ) -> std::io::Result<Option<End>> {
+        let barrier = self.batch.barrier;
+        self.wait_counted(wr).await?;
+        // Only a batch with counts outside a block commits at this
+        // Sync; then all the transaction's counts are summed (a block
+        // begun later in the batch carries them). The memory is
+        // cleared by the ReadyForQuery `I`, or by an approval.
+        let entries: Vec<Over> = {
+            let over = self.shared.guard.over.lock().expect("not poisoned");
+            if over.iter().any(|o| !o.in_block) {
+                above(&over)
+            } else {
+                vec![]
+            }
+        };
+        if !entries.is_empty() {
+            match self.guard_hold(&entries, rd, wr, frames).await? {
+                HoldEnd::Approved(note) => {
+                    if let Some(end) = self.guard_approved(&entries, note).await {
                         return Ok(Some(end));
                     }
-                    self.wait_idle().await;
+                    self.shared.guard.over.lock().expect("not poisoned").clear();
                 }
+                HoldEnd::Refused(_, note) => {
+                    // The failing marker aborts the implicit transaction.
+                    let report = self.guard_refused(&entries, &note, true);
+                    self.stage_denial(report, false);
+                }
+                HoldEnd::ClientGone => return Ok(Some(End::ClientGone)),
             }
+        }
+        self.sync(&msg);
+        if barrier {
+            if let Some(end) = self.send(wr).await? {
+                return Ok(Some(end));
+            }
+            self.wait_idle().await;
         }
         Ok(None)
     }

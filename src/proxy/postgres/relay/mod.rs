@@ -312,7 +312,18 @@ pub async fn run(
             End::ClientGone
         }
     };
-    match &end {
+    close(&end, &mut client_wr, &mut server_wr).await;
+    // Statements still in flight when the session ends were sent but never answered.
+    let left = shared.queue().cut_off();
+    for f in left {
+        sess.ledger.record(f.ev);
+    }
+    (end, sess.ledger.count())
+}
+
+/// Tells the agent and the server how the session ends, and closes both.
+async fn close(end: &End, client_wr: &mut WriteHalf<Stream>, server_wr: &mut WriteHalf<Stream>) {
+    match end {
         End::Shutdown => {
             let b = Report::new(
                 Severity::Fatal,
@@ -335,12 +346,6 @@ pub async fn run(
     let _ = client_wr.flush().await;
     let _ = client_wr.shutdown().await;
     let _ = server_wr.shutdown().await;
-    // Statements still in flight when the session ends were sent but never answered.
-    let left = shared.queue().cut_off();
-    for f in left {
-        sess.ledger.record(f.ev);
-    }
-    (end, sess.ledger.count())
 }
 
 /// Whether a statement after the first of a string reaches user code (a
@@ -672,42 +677,7 @@ impl ClientSide<'_> {
             self.in_extended = true;
             self.close_orphans();
         }
-        if tag == b'Q' && self.in_extended {
-            // PostgreSQL commits an extended batch's implicit transaction at
-            // the end of a simple Query too, where the row guard could not
-            // hold it (`guard.rs`). The failing marker rolls the batch back,
-            // and its Sync ends the server's error state: the batch is over.
-            let report = Report::new(
-                Severity::Error,
-                sqlstate::PROTOCOL_VIOLATION,
-                "sqlgate: a simple Query cannot follow Parse, Bind, Execute, Describe, Close or Flush before their Sync: send Sync first",
-            )
-            .hint("send Sync to end the extended-protocol batch before a simple Query")
-            .encode();
-            self.audit_unvettable("QUERY (before Sync)");
-            self.stage_denial(report, true);
-            self.skipping = false;
-            self.in_extended = false;
-            self.after_copy = false;
-            self.batch = guard::Batch::default();
-            return Step::Next;
-        }
-        if self.batch.barrier && matches!(tag, b'P' | b'Q') {
-            // The server reports a setting changed by the batch's barrier
-            // statement only at its ReadyForQuery (`guard.rs`).
-            let report = Report::new(
-                Severity::Error,
-                sqlstate::INSUFFICIENT_PRIVILEGE,
-                "sqlgate: a statement that may change settings or the schema (class unparsed, session or ddl; a transaction's end once the client encoding changed; a FETCH, MOVE or COMMIT that runs a cursor's code) must be followed by Sync before another Parse or Query: sqlgate reads SQL only under settings and a catalog the server has confirmed",
-            )
-            .hint("send Sync after such a statement")
-            .encode();
-            self.audit_unvettable(if tag == b'P' {
-                "PARSE (after a barrier)"
-            } else {
-                "QUERY (after a barrier)"
-            });
-            self.stage_denial(report, false);
+        if self.out_of_batch_order(tag) {
             return Step::Next;
         }
         match tag {
@@ -759,6 +729,50 @@ impl ClientSide<'_> {
             }
         }
         Step::Next
+    }
+
+    /// Refuses a Query inside an extended batch, and a Parse or Query after
+    /// a barrier statement before its Sync: whether it did.
+    fn out_of_batch_order(&mut self, tag: u8) -> bool {
+        if tag == b'Q' && self.in_extended {
+            // PostgreSQL commits an extended batch's implicit transaction at
+            // the end of a simple Query too, where the row guard could not
+            // hold it (`guard.rs`). The failing marker rolls the batch back,
+            // and its Sync ends the server's error state: the batch is over.
+            let report = Report::new(
+                Severity::Error,
+                sqlstate::PROTOCOL_VIOLATION,
+                "sqlgate: a simple Query cannot follow Parse, Bind, Execute, Describe, Close or Flush before their Sync: send Sync first",
+            )
+            .hint("send Sync to end the extended-protocol batch before a simple Query")
+            .encode();
+            self.audit_unvettable("QUERY (before Sync)");
+            self.stage_denial(report, true);
+            self.skipping = false;
+            self.in_extended = false;
+            self.after_copy = false;
+            self.batch = guard::Batch::default();
+            return true;
+        }
+        if self.batch.barrier && matches!(tag, b'P' | b'Q') {
+            // The server reports a setting changed by the batch's barrier
+            // statement only at its ReadyForQuery (`guard.rs`).
+            let report = Report::new(
+                Severity::Error,
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                "sqlgate: a statement that may change settings or the schema (class unparsed, session or ddl; a transaction's end once the client encoding changed; a FETCH, MOVE or COMMIT that runs a cursor's code) must be followed by Sync before another Parse or Query: sqlgate reads SQL only under settings and a catalog the server has confirmed",
+            )
+            .hint("send Sync after such a statement")
+            .encode();
+            self.audit_unvettable(if tag == b'P' {
+                "PARSE (after a barrier)"
+            } else {
+                "QUERY (after a barrier)"
+            });
+            self.stage_denial(report, false);
+            return true;
+        }
+        false
     }
 
     /// Forwards a Sync: the batch ends.
