@@ -295,23 +295,13 @@ impl ExpectQueue {
                 done.extend(self.complete(Outcome::Ok, None, How::Called));
                 Pass::Forward
             }
-            backend::PARSE_COMPLETE | backend::BIND_COMPLETE => {
-                let i = self
-                    .q
-                    .iter()
-                    .position(|e| matches!(e, Expect::Complete { .. }) || e.is_ready());
-                match i.map(|i| (i, &self.q[i])) {
-                    Some((i, &Expect::Complete { swallow })) => {
-                        self.q.remove(i);
-                        if swallow {
-                            Pass::Drop
-                        } else {
-                            Pass::Forward
-                        }
-                    }
-                    _ => Pass::Forward,
-                }
-            }
+            backend::PARSE_COMPLETE | backend::BIND_COMPLETE => self.in_order(
+                |e| match e {
+                    Expect::Complete { swallow } => Some(*swallow),
+                    _ => None,
+                },
+                Expect::is_ready,
+            ),
             backend::PARAMETER_DESCRIPTION | backend::ROW_DESCRIPTION | backend::NO_DATA => {
                 self.described(tag, msg)
             }
@@ -319,25 +309,46 @@ impl ExpectQueue {
                 self.copy_in = true;
                 Pass::Forward
             }
-            backend::CLOSE_COMPLETE => {
-                let i = self
-                    .q
-                    .iter()
-                    .position(|e| matches!(e, Expect::Close { .. } | Expect::Ready));
-                match i.map(|i| (i, &self.q[i])) {
-                    Some((i, &Expect::Close { swallow, .. })) => {
-                        self.q.remove(i);
-                        if swallow {
-                            Pass::Drop
-                        } else {
-                            Pass::Forward
-                        }
-                    }
-                    _ => Pass::Forward,
-                }
-            }
+            backend::CLOSE_COMPLETE => self.in_order(
+                |e| match e {
+                    Expect::Close { swallow, .. } => Some(*swallow),
+                    _ => None,
+                },
+                |e| matches!(e, Expect::Ready),
+            ),
             backend::READY_FOR_QUERY => self.ready(done),
             _ => Pass::Forward,
+        }
+    }
+
+    /// An answer that comes in order and names nothing (ParseComplete,
+    /// BindComplete, CloseComplete): it is the first entry `swallow_of`
+    /// knows (which says whether it is sqlgate's own), unless `stop` comes
+    /// first; then it is the agent's.
+    fn in_order(
+        &mut self,
+        swallow_of: impl Fn(&Expect) -> Option<bool>,
+        stop: impl Fn(&Expect) -> bool,
+    ) -> Pass {
+        let found = self
+            .q
+            .iter()
+            .enumerate()
+            .find_map(|(i, e)| match swallow_of(e) {
+                Some(swallow) => Some(Some((i, swallow))),
+                None => stop(e).then_some(None),
+            })
+            .flatten();
+        match found {
+            Some((i, swallow)) => {
+                self.q.remove(i);
+                if swallow {
+                    Pass::Drop
+                } else {
+                    Pass::Forward
+                }
+            }
+            None => Pass::Forward,
         }
     }
 

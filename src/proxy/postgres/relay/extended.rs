@@ -525,7 +525,7 @@ impl ClientSide<'_> {
             self.execute_more(renamed, &p, note);
             return Step::Next;
         }
-        let ev = self.event(
+        let ev = self.sess.ledger.event(
             &p.analysis,
             0,
             &p.sql_sha256,
@@ -615,7 +615,10 @@ impl ClientSide<'_> {
         let (rule, action) = v.map_or((p.rule.clone(), Action::Allow), |v| {
             (v.rule.clone(), v.action)
         });
-        let mut ev = self.event(&p.analysis, 0, &p.sql_sha256, &rule, action, Outcome::Ok);
+        let mut ev =
+            self.sess
+                .ledger
+                .event(&p.analysis, 0, &p.sql_sha256, &rule, action, Outcome::Ok);
         ev.approval = Some(note);
         let pending = guard::Pending {
             msg: renamed,

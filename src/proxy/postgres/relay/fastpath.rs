@@ -113,7 +113,10 @@ impl ClientSide<'_> {
         match (d.blocking(), d.first_deny()) {
             (None, _) => {
                 let v = &d.verdicts[0];
-                let ev = self.event(&d.analysis, 0, &sha, &v.rule, v.action, Outcome::Ok);
+                let ev =
+                    self.sess
+                        .ledger
+                        .event(&d.analysis, 0, &sha, &v.rule, v.action, Outcome::Ok);
                 self.expect(Expect::Statement(ev, Instant::now(), None));
                 self.expect(Expect::Ready);
                 self.out.extend_from_slice(msg);

@@ -325,8 +325,14 @@ impl ClientSide<'_> {
                 .iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    let mut ev =
-                        self.event(&held.analysis, i, &held.sha, &v.rule, v.action, Outcome::Ok);
+                    let mut ev = self.sess.ledger.event(
+                        &held.analysis,
+                        i,
+                        &held.sha,
+                        &v.rule,
+                        v.action,
+                        Outcome::Ok,
+                    );
                     let limit = match v.action {
                         Action::Allow => held
                             .analysis
@@ -359,7 +365,10 @@ impl ClientSide<'_> {
             return None;
         }
         let v = &held.verdicts[0];
-        let mut ev = self.event(&held.analysis, 0, &held.sha, &v.rule, v.action, Outcome::Ok);
+        let mut ev =
+            self.sess
+                .ledger
+                .event(&held.analysis, 0, &held.sha, &v.rule, v.action, Outcome::Ok);
         if let Some(pre) = held.prelude {
             self.send_prelude(pre, n.clone());
         }
@@ -385,7 +394,7 @@ impl ClientSide<'_> {
             } else {
                 outcome.clone()
             };
-            let mut ev = self.event(
+            let mut ev = self.sess.ledger.event(
                 &held.analysis,
                 if held.simple { i } else { 0 },
                 &held.sha,

@@ -849,7 +849,14 @@ impl ClientSide<'_> {
                     .iter()
                     .enumerate()
                     .map(|(i, v)| {
-                        let ev = self.event(&d.analysis, i, &sha, &v.rule, v.action, Outcome::Ok);
+                        let ev = self.sess.ledger.event(
+                            &d.analysis,
+                            i,
+                            &sha,
+                            &v.rule,
+                            v.action,
+                            Outcome::Ok,
+                        );
                         (ev, guard::limit(&d.analysis.statements[i], v))
                     })
                     .collect();
@@ -1122,18 +1129,6 @@ impl ClientSide<'_> {
         } else {
             self.skipping = true;
         }
-    }
-
-    fn event(
-        &self,
-        a: &Arc<Analysis>,
-        index: usize,
-        sha: &Arc<str>,
-        rule: &Arc<str>,
-        action: Action,
-        outcome: Outcome,
-    ) -> Box<StatementEvent> {
-        self.sess.ledger.event(a, index, sha, rule, action, outcome)
     }
 
     /// Records a blocked query string: the blocking statement as denied, the

@@ -100,10 +100,11 @@ fn one(
     if tag == backend::PARAMETER_STATUS {
         reported(sess, shared, msg)?;
     }
-    if tag == backend::COMMAND_COMPLETE {
-        if let Ok(t) = backend::command_tag(msg) {
-            super::guard::track_tag(&shared.guard, t);
-        }
+    let ctag = (tag == backend::COMMAND_COMPLETE)
+        .then(|| backend::command_tag(msg).ok())
+        .flatten();
+    if let Some(t) = ctag {
+        super::guard::track_tag(&shared.guard, t);
     }
     let from = done.len();
     let (pass, empty) = {
@@ -112,7 +113,7 @@ fn one(
         (pass, q.is_empty())
     };
     for f in &done[from..] {
-        finished(sess, shared, f, msg);
+        finished(sess, shared, f, ctag);
     }
     let mut status = None;
     if tag == backend::READY_FOR_QUERY && pass != Pass::Probe {
@@ -170,14 +171,12 @@ fn reported(sess: &Session, shared: &Shared, msg: &[u8]) -> Result<(), End> {
 }
 
 /// What a statement's answer teaches: the row guard's count, and after DDL
-/// that the catalog snapshot is stale.
-fn finished(sess: &Session, shared: &Shared, f: &Finished, msg: &[u8]) {
+/// that the catalog snapshot is stale. `ctag`: the answer's command tag,
+/// when it is a CommandComplete.
+fn finished(sess: &Session, shared: &Shared, f: &Finished, ctag: Option<&[u8]>) {
     let g = &shared.guard;
     match f.how {
         How::Completed { suspended } => {
-            let ctag = (msg[0] == backend::COMMAND_COMPLETE)
-                .then(|| backend::command_tag(msg).ok())
-                .flatten();
             let tag_rows = ctag.and_then(backend::rows_from_tag);
             super::guard::counted(g, &f.ev, f.limit, ctag, tag_rows, suspended);
         }
