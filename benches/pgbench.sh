@@ -18,6 +18,8 @@
 #                   earlier commit's build) in the same interleaved rounds
 #   BENCH_USER=postgres   user for PostgreSQL/PgBouncer when run as root
 #   KEEP=1          keep the work directory (logs) afterwards
+#   SYSCALLS=1      also count the proxy's system calls and context switches
+#                   per transaction (perf stat; needs perf and root)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -268,8 +270,12 @@ run() {
     shift 6
     local out="$work/runs/$target-$name-$round.log" before after t l
     say "round $round, $target: pgbench $* -T $DURATION"
+    local stat=() counts="$work/runs/$target-$name-$round.perf"
+    if [[ -n "$pid" && "${SYSCALLS:-}" == 1 ]]; then
+        stat=(perf stat -x, -o "$counts" -e raw_syscalls:sys_enter,context-switches -p "$pid" --)
+    fi
     before=$(proc_cpu "$pid")
-    if PGPASSWORD=$password PGSSLMODE=disable "$PGBENCH" -n -S -T "$DURATION" "$@" \
+    if PGPASSWORD=$password PGSSLMODE=disable "${stat[@]}" "$PGBENCH" -n -S -T "$DURATION" "$@" \
         -h 127.0.0.1 -p "$port" -U "$user" "$DB" >"$out" 2>&1; then
         after=$(proc_cpu "$pid")
         t=$(awk '/^tps = / {printf "%.0f", $3; exit}' "$out")
@@ -279,6 +285,12 @@ run() {
         if [[ -n "$pid" ]] && ((t > 0)); then
             cpu_samples[$target/$name]+="$(awk -v a="$before" -v b="$after" -v k="$tick" -v t="$t" -v d="$DURATION" \
                 'BEGIN { printf "%.1f", (b - a) / k * 1e6 / (t * d) }') "
+        fi
+        if ((${#stat[@]})) && ((t > 0)); then
+            samples[$target/$name/sys]+="$(awk -F, -v n=$((t * DURATION)) \
+                '$3 == "raw_syscalls:sys_enter" { printf "%.2f", $1 / n }' "$counts") "
+            samples[$target/$name/cs]+="$(awk -F, -v n=$((t * DURATION)) \
+                '$3 == "context-switches" { printf "%.2f", $1 / n }' "$counts") "
         fi
     else
         echo "pgbench failed against $target ($name):" >&2
@@ -322,6 +334,7 @@ for key in "${!samples[@]}"; do
     # shellcheck disable=SC2086 # the samples are space-separated numbers
     case $key in
     */lat) lat[${key%/lat}]=$(median ${samples[$key]}) ;;
+    */sys | */cs) lat[$key]=$(median ${samples[$key]}) ;;
     *) tps[$key]=$(median ${samples[$key]} | awk '{ printf "%.0f", $1 }') ;;
     esac
 done
@@ -348,6 +361,15 @@ for t in direct pgbouncer sqlgate base; do
         "$(get "$t/single")" "$(getl "$t/single")" "$(getc "$t/simple")" "$(getc "$t/prepared")"
 done
 echo "¹ CPU time (user + system) of the proxy process per transaction, $CLIENTS clients"
+if [[ "${SYSCALLS:-}" == 1 ]]; then
+    echo
+    printf '%-10s %14s %14s %14s %14s\n' target "syscalls/tx" "switches/tx" "prepared sys" "prepared sw"
+    for t in pgbouncer sqlgate base; do
+        wants "$t" || continue
+        printf '%-10s %14s %14s %14s %14s\n' "$t" "$(getl "$t/simple/sys")" "$(getl "$t/simple/cs")" \
+            "$(getl "$t/prepared/sys")" "$(getl "$t/prepared/cs")"
+    done
+fi
 if wants sqlgate; then
     echo
     for m in simple prepared; do
