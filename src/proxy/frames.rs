@@ -83,6 +83,11 @@ impl<F: Framing> FrameReader<F> {
     }
 
     /// Bytes held, consumed or not (what a bound on buffering counts).
+    /// The framing, to change how the next frames are cut.
+    pub fn framing_mut(&mut self) -> &mut F {
+        &mut self.framing
+    }
+
     pub fn held(&self) -> usize {
         self.buf.len()
     }

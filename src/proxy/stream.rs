@@ -66,3 +66,84 @@ impl AsyncWrite for Stream {
         }
     }
 }
+
+impl Stream {
+    /// Splits the stream for the relay's two directions. Plain TCP and Unix
+    /// sockets split into the owned halves tokio offers (reads and writes
+    /// go straight to the socket); TLS, whose reads and writes share one
+    /// session state, splits through `tokio::io::split`'s lock. The lock
+    /// showed in the relay's profile (~2% of its CPU) on every read,
+    /// write and flush.
+    pub fn split(self) -> (ReadPart, WritePart) {
+        match self {
+            Stream::Plain(s) => {
+                let (r, w) = s.into_split();
+                (ReadPart::Tcp(r), WritePart::Tcp(w))
+            }
+            Stream::Unix(s) => {
+                let (r, w) = s.into_split();
+                (ReadPart::Unix(r), WritePart::Unix(w))
+            }
+            tls => {
+                let (r, w) = tokio::io::split(tls);
+                (ReadPart::Tls(r), WritePart::Tls(w))
+            }
+        }
+    }
+}
+
+/// The reading half of a [`Stream`].
+pub enum ReadPart {
+    Tcp(tokio::net::tcp::OwnedReadHalf),
+    Unix(tokio::net::unix::OwnedReadHalf),
+    Tls(tokio::io::ReadHalf<Stream>),
+}
+
+/// The writing half of a [`Stream`].
+pub enum WritePart {
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+    Unix(tokio::net::unix::OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<Stream>),
+}
+
+impl AsyncRead for ReadPart {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadPart::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            ReadPart::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            ReadPart::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WritePart {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WritePart::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            WritePart::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            WritePart::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WritePart::Tcp(s) => Pin::new(s).poll_flush(cx),
+            WritePart::Unix(s) => Pin::new(s).poll_flush(cx),
+            WritePart::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WritePart::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            WritePart::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            WritePart::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}

@@ -169,6 +169,11 @@ impl Sqlgate {
     /// 20 s until all its listen addresses accept TCP; panics with the log
     /// if it exits or times out.
     pub fn start(config_toml: &str) -> Sqlgate {
+        Sqlgate::start_env(config_toml, &[])
+    }
+
+    /// [`Sqlgate::start`] with these environment variables set.
+    pub fn start_env(config_toml: &str, env: &[(&str, &str)]) -> Sqlgate {
         let dir = TestDir::new("sqlgate");
         let config_path = dir.join("sqlgate.toml");
         let log_path = dir.join("sqlgate.log");
@@ -180,6 +185,7 @@ impl Sqlgate {
             .arg(&config_path)
             .current_dir(dir.path())
             .env("RUST_BACKTRACE", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log fd"))
             .stderr(log)

@@ -153,6 +153,126 @@ pub fn row_description_with_formats(frame: &[u8], formats: &[i16]) -> Result<Vec
     Ok(out)
 }
 
+// RowDescription and DataRow are read here rather than with pgwire's
+// decoders: those copy each frame into owned buffers, and these run on
+// every result row while a rewrite plan is active; these borrow the frame.
+
+/// One column of a RowDescription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column<'a> {
+    pub name: &'a [u8],
+    /// The table's OID and the column's attribute number when the column
+    /// is a plain table column, else 0 and 0.
+    pub table: u32,
+    pub attnum: i16,
+    pub type_oid: u32,
+    pub type_len: i16,
+    pub type_mod: i32,
+    /// 0 text, 1 binary.
+    pub format: i16,
+}
+
+/// The columns of a RowDescription frame (tag and length first).
+pub fn row_description(frame: &[u8]) -> Result<Vec<Column<'_>>, DecodeError> {
+    let mut r = Reader::new(frame.get(5..).ok_or(DecodeError::Truncated)?);
+    let n = r.i16()?.max(0) as usize;
+    // Each column takes at least 19 bytes: no allocation beyond the frame's.
+    let mut cols = Vec::with_capacity(n.min(r.rest().len() / 19));
+    for _ in 0..n {
+        cols.push(Column {
+            name: r.cstr()?,
+            table: r.i32()? as u32,
+            attnum: r.i16()?,
+            type_oid: r.i32()? as u32,
+            type_len: r.i16()?,
+            type_mod: r.i32()?,
+            format: r.i16()?,
+        });
+    }
+    Ok(cols)
+}
+
+/// The fields of a DataRow frame (tag and length first), in order: `None`
+/// for SQL NULL.
+pub fn data_row_fields(frame: &[u8]) -> Result<DataRowFields<'_>, DecodeError> {
+    let mut r = Reader::new(frame.get(5..).ok_or(DecodeError::Truncated)?);
+    let n = r.i16()?;
+    if n < 0 {
+        return Err(DecodeError::Truncated);
+    }
+    Ok(DataRowFields {
+        left: n as usize,
+        r,
+    })
+}
+
+/// See [`data_row_fields`]. Yields an error (then nothing) if the frame is
+/// shorter than its counts say.
+pub struct DataRowFields<'a> {
+    left: usize,
+    r: Reader<'a>,
+}
+
+impl<'a> DataRowFields<'a> {
+    /// How many fields are still to come.
+    pub fn len(&self) -> usize {
+        self.left
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.left == 0
+    }
+}
+
+impl<'a> Iterator for DataRowFields<'a> {
+    type Item = Result<Option<&'a [u8]>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let field = self.r.i32().and_then(|len| match len {
+            -1 => Ok(None),
+            l if l < 0 => Err(DecodeError::Truncated),
+            l => self.r.take(l as usize).map(Some),
+        });
+        if field.is_err() {
+            self.left = 0;
+        }
+        Some(field)
+    }
+}
+
+/// Appends a DataRow of `fields` to `out`. The row must hold at most
+/// 32,767 fields and fit a frame (what a server's own row does).
+pub fn data_row<'f>(
+    fields: impl IntoIterator<Item = Option<&'f [u8]>>,
+    out: &mut BytesMut,
+) -> Result<(), DecodeError> {
+    use bytes::BufMut;
+    let start = out.len();
+    out.put_u8(DATA_ROW);
+    out.put_i32(0);
+    out.put_i16(0);
+    let mut n: usize = 0;
+    for f in fields {
+        match f {
+            None => out.put_i32(-1),
+            Some(v) => {
+                out.put_i32(i32::try_from(v.len()).map_err(|_| DecodeError::Truncated)?);
+                out.extend_from_slice(v);
+            }
+        }
+        n += 1;
+    }
+    let len = i32::try_from(out.len() - start - 1).map_err(|_| DecodeError::Truncated)?;
+    let n = i16::try_from(n).map_err(|_| DecodeError::Truncated)?;
+    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+    out[start + 5..start + 7].copy_from_slice(&n.to_be_bytes());
+    Ok(())
+}
+
 /// pid and secret key of a BackendKeyData frame (protocol 3.0: 4-byte key).
 pub fn backend_key_data(frame: &[u8]) -> Result<(i32, i32), DecodeError> {
     let mut r = Reader::new(frame.get(5..).ok_or(DecodeError::Truncated)?);
@@ -301,6 +421,64 @@ mod tests {
         assert_eq!(f.message, b"denied by rule `x`");
         let n = Report::new(Severity::Notice, "01000", "held").encode();
         assert_eq!(n[0], b'N');
+    }
+
+    #[test]
+    fn row_description_reads_every_column_field() {
+        let mut body = 1i16.to_be_bytes().to_vec();
+        body.extend_from_slice(b"email\0");
+        body.extend_from_slice(&16384u32.to_be_bytes());
+        body.extend_from_slice(&3i16.to_be_bytes());
+        body.extend_from_slice(&25u32.to_be_bytes());
+        body.extend_from_slice(&(-1i16).to_be_bytes());
+        body.extend_from_slice(&(-1i32).to_be_bytes());
+        body.extend_from_slice(&1i16.to_be_bytes());
+        let mut frame = vec![b'T'];
+        frame.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        frame.extend_from_slice(&body);
+        let cols = row_description(&frame).unwrap();
+        assert_eq!(
+            cols,
+            [Column {
+                name: b"email",
+                table: 16384,
+                attnum: 3,
+                type_oid: 25,
+                type_len: -1,
+                type_mod: -1,
+                format: 1
+            }]
+        );
+        assert!(row_description(&frame[..frame.len() - 1]).is_err());
+        // A count larger than the frame holds is an error, not a large allocation.
+        let mut lying = frame.clone();
+        lying[5..7].copy_from_slice(&i16::MAX.to_be_bytes());
+        assert!(row_description(&lying).is_err());
+    }
+
+    #[test]
+    fn data_row_fields_round_trip() {
+        let fields: [Option<&[u8]>; 4] = [Some(b"1"), None, Some(b""), Some(&[0xff; 300])];
+        let mut out = BytesMut::new();
+        data_row(fields, &mut out).unwrap();
+        assert_eq!(out[0], DATA_ROW);
+        assert_eq!(
+            i32::from_be_bytes(out[1..5].try_into().unwrap()) as usize,
+            out.len() - 1
+        );
+        let read: Vec<_> = data_row_fields(&out).unwrap().map(Result::unwrap).collect();
+        assert_eq!(read, fields);
+        // Truncated: the error comes once, then nothing.
+        let mut it = data_row_fields(&out[..out.len() - 1]).unwrap();
+        assert_eq!(it.len(), 4);
+        let rest: Vec<_> = it.by_ref().collect();
+        assert_eq!(rest.len(), 4);
+        assert!(rest[3].is_err());
+        assert!(it.next().is_none());
+        // A negative length other than -1 is malformed.
+        let mut bad = out.to_vec();
+        bad[7..11].copy_from_slice(&(-2i32).to_be_bytes());
+        assert!(data_row_fields(&bad).unwrap().next().unwrap().is_err());
     }
 
     #[test]

@@ -172,6 +172,15 @@ fn formatted_values<'a>(r: &mut Reader<'a>) -> Result<(usize, Vec<Parameter<'a>>
 
 /// `Bind`: the result-column format codes.
 pub fn bind_result_formats(frame: &[u8]) -> Result<Vec<i16>, DecodeError> {
+    Ok(bind_result_format_codes(frame)?
+        .chunks_exact(2)
+        .map(|c| i16::from_be_bytes([c[0], c[1]]))
+        .collect())
+}
+
+/// A Bind's result-format codes as they are on the wire (two bytes each,
+/// big-endian): no allocation, for the per-Bind path.
+pub fn bind_result_format_codes(frame: &[u8]) -> Result<&[u8], DecodeError> {
     let mut r = Reader::new(body(frame)?);
     r.cstr()?;
     r.cstr()?;
@@ -184,8 +193,8 @@ pub fn bind_result_formats(frame: &[u8]) -> Result<Vec<i16>, DecodeError> {
             r.take(len as usize)?;
         }
     }
-    let n = r.i16()?.max(0);
-    (0..n).map(|_| r.i16()).collect()
+    let n = r.i16()?.max(0) as usize;
+    r.take(2 * n)
 }
 
 /// `FunctionCall` (the fast path): the function's OID and its arguments,

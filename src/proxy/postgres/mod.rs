@@ -145,6 +145,7 @@ pub async fn handle(
         login_path,
         encoding: connected.encoding,
         ledger: crate::session::Ledger::new(l.engine.audit.clone(), info.clone()),
+        rows: crate::session::rows::configured(),
     };
     let (_end, statements) =
         relay::run(&sess, stream, connected.stream, connected.status, shutdown).await;

@@ -24,16 +24,26 @@
 
 use super::extended::UpName;
 use crate::audit::{Outcome, ServerError, StatementEvent};
+use crate::session::rows::RowPlan;
 use bytes::Bytes;
 use sqlgate_postgres::backend;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What the server owes for one message sqlgate sent upstream.
 pub(super) enum Expect {
     /// A statement was forwarded; its completion finishes the audit record.
-    /// The limit: the row guard counts it (`guard.rs`).
-    Statement(Box<StatementEvent>, Instant, Option<u64>),
+    /// The limit: the row guard counts it (`guard.rs`). The plan: how its
+    /// result rows are rewritten (`rows.rs`), when one is active: given at
+    /// Execute (the portal's), or by the statement's own RowDescription
+    /// (a simple Query's, [`ExpectQueue::plan_rows`]).
+    Statement(
+        Box<StatementEvent>,
+        Instant,
+        Option<u64>,
+        Option<Arc<RowPlan>>,
+    ),
     /// The CommandComplete of a statement sqlgate sent itself (`guard.rs`):
     /// not passed on.
     InjectedComplete,
@@ -80,7 +90,7 @@ pub(super) enum Described {
     /// A held portal described through its statement (`extended.rs`): its
     /// ParameterDescription is dropped and its RowDescription carries the
     /// Bind's result formats, as a Describe of the portal would.
-    Portal(Box<[i16]>),
+    Portal(super::rows::ResultFormats),
     /// sqlgate's own check that a placeholder portal still exists: not
     /// passed on (its error is).
     Swallow,
@@ -116,6 +126,8 @@ pub(super) enum Pass {
     Denial(Bytes),
     /// Send this instead (a held portal's RowDescription with its formats).
     Instead(Vec<u8>),
+    /// A result row to rebuild by this plan (`rows.rs`).
+    Rewrite(Arc<RowPlan>),
     /// Send this, then the message (an injected Query's answer before the
     /// ReadyForQuery that ends it).
     After(Bytes),
@@ -176,6 +188,9 @@ pub(super) struct ExpectQueue {
     /// Upstream names whose Close the server skipped (after an error):
     /// closed again at the start of the next batch (`extended.rs`).
     orphans: Vec<(u8, UpName)>,
+    /// The last message was a RowDescription of a statement's own result
+    /// (a simple Query's), not a Describe's answer: it may be planned.
+    own_rows: bool,
 }
 
 impl ExpectQueue {
@@ -194,6 +209,7 @@ impl ExpectQueue {
             idle_timeout_ms: u64::MAX,
             held_ready: false,
             orphans: Vec::new(),
+            own_rows: false,
         }
     }
 
@@ -261,9 +277,49 @@ impl ExpectQueue {
     }
 
     /// A DataRow or CopyData that streams through in pieces (too large to
-    /// buffer): only counted.
-    pub(super) fn streamed(&mut self, tag: u8) {
-        self.rows += u64::from(tag == backend::DATA_ROW);
+    /// buffer): only counted. `false`: a DataRow whose rows must be
+    /// rewritten (the framing keeps those whole: the two disagree).
+    pub(super) fn streamed(&mut self, tag: u8) -> bool {
+        let row = tag == backend::DATA_ROW;
+        self.rows += u64::from(row);
+        !(row && self.rewriting())
+    }
+
+    /// Where the statement whose rows come next is, if it is owed in this
+    /// batch (almost always the front: what was owed before it is answered).
+    fn answering(&self) -> Option<usize> {
+        self.q
+            .iter()
+            .position(|e| matches!(e, Expect::Statement(..)) || e.is_ready())
+            .filter(|&i| matches!(self.q[i], Expect::Statement(..)))
+    }
+
+    /// The rows coming next are rewritten (their DataRows must come whole).
+    pub(super) fn rewriting(&self) -> bool {
+        self.plan().is_some()
+    }
+
+    fn plan(&self) -> Option<&Arc<RowPlan>> {
+        match &self.q[self.answering()?] {
+            Expect::Statement(_, _, _, plan) => plan.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The RowDescription just answered was a statement's own (a simple
+    /// Query's): its rows get `plan`. Whether it was (otherwise nothing
+    /// changes: a Describe's answer plans nothing).
+    pub(super) fn plan_rows(&mut self, plan: Arc<RowPlan>) -> bool {
+        if !std::mem::take(&mut self.own_rows) {
+            return false;
+        }
+        match self.answering().map(|i| &mut self.q[i]) {
+            Some(Expect::Statement(_, _, _, p)) => {
+                *p = Some(plan);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// What to do with the server's message `msg` (whole, tag first).
@@ -282,10 +338,14 @@ impl ExpectQueue {
             self.probe_answer(tag, msg);
             return Pass::Probe;
         }
+        self.own_rows = false;
         match tag {
             backend::DATA_ROW => {
                 self.rows += 1;
-                Pass::Forward
+                match self.plan() {
+                    Some(p) => Pass::Rewrite(p.clone()),
+                    None => Pass::Forward,
+                }
             }
             backend::COMMAND_COMPLETE | backend::EMPTY_QUERY | backend::PORTAL_SUSPENDED => {
                 self.completed(tag, msg, done)
@@ -358,7 +418,7 @@ impl ExpectQueue {
         self.q
             .drain(..)
             .filter_map(|e| match e {
-                Expect::Statement(mut ev, started, limit) => {
+                Expect::Statement(mut ev, started, limit, _) => {
                     ev.outcome = Outcome::CutOff;
                     ev.duration_us = Some(started.elapsed().as_micros() as u64);
                     Some(Finished {
@@ -464,6 +524,7 @@ impl ExpectQueue {
             .iter()
             .position(|e| matches!(e, Expect::Describe(_)) || e.is_ready());
         let Some(i) = i.filter(|&i| matches!(self.q[i], Expect::Describe(_))) else {
+            self.own_rows = tag == backend::ROW_DESCRIPTION;
             return Pass::Forward;
         };
         if tag == backend::PARAMETER_DESCRIPTION {
@@ -478,7 +539,7 @@ impl ExpectQueue {
         match (self.q.remove(i), tag) {
             (Some(Expect::Describe(Described::Swallow)), _) => Pass::Drop,
             (Some(Expect::Describe(Described::Portal(f))), backend::ROW_DESCRIPTION) => {
-                match backend::row_description_with_formats(msg, &f) {
+                match backend::row_description_with_formats(msg, f.codes()) {
                     Ok(m) => Pass::Instead(m),
                     // The server would refuse such a Bind at Execute.
                     Err(_) => Pass::Lost("result formats that do not fit the description"),
@@ -521,7 +582,7 @@ impl ExpectQueue {
                     }
                     break;
                 }
-                Expect::Statement(mut ev, _, limit) => {
+                Expect::Statement(mut ev, _, limit, _) => {
                     ev.outcome = Outcome::NotExecuted;
                     done.push(Finished {
                         ev,
@@ -562,7 +623,7 @@ impl ExpectQueue {
         if matches!(self.q[i], Expect::Ready) {
             return None;
         }
-        let Some(Expect::Statement(mut ev, started, limit)) = self.q.remove(i) else {
+        let Some(Expect::Statement(mut ev, started, limit, _)) = self.q.remove(i) else {
             return None;
         };
         ev.outcome = outcome;

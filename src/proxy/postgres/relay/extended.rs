@@ -316,6 +316,12 @@ impl ClientSide<'_> {
         let shows = prepared.hold.is_some() && prepared.text.is_some();
         let params = shows.then(|| hold::shown_params(msg, self.encoding()));
         let upstream = self.fresh_name(b'p');
+        // Result formats and row plan: what rewriting the portal's rows
+        // needs (`rows.rs`). The codes were read by the server's rules
+        // already: a Bind whose codes don't fit fails there.
+        let formats = frontend::bind_result_format_codes(msg)
+            .map_or(rows::ResultFormats::Text, rows::ResultFormats::from_wire);
+        let row_plan = self.sess.rows.as_ref().and_then(|p| p.plan(None));
         let portal_state = if prepared.hold.is_some() {
             // Held: Bind plans the statement (folding IMMUTABLE functions)
             // and converts the parameters (domain CHECKs), and a bound
@@ -341,6 +347,8 @@ impl ClientSide<'_> {
                 upstream,
                 bind: Some(Arc::from(msg)),
                 approved: None,
+                formats,
+                rows: row_plan,
             }
         } else {
             if let Some(parse) = prepared.parse.clone() {
@@ -379,6 +387,8 @@ impl ClientSide<'_> {
                 upstream,
                 bind: None,
                 approved: None,
+                formats,
+                rows: row_plan,
             }
         };
         match self.portals.get_mut(portal) {
@@ -479,6 +489,7 @@ impl ClientSide<'_> {
         let mut p = pt.prepared.clone();
         let upstream = pt.upstream;
         let (bind, approved) = (pt.bind.clone(), pt.approved.clone());
+        let row_plan = pt.rows.clone();
         if bind.is_none() && approved.is_none() {
             // A portal bound before a schema change runs the new
             // definitions (a function's new body): decided again.
@@ -522,7 +533,7 @@ impl ClientSide<'_> {
             return Step::Next;
         }
         if let Some(note) = approved {
-            self.execute_more(renamed, &p, note);
+            self.execute_more(renamed, &p, note, row_plan);
             return Step::Next;
         }
         let ev = self.sess.ledger.event(
@@ -538,6 +549,7 @@ impl ClientSide<'_> {
             msg: renamed,
             events: vec![(ev, limit)],
             simple: false,
+            rows: row_plan,
         };
         if info.is_some_and(guard::commits) && self.guarding() {
             return Step::Guard(guard::Point::Commit(pending));
@@ -595,13 +607,20 @@ impl ClientSide<'_> {
             prelude,
             classified: Some((p.classified.clone(), p.param_types.clone())),
             definitions: self.sess.catalog.as_ref().map_or(0, |c| c.definitions()),
+            rows: self.portals.get(portal).and_then(|pt| pt.rows.clone()),
         }))
     }
 
     /// The rest of an approved portal's rows: the same execution, unless
     /// the schema changed since (it would run new definitions nobody
     /// approved): then refused, as for a cursor.
-    fn execute_more(&mut self, renamed: Vec<u8>, p: &Prepared, note: Arc<ApprovalNote>) {
+    fn execute_more(
+        &mut self,
+        renamed: Vec<u8>,
+        p: &Prepared,
+        note: Arc<ApprovalNote>,
+        rows: Option<Arc<crate::session::rows::RowPlan>>,
+    ) {
         let moved = self
             .sess
             .catalog
@@ -624,6 +643,7 @@ impl ClientSide<'_> {
             msg: renamed,
             events: vec![(ev, None)],
             simple: false,
+            rows,
         };
         self.forward(pending, None);
     }
@@ -685,9 +705,8 @@ impl ClientSide<'_> {
             b'S' => (self.prepared.get(name)?.clone(), None),
             b'P' => {
                 let pt = self.portals.get(name)?;
-                let bind = pt.bind.as_ref()?;
-                let formats = frontend::bind_result_formats(bind).unwrap_or_default();
-                (pt.prepared.clone(), Some(formats))
+                pt.bind.as_ref()?;
+                (pt.prepared.clone(), Some(pt.formats.clone()))
             }
             _ => return None,
         };
@@ -698,8 +717,7 @@ impl ClientSide<'_> {
             return Some(Err(()));
         }
         // A statement: its neutral text describes like the statement.
-        let formats = formats?.into_boxed_slice();
-        self.expect(Expect::Describe(Described::Portal(formats)));
+        self.expect(Expect::Describe(Described::Portal(formats?)));
         frontend::write_describe(b'S', prepared.upstream.as_bytes(), &mut self.out);
         Some(Ok(()))
     }

@@ -117,7 +117,7 @@ impl ClientSide<'_> {
                     self.sess
                         .ledger
                         .event(&d.analysis, 0, &sha, &v.rule, v.action, Outcome::Ok);
-                self.expect(Expect::Statement(ev, Instant::now(), None));
+                self.expect(Expect::Statement(ev, Instant::now(), None, None));
                 self.expect(Expect::Ready);
                 self.out.extend_from_slice(msg);
             }

@@ -99,6 +99,9 @@ pub(super) struct Pending {
     pub msg: Vec<u8>,
     pub events: Vec<(Box<StatementEvent>, Option<u64>)>,
     pub simple: bool,
+    /// An Execute's row plan (`Portal::rows`); a simple Query's statements
+    /// are planned at their RowDescription.
+    pub rows: Option<Arc<crate::session::rows::RowPlan>>,
 }
 
 pub(super) enum Point {
@@ -379,7 +382,7 @@ impl ClientSide<'_> {
             if ev.approval.is_none() {
                 ev.approval = note.clone();
             }
-            self.expect(Expect::Statement(ev, Instant::now(), limit));
+            self.expect(Expect::Statement(ev, Instant::now(), limit, p.rows.clone()));
         }
         if p.simple {
             self.expect(Expect::Ready);
@@ -404,10 +407,7 @@ impl ClientSide<'_> {
     }
 
     /// Settles the audit, then writes and flushes what is staged upstream.
-    pub(super) async fn send(
-        &mut self,
-        wr: &mut WriteHalf<Stream>,
-    ) -> std::io::Result<Option<End>> {
+    pub(super) async fn send(&mut self, wr: &mut WritePart) -> std::io::Result<Option<End>> {
         if let Err(end) = self.settle().await {
             return Ok(Some(end));
         }
@@ -434,7 +434,7 @@ impl ClientSide<'_> {
     /// says nothing about this one.
     pub(super) async fn wait_settled(
         &mut self,
-        wr: &mut WriteHalf<Stream>,
+        wr: &mut WritePart,
     ) -> std::io::Result<Option<End>> {
         self.batch.unsettled = false;
         self.out.extend_from_slice(&[b'H', 0, 0, 0, 4]);
@@ -451,7 +451,7 @@ impl ClientSide<'_> {
 
     /// Waits until every counted statement has been answered; mid-batch a
     /// Flush makes the server send what it has.
-    async fn wait_counted(&mut self, wr: &mut WriteHalf<Stream>) -> std::io::Result<()> {
+    async fn wait_counted(&mut self, wr: &mut WritePart) -> std::io::Result<()> {
         if self.shared.guard.inflight.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
@@ -467,8 +467,8 @@ impl ClientSide<'_> {
     pub(super) async fn guard_point(
         &mut self,
         point: Point,
-        rd: &mut ReadHalf<Stream>,
-        wr: &mut WriteHalf<Stream>,
+        rd: &mut ReadPart,
+        wr: &mut WritePart,
         frames: &mut ClientFrames,
     ) -> std::io::Result<Option<End>> {
         match point {
@@ -487,8 +487,8 @@ impl ClientSide<'_> {
     async fn commit_point(
         &mut self,
         p: Pending,
-        rd: &mut ReadHalf<Stream>,
-        wr: &mut WriteHalf<Stream>,
+        rd: &mut ReadPart,
+        wr: &mut WritePart,
         frames: &mut ClientFrames,
     ) -> std::io::Result<Option<End>> {
         self.wait_counted(wr).await?;
@@ -538,8 +538,8 @@ impl ClientSide<'_> {
     async fn wrap_point(
         &mut self,
         p: Pending,
-        rd: &mut ReadHalf<Stream>,
-        wr: &mut WriteHalf<Stream>,
+        rd: &mut ReadPart,
+        wr: &mut WritePart,
         frames: &mut ClientFrames,
     ) -> std::io::Result<Option<End>> {
         self.wait_idle().await;
@@ -551,7 +551,7 @@ impl ClientSide<'_> {
         self.inject("BEGIN", false, None);
         self.shared.queue().expect_held_ready();
         for (ev, limit) in p.events {
-            self.expect(Expect::Statement(ev, Instant::now(), limit));
+            self.expect(Expect::Statement(ev, Instant::now(), limit, p.rows.clone()));
         }
         self.expect(Expect::HeldReady);
         self.out.extend_from_slice(&p.msg);
@@ -585,8 +585,8 @@ impl ClientSide<'_> {
     async fn sync_hold(
         &mut self,
         msg: Vec<u8>,
-        rd: &mut ReadHalf<Stream>,
-        wr: &mut WriteHalf<Stream>,
+        rd: &mut ReadPart,
+        wr: &mut WritePart,
         frames: &mut ClientFrames,
     ) -> std::io::Result<Option<End>> {
         let barrier = self.batch.barrier;
@@ -632,8 +632,8 @@ impl ClientSide<'_> {
     async fn guard_hold(
         &mut self,
         entries: &[Over],
-        rd: &mut ReadHalf<Stream>,
-        wr: &mut WriteHalf<Stream>,
+        rd: &mut ReadPart,
+        wr: &mut WritePart,
         frames: &mut ClientFrames,
     ) -> std::io::Result<HoldEnd> {
         let Some(spec) = self.sess.engine.policy.guard().map(|g| g.approval.clone()) else {

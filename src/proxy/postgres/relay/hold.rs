@@ -16,8 +16,8 @@ impl ClientSide<'_> {
     pub(super) async fn hold(
         &mut self,
         held: &Held,
-        rd: &mut ReadHalf<Stream>,
-        wr: &mut WriteHalf<Stream>,
+        rd: &mut ReadPart,
+        wr: &mut WritePart,
         frames: &mut ClientFrames,
     ) -> std::io::Result<HoldEnd> {
         let groups = rule_groups(&held.verdicts);
@@ -49,8 +49,8 @@ impl ClientSide<'_> {
         held: &Held,
         lead: &Verdict,
         blocking: &[usize],
-        rd: &mut ReadHalf<Stream>,
-        wr: &mut WriteHalf<Stream>,
+        rd: &mut ReadPart,
+        wr: &mut WritePart,
         frames: &mut ClientFrames,
         holding: &crate::proxy::cancel::HoldGuard<'_>,
     ) -> std::io::Result<HoldEnd> {
@@ -152,8 +152,8 @@ impl ClientSide<'_> {
     pub(super) async fn await_decision(
         &mut self,
         new: NewRequest,
-        rd: &mut ReadHalf<Stream>,
-        wr: &mut WriteHalf<Stream>,
+        rd: &mut ReadPart,
+        wr: &mut WritePart,
         frames: &mut ClientFrames,
         holding: &crate::proxy::cancel::HoldGuard<'_>,
     ) -> std::io::Result<HoldEnd> {
@@ -285,7 +285,7 @@ impl ClientSide<'_> {
     /// snapshot is still taken by the agent's own first statement; its
     /// ReadyForQuery resets the server's idle timers as a Sync does. On a
     /// failed transaction it fails, and the timeouts stay unknown.
-    async fn probe(&mut self, wr: &mut WriteHalf<Stream>) -> std::io::Result<()> {
+    async fn probe(&mut self, wr: &mut WritePart) -> std::io::Result<()> {
         self.expect(Expect::Probe);
         let mut b = BytesMut::new();
         // INVARIANT: ASCII without NUL.
@@ -351,6 +351,7 @@ impl ClientSide<'_> {
                 msg: held.msg,
                 events,
                 simple: true,
+                rows: None,
             };
             let stmts = &held.analysis.statements;
             if stmts.len() == 1 && guard::commits(&stmts[0]) && self.guarding() {
@@ -377,6 +378,7 @@ impl ClientSide<'_> {
             msg: held.msg,
             events: vec![(ev, None)],
             simple: false,
+            rows: held.rows,
         };
         let commits = held.analysis.statements.first().is_some_and(guard::commits);
         if commits && self.guarding() {

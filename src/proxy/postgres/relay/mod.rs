@@ -22,6 +22,7 @@ mod fastpath;
 mod guard;
 mod hold;
 mod responses;
+mod rows;
 
 use crate::approval;
 use crate::audit::{ApprovalNote, Event, Outcome, SessionInfo, StatementEvent};
@@ -29,7 +30,7 @@ use crate::classify::{Analysis, Class, ClassSet, Dialect, StatementInfo};
 use crate::engine::{Decision, Engine};
 use crate::policy::{Action, Identity, Verdict};
 use crate::proxy::frames::{Frame, FrameReader, Framed, Framing};
-use crate::proxy::stream::Stream;
+use crate::proxy::stream::{ReadPart, Stream, WritePart};
 use crate::session::ledger::{count_verdicts, sha256_hex};
 use crate::session::{Refusal, Why};
 use bytes::{Bytes, BytesMut};
@@ -43,7 +44,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch, Notify};
 
 /// Bulk frames larger than this stream through instead of being buffered whole.
@@ -52,17 +53,21 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// PostgreSQL's framing for the frame reader: every message must fit in
 /// `max_message` bytes, except those `streamable` says may pass in pieces
-/// once over `STREAM_ABOVE`.
+/// once over `STREAM_ABOVE`; while `whole_rows` (a rewrite plan is active,
+/// `rows.rs`) a DataRow never does.
 struct PgFraming {
     max_message: usize,
     streamable: fn(u8) -> bool,
+    whole_rows: bool,
 }
 
 impl Framing for PgFraming {
     type Error = frame::FrameError;
     fn next(&self, buf: &[u8]) -> Result<Framed, frame::FrameError> {
         Ok(
-            match frame::next(buf, self.max_message, STREAM_ABOVE, self.streamable)? {
+            match frame::next(buf, self.max_message, STREAM_ABOVE, |t| {
+                (self.streamable)(t) && !(self.whole_rows && t == backend::DATA_ROW)
+            })? {
                 Next::NeedMore => Framed::NeedMore,
                 Next::Whole { tag, len } => Framed::Whole { tag, len },
                 Next::Partial {
@@ -184,6 +189,12 @@ struct Portal {
     /// The approval its first Execute had: the rest of its rows (after
     /// PortalSuspended) are the same execution.
     approved: Option<Arc<ApprovalNote>>,
+    /// The Bind's result-format codes: the format of each result column.
+    formats: rows::ResultFormats,
+    /// How its rows are rewritten, when a planner is active (`rows.rs`).
+    /// Planned at Bind without the columns: sqlgate does not describe
+    /// portals itself yet (masking will, issue 11).
+    rows: Option<Arc<crate::session::rows::RowPlan>>,
 }
 
 /// What the client side must do after a message.
@@ -215,6 +226,8 @@ struct Held {
     classified: Option<(Arc<Analysis>, Arc<[u32]>)>,
     /// The catalog's definitions when it was decided (`Catalog::definitions`).
     definitions: u64,
+    /// Extended: the portal's row plan (`Portal::rows`).
+    rows: Option<Arc<crate::session::rows::RowPlan>>,
 }
 
 enum HoldEnd {
@@ -244,6 +257,8 @@ pub struct Session {
     pub encoding: &'static crate::encoding::Encoding,
     /// Every statement record of the session goes through it.
     pub ledger: crate::session::Ledger,
+    /// Plans result rewriting (`session/rows.rs`); none: rows pass as sent.
+    pub rows: Option<Arc<dyn crate::session::rows::Planner>>,
 }
 
 /// Why a session ended.
@@ -261,8 +276,8 @@ pub async fn run(
     status: u8,
     shutdown: watch::Receiver<bool>,
 ) -> (End, u64) {
-    let (mut client_rd, mut client_wr) = tokio::io::split(client);
-    let (mut server_rd, mut server_wr) = tokio::io::split(server);
+    let (mut client_rd, mut client_wr) = client.split();
+    let (mut server_rd, mut server_wr) = server.split();
     let mut nonce = [0u8; 8];
     rand::fill(&mut nonce);
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
@@ -301,7 +316,10 @@ pub async fn run(
         out: BytesMut::with_capacity(READ_CHUNK),
         acks: Vec::new(),
     };
+    // Biased: both directions are polled on every wake-up anyway (neither
+    // ends but with the session); no random order to draw each time.
     let end = tokio::select! {
+        biased;
         e = c2s.run(&mut client_rd, &mut server_wr, shutdown) => e,
         e = responses::server_to_client(sess, &shared, &mut server_rd, &mut client_wr, &mut notices_rx) => e,
     };
@@ -322,7 +340,7 @@ pub async fn run(
 }
 
 /// Tells the agent and the server how the session ends, and closes both.
-async fn close(end: &End, client_wr: &mut WriteHalf<Stream>, server_wr: &mut WriteHalf<Stream>) {
+async fn close(end: &End, client_wr: &mut WritePart, server_wr: &mut WritePart) {
     match end {
         End::Shutdown => {
             let b = Report::new(
@@ -417,27 +435,31 @@ struct ClientSide<'a> {
 impl ClientSide<'_> {
     async fn run(
         &mut self,
-        rd: &mut ReadHalf<Stream>,
-        wr: &mut WriteHalf<Stream>,
+        rd: &mut ReadPart,
+        wr: &mut WritePart,
         mut shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<End> {
         let mut frames = FrameReader::new(PgFraming {
             max_message: self.sess.max_message,
             streamable: |t| t == b'd',
+            whole_rows: false,
         });
         let mut draining = *shutdown.borrow();
         loop {
             if draining && self.idle() {
                 return Ok(End::Shutdown);
             }
+            // Biased, the shutdown first: a client that keeps sending
+            // still sees the drain begin.
             tokio::select! {
+                biased;
+                _ = shutdown.changed(), if !draining => { draining = true; continue; }
+                _ = self.shared.ready.notified(), if draining => continue,
                 r = frames.fill(rd) => {
                     if r? == 0 {
                         return Ok(End::ClientGone);
                     }
                 }
-                _ = shutdown.changed(), if !draining => { draining = true; continue; }
-                _ = self.shared.ready.notified(), if draining => continue,
             }
             loop {
                 let (tag, len) = match frames.next_frame() {
@@ -479,8 +501,8 @@ impl ClientSide<'_> {
         &mut self,
         tag: u8,
         len: usize,
-        rd: &mut ReadHalf<Stream>,
-        wr: &mut WriteHalf<Stream>,
+        rd: &mut ReadPart,
+        wr: &mut WritePart,
         frames: &mut ClientFrames,
     ) -> std::io::Result<Option<End>> {
         if !self.sess.engine.audit.alive() {
@@ -567,8 +589,8 @@ impl ClientSide<'_> {
     async fn held(
         &mut self,
         held: Held,
-        rd: &mut ReadHalf<Stream>,
-        wr: &mut WriteHalf<Stream>,
+        rd: &mut ReadPart,
+        wr: &mut WritePart,
         frames: &mut ClientFrames,
     ) -> std::io::Result<Option<End>> {
         if let Some(end) = self.send(wr).await? {
@@ -606,8 +628,8 @@ impl ClientSide<'_> {
     async fn run_point(
         &mut self,
         point: guard::Point,
-        rd: &mut ReadHalf<Stream>,
-        wr: &mut WriteHalf<Stream>,
+        rd: &mut ReadPart,
+        wr: &mut WritePart,
         frames: &mut ClientFrames,
     ) -> std::io::Result<Option<End>> {
         if let Some(end) = self.send(wr).await? {
@@ -637,7 +659,7 @@ impl ClientSide<'_> {
     }
 
     fn expect(&self, e: Expect) {
-        if let Expect::Statement(_, _, Some(_)) = e {
+        if let Expect::Statement(_, _, Some(_), _) = e {
             self.shared.guard.inflight.fetch_add(1, Ordering::AcqRel);
         }
         self.shared.queue().push(e);
@@ -864,6 +886,7 @@ impl ClientSide<'_> {
                     msg: msg.to_vec(),
                     events,
                     simple: true,
+                    rows: None,
                 };
                 if let Some(step) = self.query_point(&d, &sha, pending) {
                     return step;
@@ -893,6 +916,7 @@ impl ClientSide<'_> {
                     prelude: None,
                     classified: None,
                     definitions: self.sess.catalog.as_ref().map_or(0, |c| c.definitions()),
+                    rows: None,
                 }));
             }
             Some(_) => self.refuse(&d, &sha, true),

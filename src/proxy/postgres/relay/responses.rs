@@ -11,8 +11,8 @@ use sqlgate_postgres::sqlstate;
 pub(super) async fn server_to_client(
     sess: &Session,
     shared: &Shared,
-    rd: &mut ReadHalf<Stream>,
-    wr: &mut WriteHalf<Stream>,
+    rd: &mut ReadPart,
+    wr: &mut WritePart,
     notices: &mut mpsc::UnboundedReceiver<Bytes>,
 ) -> std::io::Result<End> {
     // The server is trusted to frame correctly, but is still held to a size
@@ -20,12 +20,16 @@ pub(super) async fn server_to_client(
     let mut frames = FrameReader::new(PgFraming {
         max_message: 1 << 30,
         streamable: |t| t == backend::DATA_ROW || t == backend::COPY_DATA,
+        whole_rows: false,
     });
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     // Statements completed in this read are recorded after their bytes are written.
     let mut done: Vec<Finished> = Vec::new();
     loop {
+        // Biased: polled in order, no random start per wake-up (it showed
+        // in the profile); the notices branch is rare and cheap.
         tokio::select! {
+            biased;
             r = frames.fill(rd) => {
                 if r? == 0 {
                     return Ok(End::ServerGone);
@@ -41,12 +45,19 @@ pub(super) async fn server_to_client(
         }
         let mut end = None;
         let mut last_status = None;
+        // While rows are rewritten, DataRows come whole (`rows.rs`): what
+        // the queue says now, and after each answer that may move it on.
+        let planning = sess.rows.is_some();
+        if planning {
+            frames.framing_mut().whole_rows = shared.queue().rewriting();
+        }
         loop {
             match frames.next_frame() {
                 Ok(None) => break,
                 Ok(Some(Frame::Piece { tag, len })) => {
-                    if let Some(tag) = tag {
-                        shared.queue().streamed(tag);
+                    if tag.is_some_and(|t| !shared.queue().streamed(t)) {
+                        end = Some(lost(sess, "a result row too large to rewrite in one piece"));
+                        break;
                     }
                     out.extend_from_slice(frames.front(len));
                     frames.consume(len);
@@ -54,6 +65,9 @@ pub(super) async fn server_to_client(
                 Ok(Some(Frame::Whole { tag, len })) => {
                     let r = one(sess, shared, tag, frames.front(len), &mut out, &mut done);
                     frames.consume(len);
+                    if planning && tag != backend::DATA_ROW {
+                        frames.framing_mut().whole_rows = shared.queue().rewriting();
+                    }
                     match r {
                         Ok(Some(status)) => last_status = Some(status),
                         Ok(None) => {}
@@ -112,6 +126,17 @@ fn one(
         let pass = q.answer(tag, msg, done);
         (pass, q.is_empty())
     };
+    if tag == backend::ROW_DESCRIPTION && pass == Pass::Forward {
+        if let Some(planner) = &sess.rows {
+            match super::rows::plan(planner.as_ref(), msg) {
+                Ok(Some(plan)) => {
+                    shared.queue().plan_rows(plan);
+                }
+                Ok(None) => {}
+                Err(_) => return Err(lost(sess, "a RowDescription that does not parse")),
+            }
+        }
+    }
     for f in &done[from..] {
         finished(sess, shared, f, ctag);
     }
@@ -130,21 +155,30 @@ fn one(
             Encoding::from_id(shared.encoding.load(Ordering::Acquire)),
         )),
         Pass::Instead(m) => out.extend_from_slice(&m),
+        Pass::Rewrite(plan) => {
+            if super::rows::rewrite(msg, &plan, out).is_err() {
+                return Err(lost(sess, "a DataRow that does not parse"));
+            }
+        }
         Pass::After(answer) => {
             out.extend_from_slice(&answer);
             out.extend_from_slice(msg);
         }
-        Pass::Lost(why) => {
-            tracing::error!(session = %sess.info.id, "the server answered {why}; ending the session");
-            let r = Report::new(
-                Severity::Fatal,
-                sqlstate::PROTOCOL_VIOLATION,
-                "sqlgate: protocol state lost; the session is closed",
-            );
-            return Err(End::Fatal(r.encode()));
-        }
+        Pass::Lost(why) => return Err(lost(sess, why)),
     }
     Ok(status)
+}
+
+/// The two sides no longer agree on what the server is answering (`why`,
+/// for the log): the session ends.
+fn lost(sess: &Session, why: &str) -> End {
+    tracing::error!(session = %sess.info.id, "the server answered {why}; ending the session");
+    let r = Report::new(
+        Severity::Fatal,
+        sqlstate::PROTOCOL_VIOLATION,
+        "sqlgate: protocol state lost; the session is closed",
+    );
+    End::Fatal(r.encode())
 }
 
 /// A setting the server reports: one that makes the policy unsound ends the
@@ -245,7 +279,7 @@ fn idle_again(sess: &Session, shared: &Shared, status: u8, empty: bool) {
 /// is recorded.
 async fn written(
     sess: &Session,
-    wr: &mut WriteHalf<Stream>,
+    wr: &mut WritePart,
     out: &mut BytesMut,
     done: &mut Vec<Finished>,
 ) -> std::io::Result<Option<End>> {

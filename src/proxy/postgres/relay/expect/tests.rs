@@ -48,7 +48,7 @@ fn statement_limited(name: &str, limit: Option<u64>) -> Expect {
         duration_us: None,
         approval: None,
     };
-    Expect::Statement(Box::new(ev), Instant::now(), limit)
+    Expect::Statement(Box::new(ev), Instant::now(), limit, None)
 }
 
 fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
@@ -431,7 +431,9 @@ fn sqlgates_own_transaction_around_a_counted_statement() {
 #[test]
 fn a_held_portals_description_carries_its_formats() {
     let mut q = queue();
-    q.push(Expect::Describe(Described::Portal(vec![1].into())));
+    q.push(Expect::Describe(Described::Portal(
+        super::super::rows::ResultFormats::All(1),
+    )));
     q.push(Expect::Ready);
     let (p, _) = answer(
         &mut q,
@@ -606,4 +608,76 @@ fn timeouts_read_as_show_prints_them() {
     assert_eq!(timeout_ms(b"1d"), Some(86_400_000));
     assert_eq!(timeout_ms(b"2 weeks"), None);
     assert_eq!(timeout_ms(b""), None);
+}
+
+fn planned(name: &str, plan: &Arc<RowPlan>) -> Expect {
+    match statement(name) {
+        Expect::Statement(ev, t, limit, _) => Expect::Statement(ev, t, limit, Some(plan.clone())),
+        _ => unreachable!(),
+    }
+}
+
+use crate::session::rows::RowPlan;
+
+#[test]
+fn a_simple_query_s_rows_take_the_plan_its_description_got_and_only_they() {
+    let plan = Arc::new(RowPlan::keep_all());
+    let mut q = queue();
+    // Two statements of one string: only the first is planned.
+    q.push(statement("first"));
+    q.push(statement("second"));
+    q.push(Expect::Ready);
+    let mut done = Vec::new();
+    assert_eq!(q.answer(b'T', &description(&["a"]), &mut done), Forward);
+    assert!(q.plan_rows(plan.clone()));
+    assert!(q.rewriting());
+    // A streamed DataRow of a planned result: the two disagree.
+    assert!(!q.streamed(b'D'));
+    let (p, _) = answer(&mut q, &[row(&["1"]), row(&["2"]), complete("SELECT 3")]);
+    assert_eq!(
+        p,
+        vec![
+            Pass::Rewrite(plan.clone()),
+            Pass::Rewrite(plan.clone()),
+            Forward
+        ]
+    );
+    assert!(!q.rewriting());
+    // The second statement's description is not planned here: its rows pass.
+    assert_eq!(q.answer(b'T', &description(&["b"]), &mut done), Forward);
+    let (p, done) = answer(&mut q, &[row(&["x"]), complete("SELECT 1"), ready(b'I')]);
+    assert_eq!(p, vec![Forward, Forward, Forward]);
+    assert!(q.streamed(b'D'));
+    assert_eq!(
+        summary(&done),
+        [("second".to_string(), Outcome::Ok, Some(1), COMPLETED)]
+    );
+    // Nothing owed: a plan has nowhere to go.
+    assert!(!q.plan_rows(plan));
+}
+
+#[test]
+fn a_describe_s_answer_is_not_planned_but_an_execute_carries_its_portal_s_plan() {
+    let plan = Arc::new(RowPlan::keep_all());
+    let mut q = queue();
+    q.push(Expect::Describe(Described::Pass));
+    q.push(planned("execute", &plan));
+    q.push(Expect::Ready);
+    let mut done = Vec::new();
+    assert_eq!(q.answer(b'T', &description(&["a"]), &mut done), Forward);
+    // The description answered the Describe: planning it is refused.
+    assert!(!q.plan_rows(Arc::new(RowPlan::keep_all())));
+    let (p, done) = answer(&mut q, &[row(&["1"]), complete("SELECT 1"), ready(b'I')]);
+    assert_eq!(p, vec![Pass::Rewrite(plan), Forward, Forward]);
+    assert_eq!(summary(&done)[0].2, Some(1));
+    // A planned statement of a later batch does not plan this one's rows.
+    let later = Arc::new(RowPlan::keep_all());
+    q.push(statement("now"));
+    q.push(Expect::Ready);
+    q.push(planned("later", &later));
+    q.push(Expect::Ready);
+    assert!(!q.rewriting());
+    let (p, _) = answer(&mut q, &[row(&["1"]), complete("SELECT 1"), ready(b'I')]);
+    assert_eq!(p, vec![Forward, Forward, Forward]);
+    assert!(q.rewriting());
 }
