@@ -74,9 +74,26 @@
 //! sqlgate's own upstream name, and executed a statement other than the one
 //! approved after a Close and Bind of sqlgate's portal names inside BEGIN.)
 
-use super::*;
+use super::expect::Described;
+use super::expect::Expect;
+use super::{guard, hold, rows, ClientSide, Held, Portal, Prepared, Step};
+use crate::audit::ApprovalNote;
+use crate::audit::Outcome;
+use crate::classify::Analysis;
+use crate::classify::Dialect;
+use crate::engine::Decision;
+use crate::policy::Action;
+use crate::policy::Verdict;
+use crate::session::ledger::count_verdicts;
+use crate::session::ledger::sha256_hex;
+use bytes::BytesMut;
+use sqlgate_postgres::backend::Report;
+use sqlgate_postgres::backend::Severity;
+use sqlgate_postgres::frontend;
 use sqlgate_postgres::sqlstate;
 use std::io::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// Names beginning with this are sqlgate's own upstream (statements, portals,
 /// denial markers): an agent may not use them.

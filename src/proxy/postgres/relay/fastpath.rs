@@ -12,8 +12,20 @@
 //! OID is refused: nothing else uses the fast path today, and a call sqlgate
 //! cannot name cannot be decided.
 
-use super::*;
+use super::expect::Expect;
+use super::{ClientSide, Step};
+use crate::audit::Outcome;
+use crate::classify::Class;
+use crate::classify::Dialect;
+use crate::session::ledger::count_verdicts;
+use crate::session::ledger::sha256_hex;
+use sqlgate_postgres::backend::Report;
+use sqlgate_postgres::backend::Severity;
+use sqlgate_postgres::frontend;
 use sqlgate_postgres::sqlstate;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// The large-object functions by OID (`pg_proc.dat`), and their argument count.
 const LARGE_OBJECT_FUNCTIONS: &[(u32, &str, usize)] = &[

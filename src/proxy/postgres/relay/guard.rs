@@ -39,10 +39,35 @@
 //! batch a Parse or Query after such an Execute is refused (its Sync must
 //! come first).
 
-use super::*;
+use super::expect::Expect;
+use super::{audit_failure, ClientFrames, ClientSide, End, HoldEnd, Shared, Step};
 use crate::approval::HeldStatement;
+use crate::audit::ApprovalNote;
+use crate::audit::Event;
+use crate::audit::Outcome;
+use crate::audit::StatementEvent;
+use crate::classify::Class;
+use crate::classify::ClassSet;
+use crate::classify::StatementInfo;
+use crate::engine::Decision;
+use crate::policy::Action;
+use crate::policy::Verdict;
+use crate::proxy::stream::ReadPart;
+use crate::proxy::stream::WritePart;
+use bytes::Bytes;
+use bytes::BytesMut;
+use postgres_protocol::message::frontend as fe;
+use sqlgate_postgres::backend::Report;
+use sqlgate_postgres::backend::Severity;
 use sqlgate_postgres::sqlstate;
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
 
 /// The rule id of the row guard's holds and refusals.
 pub(super) const GUARD_RULE: &str = "builtin:row-guard";

@@ -1,11 +1,30 @@
 //! Holding one message for approval: the request, the notice to the agent,
 //! keepalives, withdrawal on cancel or disconnect, and what follows a decision.
 
-use super::*;
+use super::expect::Expect;
+use super::{guard, report, ClientFrames, ClientSide, Held, HoldEnd};
+use crate::approval;
 use crate::approval::{HeldStatement, NewRequest, StringStatement, Submitted};
+use crate::audit::ApprovalNote;
+use crate::audit::Outcome;
+use crate::classify::Class;
+use crate::classify::StatementInfo;
+use crate::policy::Action;
+use crate::policy::Verdict;
+use crate::proxy::stream::ReadPart;
+use crate::proxy::stream::WritePart;
 use crate::session::hold::{merge_notes, note, rule_groups, Withdraw};
 use crate::session::refusal::held_notice;
+use crate::session::Refusal;
+use bytes::BytesMut;
+use postgres_protocol::message::frontend as fe;
+use sqlgate_postgres::backend::Report;
+use sqlgate_postgres::backend::Severity;
+use sqlgate_postgres::frontend;
 use sqlgate_postgres::sqlstate;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 
 impl ClientSide<'_> {
     /// Holds one message until it is approved, refused, withdrawn or the agent

@@ -3,10 +3,21 @@
 //! swallow keepalive replies, and end sessions whose settings turn unsafe.
 
 use super::expect::{Finished, How, Pass};
-use super::*;
+use super::{End, PgFraming, Session, Shared, READ_CHUNK};
+use crate::classify::Class;
 use crate::encoding::Encoding;
 use crate::proxy::frames::{Frame, FrameReader};
+use crate::proxy::stream::ReadPart;
+use crate::proxy::stream::WritePart;
+use bytes::Bytes;
+use bytes::BytesMut;
+use sqlgate_postgres::backend;
+use sqlgate_postgres::backend::Report;
+use sqlgate_postgres::backend::Severity;
 use sqlgate_postgres::sqlstate;
+use std::sync::atomic::Ordering;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 
 pub(super) async fn server_to_client(
     sess: &Session,
