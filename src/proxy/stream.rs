@@ -7,6 +7,51 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+/// `AsyncRead` for an enum of streams, each variant passing the call to
+/// the stream it holds (written once for `Stream` and `ReadPart`).
+macro_rules! read_by_variant {
+    ($ty:ident: $($v:ident),+) => {
+        impl AsyncRead for $ty {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    $($ty::$v(s) => Pin::new(s).poll_read(cx, buf),)+
+                }
+            }
+        }
+    };
+}
+
+/// `AsyncWrite` likewise (for `Stream` and `WritePart`).
+macro_rules! write_by_variant {
+    ($ty:ident: $($v:ident),+) => {
+        impl AsyncWrite for $ty {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                match self.get_mut() {
+                    $($ty::$v(s) => Pin::new(s).poll_write(cx, buf),)+
+                }
+            }
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    $($ty::$v(s) => Pin::new(s).poll_flush(cx),)+
+                }
+            }
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    $($ty::$v(s) => Pin::new(s).poll_shutdown(cx),)+
+                }
+            }
+        }
+    };
+}
+
 pub enum Stream {
     Plain(TcpStream),
     /// To a database on this host, through its Unix-domain socket.
@@ -18,52 +63,6 @@ pub enum Stream {
 impl Stream {
     pub fn is_tls(&self) -> bool {
         !matches!(self, Stream::Plain(_) | Stream::Unix(_))
-    }
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::ServerTls(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::ClientTls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::ServerTls(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::ClientTls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
-            Stream::ServerTls(s) => Pin::new(s).poll_flush(cx),
-            Stream::ClientTls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::ServerTls(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::ClientTls(s) => Pin::new(s).poll_shutdown(cx),
-        }
     }
 }
 
@@ -106,44 +105,7 @@ pub enum WritePart {
     Tls(tokio::io::WriteHalf<Stream>),
 }
 
-impl AsyncRead for ReadPart {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ReadPart::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            ReadPart::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            ReadPart::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for WritePart {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            WritePart::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            WritePart::Unix(s) => Pin::new(s).poll_write(cx, buf),
-            WritePart::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WritePart::Tcp(s) => Pin::new(s).poll_flush(cx),
-            WritePart::Unix(s) => Pin::new(s).poll_flush(cx),
-            WritePart::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WritePart::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            WritePart::Unix(s) => Pin::new(s).poll_shutdown(cx),
-            WritePart::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+read_by_variant!(Stream: Plain, Unix, ServerTls, ClientTls);
+write_by_variant!(Stream: Plain, Unix, ServerTls, ClientTls);
+read_by_variant!(ReadPart: Tcp, Unix, Tls);
+write_by_variant!(WritePart: Tcp, Unix, Tls);

@@ -285,13 +285,21 @@ impl ExpectQueue {
         !(row && self.rewriting())
     }
 
-    /// Where the statement whose rows come next is, if it is owed in this
-    /// batch (almost always the front: what was owed before it is answered).
+    /// Where the statement the next answer is for is (its rows, its
+    /// completion), if it is owed in this batch: not past the batch's end,
+    /// a statement of a later batch is not what this answers. Almost always
+    /// the front: what was owed before it is answered.
     fn answering(&self) -> Option<usize> {
         self.q
             .iter()
-            .position(|e| matches!(e, Expect::Statement(..)) || e.is_ready())
+            .position(|e| matches!(e, Expect::Statement(..) | Expect::Ready))
             .filter(|&i| matches!(self.q[i], Expect::Statement(..)))
+    }
+
+    /// The last answer was a RowDescription of a statement's own result
+    /// (a simple Query's): one a planner may plan ([`ExpectQueue::plan_rows`]).
+    pub(super) fn own_rows(&self) -> bool {
+        self.own_rows
     }
 
     /// The rows coming next are rewritten (their DataRows must come whole).
@@ -614,15 +622,7 @@ impl ExpectQueue {
 
     /// Completes the next forwarded statement with `outcome`.
     fn complete(&mut self, outcome: Outcome, rows: Option<u64>, how: How) -> Option<Finished> {
-        let i = self
-            .q
-            .iter()
-            .position(|e| matches!(e, Expect::Statement(..) | Expect::Ready))?;
-        // Not past the batch's end: a statement of a later batch is not
-        // what this answers.
-        if matches!(self.q[i], Expect::Ready) {
-            return None;
-        }
+        let i = self.answering()?;
         let Some(Expect::Statement(mut ev, started, limit, _)) = self.q.remove(i) else {
             return None;
         };

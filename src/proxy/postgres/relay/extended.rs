@@ -612,7 +612,11 @@ impl ClientSide<'_> {
                 return Step::Next;
             }
         };
-        let params = self.portals.get(portal).and_then(|pt| pt.params.clone());
+        let pt = self.portals.get(portal);
+        let (params, rows) = (
+            pt.and_then(|pt| pt.params.clone()),
+            pt.and_then(|pt| pt.rows.clone()),
+        );
         Step::Hold(Box::new(Held {
             msg: renamed,
             analysis: p.analysis.clone(),
@@ -624,7 +628,7 @@ impl ClientSide<'_> {
             prelude,
             classified: Some((p.classified.clone(), p.param_types.clone())),
             definitions: self.sess.catalog.as_ref().map_or(0, |c| c.definitions()),
-            rows: self.portals.get(portal).and_then(|pt| pt.rows.clone()),
+            rows,
         }))
     }
 

@@ -132,12 +132,13 @@ fn one(
         super::guard::track_tag(&shared.guard, t);
     }
     let from = done.len();
-    let (pass, empty) = {
+    let (pass, empty, own_rows) = {
         let mut q = shared.queue();
         let pass = q.answer(tag, msg, done);
-        (pass, q.is_empty())
+        (pass, q.is_empty(), q.own_rows())
     };
-    if tag == backend::ROW_DESCRIPTION && pass == Pass::Forward {
+    // Only a statement's own RowDescription is planned, not a Describe's.
+    if own_rows {
         if let Some(planner) = &sess.rows {
             match super::rows::plan(planner.as_ref(), msg) {
                 Ok(Some(plan)) => {
