@@ -39,8 +39,10 @@
 //!    answered. Held (`relay/hold.rs`, [`session::hold`]): one [`approval`]
 //!    request per rule, sent to every channel (webhook, Slack, Teams, the
 //!    page, the API); keepalives keep the upstream transaction alive until a
-//!    decision, a cancel or a timeout. The row guard (`relay/guard.rs`)
-//!    holds a transaction whose writes passed a rule's `max_rows`.
+//!    decision, a cancel ([`proxy::postgres::cancel`] routes it,
+//!    [`session::cancel`] withdraws) or a timeout. The row guard
+//!    (`relay/guard.rs`) holds a transaction whose writes passed a rule's
+//!    `max_rows`.
 //! 6. **Answer.** The server direction (`relay/responses.rs`) hands every
 //!    message of the server's to the queue, which says what becomes of it
 //!    (forward, drop sqlgate's own, swap in a denial's error, end the

@@ -68,10 +68,29 @@ impl ServerError {
 pub struct ApprovalNote {
     /// The request id (none when a standing grant covered the statement).
     pub request: Option<String>,
-    /// `approved`, `granted`, `denied`, `timed_out` or `withdrawn`.
-    pub outcome: &'static str,
+    pub outcome: ApprovalOutcome,
     /// Who decided.
     pub by: Vec<String>,
+}
+
+/// What became of a held statement's approval, as its record names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalOutcome {
+    /// Its approvers approved it.
+    Approved,
+    /// A standing grant covered it.
+    Granted,
+    Denied,
+    TimedOut,
+    /// Withdrawn before a decision (a cancel, a disconnect).
+    Withdrawn,
+    /// No configured approver could decide it.
+    Unapprovable,
+    /// Approved, but what it reaches changed while it waited.
+    ChangedWhileHeld,
+    /// Approved, but the audit log was not anchored, so it did not run.
+    NotAnchored,
 }
 
 /// One statement, with everything the record needs.

@@ -31,7 +31,9 @@ pub mod sign;
 pub mod verify;
 mod writer;
 
-pub use event::{ApprovalNote, Event, Outcome, ServerError, SessionInfo, StatementEvent};
+pub use event::{
+    ApprovalNote, ApprovalOutcome, Event, Outcome, ServerError, SessionInfo, StatementEvent,
+};
 pub use writer::OpenError;
 
 use std::future::Future;

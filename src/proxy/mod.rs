@@ -4,7 +4,6 @@
 //! session finishes what is in flight and closes at its next idle point, and
 //! after `shutdown_timeout` whatever is left is cut off.
 
-pub mod cancel;
 pub mod frames;
 pub mod postgres;
 pub mod prelogin;
@@ -41,7 +40,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let upstream_tls = tls::upstream_config();
-    let cancels = cancel::Registry::default();
+    let cancels = postgres::cancel::Registry::default();
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     // One table for all listeners: the cap is per address, whichever port.
     let prelogin = prelogin::PreLogin::new(cfg.max_prelogin_per_address);

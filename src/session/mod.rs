@@ -6,6 +6,7 @@
 //! only its wire's work (framing, the expected-response queue, errors in
 //! its own codes).
 
+pub mod cancel;
 pub mod hold;
 pub mod ledger;
 pub mod refusal;

@@ -1,5 +1,6 @@
 //! The PostgreSQL listener: accept, log the agent in, log in upstream, relay.
 
+pub mod cancel;
 mod relay;
 mod startup;
 pub(crate) mod upstream;
@@ -7,7 +8,9 @@ pub(crate) mod upstream;
 use crate::audit::{Event, SessionInfo};
 use crate::config;
 use crate::engine::Engine;
-use crate::proxy::cancel;
+use crate::policy::Identity;
+use crate::proxy::stream::Stream;
+use crate::session::cancel::HoldSignal;
 use sqlgate_postgres::backend;
 use sqlgate_postgres::sqlstate;
 use std::net::SocketAddr;
@@ -74,30 +77,12 @@ pub async fn handle(
         .map_or("", |(_, v)| v.as_str())
         .into();
 
-    let up = &l.config.upstream;
-    let login = upstream::connect(up, l.config.upstream_tls, &l.upstream_tls, &params);
-    // The upstream login has its own deadline: a database that never answers
-    // must not hold the agent until TCP gives up.
-    let connected = match tokio::time::timeout(LOGIN_TIMEOUT, login)
-        .await
-        .unwrap_or_else(|_| Err(upstream::UpstreamError::TimedOut(LOGIN_TIMEOUT)))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            // The agent learns that the database is unavailable, not why
-            // sqlgate's own login failed (that may name its credentials).
-            tracing::error!(upstream = ?up, "upstream login failed: {e}");
-            startup::fatal(
-                &mut stream,
-                sqlstate::CONNECTION_FAILURE,
-                "sqlgate could not connect to the database; see sqlgate's log",
-            )
-            .await;
-            return;
-        }
+    let Some(connected) = connect_upstream(&l, &mut stream, &params).await else {
+        return;
     };
+    let up = &l.config.upstream;
 
-    let held = Arc::new(crate::proxy::cancel::HoldSignal::default());
+    let held = Arc::new(HoldSignal::default());
     let (pid, key, _registration) = l.cancels.register(|key| cancel::Target {
         held: held.clone(),
         key,
@@ -124,7 +109,58 @@ pub async fn handle(
         .audit
         .record(Event::SessionStart(info.clone(), SystemTime::now()));
     tracing::info!(session = %info.id, agent = %info.agent, %peer, "session started");
-    let sess = relay::Session {
+    let sess = session(&l, info.clone(), identity, login_path, &connected, held);
+    let (_end, statements) =
+        relay::run(&sess, stream, connected.stream, connected.status, shutdown).await;
+    l.engine.audit.record(Event::SessionEnd(
+        info.clone(),
+        SystemTime::now(),
+        statements,
+    ));
+    tracing::info!(session = %info.id, statements, "session ended");
+}
+
+/// sqlgate's own login to the database for an agent's session; `None`
+/// when it failed (the agent was told).
+async fn connect_upstream(
+    l: &Listener,
+    stream: &mut Stream,
+    params: &[(String, String)],
+) -> Option<upstream::Connected> {
+    let up = &l.config.upstream;
+    let login = upstream::connect(up, l.config.upstream_tls, &l.upstream_tls, params);
+    // The upstream login has its own deadline: a database that never answers
+    // must not hold the agent until TCP gives up.
+    match tokio::time::timeout(LOGIN_TIMEOUT, login)
+        .await
+        .unwrap_or_else(|_| Err(upstream::UpstreamError::TimedOut(LOGIN_TIMEOUT)))
+    {
+        Ok(c) => Some(c),
+        Err(e) => {
+            // The agent learns that the database is unavailable, not why
+            // sqlgate's own login failed (that may name its credentials).
+            tracing::error!(upstream = ?up, "upstream login failed: {e}");
+            startup::fatal(
+                stream,
+                sqlstate::CONNECTION_FAILURE,
+                "sqlgate could not connect to the database; see sqlgate's log",
+            )
+            .await;
+            None
+        }
+    }
+}
+
+/// The relay's session for an agent logged in as `identity`.
+fn session(
+    l: &Listener,
+    info: Arc<SessionInfo>,
+    identity: Identity,
+    login_path: Arc<str>,
+    connected: &upstream::Connected,
+    held: Arc<HoldSignal>,
+) -> relay::Session {
+    relay::Session {
         engine: l.engine.clone(),
         info: info.clone(),
         identity,
@@ -146,15 +182,7 @@ pub async fn handle(
         encoding: connected.encoding,
         ledger: crate::session::Ledger::new(l.engine.audit.clone(), info.clone()),
         rows: crate::session::rows::configured(),
-    };
-    let (_end, statements) =
-        relay::run(&sess, stream, connected.stream, connected.status, shutdown).await;
-    l.engine.audit.record(Event::SessionEnd(
-        info.clone(),
-        SystemTime::now(),
-        statements,
-    ));
-    tracing::info!(session = %info.id, statements, "session ended");
+    }
 }
 
 /// Why a server setting makes sqlgate's reading of SQL unreliable, if it does.

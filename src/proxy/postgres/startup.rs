@@ -3,7 +3,7 @@
 
 use super::Listener;
 use crate::audit::Event;
-use crate::auth::scram::{self, Exchange};
+use crate::auth::scram::{self, Exchange, Verifier};
 use crate::proxy::stream::Stream;
 use bytes::BytesMut;
 use sqlgate_postgres::backend::{self, Report, Severity};
@@ -51,56 +51,8 @@ pub enum Handshake {
 }
 
 pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Result<Handshake> {
-    let mut stream = Stream::Plain(tcp);
-    let (minor, params) = loop {
-        let packet = read_startup(&mut stream).await?;
-        let decoded = match frontend::decode_startup(&packet) {
-            Ok(p) => p,
-            Err(e) => {
-                fatal(
-                    &mut stream,
-                    sqlstate::PROTOCOL_VIOLATION,
-                    &format!("invalid startup packet: {e}"),
-                )
-                .await;
-                return Ok(Handshake::Done);
-            }
-        };
-        match decoded {
-            StartupPacket::SslRequest => match (&l.tls, &stream) {
-                (Some(cfg), Stream::Plain(_)) => {
-                    stream.write_all(b"S").await?;
-                    let Stream::Plain(tcp) = stream else {
-                        unreachable!()
-                    };
-                    // INVARIANT: nothing may be buffered between the SSLRequest
-                    // and the handshake (CVE-2021-23214): read_startup reads
-                    // exactly one packet, so no plaintext is carried over.
-                    let tls = tokio_rustls::TlsAcceptor::from(cfg.clone())
-                        .accept(tcp)
-                        .await?;
-                    stream = Stream::ServerTls(Box::new(tls));
-                }
-                _ => stream.write_all(b"N").await?,
-            },
-            StartupPacket::GssEncRequest => stream.write_all(b"N").await?,
-            StartupPacket::Cancel { pid, key } => {
-                if let Some(t) = l.cancels.lookup(pid, key) {
-                    // A held statement is not running upstream: withdraw it,
-                    // and send nothing upstream (see `HoldSignal`).
-                    if !t.held.cancel() {
-                        if let Err(e) =
-                            super::upstream::cancel(&t.upstream, t.upstream_pid, t.upstream_key)
-                                .await
-                        {
-                            tracing::warn!("forwarding a cancel request failed: {e}");
-                        }
-                    }
-                }
-                return Ok(Handshake::Done);
-            }
-            StartupPacket::Startup { minor, params } => break (minor, params),
-        }
+    let Some((mut stream, minor, params)) = startup_packet(Stream::Plain(tcp), l).await? else {
+        return Ok(Handshake::Done);
     };
 
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -163,31 +115,7 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
     let verifier = agent
         .map(|a| a.secrets.scram.clone())
         .unwrap_or_else(|| l.engine.agents.scram_decoy(&user));
-    stream
-        .write_all(&backend::auth_sasl(&[scram::MECHANISM]))
-        .await?;
-    let mut buf = BytesMut::with_capacity(1024);
-    let first = read_password_message(&mut stream, &mut buf).await?;
-    let result = async {
-        let (mech, data) =
-            frontend::sasl_initial(&first).map_err(|_| scram::ScramError::Malformed)?;
-        if mech != scram::MECHANISM.as_bytes() {
-            return Err(scram::ScramError::Malformed);
-        }
-        let (ex, server_first) = Exchange::start(verifier, data)?;
-        Ok((ex, server_first))
-    }
-    .await;
-    let outcome = match result {
-        Ok((ex, server_first)) => {
-            stream
-                .write_all(&backend::auth_sasl_continue(server_first.as_bytes()))
-                .await?;
-            let fin = read_password_message(&mut stream, &mut buf).await?;
-            ex.finish(fin.get(5..).unwrap_or_default())
-        }
-        Err(e) => Err(e),
-    };
+    let outcome = sasl_exchange(&mut stream, verifier).await?;
     let (Some(agent), Ok(server_final)) = (agent, outcome.as_ref()) else {
         let why = match outcome {
             Err(e) if e != scram::ScramError::BadProof => e.to_string(),
@@ -224,6 +152,98 @@ pub async fn handshake(tcp: TcpStream, peer: SocketAddr, l: &Listener) -> io::Re
         database,
         params: forwarded,
     })))
+}
+
+/// Reads startup packets until the StartupMessage, answering SSLRequest
+/// (TLS then starts on `stream`), GSSENCRequest and CancelRequest on the
+/// way; `None` when the connection has nothing more to do here.
+async fn startup_packet(
+    mut stream: Stream,
+    l: &Listener,
+) -> io::Result<Option<(Stream, u16, Vec<(String, String)>)>> {
+    loop {
+        let packet = read_startup(&mut stream).await?;
+        let decoded = match frontend::decode_startup(&packet) {
+            Ok(p) => p,
+            Err(e) => {
+                fatal(
+                    &mut stream,
+                    sqlstate::PROTOCOL_VIOLATION,
+                    &format!("invalid startup packet: {e}"),
+                )
+                .await;
+                return Ok(None);
+            }
+        };
+        match decoded {
+            StartupPacket::SslRequest => match (&l.tls, &stream) {
+                (Some(cfg), Stream::Plain(_)) => {
+                    stream.write_all(b"S").await?;
+                    let Stream::Plain(tcp) = stream else {
+                        unreachable!()
+                    };
+                    // INVARIANT: nothing may be buffered between the SSLRequest
+                    // and the handshake (CVE-2021-23214): read_startup reads
+                    // exactly one packet, so no plaintext is carried over.
+                    let tls = tokio_rustls::TlsAcceptor::from(cfg.clone())
+                        .accept(tcp)
+                        .await?;
+                    stream = Stream::ServerTls(Box::new(tls));
+                }
+                _ => stream.write_all(b"N").await?,
+            },
+            StartupPacket::GssEncRequest => stream.write_all(b"N").await?,
+            StartupPacket::Cancel { pid, key } => {
+                if let Some(t) = l.cancels.lookup(pid, key) {
+                    // A held statement is not running upstream: withdraw it,
+                    // and send nothing upstream (see `HoldSignal`).
+                    if !t.held.cancel() {
+                        if let Err(e) =
+                            super::upstream::cancel(&t.upstream, t.upstream_pid, t.upstream_key)
+                                .await
+                        {
+                            tracing::warn!("forwarding a cancel request failed: {e}");
+                        }
+                    }
+                }
+                return Ok(None);
+            }
+            StartupPacket::Startup { minor, params } => return Ok(Some((stream, minor, params))),
+        }
+    }
+}
+
+/// The SASL exchange (SCRAM-SHA-256) against `verifier`: the server's
+/// final message, or why the agent failed.
+async fn sasl_exchange(
+    stream: &mut Stream,
+    verifier: Verifier,
+) -> io::Result<Result<String, scram::ScramError>> {
+    stream
+        .write_all(&backend::auth_sasl(&[scram::MECHANISM]))
+        .await?;
+    let mut buf = BytesMut::with_capacity(1024);
+    let first = read_password_message(stream, &mut buf).await?;
+    let result = async {
+        let (mech, data) =
+            frontend::sasl_initial(&first).map_err(|_| scram::ScramError::Malformed)?;
+        if mech != scram::MECHANISM.as_bytes() {
+            return Err(scram::ScramError::Malformed);
+        }
+        let (ex, server_first) = Exchange::start(verifier, data)?;
+        Ok((ex, server_first))
+    }
+    .await;
+    Ok(match result {
+        Ok((ex, server_first)) => {
+            stream
+                .write_all(&backend::auth_sasl_continue(server_first.as_bytes()))
+                .await?;
+            let fin = read_password_message(stream, &mut buf).await?;
+            ex.finish(fin.get(5..).unwrap_or_default())
+        }
+        Err(e) => Err(e),
+    })
 }
 
 /// Why a startup parameter set is refused, if it is.

@@ -54,65 +54,21 @@ pub async fn connect(
     tls_config: &Arc<rustls::ClientConfig>,
     params: &[(String, String)],
 ) -> Result<Connected, UpstreamError> {
-    let mut stream = open(up).await.map_err(|e| {
+    let stream = open(up).await.map_err(|e| {
         let at = match up.socket_path() {
             Some(path) => path.display().to_string(),
             None => format!("{}:{}", up.host, up.port),
         };
         UpstreamError::Connect(at, e)
     })?;
-    // As libpq: TLS is not used over a Unix socket (the config refuses
-    // `require` for one).
-    if tls != UpstreamTls::Disable && !matches!(stream, Stream::Unix(_)) {
-        let mut req = BytesMut::new();
-        frontend::ssl_request(&mut req);
-        stream.write_all(&req).await?;
-        let answer = stream.read_u8().await?;
-        match (answer, tls) {
-            (b'S', _) => {
-                let Stream::Plain(tcp) = stream else {
-                    unreachable!()
-                };
-                let name = rustls::pki_types::ServerName::try_from(up.host.clone())
-                    .map_err(|e| UpstreamError::Tls(std::io::Error::other(e)))?;
-                let s = tokio_rustls::TlsConnector::from(tls_config.clone())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(UpstreamError::Tls)?;
-                stream = Stream::ClientTls(Box::new(s));
-            }
-            (b'N', UpstreamTls::Require) => return Err(UpstreamError::TlsRefused),
-            (b'N', _) => {}
-            (other, _) => {
-                return Err(UpstreamError::Protocol(format!(
-                    "unexpected answer `{}` to SSLRequest",
-                    other as char
-                )))
-            }
-        }
-    }
+    let mut stream = start_tls(stream, up, tls, tls_config).await?;
 
-    // The agent's client_encoding when it gave one (checked at its
-    // startup, and again in the server's report below), else UTF-8.
-    let encoding = params
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("client_encoding"))
-        .map_or("UTF8", |(_, v)| v.as_str());
-    let mut startup: Vec<(&str, &str)> = vec![
-        ("user", up.user.as_str()),
-        ("database", up.database.as_str()),
-        ("client_encoding", encoding),
-    ];
-    for (k, v) in params {
-        if !k.eq_ignore_ascii_case("client_encoding") {
-            startup.push((k.as_str(), v.as_str()));
-        }
-    }
+    let mut out = BytesMut::new();
+    startup_message(up, params, &mut out)?;
+    stream.write_all(&out).await?;
+
     let mut encoding = crate::encoding::utf8();
     let mut server_encoding = Vec::new();
-    let mut out = BytesMut::new();
-    frontend::startup_message(startup.iter().copied(), &mut out)?;
-    stream.write_all(&out).await?;
 
     let mut buf = BytesMut::with_capacity(8192);
     let mut scram: Option<ScramSha256> = None;
@@ -125,72 +81,9 @@ pub async fn connect(
                 let (code, data) = backend::authentication(&msg)
                     .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
                 out.clear();
-                match code {
-                    0 => continue,
-                    3 => {
-                        let pw = up.password.as_deref().ok_or(UpstreamError::NoPassword)?;
-                        frontend::password_message(pw.as_bytes(), &mut out)?;
-                    }
-                    5 => {
-                        let pw = up.password.as_deref().ok_or(UpstreamError::NoPassword)?;
-                        let salt: [u8; 4] = data
-                            .get(..4)
-                            .and_then(|s| s.try_into().ok())
-                            .ok_or_else(|| UpstreamError::Protocol("short md5 salt".into()))?;
-                        let h = postgres_protocol::authentication::md5_hash(
-                            up.user.as_bytes(),
-                            pw.as_bytes(),
-                            salt,
-                        );
-                        frontend::password_message(h.as_bytes(), &mut out)?;
-                    }
-                    10 => {
-                        let offers_scram = data.split(|&b| b == 0).any(|m| m == b"SCRAM-SHA-256");
-                        if !offers_scram {
-                            return Err(UpstreamError::UnsupportedAuth(code));
-                        }
-                        let pw = up.password.as_deref().ok_or(UpstreamError::NoPassword)?;
-                        let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
-                        frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut out)?;
-                        scram = Some(s);
-                    }
-                    11 => {
-                        let mut s = scram.take().ok_or_else(|| {
-                            UpstreamError::Protocol("SASL continue without start".into())
-                        })?;
-                        let iterations = scram_iterations(data).ok_or_else(|| {
-                            UpstreamError::Protocol("SCRAM: no iteration count".into())
-                        })?;
-                        if iterations > MAX_SCRAM_ITERATIONS {
-                            return Err(UpstreamError::Protocol(format!(
-                                "SCRAM: the database asks for {iterations} iterations \
-                                 (sqlgate computes at most {MAX_SCRAM_ITERATIONS})"
-                            )));
-                        }
-                        // The key derivation (PBKDF2, 4096 rounds by default) takes
-                        // about a millisecond: it runs off the session thread, which
-                        // serves other sessions meanwhile.
-                        let data = data.to_vec();
-                        let s = tokio::task::spawn_blocking(move || s.update(&data).map(|()| s))
-                            .await
-                            .map_err(|e| UpstreamError::Protocol(format!("SCRAM: {e}")))?
-                            .map_err(|e| UpstreamError::Protocol(format!("SCRAM: {e}")))?;
-                        frontend::sasl_response(s.message(), &mut out)?;
-                        scram = Some(s);
-                    }
-                    12 => {
-                        let s = scram.as_mut().ok_or_else(|| {
-                            UpstreamError::Protocol("SASL final without start".into())
-                        })?;
-                        // Verifies the server's signature: a server that does
-                        // not know the password cannot impersonate the database.
-                        s.finish(data)
-                            .map_err(|e| UpstreamError::Protocol(format!("SCRAM: {e}")))?;
-                        continue;
-                    }
-                    other => return Err(UpstreamError::UnsupportedAuth(other)),
+                if authenticate(up, code, data, &mut scram, &mut out).await? {
+                    stream.write_all(&out).await?;
                 }
-                stream.write_all(&out).await?;
             }
             backend::ERROR_RESPONSE => {
                 let f = backend::error_fields(&msg).unwrap_or_default();
@@ -246,6 +139,149 @@ pub async fn connect(
             }
         }
     }
+}
+
+/// The StartupMessage: sqlgate's own user and database, and the agent's
+/// parameters.
+fn startup_message(
+    up: &Upstream,
+    params: &[(String, String)],
+    out: &mut BytesMut,
+) -> std::io::Result<()> {
+    // The agent's client_encoding when it gave one (checked at its
+    // startup, and again in the server's report below), else UTF-8.
+    let encoding = params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("client_encoding"))
+        .map_or("UTF8", |(_, v)| v.as_str());
+    let mut startup: Vec<(&str, &str)> = vec![
+        ("user", up.user.as_str()),
+        ("database", up.database.as_str()),
+        ("client_encoding", encoding),
+    ];
+    for (k, v) in params {
+        if !k.eq_ignore_ascii_case("client_encoding") {
+            startup.push((k.as_str(), v.as_str()));
+        }
+    }
+    frontend::startup_message(startup.iter().copied(), out)
+}
+
+/// Answers one Authentication request of the database's into `out`:
+/// whether there is an answer to send (`AuthenticationOk` and SASL's
+/// final message need none).
+async fn authenticate(
+    up: &Upstream,
+    code: i32,
+    data: &[u8],
+    scram: &mut Option<ScramSha256>,
+    out: &mut BytesMut,
+) -> Result<bool, UpstreamError> {
+    match code {
+        0 => return Ok(false),
+        3 => {
+            let pw = up.password.as_deref().ok_or(UpstreamError::NoPassword)?;
+            frontend::password_message(pw.as_bytes(), out)?;
+        }
+        5 => {
+            let pw = up.password.as_deref().ok_or(UpstreamError::NoPassword)?;
+            let salt: [u8; 4] = data
+                .get(..4)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| UpstreamError::Protocol("short md5 salt".into()))?;
+            let h = postgres_protocol::authentication::md5_hash(
+                up.user.as_bytes(),
+                pw.as_bytes(),
+                salt,
+            );
+            frontend::password_message(h.as_bytes(), out)?;
+        }
+        10 => {
+            let offers_scram = data.split(|&b| b == 0).any(|m| m == b"SCRAM-SHA-256");
+            if !offers_scram {
+                return Err(UpstreamError::UnsupportedAuth(code));
+            }
+            let pw = up.password.as_deref().ok_or(UpstreamError::NoPassword)?;
+            let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
+            frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), out)?;
+            *scram = Some(s);
+        }
+        11 => {
+            let mut s = scram
+                .take()
+                .ok_or_else(|| UpstreamError::Protocol("SASL continue without start".into()))?;
+            let iterations = scram_iterations(data)
+                .ok_or_else(|| UpstreamError::Protocol("SCRAM: no iteration count".into()))?;
+            if iterations > MAX_SCRAM_ITERATIONS {
+                return Err(UpstreamError::Protocol(format!(
+                    "SCRAM: the database asks for {iterations} iterations \
+                         (sqlgate computes at most {MAX_SCRAM_ITERATIONS})"
+                )));
+            }
+            // The key derivation (PBKDF2, 4096 rounds by default) takes
+            // about a millisecond: it runs off the session thread, which
+            // serves other sessions meanwhile.
+            let data = data.to_vec();
+            let s = tokio::task::spawn_blocking(move || s.update(&data).map(|()| s))
+                .await
+                .map_err(|e| UpstreamError::Protocol(format!("SCRAM: {e}")))?
+                .map_err(|e| UpstreamError::Protocol(format!("SCRAM: {e}")))?;
+            frontend::sasl_response(s.message(), out)?;
+            *scram = Some(s);
+        }
+        12 => {
+            let s = scram
+                .as_mut()
+                .ok_or_else(|| UpstreamError::Protocol("SASL final without start".into()))?;
+            // Verifies the server's signature: a server that does
+            // not know the password cannot impersonate the database.
+            s.finish(data)
+                .map_err(|e| UpstreamError::Protocol(format!("SCRAM: {e}")))?;
+            return Ok(false);
+        }
+        other => return Err(UpstreamError::UnsupportedAuth(other)),
+    }
+    Ok(true)
+}
+
+/// TLS with the database as `tls` asks, by SSLRequest.
+async fn start_tls(
+    mut stream: Stream,
+    up: &Upstream,
+    tls: UpstreamTls,
+    tls_config: &Arc<rustls::ClientConfig>,
+) -> Result<Stream, UpstreamError> {
+    // As libpq: TLS is not used over a Unix socket (the config refuses
+    // `require` for one).
+    if tls != UpstreamTls::Disable && !matches!(stream, Stream::Unix(_)) {
+        let mut req = BytesMut::new();
+        frontend::ssl_request(&mut req);
+        stream.write_all(&req).await?;
+        let answer = stream.read_u8().await?;
+        match (answer, tls) {
+            (b'S', _) => {
+                let Stream::Plain(tcp) = stream else {
+                    unreachable!()
+                };
+                let name = rustls::pki_types::ServerName::try_from(up.host.clone())
+                    .map_err(|e| UpstreamError::Tls(std::io::Error::other(e)))?;
+                let s = tokio_rustls::TlsConnector::from(tls_config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(UpstreamError::Tls)?;
+                stream = Stream::ClientTls(Box::new(s));
+            }
+            (b'N', UpstreamTls::Require) => return Err(UpstreamError::TlsRefused),
+            (b'N', _) => {}
+            (other, _) => {
+                return Err(UpstreamError::Protocol(format!(
+                    "unexpected answer `{}` to SSLRequest",
+                    other as char
+                )))
+            }
+        }
+    }
+    Ok(stream)
 }
 
 /// A plain connection to the database: its Unix socket when the host is a

@@ -339,78 +339,99 @@ impl ClientSide<'_> {
         let formats = frontend::bind_result_format_codes(msg)
             .map_or(rows::ResultFormats::Text, rows::ResultFormats::from_wire);
         let row_plan = self.sess.rows.as_ref().and_then(|p| p.plan(None));
-        let portal_state = if prepared.hold.is_some() {
-            // Held: Bind plans the statement (folding IMMUTABLE functions)
-            // and converts the parameters (domain CHECKs), and a bound
-            // portal can be run by name (`cursor_to_xml`). So the server
-            // binds an empty placeholder, whose BindComplete the client
-            // gets; the client's Bind waits for the approval.
-            if prepared.parse.is_some() {
-                // PostgreSQL fails a Bind of a statement it does not have
-                // (its Parse failed): so does this one. (The neutral text
-                // holds no literal: describing it runs nothing.)
-                frontend::write_describe(b'S', prepared.upstream.as_bytes(), &mut self.out);
-                self.expect(Expect::Describe(Described::Swallow));
-            }
-            let empty = self.fresh_name(b's');
-            frontend::write_parse(empty.as_bytes(), b"", &mut self.out);
-            self.expect(Expect::Complete { swallow: true });
-            frontend::write_empty_bind(upstream.as_bytes(), empty.as_bytes(), &mut self.out);
-            self.expect(Expect::Complete { swallow: false });
-            self.close_upstream(b'S', empty);
-            Portal {
-                prepared,
-                params,
-                upstream,
-                bind: Some(Arc::from(msg)),
-                approved: None,
-                formats,
-                rows: row_plan,
-            }
+        let (prepared, bind) = if prepared.hold.is_some() {
+            self.bind_placeholder(&prepared, upstream);
+            (prepared, Some(Arc::from(msg)))
         } else {
-            if let Some(parse) = prepared.parse.clone() {
-                // Held at Parse, allowed now (decided again): the server
-                // gets the real statement before its first Bind.
-                if self.replay_misread(&prepared, self.batch.barrier) {
-                    return;
-                }
-                self.note_names(&prepared.analysis);
-                let real = self.fresh_name(b's');
-                if let Err(e) =
-                    frontend::write_with_names(&parse, 0, &[real.as_bytes()], &mut self.out)
-                {
-                    return self.reject_undecodable(e, false);
-                }
-                self.expect(Expect::Complete { swallow: true });
-                self.close_upstream(b'S', prepared.upstream);
-                let mut now = Prepared::clone(&prepared);
-                now.upstream = real;
-                now.parse = None;
-                prepared = Arc::new(now);
-                if let Some(slot) = self.prepared.get_mut(stmt) {
-                    *slot = prepared.clone();
-                }
-            }
-            // INVARIANT: as for Parse, a new portal name bound to the upstream
-            // name of exactly the statement sqlgate looked up.
-            let names = [upstream.as_bytes(), prepared.upstream.as_bytes()];
-            if let Err(e) = frontend::write_with_names(msg, 0, &names, &mut self.out) {
-                return self.reject_undecodable(e, false);
-            }
-            self.expect(Expect::Complete { swallow: false });
-            Portal {
-                prepared,
-                params,
-                upstream,
-                bind: None,
-                approved: None,
-                formats,
-                rows: row_plan,
-            }
+            let Some(prepared) = self.bind_real(msg, stmt, prepared, upstream) else {
+                return;
+            };
+            (prepared, None)
         };
+        let state = Portal {
+            prepared,
+            params,
+            upstream,
+            bind,
+            approved: None,
+            formats,
+            rows: row_plan,
+        };
+        self.keep_portal(portal, state);
+    }
+
+    /// The Bind of a held statement: the server binds an empty placeholder
+    /// portal; the client's Bind is kept for the approval.
+    fn bind_placeholder(&mut self, prepared: &Prepared, upstream: UpName) {
+        // Held: Bind plans the statement (folding IMMUTABLE functions)
+        // and converts the parameters (domain CHECKs), and a bound
+        // portal can be run by name (`cursor_to_xml`). So the server
+        // binds an empty placeholder, whose BindComplete the client
+        // gets; the client's Bind waits for the approval.
+        if prepared.parse.is_some() {
+            // PostgreSQL fails a Bind of a statement it does not have
+            // (its Parse failed): so does this one. (The neutral text
+            // holds no literal: describing it runs nothing.)
+            frontend::write_describe(b'S', prepared.upstream.as_bytes(), &mut self.out);
+            self.expect(Expect::Describe(Described::Swallow));
+        }
+        let empty = self.fresh_name(b's');
+        frontend::write_parse(empty.as_bytes(), b"", &mut self.out);
+        self.expect(Expect::Complete { swallow: true });
+        frontend::write_empty_bind(upstream.as_bytes(), empty.as_bytes(), &mut self.out);
+        self.expect(Expect::Complete { swallow: false });
+        self.close_upstream(b'S', empty);
+    }
+
+    /// The Bind of an allowed statement, under its upstream names (after
+    /// the real Parse of a statement held at Parse and allowed now): the
+    /// statement it binds, or `None` when it was refused.
+    fn bind_real(
+        &mut self,
+        msg: &[u8],
+        stmt: &[u8],
+        mut prepared: Arc<Prepared>,
+        upstream: UpName,
+    ) -> Option<Arc<Prepared>> {
+        if let Some(parse) = prepared.parse.clone() {
+            // Held at Parse, allowed now (decided again): the server
+            // gets the real statement before its first Bind.
+            if self.replay_misread(&prepared, self.batch.barrier) {
+                return None;
+            }
+            self.note_names(&prepared.analysis);
+            let real = self.fresh_name(b's');
+            if let Err(e) = frontend::write_with_names(&parse, 0, &[real.as_bytes()], &mut self.out)
+            {
+                self.reject_undecodable(e, false);
+                return None;
+            }
+            self.expect(Expect::Complete { swallow: true });
+            self.close_upstream(b'S', prepared.upstream);
+            let mut now = Prepared::clone(&prepared);
+            now.upstream = real;
+            now.parse = None;
+            prepared = Arc::new(now);
+            if let Some(slot) = self.prepared.get_mut(stmt) {
+                *slot = prepared.clone();
+            }
+        }
+        // INVARIANT: as for Parse, a new portal name bound to the upstream
+        // name of exactly the statement sqlgate looked up.
+        let names = [upstream.as_bytes(), prepared.upstream.as_bytes()];
+        if let Err(e) = frontend::write_with_names(msg, 0, &names, &mut self.out) {
+            self.reject_undecodable(e, false);
+            return None;
+        }
+        self.expect(Expect::Complete { swallow: false });
+        Some(prepared)
+    }
+
+    /// Keeps a bound portal, closing upstream the one it replaces.
+    fn keep_portal(&mut self, portal: &[u8], state: Portal) {
         match self.portals.get_mut(portal) {
             Some(slot) => {
-                let old = std::mem::replace(slot, portal_state);
+                let old = std::mem::replace(slot, state);
                 self.close_upstream(b'P', old.upstream);
             }
             None => {
@@ -419,7 +440,7 @@ impl ClientSide<'_> {
                         self.shared.queue().orphan(b'P', old.upstream);
                     }
                 }
-                self.portals.insert(portal.to_vec(), portal_state);
+                self.portals.insert(portal.to_vec(), state);
             }
         }
     }

@@ -42,10 +42,10 @@
 use super::expect::Expect;
 use super::{audit_failure, ClientFrames, ClientSide, End, HoldEnd, Shared, Step};
 use crate::approval::HeldStatement;
-use crate::audit::ApprovalNote;
 use crate::audit::Event;
 use crate::audit::Outcome;
 use crate::audit::StatementEvent;
+use crate::audit::{ApprovalNote, ApprovalOutcome};
 use crate::classify::Class;
 use crate::classify::ClassSet;
 use crate::classify::StatementInfo;
@@ -667,7 +667,7 @@ impl ClientSide<'_> {
                 Bytes::new(),
                 ApprovalNote {
                     request: None,
-                    outcome: "unapprovable",
+                    outcome: ApprovalOutcome::Unapprovable,
                     by: vec![],
                 },
             ));
@@ -745,10 +745,10 @@ impl ClientSide<'_> {
             .record_durable(self.guard_record(entries, note, "rollback"));
         self.acks.push(ack);
         let why = match note.outcome {
-            "denied" => format!("approval was denied by `{}`", note.by.join("`, `")),
-            "timed_out" => "the approval request timed out".to_owned(),
-            "unapprovable" => "nobody can approve it".to_owned(),
-            other => format!("the approval request was {other}"),
+            ApprovalOutcome::Denied => format!("approval was denied by `{}`", note.by.join("`, `")),
+            ApprovalOutcome::TimedOut => "the approval request timed out".to_owned(),
+            ApprovalOutcome::Unapprovable => "nobody can approve it".to_owned(),
+            _ => "the approval request was withdrawn".to_owned(),
         };
         let request = note
             .request

@@ -3,19 +3,18 @@
 
 use super::expect::Expect;
 use super::{guard, report, ClientFrames, ClientSide, Held, HoldEnd};
-use crate::approval;
-use crate::approval::{HeldStatement, NewRequest, StringStatement, Submitted};
-use crate::audit::ApprovalNote;
+use crate::approval::{HeldStatement, NewRequest, StringStatement};
 use crate::audit::Outcome;
+use crate::audit::{ApprovalNote, ApprovalOutcome};
 use crate::classify::Class;
 use crate::classify::StatementInfo;
 use crate::policy::Action;
 use crate::policy::Verdict;
 use crate::proxy::stream::ReadPart;
 use crate::proxy::stream::WritePart;
-use crate::session::hold::{merge_notes, note, rule_groups, Withdraw};
+use crate::session::hold;
+use crate::session::hold::{merge_notes, rule_groups, Ended, Submission, Withdraw};
 use crate::session::refusal::held_notice;
-use crate::session::Refusal;
 use bytes::BytesMut;
 use postgres_protocol::message::frontend as fe;
 use sqlgate_postgres::backend::Report;
@@ -56,7 +55,7 @@ impl ClientSide<'_> {
         }
         Ok(HoldEnd::Approved(approved.unwrap_or(ApprovalNote {
             request: None,
-            outcome: "approved",
+            outcome: ApprovalOutcome::Approved,
             by: vec![],
         })))
     }
@@ -71,7 +70,7 @@ impl ClientSide<'_> {
         rd: &mut ReadPart,
         wr: &mut WritePart,
         frames: &mut ClientFrames,
-        holding: &crate::proxy::cancel::HoldGuard<'_>,
+        holding: &crate::session::cancel::HoldGuard<'_>,
     ) -> std::io::Result<HoldEnd> {
         // Extended: the verdict was computed for the statement at `hold.1`.
         let statement_index = |i: usize| if held.simple { i } else { 0 };
@@ -174,31 +173,12 @@ impl ClientSide<'_> {
         rd: &mut ReadPart,
         wr: &mut WritePart,
         frames: &mut ClientFrames,
-        holding: &crate::proxy::cancel::HoldGuard<'_>,
+        holding: &crate::session::cancel::HoldGuard<'_>,
     ) -> std::io::Result<HoldEnd> {
         let approvals = &self.sess.engine.approvals;
-        let (rule, reason) = (new.rule.clone(), new.reason.clone());
-        let mut hold = match approvals.submit(new) {
-            Submitted::Granted { by, request, .. } => {
-                return Ok(HoldEnd::Approved(ApprovalNote {
-                    // The request whose approval gave the grant.
-                    request: Some(request),
-                    outcome: "granted",
-                    by: vec![by],
-                }));
-            }
-            Submitted::Held(h) => h,
-            Submitted::Unapprovable(why) => {
-                let r = Refusal::unapprovable(&rule, &reason, &why);
-                return Ok(HoldEnd::Refused(
-                    report(&r, Severity::Error),
-                    ApprovalNote {
-                        request: None,
-                        outcome: "unapprovable",
-                        by: vec![],
-                    },
-                ));
-            }
+        let mut hold = match hold::submit(approvals, new) {
+            Submission::Ended(e) => return Ok(ended(e)),
+            Submission::Waiting(h) => h,
         };
         let r = hold.request.clone();
         // However this function is left (decision, error, disconnect), a
@@ -219,11 +199,9 @@ impl ClientSide<'_> {
         }
         let mut next = tokio::time::Instant::now() + self.keepalive_period();
         let cap = self.sess.max_message.max(1 << 20);
-        let outcome = loop {
+        let resolution = loop {
             if holding.cancelled() {
-                approvals.withdraw(&r, "cancelled by the agent");
-                let report = report(&Refusal::canceled(&r), Severity::Error);
-                return Ok(HoldEnd::Refused(report, note(&r, "withdrawn", vec![])));
+                return Ok(ended(hold::canceled(approvals, &r)));
             }
             tokio::select! {
                 o = hold.decided() => break o,
@@ -238,39 +216,30 @@ impl ClientSide<'_> {
                     }
                 }
                 _ = tokio::time::sleep_until(next) => {
-                    // A Sync between batches makes the server reset its idle
-                    // timers (idle_in_transaction_session_timeout); mid-batch
-                    // no idle timer runs, and a Sync would end the batch.
-                    if !probed && self.probe_now() {
-                        self.probe(wr).await?;
-                        probed = true;
-                    } else if !self.in_extended && !self.copy_may_be_open() {
-                        self.expect(Expect::SwallowReady);
-                        let mut b = BytesMut::new();
-                        fe::sync(&mut b);
-                        wr.write_all(&b).await?;
-                        wr.flush().await?;
-                    }
+                    self.keep_alive(wr, &mut probed).await?;
                     next = tokio::time::Instant::now() + self.keepalive_period();
                 }
             }
         };
-        let Some(refusal) = Refusal::unresolved(&r, &outcome) else {
-            let by = match outcome {
-                approval::Resolution::Approved { by, .. } => by,
-                _ => vec![],
-            };
-            return Ok(HoldEnd::Approved(note(&r, "approved", by)));
-        };
-        let (outcome, by) = match outcome {
-            approval::Resolution::Denied { by, .. } => ("denied", vec![by]),
-            approval::Resolution::TimedOut => ("timed_out", vec![]),
-            _ => ("withdrawn", vec![]),
-        };
-        Ok(HoldEnd::Refused(
-            report(&refusal, Severity::Error),
-            note(&r, outcome, by),
-        ))
+        Ok(ended(hold::resolved(&r, resolution)))
+    }
+
+    /// One keepalive of a hold: the idle timeouts asked for if not yet
+    /// (`probe`), else a Sync between batches, which makes the server reset
+    /// its idle timers (idle_in_transaction_session_timeout). Mid-batch no
+    /// idle timer runs, and a Sync would end the batch.
+    async fn keep_alive(&mut self, wr: &mut WritePart, probed: &mut bool) -> std::io::Result<()> {
+        if !*probed && self.probe_now() {
+            self.probe(wr).await?;
+            *probed = true;
+        } else if !self.in_extended && !self.copy_may_be_open() {
+            self.expect(Expect::SwallowReady);
+            let mut b = BytesMut::new();
+            fe::sync(&mut b);
+            wr.write_all(&b).await?;
+            wr.flush().await?;
+        }
+        Ok(())
     }
 
     /// Whether the idle timeouts can be asked for now: between batches,
@@ -517,4 +486,12 @@ fn string_statements(held: &Held, blocking: &[usize], whole: Option<&str>) -> Ve
             }
         })
         .collect()
+}
+
+/// A hold's end in this wire's words: a refusal as an ErrorResponse.
+fn ended(e: Ended) -> HoldEnd {
+    match e {
+        Ended::Approved(n) => HoldEnd::Approved(n),
+        Ended::Refused(r, n) => HoldEnd::Refused(report(&r, Severity::Error), n),
+    }
 }

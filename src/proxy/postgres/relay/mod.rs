@@ -24,7 +24,7 @@ mod hold;
 mod responses;
 mod rows;
 
-use crate::audit::{ApprovalNote, Event, Outcome, SessionInfo};
+use crate::audit::{ApprovalNote, ApprovalOutcome, Event, Outcome, SessionInfo, StatementEvent};
 use crate::classify::{Analysis, Class, Dialect, StatementInfo};
 use crate::engine::{Decision, Engine};
 use crate::policy::{Identity, Verdict};
@@ -241,7 +241,7 @@ pub struct Session {
     pub max_message: usize,
     pub keepalive: std::time::Duration,
     /// Notified when the agent sends a CancelRequest for this session.
-    pub cancel: Arc<crate::proxy::cancel::HoldSignal>,
+    pub cancel: Arc<crate::session::cancel::HoldSignal>,
     /// The catalog of the session's database (looked up once).
     pub catalog: Option<Arc<crate::catalog::Catalog>>,
     /// How the login resolves unqualified names: its startup `search_path`
@@ -832,17 +832,10 @@ impl ClientSide<'_> {
         self.since_copy_sync = true;
     }
 
+    /// A simple Query: decided, then forwarded, held or refused.
     fn query(&mut self, msg: &[u8]) -> Step {
-        let sql = match frontend::query_bytes(msg).map(|b| self.encoding().decode(b)) {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                self.reject_undecodable(frontend::DecodeError::NotUtf8, true);
-                return Step::Next;
-            }
-            Err(e) => {
-                self.reject_undecodable(e, true);
-                return Step::Next;
-            }
+        let Some(sql) = self.query_sql(msg) else {
+            return Step::Next;
         };
         let d = self.sess.engine.decide_in(
             Dialect::Postgres,
@@ -864,25 +857,9 @@ impl ClientSide<'_> {
         }
         match d.blocking() {
             None => {
-                let events: Vec<_> = d
-                    .verdicts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        let ev = self.sess.ledger.event(
-                            &d.analysis,
-                            i,
-                            &sha,
-                            &v.rule,
-                            v.action,
-                            Outcome::Ok,
-                        );
-                        (ev, guard::limit(&d.analysis.statements[i], v))
-                    })
-                    .collect();
                 let pending = guard::Pending {
                     msg: msg.to_vec(),
-                    events,
+                    events: self.query_events(&d, &sha),
                     simple: true,
                     rows: None,
                 };
@@ -920,6 +897,42 @@ impl ClientSide<'_> {
             Some(_) => self.refuse(&d, &sha, true),
         }
         Step::Next
+    }
+
+    /// A simple Query's text, decoded in the session's encoding; `None`
+    /// when it can't be (the agent was answered).
+    fn query_sql<'m>(&mut self, msg: &'m [u8]) -> Option<std::borrow::Cow<'m, str>> {
+        match frontend::query_bytes(msg).map(|b| self.encoding().decode(b)) {
+            Ok(Some(s)) => Some(s),
+            Ok(None) => {
+                self.reject_undecodable(frontend::DecodeError::NotUtf8, true);
+                None
+            }
+            Err(e) => {
+                self.reject_undecodable(e, true);
+                None
+            }
+        }
+    }
+
+    /// The records of an allowed query string, one per statement, each with
+    /// the row guard's limit for it.
+    fn query_events(
+        &self,
+        d: &Decision,
+        sha: &Arc<str>,
+    ) -> Vec<(Box<StatementEvent>, Option<u64>)> {
+        d.verdicts
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let ev =
+                    self.sess
+                        .ledger
+                        .event(&d.analysis, i, sha, &v.rule, v.action, Outcome::Ok);
+                (ev, guard::limit(&d.analysis.statements[i], v))
+            })
+            .collect()
     }
 
     /// Whether committing now would run work queued before the schema last
@@ -976,7 +989,7 @@ impl ClientSide<'_> {
         let HoldEnd::Approved(note) = end else {
             return Ok(end);
         };
-        let refused = |report: Bytes, outcome: &'static str| {
+        let refused = |report: Bytes, outcome: ApprovalOutcome| {
             HoldEnd::Refused(
                 report,
                 ApprovalNote {
@@ -985,7 +998,7 @@ impl ClientSide<'_> {
                 },
             )
         };
-        if note.outcome != "granted" && self.changed_while_held(held).await {
+        if note.outcome != ApprovalOutcome::Granted && self.changed_while_held(held).await {
             // A grant its approval gave covers what approvers saw, not this.
             for id in note.request.iter().flat_map(|r| r.split(',')) {
                 self.sess
@@ -995,7 +1008,7 @@ impl ClientSide<'_> {
             }
             return Ok(refused(
                 report(&Refusal::changed_while_held(), Severity::Error),
-                "changed_while_held",
+                ApprovalOutcome::ChangedWhileHeld,
             ));
         }
         use crate::audit::CheckpointError;
@@ -1005,7 +1018,7 @@ impl ClientSide<'_> {
             Err(CheckpointError::NotAnchored) => {
                 return Ok(refused(
                     report(&Refusal::not_anchored(), Severity::Error),
-                    "not_anchored",
+                    ApprovalOutcome::NotAnchored,
                 ))
             }
         }

@@ -54,47 +54,7 @@ pub(super) async fn server_to_client(
                 continue;
             }
         }
-        let mut end = None;
-        let mut last_status = None;
-        // While rows are rewritten, DataRows come whole (`rows.rs`): what
-        // the queue says now, and after each answer that may move it on.
-        let planning = sess.rows.is_some();
-        if planning {
-            frames.framing_mut().whole_rows = shared.queue().rewriting();
-        }
-        loop {
-            match frames.next_frame() {
-                Ok(None) => break,
-                Ok(Some(Frame::Piece { tag, len })) => {
-                    if tag.is_some_and(|t| !shared.queue().streamed(t)) {
-                        end = Some(lost(sess, "a result row too large to rewrite in one piece"));
-                        break;
-                    }
-                    out.extend_from_slice(frames.front(len));
-                    frames.consume(len);
-                }
-                Ok(Some(Frame::Whole { tag, len })) => {
-                    let r = one(sess, shared, tag, frames.front(len), &mut out, &mut done);
-                    frames.consume(len);
-                    if planning && tag != backend::DATA_ROW {
-                        frames.framing_mut().whole_rows = shared.queue().rewriting();
-                    }
-                    match r {
-                        Ok(Some(status)) => last_status = Some(status),
-                        Ok(None) => {}
-                        Err(e) => {
-                            end = Some(e);
-                            break;
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(session = %sess.info.id, "bad frame from the database: {e}");
-                    end = Some(End::ServerGone);
-                    break;
-                }
-            }
-        }
+        let (last_status, end) = messages(sess, shared, &mut frames, &mut out, &mut done);
         if let Some(end) = written(sess, wr, &mut out, &mut done).await? {
             return Ok(end);
         }
@@ -109,6 +69,60 @@ pub(super) async fn server_to_client(
         }
         shared.guard.answered.notify_one();
     }
+}
+
+/// Every message of this read, in order: what becomes of each goes into
+/// `out`, the statements they complete into `done`. The last
+/// ReadyForQuery's status, and how the session ends if it does.
+fn messages(
+    sess: &Session,
+    shared: &Shared,
+    frames: &mut FrameReader<PgFraming>,
+    out: &mut BytesMut,
+    done: &mut Vec<Finished>,
+) -> (Option<u8>, Option<End>) {
+    let mut end = None;
+    let mut last_status = None;
+    // While rows are rewritten, DataRows come whole (`rows.rs`): what
+    // the queue says now, and after each answer that may move it on.
+    let planning = sess.rows.is_some();
+    if planning {
+        frames.framing_mut().whole_rows = shared.queue().rewriting();
+    }
+    loop {
+        match frames.next_frame() {
+            Ok(None) => break,
+            Ok(Some(Frame::Piece { tag, len })) => {
+                if tag.is_some_and(|t| !shared.queue().streamed(t)) {
+                    end = Some(lost(sess, "a result row too large to rewrite in one piece"));
+                    break;
+                }
+                out.extend_from_slice(frames.front(len));
+                frames.consume(len);
+            }
+            Ok(Some(Frame::Whole { tag, len })) => {
+                let r = one(sess, shared, tag, frames.front(len), out, done);
+                frames.consume(len);
+                if planning && tag != backend::DATA_ROW {
+                    frames.framing_mut().whole_rows = shared.queue().rewriting();
+                }
+                match r {
+                    Ok(Some(status)) => last_status = Some(status),
+                    Ok(None) => {}
+                    Err(e) => {
+                        end = Some(e);
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(session = %sess.info.id, "bad frame from the database: {e}");
+                end = Some(End::ServerGone);
+                break;
+            }
+        }
+    }
+    (last_status, end)
 }
 
 /// One whole message from the server: what the queue says becomes of it

@@ -1,9 +1,10 @@
-//! CancelRequest routing. Each agent session gets the upstream session's
-//! pid and a key of sqlgate's own; a cancel naming both is forwarded to the
-//! matching upstream session, with the upstream key.
+//! PostgreSQL's CancelRequest routing. Each agent session gets the upstream
+//! session's pid and a key of sqlgate's own; a cancel naming both withdraws
+//! the session's held statement (`session::cancel`) or, when nothing is
+//! held, is forwarded to the matching upstream session with the upstream key.
 
+use crate::session::cancel::HoldSignal;
 use dashmap::DashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -15,65 +16,6 @@ pub struct Target {
     pub upstream_key: i32,
     /// Wakes the session if it is holding a statement for approval.
     pub held: Arc<HoldSignal>,
-}
-
-/// How a CancelRequest reaches a session that is holding a statement.
-///
-/// A held statement is not running upstream, so cancelling it means
-/// withdrawing the request, and the cancel must *not* also go upstream: it
-/// would arrive there asynchronously and could cancel whatever the agent
-/// sends next (the agent has already been told its statement was cancelled).
-#[derive(Default)]
-pub struct HoldSignal {
-    notify: tokio::sync::Notify,
-    holding: AtomicBool,
-    cancels: AtomicU64,
-}
-
-impl HoldSignal {
-    /// A CancelRequest for this session: true when it withdrew a held
-    /// statement (then there is nothing upstream to cancel).
-    pub fn cancel(&self) -> bool {
-        if !self.holding.load(Ordering::Acquire) {
-            return false;
-        }
-        self.cancels.fetch_add(1, Ordering::AcqRel);
-        self.notify.notify_waiters();
-        true
-    }
-
-    /// Marks the session as holding until the guard is dropped.
-    pub fn hold(&self) -> HoldGuard<'_> {
-        let start = self.cancels.load(Ordering::Acquire);
-        self.holding.store(true, Ordering::Release);
-        HoldGuard {
-            signal: self,
-            start,
-        }
-    }
-}
-
-pub struct HoldGuard<'a> {
-    signal: &'a HoldSignal,
-    start: u64,
-}
-
-impl HoldGuard<'_> {
-    /// A cancel arrived since the hold began. Checked on every wake-up as
-    /// well, so a cancel landing between two waits is not lost.
-    pub fn cancelled(&self) -> bool {
-        self.signal.cancels.load(Ordering::Acquire) != self.start
-    }
-
-    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.signal.notify.notified()
-    }
-}
-
-impl Drop for HoldGuard<'_> {
-    fn drop(&mut self) {
-        self.signal.holding.store(false, Ordering::Release);
-    }
 }
 
 /// The sessions, by the pid their agent was given: the upstream session's
