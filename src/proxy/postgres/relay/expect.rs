@@ -158,9 +158,75 @@ pub(super) enum How {
     CutOff,
 }
 
+/// What the session's two directions learnt and share, kept with the queue
+/// under its one lock: set by one side (from a statement forwarded, or an
+/// answer of the server's) and read by the other.
+pub(super) struct Learned {
+    /// The transaction status of the server's last ReadyForQuery.
+    pub(super) status: u8,
+    /// A DDL statement (not `catalog::keeps_reading`) ran in the open
+    /// transaction block: the catalog's side connection can't see it until
+    /// COMMIT, so what this session reads can't be placed (set by the
+    /// server side, cleared when the server reports the block ended).
+    pub(super) uncommitted_ddl: bool,
+    /// A statement of this session may have changed what unqualified names
+    /// mean (`StatementInfo::moves_names`): standing grants for statements
+    /// with unqualified names no longer apply here. Never cleared.
+    pub(super) names_moved: bool,
+    /// A DDL statement completed since the server last said idle.
+    pub(super) ddl_since_idle: bool,
+    /// The catalog generation when the first statement since the server
+    /// last said idle was forwarded (`u64::MAX`: none since): cursors
+    /// opened since run the definitions of then (`stale_cursor`).
+    pub(super) opened_at: u64,
+    /// A `DECLARE … WITH HOLD` was forwarded: its cursor outlives the
+    /// transaction, so `opened_at` is not reset at idle any more.
+    pub(super) kept_cursor: bool,
+    /// A write to a table with deferrable constraint triggers was forwarded
+    /// since the server last said idle: COMMIT runs their code then.
+    pub(super) deferred: bool,
+    /// A statement that may change what names mean was sent upstream (not
+    /// only decided): what approvers are warned of (`session_note`).
+    pub(super) names_run: bool,
+    /// The session's client encoding as the server last reported it
+    /// (`encoding::Encoding::id`): what the agent's text is read in.
+    pub(super) encoding: u8,
+    /// The server reported a client_encoding change in this session: a
+    /// transaction's end (COMMIT, ROLLBACK, ROLLBACK TO) may put back
+    /// another at once, reported only at its ReadyForQuery, so it is a
+    /// barrier from then on (`guard::barrier`).
+    pub(super) encoding_moved: bool,
+    /// A statement that may run code changing settings, other than a plain
+    /// SET (a DECLARE of such a query, a function), was sent upstream: a
+    /// FETCH, MOVE or COMMIT may run it again later (a cursor's query, a
+    /// WITH HOLD cursor's at COMMIT), so they are barriers from then on.
+    pub(super) code_cursor: bool,
+}
+
+impl Learned {
+    /// A session the server said `status` and `encoding` for at login.
+    pub(super) fn new(status: u8, encoding: u8) -> Learned {
+        Learned {
+            status,
+            uncommitted_ddl: false,
+            names_moved: false,
+            ddl_since_idle: false,
+            opened_at: u64::MAX,
+            kept_cursor: false,
+            deferred: false,
+            names_run: false,
+            encoding,
+            encoding_moved: false,
+            code_cursor: false,
+        }
+    }
+}
+
 /// The queue and what the server's answers taught it.
 pub(super) struct ExpectQueue {
     q: VecDeque<Expect>,
+    /// What the session learnt (read and set by the relay, not the queue).
+    pub(super) learned: Learned,
     /// The prefix of staged denials' statement names (`sqlgate.denied.<nonce>.`).
     marker: Box<str>,
     /// ReadyForQuerys the agent will see, sent for and seen (and written
@@ -194,9 +260,10 @@ pub(super) struct ExpectQueue {
 }
 
 impl ExpectQueue {
-    pub(super) fn new(marker: Box<str>) -> Self {
+    pub(super) fn new(marker: Box<str>, learned: Learned) -> Self {
         ExpectQueue {
             q: VecDeque::new(),
+            learned,
             marker,
             sent: 0,
             seen: 0,

@@ -92,7 +92,6 @@ use sqlgate_postgres::backend::Severity;
 use sqlgate_postgres::frontend;
 use sqlgate_postgres::sqlstate;
 use std::io::Write as _;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Names beginning with this are sqlgate's own upstream (statements, portals,
@@ -211,33 +210,8 @@ impl ClientSide<'_> {
             Err(e) => return self.reject_undecodable(e, false),
         };
         let sql = &*sql;
-        if name.starts_with(RESERVED) {
-            return self.refuse_reserved("PARSE", name);
-        }
-        let ran = self.batch.executed || self.batch.bound;
-        if ran && sql.contains('\\') {
-            // Code a Bind or Execute before it in this batch ran may have
-            // turned `standard_conforming_strings` off, and the server
-            // reports that only at its ReadyForQuery: a backslash is then
-            // read otherwise than sqlgate reads it.
-            self.forget_statement(name);
-            return self.refuse_unreadable_yet(
-                "a backslash",
-                "how the server reads backslashes (standard_conforming_strings)",
-            );
-        }
-        if ran && !sql.is_ascii() && !self.encoding().is_utf8() {
-            // The same for the client encoding (a trigger, an IMMUTABLE
-            // function, a domain's CHECK or a cursor's query calling
-            // set_config): ASCII reads alike in every encoding sqlgate
-            // serves, the rest may not. In a UTF-8 session only a switch
-            // to another encoding could do it, and it would read UTF-8
-            // names as mojibake, not as other real names.
-            self.forget_statement(name);
-            return self.refuse_unreadable_yet(
-                "non-ASCII text in a session whose client encoding is not UTF8",
-                "the client encoding",
-            );
+        if self.parse_refused_unread(name, sql) {
+            return;
         }
         let generation = self.sess.catalog.as_ref().map_or(0, |c| c.generation());
         let types: Arc<[u32]> = frontend::parse_param_types(msg).unwrap_or_default().into();
@@ -255,23 +229,12 @@ impl ClientSide<'_> {
         if !held {
             self.note_names(&d.analysis);
         }
-        // A held statement's own text must not reach the server before it
-        // is approved (parse analysis can run code, see the module docs):
-        // the server gets its neutral text, to describe it.
-        let text = match held.then(|| crate::classify::neutral_text(sql)) {
+        let text = match held.then(|| self.neutral_text(sql)) {
             Some(Err(why)) => {
                 self.forget_statement(name);
                 return self.refuse_unpreparable(why);
             }
-            // In the session's encoding, as the agent's own text was.
-            Some(Ok(t)) => match self.encoding().encode(&t) {
-                Some(b) => Some(b.into_owned()),
-                None => {
-                    self.forget_statement(name);
-                    return self
-                        .refuse_unpreparable("its neutral text does not fit the client encoding");
-                }
-            },
+            Some(Ok(t)) => Some(t),
             None => None,
         };
         let upstream = self.fresh_name(b's');
@@ -288,8 +251,62 @@ impl ClientSide<'_> {
         self.expect(Expect::Complete { swallow: false });
         let parse = held.then(|| Arc::from(msg));
         let mut p = prepared(d, Some(sql), sha, upstream, generation, parse, types);
-        p.encoding = self.shared.encoding.load(Ordering::Acquire);
-        let p = Arc::new(p);
+        p.encoding = self.shared.learnt(|l| l.encoding);
+        self.keep_prepared(name, Arc::new(p));
+    }
+
+    /// Refuses a Parse that can't be read yet, or names a reserved
+    /// statement, before its text is read: true when it did.
+    fn parse_refused_unread(&mut self, name: &[u8], sql: &str) -> bool {
+        if name.starts_with(RESERVED) {
+            self.refuse_reserved("PARSE", name);
+            return true;
+        }
+        let ran = self.batch.executed || self.batch.bound;
+        if ran && sql.contains('\\') {
+            // Code a Bind or Execute before it in this batch ran may have
+            // turned `standard_conforming_strings` off, and the server
+            // reports that only at its ReadyForQuery: a backslash is then
+            // read otherwise than sqlgate reads it.
+            self.forget_statement(name);
+            self.refuse_unreadable_yet(
+                "a backslash",
+                "how the server reads backslashes (standard_conforming_strings)",
+            );
+            return true;
+        }
+        if ran && !sql.is_ascii() && !self.encoding().is_utf8() {
+            // The same for the client encoding (a trigger, an IMMUTABLE
+            // function, a domain's CHECK or a cursor's query calling
+            // set_config): ASCII reads alike in every encoding sqlgate
+            // serves, the rest may not. In a UTF-8 session only a switch
+            // to another encoding could do it, and it would read UTF-8
+            // names as mojibake, not as other real names.
+            self.forget_statement(name);
+            self.refuse_unreadable_yet(
+                "non-ASCII text in a session whose client encoding is not UTF8",
+                "the client encoding",
+            );
+            return true;
+        }
+        false
+    }
+
+    /// A held statement's own text must not reach the server before it is
+    /// approved (parse analysis can run code, see the module docs): the
+    /// server gets its neutral text, to describe it, in the session's
+    /// encoding as the agent's own text was.
+    fn neutral_text(&self, sql: &str) -> Result<Vec<u8>, &'static str> {
+        let t = crate::classify::neutral_text(sql)?;
+        match self.encoding().encode(&t) {
+            Some(b) => Ok(b.into_owned()),
+            None => Err("its neutral text does not fit the client encoding"),
+        }
+    }
+
+    /// Keeps a prepared statement under the agent's `name`, closing upstream
+    /// the one it replaces.
+    fn keep_prepared(&mut self, name: &[u8], p: Arc<Prepared>) {
         match self.prepared.get_mut(name) {
             Some(slot) => {
                 let old = std::mem::replace(slot, p);
@@ -453,7 +470,7 @@ impl ClientSide<'_> {
     /// without them, for the next time.
     pub(super) fn decide_with_params(&self, classified: Arc<Analysis>, types: &[u32]) -> Decision {
         let catalog = self.sess.catalog.as_deref();
-        let pending = self.shared.uncommitted_ddl.load(Ordering::Acquire);
+        let pending = self.shared.learnt(|l| l.uncommitted_ddl);
         let effects = catalog.and_then(|c| c.param_type_effects(types));
         let mut d = match effects {
             None => self.sess.engine.decide_classified(
@@ -505,24 +522,23 @@ impl ClientSide<'_> {
         Some(Arc::new(prepared_again(prepared, d, generation)))
     }
 
-    pub(super) fn execute(&mut self, msg: &[u8]) -> Step {
-        // Before this Execute's own statement counts (a held DDL statement
-        // is a barrier itself, for what follows it).
-        let barrier_before = self.batch.barrier;
+    /// The portal an Execute names, its statement decided again if the
+    /// schema changed since it was bound; `None`: refused (the agent was told).
+    fn executed_portal<'m>(&mut self, msg: &'m [u8]) -> Option<Executed<'m>> {
         let portal = match frontend::execute_message(msg) {
             Ok((portal, _)) => portal,
             Err(e) => {
                 self.reject_undecodable(e, false);
-                return Step::Next;
+                return None;
             }
         };
         if portal.starts_with(RESERVED) {
             self.refuse_reserved("EXECUTE", portal);
-            return Step::Next;
+            return None;
         }
         let Some(pt) = self.portals.get(portal) else {
             self.refuse_unknown("portal", portal);
-            return Step::Next;
+            return None;
         };
         let mut p = pt.prepared.clone();
         let upstream = pt.upstream;
@@ -531,9 +547,7 @@ impl ClientSide<'_> {
         if bind.is_none() && approved.is_none() {
             // A portal bound before a schema change runs the new
             // definitions (a function's new body): decided again.
-            let Some(again) = self.decide_again(&p) else {
-                return Step::Next;
-            };
+            let again = self.decide_again(&p)?;
             if !Arc::ptr_eq(&again, &p) {
                 p = again;
                 if let Some(pt) = self.portals.get_mut(portal) {
@@ -541,6 +555,31 @@ impl ClientSide<'_> {
                 }
             }
         }
+        Some(Executed {
+            portal,
+            prepared: p,
+            upstream,
+            bind,
+            approved,
+            rows: row_plan,
+        })
+    }
+
+    pub(super) fn execute(&mut self, msg: &[u8]) -> Step {
+        // Before this Execute's own statement counts (a held DDL statement
+        // is a barrier itself, for what follows it).
+        let barrier_before = self.batch.barrier;
+        let Some(Executed {
+            portal,
+            prepared: p,
+            upstream,
+            bind,
+            approved,
+            rows: row_plan,
+        }) = self.executed_portal(msg)
+        else {
+            return Step::Next;
+        };
         self.after_copy = p
             .analysis
             .statements
@@ -957,7 +996,7 @@ impl ClientSide<'_> {
     /// before it in this batch may have changed it (reported only at Sync).
     /// What was decided, and shown to approvers, is what the text read then.
     fn replay_misread(&mut self, p: &Prepared, barrier_before: bool) -> bool {
-        if p.encoding == self.shared.encoding.load(Ordering::Acquire) && !barrier_before {
+        if p.encoding == self.shared.learnt(|l| l.encoding) && !barrier_before {
             return false;
         }
         let report = Report::new(
@@ -987,4 +1026,14 @@ fn prepared_again(old: &Prepared, d: Decision, generation: u64) -> Prepared {
     p.text = old.text.clone();
     p.encoding = old.encoding;
     p
+}
+
+/// What an Execute runs: its portal's name and what the portal holds.
+struct Executed<'m> {
+    portal: &'m [u8],
+    prepared: Arc<Prepared>,
+    upstream: UpName,
+    bind: Option<Arc<[u8]>>,
+    approved: Option<Arc<ApprovalNote>>,
+    rows: Option<Arc<crate::session::rows::RowPlan>>,
 }

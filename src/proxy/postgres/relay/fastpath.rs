@@ -23,7 +23,6 @@ use sqlgate_postgres::backend::Report;
 use sqlgate_postgres::backend::Severity;
 use sqlgate_postgres::frontend;
 use sqlgate_postgres::sqlstate;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -102,7 +101,7 @@ impl ClientSide<'_> {
             self.sess.catalog.as_deref(),
             &self.sess.identity,
             &sql,
-            self.shared.uncommitted_ddl.load(Ordering::Acquire),
+            self.shared.learnt(|l| l.uncommitted_ddl),
         );
         if ONE_OBJECT.contains(&name)
             && d.analysis.statements[0]

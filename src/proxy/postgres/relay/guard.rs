@@ -386,7 +386,7 @@ impl ClientSide<'_> {
             // What this statement leaves behind for later ones once sent.
             if let Some(s) = ev.analysis.statements.get(ev.index) {
                 if s.keeps_cursor {
-                    self.shared.kept_cursor.store(true, Ordering::Release);
+                    self.shared.learnt(|l| l.kept_cursor = true);
                 }
                 use crate::classify::Class;
                 let writes =
@@ -397,10 +397,10 @@ impl ClientSide<'_> {
                     (writes && c.defers(&s.tables)) || (unknown && c.defers(&[]))
                 };
                 if self.sess.catalog.as_ref().is_some_and(|c| defers(c)) {
-                    self.shared.deferred.store(true, Ordering::Release);
+                    self.shared.learnt(|l| l.deferred = true);
                 }
                 if s.moves_names {
-                    self.shared.names_run.store(true, Ordering::Release);
+                    self.shared.learnt(|l| l.names_run = true);
                 }
             }
             // A statement held and approved itself keeps its own approval.
@@ -415,10 +415,9 @@ impl ClientSide<'_> {
         // After the expectations are queued: the server side resets this
         // only at a ReadyForQuery with nothing queued after it.
         if let Some(c) = &self.sess.catalog {
-            if self.shared.opened_at.load(Ordering::Acquire) == u64::MAX {
-                self.shared
-                    .opened_at
-                    .store(c.generation(), Ordering::Release);
+            let mut q = self.shared.queue();
+            if q.learned.opened_at == u64::MAX {
+                q.learned.opened_at = c.generation();
             }
         }
         self.out.extend_from_slice(&p.msg);
@@ -522,7 +521,7 @@ impl ClientSide<'_> {
         // in between can revive it).
         let failed = !entries.is_empty() && p.simple && {
             self.wait_idle().await;
-            self.shared.status.load(Ordering::Acquire) == b'E'
+            self.shared.learnt(|l| l.status) == b'E'
         };
         if entries.is_empty() || failed {
             self.forward(p, None);
@@ -568,7 +567,7 @@ impl ClientSide<'_> {
         frames: &mut ClientFrames,
     ) -> std::io::Result<Option<End>> {
         self.wait_idle().await;
-        if self.shared.status.load(Ordering::Acquire) != b'I' {
+        if self.shared.learnt(|l| l.status) != b'I' {
             // In a block already: counted, and its COMMIT is held.
             self.forward(p, None);
             return Ok(None);

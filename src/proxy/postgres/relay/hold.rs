@@ -21,7 +21,6 @@ use sqlgate_postgres::backend::Report;
 use sqlgate_postgres::backend::Severity;
 use sqlgate_postgres::frontend;
 use sqlgate_postgres::sqlstate;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
@@ -155,7 +154,7 @@ impl ClientSide<'_> {
             client: self.sess.info.client.clone(),
             statements,
             string: Vec::new(),
-            session_changed: self.shared.names_run.load(Ordering::Acquire),
+            session_changed: self.shared.learnt(|l| l.names_run),
             parameters,
             rule,
             reason,

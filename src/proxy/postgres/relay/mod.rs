@@ -15,6 +15,12 @@
 //! on the way back, by sqlgate's own ErrorResponse (SQLSTATE 42501, rule and
 //! reason). A denied statement therefore never reaches the database, and the
 //! agent and the database agree on the transaction state.
+//!
+//! What the two directions share (`Shared`): the expected-response queue,
+//! with what the session learnt from the statements it forwarded and the
+//! server's answers (`expect::Learned`: transaction status, client
+//! encoding, DDL in the open block, cursors that outlive it…) under its one
+//! lock; the row guard's memory (`guard.rs`); and the wake-ups between them.
 
 mod expect;
 mod extended;
@@ -40,7 +46,7 @@ use sqlgate_postgres::frame::{self, Next};
 use sqlgate_postgres::frontend;
 use sqlgate_postgres::sqlstate;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch, Notify};
@@ -88,54 +94,26 @@ type ClientFrames = FrameReader<PgFraming>;
 struct Shared {
     /// What the server owes, and what its answers taught (`expect.rs`).
     expects: Mutex<ExpectQueue>,
-    status: AtomicU8,
     ready: Notify,
     /// The row guard's memory and signals (`guard.rs`).
     guard: guard::GuardState,
-    /// A DDL statement (not `catalog::keeps_reading`) ran in the open
-    /// transaction block: the catalog's side connection can't see it until
-    /// COMMIT, so what this session reads can't be placed (set by the
-    /// server side, cleared when the server reports the block ended).
-    uncommitted_ddl: AtomicBool,
-    /// A statement of this session may have changed what unqualified names
-    /// mean (`StatementInfo::moves_names`): standing grants for statements
-    /// with unqualified names no longer apply here. Never cleared.
-    names_moved: AtomicBool,
-    /// A DDL statement completed since the server last said idle.
-    ddl_since_idle: AtomicBool,
-    /// The catalog generation when the first statement since the server
-    /// last said idle was forwarded (`u64::MAX`: none since): cursors
-    /// opened since run the definitions of then (`stale_cursor`).
-    opened_at: AtomicU64,
-    /// A `DECLARE … WITH HOLD` was forwarded: its cursor outlives the
-    /// transaction, so `opened_at` is not reset at idle any more.
-    kept_cursor: AtomicBool,
-    /// A write to a table with deferrable constraint triggers was forwarded
-    /// since the server last said idle: COMMIT runs their code then.
-    deferred: AtomicBool,
-    /// A statement that may change what names mean was sent upstream (not
-    /// only decided): what approvers are warned of (`session_note`).
-    names_run: AtomicBool,
-    /// The session's client encoding as the server last reported it
-    /// (`encoding::Encoding::id`): what the agent's text is read in.
-    encoding: AtomicU8,
-    /// The server reported a client_encoding change in this session: a
-    /// transaction's end (COMMIT, ROLLBACK, ROLLBACK TO) may put back
-    /// another at once, reported only at its ReadyForQuery, so it is a
-    /// barrier from then on (`guard::barrier`).
-    encoding_moved: AtomicBool,
-    /// A statement that may run code changing settings, other than a plain
-    /// SET (a DECLARE of such a query, a function), was sent upstream: a
-    /// FETCH, MOVE or COMMIT may run it again later (a cursor's query, a
-    /// WITH HOLD cursor's at COMMIT), so they are barriers from then on.
-    code_cursor: AtomicBool,
 }
 
 impl Shared {
-    /// The expected-response queue. Both directions run in one task, so the
-    /// lock is never contended; it is never held across an await.
+    /// The expected-response queue and what the session learnt. Both
+    /// directions run in one task, so the lock is never contended; it is
+    /// never held across an await, nor taken twice: a `try_lock` that fails
+    /// is a bug, and panics (ending the session) rather than deadlocking it.
     fn queue(&self) -> std::sync::MutexGuard<'_, ExpectQueue> {
-        self.expects.lock().expect("not poisoned")
+        self.expects
+            .try_lock()
+            .expect("the session's queue is taken once at a time")
+    }
+
+    /// Reads or sets what the session learnt (the lock is released before
+    /// this returns).
+    fn learnt<T>(&self, f: impl FnOnce(&mut expect::Learned) -> T) -> T {
+        f(&mut self.queue().learned)
     }
 }
 
@@ -280,20 +258,12 @@ pub async fn run(
     rand::fill(&mut nonce);
     let marker = format!("sqlgate.denied.{}.", hex::encode(nonce));
     let shared = Shared {
-        expects: Mutex::new(ExpectQueue::new(marker.clone().into())),
-        status: AtomicU8::new(status),
+        expects: Mutex::new(ExpectQueue::new(
+            marker.clone().into(),
+            expect::Learned::new(status, sess.encoding.id()),
+        )),
         ready: Notify::new(),
         guard: guard::GuardState::default(),
-        uncommitted_ddl: AtomicBool::new(false),
-        names_moved: AtomicBool::new(false),
-        ddl_since_idle: AtomicBool::new(false),
-        opened_at: AtomicU64::new(u64::MAX),
-        kept_cursor: AtomicBool::new(false),
-        deferred: AtomicBool::new(false),
-        names_run: AtomicBool::new(false),
-        encoding: AtomicU8::new(sess.encoding.id()),
-        encoding_moved: AtomicBool::new(false),
-        code_cursor: AtomicBool::new(false),
     };
     let (notices, mut notices_rx) = mpsc::unbounded_channel();
     let mut c2s = ClientSide {
@@ -653,7 +623,7 @@ impl ClientSide<'_> {
 
     fn idle(&self) -> bool {
         let answered = self.shared.queue().answered();
-        answered && self.shared.status.load(Ordering::Acquire) == b'I'
+        answered && self.shared.learnt(|l| l.status) == b'I'
     }
 
     fn expect(&self, e: Expect) {
@@ -671,14 +641,15 @@ impl ClientSide<'_> {
     /// (`Batch::barrier`): its answers wait for its Sync.
     fn setting_in_flight(&self) -> bool {
         let mut pending = false;
-        for e in self.shared.queue().iter() {
+        let q = self.shared.queue();
+        for e in q.iter() {
             match e {
                 Expect::Statement(ev, ..) => {
                     pending |= ev
                         .analysis
                         .statements
                         .get(ev.index)
-                        .is_some_and(|s| self.may_change_settings(s))
+                        .is_some_and(|s| settings_may_change(s, &q.learned))
                 }
                 e if e.is_ready() && pending => return true,
                 _ => {}
@@ -717,9 +688,7 @@ impl ClientSide<'_> {
                 // The Sync that ends an implicit transaction commits it: as
                 // a COMMIT would, it runs a WITH HOLD cursor's query and
                 // deferred triggers on the definitions of now.
-                if !self.skipping
-                    && self.shared.status.load(Ordering::Acquire) == b'I'
-                    && self.stale_commit()
+                if !self.skipping && self.shared.learnt(|l| l.status) == b'I' && self.stale_commit()
                 {
                     self.refuse_stale_cursor(false);
                 }
@@ -842,7 +811,7 @@ impl ClientSide<'_> {
             self.sess.catalog.as_deref(),
             &self.sess.identity,
             &sql,
-            self.shared.uncommitted_ddl.load(Ordering::Acquire),
+            self.shared.learnt(|l| l.uncommitted_ddl),
         );
         let sha = sha256_hex(&sql);
         count_verdicts(&d.verdicts);
@@ -941,11 +910,10 @@ impl ClientSide<'_> {
         let Some(c) = &self.sess.catalog else {
             return false;
         };
-        let opened = self.shared.opened_at.load(Ordering::Acquire);
+        let opened = self.shared.learnt(|l| l.opened_at);
         opened != u64::MAX
             && opened != c.generation()
-            && (self.shared.kept_cursor.load(Ordering::Acquire)
-                || self.shared.deferred.load(Ordering::Acquire))
+            && (self.shared.learnt(|l| l.kept_cursor) || self.shared.learnt(|l| l.deferred))
     }
 
     /// Whether `a` fetches from a cursor that may have been opened before
@@ -958,12 +926,11 @@ impl ClientSide<'_> {
         let Some(c) = &self.sess.catalog else {
             return false;
         };
-        let opened = self.shared.opened_at.load(Ordering::Acquire);
+        let opened = self.shared.learnt(|l| l.opened_at);
         // A COMMIT runs a WITH HOLD cursor's query to its end (into a
         // store), and deferred constraint triggers (as `SET CONSTRAINTS …
         // IMMEDIATE` does), on the definitions of now.
-        let held = self.shared.kept_cursor.load(Ordering::Acquire)
-            || self.shared.deferred.load(Ordering::Acquire);
+        let held = self.shared.learnt(|l| l.kept_cursor) || self.shared.learnt(|l| l.deferred);
         opened != u64::MAX
             && opened != c.generation()
             && a.statements.iter().any(|s| {
@@ -1048,7 +1015,7 @@ impl ClientSide<'_> {
         };
         c.changed();
         c.wait_current(crate::catalog::WAIT).await;
-        let schema_pending = self.shared.uncommitted_ddl.load(Ordering::Acquire);
+        let schema_pending = self.shared.learnt(|l| l.uncommitted_ddl);
         let d = match (&held.classified, held.simple) {
             (Some((classified, types)), _) => self.decide_with_params(classified.clone(), types),
             (None, true) => match frontend::query_bytes(&held.msg)
@@ -1125,7 +1092,7 @@ impl ClientSide<'_> {
 
     /// The session's client encoding, as the server last reported it.
     pub(super) fn encoding(&self) -> &'static crate::encoding::Encoding {
-        crate::encoding::Encoding::from_id(self.shared.encoding.load(Ordering::Acquire))
+        crate::encoding::Encoding::from_id(self.shared.learnt(|l| l.encoding))
     }
 
     fn reject_undecodable(&mut self, e: frontend::DecodeError, simple: bool) {
@@ -1183,13 +1150,13 @@ impl ClientSide<'_> {
     /// answer: a statement that failed only costs grants).
     pub(super) fn note_names(&self, a: &Analysis) {
         if a.statements.iter().any(|s| s.moves_names) {
-            self.shared.names_moved.store(true, Ordering::Release);
+            self.shared.learnt(|l| l.names_moved = true);
         }
         if a.statements
             .iter()
             .any(|s| guard::barrier(s) && !matches!(s.command.as_str(), "SET" | "RESET" | "SHOW"))
         {
-            self.shared.code_cursor.store(true, Ordering::Release);
+            self.shared.learnt(|l| l.code_cursor = true);
         }
     }
 
@@ -1198,20 +1165,13 @@ impl ClientSide<'_> {
     /// it is read after that (`guard::barrier`, and what `encoding_moved`
     /// and `code_cursor` add).
     pub(super) fn may_change_settings(&self, s: &StatementInfo) -> bool {
-        guard::barrier(s)
-            || (self.shared.encoding_moved.load(Ordering::Acquire)
-                && s.classes.contains(Class::Transaction))
-            || (self.shared.code_cursor.load(Ordering::Acquire)
-                && matches!(
-                    s.command.as_str(),
-                    "FETCH" | "MOVE" | "COMMIT" | "END" | "PREPARE TRANSACTION" | "SET CONSTRAINTS"
-                ))
+        settings_may_change(s, &self.shared.queue().learned)
     }
 
     /// The name resolution a standing grant may be keyed on: `None` once
     /// names may have moved in this session.
     pub(super) fn names(&self) -> Option<Arc<str>> {
-        (!self.shared.names_moved.load(Ordering::Acquire)).then(|| self.sess.login_path.clone())
+        (!self.shared.learnt(|l| l.names_moved)).then(|| self.sess.login_path.clone())
     }
 
     /// The `search_path` this session resolves unqualified names through:
@@ -1247,4 +1207,16 @@ fn report(r: &Refusal, severity: Severity) -> Bytes {
 /// The FATAL error for a session whose decisions cannot be recorded.
 fn audit_failure() -> Bytes {
     report(&Refusal::audit_failure(), Severity::Fatal)
+}
+
+/// Whether `s` may change a setting sqlgate's reading depends on, given
+/// what the session learnt (see `ClientSide::may_change_settings`).
+fn settings_may_change(s: &StatementInfo, learned: &expect::Learned) -> bool {
+    guard::barrier(s)
+        || (learned.encoding_moved && s.classes.contains(Class::Transaction))
+        || (learned.code_cursor
+            && matches!(
+                s.command.as_str(),
+                "FETCH" | "MOVE" | "COMMIT" | "END" | "PREPARE TRANSACTION" | "SET CONSTRAINTS"
+            ))
 }

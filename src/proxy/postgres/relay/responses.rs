@@ -15,7 +15,6 @@ use sqlgate_postgres::backend;
 use sqlgate_postgres::backend::Report;
 use sqlgate_postgres::backend::Severity;
 use sqlgate_postgres::sqlstate;
-use std::sync::atomic::Ordering;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
@@ -48,7 +47,7 @@ pub(super) async fn server_to_client(
             }
             // Notices go between whole messages, never inside one.
             Some(n) = notices.recv(), if !frames.mid_message() => {
-                let to = Encoding::from_id(shared.encoding.load(Ordering::Acquire));
+                let to = Encoding::from_id(shared.learnt(|l| l.encoding));
                 wr.write_all(&crate::encoding::transcode_report(&n, to)).await?;
                 wr.flush().await?;
                 continue;
@@ -62,7 +61,7 @@ pub(super) async fn server_to_client(
             return Ok(end);
         }
         if let Some(s) = last_status {
-            shared.status.store(s, Ordering::Release);
+            shared.learnt(|l| l.status = s);
         }
         if shared.queue().publish() {
             shared.ready.notify_one();
@@ -178,7 +177,7 @@ fn one(
         Pass::Drop | Pass::Probe => {}
         Pass::Denial(report) => out.extend_from_slice(&crate::encoding::transcode_report(
             &report,
-            Encoding::from_id(shared.encoding.load(Ordering::Acquire)),
+            Encoding::from_id(shared.learnt(|l| l.encoding)),
         )),
         Pass::Instead(m) => out.extend_from_slice(&m),
         Pass::Rewrite(plan) => {
@@ -224,8 +223,8 @@ fn reported(sess: &Session, shared: &Shared, msg: &[u8]) -> Result<(), End> {
         // A Query sent before this answer waited for it, a Parse after the
         // statement is refused until Sync (`guard.rs`, barriers).
         let e = super::super::reported_encoding(value);
-        shared.encoding.store(e.id(), Ordering::Release);
-        shared.encoding_moved.store(true, Ordering::Release);
+        shared.learnt(|l| l.encoding = e.id());
+        shared.learnt(|l| l.encoding_moved = true);
     }
     Ok(())
 }
@@ -259,10 +258,10 @@ fn finished(sess: &Session, shared: &Shared, f: &Finished, ctag: Option<&[u8]>) 
         if let Some(c) = &sess.catalog {
             c.changed();
         }
-        shared.ddl_since_idle.store(true, Ordering::Release);
+        shared.learnt(|l| l.ddl_since_idle = true);
         if !crate::catalog::keeps_reading(s) {
             // Cleared when the server says the block ended.
-            shared.uncommitted_ddl.store(true, Ordering::Release);
+            shared.learnt(|l| l.uncommitted_ddl = true);
         }
     }
 }
@@ -278,23 +277,23 @@ fn idle_again(sess: &Session, shared: &Shared, status: u8, empty: bool) {
     // forwarded after this batch (pipelined) queues it still: the flag is
     // set when a write is sent.
     if empty {
-        shared.deferred.store(false, Ordering::Release);
+        shared.learnt(|l| l.deferred = false);
     }
-    if empty && !shared.kept_cursor.load(Ordering::Acquire) {
+    if empty && !shared.learnt(|l| l.kept_cursor) {
         // No cursor outlives the transaction, and nothing was forwarded
         // after it.
-        shared.opened_at.store(u64::MAX, Ordering::Release);
+        shared.learnt(|l| l.opened_at = u64::MAX);
     }
     // Committed or rolled back: a reload from now on sees it. The one woken
     // at the DDL's completion may have run inside the block and seen the
     // old definitions, so the snapshot is stale again (before the flag
     // clears: no moment when both say current).
-    if shared.ddl_since_idle.swap(false, Ordering::AcqRel) {
+    if shared.learnt(|l| std::mem::take(&mut l.ddl_since_idle)) {
         if let Some(c) = &sess.catalog {
             c.changed();
         }
     }
-    shared.uncommitted_ddl.store(false, Ordering::Release);
+    shared.learnt(|l| l.uncommitted_ddl = false);
 }
 
 /// Writes what this read produced and records what completed in it. A

@@ -2,7 +2,7 @@
 //! (the entries pushed), what the server answered (the messages, as a
 //! PostgreSQL 15 sends them), and what must become of each.
 
-use super::{Described, Expect, ExpectQueue, Finished, How, Pass};
+use super::{Described, Expect, ExpectQueue, Finished, How, Learned, Pass};
 use crate::audit::{Outcome, ServerError, SessionInfo, StatementEvent};
 use crate::classify::Analysis;
 use crate::policy::Action;
@@ -19,7 +19,7 @@ fn failed(code: &[u8; 5]) -> Outcome {
 }
 
 fn queue() -> ExpectQueue {
-    ExpectQueue::new(MARKER.into())
+    ExpectQueue::new(MARKER.into(), Learned::new(b'I', 0))
 }
 
 /// A statement forwarded, named by its rule (to tell records apart).
