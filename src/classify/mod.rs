@@ -46,6 +46,8 @@ mod analyze;
 mod cache;
 mod forbidden;
 mod pg;
+/// Where result columns come from, for masking (see the module docs).
+pub use pg::lineage;
 mod pg_syntax;
 mod rules;
 mod scan;

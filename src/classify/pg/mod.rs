@@ -27,6 +27,7 @@
 
 mod builtins;
 mod lex;
+pub mod lineage;
 mod neutral;
 mod settings;
 mod walk;
