@@ -1229,3 +1229,79 @@ async fn the_keep_all_row_plan_changes_no_byte_of_any_result() {
         gate.log()
     );
 }
+
+/// A portal lives as long as its transaction, on the server and so in
+/// sqlgate: an Execute after the transaction ended is answered as the
+/// server answers it (34000, the agent's own portal name), and a held
+/// statement's dead portal is never put to the approvers (attack review
+/// 2026-12-06, L1).
+#[test]
+fn portals_end_with_their_transaction() {
+    let env = Env::with("portal_life", |c| {
+        c.extra("[approvals]\ntimeout = \"3s\"\n")
+    });
+    let run = |w: &mut Wire, msgs: &[&[u8]]| {
+        for m in msgs {
+            w.send(m);
+        }
+        w.until_ready()
+    };
+    let mut w = env.wire();
+    // An implicit transaction: the Sync ends it, and the portal with it.
+    let msgs = run(
+        &mut w,
+        &[
+            &wire::parse("s", "SELECT 42"),
+            &wire::bind("pp", "s"),
+            &wire::sync(),
+        ],
+    );
+    assert_eq!(wire::tags(&msgs), "1 2 Z", "{msgs:?}");
+    let msgs = run(&mut w, &[&wire::execute("pp"), &wire::sync()]);
+    let err = msgs.iter().find(|m| m.tag == 'E').expect("an error");
+    assert_eq!(err.code(), "34000", "{msgs:?}");
+    assert!(err.message().contains("pp"), "{}", err.message());
+    assert!(!err.message().contains("sqlgate.p."), "{}", err.message());
+    // In a transaction block it lives on to the block's end.
+    w.query("BEGIN");
+    run(&mut w, &[&wire::bind("pp", "s"), &wire::sync()]);
+    let msgs = run(&mut w, &[&wire::execute("pp"), &wire::sync()]);
+    assert_eq!(wire::tags(&msgs), "D C Z", "{msgs:?}");
+    w.query("COMMIT");
+    let msgs = run(&mut w, &[&wire::execute("pp"), &wire::sync()]);
+    assert!(
+        msgs.iter().any(|m| m.tag == 'E' && m.code() == "34000"),
+        "{msgs:?}"
+    );
+    // A destructive statement (held by the shipped rules) bound in one
+    // transaction and executed after it: not asked about, not run.
+    let msgs = run(
+        &mut w,
+        &[
+            &wire::parse("d", "DELETE FROM items"),
+            &wire::bind("dp", "d"),
+            &wire::sync(),
+        ],
+    );
+    assert!(!msgs.iter().any(|m| m.tag == 'E'), "{msgs:?}");
+    let start = std::time::Instant::now();
+    let msgs = run(&mut w, &[&wire::execute("dp"), &wire::sync()]);
+    assert!(
+        msgs.iter().any(|m| m.tag == 'E' && m.code() == "34000"),
+        "{msgs:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2), "it was held");
+    assert!(
+        !msgs.iter().any(|m| m.tag == 'N'),
+        "approvers were asked: {msgs:?}"
+    );
+    assert_eq!(env.pg.psql(&env.db, "SELECT count(*) FROM items"), "3");
+    // The same statement bound and executed in one transaction goes to
+    // the rules (which can't be met here: no approver is configured).
+    let msgs = run(
+        &mut w,
+        &[&wire::bind("dp", "d"), &wire::execute("dp"), &wire::sync()],
+    );
+    assert!(msgs.iter().any(|m| m.tag == 'E'), "{msgs:?}");
+    assert_eq!(env.pg.psql(&env.db, "SELECT count(*) FROM items"), "3");
+}

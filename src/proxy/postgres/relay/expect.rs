@@ -201,6 +201,10 @@ pub(super) struct Learned {
     /// FETCH, MOVE or COMMIT may run it again later (a cursor's query, a
     /// WITH HOLD cursor's at COMMIT), so they are barriers from then on.
     pub(super) code_cursor: bool,
+    /// The agent's transaction ended with nothing sent after it: the
+    /// server dropped every portal (taken by the client side, which forgets
+    /// its own).
+    pub(super) portals_ended: bool,
 }
 
 impl Learned {
@@ -218,6 +222,7 @@ impl Learned {
             encoding,
             encoding_moved: false,
             code_cursor: false,
+            portals_ended: false,
         }
     }
 }

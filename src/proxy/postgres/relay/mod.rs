@@ -668,6 +668,11 @@ impl ClientSide<'_> {
             self.in_extended = true;
             self.close_orphans();
         }
+        if matches!(tag, b'B' | b'E' | b'C' | b'D')
+            && self.shared.learnt(|l| std::mem::take(&mut l.portals_ended))
+        {
+            self.portals.clear();
+        }
         if self.out_of_batch_order(tag) {
             return Step::Next;
         }

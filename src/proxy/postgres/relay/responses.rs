@@ -170,6 +170,12 @@ fn one(
         status = backend::ready_status(msg).ok();
         if let Some(st) = status {
             idle_again(sess, shared, st, empty);
+            if st == b'I' && empty && pass == Pass::Forward {
+                // The transaction ended, and nothing was sent after its
+                // Sync: every portal the agent bound is gone on the server
+                // (named ones too), so it must be gone here too.
+                shared.learnt(|l| l.portals_ended = true);
+            }
         }
     }
     match pass {
