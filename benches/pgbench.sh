@@ -20,6 +20,8 @@
 #   KEEP=1          keep the work directory (logs) afterwards
 #   SYSCALLS=1      also count the proxy's system calls and context switches
 #                   per transaction (perf stat; needs perf and root)
+#   PROFILE=1       record each proxy's simple-protocol runs with perf record
+#                   (-g; with KEEP=1 the .perf.data files stay in the kept dir)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -273,6 +275,8 @@ run() {
     local stat=() counts="$work/runs/$target-$name-$round.perf"
     if [[ -n "$pid" && "${SYSCALLS:-}" == 1 ]]; then
         stat=(perf stat -x, -o "$counts" -e raw_syscalls:sys_enter,context-switches -p "$pid" --)
+    elif [[ -n "$pid" && "${PROFILE:-}" == 1 && "$name" == simple ]]; then
+        stat=(perf record -q -F 1999 -g -o "$work/runs/$target-$name-$round.perf.data" -p "$pid" --)
     fi
     before=$(proc_cpu "$pid")
     if PGPASSWORD=$password PGSSLMODE=disable "${stat[@]}" "$PGBENCH" -n -S -T "$DURATION" "$@" \
@@ -286,7 +290,7 @@ run() {
             cpu_samples[$target/$name]+="$(awk -v a="$before" -v b="$after" -v k="$tick" -v t="$t" -v d="$DURATION" \
                 'BEGIN { printf "%.1f", (b - a) / k * 1e6 / (t * d) }') "
         fi
-        if ((${#stat[@]})) && ((t > 0)); then
+        if ((${#stat[@]})) && [[ "${SYSCALLS:-}" == 1 ]] && ((t > 0)); then
             samples[$target/$name/sys]+="$(awk -F, -v n=$((t * DURATION)) \
                 '$3 == "raw_syscalls:sys_enter" { printf "%.2f", $1 / n }' "$counts") "
             samples[$target/$name/cs]+="$(awk -F, -v n=$((t * DURATION)) \
