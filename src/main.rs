@@ -145,6 +145,13 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
         .init();
     let cfg = Config::load(&config)?;
     let policy = Policy::load(&cfg.rules).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(m) = policy.masks().first() {
+        // Fail closed: a mask that does not act would pass the plaintext.
+        anyhow::bail!(
+            "the rules define `[[mask]]` `{}`: masks are checked by `sqlgate rules check` and shown by `sqlgate explain`, but `serve` does not apply them to results yet; remove the masks (or deny the tables) to serve",
+            m.id
+        );
+    }
     tracing::info!(rules = policy.rule_count(), digest = %policy.digest(), "rules loaded");
     if let Some((guard, rule)) = policy.guard_quorum_below_destructive() {
         tracing::warn!(
@@ -282,13 +289,15 @@ fn explain(
         .iter()
         .find(|(_, v)| v.action != sqlgate::policy::Action::Allow)
         .or(statements.first());
+    let plans = mask_plans(&policy, &who, dialect, sql, &analysis);
     let per: Vec<_> = statements
         .iter()
-        .map(|(s, v)| {
+        .zip(plans)
+        .map(|((s, v), plan)| {
             serde_json::json!({
                 "command": s.command, "fingerprint": s.fingerprint, "classes": s.classes,
                 "tables": s.tables, "action": v.action, "rule": &*v.rule, "reason": &*v.reason,
-                "note": s.note,
+                "note": s.note, "mask_plan": plan,
             })
         })
         .collect();
@@ -304,6 +313,43 @@ fn explain(
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// Each statement's mask plan for `explain`: `null` when no mask applies
+/// to it, else the result columns masked (1-based, with the masked column
+/// and mask) or why it is refused. Read without the catalog: a `*` over a
+/// table with masked columns is refused (the columns are named in serve).
+fn mask_plans(
+    policy: &Policy,
+    who: &Identity,
+    dialect: Dialect,
+    sql: &str,
+    analysis: &sqlgate::classify::Analysis,
+) -> Vec<serde_json::Value> {
+    use sqlgate::classify::lineage::{self, Lineage};
+    let none = || vec![serde_json::Value::Null; analysis.statements.len()];
+    if policy.masks().is_empty() || dialect != Dialect::Postgres {
+        return none();
+    }
+    let masks = policy.masks_for(who);
+    let id = |m: Option<usize>| m.and_then(|i| policy.masks().get(i)).map(|m| &*m.id);
+    lineage::of_text(sql, analysis, &masks, &lineage::NoColumns)
+        .into_iter()
+        .map(|l| match l {
+            Lineage::Clean => serde_json::Value::Null,
+            Lineage::Columns(cols) => serde_json::json!({
+                "masked": cols.iter().enumerate().filter_map(|(i, c)| c.as_ref().map(|s| serde_json::json!({
+                    "position": i + 1,
+                    "column": format!("{}.{}", s.table, s.column),
+                    "mask": id(Some(s.mask)),
+                    "method": policy.masks()[s.mask].method.as_str(),
+                }))).collect::<Vec<_>>(),
+            }),
+            Lineage::Refused(r) => serde_json::json!({
+                "refused": { "column": r.column, "mask": id(r.mask), "why": r.why },
+            }),
+        })
+        .collect()
 }
 
 fn rules_check(paths: Vec<PathBuf>) -> ExitCode {

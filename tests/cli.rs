@@ -16,6 +16,16 @@ fn rules_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/rules").to_owned()
 }
 
+/// What `rules check` prints for a `bad.toml` holding `rules`, which must fail.
+fn rules_check_fails(rules: &str) -> String {
+    let dir = TestDir::new("rules");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, rules).unwrap();
+    let out = sqlgate(&["rules", "check", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn explain(sql: &str, extra: &[&str]) -> serde_json::Value {
     let rules = rules_dir();
     let mut args = vec!["explain", "--rules", &rules, "--dialect", "postgres"];
@@ -105,16 +115,9 @@ fn rules_check_passes_the_shipped_rules_and_names_file_and_line() {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    let dir = TestDir::new("rules");
-    let bad = dir.join("bad.toml");
-    std::fs::write(
-        &bad,
+    let text = rules_check_fails(
         "[[rule]]\nid = \"a\"\naction = \"allow\"\nclasses = [\"reed\"]\n\n[[rule]]\nid = \"b\"\naction = \"maybe\"\n",
-    )
-    .unwrap();
-    let out = sqlgate(&["rules", "check", bad.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    );
     assert!(text.contains("bad.toml:4:"), "{text}");
     assert!(text.contains("reed"), "{text}");
     assert!(text.contains("bad.toml:8:"), "{text}");
@@ -198,4 +201,83 @@ fn serve_needs_the_anchor_to_take_the_opening_checkpoint_when_required() {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+const MASKS: &str = r#"
+[[rule]]
+id = "reads"
+action = "allow"
+classes = ["read"]
+
+[[mask]]
+id = "customer-pii"
+columns = ["users.ssn", "*.users.email"]
+method = "partial"
+keep_last = 4
+except_agents = ["billing-bot"]
+"#;
+
+/// `[[mask]]` (issue 11, first part): `rules check` validates masks,
+/// `explain` shows each statement's mask plan (the result columns masked,
+/// or why it is refused), and `serve` refuses to start with masks it does
+/// not apply yet rather than pass their plaintext.
+#[test]
+fn masks_are_checked_explained_and_not_served_unapplied() {
+    let dir = TestDir::new("masks");
+    let rules = dir.join("masks.toml");
+    std::fs::write(&rules, MASKS).unwrap();
+    let rules = rules.to_str().unwrap();
+    let out = sqlgate(&["rules", "check", rules]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let plan = |agent: &str, sql: &str| {
+        let out = sqlgate(&["explain", "--rules", rules, "--agent", agent, sql]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["statements"][0]["mask_plan"].clone()
+    };
+    let p = plan("bot", "SELECT id, ssn AS s FROM users");
+    assert_eq!(p["masked"][0]["position"], 2, "{p}");
+    assert_eq!(p["masked"][0]["column"], "users.ssn", "{p}");
+    assert_eq!(p["masked"][0]["mask"], "customer-pii", "{p}");
+    let p = plan("bot", "SELECT id FROM users WHERE ssn LIKE '1%'");
+    assert!(
+        p["refused"]["why"].as_str().unwrap().contains("WHERE"),
+        "{p}"
+    );
+    assert!(plan("billing-bot", "SELECT ssn FROM users").is_null());
+    assert!(plan("bot", "SELECT total FROM orders").is_null());
+
+    let text = rules_check_fails(
+        "[[mask]]\nid = \"m\"\ncolumns = [\"ssn\"]\nmethod = \"partial\"\n\n[[mask]]\nid = \"n\"\ncolumns = [\"t.c\"]\nmethod = \"shuffle\"\nkey = \"k\"\n",
+    );
+    for want in [
+        "must name its table",
+        "no `keep_last`",
+        "unknown mask method `shuffle`",
+        "`key` applies only",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+
+    let cfg = dir.join("sqlgate.toml");
+    std::fs::write(
+        &cfg,
+        format!("[[listener]]\nprotocol = \"postgres\"\nlisten = \"127.0.0.1:1\"\nupstream = \"postgres://u:p@h/d\"\n[policy]\nrules = [{rules:?}]\n[audit]\npath = \"a.jsonl\"\n"),
+    )
+    .unwrap();
+    let out = sqlgate(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("customer-pii") && err.contains("does not apply them"),
+        "{err}"
+    );
 }

@@ -42,11 +42,13 @@
 //! the statements it allows. The limit travels on the [`Verdict`]; the proxy
 //! counts rows from the server's answers and holds the commit.
 
+mod mask;
 mod parse;
 mod problem;
 mod rule;
 mod verdict;
 
+pub use mask::{Mask, MaskMethod, MasksFor};
 pub use problem::{PolicyError, Problem};
 pub use verdict::{Action, ApprovalSpec, Identity, Verdict};
 
@@ -82,6 +84,7 @@ pub struct Policy {
     uncovered: Vec<Verdict>,
     forbidden_rule: Arc<str>,
     guard: Option<Guard>,
+    masks: Vec<Mask>,
 }
 
 impl Policy {
@@ -94,7 +97,7 @@ impl Policy {
         for (file, text) in &sources {
             parse::parse_file(file, text, &mut loaded, &mut rules, &mut problems);
         }
-        let guard = finish(loaded, &mut problems);
+        let (guard, masks) = finish(loaded, &mut problems);
         if !problems.is_empty() {
             return Err(PolicyError::Invalid(problems));
         }
@@ -102,7 +105,12 @@ impl Policy {
         for (_, text) in &sources {
             hasher.update(text.as_bytes());
         }
-        Ok(Policy::new(rules, hex::encode(hasher.finalize()), guard))
+        Ok(Policy::new(
+            rules,
+            hex::encode(hasher.finalize()),
+            guard,
+            masks,
+        ))
     }
 
     /// Builds a policy from TOML text; `name` stands for the file name in
@@ -114,7 +122,7 @@ impl Policy {
         let mut problems = Vec::new();
         let file = Path::new(name);
         parse::parse_file(file, toml_text, &mut loaded, &mut rules, &mut problems);
-        let guard = finish(loaded, &mut problems);
+        let (guard, masks) = finish(loaded, &mut problems);
         if !problems.is_empty() {
             return Err(PolicyError::Invalid(problems));
         }
@@ -122,6 +130,7 @@ impl Policy {
             rules,
             hex::encode(Sha256::digest(toml_text.as_bytes())),
             guard,
+            masks,
         ))
     }
 
@@ -134,7 +143,7 @@ impl Policy {
         }
     }
 
-    fn new(mut rules: Vec<Rule>, digest: String, guard: Option<Guard>) -> Policy {
+    fn new(mut rules: Vec<Rule>, digest: String, guard: Option<Guard>, masks: Vec<Mask>) -> Policy {
         let deny = |reason: String| Verdict {
             action: Action::Deny,
             rule: Arc::from(DEFAULT_DENY),
@@ -162,6 +171,21 @@ impl Policy {
                 .collect(),
             forbidden_rule: Arc::from(FORBIDDEN),
             guard,
+            masks,
+        }
+    }
+
+    /// The `[[mask]]`s, in load order.
+    pub fn masks(&self) -> &[Mask] {
+        &self.masks
+    }
+
+    /// The masks as they apply to `who` (its exemptions left out), for
+    /// [`crate::classify::lineage`].
+    pub fn masks_for<'a>(&'a self, who: &'a Identity) -> MasksFor<'a> {
+        MasksFor {
+            masks: &self.masks,
+            who,
         }
     }
 
@@ -261,16 +285,17 @@ impl Policy {
     }
 }
 
-/// The guard, after the checks that span files: a rule's own `max_rows`
-/// needs a `[guard]` to say who approves.
-fn finish(loaded: parse::Loaded, problems: &mut Vec<Problem>) -> Option<Guard> {
-    match (loaded.guard, loaded.first_max_rows) {
+/// The guard, after the checks that span files (a rule's own `max_rows`
+/// needs a `[guard]` to say who approves), and the masks.
+fn finish(loaded: parse::Loaded, problems: &mut Vec<Problem>) -> (Option<Guard>, Vec<Mask>) {
+    let guard = match (loaded.guard, loaded.first_max_rows) {
         (None, Some(p)) => {
             problems.push(p);
             None
         }
         (g, _) => g.map(|(g, _)| g),
-    }
+    };
+    (guard, loaded.masks)
 }
 
 /// The files to load, in order, with their text; and problems reading them.

@@ -5,6 +5,7 @@
 //! an operator fixing a policy wants all of them in one run, each pointing at
 //! the key or value at fault.
 
+use super::mask::{ColumnGlob, Mask, MaskMethod};
 use super::problem::Problem;
 use super::rule::{Principals, Rule, TableGlobs};
 use super::verdict::{Action, ApprovalSpec, Verdict};
@@ -44,6 +45,17 @@ const GUARD_KEYS: &[&str] = &[
     "show_literals",
 ];
 const APPROVAL_KEYS: &[&str] = &["approvers", "quorum", "timeout", "show_literals"];
+/// Keys of a `[[mask]]` table.
+const MASK_KEYS: &[&str] = &[
+    "id",
+    "description",
+    "columns",
+    "method",
+    "keep_last",
+    "key",
+    "except_agents",
+    "except_groups",
+];
 
 /// Where each rule id was first defined, so a duplicate can point back at it.
 pub(crate) type SeenIds = HashMap<String, (PathBuf, usize, usize)>;
@@ -56,6 +68,8 @@ pub(crate) struct Loaded {
     pub guard: Option<(Guard, String)>,
     /// Where the first rule with its own `max_rows` is (it needs a `[guard]`).
     pub first_max_rows: Option<Problem>,
+    /// The `[[mask]]`s, in load order.
+    pub masks: Vec<Mask>,
 }
 
 /// Parses one file's `text`, appending its valid rules to `rules` and its
@@ -95,42 +109,31 @@ impl FileParser<'_> {
                 self.guard(value, loaded);
                 continue;
             }
+            if key.get_ref() == "mask" {
+                self.masks(value, loaded);
+                continue;
+            }
             if key.get_ref() != "rule" {
                 self.report(
                     key.span().start,
                     format!(
-                        "unknown key `{}`; a rule file holds only `[[rule]]` tables and one `[guard]`",
+                        "unknown key `{}`; a rule file holds only `[[rule]]` and `[[mask]]` tables and one `[guard]`",
                         key.get_ref()
                     ),
                 );
                 continue;
             }
-            let Some(array) = value.get_ref().as_array() else {
-                self.report(
-                    value.span().start,
-                    "`rule` must be an array of tables, written `[[rule]]`".into(),
-                );
-                continue;
-            };
-            for item in array {
-                match item.get_ref().as_table() {
-                    Some(table) => {
-                        if let Some(rule) = self.rule(table, item.span(), &mut loaded.seen) {
-                            if rule.verdict.max_rows.is_some() && loaded.first_max_rows.is_none() {
-                                loaded.first_max_rows = Some(Problem::at(
-                                    self.file,
-                                    self.text,
-                                    item.span().start,
-                                    format!("rule `{}` sets `max_rows`, but no `[guard]` table names who approves a transaction above it (e.g. `[guard]` with `approvers = [\"dba\"]`)", rule.verdict.rule),
-                                ));
-                            }
-                            rules.push(rule);
-                        }
+            for (table, span) in self.array_of_tables(value, "rule") {
+                if let Some(rule) = self.rule(table, span.clone(), &mut loaded.seen) {
+                    if rule.verdict.max_rows.is_some() && loaded.first_max_rows.is_none() {
+                        loaded.first_max_rows = Some(Problem::at(
+                            self.file,
+                            self.text,
+                            span.start,
+                            format!("rule `{}` sets `max_rows`, but no `[guard]` table names who approves a transaction above it (e.g. `[guard]` with `approvers = [\"dba\"]`)", rule.verdict.rule),
+                        ));
                     }
-                    None => self.report(
-                        item.span().start,
-                        "`rule` must be an array of tables, written `[[rule]]`".into(),
-                    ),
+                    rules.push(rule);
                 }
             }
         }
@@ -253,18 +256,7 @@ impl FileParser<'_> {
             return;
         }
         let before = self.problems.len();
-        for key in table.keys() {
-            if !GUARD_KEYS.contains(&key.get_ref().as_ref()) {
-                self.report(
-                    key.span().start,
-                    format!(
-                        "unknown key `{}` in `[guard]`; expected one of {}",
-                        key.get_ref(),
-                        GUARD_KEYS.join(", ")
-                    ),
-                );
-            }
-        }
+        self.known_keys(table, GUARD_KEYS, "`[guard]`");
         let max_rows = table.get("max_rows").and_then(|v| self.max_rows(v));
         let spec = self.approval(table, Some(Action::RequireApproval), "`[guard]`", at);
         if self.problems.len() != before {
@@ -428,7 +420,12 @@ impl FileParser<'_> {
     fn tables(&mut self, v: &Value<'_>, action: Option<Action>) -> Option<TableGlobs> {
         let items = self.strings(v, "tables", false)?;
         // Restrictive rules match generously (see `rule.rs`): ignore case.
-        let restrictive = action != Some(Action::Allow);
+        self.table_globs(items, action != Some(Action::Allow))
+    }
+
+    /// Table patterns (each with its offset), compiled for a rule that
+    /// allows or (`restrictive`) one that restricts.
+    fn table_globs(&mut self, items: Vec<(&str, usize)>, restrictive: bool) -> Option<TableGlobs> {
         let mut full = GlobSetBuilder::new();
         let mut unqualified = GlobSetBuilder::new();
         let mut tails = GlobSetBuilder::new();
@@ -466,6 +463,205 @@ impl FileParser<'_> {
             unqualified: build(unqualified),
             tails: build(tails),
         })
+    }
+
+    /// The `[[mask]]` tables.
+    fn masks(&mut self, value: &Value<'_>, loaded: &mut Loaded) {
+        for (table, span) in self.array_of_tables(value, "mask") {
+            if let Some(m) = self.mask(table, span.start, &mut loaded.seen) {
+                loaded.masks.push(m);
+            }
+        }
+    }
+
+    /// Reports the keys of `table` (a `what`) that are not `known`.
+    fn known_keys(&mut self, table: &DeTable<'_>, known: &[&str], what: &str) {
+        for key in table.keys() {
+            if !known.contains(&key.get_ref().as_ref()) {
+                self.report(
+                    key.span().start,
+                    format!(
+                        "unknown key `{}` in {what}; expected one of {}",
+                        key.get_ref(),
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The tables of `[[key]]`, each with its span; what is not one is reported.
+    fn array_of_tables<'v, 'i>(
+        &mut self,
+        value: &'v Value<'i>,
+        key: &str,
+    ) -> Vec<(&'v DeTable<'i>, Range<usize>)> {
+        let wrong = format!("`{key}` must be an array of tables, written `[[{key}]]`");
+        let Some(array) = value.get_ref().as_array() else {
+            self.report(value.span().start, wrong);
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(array.len());
+        for item in array {
+            match item.get_ref().as_table() {
+                Some(table) => out.push((table, item.span())),
+                None => self.report(item.span().start, wrong.clone()),
+            }
+        }
+        out
+    }
+
+    fn mask(&mut self, table: &DeTable<'_>, at: usize, seen: &mut SeenIds) -> Option<Mask> {
+        let before = self.problems.len();
+        self.known_keys(table, MASK_KEYS, "mask");
+        let id = match table.get("id") {
+            Some(v) => self.id(Some(v), at, seen),
+            None => {
+                self.report(at, "mask has no `id`".into());
+                None
+            }
+        };
+        let named = id
+            .as_deref()
+            .map_or_else(|| "this mask".to_string(), |id| format!("mask `{id}`"));
+        let columns = match table.get("columns") {
+            Some(v) => self.column_globs(v),
+            None => {
+                self.report(
+                    at,
+                    format!("{named} has no `columns` (e.g. `columns = [\"users.ssn\"]`)"),
+                );
+                None
+            }
+        };
+        let method = self.mask_method(table, &named, at);
+        let _ = table
+            .get("description")
+            .and_then(|v| self.string(v, "description"));
+        let exempt = Principals {
+            agents: None,
+            groups: None,
+            except_agents: table
+                .get("except_agents")
+                .and_then(|v| self.names(v, "except_agents", true))
+                .unwrap_or_default(),
+            except_groups: table
+                .get("except_groups")
+                .and_then(|v| self.names(v, "except_groups", true))
+                .unwrap_or_default(),
+        };
+        if self.problems.len() != before {
+            return None;
+        }
+        Some(Mask {
+            id: Arc::from(id?.as_str()),
+            method: method?,
+            columns: columns?,
+            exempt,
+        })
+    }
+
+    /// `columns`: `[schema.]table.column` globs.
+    fn column_globs(&mut self, v: &Value<'_>) -> Option<Vec<ColumnGlob>> {
+        let items = self.strings(v, "columns", false)?;
+        let mut out = Vec::with_capacity(items.len());
+        for (pattern, at) in items {
+            let Some((table, column)) = pattern
+                .rsplit_once('.')
+                .filter(|(t, c)| !t.is_empty() && !c.is_empty())
+            else {
+                self.report(
+                    at,
+                    format!("column `{pattern}` must name its table: `table.column` or `schema.table.column`"),
+                );
+                continue;
+            };
+            let table = self.table_globs(vec![(table, at)], true);
+            let column = self
+                .glob(column, pattern, at, true)
+                .map(|g| g.compile_matcher());
+            if let (Some(table), Some(column)) = (table, column) {
+                out.push(ColumnGlob { table, column });
+            }
+        }
+        Some(out)
+    }
+
+    fn mask_method(&mut self, table: &DeTable<'_>, named: &str, at: usize) -> Option<MaskMethod> {
+        let keep_last = table.get("keep_last");
+        let key = table.get("key");
+        let method = match table.get("method") {
+            None => {
+                self.report(
+                    at,
+                    format!("{named} has no `method` (redact, partial, hash, null or email)"),
+                );
+                return None;
+            }
+            Some(v) => (self.string(v, "method")?, v.span().start),
+        };
+        for (key, v, owner) in [("keep_last", keep_last, "partial"), ("key", key, "hash")] {
+            if let Some(v) = v.filter(|_| method.0 != owner) {
+                self.report(
+                    v.span().start,
+                    format!(
+                        "`{key}` applies only to `method = \"{owner}\"`, and {named} is `{}`",
+                        method.0
+                    ),
+                );
+            }
+        }
+        match method.0 {
+            "redact" => Some(MaskMethod::Redact),
+            "null" => Some(MaskMethod::Null),
+            "email" => Some(MaskMethod::Email),
+            "partial" => {
+                let Some(v) = keep_last else {
+                    self.report(
+                        at,
+                        format!(
+                            "{named} is `partial` but has no `keep_last` (e.g. `keep_last = 4`)"
+                        ),
+                    );
+                    return None;
+                };
+                let n = v
+                    .get_ref()
+                    .as_integer()
+                    .and_then(|i| i64::from_str_radix(i.as_str(), i.radix()).ok());
+                match n
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| (1..=64).contains(n))
+                {
+                    Some(keep_last) => Some(MaskMethod::Partial { keep_last }),
+                    None => {
+                        self.report(
+                            v.span().start,
+                            "`keep_last` must be an integer from 1 to 64".into(),
+                        );
+                        None
+                    }
+                }
+            }
+            "hash" => {
+                let Some(v) = key else {
+                    self.report(at, format!("{named} is `hash` but has no `key` (a file holding the HMAC key, e.g. `key = \"mask.key\"`)"));
+                    return None;
+                };
+                let path = self.nonempty_string(v, "key")?;
+                let path = PathBuf::from(path);
+                let path = if path.is_absolute() {
+                    path
+                } else {
+                    self.file.parent().unwrap_or(Path::new(".")).join(path)
+                };
+                Some(MaskMethod::Hash { key: path })
+            }
+            other => {
+                self.report(method.1, format!("unknown mask method `{other}`; expected redact, partial, hash, null or email"));
+                None
+            }
+        }
     }
 
     fn glob(

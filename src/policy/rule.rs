@@ -36,7 +36,7 @@ pub(crate) struct TableGlobs {
 }
 
 impl TableGlobs {
-    fn matches_restrictive(&self, table: &str) -> bool {
+    pub(crate) fn matches_restrictive(&self, table: &str) -> bool {
         if self.full.is_match(table) {
             return true;
         }

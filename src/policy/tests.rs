@@ -330,3 +330,52 @@ fn a_guard_quorum_below_the_destructive_rules_is_reported() {
     let p = Policy::from_str("t.toml", &text(2)).unwrap();
     assert_eq!(p.guard_quorum_below_destructive(), None);
 }
+
+#[test]
+fn masks_apply_by_table_and_column_except_to_the_exempt() {
+    use crate::classify::lineage::Masks;
+    let p = Policy::from_str(
+        "m.toml",
+        "[[rule]]\nid = \"r\"\naction = \"allow\"\n\n\
+         [[mask]]\nid = \"pii\"\ncolumns = [\"hr.users.ssn\", \"users.E*\"]\nmethod = \"hash\"\nkey = \"k.key\"\nexcept_groups = [\"billing\"]\n",
+    )
+    .unwrap();
+    assert_eq!(p.masks().len(), 1);
+    assert_eq!(
+        p.masks()[0].method,
+        MaskMethod::Hash {
+            key: std::path::PathBuf::from("k.key")
+        }
+    );
+    let bot = Identity {
+        agent: "bot".into(),
+        groups: vec![],
+    };
+    let billing = Identity {
+        agent: "payer".into(),
+        groups: vec!["billing".into()],
+    };
+    let m = p.masks_for(&bot);
+    // Restrictive table matching: qualified and unqualified catch each other.
+    for t in ["users", "public.users", "hr.users", "HR.Users"] {
+        assert!(m.table(t), "{t}");
+    }
+    assert!(!m.table("orders"));
+    assert_eq!(m.column("users", "ssn"), Some(0));
+    assert_eq!(m.column("app.users", "email"), Some(0));
+    assert_eq!(m.column("users", "name"), None);
+    let exempt = p.masks_for(&billing);
+    assert!(!exempt.table("users"));
+    assert_eq!(exempt.column("users", "ssn"), None);
+}
+
+#[test]
+fn mask_ids_share_the_rules_namespace() {
+    let e = Policy::from_str(
+        "m.toml",
+        "[[rule]]\nid = \"x\"\naction = \"allow\"\n\n[[mask]]\nid = \"x\"\ncolumns = [\"t.c\"]\nmethod = \"null\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("duplicate rule id `x`"), "{e}");
+}

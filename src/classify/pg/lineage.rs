@@ -115,6 +115,59 @@ pub fn lineage(stmt: &Value, tables: &[String], masks: &dyn Masks, cols: &dyn Co
     }
 }
 
+/// The lineage of each statement of `sql`, whose classification is
+/// `analysis` (its tables: what the classifier and the catalog found each
+/// statement reaching). Read from the original text, not the cache key: a
+/// literal can name a result column (`ORDER BY 2`).
+pub fn of_text(
+    sql: &str,
+    analysis: &crate::classify::Analysis,
+    masks: &dyn Masks,
+    cols: &dyn Columns,
+) -> Vec<Lineage> {
+    let trees: Option<Vec<Value>> = pg_query::parse(sql, 0).ok().and_then(|p| {
+        p.protobuf
+            .stmts
+            .iter()
+            .map(|raw| serde_json::to_value(raw.stmt.as_ref()?).ok())
+            .collect()
+    });
+    let trees = trees.filter(|t| t.len() == analysis.statements.len());
+    analysis
+        .statements
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match trees.as_ref().map(|t| &t[i]) {
+            Some(tree) => lineage(tree, &s.tables, masks, cols),
+            None if s.tables.iter().any(|t| masks.table(t)) || s.tables.is_empty() => {
+                Lineage::Refused(Refusal {
+                    column: s
+                        .tables
+                        .iter()
+                        .find(|t| masks.table(t))
+                        .cloned()
+                        .unwrap_or_default(),
+                    mask: None,
+                    why:
+                        "sqlgate could not read this statement's columns, and masks are configured"
+                            .into(),
+                })
+            }
+            None => Lineage::Clean,
+        })
+        .collect()
+}
+
+/// No column lists: a `*` over a masked table is refused, named columns
+/// are read by their names.
+pub struct NoColumns;
+
+impl Columns for NoColumns {
+    fn columns(&self, _: &str) -> Option<Arc<[String]>> {
+        None
+    }
+}
+
 /// What a column (of a FROM item or the result) carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Origin {
@@ -167,6 +220,9 @@ impl Column {
 struct Item {
     name: String,
     columns: Option<Vec<Column>>,
+    /// A table with masked columns whose column list sqlgate does not know:
+    /// any name may be one of its columns, masked as the masks say.
+    open: Option<String>,
     /// A join with USING or NATURAL below it: `*` can't be placed.
     merged: bool,
 }
@@ -347,6 +403,7 @@ impl Reader<'_> {
                 Ok(vec![Item {
                     name: identifier(str_of(alias, "aliasname")).to_string(),
                     columns: Some(cols),
+                    open: None,
                     merged: false,
                 }])
             }
@@ -362,7 +419,7 @@ impl Reader<'_> {
                 let natural = j.get("is_natural").and_then(Value::as_bool) == Some(true);
                 for u in strings(using) {
                     if let Some(src) = here
-                        .named(u)
+                        .named(u, self.masks)
                         .into_iter()
                         .find_map(|c| c.origin.source().cloned())
                     {
@@ -392,6 +449,7 @@ impl Reader<'_> {
                 Ok(vec![Item {
                     name: identifier(str_of(alias, "aliasname")).to_string(),
                     columns: None,
+                    open: None,
                     merged: false,
                 }])
             }
@@ -423,6 +481,7 @@ impl Reader<'_> {
                 return Ok(Item {
                     name: own,
                     columns: Some(cols),
+                    open: None,
                     merged: false,
                 });
             }
@@ -434,15 +493,16 @@ impl Reader<'_> {
                 return Ok(Item {
                     name: own,
                     columns: None,
+                    open: None,
                     merged: false,
                 })
             }
             None => {
-                return Err(Refusal {
-                    column: name,
-                    mask: None,
-                    why: "its columns are not known to sqlgate (a table with masked columns)"
-                        .into(),
+                return Ok(Item {
+                    name: own,
+                    columns: None,
+                    open: Some(name),
+                    merged: false,
                 })
             }
         };
@@ -464,6 +524,7 @@ impl Reader<'_> {
         Ok(Item {
             name: own,
             columns: Some(cols),
+            open: None,
             merged: false,
         })
     }
@@ -515,6 +576,12 @@ impl Reader<'_> {
                     ));
                 }
                 Some(cols) => out.extend(cols.iter().cloned()),
+                None if i.open.is_some() => {
+                    return Err(refuse_items(
+                        std::slice::from_ref(i),
+                        "`*` over a table with masked columns whose columns sqlgate does not know (list the columns instead)",
+                    ));
+                }
                 // Clean, but of a width unknown: see `select`.
                 None => out.push(Column::unknown()),
             }
@@ -542,8 +609,13 @@ impl Reader<'_> {
         let names = strings(list(cr, "fields"));
         match names.as_slice() {
             [col] => {
-                let found = scope.named(col);
-                if let Some(c) = found.first() {
+                let found = scope.named(col, self.masks);
+                // Of several, the masked one: an ambiguity masks more.
+                if let Some(c) = found
+                    .iter()
+                    .find(|c| c.origin != Origin::Clean)
+                    .or(found.first())
+                {
                     return Ok(c.origin.clone());
                 }
                 // Not a column: a whole-row reference to an item of that name.
@@ -557,8 +629,8 @@ impl Reader<'_> {
             }
             [.., table, col] => Ok(scope
                 .item(table)
-                .and_then(|i| i.column(col))
-                .map_or(Origin::Clean, |c| c.origin.clone())),
+                .and_then(|i| i.column(col, self.masks))
+                .map_or(Origin::Clean, |c| c.origin)),
             [] => Ok(Origin::Clean),
         }
     }
@@ -698,12 +770,18 @@ impl Reader<'_> {
 
 impl Scope {
     /// The columns of that name in the innermost scope that has any.
-    fn named(&self, col: &str) -> Vec<&Column> {
-        let here: Vec<&Column> = self.items.iter().filter_map(|i| i.column(col)).collect();
+    fn named(&self, col: &str, masks: &dyn Masks) -> Vec<Column> {
+        let here: Vec<Column> = self
+            .items
+            .iter()
+            .filter_map(|i| i.column(col, masks))
+            .collect();
         if !here.is_empty() {
             return here;
         }
-        self.outer.as_ref().map_or_else(Vec::new, |o| o.named(col))
+        self.outer
+            .as_ref()
+            .map_or_else(Vec::new, |o| o.named(col, masks))
     }
 
     fn item(&self, name: &str) -> Option<&Item> {
@@ -715,14 +793,33 @@ impl Scope {
 }
 
 impl Item {
-    fn column(&self, name: &str) -> Option<&Column> {
-        self.columns.as_ref()?.iter().find(|c| c.name == name)
+    fn column(&self, name: &str, masks: &dyn Masks) -> Option<Column> {
+        if let Some(table) = &self.open {
+            // Only its masked names are claimed: another item may hold the
+            // rest, and a clean name reads clean either way.
+            let mask = masks.column(table, name)?;
+            return Some(Column::new(
+                name.to_string(),
+                Origin::Masked(Source {
+                    table: table.clone(),
+                    column: name.to_string(),
+                    mask,
+                }),
+            ));
+        }
+        self.columns
+            .as_ref()?
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
     }
 
     fn any_masked(&self) -> bool {
-        self.columns
-            .as_ref()
-            .is_some_and(|c| c.iter().any(|c| c.origin != Origin::Clean))
+        self.open.is_some()
+            || self
+                .columns
+                .as_ref()
+                .is_some_and(|c| c.iter().any(|c| c.origin != Origin::Clean))
     }
 }
 

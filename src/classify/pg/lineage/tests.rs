@@ -208,3 +208,29 @@ fn tables_reached_other_than_by_name_are_refused() {
     let r = lineage(&tree, &tables, &TestMasks, &TestColumns);
     assert!(matches!(r, Lineage::Refused(_)), "{r:?}");
 }
+
+#[test]
+fn without_column_lists_named_columns_still_read() {
+    let read = |sql: &str| {
+        let parsed = pg_query::parse(sql, 0).expect("parses");
+        let tree = serde_json::to_value(parsed.protobuf.stmts[0].stmt.as_ref().unwrap()).unwrap();
+        let mut tables = Vec::new();
+        super::each_range_var(&tree, &mut |rv| tables.push(super::table_name(rv)));
+        lineage(&tree, &tables, &TestMasks, &super::NoColumns)
+    };
+    let Lineage::Columns(c) =
+        read("SELECT id, ssn, o.total FROM users u JOIN orders o ON o.user_id = u.id")
+    else {
+        panic!()
+    };
+    assert_eq!(c, [None, ssn(), None]);
+    for sql in [
+        "SELECT * FROM users",
+        "SELECT u.* FROM users u",
+        "SELECT u FROM users u",
+        "SELECT id FROM users WHERE ssn = '1'",
+        "SELECT upper(email) FROM users",
+    ] {
+        assert!(matches!(read(sql), Lineage::Refused(_)), "{sql}");
+    }
+}
