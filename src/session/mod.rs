@@ -9,6 +9,7 @@
 pub mod cancel;
 pub mod hold;
 pub mod ledger;
+pub mod mask;
 pub mod refusal;
 pub mod rows;
 

@@ -51,6 +51,9 @@ pub enum Field {
     Null,
     /// Replaced by this value (in the column's format).
     Value(Bytes),
+    /// Replaced by the masked form of its text (a text-like column, whose
+    /// text and binary forms are both the text).
+    Mask(super::mask::Masker),
 }
 
 static KEEP: Field = Field::Keep;
@@ -76,6 +79,11 @@ impl RowPlan {
             Ok(i) => self.fields[i].1 = f,
             Err(i) => self.fields.insert(i, (at, f)),
         }
+    }
+
+    /// Whether any field is masked (its replacement depends on its value).
+    pub fn masks(&self) -> bool {
+        self.fields.iter().any(|(_, f)| matches!(f, Field::Mask(_)))
     }
 
     /// What becomes of field `at`.

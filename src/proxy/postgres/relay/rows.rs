@@ -66,6 +66,18 @@ pub(super) fn plan(planner: &dyn Planner, msg: &[u8]) -> Result<Option<Arc<RowPl
 /// parse is an error (the session ends: nothing unplanned passes).
 pub(super) fn rewrite(msg: &[u8], plan: &RowPlan, out: &mut BytesMut) -> Result<(), DecodeError> {
     let start = out.len();
+    // The masked forms of this row's fields, made before the row is
+    // written (the writer borrows every field at once).
+    let mut masked: Vec<Option<Vec<u8>>> = Vec::new();
+    if plan.masks() {
+        for (i, f) in backend::data_row_fields(msg)?.enumerate() {
+            if let (Field::Mask(m), Some(v)) = (plan.field(i), f?) {
+                let mut buf = Vec::new();
+                masked.resize(i + 1, None);
+                masked[i] = m.apply(v, &mut buf).then_some(buf);
+            }
+        }
+    }
     let fields = backend::data_row_fields(msg)?;
     let mut bad = None;
     let rebuilt = fields.enumerate().map(|(i, f)| {
@@ -77,6 +89,8 @@ pub(super) fn rewrite(msg: &[u8], plan: &RowPlan, out: &mut BytesMut) -> Result<
             Field::Keep => f,
             Field::Null => None,
             Field::Value(v) => Some(&v[..]),
+            // A NULL stays NULL; a value becomes its masked form.
+            Field::Mask(_) => masked.get(i).and_then(|m| m.as_deref()),
         }
     });
     let r = backend::data_row(rebuilt, out);
@@ -131,6 +145,30 @@ mod tests {
         assert_eq!(
             out,
             row(&[Some(b"1"), Some(b"***"), None, Some(b"was null")])
+        );
+    }
+
+    #[test]
+    fn masked_fields_become_their_masked_form_and_nulls_stay_null() {
+        use crate::session::mask::Masker;
+        let msg = row(&[Some(b"7"), Some(b"123-45-6789"), None, Some(b"ann@x.org")]);
+        let mut plan = RowPlan::keep_all();
+        plan.set(1, Field::Mask(Masker::Partial { keep_last: 4 }));
+        plan.set(2, Field::Mask(Masker::Redact));
+        plan.set(3, Field::Mask(Masker::Email));
+        let mut out = BytesMut::new();
+        rewrite(&msg, &plan, &mut out).unwrap();
+        assert_eq!(
+            out,
+            row(&[Some(b"7"), Some(b"****6789"), None, Some(b"****@x.org")])
+        );
+        let mut plan = RowPlan::keep_all();
+        plan.set(0, Field::Mask(Masker::Null));
+        let mut out = BytesMut::new();
+        rewrite(&msg, &plan, &mut out).unwrap();
+        assert_eq!(
+            out,
+            row(&[None, Some(b"123-45-6789"), None, Some(b"ann@x.org")])
         );
     }
 
