@@ -9,10 +9,12 @@ use crate::approval::{Approvals, Approver};
 use crate::audit::AuditLog;
 use crate::auth::Agents;
 use crate::catalog::Catalog;
-use crate::classify::{Analysis, Classifier, ClassifierOptions, Dialect};
+use crate::classify::lineage::{self, Lineage};
+use crate::classify::{Analysis, Class, Classifier, ClassifierOptions, Dialect};
 use crate::config::Config;
 use crate::config::Protocol;
 use crate::policy::{Action, Identity, Policy, Verdict};
+use crate::session::mask::{MaskPlan, MaskedColumn, Masker};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ pub struct Engine {
     pub agents: Agents,
     /// One per upstream database served (PostgreSQL listeners).
     catalogs: HashMap<String, Arc<Catalog>>,
+    /// Each `[[mask]]`'s method, ready (keys read), in the policy's order.
+    maskers: Vec<Masker>,
 }
 
 /// The verdicts for one query string.
@@ -36,6 +40,16 @@ pub struct Decision {
     /// The classification before the catalog placed anything (the cached
     /// one): what a later re-decision starts from.
     pub classified: Arc<Analysis>,
+    /// Per statement, the result columns masks apply to (`None` for all
+    /// when no mask applies to the string: the common case).
+    pub masks: Option<Arc<[Option<Arc<MaskPlan>>]>>,
+}
+
+impl Decision {
+    /// Statement `i`'s mask plan, if masks apply to its result.
+    pub fn mask_plan(&self, i: usize) -> Option<Arc<MaskPlan>> {
+        self.masks.as_ref()?.get(i)?.clone()
+    }
 }
 
 impl Decision {
@@ -51,7 +65,10 @@ impl Decision {
 }
 
 impl Engine {
-    pub fn new(cfg: &Config, policy: Policy, audit: AuditLog) -> Engine {
+    /// The engine for `cfg` and `policy`; fails when a `hash` mask's key
+    /// can't be read or made.
+    pub fn new(cfg: &Config, policy: Policy, audit: AuditLog) -> Result<Engine, String> {
+        let maskers = maskers(&policy)?;
         let approvers = cfg
             .approvers
             .iter()
@@ -70,7 +87,8 @@ impl Engine {
             max_parse_bytes: cfg.max_parse_bytes,
             ..ClassifierOptions::default()
         };
-        Engine {
+        Ok(Engine {
+            maskers,
             catalogs,
             postgres: Classifier::new(Dialect::Postgres, opts),
             mysql: Classifier::new(Dialect::Mysql, opts),
@@ -78,7 +96,7 @@ impl Engine {
             approvals: Approvals::new(approvers, cfg.approval_timeout, audit.clone()),
             audit,
             agents: Agents::new(&cfg.agents),
-        }
+        })
     }
 
     /// The classifier that reads `dialect`'s SQL.
@@ -153,6 +171,133 @@ impl Engine {
             analysis,
             verdicts,
             classified,
+            masks: None,
         }
     }
+
+    /// Whether the rules hold masks (else [`Engine::apply_masks`] does nothing).
+    pub fn has_masks(&self) -> bool {
+        !self.maskers.is_empty()
+    }
+
+    /// Applies the masks to `d`, the decision on `sql` for `who`: a
+    /// statement whose use of a masked column the lineage refuses is denied
+    /// (rule: the mask), the others get the plan for their results. A
+    /// statement sqlgate could not fully read (`unparsed`) may read masked
+    /// columns through what it could not see: denied too, for an agent
+    /// masks apply to.
+    pub fn apply_masks(&self, who: &Identity, sql: &str, d: &mut Decision) {
+        if !self.has_masks() {
+            return;
+        }
+        let masks = self.policy.masks_for(who);
+        if !masks.any() {
+            return;
+        }
+        use lineage::Masks;
+        let reaches = |s: &crate::classify::StatementInfo| {
+            s.classes.contains(Class::Unparsed) || s.tables.iter().any(|t| masks.table(t))
+        };
+        if !d.analysis.statements.iter().any(reaches) {
+            return;
+        }
+        let found = lineage::of_text(sql, &d.analysis, &masks, &lineage::NoColumns);
+        let mut plans = Vec::with_capacity(found.len());
+        for (i, l) in found.into_iter().enumerate() {
+            let unparsed = d.analysis.statements[i].classes.contains(Class::Unparsed);
+            let l = match l {
+                _ if unparsed => Lineage::Refused(lineage::Refusal {
+                    column: String::new(),
+                    mask: None,
+                    why: "sqlgate could not read all of this statement, so it cannot tell that no masked column is in what it reads".into(),
+                }),
+                l => l,
+            };
+            plans.push(match l {
+                Lineage::Refused(r) => {
+                    if let Some(v) = d.verdicts.get_mut(i) {
+                        *v = self.mask_denial(&r);
+                    }
+                    None
+                }
+                Lineage::Columns(cols) if cols.iter().any(Option::is_some) => {
+                    Some(Arc::new(self.mask_plan(&cols)))
+                }
+                _ => None,
+            });
+        }
+        d.masks = Some(Arc::from(plans));
+    }
+
+    fn mask_plan(&self, cols: &[Option<lineage::Source>]) -> MaskPlan {
+        MaskPlan {
+            width: cols.len(),
+            columns: cols
+                .iter()
+                .enumerate()
+                .filter_map(|(position, c)| {
+                    let c = c.as_ref()?;
+                    Some(MaskedColumn {
+                        position,
+                        column: format!("{}.{}", c.table, c.column),
+                        mask: self.policy.masks().get(c.mask)?.id.clone(),
+                        masker: self.maskers.get(c.mask)?.clone(),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn mask_denial(&self, r: &lineage::Refusal) -> Verdict {
+        let id = r
+            .mask
+            .and_then(|i| self.policy.masks().get(i))
+            .map(|m| m.id.clone());
+        let what = if r.column.is_empty() {
+            "masked columns".to_string()
+        } else {
+            format!("`{}`", r.column)
+        };
+        let by = id
+            .as_deref()
+            .map_or_else(String::new, |id| format!(" (mask `{id}`)"));
+        Verdict {
+            action: Action::Deny,
+            rule: id.unwrap_or_else(|| Arc::from(MASK_RULE)),
+            reason: Arc::from(format!(
+                "{what} is masked for this agent{by}: {}; select the column itself, bare or aliased, and filter or order by other columns",
+                r.why
+            )),
+            approval: None,
+            max_rows: None,
+            also: Arc::from([]),
+        }
+    }
+}
+
+/// The rule a mask refusal names when no one mask is at stake.
+pub const MASK_RULE: &str = "builtin:mask";
+
+/// Each mask's method, ready: `hash` keys read (or made).
+fn maskers(policy: &Policy) -> Result<Vec<Masker>, String> {
+    use crate::policy::MaskMethod;
+    policy
+        .masks()
+        .iter()
+        .map(|m| {
+            Ok(match &m.method {
+                MaskMethod::Redact => Masker::Redact,
+                MaskMethod::Partial { keep_last } => Masker::Partial {
+                    keep_last: *keep_last as usize,
+                },
+                MaskMethod::Null => Masker::Null,
+                MaskMethod::Email => Masker::Email,
+                MaskMethod::Hash { key } => Masker::Hash {
+                    key: crate::session::mask::load_key(key).map_err(|e| {
+                        format!("mask `{}`: its key `{}`: {e}", m.id, key.display())
+                    })?,
+                },
+            })
+        })
+        .collect()
 }

@@ -145,13 +145,6 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
         .init();
     let cfg = Config::load(&config)?;
     let policy = Policy::load(&cfg.rules).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(m) = policy.masks().first() {
-        // Fail closed: a mask that does not act would pass the plaintext.
-        anyhow::bail!(
-            "the rules define `[[mask]]` `{}`: masks are checked by `sqlgate rules check` and shown by `sqlgate explain`, but `serve` does not apply them to results yet; remove the masks (or deny the tables) to serve",
-            m.id
-        );
-    }
     tracing::info!(rules = policy.rule_count(), digest = %policy.digest(), "rules loaded");
     if let Some((guard, rule)) = policy.guard_quorum_below_destructive() {
         tracing::warn!(
@@ -166,7 +159,9 @@ fn serve(config: PathBuf) -> anyhow::Result<()> {
     );
     let (audit, writer) = sqlgate::audit::AuditLog::open_with(&cfg.audit, vec![loaded])
         .with_context(|| format!("cannot open the audit log `{}`", cfg.audit.path.display()))?;
-    let engine = Arc::new(sqlgate::engine::Engine::new(&cfg, policy, audit));
+    let engine = Arc::new(
+        sqlgate::engine::Engine::new(&cfg, policy, audit).map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     // Sessions run on their own threads (see proxy/workers.rs); this runtime
     // accepts connections and runs the admin API and the approval channels.
     let workers = Arc::new(sqlgate::proxy::workers::Workers::start(

@@ -217,12 +217,11 @@ keep_last = 4
 except_agents = ["billing-bot"]
 "#;
 
-/// `[[mask]]` (issue 11, first part): `rules check` validates masks,
-/// `explain` shows each statement's mask plan (the result columns masked,
-/// or why it is refused), and `serve` refuses to start with masks it does
-/// not apply yet rather than pass their plaintext.
+/// `[[mask]]` (issue 11): `rules check` validates masks, `explain` shows
+/// each statement's mask plan (the result columns masked, or why it is
+/// refused).
 #[test]
-fn masks_are_checked_explained_and_not_served_unapplied() {
+fn masks_are_checked_and_explained() {
     let dir = TestDir::new("masks");
     let rules = dir.join("masks.toml");
     std::fs::write(&rules, MASKS).unwrap();
@@ -266,18 +265,4 @@ fn masks_are_checked_explained_and_not_served_unapplied() {
     ] {
         assert!(text.contains(want), "{want}: {text}");
     }
-
-    let cfg = dir.join("sqlgate.toml");
-    std::fs::write(
-        &cfg,
-        format!("[[listener]]\nprotocol = \"postgres\"\nlisten = \"127.0.0.1:1\"\nupstream = \"postgres://u:p@h/d\"\n[policy]\nrules = [{rules:?}]\n[audit]\npath = \"a.jsonl\"\n"),
-    )
-    .unwrap();
-    let out = sqlgate(&["serve", "--config", cfg.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("customer-pii") && err.contains("does not apply them"),
-        "{err}"
-    );
 }

@@ -108,6 +108,9 @@ pub struct StatementEvent {
     pub rows: Option<u64>,
     pub duration_us: Option<u64>,
     pub approval: Option<Arc<ApprovalNote>>,
+    /// The result columns masks applied to (named in the record, never
+    /// their values).
+    pub masked: Option<Arc<crate::session::mask::MaskPlan>>,
 }
 
 #[derive(Debug)]
@@ -218,6 +221,16 @@ pub(crate) struct StatementLine<'a> {
     duration_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     approval: Option<&'a ApprovalNote>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    masked: Vec<MaskedLine<'a>>,
+}
+
+/// A masked result column in a statement record.
+#[derive(Serialize)]
+struct MaskedLine<'a> {
+    position: usize,
+    column: &'a str,
+    mask: &'a str,
 }
 
 impl<'a> StatementLine<'a> {
@@ -254,6 +267,16 @@ impl<'a> StatementLine<'a> {
             rows: s.rows,
             duration_us: s.duration_us,
             approval: s.approval.as_deref(),
+            masked: s.masked.as_ref().map_or_else(Vec::new, |m| {
+                m.columns
+                    .iter()
+                    .map(|c| MaskedLine {
+                        position: c.position + 1,
+                        column: &c.column,
+                        mask: &c.mask,
+                    })
+                    .collect()
+            }),
         }
     }
 }

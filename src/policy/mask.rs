@@ -84,6 +84,13 @@ pub struct MasksFor<'a> {
     pub(crate) who: &'a Identity,
 }
 
+impl MasksFor<'_> {
+    /// Whether any mask applies to this agent at all.
+    pub fn any(&self) -> bool {
+        self.masks.iter().any(|m| m.applies_to(self.who))
+    }
+}
+
 impl crate::classify::lineage::Masks for MasksFor<'_> {
     fn table(&self, table: &str) -> bool {
         self.masks

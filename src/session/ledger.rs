@@ -65,6 +65,7 @@ impl Ledger {
             rows: None,
             duration_us: None,
             approval: None,
+            masked: None,
         })
     }
 

@@ -7,6 +7,7 @@
 //! No replacement reveals the value's length: a fixed run of `*` stands
 //! for what is hidden.
 
+use super::rows::{Field, RowPlan};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::sync::Arc;
@@ -90,6 +91,77 @@ impl Masker {
             }
         }
         true
+    }
+}
+
+/// The HMAC key of a `hash` mask: the file's bytes (surrounding white
+/// space trimmed); a missing file is created (mode 0600) with 32 random
+/// bytes in hex, as the audit key is.
+pub fn load_key(path: &std::path::Path) -> std::io::Result<Arc<[u8]>> {
+    match std::fs::read(path) {
+        Ok(b) => {
+            let key = b.trim_ascii();
+            if key.is_empty() {
+                return Err(std::io::Error::other("the key file is empty"));
+            }
+            Ok(Arc::from(key))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut seed = [0u8; 32];
+            rand::fill(&mut seed);
+            let text = hex::encode(seed);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
+            writeln!(f, "{text}")?;
+            f.sync_all()?;
+            Ok(Arc::from(text.as_bytes()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// One masked result column of a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskedColumn {
+    /// Its position in the result (0-based).
+    pub position: usize,
+    /// The masked column it passes through, `table.column`.
+    pub column: String,
+    /// The `[[mask]]` id.
+    pub mask: Arc<str>,
+    pub masker: Masker,
+}
+
+/// What masking does to one statement's result: which columns, by which
+/// mask, and how many columns the result has (a result of another width
+/// was read wrongly, and ends the statement).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskPlan {
+    pub width: usize,
+    pub columns: Vec<MaskedColumn>,
+}
+
+impl MaskPlan {
+    /// The row plan for this result; `text_like(i)`: column `i` is of a
+    /// text type (masked text stands for it), else its values become NULL
+    /// (the only replacement valid for every type).
+    pub fn row_plan(&self, text_like: &dyn Fn(usize) -> bool) -> RowPlan {
+        let mut plan = RowPlan::keep_all();
+        plan.width = Some(self.width);
+        for c in &self.columns {
+            let masker = if text_like(c.position) {
+                c.masker.clone()
+            } else {
+                Masker::Null
+            };
+            plan.set(c.position, Field::Mask(masker));
+        }
+        plan
     }
 }
 

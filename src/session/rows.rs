@@ -64,6 +64,9 @@ static KEEP: Field = Field::Keep;
 pub struct RowPlan {
     /// Sorted by position, one entry per position at most.
     fields: Vec<(usize, Field)>,
+    /// The number of fields every row must have, when the plan knows it (a
+    /// mask plan does): a row of another width ends the statement.
+    pub width: Option<usize>,
 }
 
 impl RowPlan {

@@ -374,6 +374,14 @@ impl ExpectQueue {
         self.own_rows
     }
 
+    /// What masks do to the result of the statement being answered.
+    pub(super) fn answering_masks(&self) -> Option<Arc<crate::session::mask::MaskPlan>> {
+        match &self.q[self.answering()?] {
+            Expect::Statement(ev, ..) => ev.masked.clone(),
+            _ => None,
+        }
+    }
+
     /// The rows coming next are rewritten (their DataRows must come whole).
     pub(super) fn rewriting(&self) -> bool {
         self.plan().is_some()

@@ -216,7 +216,7 @@ impl ClientSide<'_> {
         let generation = self.sess.catalog.as_ref().map_or(0, |c| c.generation());
         let types: Arc<[u32]> = frontend::parse_param_types(msg).unwrap_or_default().into();
         let classified = self.sess.engine.classifier(Dialect::Postgres).classify(sql);
-        let d = self.decide_with_params(classified, &types);
+        let d = self.decide_with_params(classified, &types, Some(sql));
         let sha = sha256_hex(sql);
         count_verdicts(&d.verdicts);
         if d.blocking().is_some() && d.first_deny().is_some() {
@@ -252,6 +252,9 @@ impl ClientSide<'_> {
         let parse = held.then(|| Arc::from(msg));
         let mut p = prepared(d, Some(sql), sha, upstream, generation, parse, types);
         p.encoding = self.shared.learnt(|l| l.encoding);
+        if self.sess.engine.has_masks() {
+            p.mask_sql = Some(Arc::from(sql));
+        }
         self.keep_prepared(name, Arc::new(p));
     }
 
@@ -355,7 +358,10 @@ impl ClientSide<'_> {
         // already: a Bind whose codes don't fit fails there.
         let formats = frontend::bind_result_format_codes(msg)
             .map_or(rows::ResultFormats::Text, rows::ResultFormats::from_wire);
-        let row_plan = self.sess.rows.as_ref().and_then(|p| p.plan(None));
+        let row_plan = match &prepared.masks {
+            Some(m) => Some(Arc::new(masked_rows(m))),
+            None => self.sess.rows.as_ref().and_then(|p| p.plan(None)),
+        };
         let (prepared, bind) = if prepared.hold.is_some() {
             self.bind_placeholder(&prepared, upstream);
             (prepared, Some(Arc::from(msg)))
@@ -468,7 +474,13 @@ impl ClientSide<'_> {
     /// do, read from the catalog now (at a Parse, a Bind after a schema
     /// change, an approval). The decision's `classified` stays the one
     /// without them, for the next time.
-    pub(super) fn decide_with_params(&self, classified: Arc<Analysis>, types: &[u32]) -> Decision {
+    /// `sql`: the statement's text, for the masks (`Prepared::mask_sql`).
+    pub(super) fn decide_with_params(
+        &self,
+        classified: Arc<Analysis>,
+        types: &[u32],
+        sql: Option<&str>,
+    ) -> Decision {
         let catalog = self.sess.catalog.as_deref();
         let pending = self.shared.learnt(|l| l.uncommitted_ddl);
         let effects = catalog.and_then(|c| c.param_type_effects(types));
@@ -496,6 +508,11 @@ impl ClientSide<'_> {
             }
         };
         d.classified = classified;
+        if let Some(sql) = sql {
+            self.sess
+                .engine
+                .apply_masks(&self.sess.identity, sql, &mut d);
+        }
         d
     }
 
@@ -513,7 +530,11 @@ impl ClientSide<'_> {
         {
             return Some(prepared.clone());
         }
-        let d = self.decide_with_params(prepared.classified.clone(), &prepared.param_types);
+        let d = self.decide_with_params(
+            prepared.classified.clone(),
+            &prepared.param_types,
+            prepared.mask_sql.as_deref(),
+        );
         count_verdicts(&d.verdicts);
         if d.blocking().is_some() && d.first_deny().is_some() {
             self.refuse(&d, &prepared.sql_sha256, false);
@@ -580,6 +601,13 @@ impl ClientSide<'_> {
         else {
             return Step::Next;
         };
+        // Decided again, the statement may be masked otherwise than when
+        // it was bound.
+        let row_plan = match &p.masks {
+            Some(m) => Some(Arc::new(masked_rows(m))),
+            None if self.sess.engine.has_masks() => None,
+            None => row_plan,
+        };
         self.after_copy = p
             .analysis
             .statements
@@ -613,7 +641,7 @@ impl ClientSide<'_> {
             self.execute_more(renamed, &p, note, row_plan);
             return Step::Next;
         }
-        let ev = self.sess.ledger.event(
+        let mut ev = self.sess.ledger.event(
             &p.analysis,
             0,
             &p.sql_sha256,
@@ -621,6 +649,7 @@ impl ClientSide<'_> {
             Action::Allow,
             Outcome::Ok,
         );
+        ev.masked = p.masks.clone();
         let limit = p.max_rows.filter(|_| info.is_some_and(guard::counts));
         let pending = guard::Pending {
             msg: renamed,
@@ -689,6 +718,8 @@ impl ClientSide<'_> {
             classified: Some((p.classified.clone(), p.param_types.clone())),
             definitions: self.sess.catalog.as_ref().map_or(0, |c| c.definitions()),
             rows,
+            masks: p.masks.clone().map(|m| Arc::from([Some(m)])),
+            mask_sql: p.mask_sql.clone(),
         }))
     }
 
@@ -974,6 +1005,8 @@ fn prepared(
         .is_some_and(|(v, _)| shows_literals(v) || d.analysis.statements.iter().any(|s| s.code));
     let max_rows = d.verdicts.first().and_then(|v| v.max_rows);
     Prepared {
+        masks: d.mask_plan(0),
+        mask_sql: None,
         hold,
         max_rows,
         text: sql.filter(|_| shows).map(Arc::from),
@@ -1025,6 +1058,7 @@ fn prepared_again(old: &Prepared, d: Decision, generation: u64) -> Prepared {
     // The text is there only if Parse kept it (its rule showed literals).
     p.text = old.text.clone();
     p.encoding = old.encoding;
+    p.mask_sql = old.mask_sql.clone();
     p
 }
 
@@ -1036,4 +1070,12 @@ struct Executed<'m> {
     bind: Option<Arc<[u8]>>,
     approved: Option<Arc<ApprovalNote>>,
     rows: Option<Arc<crate::session::rows::RowPlan>>,
+}
+
+/// The row plan of a masked statement executed in the extended protocol:
+/// its column types are not known here (no RowDescription comes with an
+/// Execute), so every masked column's values become NULL, valid for any
+/// type.
+fn masked_rows(m: &crate::session::mask::MaskPlan) -> crate::session::rows::RowPlan {
+    m.row_plan(&|_| false)
 }

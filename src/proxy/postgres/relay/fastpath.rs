@@ -103,6 +103,9 @@ impl ClientSide<'_> {
             &sql,
             self.shared.learnt(|l| l.uncommitted_ddl),
         );
+        self.sess
+            .engine
+            .apply_masks(&self.sess.identity, &sql, &mut d);
         if ONE_OBJECT.contains(&name)
             && d.analysis.statements[0]
                 .classes

@@ -320,6 +320,7 @@ impl ClientSide<'_> {
                         v.action,
                         Outcome::Ok,
                     );
+                    ev.masked = held.masks.as_ref().and_then(|m| m.get(i)?.clone());
                     let limit = match v.action {
                         Action::Allow => held
                             .analysis
@@ -357,6 +358,7 @@ impl ClientSide<'_> {
             self.sess
                 .ledger
                 .event(&held.analysis, 0, &held.sha, &v.rule, v.action, Outcome::Ok);
+        ev.masked = held.masks.as_ref().and_then(|m| m.first()?.clone());
         if let Some(pre) = held.prelude {
             self.send_prelude(pre, n.clone());
         }

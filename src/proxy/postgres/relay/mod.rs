@@ -121,6 +121,11 @@ impl Shared {
 #[derive(Clone)]
 struct Prepared {
     analysis: Arc<Analysis>,
+    /// What masks do to its result (`None`: nothing to mask).
+    masks: Option<Arc<crate::session::mask::MaskPlan>>,
+    /// Its text, kept when the rules hold masks: a re-decision applies
+    /// them again (`Engine::apply_masks` reads the text).
+    mask_sql: Option<Arc<str>>,
     rule: Arc<str>,
     sql_sha256: Arc<str>,
     /// Set when executing this statement needs approval: the verdict and the
@@ -204,6 +209,10 @@ struct Held {
     definitions: u64,
     /// Extended: the portal's row plan (`Portal::rows`).
     rows: Option<Arc<crate::session::rows::RowPlan>>,
+    /// Per statement, what masks do to its result (`Decision::masks`).
+    masks: Option<Arc<[Option<Arc<crate::session::mask::MaskPlan>>]>>,
+    /// Extended: the statement's text for the masks (`Prepared::mask_sql`).
+    mask_sql: Option<Arc<str>>,
 }
 
 enum HoldEnd {
@@ -811,13 +820,16 @@ impl ClientSide<'_> {
         let Some(sql) = self.query_sql(msg) else {
             return Step::Next;
         };
-        let d = self.sess.engine.decide_in(
+        let mut d = self.sess.engine.decide_in(
             Dialect::Postgres,
             self.sess.catalog.as_deref(),
             &self.sess.identity,
             &sql,
             self.shared.learnt(|l| l.uncommitted_ddl),
         );
+        self.sess
+            .engine
+            .apply_masks(&self.sess.identity, &sql, &mut d);
         let sha = sha256_hex(&sql);
         count_verdicts(&d.verdicts);
         // A held string moves names once it runs (`release`): until then
@@ -866,6 +878,8 @@ impl ClientSide<'_> {
                     classified: None,
                     definitions: self.sess.catalog.as_ref().map_or(0, |c| c.definitions()),
                     rows: None,
+                    masks: d.masks,
+                    mask_sql: None,
                 }));
             }
             Some(_) => self.refuse(&d, &sha, true),
@@ -900,10 +914,11 @@ impl ClientSide<'_> {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                let ev =
+                let mut ev =
                     self.sess
                         .ledger
                         .event(&d.analysis, i, sha, &v.rule, v.action, Outcome::Ok);
+                ev.masked = d.mask_plan(i);
                 (ev, guard::limit(&d.analysis.statements[i], v))
             })
             .collect()
@@ -1022,18 +1037,26 @@ impl ClientSide<'_> {
         c.wait_current(crate::catalog::WAIT).await;
         let schema_pending = self.shared.learnt(|l| l.uncommitted_ddl);
         let d = match (&held.classified, held.simple) {
-            (Some((classified, types)), _) => self.decide_with_params(classified.clone(), types),
+            (Some((classified, types)), _) => {
+                self.decide_with_params(classified.clone(), types, held.mask_sql.as_deref())
+            }
             (None, true) => match frontend::query_bytes(&held.msg)
                 .ok()
                 .and_then(|b| self.encoding().decode(b))
             {
-                Some(sql) => self.sess.engine.decide_in(
-                    Dialect::Postgres,
-                    Some(c),
-                    &self.sess.identity,
-                    &sql,
-                    schema_pending,
-                ),
+                Some(sql) => {
+                    let mut d = self.sess.engine.decide_in(
+                        Dialect::Postgres,
+                        Some(c),
+                        &self.sess.identity,
+                        &sql,
+                        schema_pending,
+                    );
+                    self.sess
+                        .engine
+                        .apply_masks(&self.sess.identity, &sql, &mut d);
+                    d
+                }
                 None => return true,
             },
             (None, false) => return false,

@@ -151,7 +151,20 @@ fn one(
         (pass, q.is_empty(), q.own_rows())
     };
     // Only a statement's own RowDescription is planned, not a Describe's.
-    if own_rows {
+    let masks = own_rows.then(|| shared.queue().answering_masks()).flatten();
+    if let Some(m) = masks {
+        match super::rows::masked_plan(&m, msg) {
+            Some(plan) => {
+                shared.queue().plan_rows(std::sync::Arc::new(plan));
+            }
+            None => {
+                return Err(lost(
+                    sess,
+                    "a RowDescription unlike the masked statement's result",
+                ))
+            }
+        }
+    } else if own_rows {
         if let Some(planner) = &sess.rows {
             match super::rows::plan(planner.as_ref(), msg) {
                 Ok(Some(plan)) => {

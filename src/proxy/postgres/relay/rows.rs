@@ -2,6 +2,7 @@
 //! RowDescription's columns for the planner, and each DataRow rebuilt by
 //! the plan.
 
+use crate::session::mask::MaskPlan;
 use crate::session::rows::{Column, Field, Origin, Planner, RowPlan};
 use bytes::BytesMut;
 use sqlgate_postgres::backend;
@@ -62,6 +63,23 @@ pub(super) fn plan(planner: &dyn Planner, msg: &[u8]) -> Result<Option<Arc<RowPl
     Ok(planner.plan(Some(&cols)))
 }
 
+/// The row plan of a masked statement for the result RowDescription `msg`
+/// announces: masked text for text-like columns, NULL for others; `None`
+/// when the result is not as wide as the plan (it was read wrongly: the
+/// session ends rather than a row pass unmasked).
+pub(super) fn masked_plan(m: &MaskPlan, msg: &[u8]) -> Option<RowPlan> {
+    let cols = backend::row_description(msg).ok()?;
+    if cols.len() != m.width {
+        return None;
+    }
+    // text, varchar, bpchar, name: their text and binary forms are the text.
+    let text_like = |i: usize| {
+        cols.get(i)
+            .is_some_and(|c| matches!(c.type_oid, 25 | 1043 | 1042 | 19))
+    };
+    Some(m.row_plan(&text_like))
+}
+
 /// Appends DataRow `msg` rebuilt by `plan` to `out`. A row that does not
 /// parse is an error (the session ends: nothing unplanned passes).
 pub(super) fn rewrite(msg: &[u8], plan: &RowPlan, out: &mut BytesMut) -> Result<(), DecodeError> {
@@ -76,6 +94,12 @@ pub(super) fn rewrite(msg: &[u8], plan: &RowPlan, out: &mut BytesMut) -> Result<
                 masked.resize(i + 1, None);
                 masked[i] = m.apply(v, &mut buf).then_some(buf);
             }
+        }
+    }
+    if let Some(w) = plan.width {
+        // A result other than the plan was made for: fail closed.
+        if backend::data_row_fields(msg)?.count() != w {
+            return Err(DecodeError::Truncated);
         }
     }
     let fields = backend::data_row_fields(msg)?;

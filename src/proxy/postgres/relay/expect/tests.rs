@@ -47,6 +47,7 @@ fn statement_limited(name: &str, limit: Option<u64>) -> Expect {
         rows: None,
         duration_us: None,
         approval: None,
+        masked: None,
     };
     Expect::Statement(Box::new(ev), Instant::now(), limit, None)
 }
