@@ -186,7 +186,19 @@ impl Engine {
     /// statement sqlgate could not fully read (`unparsed`) may read masked
     /// columns through what it could not see: denied too, for an agent
     /// masks apply to.
-    pub fn apply_masks(&self, who: &Identity, sql: &str, d: &mut Decision) {
+    /// `catalog`: the column lists `*` expands to (without it, a `*` over
+    /// a table with masked columns is refused). `utf8`: the session's
+    /// client encoding is UTF8; in another, the server converts each row
+    /// before sqlgate masks it, and a character the encoding lacks comes
+    /// back in an error, bytes and all: masked results are refused there.
+    pub fn apply_masks(
+        &self,
+        who: &Identity,
+        sql: &str,
+        catalog: Option<&Catalog>,
+        utf8: bool,
+        d: &mut Decision,
+    ) {
         if !self.has_masks() {
             return;
         }
@@ -201,7 +213,11 @@ impl Engine {
         if !d.analysis.statements.iter().any(reaches) {
             return;
         }
-        let found = lineage::of_text(sql, &d.analysis, &masks, &lineage::NoColumns);
+        let cols: &dyn lineage::Columns = match catalog {
+            Some(c) => c,
+            None => &lineage::NoColumns,
+        };
+        let found = lineage::of_text(sql, &d.analysis, &masks, cols);
         let mut plans = Vec::with_capacity(found.len());
         for (i, l) in found.into_iter().enumerate() {
             let unparsed = d.analysis.statements[i].classes.contains(Class::Unparsed);
@@ -215,6 +231,17 @@ impl Engine {
             };
             plans.push(match l {
                 Lineage::Refused(r) => {
+                    if let Some(v) = d.verdicts.get_mut(i) {
+                        *v = self.mask_denial(&r);
+                    }
+                    None
+                }
+                Lineage::Columns(cols) if cols.iter().any(Option::is_some) && !utf8 => {
+                    let r = lineage::Refusal {
+                        column: String::new(),
+                        mask: cols.iter().flatten().next().map(|c| c.mask),
+                        why: "masked results are served only in sessions whose client encoding is UTF8 (the server's conversion errors show the characters it can't convert)".into(),
+                    };
                     if let Some(v) = d.verdicts.get_mut(i) {
                         *v = self.mask_denial(&r);
                     }

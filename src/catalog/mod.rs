@@ -77,6 +77,12 @@ pub struct Snapshot {
     /// key's among them): name → schemas. A write to one queues code that
     /// runs at COMMIT, on the definitions of then.
     deferred: HashMap<String, Vec<String>>,
+    /// User relations' columns, in attribute order (dropped ones left
+    /// out): name → (schema, columns). What `*` over one expands to, for
+    /// masking (`classify::lineage`).
+    columns: ColumnLists,
+    /// The same by OID and attribute number (`Catalog::column_at`).
+    by_oid: ColumnsByOid,
     /// Tables: what reading the table on the other side of a foreign key
     /// sets off (policies, folded index predicates), which a change runs
     /// through the key's check query.
@@ -238,6 +244,32 @@ impl Catalog {
             tables.extend(r.tables.iter().cloned());
         }
         (!classes.is_empty() || !tables.is_empty()).then(|| (classes, tables.into_iter().collect()))
+    }
+
+    /// The columns of relation `table` (as the classifier names it), in
+    /// attribute order; `None` when the snapshot does not know it, or an
+    /// unqualified name is in several schemas (which one the server reads
+    /// depends on the search path: a `*` over it is then refused).
+    pub fn columns(&self, table: &str) -> Option<Arc<[String]>> {
+        let snap = self.current();
+        let (schema, name) = match table.rsplit_once('.') {
+            Some((q, n)) => (q.rsplit('.').next(), n),
+            None => (None, table),
+        };
+        let found = snap.columns.get(name)?;
+        match schema {
+            Some(s) => found.iter().find(|(x, _)| x == s).map(|(_, c)| c.clone()),
+            None if found.len() == 1 => Some(found[0].1.clone()),
+            None => None,
+        }
+    }
+
+    /// The relation (`schema.name`) and column a RowDescription's origin
+    /// (table OID, attribute number) names, if the snapshot knows it.
+    pub fn column_at(&self, oid: u32, attnum: i16) -> Option<(String, String)> {
+        let snap = self.current();
+        let (table, attrs) = snap.by_oid.get(&oid)?;
+        Some((table.clone(), attrs.get(&attnum)?.clone()))
     }
 
     /// Warnings about the upstream login (for the log and `/healthz`).
@@ -883,6 +915,50 @@ const FKEYS_QUERY: &str = "SELECT DISTINCT cn.nspname, c.relname, pn.nspname, p.
   JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
   WHERE k.contype = 'f' LIMIT 20001";
 
+/// Every user relation's columns in attribute order, as JSON arrays of
+/// names (which may hold any character) and attribute numbers, and its OID.
+const COLUMNS_QUERY: &str = "SELECT n.nspname, c.relname,
+    json_agg(a.attname::text ORDER BY a.attnum)::text,
+    json_agg(a.attnum ORDER BY a.attnum)::text, c.oid::text
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.oid >= 16384
+  GROUP BY n.nspname, c.relname, c.oid LIMIT 200001";
+
+/// Relations' columns: name → (schema, columns in attribute order).
+type ColumnLists = HashMap<String, Vec<(String, Arc<[String]>)>>;
+
+/// Relations' columns by OID and attribute number: `schema.name` and the
+/// column's name (what a RowDescription's origin names).
+type ColumnsByOid = HashMap<u32, (String, HashMap<i16, String>)>;
+
+/// [`COLUMNS_QUERY`]'s rows by relation name, and by OID.
+fn column_lists(rows: &[Vec<Option<String>>]) -> (ColumnLists, ColumnsByOid) {
+    let mut out = ColumnLists::new();
+    let mut by_oid = ColumnsByOid::new();
+    for r in rows {
+        let col = |i: usize| r.get(i).and_then(|v| v.as_deref());
+        let (Some(schema), Some(name), Some(cols), Some(nums), Some(oid)) =
+            (col(0), col(1), col(2), col(3), col(4))
+        else {
+            continue;
+        };
+        let (Ok(cols), Ok(nums), Ok(oid)) = (
+            serde_json::from_str::<Vec<String>>(cols),
+            serde_json::from_str::<Vec<i16>>(nums),
+            oid.parse::<u32>(),
+        ) else {
+            continue;
+        };
+        let attrs = nums.iter().copied().zip(cols.iter().cloned()).collect();
+        by_oid.insert(oid, (format!("{schema}.{name}"), attrs));
+        out.entry(name.to_string())
+            .or_default()
+            .push((schema.to_string(), Arc::from(cols)));
+    }
+    (out, by_oid)
+}
+
 /// Custom settings a DBA configured (for the database, a role, the server):
 /// where applications keep keys. Reading one is server access.
 const SETTINGS_QUERY: &str =
@@ -1241,6 +1317,7 @@ impl Snapshot {
         let deferred = query::simple(conn, DEFERRED_QUERY).await?;
         let fkeys = query::simple(conn, FKEYS_QUERY).await?;
         let configured = query::simple(conn, SETTINGS_QUERY).await?;
+        let columns = query::simple(conn, COLUMNS_QUERY).await?;
         let digest = {
             use sha2::{Digest, Sha256};
             let mut h = Sha256::new();
@@ -1289,6 +1366,7 @@ impl Snapshot {
             ..Snapshot::default()
         };
         s.warnings.extend(defs_warning);
+        (s.columns, s.by_oid) = column_lists(&columns);
         if [
             &rows,
             &views,
@@ -1934,6 +2012,12 @@ fn find(map: &HashMap<String, Vec<(String, Resolved)>>, f: &str) -> Option<Resol
         o.tables.extend(r.tables.iter().cloned());
     }
     out
+}
+
+impl crate::classify::lineage::Columns for Catalog {
+    fn columns(&self, table: &str) -> Option<Arc<[String]>> {
+        Catalog::columns(self, table)
+    }
 }
 
 /// DDL that can't change what a later statement reads through the

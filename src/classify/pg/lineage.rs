@@ -256,7 +256,7 @@ impl Reader<'_> {
         }
         if !list(s, "values_lists").is_empty() {
             for row in list(s, "values_lists") {
-                self.decides(row, outer, "a VALUES list")?;
+                self.decides(row, outer, &ctes, "a VALUES list")?;
             }
             let width = list(s, "values_lists")
                 .first()
@@ -314,10 +314,15 @@ impl Reader<'_> {
             let name = identifier(str_of(cte, "ctename")).to_string();
             let query = &cte["ctequery"];
             let masked = reaches_masked(query, self.masks);
-            if !masked && !matches!(node_of(query), Some(("SelectStmt", _))) {
-                // A data-modifying CTE's RETURNING, over no masked table.
-                ctes.named.push((name, vec![Column::unknown()]));
-                continue;
+            if !matches!(node_of(query), Some(("SelectStmt", _))) {
+                // It may write what it reads of another CTE or a
+                // subquery where the agent can read it unmasked.
+                return Err(refuse_table(
+                    query,
+                    self.masks,
+                    "a data-modifying CTE in a statement that reads a table with masked columns"
+                        .into(),
+                ));
             }
             if masked && w.get("recursive").and_then(Value::as_bool) == Some(true) {
                 return Err(refuse_table(
@@ -389,10 +394,15 @@ impl Reader<'_> {
             Some(("RangeSubselect", sub)) => {
                 let q = node_of(&sub["subquery"]).map(|(_, q)| q);
                 let lateral = sub.get("lateral").and_then(Value::as_bool) == Some(true);
+                // Lateral: the items before it too; else only the
+                // enclosing queries' (a correlated reference).
                 let reach = if lateral {
                     scope.clone()
                 } else {
-                    Scope::default()
+                    Scope {
+                        items: Vec::new(),
+                        outer: scope.outer.clone(),
+                    }
                 };
                 let mut cols = match q {
                     Some(q) => self.select(q, &reach, ctes)?,
@@ -409,12 +419,17 @@ impl Reader<'_> {
             }
             Some(("JoinExpr", j)) => {
                 let mut items = self.source_item(&j["larg"], scope, ctes)?;
-                items.extend(self.source_item(&j["rarg"], scope, ctes)?);
+                // A LATERAL item on the right sees the left side's items.
+                let with_left = Scope {
+                    items: scope.items.iter().chain(&items).cloned().collect(),
+                    outer: scope.outer.clone(),
+                };
+                items.extend(self.source_item(&j["rarg"], &with_left, ctes)?);
                 let here = Scope {
                     items: items.clone(),
                     outer: Some(Box::new(scope.clone())),
                 };
-                self.decides(&j["quals"], &here, "JOIN … ON")?;
+                self.decides(&j["quals"], &here, ctes, "JOIN … ON")?;
                 let using = list(j, "using_clause");
                 let natural = j.get("is_natural").and_then(Value::as_bool) == Some(true);
                 for u in strings(using) {
@@ -444,7 +459,7 @@ impl Reader<'_> {
                 Ok(items)
             }
             Some(("RangeFunction", rf)) => {
-                self.decides(&rf["functions"], scope, "a function in FROM")?;
+                self.decides(&rf["functions"], scope, ctes, "a function in FROM")?;
                 let alias = &rf["alias"];
                 Ok(vec![Item {
                     name: identifier(str_of(alias, "aliasname")).to_string(),
@@ -453,7 +468,7 @@ impl Reader<'_> {
                     merged: false,
                 }])
             }
-            _ => {
+            other => {
                 if reaches_masked(f, self.masks) {
                     return Err(refuse_table(
                         f,
@@ -461,7 +476,16 @@ impl Reader<'_> {
                         "a FROM item sqlgate cannot follow into".into(),
                     ));
                 }
-                Ok(Vec::new())
+                // XMLTABLE, JSON_TABLE, …: what it reads of earlier items
+                // must not be masked; its own columns are unknown.
+                self.decides(f, scope, ctes, "a FROM item sqlgate cannot follow into")?;
+                let alias = other.map_or(&Value::Null, |(_, n)| &n["alias"]);
+                Ok(vec![Item {
+                    name: identifier(str_of(alias, "aliasname")).to_string(),
+                    columns: None,
+                    open: None,
+                    merged: false,
+                }])
             }
         }
     }
@@ -495,6 +519,13 @@ impl Reader<'_> {
                     columns: None,
                     open: None,
                     merged: false,
+                })
+            }
+            None if !list(alias, "colnames").is_empty() => {
+                return Err(Refusal {
+                    column: name,
+                    mask: None,
+                    why: "column aliases on a table with masked columns whose columns sqlgate does not know (name the columns in the select list instead)".into(),
                 })
             }
             None => {
@@ -624,13 +655,19 @@ impl Reader<'_> {
                         std::slice::from_ref(i),
                         "a whole-row reference carries every column of the table",
                     )),
-                    _ => Ok(Origin::Clean),
+                    Some(_) => Ok(Origin::Clean),
+                    // A column of an item whose columns are unknown (a
+                    // function's), clean; else sqlgate misread the scope.
+                    None if scope.has_unknown() => Ok(Origin::Clean),
+                    None => Err(unplaced(col)),
                 }
             }
-            [.., table, col] => Ok(scope
-                .item(table)
-                .and_then(|i| i.column(col, self.masks))
-                .map_or(Origin::Clean, |c| c.origin)),
+            [.., table, col] => match scope.item(table) {
+                Some(i) => Ok(i
+                    .column(col, self.masks)
+                    .map_or(Origin::Clean, |c| c.origin)),
+                None => Err(unplaced(&format!("{table}.{col}"))),
+            },
             [] => Ok(Origin::Clean),
         }
     }
@@ -687,9 +724,9 @@ impl Reader<'_> {
 
     /// `v` decides which rows come back (`what`, for the refusal): no
     /// masked column may take part.
-    fn decides(&self, v: &Value, scope: &Scope, what: &str) -> Read<()> {
+    fn decides(&self, v: &Value, scope: &Scope, ctes: &Ctes, what: &str) -> Read<()> {
         let mut found: Option<Source> = None;
-        self.each_ref(v, scope, &Ctes::default(), &mut |o| {
+        self.each_ref(v, scope, ctes, &mut |o| {
             if found.is_none() {
                 found = o.source().cloned();
             }
@@ -705,16 +742,20 @@ impl Reader<'_> {
 
     /// WHERE, GROUP BY, HAVING, ORDER BY, DISTINCT, windows, LIMIT.
     fn clauses(&self, s: &Value, scope: &Scope, outputs: &[Column], ctes: &Ctes) -> Read<()> {
-        let _ = ctes;
-        self.decides(&s["where_clause"], scope, "WHERE")?;
-        self.decides(&s["having_clause"], scope, "HAVING")?;
-        self.decides(&s["limit_count"], scope, "LIMIT")?;
-        self.decides(&s["limit_offset"], scope, "OFFSET")?;
-        self.decides(&s["window_clause"], scope, "a WINDOW clause")?;
+        self.decides(&s["where_clause"], scope, ctes, "WHERE")?;
+        self.decides(&s["having_clause"], scope, ctes, "HAVING")?;
+        self.decides(&s["limit_count"], scope, ctes, "LIMIT")?;
+        self.decides(&s["limit_offset"], scope, ctes, "OFFSET")?;
+        self.decides(&s["window_clause"], scope, ctes, "a WINDOW clause")?;
         for t in list(s, "target_list") {
             if let Some(("ResTarget", rt)) = node_of(t) {
                 if let Some(("FuncCall", fc)) = node_of(&rt["val"]) {
-                    self.decides(&fc["over"], scope, "a window's PARTITION BY or ORDER BY")?;
+                    self.decides(
+                        &fc["over"],
+                        scope,
+                        ctes,
+                        "a window's PARTITION BY or ORDER BY",
+                    )?;
                 }
             }
         }
@@ -725,7 +766,9 @@ impl Reader<'_> {
                     _ => e,
                 };
                 self.by_output(e, outputs, what)?;
-                self.decides(e, scope, what)?;
+                if !self.only_an_output(e, scope, outputs) {
+                    self.decides(e, scope, ctes, what)?;
+                }
             }
         }
         let distinct = list(s, "distinct_clause");
@@ -737,10 +780,27 @@ impl Reader<'_> {
             }
             for e in distinct {
                 self.by_output(e, outputs, "DISTINCT ON")?;
-                self.decides(e, scope, "DISTINCT ON")?;
+                if !self.only_an_output(e, scope, outputs) {
+                    self.decides(e, scope, ctes, "DISTINCT ON")?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Whether `e` is a bare name of a result column that names no column
+    /// of the FROM items (so it can only be the result column, which
+    /// [`Reader::by_output`] has judged).
+    fn only_an_output(&self, e: &Value, scope: &Scope, outputs: &[Column]) -> bool {
+        let Some(("ColumnRef", cr)) = node_of(e) else {
+            return false;
+        };
+        match strings(list(cr, "fields")).as_slice() {
+            [name] => {
+                outputs.iter().any(|c| c.name == *name) && scope.named(name, self.masks).is_empty()
+            }
+            _ => false,
+        }
     }
 
     /// GROUP BY / ORDER BY / DISTINCT ON naming a result column, by position
@@ -784,6 +844,15 @@ impl Scope {
             .map_or_else(Vec::new, |o| o.named(col, masks))
     }
 
+    /// Whether an item in reach has columns sqlgate does not know (an open
+    /// table's unmasked ones among them).
+    fn has_unknown(&self) -> bool {
+        self.items
+            .iter()
+            .any(|i| i.columns.is_none())
+            || self.outer.as_ref().is_some_and(|o| o.has_unknown())
+    }
+
     fn item(&self, name: &str) -> Option<&Item> {
         self.items
             .iter()
@@ -820,6 +889,16 @@ impl Item {
                 .columns
                 .as_ref()
                 .is_some_and(|c| c.iter().any(|c| c.origin != Origin::Clean))
+    }
+}
+
+/// A reference sqlgate could not place in the statement's scopes: the
+/// server places it, so this reading differs from the server's.
+fn unplaced(name: &str) -> Refusal {
+    Refusal {
+        column: name.to_string(),
+        mask: None,
+        why: "sqlgate could not tell which table this column is from".into(),
     }
 }
 

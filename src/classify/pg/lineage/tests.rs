@@ -234,3 +234,59 @@ fn without_column_lists_named_columns_still_read() {
         assert!(matches!(read(sql), Lineage::Refused(_)), "{sql}");
     }
 }
+
+/// Attack review 2026-12-06 (masking): each of these passed plaintext.
+#[test]
+fn the_attack_reviews_bypasses_are_refused() {
+    let no_cols = |sql: &str| {
+        let parsed = pg_query::parse(sql, 0).expect("parses");
+        let tree = serde_json::to_value(parsed.protobuf.stmts[0].stmt.as_ref().unwrap()).unwrap();
+        let mut tables = Vec::new();
+        super::each_range_var(&tree, &mut |rv| tables.push(super::table_name(rv)));
+        lineage(&tree, &tables, &TestMasks, &super::NoColumns)
+    };
+    for sql in [
+        // F1: column aliases rename the masked column.
+        "SELECT a FROM users u(a,b,z) WHERE z LIKE '1%'",
+        // F2: LATERAL on the right of an explicit JOIN.
+        "SELECT x FROM users u JOIN LATERAL unnest(array[u.ssn]) x ON true",
+        "SELECT u.id, x.v FROM users u CROSS JOIN LATERAL ROWS FROM (upper(u.ssn)) x(v)",
+        // F3: XMLTABLE reading a masked column.
+        "SELECT x.v FROM users u, XMLTABLE('/a' PASSING xmlelement(name a, u.ssn) COLUMNS v text PATH '.') x",
+        // F4: subqueries in clauses lost the CTEs.
+        "WITH t AS (SELECT ssn FROM users) SELECT x FROM unnest(ARRAY(SELECT ssn FROM t)) AS x",
+        "WITH t AS (SELECT ssn FROM users) VALUES ((SELECT string_agg(ssn, ',') FROM t))",
+        "WITH t AS (SELECT id, ssn FROM users) SELECT id FROM orders WHERE EXISTS (SELECT 1 FROM t WHERE ssn LIKE '1%' AND t.id = orders.user_id)",
+        "WITH t AS (SELECT ssn FROM users) SELECT 1 FROM orders o JOIN orders p ON (SELECT count(*) FROM t WHERE ssn > '5') > 0 LIMIT 1",
+        // F5: a data-modifying CTE writing masked values.
+        "WITH t AS (SELECT id, ssn FROM users), w AS (INSERT INTO orders(id, user_id, total) SELECT 100+id, id, length(ssn) FROM t RETURNING 1) SELECT count(*) FROM w",
+        // Unplaceable references.
+        "SELECT nosuch.ssn FROM users u",
+    ] {
+        assert!(matches!(read(sql), Lineage::Refused(_)), "with columns: {sql}: {:?}", read(sql));
+        assert!(matches!(no_cols(sql), Lineage::Refused(_)), "without: {sql}: {:?}", no_cols(sql));
+    }
+    // With column lists, aliases rename positionally and stay masked;
+    // without, they are refused.
+    assert_eq!(masked("SELECT z FROM users AS u(x,y,z)"), [Some(0)]);
+    assert!(matches!(
+        no_cols("SELECT z FROM users AS u(x,y,z)"),
+        Lineage::Refused(_)
+    ));
+    // A LATERAL pass-through on the right of a JOIN stays masked.
+    assert_eq!(
+        masked("SELECT t.s FROM users u JOIN LATERAL (SELECT u.ssn AS s) t ON true"),
+        [Some(0)]
+    );
+    // Output aliases in ORDER BY are the result's columns.
+    assert_eq!(masked("SELECT name AS n FROM users ORDER BY n"), [None]);
+    assert_eq!(
+        masked("SELECT id AS a, name FROM users UNION ALL SELECT 1, 'x' ORDER BY a"),
+        [None, None]
+    );
+    // A correlated reference from a derived table to the enclosing query.
+    assert_eq!(
+        masked("SELECT (SELECT count(*) FROM (SELECT o.id) t) FROM orders o, users u"),
+        [None]
+    );
+}

@@ -509,9 +509,13 @@ impl ClientSide<'_> {
         };
         d.classified = classified;
         if let Some(sql) = sql {
-            self.sess
-                .engine
-                .apply_masks(&self.sess.identity, sql, &mut d);
+            self.sess.engine.apply_masks(
+                &self.sess.identity,
+                sql,
+                self.sess.catalog.as_deref(),
+                self.encoding().is_utf8(),
+                &mut d,
+            );
         }
         d
     }

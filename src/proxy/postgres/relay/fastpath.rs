@@ -103,9 +103,13 @@ impl ClientSide<'_> {
             &sql,
             self.shared.learnt(|l| l.uncommitted_ddl),
         );
-        self.sess
-            .engine
-            .apply_masks(&self.sess.identity, &sql, &mut d);
+        self.sess.engine.apply_masks(
+            &self.sess.identity,
+            &sql,
+            self.sess.catalog.as_deref(),
+            self.encoding().is_utf8(),
+            &mut d,
+        );
         if ONE_OBJECT.contains(&name)
             && d.analysis.statements[0]
                 .classes

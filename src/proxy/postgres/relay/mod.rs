@@ -827,9 +827,13 @@ impl ClientSide<'_> {
             &sql,
             self.shared.learnt(|l| l.uncommitted_ddl),
         );
-        self.sess
-            .engine
-            .apply_masks(&self.sess.identity, &sql, &mut d);
+        self.sess.engine.apply_masks(
+            &self.sess.identity,
+            &sql,
+            self.sess.catalog.as_deref(),
+            self.encoding().is_utf8(),
+            &mut d,
+        );
         let sha = sha256_hex(&sql);
         count_verdicts(&d.verdicts);
         // A held string moves names once it runs (`release`): until then
@@ -1052,9 +1056,13 @@ impl ClientSide<'_> {
                         &sql,
                         schema_pending,
                     );
-                    self.sess
-                        .engine
-                        .apply_masks(&self.sess.identity, &sql, &mut d);
+                    self.sess.engine.apply_masks(
+                        &self.sess.identity,
+                        &sql,
+                        self.sess.catalog.as_deref(),
+                        self.encoding().is_utf8(),
+                        &mut d,
+                    );
                     d
                 }
                 None => return true,

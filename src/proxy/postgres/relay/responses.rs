@@ -152,6 +152,17 @@ fn one(
     };
     // Only a statement's own RowDescription is planned, not a Describe's.
     let masks = own_rows.then(|| shared.queue().answering_masks()).flatten();
+    if own_rows && sess.engine.has_masks() {
+        if let Some(c) = &sess.catalog {
+            let agent = sess.engine.policy.masks_for(&sess.identity);
+            if super::rows::unmasked_origin(&agent, c, msg, masks.as_deref()) {
+                return Err(lost(
+                    sess,
+                    "a result column straight from a masked column that sqlgate's reading did not mask",
+                ));
+            }
+        }
+    }
     if let Some(m) = masks {
         match super::rows::masked_plan(&m, msg) {
             Some(plan) => {

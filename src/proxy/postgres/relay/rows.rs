@@ -80,6 +80,30 @@ pub(super) fn masked_plan(m: &MaskPlan, msg: &[u8]) -> Option<RowPlan> {
     Some(m.row_plan(&text_like))
 }
 
+/// Whether a column of the result RowDescription `msg` announces comes
+/// straight from a column masked for this agent (its origin: table OID and
+/// attribute number, as the catalog names them) without `plan` masking it:
+/// then sqlgate's reading of the statement was wrong, and nothing of the
+/// result may pass. A RowDescription that does not parse counts too.
+pub(super) fn unmasked_origin(
+    masks: &dyn crate::classify::lineage::Masks,
+    catalog: &crate::catalog::Catalog,
+    msg: &[u8],
+    plan: Option<&MaskPlan>,
+) -> bool {
+    let Ok(cols) = backend::row_description(msg) else {
+        return true;
+    };
+    cols.iter().enumerate().any(|(i, c)| {
+        c.table != 0
+            && c.attnum > 0
+            && catalog
+                .column_at(c.table, c.attnum)
+                .is_some_and(|(t, col)| masks.column(&t, &col).is_some())
+            && !plan.is_some_and(|p| p.columns.iter().any(|m| m.position == i))
+    })
+}
+
 /// Appends DataRow `msg` rebuilt by `plan` to `out`. A row that does not
 /// parse is an error (the session ends: nothing unplanned passes).
 pub(super) fn rewrite(msg: &[u8], plan: &RowPlan, out: &mut BytesMut) -> Result<(), DecodeError> {
