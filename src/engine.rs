@@ -218,6 +218,15 @@ impl Engine {
             None => &lineage::NoColumns,
         };
         let found = lineage::of_text(sql, &d.analysis, &masks, cols);
+        // A statement of the string that may change settings (`SET
+        // client_encoding`, `set_config`) changes how the server converts
+        // the masked rows after it, within the string: the conversion
+        // errors would carry the characters.
+        let settings = d
+            .analysis
+            .statements
+            .iter()
+            .any(|s| s.classes.contains(Class::Session));
         let mut plans = Vec::with_capacity(found.len());
         for (i, l) in found.into_iter().enumerate() {
             let unparsed = d.analysis.statements[i].classes.contains(Class::Unparsed);
@@ -229,19 +238,26 @@ impl Engine {
                 }),
                 l => l,
             };
-            plans.push(match l {
-                Lineage::Refused(r) => {
-                    if let Some(v) = d.verdicts.get_mut(i) {
-                        *v = self.mask_denial(&r);
-                    }
-                    None
-                }
-                Lineage::Columns(cols) if cols.iter().any(Option::is_some) && !utf8 => {
-                    let r = lineage::Refusal {
+            // A masked result the session can't be trusted to receive.
+            let unsafe_here = if settings {
+                Some("its query string also changes session settings (send a masked query on its own)")
+            } else if !utf8 {
+                Some("masked results are served only in sessions whose client encoding is UTF8 (the server's conversion errors show the characters it can't convert)")
+            } else {
+                None
+            };
+            let l = match (l, unsafe_here) {
+                (Lineage::Columns(cols), Some(why)) if cols.iter().any(Option::is_some) => {
+                    Lineage::Refused(lineage::Refusal {
                         column: String::new(),
                         mask: cols.iter().flatten().next().map(|c| c.mask),
-                        why: "masked results are served only in sessions whose client encoding is UTF8 (the server's conversion errors show the characters it can't convert)".into(),
-                    };
+                        why: why.into(),
+                    })
+                }
+                (l, _) => l,
+            };
+            plans.push(match l {
+                Lineage::Refused(r) => {
                     if let Some(v) = d.verdicts.get_mut(i) {
                         *v = self.mask_denial(&r);
                     }
@@ -269,6 +285,7 @@ impl Engine {
                         column: format!("{}.{}", c.table, c.column),
                         mask: self.policy.masks().get(c.mask)?.id.clone(),
                         masker: self.maskers.get(c.mask)?.clone(),
+                        output: c.output.clone(),
                     })
                 })
                 .collect(),

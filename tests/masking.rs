@@ -47,6 +47,7 @@ fn env(prefix: &str) -> Env {
              CREATE TABLE orders(id int, user_id int, total int);
              INSERT INTO orders VALUES (10, 1, 5);
              CREATE VIEW people AS SELECT id, ssn FROM users;
+
              ALTER TABLE users OWNER TO svc; ALTER TABLE orders OWNER TO svc; ALTER VIEW people OWNER TO svc;"
         ),
     );
@@ -74,7 +75,18 @@ impl Env {
     /// Every byte the agent got for `sql` (simple protocol), and the error's SQLSTATE if any.
     fn query(&self, agent: &str, sql: &str) -> (Vec<u8>, Option<String>) {
         let mut w = self.wire(agent);
-        let msgs = w.query(sql);
+        // Read to ReadyForQuery, or to the end of a session sqlgate closed.
+        let mut body = sql.as_bytes().to_vec();
+        body.push(0);
+        w.send(&support::wire::raw(b'Q', &body));
+        let mut msgs = Vec::new();
+        while let Some(m) = w.try_recv() {
+            let ready = m.tag == 'Z';
+            msgs.push(m);
+            if ready {
+                break;
+            }
+        }
         let mut all = Vec::new();
         let mut code = None;
         for m in &msgs {
@@ -234,13 +246,32 @@ fn the_ways_around_a_mask_are_refused() {
         PgServer::shared().psql(&e.db, "SELECT count(*) FROM orders WHERE id > 100"),
         "0"
     );
+    // Round 2: VALUES branches of set operations; settings changed within
+    // the string. (Partitions of a masked table read by their own names
+    // are not masked yet: name them in the mask.)
+    for sql in [
+        "SELECT id, ssn, email, salary FROM users UNION ALL VALUES (0,'','',0)",
+        "VALUES (0,'x') UNION ALL SELECT id, ssn FROM users",
+        "SELECT ssn FROM users INTERSECT VALUES ('123-45-6789')",
+        "SELECT upper(t.ssn) AS u FROM (SELECT ssn FROM users UNION ALL VALUES ('x')) t",
+        "SET client_encoding = 'LATIN1'; SELECT id, email FROM users WHERE id = 1",
+        "SELECT set_config('client_encoding', 'LATIN1', false) AS s, email FROM users",
+    ] {
+        let (bytes, _) = e.query(AGENT, sql);
+        assert_eq!(
+            leaks(&bytes),
+            None,
+            "{sql}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
     // In a session whose client encoding is not UTF8, the server's
     // conversion errors would show characters of masked values.
-    let mut w = e.wire(AGENT);
-    w.query("SET client_encoding = 'LATIN1'");
-    let msgs = w.query("SELECT id, email FROM users");
+    // The session ends when the server reports the change.
+    let (bytes, code) = e.query(AGENT, "SET client_encoding = 'LATIN1'");
+    let msgs = [(code, bytes)];
     assert!(
-        msgs.iter().any(|m| m.tag == 'E' && m.code() == "42501"),
+        msgs.iter().any(|(c, _)| c.as_deref() == Some("42501")),
         "{msgs:?}"
     );
 

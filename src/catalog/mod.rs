@@ -272,6 +272,11 @@ impl Catalog {
         Some((table.clone(), attrs.get(&attnum)?.clone()))
     }
 
+    /// The relation (`schema.name`) with OID `oid`, if the snapshot knows it.
+    pub fn relation_at(&self, oid: u32) -> Option<String> {
+        Some(self.current().by_oid.get(&oid)?.0.clone())
+    }
+
     /// Warnings about the upstream login (for the log and `/healthz`).
     pub fn warnings(&self) -> Vec<String> {
         self.current().warnings.clone()

@@ -59,21 +59,25 @@ impl PartialEq for Masker {
 impl Eq for Masker {}
 
 impl Masker {
-    /// The masked form of `value` (text, as the server sent it) into `out`;
-    /// `false`: the field becomes NULL.
+    /// The masked form of `value` (text, as the server sent it), appended
+    /// to `out`; `false`: the field becomes NULL (nothing appended).
     pub fn apply(&self, value: &[u8], out: &mut Vec<u8>) -> bool {
-        out.clear();
         match self {
             Masker::Null => return false,
             Masker::Redact => out.extend_from_slice(HIDDEN.as_bytes()),
             Masker::Partial { keep_last } => {
                 out.extend_from_slice(HIDDEN.as_bytes());
                 // Characters, not bytes: a cut inside one would not be text.
-                let text = String::from_utf8_lossy(value);
-                let chars = text.chars().count();
-                if chars > *keep_last {
-                    let tail: String = text.chars().skip(chars - keep_last).collect();
-                    out.extend_from_slice(tail.as_bytes());
+                // The server sends text in UTF-8 (masked results are
+                // served only in UTF8 sessions); anything else shows nothing.
+                if let (Ok(text), Some(k)) = (std::str::from_utf8(value), keep_last.checked_sub(1))
+                {
+                    // The start of the last `keep_last` characters, if the
+                    // value has more than that many.
+                    let mut starts = text.char_indices().rev().map(|(i, _)| i);
+                    if let (Some(at), Some(_)) = (starts.nth(k), starts.next()) {
+                        out.extend_from_slice(&value[at..]);
+                    }
                 }
             }
             Masker::Hash { key } => {
@@ -135,6 +139,8 @@ pub struct MaskedColumn {
     /// The `[[mask]]` id.
     pub mask: Arc<str>,
     pub masker: Masker,
+    /// The result column's name (its alias, or the column's own name).
+    pub output: String,
 }
 
 /// What masking does to one statement's result: which columns, by which

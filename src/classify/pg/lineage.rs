@@ -52,6 +52,9 @@ pub struct Source {
     pub table: String,
     pub column: String,
     pub mask: usize,
+    /// The result column's name (its alias, or the column's own name):
+    /// what the RowDescription calls it. Set in [`Lineage::Columns`] only.
+    pub output: String,
 }
 
 /// Why a statement is refused: the masked column and what was done with it.
@@ -106,7 +109,10 @@ pub fn lineage(stmt: &Value, tables: &[String], masks: &dyn Masks, cols: &dyn Co
         Ok(cols) => Lineage::Columns(
             cols.into_iter()
                 .map(|c| match c.origin {
-                    Origin::Masked(s) => Some(s),
+                    Origin::Masked(s) => Some(Source {
+                        output: c.name,
+                        ..s
+                    }),
                     _ => None,
                 })
                 .collect(),
@@ -258,10 +264,12 @@ impl Reader<'_> {
             for row in list(s, "values_lists") {
                 self.decides(row, outer, &ctes, "a VALUES list")?;
             }
-            let width = list(s, "values_lists")
-                .first()
-                .and_then(|r| r.get("List"))
-                .map_or(0, |l| list(l, "items").len());
+            // Each row is a `List` node; a row of another shape can't be
+            // counted, and a result of unknown width can't be placed.
+            let width = match list(s, "values_lists").first().and_then(node_of) {
+                Some(("List", l)) => list(l, "items").len(),
+                _ => return Ok(vec![Column::unknown()]),
+            };
             return Ok((0..width)
                 .map(|i| Column::new(format!("column{}", i + 1), Origin::Clean))
                 .collect());
@@ -351,6 +359,18 @@ impl Reader<'_> {
         let left = self.select(&s["larg"], outer, ctes)?;
         let right = self.select(&s["rarg"], outer, ctes)?;
         let all = s.get("all").and_then(Value::as_bool) == Some(true);
+        if left.len() != right.len() || left.iter().chain(&right).any(|c| c.unknown_width) {
+            // Not paired position by position as the server pairs them.
+            let src = left.iter().chain(&right).find_map(|c| c.origin.source());
+            return Err(match src {
+                Some(src) => refusal(src, "a set operation whose columns sqlgate cannot pair"),
+                None => Refusal {
+                    column: String::new(),
+                    mask: None,
+                    why: "a set operation whose columns sqlgate cannot pair, in a statement that reads a table with masked columns".into(),
+                },
+            });
+        }
         let mut out = Vec::with_capacity(left.len());
         for (l, r) in left.into_iter().zip(right) {
             let origin = match (&l.origin, &r.origin) {
@@ -545,6 +565,7 @@ impl Reader<'_> {
                         table: name.clone(),
                         column: c.clone(),
                         mask,
+                        output: String::new(),
                     }),
                     None => Origin::Clean,
                 };
@@ -663,9 +684,13 @@ impl Reader<'_> {
                 }
             }
             [.., table, col] => match scope.item(table) {
-                Some(i) => Ok(i
-                    .column(col, self.masks)
-                    .map_or(Origin::Clean, |c| c.origin)),
+                Some(i) => match i.column(col, self.masks) {
+                    Some(c) => Ok(c.origin),
+                    // Of an item whose columns are unknown: clean. Of one
+                    // whose columns sqlgate listed: it misread the item.
+                    None if i.columns.is_none() => Ok(Origin::Clean),
+                    None => Err(unplaced(&format!("{table}.{col}"))),
+                },
                 None => Err(unplaced(&format!("{table}.{col}"))),
             },
             [] => Ok(Origin::Clean),
@@ -847,9 +872,7 @@ impl Scope {
     /// Whether an item in reach has columns sqlgate does not know (an open
     /// table's unmasked ones among them).
     fn has_unknown(&self) -> bool {
-        self.items
-            .iter()
-            .any(|i| i.columns.is_none())
+        self.items.iter().any(|i| i.columns.is_none())
             || self.outer.as_ref().is_some_and(|o| o.has_unknown())
     }
 
@@ -873,6 +896,7 @@ impl Item {
                     table: table.clone(),
                     column: name.to_string(),
                     mask,
+                    output: String::new(),
                 }),
             ));
         }

@@ -49,6 +49,7 @@ fn ssn() -> Option<Source> {
         table: "users".into(),
         column: "ssn".into(),
         mask: 0,
+        output: "ssn".into(),
     })
 }
 
@@ -289,4 +290,27 @@ fn the_attack_reviews_bypasses_are_refused() {
         masked("SELECT (SELECT count(*) FROM (SELECT o.id) t) FROM orders o, users u"),
         [None]
     );
+}
+
+/// Attack review 2026-12-06, round 2: a VALUES branch of a set operation
+/// read as no columns at all dropped every mask.
+#[test]
+fn set_operations_with_values_keep_their_masks() {
+    assert_eq!(
+        masked("SELECT id, ssn FROM users UNION ALL VALUES (0, 'x')"),
+        [None, Some(0)]
+    );
+    assert_eq!(
+        masked("VALUES (0, 'x') UNION ALL SELECT id, ssn FROM users"),
+        [None, Some(0)]
+    );
+    for sql in [
+        "SELECT ssn FROM users INTERSECT VALUES ('123-45-6789')",
+        "SELECT upper(t.ssn) FROM (SELECT ssn FROM users UNION ALL VALUES ('x')) t",
+        "WITH t AS (SELECT id, ssn FROM users UNION ALL VALUES (0, 'x')) SELECT * FROM t WHERE t.ssn LIKE '1%'",
+        "SELECT t.* FROM (SELECT ssn FROM users UNION ALL VALUES ('x')) t ORDER BY t.ssn DESC",
+        "SELECT t.nosuch FROM (SELECT ssn FROM users) t",
+    ] {
+        assert!(matches!(read(sql), Lineage::Refused(_)), "{sql}: {:?}", read(sql));
+    }
 }

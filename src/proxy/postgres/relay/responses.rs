@@ -253,6 +253,19 @@ fn reported(sess: &Session, shared: &Shared, msg: &[u8]) -> Result<(), End> {
         // A Query sent before this answer waited for it, a Parse after the
         // statement is refused until Sync (`guard.rs`, barriers).
         let e = super::super::reported_encoding(value);
+        if !e.is_utf8()
+            && sess.engine.has_masks()
+            && sess.engine.policy.masks_for(&sess.identity).any()
+        {
+            // The server converts each row it sends from now on, and a
+            // character the new encoding lacks comes back in an error,
+            // bytes and all, before sqlgate could mask it.
+            let msg = "sqlgate: this session's client encoding changed from UTF8; masks apply to this agent, so the session is closed (masked results are served only in UTF8)";
+            tracing::warn!(session = %sess.info.id, "client encoding left UTF8 under masks; ending the session");
+            return Err(End::Fatal(
+                Report::new(Severity::Fatal, sqlstate::INSUFFICIENT_PRIVILEGE, msg).encode(),
+            ));
+        }
         shared.learnt(|l| l.encoding = e.id());
         shared.learnt(|l| l.encoding_moved = true);
     }

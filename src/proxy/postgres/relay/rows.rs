@@ -7,6 +7,7 @@ use crate::session::rows::{Column, Field, Origin, Planner, RowPlan};
 use bytes::BytesMut;
 use sqlgate_postgres::backend;
 use sqlgate_postgres::frontend::DecodeError;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// A Bind's result-format codes, kept per portal: the format each result
@@ -72,6 +73,15 @@ pub(super) fn masked_plan(m: &MaskPlan, msg: &[u8]) -> Option<RowPlan> {
     if cols.len() != m.width {
         return None;
     }
+    // Each masked position holds the column the plan says, by name: a
+    // column list read before the table changed would put it elsewhere.
+    if m.columns.iter().any(|c| {
+        let want = c.column.rsplit('.').next().unwrap_or("");
+        cols.get(c.position)
+            .is_none_or(|d| d.name != want.as_bytes() && d.name != c.output.as_bytes())
+    }) {
+        return None;
+    }
     // text, varchar, bpchar, name: their text and binary forms are the text.
     let text_like = |i: usize| {
         cols.get(i)
@@ -95,37 +105,68 @@ pub(super) fn unmasked_origin(
         return true;
     };
     cols.iter().enumerate().any(|(i, c)| {
-        c.table != 0
-            && c.attnum > 0
-            && catalog
-                .column_at(c.table, c.attnum)
-                .is_some_and(|(t, col)| masks.column(&t, &col).is_some())
-            && !plan.is_some_and(|p| p.columns.iter().any(|m| m.position == i))
+        let masked_here = plan.is_some_and(|p| p.columns.iter().any(|m| m.position == i));
+        if c.table == 0 || c.attnum <= 0 || masked_here {
+            return false;
+        }
+        match catalog.column_at(c.table, c.attnum) {
+            Some((t, col)) => masks.column(&t, &col).is_some(),
+            // A column of a masked table the snapshot does not know (the
+            // table changed since it was read): its reading is stale.
+            None => catalog.relation_at(c.table).is_none_or(|t| masks.table(&t)),
+        }
     })
 }
 
 /// Appends DataRow `msg` rebuilt by `plan` to `out`. A row that does not
 /// parse is an error (the session ends: nothing unplanned passes).
 pub(super) fn rewrite(msg: &[u8], plan: &RowPlan, out: &mut BytesMut) -> Result<(), DecodeError> {
-    let start = out.len();
-    // The masked forms of this row's fields, made before the row is
-    // written (the writer borrows every field at once).
-    let mut masked: Vec<Option<Vec<u8>>> = Vec::new();
-    if plan.masks() {
-        for (i, f) in backend::data_row_fields(msg)?.enumerate() {
-            if let (Field::Mask(m), Some(v)) = (plan.field(i), f?) {
-                let mut buf = Vec::new();
-                masked.resize(i + 1, None);
-                masked[i] = m.apply(v, &mut buf).then_some(buf);
-            }
-        }
-    }
     if let Some(w) = plan.width {
         // A result other than the plan was made for: fail closed.
-        if backend::data_row_fields(msg)?.count() != w {
+        let n = msg.get(5..7).map(|b| i16::from_be_bytes([b[0], b[1]]));
+        if n.and_then(|n| usize::try_from(n).ok()) != Some(w) {
             return Err(DecodeError::Truncated);
         }
     }
+    if !plan.masks() {
+        return rebuild(msg, plan, &[], &[], out);
+    }
+    // The masked forms of this row's fields, made before the row is
+    // written (the writer borrows every field at once), into buffers kept
+    // per thread: no allocation per row.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<(Vec<u8>, Spans)> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    SCRATCH.with(|s| {
+        let (text, spans) = &mut *s.borrow_mut();
+        text.clear();
+        spans.clear();
+        for (i, f) in backend::data_row_fields(msg)?.enumerate() {
+            if let (Field::Mask(m), Some(v)) = (plan.field(i), f?) {
+                let at = text.len();
+                spans.resize(i + 1, None);
+                let masked = m.apply(v, text);
+                spans[i] = masked.then_some(at..text.len());
+            }
+        }
+        rebuild(msg, plan, text, spans, out)
+    })
+}
+
+/// Where each masked field's replacement is in the scratch text.
+type Spans = Vec<Option<Range<usize>>>;
+
+/// DataRow `msg` rebuilt by `plan` into `out`; a masked field `i` is
+/// `text[spans[i]]` (NULL when it has no span).
+fn rebuild(
+    msg: &[u8],
+    plan: &RowPlan,
+    text: &[u8],
+    spans: &[Option<Range<usize>>],
+    out: &mut BytesMut,
+) -> Result<(), DecodeError> {
+    let start = out.len();
     let fields = backend::data_row_fields(msg)?;
     let mut bad = None;
     let rebuilt = fields.enumerate().map(|(i, f)| {
@@ -138,7 +179,7 @@ pub(super) fn rewrite(msg: &[u8], plan: &RowPlan, out: &mut BytesMut) -> Result<
             Field::Null => None,
             Field::Value(v) => Some(&v[..]),
             // A NULL stays NULL; a value becomes its masked form.
-            Field::Mask(_) => masked.get(i).and_then(|m| m.as_deref()),
+            Field::Mask(_) => spans.get(i).cloned().flatten().map(|r| &text[r]),
         }
     });
     let r = backend::data_row(rebuilt, out);
