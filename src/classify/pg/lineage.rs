@@ -28,7 +28,7 @@
 //! named as the classifier names it (`schema.table` or `table`), and which
 //! masks it falls under is the caller's ([`Masks`]).
 
-use super::walk::{identifier, node_of};
+use super::walk::{identifier, list, node_of, str_of, table_name};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -1013,25 +1013,6 @@ fn set_op(s: &Value) -> i64 {
 
 fn statement_name(ty: &str) -> String {
     ty.trim_end_matches("Stmt").to_uppercase()
-}
-
-fn table_name(rv: &Value) -> String {
-    let (schema, name) = (str_of(rv, "schemaname"), str_of(rv, "relname"));
-    if schema.is_empty() {
-        identifier(name).to_string()
-    } else {
-        format!("{}.{}", identifier(schema), identifier(name))
-    }
-}
-
-fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or("")
-}
-
-fn list<'a>(v: &'a Value, k: &str) -> &'a [Value] {
-    v.get(k)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
 }
 
 fn strings(l: &[Value]) -> Vec<&str> {

@@ -1481,7 +1481,7 @@ fn is_type_name(m: &Map<String, Value>) -> bool {
     m.get("names").is_some_and(Value::is_array) && m.contains_key("typemod")
 }
 
-fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
+pub(super) fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
@@ -1489,7 +1489,7 @@ fn int(v: &Value, k: &str) -> i64 {
     v.get(k).and_then(Value::as_i64).unwrap_or(0)
 }
 
-fn list<'a>(v: &'a Value, k: &str) -> &'a [Value] {
+pub(super) fn list<'a>(v: &'a Value, k: &str) -> &'a [Value] {
     v.get(k)
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice)
@@ -1543,7 +1543,7 @@ fn strings(l: &[Value]) -> Vec<&str> {
 /// written for that must apply. Each part is cut to 63 bytes, as the server
 /// cuts identifiers (NAMEDATALEN − 1), so a longer spelling names the table
 /// it will reach.
-fn table_name(rv: &Value) -> String {
+pub(super) fn table_name(rv: &Value) -> String {
     let (schema, name) = (str_of(rv, "schemaname"), str_of(rv, "relname"));
     if schema.is_empty() {
         identifier(name).to_string()

@@ -16,7 +16,6 @@ use super::expect::Expect;
 use super::{ClientSide, Step};
 use crate::audit::Outcome;
 use crate::classify::Class;
-use crate::classify::Dialect;
 use crate::session::ledger::count_verdicts;
 use crate::session::ledger::sha256_hex;
 use sqlgate_postgres::backend::Report;
@@ -96,20 +95,7 @@ impl ClientSide<'_> {
             self.stage_denial(report, !self.in_extended);
             return Step::Next;
         };
-        let mut d = self.sess.engine.decide_in(
-            Dialect::Postgres,
-            self.sess.catalog.as_deref(),
-            &self.sess.identity,
-            &sql,
-            self.shared.learnt(|l| l.uncommitted_ddl),
-        );
-        self.sess.engine.apply_masks(
-            &self.sess.identity,
-            &sql,
-            self.sess.catalog.as_deref(),
-            self.encoding().is_utf8(),
-            &mut d,
-        );
+        let mut d = self.decide_text(&sql);
         if ONE_OBJECT.contains(&name)
             && d.analysis.statements[0]
                 .classes

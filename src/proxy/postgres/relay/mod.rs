@@ -815,25 +815,32 @@ impl ClientSide<'_> {
         self.since_copy_sync = true;
     }
 
+    /// The decision on SQL text of the agent's, against the session's
+    /// catalog, with the masks applied (`Engine::apply_masks`).
+    fn decide_text(&self, sql: &str) -> Decision {
+        let mut d = self.sess.engine.decide_in(
+            Dialect::Postgres,
+            self.sess.catalog.as_deref(),
+            &self.sess.identity,
+            sql,
+            self.shared.learnt(|l| l.uncommitted_ddl),
+        );
+        self.sess.engine.apply_masks(
+            &self.sess.identity,
+            sql,
+            self.sess.catalog.as_deref(),
+            self.encoding().is_utf8(),
+            &mut d,
+        );
+        d
+    }
+
     /// A simple Query: decided, then forwarded, held or refused.
     fn query(&mut self, msg: &[u8]) -> Step {
         let Some(sql) = self.query_sql(msg) else {
             return Step::Next;
         };
-        let mut d = self.sess.engine.decide_in(
-            Dialect::Postgres,
-            self.sess.catalog.as_deref(),
-            &self.sess.identity,
-            &sql,
-            self.shared.learnt(|l| l.uncommitted_ddl),
-        );
-        self.sess.engine.apply_masks(
-            &self.sess.identity,
-            &sql,
-            self.sess.catalog.as_deref(),
-            self.encoding().is_utf8(),
-            &mut d,
-        );
+        let d = self.decide_text(&sql);
         let sha = sha256_hex(&sql);
         count_verdicts(&d.verdicts);
         // A held string moves names once it runs (`release`): until then
@@ -1039,7 +1046,6 @@ impl ClientSide<'_> {
         };
         c.changed();
         c.wait_current(crate::catalog::WAIT).await;
-        let schema_pending = self.shared.learnt(|l| l.uncommitted_ddl);
         let d = match (&held.classified, held.simple) {
             (Some((classified, types)), _) => {
                 self.decide_with_params(classified.clone(), types, held.mask_sql.as_deref())
@@ -1048,23 +1054,7 @@ impl ClientSide<'_> {
                 .ok()
                 .and_then(|b| self.encoding().decode(b))
             {
-                Some(sql) => {
-                    let mut d = self.sess.engine.decide_in(
-                        Dialect::Postgres,
-                        Some(c),
-                        &self.sess.identity,
-                        &sql,
-                        schema_pending,
-                    );
-                    self.sess.engine.apply_masks(
-                        &self.sess.identity,
-                        &sql,
-                        self.sess.catalog.as_deref(),
-                        self.encoding().is_utf8(),
-                        &mut d,
-                    );
-                    d
-                }
+                Some(sql) => self.decide_text(&sql),
                 None => return true,
             },
             (None, false) => return false,
